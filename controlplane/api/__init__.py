@@ -1,0 +1,1 @@
+"""Wire-level helpers shared by every component; pure, no I/O, no server imports."""

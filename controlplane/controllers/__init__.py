@@ -1,0 +1,1 @@
+"""The controller-manager: level-triggered reconcile loops over the API."""

@@ -1,0 +1,1 @@
+"""The scheduler: binds pods to nodes through ``pods/binding``."""

@@ -1,0 +1,1 @@
+"""The ``kubelab`` command and the one-machine lab (network namespaces as nodes)."""

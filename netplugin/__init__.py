@@ -1,0 +1,1 @@
+"""CNI plugins (``kubelab-bridge``, ``kubelab-ipam``) and the node network agent."""
