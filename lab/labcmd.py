@@ -1,0 +1,648 @@
+"""``kubelab up | down | status | node stop|start | demo``: the one-machine lab.
+
+Role: bring up a multi-node cluster where every node is a network namespace on this machine
+(``lab/topology.py``), its components supervised like systemd units (``lab/supervisor.py``), and
+take all of it away again. The steps of ``up`` (each printed as it runs):
+
+ 1. check: root, the commands the lab needs, no lab already up, the registry port free;
+ 2. hold the safety routes (DESIGN.md §3) — before any address exists;
+ 3. network: kl0, kl-cp, kl-nodeN, their links;
+ 4. PKI: cluster CA, apiserver serving cert, admin and per-node client certs and kubeconfigs;
+ 5. images: pause, hello, busybox built offline and pushed to a real registry at 192.168.56.1:5000;
+ 6. control plane (and etcd with ``--store etcd``) in kl-cp, supervised; wait for /readyz;
+ 7. Node objects with their podCIDRs (worker N owns 10.244.N.0/24), then each worker's noded,
+    proxy and network agent, supervised; wait until every node is Ready;
+ 8. host routes to the pod network and the service network; print where to look.
+
+Any failure rolls back everything done so far (``down``). ``up`` on a running lab reports it and
+changes nothing. Concurrency: one lab command at a time (``state.locked``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from lab import safety, state, supervisor, topology
+
+REGISTRY_ADDR = f"{topology.HOST_IP}:5000"
+APISERVER_URL = f"https://{topology.CONTROL_PLANE_IP}:6443"
+REQUIRED_COMMANDS = {
+    "ip": "iproute2",
+    "nsenter": "util-linux",
+    "runc": "runc",
+    "iptables": "iptables",
+    "docker-registry": "docker-registry",
+    "skopeo": "skopeo",
+    "umoci": "umoci",
+    "busybox": "busybox-static",
+    "conntrack": "conntrack",
+}
+# Short lab timings so that `kubelab node stop` shows a failover within a minute.
+NODE_MONITOR_GRACE = "10s"
+POD_EVICTION_TIMEOUT = "15s"
+
+
+class LabError(Exception):
+    pass
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def step(title: str) -> Callable[..., None]:
+    say(f"• {title}")
+
+    def done(detail: str = "") -> None:
+        say(f"  ✓ {detail}" if detail else "  ✓ done")
+
+    return done
+
+
+def python_cmd(*args: str) -> list[str]:
+    """Run a kubelab subcommand with this interpreter (the lab's venv)."""
+    return [sys.executable, "-m", "lab", *args]
+
+
+# --- checks -----------------------------------------------------------------------------------
+
+
+def check_prerequisites(store: str) -> None:
+    if os.geteuid() != 0:
+        raise LabError(
+            "kubelab up needs root (it creates network namespaces, bridges and containers): run it with sudo"
+        )
+    needed = dict(REQUIRED_COMMANDS)
+    if store == "etcd":
+        needed["etcd"] = "etcd-server"
+    missing = [f"{cmd} (Debian package {pkg})" for cmd, pkg in needed.items() if shutil.which(cmd) is None]
+    if missing:
+        raise LabError("missing: " + ", ".join(missing) + ". Run `sudo make deps` to install them.")
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def supervisor_alive() -> bool:
+    try:
+        return bool(supervisor.request(state.SOCKET, {"cmd": "status"}, timeout=5).get("ok"))
+    except OSError:
+        return False
+
+
+# --- the plan -----------------------------------------------------------------------------------
+
+
+def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: str) -> list[dict[str, Any]]:
+    logs = state.LOG_DIR
+    comps: list[dict[str, Any]] = []
+    comps.append(
+        {
+            "name": "registry",
+            "node": "host",
+            "netns": False,
+            "argv": ["docker-registry", "serve", str(state.STATE_DIR / "registry" / "config.yml")],
+            "log": str(logs / "host" / "registry.log"),
+        }
+    )
+    cp = lab.control_plane
+    cp_args = [
+        "controlplane",
+        "--data-dir",
+        str(state.STATE_DIR),
+        "--listen",
+        "0.0.0.0:6443",
+        "--advertise-address",
+        cp.ip,
+        "--store",
+        store,
+        "--node-monitor-grace-period",
+        NODE_MONITOR_GRACE,
+        "--pod-eviction-timeout",
+        POD_EVICTION_TIMEOUT,
+        "--cluster-cidr",
+        topology.POD_NETWORK,
+    ]
+    if store == "etcd":
+        comps.append(
+            {
+                "name": "etcd",
+                "node": cp.name,
+                "argv": [
+                    "etcd",
+                    "--name",
+                    "kl-cp",
+                    "--data-dir",
+                    str(state.STATE_DIR / "etcd"),
+                    "--listen-client-urls",
+                    "http://127.0.0.1:2379",
+                    "--advertise-client-urls",
+                    "http://127.0.0.1:2379",
+                    "--listen-peer-urls",
+                    "http://127.0.0.1:2380",
+                ],
+                "log": str(logs / cp.name / "etcd.log"),
+            }
+        )
+        cp_args += ["--etcd-endpoints", "http://127.0.0.1:2379"]
+    comps.append(
+        {
+            "name": "controlplane",
+            "node": cp.name,
+            "argv": python_cmd(*cp_args),
+            "log": str(logs / cp.name / "controlplane.log"),
+        }
+    )
+    for node in lab.workers:
+        nd = state.STATE_DIR / "nodes" / node.name
+        kubeconfig = str(nd / "kubeconfig")
+        comps.append(
+            {
+                "name": "noded",
+                "node": node.name,
+                "wanted": False,
+                "argv": python_cmd(
+                    "noded",
+                    "--node-name",
+                    node.name,
+                    "--kubeconfig",
+                    kubeconfig,
+                    "--node-ip",
+                    node.ip,
+                    "--root-dir",
+                    str(nd / "noded"),
+                    "--cni-bin-dir",
+                    str(state.STATE_DIR / "cni-bin"),
+                    "--cni-conf-dir",
+                    str(nd / "cni" / "net.d"),
+                    "--cni",
+                    cni,
+                    "--tls-cert-file",
+                    str(nd / "pki" / "kubelet.crt"),
+                    "--tls-private-key-file",
+                    str(nd / "pki" / "kubelet.key"),
+                    "--client-ca-file",
+                    str(state.STATE_DIR / "pki" / "ca.crt"),
+                    "--insecure-registry",
+                    REGISTRY_ADDR,
+                ),
+                "log": str(logs / node.name / "noded.log"),
+            }
+        )
+        comps.append(
+            {
+                "name": "netagent",
+                "node": node.name,
+                "wanted": False,
+                "argv": python_cmd("netagent", "--node-name", node.name, "--kubeconfig", kubeconfig),
+                "log": str(logs / node.name / "netagent.log"),
+            }
+        )
+        comps.append(
+            {
+                "name": "proxy",
+                "node": node.name,
+                "wanted": False,
+                "argv": python_cmd(
+                    "proxy",
+                    "--node-name",
+                    node.name,
+                    "--kubeconfig",
+                    kubeconfig,
+                    "--cluster-cidr",
+                    topology.POD_NETWORK,
+                    "--min-sync-period",
+                    "0s",
+                    "--backend",
+                    proxy_backend,
+                ),
+                "log": str(logs / node.name / "proxy.log"),
+            }
+        )
+    return comps
+
+
+# --- up -----------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        check_prerequisites(args.store)
+        with state.locked():
+            plan = state.read_plan()
+            if plan is not None:
+                if supervisor_alive():
+                    say(
+                        f"A lab is already up ({len(plan['workers'])} workers, store {plan['store']}); nothing changed."
+                    )
+                    say("  `kubelab status` shows it, `kubelab down` removes it.")
+                    return 0
+                raise LabError("a previous lab was not shut down cleanly: run `sudo kubelab down` first")
+            if any(topology.is_lab_netns(n) for n in topology.existing_netns()) or topology.link_exists(
+                topology.BRIDGE
+            ):
+                raise LabError("lab network objects (kl0, kl-*) exist without a running lab: run `sudo kubelab down`")
+            if not port_free("0.0.0.0", 5000):
+                raise LabError("port 5000 is in use: the lab's registry needs it (find the owner with `ss -ltnp`)")
+            started = time.monotonic()
+            marker = safety.acquire("kubelab-up")
+            try:
+                _up(args)
+            except BaseException:
+                say("! something failed: rolling back everything the lab made")
+                _down(quiet=True)
+                raise
+            finally:
+                safety.release(marker)
+            say(f"\nThe lab is up in {time.monotonic() - started:.1f}s.")
+            print_summary()
+            return 0
+    except (LabError, state.LabBusy, topology.TopologyError) as exc:
+        say(f"kubelab up: {exc}")
+        return 1
+
+
+def _up(args: argparse.Namespace) -> None:
+    from controlplane import pki  # the lab may import the control plane's PKI helpers
+
+    lab = topology.plan_lab(args.workers)
+    done = step(
+        f"network: bridge {topology.BRIDGE} {topology.HOST_IP}/24, namespaces "
+        + ", ".join(f"{n.name} {n.ip}" for n in lab.nodes)
+    )
+    topology.apply(lab)
+    done(f"{len(lab.nodes)} node namespaces on {topology.BRIDGE} (no default route in any of them)")
+
+    done = step("certificates: cluster CA, API server, admin and node credentials")
+    state.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    cluster = pki.ensure_cluster_pki(
+        state.STATE_DIR,
+        server_ips=[topology.CONTROL_PLANE_IP, "127.0.0.1", "10.96.0.1"],
+        server_names=[*pki.DEFAULT_SERVER_NAMES, "kl-cp"],
+    )
+    for node in lab.workers:
+        nd = state.STATE_DIR / "nodes" / node.name
+        (nd / "pki").mkdir(parents=True, exist_ok=True)
+        cert, key = pki.issue_cert(cluster.ca, f"system:node:{node.name}", ["system:nodes"], client=True)
+        pki.write_kubeconfig(nd / "kubeconfig", APISERVER_URL, cluster.ca.cert_pem, cert, key)
+        scert, skey = pki.issue_cert(cluster.ca, node.name, [], ips=[node.ip], dns=[node.name], server=True)
+        (nd / "pki" / "kubelet.crt").write_bytes(scert)
+        (nd / "pki" / "kubelet.key").write_bytes(skey)
+        os.chmod(nd / "pki" / "kubelet.key", 0o600)
+    write_admin_kubeconfig()
+    done(f"admin kubeconfig at {state.ADMIN_KUBECONFIG}")
+
+    done = step("CNI plugins: kubelab-bridge, kubelab-ipam and the reference plugins in one bin dir")
+    install_cni_bin(state.STATE_DIR / "cni-bin")
+    done()
+
+    done = step(f"images: pause, hello, busybox (built offline), pushed to the registry at {REGISTRY_ADDR}")
+    write_registry_config(state.STATE_DIR / "registry")
+    comps = build_components(lab, args.store, args.cni, args.proxy_backend)
+    plan = {
+        "workers": [n.name for n in lab.workers],
+        "store": args.store,
+        "cni": args.cni,
+        "socket": str(state.SOCKET),
+        "components": comps,
+    }
+    state.write_plan(plan)
+    start_supervisor()
+    wait_until(lambda: not port_free(topology.HOST_IP, 5000), 20, "the registry to listen")
+    from lab import images
+
+    refs = images.push_images(REGISTRY_ADDR, out_dir=state.STATE_DIR / "images")
+    done(", ".join(sorted(refs.values())))
+
+    done = step(f"control plane in {lab.control_plane.name} (store: {args.store})")
+    wait_until(apiserver_ready, 60, "the API server's /readyz")
+    write_admin_kubeconfig()  # the server rewrites it with its own view of its address on start
+    done(f"API server ready at {APISERVER_URL}")
+
+    done = step("workers: noded, proxy and network agent in " + ", ".join(n.name for n in lab.workers))
+    for node in lab.workers:
+        ensure_node_object(node)
+    for node in lab.workers:
+        supervisor.request(state.SOCKET, {"cmd": "start-node", "node": node.name})
+    wait_until(lambda: all_nodes_ready([n.name for n in lab.workers]), 120, "every node to be Ready")
+    done(f"{len(lab.workers)} nodes Ready")
+
+    done = step("host routes: pod network and service VIPs through the nodes")
+    topology.install_host_routes(lab, {n.name: n.expected_pod_cidr or "" for n in lab.workers}, lab.workers[0].ip)
+    done(f"10.244.N.0/24 via each worker; {topology.SERVICE_NETWORK} via {lab.workers[0].name}")
+
+
+def write_admin_kubeconfig() -> None:
+    from controlplane import pki
+
+    d = state.STATE_DIR / "pki"
+    pki.write_kubeconfig(
+        state.ADMIN_KUBECONFIG,
+        APISERVER_URL,
+        (d / "ca.crt").read_bytes(),
+        (d / "admin.crt").read_bytes(),
+        (d / "admin.key").read_bytes(),
+    )
+
+
+def start_supervisor() -> None:
+    log_path = state.LOG_DIR / "host" / "supervisor.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        subprocess.Popen(
+            [sys.executable, "-m", "lab.supervisor", "--config", str(state.PLAN_FILE)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+        )
+    wait_until(supervisor_alive, 10, "the lab supervisor")
+
+
+def install_cni_bin(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    venv_bin = Path(sys.executable).parent
+    for name in ("kubelab-bridge", "kubelab-ipam"):
+        src = venv_bin / name
+        if not src.exists():
+            raise LabError(f"{src} is missing: run `sudo make deps`")
+        (bin_dir / name).unlink(missing_ok=True)
+        (bin_dir / name).symlink_to(src)
+    for ref in Path("/usr/lib/cni").glob("*"):
+        dst = bin_dir / ref.name
+        dst.unlink(missing_ok=True)
+        dst.symlink_to(ref)
+
+
+def write_registry_config(reg_dir: Path) -> None:
+    (reg_dir / "data").mkdir(parents=True, exist_ok=True)
+    (reg_dir / "config.yml").write_text(
+        "version: 0.1\n"
+        "log:\n  level: warn\n"
+        "storage:\n  filesystem:\n    rootdirectory: " + str(reg_dir / "data") + "\n"
+        "  delete:\n    enabled: true\n"
+        "http:\n  addr: " + REGISTRY_ADDR + "\n"
+    )
+
+
+def admin_ssl_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(state.STATE_DIR / "pki" / "ca.crt"))
+    ctx.load_cert_chain(str(state.STATE_DIR / "pki" / "admin.crt"), str(state.STATE_DIR / "pki" / "admin.key"))
+    return ctx
+
+
+def api(method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 5) -> dict[str, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(
+        APISERVER_URL + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, context=admin_ssl_context(), timeout=timeout) as resp:
+        answer: dict[str, Any] = json.loads(resp.read() or b"{}")
+        return answer
+
+
+def apiserver_ready() -> bool:
+    try:
+        req = urllib.request.Request(APISERVER_URL + "/readyz")
+        with urllib.request.urlopen(req, context=admin_ssl_context(), timeout=2) as resp:
+            return bool(resp.status == 200)
+    except (OSError, ValueError):
+        return False
+
+
+def ensure_node_object(node: topology.NodeNet) -> None:
+    """Register the Node with its podCIDR before its noded starts, so worker N owns 10.244.N.0/24."""
+    body = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node.name, "labels": {"kubernetes.io/hostname": node.name, "kubernetes.io/os": "linux"}},
+        "spec": {"podCIDR": node.expected_pod_cidr, "podCIDRs": [node.expected_pod_cidr]},
+    }
+    try:
+        api("POST", "/api/v1/nodes", body)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 409:
+            raise LabError(f"cannot register node {node.name}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
+
+
+def node_ready(node: dict[str, Any]) -> bool:
+    for cond in node.get("status", {}).get("conditions", []) or []:
+        if cond.get("type") == "Ready":
+            return bool(cond.get("status") == "True")
+    return False
+
+
+def all_nodes_ready(names: list[str]) -> bool:
+    try:
+        nodes = {n["metadata"]["name"]: n for n in api("GET", "/api/v1/nodes").get("items", [])}
+    except (OSError, ValueError):
+        return False
+    return all(name in nodes and node_ready(nodes[name]) for name in names)
+
+
+def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise LabError(f"timed out after {timeout:.0f}s waiting for {what} (logs: {state.LOG_DIR})")
+
+
+def print_summary() -> None:
+    plan = state.read_plan() or {}
+    workers = plan.get("workers", [])
+    say(f"""
+  kubeconfig:  export KUBECONFIG={state.ADMIN_KUBECONFIG}
+  nodes:       kubectl get nodes -o wide        ({", ".join(workers)})
+  logs:        {state.LOG_DIR}/<node>/<component>.log   (kubelab status lists them)
+  look inside: ip netns list                                   # nodes (kl-*) and pods
+               ip netns exec {workers[0] if workers else "kl-node1"} ip route            # a node's routes
+               ip netns exec {workers[0] if workers else "kl-node1"} iptables -t nat -S KUBE-SERVICES
+  try:         kubelab demo""")
+
+
+# --- down ---------------------------------------------------------------------------------------
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    if os.geteuid() != 0:
+        say("kubelab down: needs root: run it with sudo")
+        return 1
+    try:
+        with state.locked():
+            removed = _down(quiet=False)
+    except state.LabBusy as exc:
+        say(f"kubelab down: {exc}")
+        return 1
+    if not removed:
+        say("No lab is up; nothing to remove.")
+    return 0
+
+
+def _down(quiet: bool) -> list[str]:
+    removed: list[str] = []
+    marker = safety.acquire("kubelab-down")
+    try:
+        plan = state.read_plan()
+        pids: list[int] = []
+        if plan is not None:
+            try:
+                st = supervisor.request(state.SOCKET, {"cmd": "status"}, timeout=5)
+                pids = [c["pid"] for c in st.get("components", []) if c.get("pid")]
+                supervisor.request(state.SOCKET, {"cmd": "shutdown"}, timeout=120)
+                removed.append("lab processes (stopped by pid)")
+            except OSError:
+                pass
+        for pid in pids:  # anything the supervisor could not stop
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if plan is not None:
+            for node in plan.get("workers", []):
+                cleanup_node(node)
+        removed += topology.teardown()
+        for path in (state.STATE_DIR, state.LOG_DIR, state.RUN_DIR):
+            if path.exists():
+                # keep the lock file of RUN_DIR until we return (we hold it)
+                if path == state.RUN_DIR:
+                    for p in path.iterdir():
+                        if p.name != "lock":
+                            shutil.rmtree(p) if p.is_dir() else p.unlink()
+                    continue
+                shutil.rmtree(path)
+                removed.append(f"{path}")
+    finally:
+        safety.release(marker)
+    if not quiet:
+        for r in removed:
+            say(f"  removed {r}")
+    return removed
+
+
+def cleanup_node(node: str) -> None:
+    """Containers, pod namespaces and mounts of one node (noded's own cleanup knows them all)."""
+    nd = state.STATE_DIR / "nodes" / node
+    if not nd.exists():
+        return
+    subprocess.run(
+        [
+            "nsenter",
+            f"--net=/var/run/netns/{node}",
+            "--",
+            *python_cmd("noded", "cleanup", "--root-dir", str(nd / "noded")),
+        ],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+
+
+# --- status and node ----------------------------------------------------------------------------
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    plan = state.read_plan()
+    if plan is None:
+        say("No lab is up. Start one with `sudo kubelab up`.")
+        return 1
+    try:
+        st = supervisor.request(state.SOCKET, {"cmd": "status"}, timeout=5)
+    except OSError:
+        say("The lab's supervisor is not running (the lab is broken): `sudo kubelab down` removes what is left.")
+        return 1
+    say(f"Lab: {len(plan['workers'])} workers, store {plan['store']}, CNI {plan['cni']}; supervisor pid {st['pid']}")
+    try:
+        nodes = api("GET", "/api/v1/nodes").get("items", [])
+        say("\nNODE        READY  POD CIDR          ADDRESS")
+        for n in nodes:
+            addr = next(
+                (a["address"] for a in n.get("status", {}).get("addresses", []) if a["type"] == "InternalIP"), ""
+            )
+            say(f"{n['metadata']['name']:<11} {node_ready(n)!s:<6} {n['spec'].get('podCIDR', ''):<17} {addr}")
+    except (OSError, ValueError) as exc:
+        say(f"\n(API server not answering: {exc})")
+    say("\nNODE        COMPONENT     PID      RESTARTS  LOG")
+    for c in st["components"]:
+        pid = str(c["pid"]) if c["pid"] else ("stopped" if not c["wanted"] else "starting")
+        say(f"{c['node']:<11} {c['name']:<13} {pid:<8} {c['restarts']:<9} {c['log']}")
+    say(f"\nkubeconfig: {state.ADMIN_KUBECONFIG}")
+    return 0
+
+
+def cmd_node(args: argparse.Namespace) -> int:
+    plan = state.read_plan()
+    if plan is None or not supervisor_alive():
+        say("No lab is up.")
+        return 1
+    lab = topology.plan_lab(len(plan["workers"]))
+    try:
+        node = lab.node(args.name)
+    except topology.TopologyError as exc:
+        say(f"kubelab node: {exc}")
+        return 1
+    if not node.is_worker:
+        say("kubelab node: only workers can be stopped and started")
+        return 1
+    if args.action == "stop":
+        supervisor.request(state.SOCKET, {"cmd": "stop-node", "node": node.name})
+        topology.set_node_link(lab, node.name, up=False)
+        # keep service VIPs reachable from the host: route them through a worker that is still up
+        other = next((w for w in lab.workers if w.name != node.name), None)
+        if other is not None:
+            topology.install_host_routes(lab, {}, other.ip)
+        say(
+            f"{node.name}: components stopped and its link to {topology.BRIDGE} cut; its pods' containers keep running."
+        )
+        say(
+            f"  The control plane marks it NotReady after {NODE_MONITOR_GRACE} and evicts its pods after "
+            f"{POD_EVICTION_TIMEOUT} more: watch with `kubectl get nodes,pods -o wide -w`."
+        )
+    else:
+        topology.set_node_link(lab, node.name, up=True)
+        supervisor.request(state.SOCKET, {"cmd": "start-node", "node": node.name})
+        say(f"{node.name}: link restored and components started; it turns Ready at its next heartbeat.")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("up", help="bring up the one-machine lab (network namespaces as nodes)")
+    up.add_argument("--workers", type=int, default=2, help="number of worker nodes (default 2)")
+    up.add_argument("--store", choices=["sqlite", "etcd"], default="sqlite", help="the API server's store")
+    up.add_argument(
+        "--cni",
+        choices=["kubelab", "reference"],
+        default="kubelab",
+        help="pod networking: our CNI plugins or the reference bridge + host-local",
+    )
+    up.add_argument("--proxy-backend", choices=["auto", "iptables-restore", "python-iptables"], default="auto")
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="stop the lab and remove everything it made")
+    down.set_defaults(func=cmd_down)
+    status = sub.add_parser("status", help="show the lab's nodes, processes and log files")
+    status.set_defaults(func=cmd_status)
+    node = sub.add_parser("node", help="stop or start a worker (practise node failures)")
+    node.add_argument("action", choices=["stop", "start"])
+    node.add_argument("name", help="a worker's name, e.g. kl-node1")
+    node.set_defaults(func=cmd_node)
