@@ -1,0 +1,91 @@
+"""Object-metadata helpers shared by the server, the client and every component.
+
+Role: small pure functions over the ``metadata`` of plain-dict objects — timestamps in the
+RFC 3339 form Kubernetes writes (``2026-11-23T18:27:11Z``, UTC, whole seconds), uids, and the
+``namespace/name`` keys that informers, work queues and the store use (client-go's
+``MetaNamespaceKeyFunc`` / ``SplitMetaNamespaceKey``).
+
+Invariants: ``split_key(object_key(obj)) == (namespace or None, name)``; a key never has more
+than one ``/``. No I/O; safe from any thread.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from controlplane.api import errors
+
+__all__ = [
+    "format_time",
+    "get_meta",
+    "name_of",
+    "namespace_of",
+    "new_uid",
+    "now_rfc3339",
+    "object_key",
+    "parse_time",
+    "split_key",
+]
+
+
+def format_time(t: datetime) -> str:
+    """RFC 3339 in UTC with second precision, as metav1.Time marshals (``…T18:27:11Z``)."""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def now_rfc3339() -> str:
+    return format_time(datetime.now(UTC))
+
+
+def parse_time(s: str) -> datetime:
+    """Parse an RFC 3339 timestamp (``Z`` or an offset, optional fractional seconds) to aware UTC."""
+    text = s.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise errors.BadRequest(f"invalid RFC 3339 timestamp {s!r}") from e
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=UTC)
+    return t.astimezone(UTC)
+
+
+def new_uid() -> str:
+    """A random RFC 4122 uid, the form Kubernetes uses for ``metadata.uid``."""
+    return str(uuid.uuid4())
+
+
+def get_meta(obj: Mapping[str, Any]) -> Mapping[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+def name_of(obj: Mapping[str, Any]) -> str:
+    return str(get_meta(obj).get("name") or "")
+
+
+def namespace_of(obj: Mapping[str, Any]) -> str:
+    return str(get_meta(obj).get("namespace") or "")
+
+
+def object_key(obj: Mapping[str, Any]) -> str:
+    """``"ns/name"`` for namespaced objects, ``"name"`` for cluster-scoped ones."""
+    ns = namespace_of(obj)
+    name = name_of(obj)
+    return f"{ns}/{name}" if ns else name
+
+
+def split_key(key: str) -> tuple[str | None, str]:
+    """Inverse of :func:`object_key`: ``"ns/name"`` → ``("ns", "name")``, ``"name"`` → ``(None, "name")``."""
+    parts = key.split("/")
+    if len(parts) == 1:
+        return None, parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise ValueError(f"unexpected key format: {key!r}")
