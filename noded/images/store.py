@@ -1,0 +1,433 @@
+"""noded's image store: pull with skopeo, keep blobs by digest, unpack layers once, share them.
+
+Role: ``ImageStore.ensure(ref, policy)`` makes an image present according to the pod's
+``imagePullPolicy`` and returns its ``Image`` (config, layer chain, ids). ``rootfs_layers`` gives
+the unpacked layer directories, which ``runtime`` stacks as overlayfs lowerdirs under a
+per-container upper/work dir, so containers never copy an image.
+
+Layout under ``<root>`` (content-addressed; every name is a digest):
+
+    blobs/sha256/<hex>          compressed layer blobs, manifests and configs, verified on ingest
+    layers/<diffid-hex>/fs      a layer unpacked once (overlayfs whiteouts), shared by all images
+    images/<sha256(ref)>.json   {ref, manifest digest, config digest, layers, size, last_used}
+
+Pulling goes over the real distribution protocol through ``skopeo copy docker://REF dir:TMP``
+(token auth, manifest lists with platform selection and gzip layers are skopeo's job). Registries
+named with ``--insecure-registry`` get ``--src-tls-verify=false``. Every blob's sha256 is checked
+against its name before it enters ``blobs/``, and each layer's diff_id against the config's.
+
+Concurrency: one lock per reference serialises pulls of the same image; a store lock guards the
+records and GC. Layer unpacking happens in a temp dir renamed into place, so a crash never
+leaves a half-unpacked layer that looks complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from noded.host.exec import CommandError, CommandRunner, SubprocessRunner
+from noded.images.unpack import unpack_layer
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DOMAIN = "docker.io"
+MEDIA_INDEXES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
+
+
+class ImageError(Exception):
+    """Base of the image errors; ``reason`` is the Kubernetes waiting reason."""
+
+    reason = "ErrImagePull"
+
+
+class ImagePullError(ImageError):
+    reason = "ErrImagePull"
+
+
+class ImageNeverPullError(ImageError):
+    reason = "ErrImageNeverPull"
+
+
+class InvalidImageName(ImageError):
+    reason = "InvalidImageName"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    domain: str
+    path: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def registry(self) -> str:
+        return self.domain
+
+    def __str__(self) -> str:
+        s = f"{self.domain}/{self.path}"
+        if self.tag:
+            s += f":{self.tag}"
+        if self.digest:
+            s += f"@{self.digest}"
+        return s
+
+
+def parse_image_ref(ref: str) -> ImageRef:
+    """Normalise like Docker: ``busybox`` → ``docker.io/library/busybox:latest``."""
+    if not ref or ref != ref.strip() or any(c.isspace() for c in ref) or ref.startswith("/"):
+        raise InvalidImageName(f"invalid image name {ref!r}")
+    digest = None
+    if "@" in ref:
+        ref, digest = ref.split("@", 1)
+        if not digest.startswith("sha256:") or len(digest) != 71:
+            raise InvalidImageName(f"invalid digest in image reference: {digest!r}")
+    first, sep, rest = ref.partition("/")
+    if sep and ("." in first or ":" in first or first == "localhost"):
+        domain, path = first, rest
+    else:
+        domain, path = DEFAULT_DOMAIN, ref
+    tag = None
+    if ":" in path.rsplit("/", 1)[-1]:
+        path, tag = path.rsplit(":", 1)
+    if domain == DEFAULT_DOMAIN and "/" not in path:
+        path = f"library/{path}"
+    if not path or path != path.lower():
+        raise InvalidImageName(f"invalid image name {ref!r}: repository must be lowercase")
+    if tag is None and digest is None:
+        tag = "latest"
+    return ImageRef(domain, path, tag, digest)
+
+
+@dataclass
+class Image:
+    ref: str
+    manifest_digest: str
+    config_digest: str
+    layers: list[str]  # compressed blob digests, bottom first
+    diff_ids: list[str]  # uncompressed digests, bottom first
+    config: dict[str, Any]
+    size: int
+    repo_digest: str = ""  # digest the registry resolved the tag to (index or manifest)
+    last_used: float = 0.0
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def image_id(self) -> str:
+        return self.config_digest
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Image:
+        return cls(**d)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _diff_id(blob: Path) -> str:
+    h = hashlib.sha256()
+    with open(blob, "rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    opener = gzip.open if gz else open
+    with opener(blob, "rb") as f:  # type: ignore[operator]
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+class ImageStore:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        runner: CommandRunner | None = None,
+        insecure_registries: Iterable[str] = (),
+        pull_timeout: float = 300.0,
+    ) -> None:
+        self.root = Path(root)
+        self.runner = runner or SubprocessRunner()
+        self.insecure = set(insecure_registries)
+        self.pull_timeout = pull_timeout
+        for d in ("blobs/sha256", "layers", "images", "tmp"):
+            (self.root / d).mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._ref_locks: dict[str, threading.Lock] = {}
+
+    # ---- records ---------------------------------------------------------------------------
+
+    def _record_path(self, ref: str) -> Path:
+        return self.root / "images" / (hashlib.sha256(ref.encode()).hexdigest() + ".json")
+
+    def get(self, ref: str) -> Image | None:
+        """The stored image for ``ref`` (normalised), or None."""
+        try:
+            norm = str(parse_image_ref(ref))
+        except InvalidImageName:
+            return None
+        p = self._record_path(norm)
+        try:
+            return Image.from_json(json.loads(p.read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def list_images(self) -> list[Image]:
+        out = []
+        for p in sorted((self.root / "images").glob("*.json")):
+            with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
+                out.append(Image.from_json(json.loads(p.read_text())))
+        return out
+
+    def _save(self, img: Image) -> None:
+        p = self._record_path(img.ref)
+        tmp = p.with_suffix(".tmp")
+        tmp.write_text(json.dumps(img.to_json()))
+        os.replace(tmp, p)
+
+    def touch(self, ref: str) -> None:
+        img = self.get(ref)
+        if img is not None:
+            img.last_used = time.time()
+            with self._lock:
+                self._save(img)
+
+    # ---- pulling ---------------------------------------------------------------------------
+
+    def ensure(self, ref: str, policy: str = "IfNotPresent") -> Image:
+        """Make ``ref`` present per ``imagePullPolicy`` (Always / IfNotPresent / Never)."""
+        parsed = parse_image_ref(ref)
+        norm = str(parsed)
+        with self._lock:
+            lock = self._ref_locks.setdefault(norm, threading.Lock())
+        with lock:
+            have = self.get(norm)
+            if policy == "Never":
+                if have is None:
+                    raise ImageNeverPullError(f'Container image "{ref}" is not present with pull policy of Never')
+                return have
+            if policy == "IfNotPresent" and have is not None:
+                return have
+            if policy == "Always" and have is not None and have.repo_digest:
+                # Resolve the tag (one manifest request); unchanged digest → nothing to pull.
+                with contextlib.suppress(ImagePullError):
+                    if self._resolve_digest(parsed) == have.repo_digest:
+                        return have
+            return self._pull(parsed)
+
+    def _tls_flag(self, parsed: ImageRef, flag: str) -> list[str]:
+        return [f"{flag}=false"] if parsed.domain in self.insecure else []
+
+    def _resolve_digest(self, parsed: ImageRef) -> str:
+        try:
+            res = self.runner.run(
+                ["skopeo", "inspect", "--raw", *self._tls_flag(parsed, "--tls-verify"), f"docker://{parsed}"],
+                timeout=self.pull_timeout,
+            )
+        except CommandError as exc:
+            raise ImagePullError(_pull_reason(str(parsed), exc.stderr)) from exc
+        return "sha256:" + hashlib.sha256(res.stdout).hexdigest()
+
+    def _pull(self, parsed: ImageRef) -> Image:
+        norm = str(parsed)
+        with tempfile.TemporaryDirectory(dir=self.root / "tmp") as tmp:
+            dest = Path(tmp) / "img"
+            log.info("pulling image %s", norm)
+            try:
+                self.runner.run(
+                    [
+                        "skopeo",
+                        "copy",
+                        "--quiet",
+                        *self._tls_flag(parsed, "--src-tls-verify"),
+                        f"docker://{parsed}",
+                        f"dir:{dest}",
+                    ],
+                    timeout=self.pull_timeout,
+                )
+                raw = self.runner.run(
+                    ["skopeo", "inspect", "--raw", *self._tls_flag(parsed, "--tls-verify"), f"docker://{parsed}"],
+                    timeout=self.pull_timeout,
+                ).stdout
+            except CommandError as exc:
+                raise ImagePullError(_pull_reason(norm, exc.stderr)) from exc
+            repo_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+            return self._ingest_dir(dest, norm, repo_digest)
+
+    def import_archive(self, archive: str | Path, name: str | None = None) -> Image:
+        """``kubelab image import``: load an OCI archive (``oci-archive:``) without a registry."""
+        archive = Path(archive)
+        if not archive.exists():
+            raise ImageError(f"no such archive: {archive}")
+        with tempfile.TemporaryDirectory(dir=self.root / "tmp") as tmp:
+            dest = Path(tmp) / "img"
+            src = f"oci-archive:{archive}"
+            try:
+                self.runner.run(["skopeo", "copy", "--quiet", src, f"dir:{dest}"])
+            except CommandError as exc:
+                raise ImageError(f"cannot import {archive}: {exc.stderr}") from exc
+            ref_name = name or _archive_ref_name(archive) or archive.stem
+            norm = str(parse_image_ref(ref_name))
+            return self._ingest_dir(dest, norm, "")
+
+    def _ingest_dir(self, src: Path, ref: str, repo_digest: str) -> Image:
+        """Move a skopeo ``dir:`` copy into the content-addressed store (verifying digests)."""
+        manifest_bytes = (src / "manifest.json").read_bytes()
+        manifest = json.loads(manifest_bytes)
+        if manifest.get("mediaType") in MEDIA_INDEXES or "manifests" in manifest:
+            raise ImagePullError(f"{ref}: got an index instead of a platform manifest")
+        manifest_digest = "sha256:" + hashlib.sha256(manifest_bytes).hexdigest()
+        cfg_digest = manifest["config"]["digest"]
+        layer_digests = [layer["digest"] for layer in manifest["layers"]]
+        for digest in [cfg_digest, *layer_digests]:
+            blob = src / digest.split(":", 1)[1]
+            if _sha256_file(blob) != digest:
+                raise ImagePullError(f"{ref}: blob {digest} failed digest verification")
+            final = self._blob(digest)
+            if not final.exists():
+                os.replace(blob, final)
+        self._blob(manifest_digest).write_bytes(manifest_bytes)
+        config = json.loads(self._blob(cfg_digest).read_bytes())
+        diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
+        if len(diff_ids) != len(layer_digests):
+            raise ImagePullError(f"{ref}: config lists {len(diff_ids)} diff_ids for {len(layer_digests)} layers")
+        for digest, diff_id in zip(layer_digests, diff_ids, strict=True):
+            self._ensure_layer(digest, diff_id)
+        size = sum(self._blob(d).stat().st_size for d in layer_digests)
+        img = Image(
+            ref=ref,
+            manifest_digest=manifest_digest,
+            config_digest=cfg_digest,
+            layers=layer_digests,
+            diff_ids=diff_ids,
+            config=config,
+            size=size,
+            repo_digest=repo_digest or manifest_digest,
+            last_used=time.time(),
+        )
+        with self._lock:
+            self._save(img)
+        log.info("image %s stored (id %s, %d layers)", ref, cfg_digest[:19], len(layer_digests))
+        return img
+
+    def _blob(self, digest: str) -> Path:
+        return self.root / "blobs" / "sha256" / digest.split(":", 1)[1]
+
+    def layer_dir(self, diff_id: str) -> Path:
+        return self.root / "layers" / diff_id.split(":", 1)[1] / "fs"
+
+    def _ensure_layer(self, blob_digest: str, diff_id: str) -> Path:
+        target = self.layer_dir(diff_id)
+        if target.exists():
+            return target
+        with self._lock:
+            if target.exists():
+                return target
+            blob = self._blob(blob_digest)
+            if _diff_id(blob) != diff_id:
+                raise ImagePullError(f"layer {blob_digest} does not match diff_id {diff_id}")
+            staging = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix="layer-"))
+            try:
+                unpack_layer(blob, staging / "fs")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staging / "fs", target)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def rootfs_layers(self, img: Image) -> list[Path]:
+        """Unpacked layer dirs, **top first** (the order overlayfs wants in ``lowerdir``)."""
+        dirs = [self._ensure_layer(b, d) for b, d in zip(img.layers, img.diff_ids, strict=True)]
+        return list(reversed(dirs))
+
+    # ---- garbage collection ----------------------------------------------------------------
+
+    def disk_usage(self) -> int:
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.root):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+        return total
+
+    def gc(self, max_bytes: int, in_use: Sequence[str]) -> list[str]:
+        """Remove least recently used images not in ``in_use`` until the store is under
+        ``max_bytes``; then drop blobs and layers no remaining image refers to. Returns the
+        removed references."""
+        in_use_norm = set()
+        for r in in_use:
+            with contextlib.suppress(InvalidImageName):
+                in_use_norm.add(str(parse_image_ref(r)))
+        removed: list[str] = []
+        with self._lock:
+            candidates = sorted((i for i in self.list_images() if i.ref not in in_use_norm), key=lambda i: i.last_used)
+            for img in candidates:
+                if self.disk_usage() <= max_bytes:
+                    break
+                self._record_path(img.ref).unlink(missing_ok=True)
+                removed.append(img.ref)
+                self._sweep()
+        if removed:
+            log.info("image gc removed %s", removed)
+        return removed
+
+    def _sweep(self) -> None:
+        keep_blobs: set[str] = set()
+        keep_layers: set[str] = set()
+        for img in self.list_images():
+            keep_blobs.update(d.split(":", 1)[1] for d in [img.config_digest, img.manifest_digest, *img.layers])
+            keep_layers.update(d.split(":", 1)[1] for d in img.diff_ids)
+        for blob in (self.root / "blobs" / "sha256").iterdir():
+            if blob.name not in keep_blobs:
+                blob.unlink(missing_ok=True)
+        for layer in (self.root / "layers").iterdir():
+            if layer.name not in keep_layers:
+                shutil.rmtree(layer, ignore_errors=True)
+
+
+def _archive_ref_name(archive: Path) -> str | None:
+    import tarfile
+
+    try:
+        with tarfile.open(archive) as tar:
+            f = tar.extractfile("index.json")
+            if f is None:
+                return None
+            index = json.loads(f.read())
+    except (tarfile.TarError, KeyError, json.JSONDecodeError):
+        return None
+    for m in index.get("manifests", []):
+        name = m.get("annotations", {}).get("org.opencontainers.image.ref.name")
+        if name and ("/" in name or ":" in name):
+            return str(name)
+    return None
+
+
+def _pull_reason(ref: str, stderr: str) -> str:
+    """The registry's own words, trimmed of skopeo's wrapping (kubelet shows them the same way)."""
+    msg = stderr.strip().splitlines()[-1] if stderr.strip() else "unknown error"
+    for prefix in ("time=", "level=fatal msg="):
+        if msg.startswith(prefix):
+            msg = msg.split("msg=", 1)[-1].strip('"')
+    return f'failed to pull and unpack image "{ref}": {msg}'
