@@ -24,3 +24,26 @@ unit: deps
 
 bench: deps
 	$(PY) -m tests.bench $(BENCH_ARGS)
+
+# --- the Vagrant lab (VMs): see vagrant/Vagrantfile ----------------------------------------------
+VAGRANT_ENV := VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1
+
+.PHONY: vagrant-deps vagrant-up vagrant-down test-vagrant
+
+vagrant-deps:
+	@KUBELAB_VAGRANT=1 ./lab/deps.sh
+
+vagrant-up: vagrant-deps
+	$(PY) -m lab.vagrantprep
+	$(PY) -m lab.vagrantregistry up
+	cd vagrant && $(VAGRANT_ENV) vagrant up --provider=$${VAGRANT_PROVIDER:-libvirt}
+	@echo "kubectl --kubeconfig vagrant/admin.kubeconfig get nodes -o wide"
+
+vagrant-down:
+	-cd vagrant && $(VAGRANT_ENV) vagrant destroy -f
+	-$(PY) -m lab.vagrantregistry down
+
+# Opt-in, long (20–40 min under software emulation): build an offline box, bring the lab up on
+# libvirt, check it from inside and from the host, destroy everything.
+test-vagrant: vagrant-deps
+	$(PYTEST) tests/vagrant -v $(PYTEST_ARGS)

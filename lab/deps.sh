@@ -12,7 +12,11 @@ APT_PACKAGES=(
 )
 # kubectl: any on PATH will do (kubelab is tested with 1.27–1.33); Debian's is the fallback.
 command -v kubectl >/dev/null 2>&1 || APT_PACKAGES+=(kubernetes-client)
-if [ "${KUBELAB_VAGRANT:-0}" = 1 ]; then APT_PACKAGES+=(vagrant vagrant-libvirt); fi
+# The Vagrant lab: `vagrant validate` runs in `make test`; `make test-vagrant` adds libvirt and QEMU.
+APT_PACKAGES+=(vagrant vagrant-libvirt)
+if [ "${KUBELAB_VAGRANT:-0}" = 1 ]; then
+  APT_PACKAGES+=(libvirt-daemon-system qemu-system-x86 qemu-utils debootstrap parted grub-pc-bin rsync)
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

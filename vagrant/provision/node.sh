@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Provision one kubelab VM: packages (already in an offline box), the project from wheels synced
+# from the host, the iptables variant the proxy expects, PKI files, and the systemd units.
+# Usage: node.sh NAME IP ROLE WORKERS   (ROLE = controlplane | worker)
+set -euo pipefail
+name=$1 ip=$2 role=$3
+src=/opt/kubelab/src
+prep=$src/vagrant/.prep
+venv=/opt/kubelab/venv
+
+# 1. Packages. An offline box has them baked in; a public box with internet installs them here.
+pkgs=(python3 python3-venv runc iptables busybox-static containernetworking-plugins skopeo umoci conntrack iproute2 kmod)
+missing=()
+for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# 2. The project, from the wheels the host prepared (pip never touches the network here).
+if [ ! -x $venv/bin/kubelab ]; then
+  python3 -m venv $venv
+  $venv/bin/pip install -q --no-index --find-links "$prep/wheels" kubelab
+fi
+ln -sf $venv/bin/kubelab /usr/local/bin/kubelab
+
+# 3. kube-proxy's backend: nf_tables iptables, so `iptables -t nat -S` shows the proxy's rules.
+update-alternatives --set iptables /usr/sbin/iptables-nft >/dev/null
+modprobe br_netfilter 2>/dev/null || true
+
+# 4. Credentials and configuration made on the host by `make vagrant-up` (lab/vagrantprep.py).
+install -d -m 0755 /etc/kubelab /var/lib/kubelab
+if [ "$role" = controlplane ]; then
+  install -d -m 0700 /var/lib/kubelab/pki
+  cp -a "$prep/$name/pki/." /var/lib/kubelab/pki/
+else
+  cp -a "$prep/$name/." /etc/kubelab/
+  chmod 600 /etc/kubelab/*.key
+fi
+
+# 5. systemd units: the same components as the one-machine lab, on the private-network NIC.
+unit() { # name description command...
+  local u=$1 desc=$2; shift 2
+  cat > /etc/systemd/system/$u.service <<UNIT
+[Unit]
+Description=$desc
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+ExecStart=$*
+Restart=always
+RestartSec=2
+KillMode=process
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+}
+if [ "$role" = controlplane ]; then
+  unit kubelab-controlplane "kubelab control plane (API server, scheduler, controllers)" \
+    $venv/bin/kubelab controlplane --data-dir /var/lib/kubelab --listen 0.0.0.0:6443 \
+    --store sqlite --cluster-cidr 10.244.0.0/16
+  units=(kubelab-controlplane)
+else
+  mkdir -p /var/lib/kubelab/cni-bin /etc/cni/net.d
+  for p in /usr/lib/cni/*; do ln -sf "$p" /var/lib/kubelab/cni-bin/; done
+  ln -sf $venv/bin/kubelab-bridge $venv/bin/kubelab-ipam /var/lib/kubelab/cni-bin/
+  unit kubelab-noded "kubelab node agent" \
+    $venv/bin/kubelab noded --node-name "$name" --node-ip "$ip" --kubeconfig /etc/kubelab/kubeconfig \
+    --root-dir /var/lib/kubelab/noded --cni-bin-dir /var/lib/kubelab/cni-bin --cni-conf-dir /etc/cni/net.d \
+    --tls-cert-file /etc/kubelab/kubelet.crt --tls-private-key-file /etc/kubelab/kubelet.key \
+    --client-ca-file /etc/kubelab/ca.crt --insecure-registry 192.168.56.1:5000
+  unit kubelab-proxy "kubelab service proxy" \
+    $venv/bin/kubelab proxy --node-name "$name" --kubeconfig /etc/kubelab/kubeconfig --cluster-cidr 10.244.0.0/16
+  unit kubelab-netagent "kubelab node network agent (routes to other nodes' pods)" \
+    $venv/bin/kubelab netagent --node-name "$name" --kubeconfig /etc/kubelab/kubeconfig
+  units=(kubelab-noded kubelab-proxy kubelab-netagent)
+fi
+systemctl daemon-reload
+systemctl enable --now "${units[@]}"
+echo "kubelab: $name ($role, $ip) provisioned: ${units[*]}"
