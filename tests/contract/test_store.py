@@ -61,7 +61,7 @@ def _etcd(tmp_path: Path) -> tuple[Store, Callable[[], None]]:
     return store, teardown
 
 
-BACKENDS = {"memory": _memory}  # sqlite and etcd join as they land
+BACKENDS = {"memory": _memory, "sqlite": _sqlite}  # etcd joins when it lands
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -1,0 +1,527 @@
+"""``SqliteStore``: the embedded default store — one SQLite file, kine-style, owned by one process.
+
+Role: what k3s's kine does for etcd, in-process. The file holds one append-only log table,
+``kine``: one row per write, ``id`` = the write's revision, with ``name`` (the key), ``created`` /
+``deleted`` flags, ``create_revision``, ``prev_revision`` (the row it supersedes), ``value`` and
+``old_value``. The current value of a key is its newest row unless that row is a delete. History
+for watchers is the rows themselves; ``compact`` deletes superseded rows.
+
+Invariants:
+- Durable on return: ``journal_mode=WAL`` + ``synchronous=FULL`` fsyncs the WAL at every commit,
+  and a caller is acknowledged only after the commit that holds its row (``test_sqlite_store.py``
+  SIGKILLs a writing process and finds every acknowledged write).
+- No holes for watchers: revisions are assigned by ONE writer thread, in commit order, and the
+  revision watchers may read up to (``_rev``) is advanced only after the commit. A watcher can
+  therefore never see revision N+1 while N is still uncommitted (the hazard of concurrent
+  writers each taking an AUTOINCREMENT id and committing out of order).
+- One process owns the file: an ``flock`` on ``<path>.lock`` is held while the store is open (a
+  second opener gets ``StoreError``); the kernel drops it when the process dies, even by kill -9.
+
+Concurrency and speed (group commit): callers enqueue operations and wait. The writer thread
+takes everything queued, checks each operation against the current state (an in-memory index of
+the newest value per key, plus the effects of earlier operations in the same batch), inserts the
+rows of the ones that pass in ONE transaction, commits (one fsync for the whole batch), publishes
+the new state and events, then wakes each caller with its result. Under load a batch holds as
+many writes as there are waiting callers, so throughput scales with concurrency while each
+caller still waits for at most about two commits. Reads (``get``/``list``) are served from the
+in-memory index under a lock — the table is the source of truth, the index is rebuilt from it at
+open. Watches read recent events from an in-memory ring and older ones from the table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from controlplane.storage.interface import (
+    CompactedError,
+    ConflictError,
+    Event,
+    EventType,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyValue,
+    StoreError,
+)
+
+# ``SqliteStore.list`` shadows the builtin inside the class body; annotate through an alias.
+_Events = list[Event]
+
+#: Recent events kept in memory for watchers; older ones are read back from the table.
+DEFAULT_RING = 50_000
+#: The most events one ``next_batch`` returns.
+MAX_BATCH = 10_000
+#: The most operations one commit carries (bounds the time a batch holds the write lock).
+MAX_GROUP = 1_000
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    deleted INTEGER NOT NULL,
+    create_revision INTEGER NOT NULL,
+    prev_revision INTEGER NOT NULL,
+    value BLOB NOT NULL,
+    old_value BLOB
+);
+CREATE INDEX IF NOT EXISTS kine_name_id ON kine (name, id);
+CREATE TABLE IF NOT EXISTS kine_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+_INSERT = (
+    "INSERT INTO kine (id, name, created, deleted, create_revision, prev_revision, value, old_value)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a commit is exactly where we say.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    return conn
+
+
+@dataclass(eq=False)
+class _Op:
+    kind: str  # "create" | "update" | "delete" | "compact"
+    key: str
+    value: bytes = b""
+    expected: int | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: object = None
+    error: BaseException | None = None
+
+
+_Ops = list[_Op]
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path, *, ring_size: int = DEFAULT_RING) -> None:
+        self._path = Path(path)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._lockfile: IO[bytes] | None = open(self._path.with_name(self._path.name + ".lock"), "ab")  # noqa: SIM115
+        try:
+            fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lockfile.close()
+            raise StoreError(f"{self._path} is in use by another process (lock {self._path}.lock)") from None
+        try:
+            self._db = _connect(self._path)
+            self._db.executescript(_SCHEMA)
+            data, rev, compacted = _load(self._db)
+        except BaseException:
+            self._release_lockfile()
+            raise
+        # State published to readers and watchers; guarded by _cond.
+        self._cond = threading.Condition(threading.Lock())
+        self._data: dict[str, KeyValue] = data
+        self._rev = rev
+        self._compacted = compacted
+        self._ring: deque[Event] = deque()  # contiguous revisions ending at _rev (may be empty)
+        self._ring_size = max(1, ring_size)
+        self._closed = False
+        # Operations waiting for the writer; guarded by _qcond.
+        self._qcond = threading.Condition(threading.Lock())
+        self._queue: list[_Op] = []
+        self._stopping = False
+        self.commit_count = 0  # write transactions committed (for tests and benchmarks)
+        self._writer = threading.Thread(target=self._write_loop, name=f"sqlite-writer:{self._path.name}")
+        self._writer.daemon = True
+        self._writer.start()
+
+    # -- reads (in-memory index) -----------------------------------------------------------
+
+    def get(self, key: str) -> KeyValue | None:
+        with self._cond:
+            self._check_open()
+            return self._data.get(key)
+
+    def list(self, prefix: str) -> tuple[list[KeyValue], int]:
+        with self._cond:
+            self._check_open()
+            items = [kv for k, kv in self._data.items() if k.startswith(prefix)]
+            rev = self._rev
+        items.sort(key=lambda kv: kv.key)
+        return items, rev
+
+    def current_revision(self) -> int:
+        with self._cond:
+            return self._rev
+
+    def compacted_revision(self) -> int:
+        """Every revision at or below this one is forgotten (0: nothing compacted)."""
+        with self._cond:
+            return self._compacted
+
+    # -- writes (through the writer thread) ------------------------------------------------
+
+    def create(self, key: str, value: bytes) -> int:
+        _check_key(key)
+        res = self._submit(_Op("create", key, bytes(value)))
+        assert isinstance(res, int)
+        return res
+
+    def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        _check_key(key)
+        res = self._submit(_Op("update", key, bytes(value), expected_revision))
+        assert isinstance(res, int)
+        return res
+
+    def delete(self, key: str, expected_revision: int | None = None) -> tuple[KeyValue, int]:
+        _check_key(key)
+        res = self._submit(_Op("delete", key, b"", expected_revision))
+        assert isinstance(res, tuple)
+        return res
+
+    def compact(self, revision: int) -> None:
+        self._submit(_Op("compact", "", b"", revision))
+
+    def _submit(self, op: _Op) -> object:
+        with self._qcond:
+            if self._stopping:
+                raise RuntimeError("store is closed")
+            self._queue.append(op)
+            if len(self._queue) == 1:
+                self._qcond.notify()
+        op.done.wait()
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._qcond:
+                while not self._queue and not self._stopping:
+                    self._qcond.wait()
+                if not self._queue:
+                    return  # stopping and drained
+                batch = self._queue[:MAX_GROUP]
+                del self._queue[:MAX_GROUP]
+            try:
+                self._run_batch(batch)
+            except BaseException as exc:  # never leave a caller waiting
+                for op in batch:
+                    if not op.done.is_set():
+                        op.result, op.error = None, StoreError(f"sqlite write failed: {exc}")
+                        op.done.set()
+
+    def _run_batch(self, batch: _Ops) -> None:
+        # Compactions run alone, in order with the writes around them.
+        i = 0
+        while i < len(batch):
+            if batch[i].kind == "compact":
+                self._run_compact(batch[i])
+                i += 1
+                continue
+            j = i
+            while j < len(batch) and batch[j].kind != "compact":
+                j += 1
+            self._run_writes(batch[i:j])
+            i = j
+
+    def _run_writes(self, ops: _Ops) -> None:
+        """Validate ``ops`` in order, commit the valid ones together, publish, acknowledge."""
+        data = self._data  # only this thread mutates it, so reading without the lock is safe
+        overlay: dict[str, KeyValue | None] = {}
+        rev = self._rev
+        rows: list[tuple[int, str, int, int, int, int, bytes, bytes | None]] = []
+        events: list[Event] = []
+        accepted: list[_Op] = []
+        for op in ops:
+            key = op.key
+            cur = overlay[key] if key in overlay else data.get(key)
+            if op.kind == "create":
+                if cur is not None:
+                    op.error = KeyExistsError(key)
+                    continue
+                rev += 1
+                overlay[key] = KeyValue(key, op.value, rev, rev)
+                rows.append((rev, key, 1, 0, rev, 0, op.value, None))
+                events.append(Event(EventType.CREATE, key, op.value, rev, None))
+                op.result = rev
+            elif op.kind == "update":
+                if cur is None:
+                    op.error = KeyNotFoundError(key)
+                    continue
+                if cur.mod_revision != op.expected:
+                    op.error = ConflictError(key, op.expected or 0, cur.mod_revision)
+                    continue
+                rev += 1
+                overlay[key] = KeyValue(key, op.value, cur.create_revision, rev)
+                rows.append((rev, key, 0, 0, cur.create_revision, cur.mod_revision, op.value, cur.value))
+                events.append(Event(EventType.UPDATE, key, op.value, rev, cur.value))
+                op.result = rev
+            else:  # delete
+                if cur is None:
+                    op.error = KeyNotFoundError(key)
+                    continue
+                if op.expected is not None and cur.mod_revision != op.expected:
+                    op.error = ConflictError(key, op.expected, cur.mod_revision)
+                    continue
+                rev += 1
+                overlay[key] = None
+                rows.append((rev, key, 0, 1, cur.create_revision, cur.mod_revision, cur.value, cur.value))
+                events.append(Event(EventType.DELETE, key, cur.value, rev, cur.value))
+                op.result = (cur, rev)
+            accepted.append(op)
+        if rows:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(_INSERT, rows)
+                db.execute("COMMIT")
+                self.commit_count += 1
+            except BaseException as exc:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                for op in accepted:
+                    op.result, op.error = None, StoreError(f"sqlite write failed: {exc}")
+                events = []
+            else:
+                with self._cond:
+                    for key, kv in overlay.items():
+                        if kv is None:
+                            data.pop(key, None)
+                        else:
+                            data[key] = kv
+                    self._rev = rev
+                    ring = self._ring
+                    ring.extend(events)
+                    excess = len(ring) - self._ring_size
+                    for _ in range(excess):
+                        ring.popleft()
+                    self._cond.notify_all()
+        for op in ops:
+            op.done.set()
+
+    def _run_compact(self, op: _Op) -> None:
+        target = min(op.expected or 0, self._rev)
+        if target <= self._compacted:
+            op.done.set()
+            return
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            # Deletes at or below the target take their whole history with them; for every other
+            # key, keep only its newest row at or below the target (the current value's row, or
+            # the base the newer rows build on).
+            db.execute(
+                "DELETE FROM kine WHERE id <= ?1 AND (deleted = 1 OR id < "
+                "(SELECT MAX(k2.id) FROM kine AS k2 WHERE k2.name = kine.name AND k2.id <= ?1))",
+                (target,),
+            )
+            db.execute(
+                "INSERT INTO kine_meta (name, value) VALUES ('compact_revision', ?)"
+                " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                (target,),
+            )
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            op.error = StoreError(f"sqlite compaction failed: {exc}")
+        else:
+            with self._cond:
+                self._compacted = target
+                while self._ring and self._ring[0].revision <= target:
+                    self._ring.popleft()
+                self._cond.notify_all()
+        op.done.set()
+
+    # -- watch -----------------------------------------------------------------------------
+
+    def watch(self, prefix: str, after_revision: int) -> SqliteWatch:
+        with self._cond:
+            self._check_open()
+            if after_revision < self._compacted:
+                raise CompactedError(after_revision, self._compacted)
+            return SqliteWatch(self, prefix, after_revision)
+
+    def _read_history(self, conn: sqlite3.Connection, prefix: str, after: int, upto: int) -> _Events:
+        """Events in (after, upto] under prefix, from the table, in one consistent snapshot."""
+        conn.execute("BEGIN")
+        try:
+            row = conn.execute("SELECT value FROM kine_meta WHERE name = 'compact_revision'").fetchone()
+            compacted = int(row[0]) if row else 0
+            if after < compacted:
+                raise CompactedError(after, compacted)
+            cur = conn.execute(
+                "SELECT id, name, created, deleted, value, old_value FROM kine"
+                " WHERE id > ? AND id <= ? AND name >= ? AND name < ? ORDER BY id",
+                (after, upto, prefix, prefix + "\U0010ffff"),
+            )
+            out: list[Event] = []
+            for rid, name, created, deleted, value, old in cur:
+                if not name.startswith(prefix):
+                    continue
+                if deleted:
+                    out.append(Event(EventType.DELETE, name, bytes(value), rid, bytes(value)))
+                elif created:
+                    out.append(Event(EventType.CREATE, name, bytes(value), rid, None))
+                else:
+                    prev = bytes(old) if old is not None else None
+                    out.append(Event(EventType.UPDATE, name, bytes(value), rid, prev))
+            return out
+        finally:
+            conn.execute("COMMIT")
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._qcond:
+            if self._stopping:
+                return
+            self._stopping = True
+            self._qcond.notify_all()
+        self._writer.join()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._db.close()
+        self._release_lockfile()
+
+    def _release_lockfile(self) -> None:
+        if self._lockfile is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_UN)
+            self._lockfile.close()
+            self._lockfile = None
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("store is closed")
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+
+class SqliteWatch:
+    """A cursor: recent events come from the store's ring, older ones from the table."""
+
+    def __init__(self, store: SqliteStore, prefix: str, after_revision: int) -> None:
+        self._store = store
+        self.prefix = prefix
+        self.position = after_revision  # last revision scanned
+        self._closed = False
+        self._conn: sqlite3.Connection | None = None
+        self._reading = False  # a next_batch is using _conn outside the lock
+
+    def next_batch(self, timeout: float | None = None) -> list[Event]:
+        store = self._store
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cond = store._cond
+        cond.acquire()
+        try:
+            while True:
+                if self._closed or store._closed:
+                    return []
+                if self.position < store._compacted:
+                    raise CompactedError(self.position, store._compacted)
+                if self.position < store._rev:
+                    ring = store._ring
+                    ring_start = ring[0].revision if ring else store._rev + 1
+                    if self.position + 1 >= ring_start:
+                        events = self._from_ring(ring, ring_start)
+                    else:
+                        # Older than the ring: read the table without holding the lock.
+                        upto = min(ring_start - 1, self.position + MAX_BATCH)
+                        after = self.position
+                        self._reading = True
+                        cond.release()
+                        try:
+                            events = store._read_history(self._connection(), self.prefix, after, upto)
+                        finally:
+                            cond.acquire()
+                            self._reading = False
+                            if self._closed:
+                                self._close_conn()
+                        self.position = upto
+                    if events:
+                        return events
+                    continue
+                if deadline is None:
+                    cond.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return []
+                    cond.wait(remaining)
+        finally:
+            cond.release()
+
+    def _from_ring(self, ring: deque[Event], ring_start: int) -> list[Event]:
+        out: list[Event] = []
+        start = self.position + 1 - ring_start
+        end = len(ring)
+        i = start
+        prefix = self.prefix
+        while i < end and len(out) < MAX_BATCH:
+            ev = ring[i]
+            if ev.key.startswith(prefix):
+                out.append(ev)
+            i += 1
+        if i > start:
+            self.position = ring[i - 1].revision
+        return out
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self._store.path, isolation_level=None, check_same_thread=False)
+        return self._conn
+
+    def close(self) -> None:
+        with self._store._cond:
+            self._closed = True
+            self._store._cond.notify_all()
+            if not self._reading:
+                self._close_conn()
+
+    def _close_conn(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
+
+
+def _load(db: sqlite3.Connection) -> tuple[dict[str, KeyValue], int, int]:
+    """The current value of every key, the store revision and the compaction point."""
+    data: dict[str, KeyValue] = {}
+    rows = db.execute(
+        "SELECT k.id, k.name, k.create_revision, k.value FROM kine AS k"
+        " JOIN (SELECT MAX(id) AS id FROM kine GROUP BY name) AS latest ON k.id = latest.id"
+        " WHERE k.deleted = 0"
+    )
+    for rid, name, create_rev, value in rows:
+        data[name] = KeyValue(name, bytes(value), int(create_rev), int(rid))
+    # AUTOINCREMENT's sqlite_sequence remembers the highest id ever written, even when compaction
+    # has deleted that row: the revision must never go backwards across a restart.
+    seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'kine'").fetchone()
+    top = db.execute("SELECT MAX(id) FROM kine").fetchone()
+    comp = db.execute("SELECT value FROM kine_meta WHERE name = 'compact_revision'").fetchone()
+    compacted = int(comp[0]) if comp else 0
+    rev = max(int(seq[0]) if seq else 0, int(top[0] or 0), compacted)
+    return data, rev, compacted
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"store key must be a non-empty string, got {key!r}")
+
+
+def remove_database(path: str | Path) -> None:
+    """Delete a store's files (the database, its WAL and shared-memory files, the lock file)."""
+    p = Path(path)
+    for suffix in ("", "-wal", "-shm", ".lock"):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(p.with_name(p.name + suffix))
