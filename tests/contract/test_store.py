@@ -1,6 +1,6 @@
 """The ``Store`` contract (``controlplane/storage/interface.py``), run against every backend.
 
-memory and sqlite always run; etcd runs against a real Debian ``etcd`` started per test by
+memory and sqlite always run; etcd runs against a real Debian ``etcd`` started once per module by
 ``tests/helpers/etcd.py`` on 127.0.0.1 (no root needed, so these run for root and non-root alike;
 select them with ``-k etcd``). Revisions are compared relative to what each call returned, never
 as absolute numbers: etcd starts at revision 1, the others at 0.
@@ -8,11 +8,13 @@ as absolute numbers: etcd starts at revision 1, the others at 0.
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from controlplane.storage.interface import (
@@ -26,47 +28,52 @@ from controlplane.storage.interface import (
     Watch,
 )
 from controlplane.storage.memory import MemoryStore
-from tests.helpers.etcd import start_etcd
+from tests.helpers.etcd import EtcdProcess, start_etcd
 from tests.helpers.wait import wait_for
 
 
-def _memory(tmp_path: Path) -> tuple[Store, Callable[[], None]]:
+def _memory(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Store, Callable[[], None]]:
     store = MemoryStore()
     return store, store.close
 
 
-def _sqlite(tmp_path: Path) -> tuple[Store, Callable[[], None]]:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Store, Callable[[], None]]:
     from controlplane.storage.sqlite import SqliteStore
 
     store = SqliteStore(tmp_path / "state.db")
     return store, store.close
 
 
-def _etcd(tmp_path: Path) -> tuple[Store, Callable[[], None]]:
+def _etcd(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Store, Callable[[], None]]:
     from controlplane.storage.etcd import EtcdStore
 
-    etcd = start_etcd(tmp_path)
+    etcd: EtcdProcess = request.getfixturevalue("etcd_server")
+    # One etcd per module (it takes ~1 s to start and elect itself); each test starts from an
+    # empty key space. Revisions keep counting, which the tests allow for (they are relative).
+    httpx.post(
+        f"{etcd.endpoint}/v3/kv/deleterange",
+        json={"key": base64.b64encode(b"\0").decode(), "range_end": base64.b64encode(b"\0").decode()},
+        timeout=10,
+    ).raise_for_status()
+    store = EtcdStore([etcd.endpoint])
+    return store, store.close
+
+
+BACKENDS = {"memory": _memory, "sqlite": _sqlite, "etcd": _etcd}
+
+
+@pytest.fixture(scope="module")
+def etcd_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdProcess]:
+    etcd = start_etcd(tmp_path_factory.mktemp("etcd"))
     try:
-        store = EtcdStore([etcd.endpoint])
-    except BaseException:
+        yield etcd
+    finally:
         etcd.stop()
-        raise
-
-    def teardown() -> None:
-        try:
-            store.close()
-        finally:
-            etcd.stop()
-
-    return store, teardown
-
-
-BACKENDS = {"memory": _memory, "sqlite": _sqlite}  # etcd joins when it lands
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s, teardown = BACKENDS[request.param](tmp_path)
+    s, teardown = BACKENDS[request.param](request, tmp_path)
     try:
         yield s
     finally:

@@ -1,0 +1,476 @@
+"""``EtcdStore``: the ``Store`` interface on a real etcd v3, through etcd's gRPC gateway (JSON).
+
+Role: ``--store etcd``. Revisions are etcd's own, 1:1: our global revision is etcd's store
+revision, a key's ``mod_revision``/``create_revision`` are etcd's, so a ``resourceVersion`` means
+the same thing here as in Kubernetes on etcd.
+
+Client choice: ``etcd3gw`` (maintained, OpenStack) speaks the gateway etcd 3.4 serves at
+``/v3/``. We use it for the key-value calls: every write is one ``Txn`` (``Etcd3Client.
+transaction``) whose compares give us compare-and-swap exactly as Kubernetes' etcd3 store does:
+- create:  ``create_revision(key) == 0`` → put
+- update:  ``create_revision(key) > 0 AND mod_revision(key) == expected`` → put, else range
+- delete:  ``create_revision(key) > 0 [AND mod_revision(key) == expected]`` → delete (prev_kv),
+  else range; the failure branch's range tells ``KeyNotFoundError`` from ``ConflictError``.
+What etcd3gw lacks, and how we fill it:
+- compaction: it has no method, so we post ``/v3/kv/compaction`` through its generic ``post``.
+- watch: its ``Watcher`` drops ``canceled``/``compact_revision`` responses (a watch on compacted
+  history would hang silently instead of giving 410) and stops a stream by reaching into a
+  private socket; so watches use ``httpx`` streaming directly against ``/v3/watch``, parse
+  every response, and are woken on ``close`` by shutting their socket down.
+- large lists: its ``post`` decodes with the stdlib ``json`` via ``requests``; ranges (``list``)
+  go through ``httpx`` + ``orjson``, paged by key at one pinned revision, which is several times
+  faster for 10,000 objects (measured by ``tests/bench/bench_store.py``).
+
+Compaction mapping: our ``compact(R)`` forgets revisions ≤ R; etcd's ``compact(C)`` forgets
+revisions < C. So we compact etcd at R+1 (clamped to the current revision, which etcd requires).
+
+Concurrency: the HTTP pools are thread-safe; every method may be called from any thread. Each
+watch owns one streaming connection and one reader thread that queues events for ``next_batch``.
+A watch whose stream breaks (etcd restarted, connection lost) raises ``StoreError`` from
+``next_batch``; the caller re-watches from its last revision.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+from urllib.parse import urlsplit
+
+import etcd3gw
+import httpx
+import orjson
+import requests
+import requests.adapters
+from etcd3gw import exceptions as etcd_exc
+
+from controlplane.storage.interface import (
+    CompactedError,
+    ConflictError,
+    Event,
+    EventType,
+    KeyExistsError,
+    KeyNotFoundError,
+    KeyValue,
+    StoreError,
+)
+
+_KVs = list[KeyValue]
+
+#: Keys per range request when listing (paging keeps each gateway response a few MB at most).
+PAGE = 2_000
+MAX_BATCH = 10_000
+
+
+def _b64(s: str | bytes) -> str:
+    return base64.b64encode(s.encode() if isinstance(s, str) else s).decode("ascii")
+
+
+def _unb64(s: str | None) -> bytes:
+    return base64.b64decode(s) if s else b""
+
+
+def _range_end_b64(prefix: str) -> str:
+    """etcd's range_end for a prefix: the prefix with its last byte incremented (base64)."""
+    raw = bytearray(prefix.encode())
+    while raw:
+        if raw[-1] < 0xFF:
+            raw[-1] += 1
+            return base64.b64encode(bytes(raw)).decode("ascii")
+        raw.pop()
+    return _b64(b"\0")
+
+
+def _kv(d: dict[str, Any]) -> KeyValue:
+    return KeyValue(
+        key=_unb64(d["key"]).decode(),
+        value=_unb64(d.get("value")),
+        create_revision=int(d.get("create_revision", 0)),
+        mod_revision=int(d.get("mod_revision", 0)),
+    )
+
+
+class EtcdStore:
+    def __init__(self, endpoints: list[str], *, timeout: float = 30.0) -> None:
+        if not endpoints:
+            raise ValueError("EtcdStore needs at least one endpoint, like http://127.0.0.1:2379")
+        self._endpoints = [e.rstrip("/") for e in endpoints]
+        for e in self._endpoints:
+            parts = urlsplit(e)
+            if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
+                raise ValueError(f"etcd endpoint must look like http://HOST:PORT, got {e!r}")
+        self._timeout = timeout
+        self._current = 0  # index of the endpoint in use; moves on connection failure
+        self._lock = threading.Lock()
+        # requests' default pool keeps 10 connections: with more concurrent callers it would open
+        # and drop a connection per request. Size it for the API server's worker threads.
+        self._session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=128)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._clients = [self._make_client(e) for e in self._endpoints]
+        self._http = httpx.Client(
+            timeout=timeout, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        )
+        self._closed = False
+        self._watches: set[EtcdWatch] = set()
+        self._call("/kv/range", {"key": _b64("/"), "limit": 1, "keys_only": True})  # reachable?
+
+    def _make_client(self, endpoint: str) -> etcd3gw.Etcd3Client:
+        parts = urlsplit(endpoint)
+        return etcd3gw.Etcd3Client(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 2379,
+            protocol=parts.scheme,
+            timeout=self._timeout,
+            api_path="/v3/",  # etcd >= 3.4; skips a /version round trip per client
+            session=self._session,
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoints[self._current]
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST one gateway call with etcd3gw, failing over to the next endpoint if unreachable."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        last: Exception | None = None
+        for _ in range(len(self._clients)):
+            idx = self._current
+            client = self._clients[idx]
+            try:
+                if path == "/kv/txn":
+                    res: dict[str, Any] = dict(client.transaction(payload))
+                else:
+                    res = client.post(client.get_url(path), json=payload)
+                return res
+            except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError) as exc:
+                last = exc
+                with self._lock:
+                    if self._current == idx:
+                        self._current = (idx + 1) % len(self._clients)
+            except etcd_exc.Etcd3Exception as exc:
+                raise _store_error(exc) from exc
+        raise StoreError(f"etcd unreachable at {', '.join(self._endpoints)}: {_detail(last)}")
+
+    def _post_fast(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST with httpx + orjson (for big responses); same error mapping as ``_call``."""
+        if self._closed:
+            raise RuntimeError("store is closed")
+        try:
+            r = self._http.post(
+                f"{self.endpoint}/v3{path}",
+                content=orjson.dumps(payload),
+                headers={"content-type": "application/json"},
+            )
+        except httpx.HTTPError as exc:
+            raise StoreError(f"etcd unreachable at {self.endpoint}: {exc}") from exc
+        body: dict[str, Any] = orjson.loads(r.content) if r.content else {}
+        if r.status_code != 200:
+            raise _store_error(etcd_exc.Etcd3Exception(r.text, r.reason_phrase))
+        return body
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, key: str) -> KeyValue | None:
+        res = self._call("/kv/range", {"key": _b64(key)})
+        kvs = res.get("kvs") or []
+        return _kv(kvs[0]) if kvs else None
+
+    def list(self, prefix: str) -> tuple[_KVs, int]:
+        """Every key under ``prefix``, in pages, all read at the revision of the first page."""
+        end = _range_end_b64(prefix)
+        start = _b64(prefix)
+        out: list[KeyValue] = []
+        rev = 0
+        while True:
+            payload: dict[str, Any] = {"key": start, "range_end": end, "limit": PAGE}
+            if rev:
+                payload["revision"] = rev
+            res = self._post_fast("/kv/range", payload)
+            if not rev:
+                rev = int(res["header"]["revision"])
+            kvs = res.get("kvs") or []
+            out.extend(_kv(d) for d in kvs)
+            if not res.get("more") or not kvs:
+                return out, rev
+            start = _b64(_unb64(kvs[-1]["key"]) + b"\0")
+
+    def current_revision(self) -> int:
+        res = self._call("/kv/range", {"key": _b64("\0"), "limit": 1, "keys_only": True})
+        return int(res["header"]["revision"])
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create(self, key: str, value: bytes) -> int:
+        _check_key(key)
+        k = _b64(key)
+        res = self._call(
+            "/kv/txn",
+            {
+                "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": 0}],
+                "success": [{"request_put": {"key": k, "value": _b64(bytes(value))}}],
+            },
+        )
+        if not res.get("succeeded"):
+            raise KeyExistsError(key)
+        return int(res["header"]["revision"])
+
+    def update(self, key: str, value: bytes, expected_revision: int) -> int:
+        _check_key(key)
+        k = _b64(key)
+        res = self._call(
+            "/kv/txn",
+            {
+                "compare": [
+                    {"key": k, "target": "CREATE", "result": "GREATER", "create_revision": 0},
+                    {"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expected_revision},
+                ],
+                "success": [{"request_put": {"key": k, "value": _b64(bytes(value))}}],
+                "failure": [{"request_range": {"key": k}}],
+            },
+        )
+        if not res.get("succeeded"):
+            raise self._cas_failure(key, expected_revision, res)
+        return int(res["header"]["revision"])
+
+    def delete(self, key: str, expected_revision: int | None = None) -> tuple[KeyValue, int]:
+        _check_key(key)
+        k = _b64(key)
+        compare: list[dict[str, Any]] = [{"key": k, "target": "CREATE", "result": "GREATER", "create_revision": 0}]
+        if expected_revision is not None:
+            compare.append({"key": k, "target": "MOD", "result": "EQUAL", "mod_revision": expected_revision})
+        res = self._call(
+            "/kv/txn",
+            {
+                "compare": compare,
+                "success": [{"request_delete_range": {"key": k, "prev_kv": True}}],
+                "failure": [{"request_range": {"key": k}}],
+            },
+        )
+        if not res.get("succeeded"):
+            raise self._cas_failure(key, expected_revision or 0, res)
+        prev = res["responses"][0]["response_delete_range"].get("prev_kvs") or []
+        if not prev:  # cannot happen: the compare said the key existed in this same txn
+            raise StoreError(f"etcd deleted {key!r} without returning its previous value")
+        return _kv(prev[0]), int(res["header"]["revision"])
+
+    @staticmethod
+    def _cas_failure(key: str, expected: int, res: dict[str, Any]) -> StoreError:
+        kvs = (res.get("responses") or [{}])[0].get("response_range", {}).get("kvs") or []
+        if not kvs:
+            return KeyNotFoundError(key)
+        return ConflictError(key, expected, int(kvs[0].get("mod_revision", 0)))
+
+    # -- history ---------------------------------------------------------------------------
+
+    def compact(self, revision: int) -> None:
+        current = self.current_revision()
+        target = min(revision + 1, current)
+        try:
+            # physical=true: return once the compaction is applied, so a watch that starts
+            # after compact() returns already sees it.
+            self._call("/kv/compaction", {"revision": target, "physical": True})
+        except CompactedError:
+            pass  # already compacted at or past this point: nothing to do
+
+    def watch(self, prefix: str, after_revision: int) -> EtcdWatch:
+        if self._closed:
+            raise RuntimeError("store is closed")
+        # etcd accepts a watch on compacted history and only then cancels it; ask first, with a
+        # cheap range at the first revision we need, so the caller gets CompactedError at once.
+        try:
+            self._call(
+                "/kv/range",
+                {"key": _b64(prefix), "limit": 1, "keys_only": True, "revision": after_revision + 1},
+            )
+        except CompactedError:
+            raise CompactedError(after_revision, self._compaction_point(prefix, after_revision)) from None
+        except StoreError as exc:
+            if "future revision" not in str(exc):
+                raise
+        w = EtcdWatch(self, prefix, after_revision)
+        with self._lock:
+            self._watches.add(w)
+        return w
+
+    def _compaction_point(self, prefix: str, after_revision: int) -> int:
+        """Our ``compacted`` (last forgotten revision): etcd names it when it cancels a watch."""
+        w = EtcdWatch(self, prefix, after_revision)
+        try:
+            w.next_batch(timeout=2.0)
+        except CompactedError as exc:
+            return exc.compacted
+        except StoreError:
+            pass
+        finally:
+            w.close()
+        return after_revision + 1
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._lock:
+            watches = list(self._watches)
+        for w in watches:
+            w.close()
+        self._http.close()
+        self._session.close()
+
+    def _forget(self, w: EtcdWatch) -> None:
+        with self._lock:
+            self._watches.discard(w)
+
+
+class EtcdWatch:
+    """One ``/v3/watch`` stream; a reader thread parses responses into a queue."""
+
+    def __init__(self, store: EtcdStore, prefix: str, after_revision: int) -> None:
+        self._store = store
+        self.prefix = prefix
+        self.position = after_revision
+        self._cond = threading.Condition(threading.Lock())
+        self._events: deque[Event] = deque()
+        self._error: StoreError | None = None
+        self._closed = False
+        self._sock: socket.socket | None = None
+        self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=None))
+        self._request = {
+            "create_request": {
+                "key": _b64(prefix),
+                "range_end": _range_end_b64(prefix),
+                "start_revision": after_revision + 1,
+                "prev_kv": True,
+            }
+        }
+        self._url = f"{store.endpoint}/v3/watch"
+        self._thread = threading.Thread(target=self._read, name=f"etcd-watch:{prefix}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        try:
+            with self._client.stream("POST", self._url, content=orjson.dumps(self._request)) as resp:
+                stream = resp.extensions.get("network_stream")
+                with self._cond:
+                    self._sock = stream.get_extra_info("socket") if stream is not None else None
+                    if self._closed:
+                        return
+                if resp.status_code != 200:
+                    resp.read()
+                    raise StoreError(f"etcd watch failed: {resp.status_code} {resp.text}")
+                for line in resp.iter_lines():
+                    if line.strip():
+                        self._handle(orjson.loads(line))
+                    if self._closed:
+                        return
+            raise StoreError("etcd closed the watch stream")
+        except CompactedError as exc:
+            self._fail(exc)
+        except StoreError as exc:
+            self._fail(exc)
+        except Exception as exc:  # connection reset, socket shut down by close(), bad JSON …
+            self._fail(StoreError(f"etcd watch stream broke: {exc!r}"))
+        finally:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+    def _handle(self, msg: dict[str, Any]) -> None:
+        result = msg.get("result")
+        if result is None:
+            err = msg.get("error") or {}
+            raise StoreError(f"etcd watch error: {err.get('message', msg)}")
+        if result.get("canceled"):
+            compact = int(result.get("compact_revision", 0))
+            if compact:
+                # etcd's compact_revision is the oldest revision it kept; ours is the last forgotten.
+                raise CompactedError(self.position, compact - 1)
+            raise StoreError(f"etcd canceled the watch: {result.get('cancel_reason', 'no reason given')}")
+        raw_events = result.get("events")
+        if not raw_events:
+            return  # created / progress notifications
+        batch: list[Event] = []
+        for e in raw_events:
+            kv = e["kv"]
+            key = _unb64(kv["key"]).decode()
+            rev = int(kv.get("mod_revision", 0))
+            prev = e.get("prev_kv")
+            prev_value = _unb64(prev.get("value")) if prev else None
+            if e.get("type") == "DELETE":
+                last = prev_value if prev_value is not None else b""
+                batch.append(Event(EventType.DELETE, key, last, rev, prev_value))
+            elif kv.get("version") == "1":
+                batch.append(Event(EventType.CREATE, key, _unb64(kv.get("value")), rev, None))
+            else:
+                batch.append(Event(EventType.UPDATE, key, _unb64(kv.get("value")), rev, prev_value))
+        with self._cond:
+            self._events.extend(batch)
+            self._cond.notify_all()
+
+    def _fail(self, exc: StoreError) -> None:
+        with self._cond:
+            if not self._closed and self._error is None:
+                self._error = exc
+            self._cond.notify_all()
+
+    def next_batch(self, timeout: float | None = None) -> list[Event]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._closed:
+                    return []
+                if self._events:
+                    n = min(len(self._events), MAX_BATCH)
+                    out = [self._events.popleft() for _ in range(n)]
+                    self.position = out[-1].revision
+                    return out
+                if self._error is not None:
+                    raise self._error
+                if deadline is None:
+                    self._cond.wait()
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return []
+                    self._cond.wait(remaining)
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            sock = self._sock
+            self._cond.notify_all()
+        if sock is not None:
+            # Wakes the reader thread blocked in recv(); closing alone would not on Linux.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._store._forget(self)
+
+
+def _detail(exc: BaseException | None) -> str:
+    if isinstance(exc, etcd_exc.Etcd3Exception):
+        return exc.detail_text or repr(exc)
+    return repr(exc)
+
+
+def _store_error(exc: etcd_exc.Etcd3Exception) -> StoreError:
+    text = exc.detail_text or ""
+    message = text
+    with contextlib.suppress(Exception):
+        message = orjson.loads(text).get("message", text)
+    if "required revision has been compacted" in message:
+        return CompactedError(0, 0)
+    return StoreError(f"etcd: {message or exc!r}")
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"store key must be a non-empty string, got {key!r}")
