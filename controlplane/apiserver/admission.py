@@ -1,0 +1,118 @@
+"""The admission chain: what happens to an object between decoding and the store.
+
+Role: in Kubernetes' order — mutating (defaulting, ClusterIP/NodePort allocation), then validating
+(field validation, namespace lifecycle). Each step either changes the object in place or raises an
+``errors.ApiError`` (422 ``Invalid`` with one cause per field, 403/404 for namespace lifecycle), so a
+refused request changes nothing: allocations made by an earlier step are released by ``abort``.
+
+Invariants: admission never writes to the store itself; ``commit``/``abort`` bracket every
+allocation so the allocators always mirror the stored Services.
+
+Concurrency: called from the server's store threads; allocators lock internally.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from controlplane.api import errors, registry
+from controlplane.api.registry import Resource
+from controlplane.storage.interface import Store
+
+log = logging.getLogger(__name__)
+
+# Kinds that may be created in a namespace that is being deleted (Kubernetes lets events through so
+# controllers can report why deletion is slow).
+_ALLOWED_IN_TERMINATING = {"events"}
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+class Admission:
+    def __init__(self, store: Store, allocators: Any = None) -> None:
+        self.store = store
+        self.allocators = allocators
+        self._defaults = _optional("controlplane.api.defaults")
+        self._validation = _optional("controlplane.api.validation")
+        self._ns_lookup: Callable[[str], dict[str, Any] | None] | None = None
+
+    def set_namespace_lookup(self, fn: Callable[[str], dict[str, Any] | None]) -> None:
+        self._ns_lookup = fn
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def default(self, res: Resource, obj: dict[str, Any]) -> None:
+        if self._defaults is not None:
+            self._defaults.apply_defaults(res, obj)
+
+    def validate(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if self._validation is None:
+            return
+        causes = self._validation.validate(res, obj, old)
+        if causes:
+            name = str((obj.get("metadata") or {}).get("name") or "")
+            raise errors.invalid(res.kind, name, list(causes))
+
+    def check_namespace(self, res: Resource, namespace: str) -> None:
+        if not res.namespaced or self._ns_lookup is None:
+            return
+        ns = self._ns_lookup(namespace)
+        if ns is None:
+            raise errors.NotFound(f'namespaces "{namespace}" not found', kind="namespaces", name=namespace)
+        terminating = (ns.get("metadata") or {}).get("deletionTimestamp") or (ns.get("status") or {}).get(
+            "phase"
+        ) == "Terminating"
+        if terminating and res.plural not in _ALLOWED_IN_TERMINATING:
+            raise errors.Forbidden(
+                f'{res.plural} "{res.kind}" is forbidden: unable to create new content in namespace '
+                f"{namespace} because it is being terminated",
+                kind=res.plural,
+                name=namespace,
+            )
+
+    # -- the chain --------------------------------------------------------------------------
+
+    def admit_create(self, res: Resource, obj: dict[str, Any]) -> Callable[[bool], None]:
+        """Run the chain for a create; returns ``finish(committed)`` to release on failure."""
+        self.default(res, obj)
+        finish = self._allocate(res, obj, None)
+        try:
+            self.validate(res, obj, None)
+            self.check_namespace(res, str(obj["metadata"].get("namespace") or ""))
+        except BaseException:
+            finish(False)
+            raise
+        return finish
+
+    def admit_update(self, res: Resource, obj: dict[str, Any], old: dict[str, Any]) -> Callable[[bool], None]:
+        self.default(res, obj)
+        finish = self._allocate(res, obj, old)
+        try:
+            self.validate(res, obj, old)
+        except BaseException:
+            finish(False)
+            raise
+        return finish
+
+    def deleted(self, res: Resource, obj: dict[str, Any]) -> None:
+        if self.allocators is not None and res is registry.SERVICES:
+            self.allocators.release_service(obj)
+
+    def _allocate(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> Callable[[bool], None]:
+        if self.allocators is None or res is not registry.SERVICES:
+            return _noop
+        result: Callable[[bool], None] = self.allocators.allocate_service(obj, old)
+        return result
+
+
+def _noop(committed: bool) -> None:
+    return None

@@ -1,0 +1,933 @@
+"""The API server application: ``create_app(store, options=...) -> FastAPI``.
+
+Role: route every HTTP and WebSocket request the way kube-apiserver does — health, version,
+discovery, OpenAPI, metrics, and ``/api/v1/...`` / ``/apis/<group>/<version>/...`` resource paths
+(namespaced and cluster-scoped, with subresources) — authenticate and authorize it, and hand it
+to the generic resource operations (``resources.py``), the watch machinery (``watch.py``) or the
+kubelet proxy (``proxy_kubelet.py``).
+
+Why raw ASGI inside FastAPI: the app is a FastAPI instance (lifespan, and a familiar shell), but one
+ASGI middleware answers every request itself. Per-request routing objects, pydantic models and
+dependency injection cost more than the whole create path; here a request is parsed once, the
+store work and the JSON encoding run on a thread pool, and responses are orjson bytes.
+
+Invariants:
+- Every error is a ``Status`` body with the right code; an unexpected exception is logged with its
+  traceback at ERROR and answered with a 500 ``Status`` that carries no traceback. The server stays up.
+- Nothing is written to the store unless authentication, authorization, decoding and admission
+  all passed.
+
+Concurrency: request handlers run on the event loop; store calls run on a ``ThreadPoolExecutor``
+(``options.store_threads``); watch streams are asyncio tasks fed by the watch cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from types import ModuleType
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import FastAPI
+
+from controlplane.api import errors, registry
+from controlplane.api.fields import check_field_selector, field_set
+from controlplane.api.registry import Resource
+from controlplane.api.selectors import FieldSelector, LabelSelector
+from controlplane.apiserver import discovery
+from controlplane.apiserver.admission import Admission
+from controlplane.apiserver.auth import (
+    AllowAuthenticated,
+    Authenticator,
+    Authorizer,
+    RequestAttributes,
+    TokenFile,
+)
+from controlplane.apiserver.httpio import (
+    JSON,
+    Receive,
+    Request,
+    Scope,
+    Send,
+    decode_body,
+    send_error,
+    send_json,
+    send_response,
+)
+from controlplane.apiserver.metrics import Metrics
+from controlplane.apiserver.options import ServerOptions
+from controlplane.apiserver.resources import Obj, ResourceOps
+from controlplane.apiserver.watch import Feeds, LineCache, WatchRequest, serve_watch
+from controlplane.storage.interface import Store
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+V2_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+_NS_SUBRESOURCES = ("status", "finalize")
+_PATCH_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
+_NOT_FOUND = "the server could not find the requested resource"
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+def _optional(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
+class _Started:
+    """Wraps ``send`` to know whether the response has begun (then no error body can follow)."""
+
+    __slots__ = ("code", "send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.started = False
+        self.code = 0
+
+    async def __call__(self, message: Any) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.code = int(message["status"])
+        await self.send(message)
+
+
+class Route:
+    """A parsed resource path."""
+
+    __slots__ = ("name", "namespace", "res", "subresource")
+
+    def __init__(self, res: Resource, namespace: str | None, name: str | None, subresource: str | None) -> None:
+        self.res = res
+        self.namespace = namespace
+        self.name = name
+        self.subresource = subresource
+
+
+def parse_resource_path(segments: list[str]) -> Route | None:
+    """``["api","v1","namespaces","default","pods","web"]`` → Route; None when not a resource path."""
+    if not segments:
+        return None
+    if segments[0] == "api" and len(segments) >= 3:
+        group, version, rest = "", segments[1], segments[2:]
+    elif segments[0] == "apis" and len(segments) >= 4:
+        group, version, rest = segments[1], segments[2], segments[3:]
+    else:
+        return None
+    namespace: str | None = None
+    if rest[0] == "namespaces" and len(rest) >= 3 and rest[2] not in _NS_SUBRESOURCES:
+        namespace = rest[1]
+        rest = rest[2:]
+    if len(rest) > 3 or not all(rest):
+        return None
+    res = registry.lookup(group, version, rest[0])
+    if res is None:
+        return None
+    name = rest[1] if len(rest) >= 2 else None
+    sub = rest[2] if len(rest) == 3 else None
+    if namespace is not None and not res.namespaced:
+        return None
+    if res.namespaced and name is not None and namespace is None:
+        return None
+    if sub is not None and sub not in res.subresources:
+        return None
+    return Route(res, namespace, name, sub)
+
+
+class ApiServer:
+    """One API server over one store (the ASGI callable behind ``create_app``)."""
+
+    def __init__(self, store: Store, options: ServerOptions) -> None:
+        self.store = store
+        self.options = options
+        self.pool = ThreadPoolExecutor(max_workers=options.store_threads, thread_name_prefix="store")
+        self.metrics = Metrics()
+        allocators_mod = _optional("controlplane.apiserver.allocators")
+        self.allocators: Any = (
+            allocators_mod.ServiceAllocators(options.service_cluster_ip_range, options.service_node_port_range)
+            if allocators_mod is not None
+            else None
+        )
+        self.admission = Admission(store, self.allocators)
+        self.ops = ResourceOps(store, self.admission)
+        self.watch_cache: Any = None
+        self.feeds = Feeds(store, None, options.watch_max_pending)
+        self.lines = LineCache()
+        tokens = TokenFile.load(options.token_auth_file) if options.token_auth_file else None
+        self.authn = Authenticator(tokens, options.peer_identities, options.anonymous_auth)
+        self.authz: Authorizer = options.authorizer or AllowAuthenticated()
+        self.tables = _optional("controlplane.api.tables")
+        self.openapi = _optional("controlplane.api.openapi")
+        self.kubelet: Any = None
+        self.ready = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    async def startup(self) -> None:
+        if self.allocators is not None:
+            await self.run(self.allocators.rebuild, self.store)
+        wc_mod = _optional("controlplane.apiserver.watchcache")
+        if wc_mod is not None and hasattr(wc_mod, "WatchCache"):
+            self.watch_cache = wc_mod.WatchCache(self.store, prefix="/registry/")
+            self.watch_cache.start()
+            self.feeds.cache = self.watch_cache
+        proxy_mod = _optional("controlplane.apiserver.proxy_kubelet")
+        if proxy_mod is not None:
+            self.kubelet = proxy_mod.KubeletProxy(self.options)
+        if self.options.bootstrap:
+            await self.run(self.bootstrap)
+        self.ready = True
+        if self.options.on_started is not None:
+            self.options.on_started()
+
+    async def shutdown(self) -> None:
+        self.ready = False
+        if self.watch_cache is not None:
+            self.watch_cache.stop()
+        if self.kubelet is not None:
+            await self.kubelet.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def bootstrap(self) -> None:
+        """The namespaces every cluster has, and the ``kubernetes`` Service (idempotent)."""
+        for ns in SYSTEM_NAMESPACES:
+            try:
+                self.ops.create(registry.NAMESPACES, None, {"metadata": {"name": ns}})
+            except errors.AlreadyExists:
+                pass
+        port = self.options.secure_port
+        svc = {
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"component": "apiserver", "provider": "kubernetes"},
+            },
+            "spec": {
+                "type": "ClusterIP",
+                "clusterIP": _first_service_ip(self.options.service_cluster_ip_range),
+                "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}],
+                "sessionAffinity": "None",
+            },
+        }
+        try:
+            self.ops.create(registry.SERVICES, "default", svc)
+        except errors.AlreadyExists:
+            pass
+        except errors.ApiError as e:
+            log.warning("could not create the kubernetes Service: %s", e.message)
+        ep = {
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+            },
+            "subsets": [
+                {
+                    "addresses": [{"ip": self.options.advertise_address}],
+                    "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+                }
+            ],
+        }
+        try:
+            self.ops.create(registry.ENDPOINTS, "default", ep)
+        except errors.AlreadyExists:
+            current = self.ops.get(registry.ENDPOINTS, "default", "kubernetes")
+            if current.get("subsets") != ep["subsets"]:
+                current["subsets"] = ep["subsets"]
+                self.ops.update(registry.ENDPOINTS, "default", "kubernetes", current)
+
+    # -- ASGI --------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await self.handle_websocket(scope, receive, send)
+            return
+        req = Request(scope, receive)
+        out = _Started(send)
+        t0 = time.perf_counter()
+        verb, resource = req.method.lower(), ""
+        try:
+            verb, resource = await self.dispatch(req, out)
+        except errors.ApiError as e:
+            if not out.started:
+                if e.code >= 500:
+                    log.warning("%s %s → %d %s", req.method, req.path, e.code, e.message)
+                else:
+                    log.debug("%s %s → %d %s", req.method, req.path, e.code, e.message)
+                await send_error(out, e)
+        except Exception:
+            log.exception("internal error serving %s %s", req.method, req.path)
+            if not out.started:
+                await send_error(out, errors.ApiError("an internal error occurred; see the server log"))
+        code = out.code or 500
+        if code >= 500:
+            log.warning("%s %s%s → %d", req.method, req.path, _qs(scope), code)
+        elif log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "%s %s%s → %d (%.1f ms)", req.method, req.path, _qs(scope), code, (time.perf_counter() - t0) * 1e3
+            )
+        if resource:
+            self.metrics.requests.labels(verb, resource, str(code)).inc()
+            if verb not in ("watch", "exec", "log"):
+                self.metrics.latency.labels(verb, resource).observe(time.perf_counter() - t0)
+
+    def authenticate(self, req: Request) -> None:
+        user = self.authn.authenticate(req.headers.get("authorization"), req.client)
+        if user is None:
+            raise errors.Unauthorized("Unauthorized")
+        req.user = user
+
+    def authorize(self, req: Request, attrs: RequestAttributes) -> None:
+        allowed, reason = self.authz.authorize(req.user, attrs)
+        if not allowed:
+            what = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
+            raise errors.Forbidden(
+                f'{what or attrs.path} is forbidden: User "{req.user.name}" cannot {attrs.verb} '
+                f"resource {what!r}: {reason}",
+                kind=attrs.resource,
+                name=attrs.name,
+            )
+
+    async def dispatch(self, req: Request, send: Send) -> tuple[str, str]:
+        path = req.path
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            if path.startswith("/readyz") and not self.ready:
+                await send_response(send, 503, b"not ready", "text/plain; charset=utf-8")
+            else:
+                await send_response(send, 200, b"ok", "text/plain; charset=utf-8")
+            return "get", ""
+        self.authenticate(req)
+        if path == "/version":
+            self._only(req, "GET")
+            await send_json(send, 200, discovery.version_info(self.options.git_version))
+            return "get", ""
+        if path in ("/api", "/apis"):
+            self._only(req, "GET")
+            agg = discovery.negotiate_aggregated(req.headers.get("accept", ""))
+            core = path == "/api"
+            if agg is not None:
+                await send_response(send, 200, discovery.aggregated_bytes(core, agg), agg)
+            elif core:
+                addr = f"{self.options.advertise_address}:{self.options.secure_port}"
+                await send_json(send, 200, discovery.api_versions(addr))
+            else:
+                await send_json(send, 200, discovery.api_group_list())
+            return "get", ""
+        if path == "/metrics":
+            self._only(req, "GET")
+            for resource in {r.plural for r in registry.RESOURCES}:
+                self.metrics.watchers.labels(resource)  # make the series exist
+            await send_response(send, 200, self.metrics.render(), Metrics.CONTENT_TYPE)
+            return "get", ""
+        if path == "/openapi/v2" or path == "/swagger-2.0.0.pb-v1":
+            self._only(req, "GET")
+            body = self.openapi.v2_protobuf() if self.openapi is not None else b""
+            ctype = getattr(self.openapi, "V2_CONTENT_TYPE", V2_CONTENT_TYPE)
+            await send_response(send, 200, body, ctype)
+            return "get", ""
+        if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+            self._only(req, "GET")
+            await self.openapi_v3(path, send)
+            return "get", ""
+        segments = path.strip("/").split("/")
+        if len(segments) == 2 and segments[0] == "api":
+            self._only(req, "GET")
+            doc = discovery.resource_list("", segments[1])
+            if doc is None:
+                raise errors.NotFound(_NOT_FOUND)
+            await send_json(send, 200, doc)
+            return "get", ""
+        if segments[0] == "apis" and len(segments) in (2, 3):
+            self._only(req, "GET")
+            doc = (
+                discovery.api_group(segments[1])
+                if len(segments) == 2
+                else discovery.resource_list(segments[1], segments[2])
+            )
+            if doc is None:
+                raise errors.NotFound(_NOT_FOUND)
+            await send_json(send, 200, doc)
+            return "get", ""
+        route = parse_resource_path(segments)
+        if route is None:
+            raise errors.NotFound(_NOT_FOUND)
+        return await self.resource_request(req, route, send)
+
+    @staticmethod
+    def _only(req: Request, *methods: str) -> None:
+        if req.method not in methods and not (req.method == "HEAD" and "GET" in methods):
+            raise errors.MethodNotAllowed(
+                f"the server does not allow this method on the requested resource ({req.method})"
+            )
+
+    async def openapi_v3(self, path: str, send: Send) -> None:
+        if self.openapi is None:
+            raise errors.NotFound(_NOT_FOUND)
+        if path == "/openapi/v3":
+            await send_json(send, 200, self.openapi.v3_root())
+            return
+        doc = self.openapi.v3_document(path[len("/openapi/v3/") :])
+        if doc is None:
+            raise errors.NotFound(_NOT_FOUND)
+        body = await self.run(orjson.dumps, doc)
+        await send_response(send, 200, body, JSON)
+
+    # -- resources ---------------------------------------------------------------------------
+
+    async def resource_request(self, req: Request, route: Route, send: Send) -> tuple[str, str]:
+        res, sub, method = route.res, route.subresource, req.method
+        if method == "HEAD":
+            method = "GET"
+        if route.name is None:
+            verb = {
+                "GET": "watch" if req.q_bool("watch") else "list",
+                "POST": "create",
+                "DELETE": "deletecollection",
+            }.get(method)
+            if verb == "create" and res.namespaced and route.namespace is None:
+                verb = None
+        elif sub in ("exec", "attach", "portforward"):
+            verb = "create" if method in ("GET", "POST") else None
+        elif sub == "log":
+            verb = "get" if method == "GET" else None
+        elif sub in ("binding", "eviction"):
+            verb = "create" if method == "POST" else None
+        elif sub == "finalize":
+            verb = "update" if method == "PUT" else None
+        else:
+            verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete" if sub is None else None}.get(
+                method
+            )
+        if verb is None:
+            raise errors.MethodNotAllowed(
+                f"the server does not allow this method on the requested resource ({method} {res.plural}"
+                f"{'/' + sub if sub else ''})"
+            )
+        self.authorize(
+            req,
+            RequestAttributes(
+                verb=verb,
+                group=res.group,
+                resource=res.plural,
+                subresource=sub or "",
+                namespace=route.namespace or "",
+                name=route.name or "",
+                path=req.path,
+            ),
+        )
+        metric_res = f"{res.plural}/{sub}" if sub else res.plural
+        if sub in ("exec", "attach", "portforward", "log"):
+            await self.kubelet_request(req, route, send)
+            return ("log" if sub == "log" else "exec"), metric_res
+        if verb == "list":
+            await self.list(req, route, send)
+        elif verb == "watch":
+            await self.watch(req, route, send)
+        elif verb == "deletecollection":
+            await self.delete_collection(req, route, send)
+        elif verb == "create":
+            await self.create(req, route, send)
+        elif verb == "get":
+            await self.get(req, route, send)
+        elif verb == "update":
+            await self.update(req, route, send)
+        elif verb == "patch":
+            await self.patch(req, route, send)
+        elif verb == "delete":
+            await self.delete(req, route, send)
+        return verb, metric_res
+
+    def _dry_run(self, req: Request) -> bool:
+        values = req.query.get("dryRun", [])
+        for v in values:
+            if v != "All":
+                raise errors.BadRequest(f'unsupported dryRun value {v!r}: only "All" is supported')
+        return bool(values)
+
+    def _strict(self, req: Request) -> bool:
+        v = req.q("fieldValidation")
+        if v not in ("", "Strict", "Warn", "Ignore"):
+            raise errors.BadRequest(f'invalid fieldValidation {v!r}: must be one of "Strict", "Warn", "Ignore"')
+        return v == "Strict"
+
+    async def _body(self, req: Request) -> bytes:
+        return await req.body(self.options.max_body_bytes)
+
+    def _wants_table(self, req: Request) -> bool:
+        return self.tables is not None and "as=Table" in req.headers.get("accept", "")
+
+    def _table(self, res: Resource, objs: list[Obj], rv: str, include_object: str, defs: bool = True) -> Obj:
+        assert self.tables is not None
+        result: Obj = self.tables.to_table(
+            res, objs, list_rv=rv, include_object=include_object, include_column_definitions=defs
+        )
+        return result
+
+    def _include_object(self, req: Request) -> str:
+        v = req.q("includeObject") or "Metadata"
+        if v not in ("None", "Metadata", "Object"):
+            raise errors.BadRequest(f'invalid includeObject {v!r}: must be one of "None", "Metadata", "Object"')
+        return v
+
+    def _matcher(self, req: Request, res: Resource) -> tuple[Callable[[Obj], bool] | None, str | None]:
+        """(match function or None, namespace pinned by the field selector or None)."""
+        label = LabelSelector.parse(req.q("labelSelector"))
+        fields = FieldSelector.parse(req.q("fieldSelector"))
+        check_field_selector(res, fields)
+        pinned_ns = fields.exact_match("metadata.namespace") if res.namespaced else None
+        if label.empty and fields.empty:
+            return None, None
+        if fields.empty:
+
+            def match_labels(obj: Obj) -> bool:
+                return label.matches((obj.get("metadata") or {}).get("labels") or {})
+
+            return match_labels, pinned_ns
+
+        def match(obj: Obj) -> bool:
+            md = obj.get("metadata") or {}
+            return label.matches(md.get("labels") or {}) and fields.matches(field_set(res, obj))
+
+        return match, pinned_ns
+
+    async def list(self, req: Request, route: Route, send: Send) -> None:
+        res = route.res
+        match, pinned = self._matcher(req, res)
+        ns = route.namespace or pinned
+        table = self._wants_table(req)
+        include = self._include_object(req) if table else "Metadata"
+
+        def work() -> bytes:
+            items, rev = self.ops.list(res, ns, match)
+            if table:
+                return orjson.dumps(self._table(res, items, str(rev), include))
+            return orjson.dumps(
+                {
+                    "kind": res.list_kind,
+                    "apiVersion": res.api_version,
+                    "metadata": {"resourceVersion": str(rev)},
+                    "items": items,
+                }
+            )
+
+        await send_response(send, 200, await self.run(work))
+
+    async def watch(self, req: Request, route: Route, send: Send) -> None:
+        res = route.res
+        match, pinned = self._matcher(req, res)
+        ns = route.namespace or pinned
+        rv = req.q("resourceVersion")
+        timeout = req.q_int("timeoutSeconds")
+        table = self._wants_table(req)
+        include = self._include_object(req) if table else "Metadata"
+        to_table = None
+        if table:
+
+            def to_table(objs: list[Obj], first: bool) -> Obj:
+                return self._table(res, objs, "", include, defs=first)
+
+        initial = None
+        if rv in ("", "0"):
+            initial = await self.run(self.ops.list, res, ns, match)
+        wr = WatchRequest(
+            res=res,
+            prefix=res.storage_prefix(ns),
+            resource_version=rv,
+            timeout=float(timeout) if timeout and timeout > 0 else self.options.watch_default_timeout,
+            bookmarks=req.q_bool("allowWatchBookmarks"),
+            match=match,
+            to_table=to_table,
+        )
+        gauge = self.metrics.watchers.labels(res.plural)
+        gauge.inc()
+        self.metrics.longrunning.inc()
+        try:
+            await serve_watch(
+                wr, self.feeds, self.lines, initial, req.receive, send, self.options.watch_bookmark_interval
+            )
+        finally:
+            gauge.dec()
+            self.metrics.longrunning.dec()
+
+    async def get(self, req: Request, route: Route, send: Send) -> None:
+        res, sub = route.res, route.subresource
+        assert route.name is not None
+        obj = await self.run(self.ops.get, res, route.namespace, route.name)
+        if sub == "scale":
+            obj = to_scale(res, obj)
+        elif sub is None and self._wants_table(req):
+            include = self._include_object(req)
+            obj = await self.run(self._table, res, [obj], obj["metadata"]["resourceVersion"], include)
+        await send_response(send, 200, orjson.dumps(obj))
+
+    async def create(self, req: Request, route: Route, send: Send) -> None:
+        res, sub = route.res, route.subresource
+        dry, strict = self._dry_run(req), self._strict(req)
+        raw = await self._body(req)
+        ctype = req.content_type
+        if sub == "binding":
+            assert route.name is not None
+            obj = await self.run(self.bind, route.namespace, route.name, decode_body(raw, ctype), dry)
+            await send_json(send, 201, obj)
+            return
+        if sub == "eviction":
+            assert route.name is not None
+            body = decode_body(raw, ctype)
+            await self.run(self.evict, route.namespace, route.name, body, dry)
+            await send_json(
+                send, 201, {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+            )
+            return
+
+        def work() -> bytes:
+            return orjson.dumps(
+                self.ops.create(res, route.namespace, decode_body(raw, ctype), dry_run=dry, strict=strict)
+            )
+
+        await send_response(send, 201, await self.run(work))
+
+    async def update(self, req: Request, route: Route, send: Send) -> None:
+        res, sub, name = route.res, route.subresource, route.name
+        assert name is not None
+        dry, strict = self._dry_run(req), self._strict(req)
+        raw = await self._body(req)
+        ctype = req.content_type
+
+        def work() -> bytes:
+            body = decode_body(raw, ctype)
+            if sub == "finalize":
+                return orjson.dumps(self.ops.finalize_namespace(name, body))
+            if sub == "scale":
+                return orjson.dumps(self.update_scale(res, route.namespace, name, body, dry))
+            return orjson.dumps(
+                self.ops.update(res, route.namespace, name, body, subresource=sub, dry_run=dry, strict=strict)
+            )
+
+        await send_response(send, 200, await self.run(work))
+
+    async def patch(self, req: Request, route: Route, send: Send) -> None:
+        res, sub, name = route.res, route.subresource, route.name
+        assert name is not None
+        dry, strict = self._dry_run(req), self._strict(req)
+        ctype = req.content_type
+        if ctype not in _PATCH_TYPES:
+            raise errors.UnsupportedMediaType(
+                f"the body of the request was in an unknown format ({ctype or 'no Content-Type'}); "
+                f"accepted media types include: {', '.join(_PATCH_TYPES)}"
+            )
+        raw = await self._body(req)
+        if not raw.strip():
+            raise errors.BadRequest("the patch body is empty")
+
+        def work() -> tuple[bytes, bool]:
+            if sub == "scale":
+                return orjson.dumps(self.patch_scale(res, route.namespace, name, raw, ctype, dry)), False
+            obj, created = self.ops.patch(
+                res, route.namespace, name, raw, ctype, subresource=sub, dry_run=dry, strict=strict
+            )
+            return orjson.dumps(obj), created
+
+        body, created = await self.run(work)
+        await send_response(send, 201 if created else 200, body)
+
+    async def _delete_options(self, req: Request) -> Obj:
+        raw = await self._body(req)
+        opts: Obj = {}
+        if raw.strip():
+            body = decode_body(raw, req.content_type)
+            if not isinstance(body, dict):
+                raise errors.BadRequest("the request body must be a DeleteOptions object")
+            opts = body
+        grace = req.q_int("gracePeriodSeconds")
+        if grace is not None:
+            opts["gracePeriodSeconds"] = grace
+        if req.q("propagationPolicy"):
+            opts["propagationPolicy"] = req.q("propagationPolicy")
+        if req.q("orphanDependents"):
+            opts["orphanDependents"] = req.q_bool("orphanDependents")
+        policy = opts.get("propagationPolicy")
+        if policy not in (None, "Orphan", "Background", "Foreground"):
+            raise errors.BadRequest(
+                f'invalid propagationPolicy {policy!r}: must be "Orphan", "Background" or "Foreground"'
+            )
+        if "dryRun" in opts and opts["dryRun"] not in ([], ["All"], None):
+            raise errors.BadRequest('unsupported dryRun value: only "All" is supported')
+        gp = opts.get("gracePeriodSeconds")
+        if gp is not None and (not isinstance(gp, int) or isinstance(gp, bool)):
+            raise errors.BadRequest("gracePeriodSeconds must be an integer")
+        return opts
+
+    async def delete(self, req: Request, route: Route, send: Send) -> None:
+        assert route.name is not None
+        dry = self._dry_run(req)
+        opts = await self._delete_options(req)
+        dry = dry or opts.get("dryRun") == ["All"]
+        obj = await self.run(lambda: self.ops.delete(route.res, route.namespace, route.name or "", opts, dry_run=dry))
+        await send_response(send, 200, orjson.dumps(obj))
+
+    async def delete_collection(self, req: Request, route: Route, send: Send) -> None:
+        res = route.res
+        match, pinned = self._matcher(req, res)
+        ns = route.namespace or pinned
+        dry = self._dry_run(req)
+        opts = await self._delete_options(req)
+
+        def work() -> bytes:
+            items, rev = self.ops.list(res, ns, match)
+            out = []
+            for obj in items:
+                md = obj["metadata"]
+                try:
+                    out.append(self.ops.delete(res, md.get("namespace"), md["name"], opts, dry_run=dry))
+                except errors.NotFound:
+                    continue
+            return orjson.dumps(
+                {
+                    "kind": res.list_kind,
+                    "apiVersion": res.api_version,
+                    "metadata": {"resourceVersion": str(rev)},
+                    "items": out,
+                }
+            )
+
+        await send_response(send, 200, await self.run(work))
+
+    # -- subresources ----------------------------------------------------------------------------
+
+    def bind(self, namespace: str | None, name: str, body: Any, dry: bool) -> Obj:
+        """pods/binding: set ``spec.nodeName`` once (409 if the pod is already bound)."""
+        if not isinstance(body, dict):
+            raise errors.BadRequest("the request body must be a Binding object")
+        target = body.get("target") or {}
+        node = target.get("name") if isinstance(target, dict) else None
+        if not node or not isinstance(node, str):
+            raise errors.invalid("Binding", name, [errors.Cause("target.name", "Required value", "FieldValueRequired")])
+        if target.get("kind") not in (None, "", "Node"):
+            raise errors.invalid("Binding", name, [errors.Cause("target.kind", "must be Node")])
+        res = registry.PODS
+        for _ in range(5):
+            kv = self.ops.get_kv(res, namespace, name)
+            pod = self.ops.decode(kv)
+            md = pod["metadata"]
+            if md.get("deletionTimestamp"):
+                raise errors.Conflict(
+                    f"pod {name} is being deleted, cannot be assigned to a host", kind="pods", name=name
+                )
+            if (pod.get("spec") or {}).get("nodeName"):
+                raise errors.Conflict(
+                    f'pod {name} is already assigned to node "{pod["spec"]["nodeName"]}"', kind="pods", name=name
+                )
+            want_uid = (body.get("metadata") or {}).get("uid")
+            if want_uid and want_uid != md.get("uid"):
+                raise errors.Conflict(f"pod {name} has a different uid than the binding", kind="pods", name=name)
+            pod.setdefault("spec", {})["nodeName"] = node
+            conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
+            conds.append(
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": _now()}
+            )
+            pod.setdefault("status", {})["conditions"] = conds
+            if dry:
+                return _success_status()
+            try:
+                self.ops.store.update(kv.key, self.ops.encode(pod), kv.mod_revision)
+            except Exception as e:
+                from controlplane.storage.interface import ConflictError
+
+                if isinstance(e, ConflictError):
+                    continue
+                raise
+            return _success_status()
+        raise errors.conflict("pods", name)
+
+    def evict(self, namespace: str | None, name: str, body: Any, dry: bool) -> None:
+        opts: Obj = {}
+        if isinstance(body, dict) and isinstance(body.get("deleteOptions"), dict):
+            opts = body["deleteOptions"]
+        self.ops.delete(registry.PODS, namespace, name, opts, dry_run=dry)
+
+    def update_scale(self, res: Resource, namespace: str | None, name: str, body: Any, dry: bool) -> Obj:
+        if not isinstance(body, dict):
+            raise errors.BadRequest("the request body must be a Scale object")
+        replicas = (body.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise errors.invalid("Scale", name, [errors.Cause("spec.replicas", "must be a non-negative integer")])
+        kv = self.ops.get_kv(res, namespace, name)
+        obj = self.ops.decode(kv)
+        want_rv = (body.get("metadata") or {}).get("resourceVersion")
+        if want_rv and str(want_rv) != obj["metadata"]["resourceVersion"]:
+            raise errors.conflict(res.plural, name, res.group)
+        obj.setdefault("spec", {})["replicas"] = replicas
+        return to_scale(res, self.ops.update(res, namespace, name, obj, dry_run=dry))
+
+    def patch_scale(self, res: Resource, namespace: str | None, name: str, raw: bytes, ctype: str, dry: bool) -> Obj:
+        from controlplane.api import patch as patchlib
+
+        for _ in range(5):
+            obj = self.ops.get(res, namespace, name)
+            scale = to_scale(res, obj)
+            new_scale = patchlib.apply_patch(res, scale, raw, ctype)
+            try:
+                return self.update_scale(res, namespace, name, new_scale, dry)
+            except errors.Conflict:
+                continue
+        raise errors.conflict(res.plural, name, res.group)
+
+    # -- kubelet proxy -----------------------------------------------------------------------------
+
+    async def kubelet_request(self, req: Request, route: Route, send: Send) -> None:
+        if self.kubelet is None:
+            raise errors.ServiceUnavailable("the kubelet proxy is not available in this server")
+        assert route.name is not None
+        pod = await self.run(self.ops.get, route.res, route.namespace, route.name)
+        sub = route.subresource
+        if sub == "log":
+            await self.kubelet.logs(req, pod, send)
+        else:
+            raise errors.BadRequest(
+                f"{sub} needs a WebSocket upgrade (Sec-WebSocket-Protocol v5.channel.k8s.io or "
+                "v4.channel.k8s.io); SPDY is not supported by kubelab: use kubectl 1.30 or newer"
+            )
+
+    async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        req = Request(scope, receive)
+
+        async def deny(err: errors.ApiError) -> None:
+            # Before accept: an HTTP answer (ASGI websocket denial response where supported).
+            body = orjson.dumps(err.to_status())
+            try:
+                await send(
+                    {
+                        "type": "websocket.http.response.start",
+                        "status": err.code,
+                        "headers": [(b"content-type", b"application/json")],
+                    }
+                )
+                await send({"type": "websocket.http.response.body", "body": body})
+            except Exception:
+                await send({"type": "websocket.close", "code": 1008})
+
+        try:
+            msg = await receive()
+            if msg["type"] != "websocket.connect":
+                return
+            self.authenticate(req)
+            route = parse_resource_path(req.path.strip("/").split("/"))
+            if route is None or route.subresource not in ("exec", "attach") or route.name is None:
+                raise errors.NotFound(_NOT_FOUND)
+            self.authorize(
+                req,
+                RequestAttributes(
+                    verb="create",
+                    resource="pods",
+                    subresource=route.subresource or "",
+                    namespace=route.namespace or "",
+                    name=route.name,
+                    path=req.path,
+                ),
+            )
+            if self.kubelet is None:
+                raise errors.ServiceUnavailable("the kubelet proxy is not available in this server")
+            pod = await self.run(self.ops.get, route.res, route.namespace, route.name)
+            self.metrics.longrunning.inc()
+            try:
+                await self.kubelet.stream(req, pod, route.subresource or "exec", receive, send)
+            finally:
+                self.metrics.longrunning.dec()
+        except errors.ApiError as e:
+            await deny(e)
+        except Exception:
+            log.exception("internal error serving websocket %s", req.path)
+            await deny(errors.ApiError("an internal error occurred; see the server log"))
+
+
+def to_scale(res: Resource, obj: Obj) -> Obj:
+    md = obj["metadata"]
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    selector = spec.get("selector") or {}
+    sel = ""
+    if isinstance(selector, dict):
+        try:
+            sel = str(LabelSelector.from_dict(selector))
+        except errors.ApiError:
+            sel = ""
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: md[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp") if k in md},
+        "spec": {"replicas": int(spec.get("replicas", 1) or 0)},
+        "status": {"replicas": int(status.get("replicas", 0) or 0), "selector": sel},
+    }
+
+
+def _success_status() -> Obj:
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
+
+
+def _now() -> str:
+    from controlplane.api.meta import now_rfc3339
+
+    return now_rfc3339()
+
+
+def _qs(scope: Scope) -> str:
+    qs = scope.get("query_string", b"")
+    return "?" + qs.decode("latin-1") if qs else ""
+
+
+def _first_service_ip(cidr: str) -> str:
+    import ipaddress
+
+    net = ipaddress.ip_network(cidr, strict=False)
+    return str(net.network_address + 1)
+
+
+class _Intercept:
+    """ASGI middleware: the API server answers every HTTP and WebSocket request itself."""
+
+    def __init__(self, app: Any, server: ApiServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            await self.server(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def create_app(store: Store, *, options: ServerOptions | None = None) -> FastAPI:
+    """A FastAPI app serving the Kubernetes API over ``store`` (one instance per call, no globals)."""
+    opts = options or ServerOptions()
+    server = ApiServer(store, opts)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await server.startup()
+        try:
+            yield
+        finally:
+            await server.shutdown()
+
+    app = FastAPI(lifespan=lifespan, openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.apiserver = server
+    app.add_middleware(_Intercept, server=server)
+    return app

@@ -1,0 +1,265 @@
+"""``kubelab apiserver`` and ``kubelab controlplane``: run the API server (plus, for ``controlplane``,
+the scheduler and controller-manager as threads of the same process, like ``k3s server``).
+
+Role: flags → PKI (``controlplane.pki.ensure_cluster_pki``) → store → ``create_app`` → uvicorn with
+TLS. Client certificates are verified by the TLS layer against the cluster CA (optional, so
+token-only clients still connect); the protocol subclasses below record each connection's verified
+subject for ``auth.PeerIdentities``, because uvicorn does not put it into the ASGI scope.
+
+Concurrency: one event loop (uvloop) serves everything; the store runs on the app's thread pool;
+the in-process scheduler/controllers run in their own threads and stop on a shared Event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+
+from controlplane import pki as pkimod
+from controlplane.apiserver.auth import PeerIdentities
+from controlplane.apiserver.options import ServerOptions
+
+log = logging.getLogger(__name__)
+
+
+def _parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"--listen must be ADDR:PORT, got {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def _parse_duration(text: str) -> float:
+    """``40s``, ``5m``, ``1h`` or plain seconds."""
+    t = text.strip()
+    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+    for suffix in ("ms", "s", "m", "h"):
+        if t.endswith(suffix) and t[: -len(suffix)].replace(".", "", 1).isdigit():
+            return float(t[: -len(suffix)]) * units[suffix]
+    try:
+        return float(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 40s, 5m)") from None
+
+
+def open_store(kind: str, data_dir: Path, etcd_endpoints: list[str] | None) -> Any:
+    try:
+        factory = importlib.import_module("controlplane.storage.factory")
+    except ImportError:  # TODO(apiserver): drop once the storage helper's factory has landed
+        if kind == "memory":
+            from controlplane.storage.memory import MemoryStore
+
+            return MemoryStore()
+        raise SystemExit(f"--store {kind}: controlplane.storage.factory is not available yet") from None
+    return factory.open_store(kind, data_dir, etcd_endpoints)
+
+
+def _protocol_classes(peers: PeerIdentities) -> tuple[type[Any], type[Any]]:
+    """uvicorn HTTP and WebSocket protocol classes that record the TLS peer's certificate subject."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+    from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
+
+    class HttpWithPeer(HttpToolsProtocol):
+        def connection_made(self, transport: Any) -> None:
+            self._kubelab_peer = peers.note(transport)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            peers.forget(getattr(self, "_kubelab_peer", None))
+
+    class WsWithPeer(WSProtocol):
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            self._kubelab_peer = peers.note(transport)
+            super().connection_made(transport)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            super().connection_lost(exc)
+            peers.forget(getattr(self, "_kubelab_peer", None))
+
+    return HttpWithPeer, WsWithPeer
+
+
+def add_server_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data-dir", type=Path, default=Path("/var/lib/kubelab"), help="PKI, kubeconfig and the sqlite store"
+    )
+    p.add_argument("--listen", default="0.0.0.0:6443", help="ADDR:PORT to serve HTTPS on")
+    p.add_argument("--store", choices=("sqlite", "etcd", "memory"), default="sqlite")
+    p.add_argument("--etcd-endpoints", default="", help="comma-separated etcd client URLs (--store etcd)")
+    p.add_argument("--advertise-address", default="", help="address in the kubernetes Endpoints (default: listen addr)")
+    p.add_argument("--tls-san", action="append", default=[], help="extra IP or DNS name for the serving cert")
+    p.add_argument("--token-auth-file", type=Path, default=None, help="static bearer tokens (token,user,uid,groups)")
+    p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
+    p.add_argument("--service-node-port-range", default="30000-32767")
+    p.add_argument("--kubelet-certificate-authority", type=Path, default=None, help="CA to verify kubelets with")
+    p.add_argument("--watch-bookmark-interval", type=_parse_duration, default=60.0, help=argparse.SUPPRESS)
+    p.add_argument("--anonymous-auth", action="store_true", help="serve requests without credentials as anonymous")
+
+
+def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, Any]:
+    """(uvicorn.Config, store, pki) for parsed flags."""
+    import uvicorn
+
+    from controlplane.apiserver.app import create_app
+
+    host, port = _parse_listen(args.listen)
+    advertise = args.advertise_address or (host if host not in ("0.0.0.0", "::", "") else "127.0.0.1")
+    ips = list(pkimod.DEFAULT_SERVER_IPS)
+    names = list(pkimod.DEFAULT_SERVER_NAMES)
+    for extra in [host, advertise, *args.tls_san]:
+        if not extra or extra in ("0.0.0.0", "::"):
+            continue
+        try:
+            import ipaddress
+
+            ipaddress.ip_address(extra)
+            ips.append(extra)
+        except ValueError:
+            names.append(extra)
+    url_host = advertise if host in ("0.0.0.0", "::", "") else host
+    data_dir: Path = args.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pki = pkimod.ensure_cluster_pki(data_dir, ips, names, server_url=f"https://{url_host}:{port}")
+    endpoints = [e for e in args.etcd_endpoints.split(",") if e]
+    store = open_store(args.store, data_dir, endpoints or None)
+    peers = PeerIdentities()
+    options = ServerOptions(
+        service_cluster_ip_range=args.service_cluster_ip_range,
+        service_node_port_range=args.service_node_port_range,
+        token_auth_file=args.token_auth_file,
+        peer_identities=peers,
+        anonymous_auth=args.anonymous_auth,
+        kubelet_client_cert=pki.kubelet_client_cert,
+        kubelet_client_key=pki.kubelet_client_key,
+        kubelet_ca=args.kubelet_certificate_authority,
+        advertise_address=advertise,
+        secure_port=port,
+        watch_bookmark_interval=args.watch_bookmark_interval,
+        on_started=on_started,
+    )
+    app = create_app(store, options=options)
+    http_cls, ws_cls = _protocol_classes(peers)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=http_cls,
+        ws=ws_cls,
+        loop="uvloop",
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        ssl_certfile=str(pki.serving_cert),
+        ssl_keyfile=str(pki.serving_key),
+        ssl_ca_certs=str(pki.ca_cert),
+        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        timeout_graceful_shutdown=2,
+        backlog=2048,
+    )
+    return config, store, pki
+
+
+def run_apiserver(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    config, store, pki = build(args)
+    log.info("serving the Kubernetes API on https://%s (admin kubeconfig: %s)", args.listen, pki.admin_kubeconfig)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        store.close()
+    return 0
+
+
+def run_controlplane(args: argparse.Namespace) -> int:
+    """The API server plus the scheduler and controller-manager (when present) in this process."""
+    import uvicorn
+
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+    kubeconfig: list[Path] = []
+
+    def start_components() -> None:
+        # Runs once the server is serving (from its startup hook): the components talk to it over
+        # HTTPS with the admin kubeconfig, exactly as they would from another machine.
+        def runner() -> None:
+            try:
+                rest = importlib.import_module("controlplane.client.rest")
+            except ImportError:
+                log.warning("controlplane.client is not available: running the API server only")
+                return
+            client = rest.ApiClient.from_kubeconfig(str(kubeconfig[0]))
+            try:
+                sched = importlib.import_module("controlplane.scheduler")
+                run_scheduler = sched.run_scheduler
+            except (ImportError, AttributeError):
+                run_scheduler = None
+                log.warning("controlplane.scheduler is not available: not scheduling pods")
+            if run_scheduler is not None:
+                t = threading.Thread(
+                    target=run_scheduler,
+                    args=(client, stop),
+                    kwargs={"leader_elect": False},
+                    name="scheduler",
+                    daemon=True,
+                )
+                t.start()
+                threads.append(t)
+            try:
+                mgr = importlib.import_module("controlplane.controllers.manager")
+            except ImportError:
+                log.warning("controlplane.controllers is not available: no controllers running")
+                return
+            opts_cls = getattr(mgr, "ControllerOptions", None)
+            kw: dict[str, Any] = {
+                "node_monitor_grace_period": args.node_monitor_grace_period,
+                "pod_eviction_timeout": args.pod_eviction_timeout,
+                "cluster_cidr": args.cluster_cidr,
+                "node_cidr_mask_size": args.node_cidr_mask_size,
+            }
+            copts: Any = None
+            if opts_cls is not None:
+                import dataclasses
+
+                fields = (
+                    {f.name for f in dataclasses.fields(opts_cls)} if dataclasses.is_dataclass(opts_cls) else set(kw)
+                )
+                copts = opts_cls(**{k: v for k, v in kw.items() if k in fields})
+            t = threading.Thread(
+                target=mgr.run_controller_manager, args=(client, stop, copts), name="controller-manager", daemon=True
+            )
+            t.start()
+            threads.append(t)
+
+        threading.Thread(target=runner, name="components", daemon=True).start()
+
+    config, store, pki = build(args, on_started=start_components)
+    kubeconfig.append(pki.admin_kubeconfig)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=5)
+        store.close()
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("apiserver", help="run the Kubernetes API server")
+    add_server_flags(p)
+    p.set_defaults(func=run_apiserver)
+
+    c = subparsers.add_parser("controlplane", help="API server + scheduler + controller-manager in one process")
+    add_server_flags(c)
+    c.add_argument("--node-monitor-grace-period", type=_parse_duration, default=40.0)
+    c.add_argument("--pod-eviction-timeout", type=_parse_duration, default=300.0)
+    c.add_argument("--cluster-cidr", default="10.244.0.0/16")
+    c.add_argument("--node-cidr-mask-size", type=int, default=24)
+    c.set_defaults(func=run_controlplane)

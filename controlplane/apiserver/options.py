@@ -1,0 +1,47 @@
+"""``ServerOptions``: everything that configures one API server instance (no module globals).
+
+Role: the CLI turns flags into a ``ServerOptions``; ``create_app(store, options=...)`` reads only
+this object, so tests can build servers with different settings side by side in one process.
+
+Invariants: options are immutable once the app is built (frozen dataclass); paths are absolute or
+relative to the process's working directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from controlplane.apiserver.auth import Authorizer, PeerIdentities
+
+DEFAULT_MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body (3 MiB)
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    service_cluster_ip_range: str = "10.96.0.0/12"
+    service_node_port_range: str = "30000-32767"
+    token_auth_file: Path | None = None
+    # x509 identities of TLS peers (filled by the server's protocol classes; None = no x509 auth)
+    peer_identities: PeerIdentities | None = None
+    authorizer: Authorizer | None = None  # None: every authenticated user may do everything
+    anonymous_auth: bool = False  # True: requests without credentials run as system:anonymous
+    kubelet_client_cert: Path | None = None
+    kubelet_client_key: Path | None = None
+    kubelet_ca: Path | None = None  # verify kubelets' serving certificates with this CA (None: don't)
+    kubelet_port: int = 10250
+    max_body_bytes: int = DEFAULT_MAX_BODY
+    bootstrap: bool = True  # create the system namespaces and the ``kubernetes`` Service at start
+    advertise_address: str = "127.0.0.1"
+    secure_port: int = 6443
+    watch_bookmark_interval: float = 60.0
+    watch_default_timeout: float = 1800.0
+    watch_max_pending: int = 10_000  # events queued for one watcher before it is closed as too slow
+    store_threads: int = 32
+    git_version: str = "v1.33.0-kubelab"
+    extra: dict[str, str] = field(default_factory=dict)
+    # Called once the app has started (tests and ``kubelab controlplane`` use it).
+    on_started: Callable[[], None] | None = None

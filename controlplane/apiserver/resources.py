@@ -1,0 +1,617 @@
+"""Generic resource operations: get, list, create, update, patch, delete for every registry kind.
+
+Role: kube-apiserver's generic registry (``staging/.../registry/generic/registry/store.go``) in
+small: it maps API verbs onto the revisioned ``Store`` with Kubernetes' object semantics — uid,
+creationTimestamp, generateName, generation bumped on spec change, resourceVersion as optimistic
+concurrency, status split from the main resource, finalizers and deletionTimestamp, graceful pod
+deletion — and runs the admission chain in between.
+
+Invariants:
+- ``metadata.resourceVersion`` is always ``str(mod_revision)`` of what the store holds; whatever a
+  client sends there is only a precondition.
+- A write that changes nothing is not written (same object and resourceVersion come back), so
+  level-triggered clients that re-apply the same state do not cause watch events.
+- Main-resource writes keep the stored ``status``; status writes keep everything but ``status``.
+- An object with ``deletionTimestamp`` is removed as soon as its finalizers are empty (and, for
+  pods, once the node confirms with a zero grace period).
+
+Concurrency: every method is synchronous and runs on one of the server's store threads; the store
+arbitrates concurrent writers (compare-and-swap on ``mod_revision``), and patches retry on conflict.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from controlplane.api import errors, meta, registry
+from controlplane.api.registry import Resource
+from controlplane.apiserver.admission import Admission
+from controlplane.storage.interface import ConflictError, KeyExistsError, KeyNotFoundError, KeyValue, Store
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+# Random suffix alphabet of generateName (no vowels, no confusable characters), as Kubernetes.
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+_PATCH_RETRIES = 5
+
+_META_FIELDS = {
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+}
+_TOP_FIELDS_COMMON = {"apiVersion", "kind", "metadata"}
+_TOP_FIELDS: dict[str, set[str]] = {
+    "configmaps": {"data", "binaryData", "immutable"},
+    "secrets": {"data", "stringData", "type", "immutable"},
+    "endpoints": {"subsets"},
+    "events": {
+        "involvedObject",
+        "reason",
+        "message",
+        "source",
+        "firstTimestamp",
+        "lastTimestamp",
+        "count",
+        "type",
+        "eventTime",
+        "series",
+        "action",
+        "related",
+        "reportingComponent",
+        "reportingInstance",
+    },
+    "serviceaccounts": {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
+    "endpointslices": {"addressType", "endpoints", "ports"},
+    "controllerrevisions": {"data", "revision"},
+}
+
+
+def _has_status(res: Resource) -> bool:
+    return "status" in res.subresources
+
+
+def known_top_fields(res: Resource) -> set[str]:
+    extra = _TOP_FIELDS.get(res.plural)
+    if extra is not None:
+        return _TOP_FIELDS_COMMON | extra
+    return _TOP_FIELDS_COMMON | {"spec", "status"}
+
+
+def strict_check(res: Resource, obj: Obj) -> None:
+    """``fieldValidation=Strict``: unknown top-level and metadata fields → 400 naming them."""
+    unknown = [f'unknown field "{k}"' for k in obj if k not in known_top_fields(res)]
+    md = obj.get("metadata")
+    if isinstance(md, dict):
+        unknown += [f'unknown field "metadata.{k}"' for k in md if k not in _META_FIELDS]
+    if unknown:
+        raise errors.BadRequest("strict decoding error: " + ", ".join(unknown))
+
+
+class ResourceOps:
+    """The generic registry over one ``Store``."""
+
+    def __init__(self, store: Store, admission: Admission) -> None:
+        self.store = store
+        self.admission = admission
+        admission.set_namespace_lookup(self._namespace)
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    @staticmethod
+    def decode(kv: KeyValue) -> Obj:
+        obj: Obj = orjson.loads(kv.value)
+        obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    @staticmethod
+    def encode(obj: Obj) -> bytes:
+        md = obj.get("metadata")
+        if isinstance(md, dict) and "resourceVersion" in md:
+            # The store's revision is the truth; do not persist a stale copy of it.
+            md = {k: v for k, v in md.items() if k != "resourceVersion"}
+            return orjson.dumps({**obj, "metadata": md})
+        return orjson.dumps(obj)
+
+    def _namespace(self, name: str) -> Obj | None:
+        kv = self.store.get(registry.NAMESPACES.storage_key(name))
+        return self.decode(kv) if kv else None
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get_kv(self, res: Resource, namespace: str | None, name: str) -> KeyValue:
+        kv = self.store.get(res.storage_key(name, namespace))
+        if kv is None:
+            raise errors.not_found(res.plural, name, res.group)
+        return kv
+
+    def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
+        return self.decode(self.get_kv(res, namespace, name))
+
+    def list(
+        self, res: Resource, namespace: str | None, match: Callable[[Obj], bool] | None = None
+    ) -> tuple[list[Obj], int]:
+        kvs, rev = self.store.list(res.storage_prefix(namespace))
+        items = []
+        for kv in kvs:
+            obj = self.decode(kv)
+            if match is None or match(obj):
+                items.append(obj)
+        return items, rev
+
+    # -- create ------------------------------------------------------------------------------
+
+    def prepare_new(self, res: Resource, namespace: str | None, body: Any) -> Obj:
+        obj = check_body(res, body)
+        md = obj["metadata"]
+        if res.namespaced:
+            ns = md.get("namespace") or namespace
+            if namespace and ns != namespace:
+                raise errors.BadRequest(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            if not ns:
+                raise errors.BadRequest("a namespace is required for namespaced resources")
+            md["namespace"] = ns
+        else:
+            md.pop("namespace", None)
+        if not md.get("name"):
+            gen = md.get("generateName")
+            if not gen:
+                raise errors.invalid(
+                    res.kind,
+                    "",
+                    [errors.Cause("metadata.name", "name or generateName is required", "FieldValueRequired")],
+                )
+            md["name"] = str(gen) + "".join(random.choices(_NAME_ALPHABET, k=5))
+        md["uid"] = meta.new_uid()
+        md["creationTimestamp"] = meta.now_rfc3339()
+        for k in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"):
+            md.pop(k, None)
+        if res.has_generation:
+            md["generation"] = 1
+        else:
+            md.pop("generation", None)
+        reset_status_on_create(res, obj)
+        return obj
+
+    def create(
+        self, res: Resource, namespace: str | None, body: Any, *, dry_run: bool = False, strict: bool = False
+    ) -> Obj:
+        if strict and isinstance(body, dict):
+            strict_check(res, body)
+        obj = self.prepare_new(res, namespace, body)
+        md = obj["metadata"]
+        finish = self.admission.admit_create(res, obj)
+        if dry_run:
+            finish(False)
+            return obj
+        key = res.storage_key(md["name"], md.get("namespace"))
+        try:
+            rev = self.store.create(key, self.encode(obj))
+        except KeyExistsError:
+            finish(False)
+            raise errors.already_exists(res.plural, md["name"], res.group) from None
+        except BaseException:
+            finish(False)
+            raise
+        finish(True)
+        md["resourceVersion"] = str(rev)
+        return obj
+
+    # -- update --------------------------------------------------------------------------------
+
+    def update(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        body: Any,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> Obj:
+        if strict and isinstance(body, dict):
+            strict_check(res, body)
+        obj = check_body(res, body)
+        md = obj["metadata"]
+        if md.get("name") and md["name"] != name:
+            raise errors.BadRequest(
+                f"the name of the object ({md['name']}) does not match the name on the URL ({name})"
+            )
+        if res.namespaced and md.get("namespace") and md["namespace"] != namespace:
+            raise errors.BadRequest(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        kv = self.get_kv(res, namespace, name)
+        want_rv = md.get("resourceVersion")
+        if want_rv not in (None, "") and str(want_rv) != str(kv.mod_revision):
+            raise errors.conflict(res.plural, name, res.group)
+        return self._write(res, kv, obj, subresource=subresource, dry_run=dry_run)
+
+    def _write(
+        self,
+        res: Resource,
+        kv: KeyValue,
+        new: Obj,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Store ``new`` over the stored ``kv`` (compare-and-swap on its revision).
+
+        Raises ``errors.Conflict`` if the store moved on meanwhile (callers may retry).
+        """
+        old = self.decode(kv)
+        obj = merge_server_fields(res, old, new, subresource)
+        name = old["metadata"]["name"]
+        finish = self.admission.admit_update(res, obj, old) if subresource is None else _noop
+        if _same(obj, old):
+            finish(False)
+            return old
+        om = obj["metadata"]
+        if om.get("deletionTimestamp") and not om.get("finalizers") and _finalizers_done(res, obj):
+            # The last finalizer is gone: the deletion that was waiting for it happens now.
+            finish(False)
+            if dry_run:
+                return obj
+            return self._remove(res, kv, obj)
+        if dry_run:
+            finish(False)
+            return obj
+        try:
+            rev = self.store.update(kv.key, self.encode(obj), kv.mod_revision)
+        except ConflictError:
+            finish(False)
+            raise errors.conflict(res.plural, name, res.group) from None
+        except KeyNotFoundError:
+            finish(False)
+            raise errors.not_found(res.plural, name, res.group) from None
+        except BaseException:
+            finish(False)
+            raise
+        finish(True)
+        om["resourceVersion"] = str(rev)
+        return obj
+
+    # -- patch ---------------------------------------------------------------------------------
+
+    def patch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        body: bytes,
+        content_type: str,
+        *,
+        subresource: str | None = None,
+        dry_run: bool = False,
+        strict: bool = False,
+    ) -> tuple[Obj, bool]:
+        """Returns (object, created). Server-side apply creates a missing object."""
+        from controlplane.api import patch as patchlib
+
+        for attempt in range(_PATCH_RETRIES):
+            kv = self.store.get(res.storage_key(name, namespace))
+            if kv is None:
+                if content_type == "application/apply-patch+yaml" and subresource is None:
+                    from controlplane.apiserver.httpio import decode_body
+
+                    doc = decode_body(body, "application/yaml")
+                    if isinstance(doc, dict):
+                        doc.setdefault("metadata", {})
+                        if isinstance(doc["metadata"], dict):
+                            doc["metadata"].setdefault("name", name)
+                    try:
+                        return self.create(res, namespace, doc, dry_run=dry_run, strict=strict), True
+                    except errors.AlreadyExists:
+                        continue
+                raise errors.not_found(res.plural, name, res.group)
+            old = self.decode(kv)
+            new = patchlib.apply_patch(res, copy.deepcopy(old), body, content_type)
+            if not isinstance(new, dict):
+                raise errors.BadRequest("the patch must produce an object")
+            if strict:
+                strict_check(res, new)
+            raw_md = new.get("metadata")
+            new_md: Obj = raw_md if isinstance(raw_md, dict) else {}
+            pinned_rv = str(new_md.get("resourceVersion") or "")
+            if pinned_rv and pinned_rv != str(kv.mod_revision):
+                raise errors.conflict(res.plural, name, res.group)
+            for field in ("name", "namespace"):
+                if new_md.get(field, old["metadata"].get(field)) != old["metadata"].get(field):
+                    raise errors.BadRequest(f"metadata.{field} cannot be changed by a patch")
+            new = check_body(res, new)
+            try:
+                return self._write(res, kv, new, subresource=subresource, dry_run=dry_run), False
+            except errors.Conflict:
+                if attempt == _PATCH_RETRIES - 1:
+                    raise
+        raise errors.conflict(res.plural, name, res.group)
+
+    # -- delete --------------------------------------------------------------------------------
+
+    def delete(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        options: Obj,
+        *,
+        dry_run: bool = False,
+    ) -> Obj:
+        """DELETE with ``DeleteOptions``; returns the object (gone, or marked for deletion)."""
+        for _attempt in range(_PATCH_RETRIES):
+            kv = self.get_kv(res, namespace, name)
+            obj = self.decode(kv)
+            md = obj["metadata"]
+            pre = options.get("preconditions") or {}
+            if pre.get("uid") and pre["uid"] != md.get("uid"):
+                raise errors.Conflict(
+                    f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {md.get('uid')}",
+                    kind=res.plural,
+                    name=name,
+                    group=res.group,
+                )
+            if pre.get("resourceVersion") and str(pre["resourceVersion"]) != md["resourceVersion"]:
+                raise errors.Conflict(
+                    f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                    f"ResourceVersion in object meta: {md['resourceVersion']}",
+                    kind=res.plural,
+                    name=name,
+                    group=res.group,
+                )
+            marked = self._mark_for_deletion(res, obj, options)
+            if dry_run:
+                return marked if marked is not None else obj
+            try:
+                if marked is None:
+                    return self._remove(res, kv, obj)
+                if _same(marked, obj):
+                    return obj
+                rev = self.store.update(kv.key, self.encode(marked), kv.mod_revision)
+                marked["metadata"]["resourceVersion"] = str(rev)
+                return marked
+            except errors.Conflict:
+                continue
+            except ConflictError:
+                continue
+            except KeyNotFoundError:
+                raise errors.not_found(res.plural, name, res.group) from None
+        raise errors.conflict(res.plural, name, res.group)
+
+    def _mark_for_deletion(self, res: Resource, obj: Obj, options: Obj) -> Obj | None:
+        """The object marked for graceful deletion, or None when it should go at once."""
+        md = obj["metadata"]
+        new = copy.deepcopy(obj)
+        nmd = new["metadata"]
+        finalizers = list(nmd.get("finalizers") or [])
+        policy = options.get("propagationPolicy")
+        if policy is None and options.get("orphanDependents") is True:
+            policy = "Orphan"
+        if not md.get("deletionTimestamp"):
+            if policy == "Foreground" and "foregroundDeletion" not in finalizers:
+                finalizers.append("foregroundDeletion")
+            elif policy == "Orphan" and "orphan" not in finalizers:
+                finalizers.append("orphan")
+        if finalizers:
+            nmd["finalizers"] = finalizers
+        now = datetime.now(UTC)
+
+        if res is registry.NAMESPACES:
+            nmd.setdefault("deletionTimestamp", meta.format_time(now))
+            nmd.setdefault("deletionGracePeriodSeconds", 0)
+            new.setdefault("status", {})["phase"] = "Terminating"
+            if not (new.get("spec") or {}).get("finalizers") and not finalizers:
+                return None
+            return new
+
+        grace = options.get("gracePeriodSeconds")
+        if res is registry.PODS:
+            spec = obj.get("spec") or {}
+            phase = (obj.get("status") or {}).get("phase")
+            if grace is None:
+                grace = spec.get("terminationGracePeriodSeconds", 30)
+            if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+                grace = 0  # no kubelet has to stop anything: remove at once
+            grace = max(int(grace), 0)
+            existing = md.get("deletionGracePeriodSeconds")
+            if grace > 0:
+                if existing is not None and int(existing) <= grace:
+                    return new if finalizers != list(md.get("finalizers") or []) else obj
+                nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=grace))
+                nmd["deletionGracePeriodSeconds"] = grace
+                return new
+            # grace 0: gone now unless finalizers hold it
+            if finalizers:
+                nmd.setdefault("deletionTimestamp", meta.format_time(now))
+                nmd["deletionGracePeriodSeconds"] = 0
+                return new
+            return None
+
+        if finalizers:
+            nmd.setdefault("deletionTimestamp", meta.format_time(now))
+            nmd.setdefault("deletionGracePeriodSeconds", 0)
+            return new
+        return None
+
+    def _remove(self, res: Resource, kv: KeyValue, obj: Obj) -> Obj:
+        name = obj["metadata"]["name"]
+        try:
+            _deleted, rev = self.store.delete(kv.key, kv.mod_revision)
+        except ConflictError:
+            raise errors.conflict(res.plural, name, res.group) from None
+        except KeyNotFoundError:
+            raise errors.not_found(res.plural, name, res.group) from None
+        self.admission.deleted(res, obj)
+        obj["metadata"]["resourceVersion"] = str(rev)
+        return obj
+
+    def finalize_namespace(self, name: str, body: Any) -> Obj:
+        """PUT namespaces/{name}/finalize: replace ``spec.finalizers``; remove the namespace when done."""
+        res = registry.NAMESPACES
+        new = check_body(res, body)
+        for _ in range(_PATCH_RETRIES):
+            kv = self.get_kv(res, None, name)
+            old = self.decode(kv)
+            obj = copy.deepcopy(old)
+            obj.setdefault("spec", {})["finalizers"] = list((new.get("spec") or {}).get("finalizers") or [])
+            if not obj["spec"]["finalizers"]:
+                obj["spec"].pop("finalizers")
+            md = obj["metadata"]
+            if md.get("deletionTimestamp") and not obj["spec"].get("finalizers") and not md.get("finalizers"):
+                try:
+                    return self._remove(res, kv, obj)
+                except errors.Conflict:
+                    continue
+            try:
+                rev = self.store.update(kv.key, self.encode(obj), kv.mod_revision)
+            except ConflictError:
+                continue
+            md["resourceVersion"] = str(rev)
+            return obj
+        raise errors.conflict(res.plural, name, res.group)
+
+
+def _noop(committed: bool) -> None:
+    return None
+
+
+def _finalizers_done(res: Resource, obj: Obj) -> bool:
+    if res is registry.NAMESPACES:
+        return not (obj.get("spec") or {}).get("finalizers")
+    if res is registry.PODS:
+        # a pod being deleted gracefully goes when its node says so (grace 0), not on finalizer removal
+        return not obj["metadata"].get("deletionGracePeriodSeconds")
+    return True
+
+
+def _same(a: Obj, b: Obj) -> bool:
+    ma = {k: v for k, v in a.get("metadata", {}).items() if k != "resourceVersion"}
+    mb = {k: v for k, v in b.get("metadata", {}).items() if k != "resourceVersion"}
+    if ma != mb:
+        return False
+    return {k: v for k, v in a.items() if k != "metadata"} == {k: v for k, v in b.items() if k != "metadata"}
+
+
+def check_body(res: Resource, body: Any) -> Obj:
+    """The request body as an object of ``res``'s kind (apiVersion/kind filled in when missing)."""
+    if not isinstance(body, dict):
+        raise errors.BadRequest(f"the request body must be a {res.kind} object, got {type(body).__name__}")
+    api_version = body.get("apiVersion")
+    if api_version not in (None, "") and api_version != res.api_version:
+        raise errors.BadRequest(
+            f"the API version in the data ({api_version}) does not match the expected API version ({res.api_version})"
+        )
+    kind = body.get("kind")
+    if kind not in (None, "") and kind != res.kind:
+        raise errors.BadRequest(f"the kind in the data ({kind}) does not match the expected kind ({res.kind})")
+    md = body.get("metadata")
+    if md is None:
+        md = {}
+    if not isinstance(md, dict):
+        raise errors.BadRequest("metadata must be an object")
+    obj = dict(body)
+    obj["apiVersion"] = res.api_version
+    obj["kind"] = res.kind
+    obj["metadata"] = dict(md)
+    for field in ("labels", "annotations"):
+        value = md.get(field)
+        if value is not None and (not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())):
+            raise errors.invalid(
+                res.kind,
+                str(md.get("name") or ""),
+                [errors.Cause(f"metadata.{field}", "must be a map of string keys to string values")],
+            )
+    return obj
+
+
+def reset_status_on_create(res: Resource, obj: Obj) -> None:
+    """Status is the system's to write: clear what a client sent on create (PrepareForCreate)."""
+    if res is registry.PODS:
+        obj["status"] = {"phase": "Pending"}
+    elif res is registry.NAMESPACES:
+        obj["status"] = {"phase": "Active"}
+        spec = obj.setdefault("spec", {})
+        if isinstance(spec, dict) and "finalizers" not in spec:
+            spec["finalizers"] = ["kubernetes"]
+    elif res is registry.SERVICES:
+        obj["status"] = {"loadBalancer": {}}
+    elif _has_status(res) and res is not registry.NODES:
+        obj["status"] = {}
+
+
+def merge_server_fields(res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
+    """What a write may change: fields the server owns come from the stored object."""
+    if subresource == "status":
+        obj = copy.deepcopy(old)
+        if "status" in new:
+            obj["status"] = new["status"]
+        else:
+            obj.pop("status", None)
+        return obj
+    obj = dict(new)
+    md = dict(obj.get("metadata") or {})
+    omd = old["metadata"]
+    for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "name", "namespace"):
+        if k in omd:
+            md[k] = omd[k]
+        else:
+            md.pop(k, None)
+    md.pop("managedFields", None)
+    md.pop("selfLink", None)
+    if "generateName" in omd:
+        md["generateName"] = omd["generateName"]
+    else:
+        md.pop("generateName", None)
+    obj["metadata"] = md
+    if (_has_status(res) and res is not registry.NAMESPACES) or subresource == "scale":
+        if "status" in old:
+            obj["status"] = old["status"]
+        else:
+            obj.pop("status", None)
+    elif res is registry.NAMESPACES:
+        obj["status"] = old.get("status", {})
+        # spec.finalizers of a namespace only changes through /finalize
+        spec = dict(obj.get("spec") or {})
+        ospec = old.get("spec") or {}
+        if "finalizers" in ospec:
+            spec["finalizers"] = ospec["finalizers"]
+        else:
+            spec.pop("finalizers", None)
+        obj["spec"] = spec
+    if md.get("deletionTimestamp"):
+        # Once deletion started, finalizers may only be removed, never added (Kubernetes' rule).
+        oldf = omd.get("finalizers") or []
+        md["finalizers"] = [f for f in (md.get("finalizers") or []) if f in oldf]
+        if not md["finalizers"]:
+            md.pop("finalizers")
+    if res.has_generation:
+        gen = int(omd.get("generation") or 1)
+        if obj.get("spec") != old.get("spec"):
+            gen += 1
+        md["generation"] = gen
+    else:
+        md.pop("generation", None)
+    return obj

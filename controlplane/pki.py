@@ -1,0 +1,287 @@
+"""The cluster's certificates: a CA, the API server's serving certificate, and client certificates.
+
+Role: on the first start of the control plane, make everything a TLS cluster needs under the data
+directory (``pki/ca.crt``, ``pki/apiserver.crt``, ``pki/admin.crt``, ``pki/apiserver-kubelet-client.crt``,
+their keys, and ``admin.kubeconfig``); on later starts, reuse what is there so kubeconfigs handed out
+earlier stay valid.
+
+Invariants:
+- Identity follows Kubernetes: a client certificate's CN is the user name and each O is a group
+  (the admin certificate is ``CN=kubernetes-admin, O=system:masters``).
+- A serving certificate whose SANs do not cover the addresses asked for is re-issued from the same
+  CA (the CA itself is never replaced once it exists).
+- Private keys are written with mode 0600.
+
+Concurrency: not thread-safe; called once at start-up by the process that owns the data directory.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import ipaddress
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+DEFAULT_SERVER_IPS: tuple[str, ...] = ("127.0.0.1", "192.168.56.10", "10.96.0.1")
+DEFAULT_SERVER_NAMES: tuple[str, ...] = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+_VALIDITY = datetime.timedelta(days=3650)
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    cert_pem: bytes
+    key_pem: bytes
+
+
+@dataclass(frozen=True)
+class Pki:
+    """Paths of the cluster's PKI files."""
+
+    dir: Path
+    ca_cert: Path
+    ca_key: Path
+    serving_cert: Path
+    serving_key: Path
+    admin_cert: Path
+    admin_key: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
+    admin_kubeconfig: Path
+
+    @property
+    def ca(self) -> CertificateAuthority:
+        return CertificateAuthority(self.ca_cert.read_bytes(), self.ca_key.read_bytes())
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    # P-256: fast to generate (tests make many clusters) and accepted by Go's TLS stack.
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _name(cn: str, orgs: Sequence[str] = ()) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+def new_ca(cn: str = "kubelab-ca") -> CertificateAuthority:
+    key = _new_key()
+    now = datetime.datetime.now(datetime.UTC)
+    name = _name(cn)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertificateAuthority(cert.public_bytes(serialization.Encoding.PEM), _key_pem(key))
+
+
+def issue_cert(
+    ca: CertificateAuthority,
+    cn: str,
+    orgs: Sequence[str] = (),
+    ips: Sequence[str] = (),
+    dns: Sequence[str] = (),
+    *,
+    client: bool = True,
+    server: bool = False,
+) -> tuple[bytes, bytes]:
+    """Issue a certificate signed by ``ca``; returns ``(cert_pem, key_pem)``."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+    ca_key = serialization.load_pem_private_key(ca.key_pem, password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise ValueError("the CA key must be an EC key")
+    key = _new_key()
+    now = datetime.datetime.now(datetime.UTC)
+    usages = []
+    if client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    if server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn, orgs))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns]
+    sans += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_key, hashes.SHA256())
+    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+
+
+def _write(path: Path, data: bytes, private: bool = False) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def write_kubeconfig(
+    path: Path | str,
+    server: str,
+    ca_pem: bytes,
+    cert_pem: bytes | None = None,
+    key_pem: bytes | None = None,
+    *,
+    token: str | None = None,
+    user: str = "admin",
+    cluster: str = "kubelab",
+) -> None:
+    """Write a kubeconfig with the certificates embedded (``*-data``), so it can be copied anywhere."""
+
+    def b64(data: bytes) -> str:
+        return base64.b64encode(data).decode()
+
+    user_entry: dict[str, str] = {}
+    if cert_pem is not None and key_pem is not None:
+        user_entry["client-certificate-data"] = b64(cert_pem)
+        user_entry["client-key-data"] = b64(key_pem)
+    if token:
+        user_entry["token"] = token
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": cluster, "cluster": {"server": server, "certificate-authority-data": b64(ca_pem)}}],
+        "users": [{"name": user, "user": user_entry}],
+        "contexts": [{"name": f"{user}@{cluster}", "context": {"cluster": cluster, "user": user}}],
+        "current-context": f"{user}@{cluster}",
+        "preferences": {},
+    }
+    _write(Path(path), yaml.safe_dump(doc, sort_keys=False).encode(), private=True)
+
+
+def _covers(cert_path: Path, ips: Sequence[str], names: Sequence[str]) -> bool:
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    have_ips = {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    have_names = set(san.get_values_for_type(x509.DNSName))
+    return set(ips) <= have_ips and set(names) <= have_names
+
+
+def ensure_cluster_pki(
+    data_dir: Path | str,
+    server_ips: Sequence[str] = DEFAULT_SERVER_IPS,
+    server_names: Sequence[str] = DEFAULT_SERVER_NAMES,
+    *,
+    server_url: str | None = None,
+) -> Pki:
+    """Create (or reuse) the cluster PKI under ``data_dir``; write ``admin.kubeconfig``.
+
+    ``server_url`` is the address put into ``admin.kubeconfig`` (default ``https://<first IP>:6443``);
+    the kubeconfig is rewritten on every call so it always names the address being served.
+    """
+    root = Path(data_dir)
+    pdir = root / "pki"
+    pdir.mkdir(parents=True, exist_ok=True)
+    pki = Pki(
+        dir=pdir,
+        ca_cert=pdir / "ca.crt",
+        ca_key=pdir / "ca.key",
+        serving_cert=pdir / "apiserver.crt",
+        serving_key=pdir / "apiserver.key",
+        admin_cert=pdir / "admin.crt",
+        admin_key=pdir / "admin.key",
+        kubelet_client_cert=pdir / "apiserver-kubelet-client.crt",
+        kubelet_client_key=pdir / "apiserver-kubelet-client.key",
+        admin_kubeconfig=root / "admin.kubeconfig",
+    )
+    if not (pki.ca_cert.exists() and pki.ca_key.exists()):
+        ca = new_ca()
+        _write(pki.ca_key, ca.key_pem, private=True)
+        _write(pki.ca_cert, ca.cert_pem)
+        for stale in (pki.serving_cert, pki.admin_cert, pki.kubelet_client_cert):
+            stale.unlink(missing_ok=True)
+    ca = pki.ca
+    ips = list(dict.fromkeys(server_ips))
+    names = list(dict.fromkeys(server_names))
+    if not (pki.serving_key.exists() and _covers(pki.serving_cert, ips, names)):
+        cert, key = issue_cert(ca, "kube-apiserver", (), ips, names, client=False, server=True)
+        _write(pki.serving_key, key, private=True)
+        _write(pki.serving_cert, cert)
+    if not (pki.admin_cert.exists() and pki.admin_key.exists()):
+        cert, key = issue_cert(ca, "kubernetes-admin", ("system:masters",))
+        _write(pki.admin_key, key, private=True)
+        _write(pki.admin_cert, cert)
+    if not (pki.kubelet_client_cert.exists() and pki.kubelet_client_key.exists()):
+        cert, key = issue_cert(ca, "kube-apiserver-kubelet-client", ("system:masters",))
+        _write(pki.kubelet_client_key, key, private=True)
+        _write(pki.kubelet_client_cert, cert)
+    url = server_url or f"https://{ips[0] if ips else '127.0.0.1'}:6443"
+    write_kubeconfig(
+        pki.admin_kubeconfig,
+        url,
+        ca.cert_pem,
+        pki.admin_cert.read_bytes(),
+        pki.admin_key.read_bytes(),
+        user="kubernetes-admin",
+    )
+    return pki
