@@ -1,0 +1,439 @@
+"""``WatchCache``: one store watch for the whole API server, fanned out to every watcher.
+
+Role: kube-apiserver's cacher. Without it every ``?watch=1`` client would hold its own store
+watch and decode every value itself; with it the store is watched once (under ``/registry/``),
+each value is decoded once (orjson, ``metadata.resourceVersion`` set to the event's revision),
+kept in a ring of the last ``window`` events, and handed to any number of subscribers.
+
+Invariants:
+- The ring holds, in revision order, every event under ``prefix`` with a revision in
+  ``(oldest, revision]``. A subscriber asking for ``after_revision >= oldest`` gets the ring's
+  events after it, then every later event live, each exactly once, in order, with no gap (the
+  replay and the registration happen under the same lock the pump appends under). Older than
+  ``oldest`` raises ``CompactedError`` (the server turns it into 410 Gone and the client relists,
+  as with Kubernetes' own watch cache). At start the ring is pre-filled from the store's history
+  (up to ``prefill`` events), so clients resuming after a server restart usually need no relist.
+- ``after_revision`` may be ahead of the cache (a client that listed from the store a moment
+  ago): its events arrive as the cache catches up; nothing at or below it is delivered.
+- A subscriber whose undelivered events exceed ``max_pending`` is closed with a reason (its
+  ``next`` returns ``None``); nobody else waits for it. The pump never blocks on a subscriber.
+- ``CachedEvent.obj`` is shared by every subscriber: never mutate it. For UPDATE ``prev_obj`` is
+  the decoded previous value (``None`` when the store no longer had it); for DELETE it is the
+  same dict as ``obj`` (the last state); for ADDED it is ``None``.
+
+Concurrency: one pump thread reads the store watch, decodes, appends to the ring under a lock and
+schedules delivery onto each subscriber's asyncio loop with ``loop.call_soon_threadsafe``. All
+of a subscription's queue handling happens on its loop; ``next`` is a coroutine on that loop.
+``subscribe``/``revision``/``stop`` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from controlplane.storage.interface import CompactedError, Event, EventType, Store, StoreError, Watch
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+EventTypeName = Literal["ADDED", "MODIFIED", "DELETED"]
+
+_TYPES: dict[EventType, EventTypeName] = {
+    EventType.CREATE: "ADDED",
+    EventType.UPDATE: "MODIFIED",
+    EventType.DELETE: "DELETED",
+}
+
+DEFAULT_MAX_PENDING = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class CachedEvent:
+    type: EventTypeName
+    key: str
+    revision: int
+    obj: Obj
+    prev_obj: Obj | None
+
+
+def decode_event(ev: Event) -> CachedEvent | None:
+    """Decode one store event (once, for every subscriber); ``None`` if its value is not an object."""
+    try:
+        obj = orjson.loads(ev.value)
+        if not isinstance(obj, dict):
+            raise ValueError("not a JSON object")
+        meta = obj.get("metadata")
+        if not isinstance(meta, dict):
+            meta = obj["metadata"] = {}
+        meta["resourceVersion"] = str(ev.revision)
+        prev: Obj | None = None
+        if ev.type is EventType.UPDATE and ev.prev_value:
+            prev = orjson.loads(ev.prev_value)
+        elif ev.type is EventType.DELETE:
+            prev = obj
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        log.error("watch cache: value of %s at revision %d is not a JSON object: %s", ev.key, ev.revision, exc)
+        return None
+    return CachedEvent(_TYPES[ev.type], ev.key, ev.revision, obj, prev)
+
+
+class Subscription:
+    """One watcher's view of the cache. Create with ``WatchCache.subscribe``."""
+
+    def __init__(
+        self,
+        cache: WatchCache,
+        prefix: str,
+        after_revision: int,
+        loop: asyncio.AbstractEventLoop,
+        max_pending: int,
+    ) -> None:
+        self._cache = cache
+        self.prefix = prefix
+        self.after_revision = after_revision
+        self._loop = loop
+        self._max_pending = max_pending
+        # Loop-side state (touched only on ``loop``):
+        self._queue: deque[list[CachedEvent]] = deque()
+        self._pending = 0
+        self._waiter: asyncio.Future[None] | None = None
+        # Read by the pump thread too; a stale read only costs one wasted delivery.
+        self.closed = False
+        self.closed_reason: str | None = None
+
+    # -- consumer side (on the loop) -------------------------------------------------------
+
+    async def next(self, timeout: float) -> list[CachedEvent] | None:
+        """The events since the last call; ``[]`` after ``timeout`` with none; ``None`` once closed."""
+        if self.closed:
+            return None
+        if not self._queue and timeout > 0:
+            waiter = self._loop.create_future()
+            self._waiter = waiter
+            try:
+                await asyncio.wait_for(waiter, timeout)
+            except TimeoutError:
+                pass
+            finally:
+                if self._waiter is waiter:
+                    self._waiter = None
+        if self.closed:
+            return None
+        if not self._queue:
+            return []
+        if len(self._queue) == 1:
+            out = self._queue.popleft()
+        else:
+            out = [ev for batch in self._queue for ev in batch]
+            self._queue.clear()
+        self._pending = 0
+        return out
+
+    def close(self, reason: str = "closed by the watcher") -> None:
+        """Stop receiving; a pending or later ``next`` returns ``None``. Any thread; idempotent."""
+        if self.closed:
+            return
+        self.closed = True
+        self.closed_reason = reason
+        self._cache._unsubscribe(self)
+        self._call_on_loop(self._wake_closed)
+
+    # -- producer side ---------------------------------------------------------------------
+
+    def _push(self, events: list[CachedEvent]) -> None:
+        """On the loop: queue a batch, or close the subscription if it is too far behind."""
+        if self.closed:
+            return
+        self._pending += len(events)
+        if self._pending > self._max_pending:
+            log.info("watch on %s closed: %d events pending (too slow)", self.prefix, self._pending)
+            self.closed_reason = f"too slow: more than {self._max_pending} events pending"
+            self.closed = True
+            self._queue.clear()
+            self._cache._unsubscribe(self)
+            self._cache.slow_closed += 1
+            self._wake_closed()
+            return
+        self._queue.append(events)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_closed(self) -> None:
+        self._queue.clear()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _call_on_loop(self, fn: Any, *args: Any) -> bool:
+        try:
+            self._loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # the loop is closed: nobody will ever read this subscription
+            self.closed = True
+            if self.closed_reason is None:
+                self.closed_reason = "event loop closed"
+            return False
+        return True
+
+
+class WatchCache:
+    def __init__(
+        self,
+        store: Store,
+        prefix: str = "/registry/",
+        window: int = 100_000,
+        *,
+        prefill: int = 10_000,
+        poll_timeout: float = 0.5,
+    ) -> None:
+        if window < 1:
+            raise ValueError(f"watch cache window must be at least 1, got {window}")
+        self._store = store
+        self._prefix = prefix
+        self._window = window
+        self._prefill = min(prefill, window)
+        self._poll_timeout = poll_timeout
+        self._lock = threading.Lock()
+        self._ring: deque[CachedEvent] = deque()
+        self._oldest = 0  # the ring has every event with revision > _oldest (up to _revision)
+        self._revision = 0
+        self._subs: set[Subscription] = set()
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._watch: Watch | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self.slow_closed = 0  # subscriptions closed for being too slow (a metric)
+        self.events_seen = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the store watch (pre-filling the ring from history) and start the pump thread."""
+        if self._thread is not None:
+            raise RuntimeError("watch cache already started")
+        current = self._store.current_revision()
+        watch, start = self._open_watch(max(0, current - self._prefill))
+        with self._lock:
+            self._oldest = self._revision = start
+            self._watch = watch
+        self._thread = threading.Thread(target=self._pump, name="watch-cache", daemon=True)
+        self._thread.start()
+
+    def _open_watch(self, start: int) -> tuple[Watch, int]:
+        for _ in range(10):
+            try:
+                return self._store.watch(self._prefix, start), start
+            except CompactedError as exc:
+                start = max(start + 1, exc.compacted)  # history is gone below that point
+        return self._store.watch(self._prefix, self._store.current_revision()), self._store.current_revision()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            watch = self._watch
+            subs = list(self._subs)
+        if watch is not None:
+            watch.close()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        for sub in subs:
+            sub.close("watch cache stopped")
+
+    @property
+    def revision(self) -> int:
+        """The newest revision the cache has applied."""
+        with self._lock:
+            return self._revision
+
+    @property
+    def oldest(self) -> int:
+        """Subscriptions can start at any ``after_revision`` >= this."""
+        with self._lock:
+            return self._oldest
+
+    @property
+    def subscribers(self) -> int:
+        with self._lock:
+            return len(self._subs)
+
+    # -- subscribers -----------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        prefix: str,
+        after_revision: int,
+        loop: asyncio.AbstractEventLoop,
+        max_pending: int = DEFAULT_MAX_PENDING,
+    ) -> Subscription:
+        """Events under ``prefix`` with revision > ``after_revision``: replay, then live."""
+        if not prefix.startswith(self._prefix):
+            raise ValueError(f"prefix {prefix!r} is outside the cache's prefix {self._prefix!r}")
+        sub = Subscription(self, prefix, after_revision, loop, max_pending)
+        with self._lock:
+            if self._stopping.is_set():
+                raise RuntimeError("watch cache is stopped")
+            if after_revision < self._oldest:
+                raise CompactedError(after_revision, self._oldest)
+            replay: list[CachedEvent] = []
+            # Walk back from the newest event: the replay is usually short (a recent revision).
+            for ev in reversed(self._ring):
+                if ev.revision <= after_revision:
+                    break
+                if ev.key.startswith(prefix):
+                    replay.append(ev)
+            if replay:
+                replay.reverse()
+                sub._queue.append(replay)
+                sub._pending = len(replay)
+            self._subs.add(sub)
+        return sub
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            self._subs.discard(sub)
+
+    async def wait_for(self, revision: int, timeout: float) -> bool:
+        """Wait until the cache has applied ``revision``; ``False`` on timeout."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            if self._revision >= revision:
+                return True
+            fut: asyncio.Future[None] = loop.create_future()
+            entry = (revision, loop, fut)
+            self._waiters.append(entry)
+        try:
+            await asyncio.wait_for(fut, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with self._lock, contextlib.suppress(ValueError):
+                self._waiters.remove(entry)
+
+    # -- the pump --------------------------------------------------------------------------
+
+    def _pump(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            watch = self._watch
+            assert watch is not None
+            t0 = time.monotonic()
+            try:
+                batch = watch.next_batch(timeout=self._poll_timeout)
+                backoff = 0.1
+            except CompactedError as exc:
+                self._restart_after_compaction(exc)
+                continue
+            except (StoreError, RuntimeError) as exc:
+                if self._stopping.is_set():
+                    return
+                log.warning("watch cache: store watch failed (%s); re-watching from %d", exc, self._revision)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                self._rewatch()
+                continue
+            # MemoryStore/SqliteStore watches report how far they scanned, events or not: that
+            # lets ``revision`` advance past writes outside the prefix, for ``wait_for``.
+            progress = getattr(watch, "position", 0)
+            if batch:
+                self._apply(batch, progress)
+            elif isinstance(progress, int) and progress > self._revision:
+                with self._lock:
+                    self._revision = max(self._revision, progress)
+                    self._resolve_waiters()
+            elif time.monotonic() - t0 < self._poll_timeout / 2:
+                # An empty batch long before the timeout: the store (or its watch) was closed
+                # under us. Do not spin; stop() or a re-watch will end this.
+                if self._stopping.wait(self._poll_timeout):
+                    return
+                self._rewatch()
+
+    def _apply(self, batch: list[Event], progress: Any) -> None:
+        decoded = [ce for ce in map(decode_event, batch) if ce is not None]
+        last = batch[-1].revision
+        with self._lock:
+            ring = self._ring
+            ring.extend(decoded)
+            while len(ring) > self._window:
+                self._oldest = ring.popleft().revision
+            self._revision = max(self._revision, last, progress if isinstance(progress, int) else 0)
+            self.events_seen += len(batch)
+            subs = list(self._subs)
+            self._resolve_waiters()
+        if not decoded or not subs:
+            return
+        # Filter once per distinct prefix, not once per subscriber.
+        by_prefix: dict[str, list[CachedEvent]] = {}
+        for sub in subs:
+            if sub.closed:
+                continue
+            events = by_prefix.get(sub.prefix)
+            if events is None:
+                p = sub.prefix
+                events = by_prefix[p] = [ev for ev in decoded if ev.key.startswith(p)]
+            if events and events[-1].revision > sub.after_revision:
+                if events[0].revision <= sub.after_revision:  # a subscriber ahead of the cache
+                    events = [ev for ev in events if ev.revision > sub.after_revision]
+                sub._call_on_loop(sub._push, events)
+
+    def _resolve_waiters(self) -> None:
+        """Lock held: wake every ``wait_for`` whose revision has been reached."""
+        if not self._waiters:
+            return
+        keep = []
+        for entry in self._waiters:
+            rev, loop, fut = entry
+            if rev <= self._revision:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(_set_done, fut)
+            else:
+                keep.append(entry)
+        self._waiters = keep
+
+    def _rewatch(self) -> None:
+        old = self._watch
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        try:
+            watch = self._store.watch(self._prefix, self._revision)
+        except CompactedError as exc:
+            self._restart_after_compaction(exc)
+            return
+        except Exception as exc:
+            log.warning("watch cache: re-watch failed: %s", exc)
+            return
+        with self._lock:
+            self._watch = watch
+
+    def _restart_after_compaction(self, exc: CompactedError) -> None:
+        """We fell behind the store's history: everyone must relist (as after etcd compaction)."""
+        log.warning("watch cache fell behind compacted store history (%s); restarting", exc)
+        old = self._watch
+        if old is not None:
+            with contextlib.suppress(Exception):
+                old.close()
+        current = self._store.current_revision()
+        watch, start = self._open_watch(current)
+        with self._lock:
+            subs = list(self._subs)
+            self._ring.clear()
+            self._oldest = self._revision = start
+            self._watch = watch
+        for sub in subs:
+            sub.close("watch cache restarted after store compaction; relist")
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
