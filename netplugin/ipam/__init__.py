@@ -1,0 +1,1 @@
+"""IPAM plugin ``kubelab-ipam``: host-local compatible address management (allocator, store, plugin)."""
