@@ -231,7 +231,8 @@ def test_bad_config_names_the_key_and_changes_nothing(
 SCRIPTED_IPAM = """#!{py}
 import json, os, sys
 with open({log!r}, "a") as f:
-    f.write(os.environ["CNI_COMMAND"] + " " + os.environ["CNI_CONTAINERID"] + " " + json.loads(sys.stdin.read())["name"] + "\\n")
+    name = json.loads(sys.stdin.read())["name"]
+    f.write(" ".join([os.environ["CNI_COMMAND"], os.environ["CNI_CONTAINERID"], name]) + "\\n")
 if os.environ["CNI_COMMAND"] == "ADD":
     if {fail!r}:
         print(json.dumps({{"cniVersion": "1.0.0", "code": 11, "msg": "scripted failure"}})); sys.exit(1)

@@ -65,7 +65,7 @@ def test_missing_command_is_code_4() -> None:
 
 
 def test_unknown_command_is_code_4_naming_it() -> None:
-    rc, out = run({**ENV, "CNI_COMMAND": "FROB"}, CONF)
+    _rc, out = run({**ENV, "CNI_COMMAND": "FROB"}, CONF)
     assert out["code"] == 4 and "FROB" in out["msg"]
 
 
@@ -81,7 +81,7 @@ def test_malformed_json_is_code_6() -> None:
 
 
 def test_non_object_config_is_code_6() -> None:
-    rc, out = run(ENV, [1, 2])
+    _rc, out = run(ENV, [1, 2])
     assert out["code"] == 6
 
 
@@ -92,40 +92,40 @@ def test_unknown_cni_version_is_code_1_naming_it() -> None:
 
 def test_missing_cni_version_is_code_7() -> None:
     conf = {k: v for k, v in CONF.items() if k != "cniVersion"}
-    rc, out = run(ENV, conf)
+    _rc, out = run(ENV, conf)
     assert out["code"] == 7 and "cniVersion" in out["msg"]
 
 
 def test_missing_name_is_code_7() -> None:
-    rc, out = run(ENV, {"cniVersion": "1.0.0", "type": "t"})
+    _rc, out = run(ENV, {"cniVersion": "1.0.0", "type": "t"})
     assert out["code"] == 7 and "'name'" in out["msg"]
 
 
 def test_check_needs_0_4_0() -> None:
-    rc, out = run({**ENV, "CNI_COMMAND": "CHECK"}, {**CONF, "cniVersion": "0.3.1"})
+    _rc, out = run({**ENV, "CNI_COMMAND": "CHECK"}, {**CONF, "cniVersion": "0.3.1"})
     assert out["code"] == 1 and "CHECK" in out["msg"]
 
 
 @pytest.mark.parametrize("cmd", ["GC", "STATUS"])
 def test_gc_and_status_need_1_1_0(cmd: str) -> None:
-    rc, out = run({"CNI_COMMAND": cmd, "CNI_PATH": "/x"}, {**CONF, "cniVersion": "1.0.0"})
+    _rc, out = run({"CNI_COMMAND": cmd, "CNI_PATH": "/x"}, {**CONF, "cniVersion": "1.0.0"})
     assert out["code"] == 1 and cmd in out["msg"]
 
 
 @pytest.mark.parametrize("cid", ["-abc", "a b", "a/b", ""])
 def test_bad_container_id_is_code_4(cid: str) -> None:
-    rc, out = run({**ENV, "CNI_CONTAINERID": cid}, CONF)
+    _rc, out = run({**ENV, "CNI_CONTAINERID": cid}, CONF)
     assert out["code"] == 4 and "CNI_CONTAINERID" in out["msg"]
 
 
 @pytest.mark.parametrize("ifname", ["a" * 16, "eth/0", "eth 0", "."])
 def test_bad_ifname_is_code_4(ifname: str) -> None:
-    rc, out = run({**ENV, "CNI_IFNAME": ifname}, CONF)
+    _rc, out = run({**ENV, "CNI_IFNAME": ifname}, CONF)
     assert out["code"] == 4 and "CNI_IFNAME" in out["msg"]
 
 
 def test_error_carries_config_version() -> None:
-    rc, out = run({**ENV, "CNI_NETNS": ""}, {**CONF, "cniVersion": "0.4.0"})
+    _rc, out = run({**ENV, "CNI_NETNS": ""}, {**CONF, "cniVersion": "0.4.0"})
     assert out["cniVersion"] == "0.4.0"
 
 
@@ -148,7 +148,7 @@ def test_result_1x_has_no_ip_version(version: str) -> None:
 
 
 def test_result_0_4_0_has_ip_version() -> None:
-    rc, out = run(ENV, {**CONF, "cniVersion": "0.4.0"}, RESULT)
+    _rc, out = run(ENV, {**CONF, "cniVersion": "0.4.0"}, RESULT)
     assert [ip["version"] for ip in out["ips"]] == ["4", "6"]
     assert out["interfaces"] == RESULT["interfaces"]
 
@@ -181,7 +181,7 @@ def test_handler_cni_error_is_printed_with_code() -> None:
 
 def test_logs_never_go_to_stdout(capsys: pytest.CaptureFixture[str], tmp_path: Any) -> None:
     log = tmp_path / "cni.log"
-    rc, out = run(ENV, {**CONF, "logFile": str(log)}, RESULT)
+    rc, _out = run(ENV, {**CONF, "logFile": str(log)}, RESULT)
     skel.log("INFO", "hello", k="v")
     assert rc == 0
     assert "hello k=v" in log.read_text()
