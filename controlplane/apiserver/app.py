@@ -172,6 +172,7 @@ class ApiServer:
         self.tables = _optional("controlplane.api.tables")
         self.openapi = _optional("controlplane.api.openapi")
         self.kubelet: Any = None
+        self.compactor: Any = None
         self.ready = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -187,17 +188,29 @@ class ApiServer:
             self.watch_cache = wc_mod.WatchCache(self.store, prefix="/registry/")
             self.watch_cache.start()
             self.feeds.cache = self.watch_cache
-        proxy_mod = _optional("controlplane.apiserver.proxy_kubelet")
-        if proxy_mod is not None:
-            self.kubelet = proxy_mod.KubeletProxy(self.options)
+        from controlplane.apiserver.proxy_kubelet import KubeletProxy
+
+        async def node_lookup(name: str) -> Obj | None:
+            try:
+                return await self.run(self.ops.get, registry.NODES, None, name)
+            except errors.NotFound:
+                return None
+
+        self.kubelet = KubeletProxy(self.options, node_lookup)
         if self.options.bootstrap:
             await self.run(self.bootstrap)
+        if self.options.compaction_interval > 0:
+            from controlplane.storage.compactor import Compactor
+
+            self.compactor = Compactor(self.store, self.options.compaction_interval).start()
         self.ready = True
         if self.options.on_started is not None:
             self.options.on_started()
 
     async def shutdown(self) -> None:
         self.ready = False
+        if self.compactor is not None:
+            await self.run(self.compactor.stop)
         if self.watch_cache is not None:
             self.watch_cache.stop()
         if self.kubelet is not None:

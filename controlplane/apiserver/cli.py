@@ -48,15 +48,9 @@ def _parse_duration(text: str) -> float:
 
 
 def open_store(kind: str, data_dir: Path, etcd_endpoints: list[str] | None) -> Any:
-    try:
-        factory = importlib.import_module("controlplane.storage.factory")
-    except ImportError:  # TODO(apiserver): drop once the storage helper's factory has landed
-        if kind == "memory":
-            from controlplane.storage.memory import MemoryStore
+    from controlplane.storage.factory import open_store as factory_open
 
-            return MemoryStore()
-        raise SystemExit(f"--store {kind}: controlplane.storage.factory is not available yet") from None
-    return factory.open_store(kind, data_dir, etcd_endpoints)
+    return factory_open(kind, data_dir, etcd_endpoints)
 
 
 def _protocol_classes(peers: PeerIdentities) -> tuple[type[Any], type[Any]]:
@@ -99,6 +93,9 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-node-port-range", default="30000-32767")
     p.add_argument("--kubelet-certificate-authority", type=Path, default=None, help="CA to verify kubelets with")
     p.add_argument("--watch-bookmark-interval", type=_parse_duration, default=60.0, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--etcd-compaction-interval", type=_parse_duration, default=300.0, help="store compaction interval (0: off)"
+    )
     p.add_argument("--anonymous-auth", action="store_true", help="serve requests without credentials as anonymous")
 
 
@@ -141,6 +138,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         advertise_address=advertise,
         secure_port=port,
         watch_bookmark_interval=args.watch_bookmark_interval,
+        compaction_interval=args.etcd_compaction_interval,
         on_started=on_started,
     )
     app = create_app(store, options=options)

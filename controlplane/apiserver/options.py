@@ -41,6 +41,7 @@ class ServerOptions:
     watch_default_timeout: float = 1800.0
     watch_max_pending: int = 10_000  # events queued for one watcher before it is closed as too slow
     store_threads: int = 32
+    compaction_interval: float = 300.0  # seconds between store compactions (0: never)
     git_version: str = "v1.33.0-kubelab"
     extra: dict[str, str] = field(default_factory=dict)
     # Called once the app has started (tests and ``kubelab controlplane`` use it).
