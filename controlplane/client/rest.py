@@ -20,6 +20,8 @@ thread-safe); each watch holds one pooled connection until closed.
 from __future__ import annotations
 
 import os
+import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -66,9 +68,11 @@ class WatchStream:
     def __init__(self, response: httpx.Response) -> None:
         self._resp = response
         self._closed = False
+        self._reader: int | None = None  # thread iterating the stream
 
     def __iter__(self) -> Iterator[WatchEvent]:
         buf = b""
+        self._reader = threading.get_ident()
         try:
             for chunk in self._resp.iter_bytes():
                 buf += chunk
@@ -81,10 +85,12 @@ class WatchStream:
                         yield self._decode(line)
             if buf.strip():
                 yield self._decode(buf)
-        except (httpx.StreamClosed, httpx.ReadError):
+        except (httpx.StreamClosed, httpx.ReadError, httpx.RemoteProtocolError):
             if not self._closed:
                 raise
         finally:
+            self._reader = None
+            self._closed = False
             self.close()
 
     @staticmethod
@@ -100,12 +106,27 @@ class WatchStream:
         return WatchEvent(str(etype), obj)
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            try:
-                self._resp.close()
-            except Exception:  # closing from another thread mid-read may race; it is closed anyway
-                pass
+        """End the stream. From another thread this only shuts the socket down: the reading
+        thread then sees end-of-stream and releases the connection itself (closing an SSL
+        connection under a concurrent read corrupts it — and the pool could hand it out again)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._reader is not None and self._reader != threading.get_ident():
+            stream = self._resp.extensions.get("network_stream")
+            sock = stream.get_extra_info("socket") if stream is not None else None
+            if sock is not None:
+                try:
+                    # The plain socket's shutdown: SSLSocket.shutdown would also drop its SSL object
+                    # under the reader's feet.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
+        try:
+            self._resp.close()
+        except Exception:  # already broken: it is closed anyway
+            pass
 
     def __enter__(self) -> WatchStream:
         return self

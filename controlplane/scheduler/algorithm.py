@@ -605,19 +605,20 @@ def filter_node(p: PodInfo, info: NodeInfo, inter: InterPodState | None = None) 
         reasons.append("Insufficient memory")
     if reasons:
         return reasons
-    # 6. InterPodAffinity
+    # 6. InterPodAffinity (kube-scheduler's order: affinity, anti-affinity, existing pods' anti-affinity)
     if inter is not None:
-        for tk, values in inter.existing_forbidden.items():
-            if tk in labels and labels[tk] in values:
-                return [REASON_EXISTING_ANTI_AFFINITY]
         for tk, values in inter.affinity_needed:
-            if not inter.affinity_self_ok and (tk not in labels or labels[tk] not in values):
+            if inter.affinity_self_ok:
+                if tk not in labels:
+                    return [REASON_POD_AFFINITY]
+            elif tk not in labels or labels[tk] not in values:
                 return [REASON_POD_AFFINITY]
-        if inter.affinity_self_ok and any(tk not in labels for tk, _ in inter.affinity_needed):
-            return [REASON_POD_AFFINITY]
         for tk, values in inter.anti_forbidden:
             if tk in labels and labels[tk] in values:
                 return [REASON_POD_ANTI_AFFINITY]
+        for tk, values in inter.existing_forbidden.items():
+            if tk in labels and labels[tk] in values:
+                return [REASON_EXISTING_ANTI_AFFINITY]
     return []
 
 
@@ -627,6 +628,7 @@ _RESOLVABLE = {
     "Insufficient cpu",
     "Insufficient memory",
     REASON_PORTS,
+    REASON_POD_ANTI_AFFINITY,
     REASON_EXISTING_ANTI_AFFINITY,
 }
 
