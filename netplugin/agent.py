@@ -1,0 +1,336 @@
+"""The node network agent (``kubelab netagent``): routes to other nodes' pod CIDRs (host-gw).
+
+Role: on every node, keep one route per *other* node in this node's network namespace,
+
+    <node.spec.podCIDR> via <node's InternalIP>   proto kubelab (145)
+
+so a packet from a pod to a pod on another node leaves through the node network unchanged (no
+NAT, no tunnel: flannel's host-gw backend and Kubernetes The Hard Way's routes). It also makes
+sure ``net.ipv4.ip_forward=1`` and ``net.bridge.bridge-nf-call-iptables=1`` hold in this
+namespace (the second needs ``br_netfilter``, built into the lab's kernel; kube-proxy's rules
+must see bridged pod-to-pod traffic).
+
+Three layers (code-models §3.6):
+- ``plan_routes(nodes, self_name)`` (pure): the desired {podCIDR: gateway} from Node objects;
+  ``diff_routes(desired, current)`` (pure): what to replace and what to delete;
+- ``RouteDriver`` (protocol): ``owned()``, ``replace(dst, gw)``, ``delete(dst)``,
+  ``ensure_sysctls()``; ``PyrouteDriver`` is the real one (pyroute2; the import cost does not
+  matter in a long-lived agent), ``FakeRouteDriver`` the stateful fake;
+- ``NetAgent``: a Node informer whose handlers only poke a one-key queue; one worker runs
+  ``sync()`` (level-triggered: read the informer cache and the kernel, converge), also every
+  ``resync`` seconds, so a route someone deleted by hand comes back.
+
+Ownership: our routes carry routing protocol number 145 (``RTPROT_KUBELAB``); the agent lists and
+deletes only routes with that protocol, so routes of the node's own (its bridge's connected
+route, a default route, the lab's) are never touched. A restarted agent finds its routes again by
+the same mark and removes those of nodes that vanished while it was down.
+
+Concurrency: informer thread(s) enqueue; exactly one worker thread mutates the kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+log = logging.getLogger("netplugin.agent")
+
+RTPROT_KUBELAB = 145
+SYSCTLS = {
+    "net/ipv4/ip_forward": "1",
+    "net/bridge/bridge-nf-call-iptables": "1",
+}
+
+
+# --- planner (pure) ----------------------------------------------------------------------------
+
+
+def node_internal_ip(node: Mapping[str, Any], family: int = 4) -> str | None:
+    for addr in (node.get("status") or {}).get("addresses") or []:
+        if addr.get("type") == "InternalIP":
+            try:
+                ip = ipaddress.ip_address(addr.get("address", ""))
+            except ValueError:
+                continue
+            if ip.version == family:
+                return str(ip)
+    return None
+
+
+def node_pod_cidrs(node: Mapping[str, Any]) -> list[str]:
+    spec = node.get("spec") or {}
+    cidrs = list(spec.get("podCIDRs") or [])
+    if spec.get("podCIDR") and spec["podCIDR"] not in cidrs:
+        cidrs.insert(0, spec["podCIDR"])
+    out = []
+    for c in cidrs:
+        try:
+            out.append(str(ipaddress.ip_network(c, strict=False)))
+        except ValueError:
+            log.warning("node %s has an invalid podCIDR %r; ignored", (node.get("metadata") or {}).get("name"), c)
+    return out
+
+
+def plan_routes(nodes: Iterable[Mapping[str, Any]], self_name: str) -> dict[str, str]:
+    """{pod CIDR: gateway}: one route per other node that has a pod CIDR and an InternalIP of
+    the CIDR's family. Our own node's CIDR is local (the bridge), so it gets no route."""
+    desired: dict[str, str] = {}
+    for node in sorted(nodes, key=lambda n: (n.get("metadata") or {}).get("name", "")):
+        name = (node.get("metadata") or {}).get("name")
+        if name == self_name or (node.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        for cidr in node_pod_cidrs(node):
+            gw = node_internal_ip(node, ipaddress.ip_network(cidr).version)
+            if gw is not None:
+                desired.setdefault(cidr, gw)
+    return desired
+
+
+@dataclass(frozen=True)
+class RouteChanges:
+    replace: dict[str, str]  # dst -> gw (new or with a changed gateway)
+    delete: list[str]  # dst of owned routes no longer wanted
+
+    @property
+    def empty(self) -> bool:
+        return not self.replace and not self.delete
+
+
+def diff_routes(desired: Mapping[str, str], current: Mapping[str, str]) -> RouteChanges:
+    replace = {dst: gw for dst, gw in desired.items() if current.get(dst) != gw}
+    delete = sorted(dst for dst in current if dst not in desired)
+    return RouteChanges(replace, delete)
+
+
+# --- drivers -----------------------------------------------------------------------------------
+
+
+class RouteDriver(Protocol):
+    def owned(self) -> dict[str, str]: ...  # our routes: dst -> gw
+
+    def replace(self, dst: str, gw: str) -> None: ...
+
+    def delete(self, dst: str) -> None: ...  # gone already: fine
+
+    def ensure_sysctls(self) -> dict[str, str]: ...  # returns what it changed
+
+    def close(self) -> None: ...
+
+
+class FakeRouteDriver:
+    """Routes as a dict, plus foreign routes the agent must never touch."""
+
+    def __init__(self, foreign: Mapping[str, str] | None = None) -> None:
+        self.routes: dict[str, tuple[str, int]] = {d: (g, 4) for d, g in (foreign or {}).items()}
+        self.sysctls: dict[str, str] = {k: "0" for k in SYSCTLS}
+        self.fail_replace: set[str] = set()
+
+    def owned(self) -> dict[str, str]:
+        return {d: g for d, (g, proto) in self.routes.items() if proto == RTPROT_KUBELAB}
+
+    def replace(self, dst: str, gw: str) -> None:
+        if dst in self.fail_replace:
+            raise OSError(f"injected failure for {dst}")
+        self.routes[dst] = (gw, RTPROT_KUBELAB)
+
+    def delete(self, dst: str) -> None:
+        if self.routes.get(dst, ("", 0))[1] == RTPROT_KUBELAB:
+            del self.routes[dst]
+
+    def ensure_sysctls(self) -> dict[str, str]:
+        changed = {k: v for k, v in SYSCTLS.items() if self.sysctls.get(k) != v}
+        self.sysctls.update(SYSCTLS)
+        return changed
+
+    def close(self) -> None:
+        pass
+
+
+class PyrouteDriver:
+    """Routes in a namespace (``netns`` path, or the agent's own) through pyroute2."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        from pyroute2 import IPRoute
+
+        self.netns = netns
+        self.ipr = IPRoute(netns=netns) if netns else IPRoute()
+
+    def owned(self) -> dict[str, str]:
+        out = {}
+        for r in self.ipr.route("dump", proto=RTPROT_KUBELAB):
+            if r.get("table") not in (254, None):
+                continue
+            dst = f"{r.get('dst')}/{r['dst_len']}"
+            out[str(ipaddress.ip_network(dst, strict=False))] = str(r.get("gateway"))
+        return out
+
+    def replace(self, dst: str, gw: str) -> None:
+        self.ipr.route("replace", dst=dst, gateway=gw, proto=RTPROT_KUBELAB)
+
+    def delete(self, dst: str) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        try:
+            self.ipr.route("del", dst=dst, proto=RTPROT_KUBELAB)
+        except NetlinkError as exc:
+            if exc.code != 3:  # ESRCH: already gone
+                raise
+
+    def ensure_sysctls(self) -> dict[str, str]:
+        changed = {}
+        for key, want in SYSCTLS.items():
+            value = _sysctl_in_netns(self.netns, key, want) if self.netns else _sysctl(key, want)
+            if value is not None:
+                changed[key] = value
+        return changed
+
+    def close(self) -> None:
+        self.ipr.close()
+
+
+def _sysctl(key: str, want: str) -> str | None:
+    path = f"/proc/sys/{key}"
+    with open(path) as f:
+        if f.read().strip() == want:
+            return None
+    with open(path, "w") as f:
+        f.write(want)
+    return want
+
+
+def _sysctl_in_netns(netns: str, key: str, want: str) -> str | None:
+    # /proc/sys/net is the namespace of the *thread* that opens it, and the agent is threaded:
+    # use a short-lived child process (ip netns exec's way) instead of setns in this process.
+    import subprocess
+
+    cur = subprocess.run(
+        ["nsenter", f"--net={netns}", "cat", f"/proc/sys/{key}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    if cur == want:
+        return None
+    subprocess.run(
+        ["nsenter", f"--net={netns}", "sh", "-c", f"echo {want} > /proc/sys/{key}"], check=True, capture_output=True
+    )
+    return want
+
+
+# --- the agent ---------------------------------------------------------------------------------
+
+
+class RouteReconciler:
+    """``sync(nodes)``: converge the kernel's owned routes on ``plan_routes(nodes)``."""
+
+    def __init__(self, driver: RouteDriver, node_name: str) -> None:
+        self.driver = driver
+        self.node_name = node_name
+
+    def sync(self, nodes: Iterable[Mapping[str, Any]]) -> RouteChanges:
+        changed = self.driver.ensure_sysctls()
+        for k, v in changed.items():
+            log.info("sysctl set key=%s value=%s", k, v)
+        desired = plan_routes(nodes, self.node_name)
+        changes = diff_routes(desired, self.driver.owned())
+        errors = []
+        for dst, gw in changes.replace.items():
+            try:
+                self.driver.replace(dst, gw)
+                log.info("route replaced dst=%s via=%s", dst, gw)
+            except Exception as exc:  # keep converging the others; report after
+                errors.append(f"{dst} via {gw}: {exc}")
+        for dst in changes.delete:
+            try:
+                self.driver.delete(dst)
+                log.info("route deleted dst=%s", dst)
+            except Exception as exc:
+                errors.append(f"delete {dst}: {exc}")
+        if errors:
+            raise RuntimeError("route sync incomplete: " + "; ".join(errors))
+        return changes
+
+
+class NetAgent:
+    """Informer on Nodes → one-key queue → ``RouteReconciler.sync`` (see module docstring)."""
+
+    def __init__(self, client: Any, node_name: str, driver: RouteDriver, resync: float = 30.0) -> None:
+        from controlplane.api.registry import NODES
+        from controlplane.client.informer import Informer
+
+        self.reconciler = RouteReconciler(driver, node_name)
+        self.informer = Informer(client, NODES, name="netagent-nodes")
+        self.resync = resync
+        self._poke = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.syncs = 0
+        self.last_error: str | None = None
+
+        def poke(*_objs: Any) -> None:
+            self._poke.set()
+
+        self.informer.add_handler(on_add=poke, on_update=poke, on_delete=poke)
+
+    def start(self) -> None:
+        self.informer.start()
+        self._thread = threading.Thread(target=self._run, name="netagent-sync", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self.informer.wait_for_sync(None)
+        backoff = 0.2
+        while not self._stop.is_set():
+            self._poke.clear()
+            try:
+                self.reconciler.sync(self.informer.list())
+                self.last_error = None
+                backoff = 0.2
+                wait = self.resync
+            except Exception as exc:
+                self.last_error = str(exc)
+                log.warning("sync failed (retrying in %.1fs): %s", backoff, exc)
+                wait, backoff = backoff, min(backoff * 2, 10.0)
+            self.syncs += 1
+            self._poke.wait(wait)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._poke.set()
+        self.informer.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.reconciler.driver.close()
+
+
+# --- CLI ---------------------------------------------------------------------------------------
+
+
+def register(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "netagent", help="node network agent: routes to other nodes' pod CIDRs (host-gw)"
+    )
+    p.add_argument("--node-name", required=True, help="this node's Node name")
+    p.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
+    p.add_argument("--netns", default=None, help="namespace path to program (default: the agent's own)")
+    p.add_argument("--resync", type=float, default=30.0, help="seconds between full re-checks")
+    p.set_defaults(func=run_cli)
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    import signal
+
+    from controlplane.client.rest import ApiClient
+
+    client = ApiClient.from_kubeconfig(args.kubeconfig)
+    agent = NetAgent(client, args.node_name, PyrouteDriver(args.netns), resync=args.resync)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    agent.start()
+    log.info("netagent running node=%s", args.node_name)
+    stop.wait()
+    agent.stop()
+    return 0

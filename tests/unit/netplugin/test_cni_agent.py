@@ -1,0 +1,119 @@
+"""The node network agent's planner and reconciler (FakeRouteDriver), and render_conflist.
+
+Addresses: nodes on 192.168.56.0/24 (.11, .12, .13), node N owning 10.244.N.0/24 (DESIGN.md §3).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from netplugin.agent import (
+    RTPROT_KUBELAB,
+    SYSCTLS,
+    FakeRouteDriver,
+    RouteReconciler,
+    diff_routes,
+    plan_routes,
+)
+from netplugin.conflist import render_conflist
+
+
+def node(name: str, cidr: str | None, ip: str | None, **extra: Any) -> dict[str, Any]:
+    n: dict[str, Any] = {"metadata": {"name": name, **extra}, "spec": {}, "status": {"addresses": []}}
+    if cidr:
+        n["spec"]["podCIDR"] = cidr
+    if ip:
+        n["status"]["addresses"] = [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}]
+    return n
+
+
+NODES = [
+    node("kl-node1", "10.244.1.0/24", "192.168.56.11"),
+    node("kl-node2", "10.244.2.0/24", "192.168.56.12"),
+    node("kl-node3", "10.244.3.0/24", "192.168.56.13"),
+]
+
+
+def test_plan_one_route_per_other_node() -> None:
+    assert plan_routes(NODES, "kl-node1") == {"10.244.2.0/24": "192.168.56.12", "10.244.3.0/24": "192.168.56.13"}
+
+
+def test_plan_skips_nodes_without_cidr_or_ip_or_being_deleted() -> None:
+    nodes = [
+        node("a", None, "192.168.56.20"),
+        node("b", "10.244.5.0/24", None),
+        node("c", "10.244.6.0/24", "192.168.56.22", deletionTimestamp="2026-01-01T00:00:00Z"),
+        node("d", "not-a-cidr", "192.168.56.23"),
+        node("e", "10.244.7.0/24", "192.168.56.24"),
+    ]
+    assert plan_routes(nodes, "x") == {"10.244.7.0/24": "192.168.56.24"}
+
+
+def test_plan_dual_stack_matches_families() -> None:
+    n = node("b", None, None)
+    n["spec"]["podCIDRs"] = ["10.244.2.0/24", "fd00:10:244:2::/64"]
+    n["status"]["addresses"] = [
+        {"type": "InternalIP", "address": "192.168.56.12"},
+        {"type": "InternalIP", "address": "fd00:56::12"},
+    ]
+    assert plan_routes([n], "a") == {"10.244.2.0/24": "192.168.56.12", "fd00:10:244:2::/64": "fd00:56::12"}
+
+
+def test_diff() -> None:
+    ch = diff_routes({"a": "1", "b": "2"}, {"b": "9", "c": "3"})
+    assert ch.replace == {"a": "1", "b": "2"} and ch.delete == ["c"]
+    assert diff_routes({"a": "1"}, {"a": "1"}).empty
+
+
+def test_reconciler_converges_and_keeps_foreign_routes() -> None:
+    drv = FakeRouteDriver(foreign={"0.0.0.0/0": "192.168.56.1", "10.244.1.0/24": ""})
+    rec = RouteReconciler(drv, "kl-node1")
+    rec.sync(NODES)
+    assert drv.owned() == {"10.244.2.0/24": "192.168.56.12", "10.244.3.0/24": "192.168.56.13"}
+    assert drv.sysctls == SYSCTLS
+    # node3 goes away, node2 changes address
+    moved = [NODES[0], node("kl-node2", "10.244.2.0/24", "192.168.56.42")]
+    ch = rec.sync(moved)
+    assert ch.delete == ["10.244.3.0/24"]
+    assert drv.owned() == {"10.244.2.0/24": "192.168.56.42"}
+    assert drv.routes["0.0.0.0/0"] == ("192.168.56.1", 4)  # never touched
+    assert rec.sync(moved).empty  # idempotent
+
+
+def test_reconciler_continues_after_one_failure_and_reports() -> None:
+    drv = FakeRouteDriver()
+    drv.fail_replace = {"10.244.2.0/24"}
+    with pytest.raises(RuntimeError, match=r"10\.244\.2\.0/24"):
+        RouteReconciler(drv, "kl-node1").sync(NODES)
+    assert drv.owned() == {"10.244.3.0/24": "192.168.56.13"}
+    assert drv.routes["10.244.3.0/24"][1] == RTPROT_KUBELAB
+
+
+def test_render_conflist_kubelab() -> None:
+    c = render_conflist("10.244.1.0/24", data_dir="/var/lib/kubelab/kl-node1/cni")
+    assert c["cniVersion"] == "1.1.0" and c["name"] == "kubelab"
+    (p,) = c["plugins"]
+    assert p["type"] == "kubelab-bridge" and p["bridge"] == "cni0" and p["hairpinMode"] and p["isDefaultGateway"]
+    assert p["ipam"] == {
+        "type": "kubelab-ipam",
+        "ranges": [[{"subnet": "10.244.1.0/24"}]],
+        "dataDir": "/var/lib/kubelab/kl-node1/cni",
+    }
+    assert p["ipMasq"] is False
+    masq = render_conflist("10.244.1.0/24", ip_masq=True)["plugins"][0]
+    assert masq["ipMasq"] and masq["ipMasqExclude"] == ["10.244.0.0/16"]
+
+
+def test_render_conflist_reference() -> None:
+    c = render_conflist("10.244.2.0/24", cni="reference", mtu=1400)
+    assert c["cniVersion"] == "1.0.0"  # the reference plugins 1.1.1 speak at most 1.0.0
+    (p,) = c["plugins"]
+    assert (p["type"], p["ipam"]["type"], p["mtu"], p["ipMasq"]) == ("bridge", "host-local", 1400, False)
+
+
+@pytest.mark.parametrize("kw", [{"pod_cidr": "nope"}, {"pod_cidr": "10.244.1.0/24", "cni": "other"}])
+def test_render_conflist_rejects_bad_input(kw: dict[str, Any]) -> None:
+    with pytest.raises(ValueError):
+        render_conflist(**kw)
