@@ -6,13 +6,15 @@ address reservation and no rule behind — spec: "every ADD must eventually get 
 not rely on it):
 
   0. validate the config and environment; the container interface must not exist yet;
-  1. ensure the bridge (default ``cni0``), up, with ``mtu``/``promiscMode`` (shared: never undone);
-  2. create the veth pair: the host end ``veth<8 hex of sha256(containerID + ifname)>`` enslaved
+  1. delegate to the IPAM plugin named by ``ipam.type`` found on ``CNI_PATH`` with the same
+     environment and the whole config (undo: IPAM DEL). It goes first (the reference bridge
+     runs it after making the veth) so that bad IPAM input — a subnet too small, an exhausted
+     range — fails before anything on the node changed, not even the bridge;
+  2. ensure the bridge (default ``cni0``), up, with ``mtu``/``promiscMode`` (shared: never undone);
+  3. create the veth pair: the host end ``veth<8 hex of sha256(containerID + ifname)>`` enslaved
      to the bridge, the peer created directly inside ``CNI_NETNS`` as ``CNI_IFNAME``
      (undo: delete the host end, which takes the peer with it);
-  3. ``hairpinMode`` on the bridge port (a pod reaching itself through its own Service VIP);
-  4. delegate to the IPAM plugin named by ``ipam.type`` found on ``CNI_PATH`` with the same
-     environment and the whole config (undo: IPAM DEL);
+  4. ``hairpinMode`` on the bridge port (a pod reaching itself through its own Service VIP);
   5. work out gateways (``isGateway``: the subnet's first address) and routes
      (``isDefaultGateway``: a default route via the gateway);
   6. configure the container interface: ``arp_notify``, addresses, routes;
@@ -278,9 +280,15 @@ def cmd_add(args: CmdArgs, nl: Netlink | None = None, masq: Masq | None = None) 
             raise CniError(skel.INVALID_ENV, f"CNI_NETNS {args.netns!r} does not exist")
         if nl.get_link(args.ifname, args.netns) is not None:
             raise CniError(skel.INVALID_ENV, f"CNI_IFNAME {args.ifname!r} already exists in CNI_NETNS {args.netns!r}")
-        # Step 1: the bridge.
+        # Step 1: addresses from IPAM (DEL on any later failure).
+        ipam_res = delegate(args, conf.ipam_type, "ADD") or {}
+        undo.push("ipam", lambda: delegate(args, conf.ipam_type, "DEL"))
+        ips = [dict(ip) for ip in ipam_res.get("ips", [])]
+        if not ips:
+            raise CniError(skel.INVALID_CONFIG, f"IPAM plugin {conf.ipam_type} returned no IP configuration")
+        # Step 2: the bridge.
         br = nl.ensure_bridge(conf.bridge, conf.mtu, conf.promisc)
-        # Step 2: the veth pair, peer straight into the container's namespace.
+        # Step 3: the veth pair, peer straight into the container's namespace.
         host_if = host_veth_name(args.container_id, args.ifname)
         try:
             nl.create_veth(host_if, args.ifname, args.netns, conf.mtu, br.index)
@@ -292,15 +300,9 @@ def cmd_add(args: CmdArgs, nl: Netlink | None = None, masq: Masq | None = None) 
             nl.create_veth(host_if, args.ifname, args.netns, conf.mtu, br.index)
         undo.push("veth", lambda: nl.delete_link(host_if))
         skel.log("INFO", "veth created", host=host_if, container=args.container_id, ifname=args.ifname)
-        # Step 3: hairpin on the bridge port.
+        # Step 4: hairpin on the bridge port.
         if conf.hairpin:
             nl.set_hairpin(host_if, True)
-        # Step 4: addresses from IPAM (DEL on any later failure).
-        ipam_res = delegate(args, conf.ipam_type, "ADD") or {}
-        undo.push("ipam", lambda: delegate(args, conf.ipam_type, "DEL"))
-        ips = [dict(ip) for ip in ipam_res.get("ips", [])]
-        if not ips:
-            raise CniError(skel.INVALID_CONFIG, f"IPAM plugin {conf.ipam_type} returned no IP configuration")
         # Step 5: gateways and routes.
         gws = _gateways(conf, ips)
         routes = [dict(r) for r in ipam_res.get("routes", [])]

@@ -184,12 +184,16 @@ def parse_link(payload: bytes) -> Link:
 class RtNetlink:
     """``Netlink`` over raw rtnetlink sockets (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, host_netns: str | None = None) -> None:
+        # ``host_netns``: the namespace that ``netns=None`` means (default: the one we run in);
+        # lets tests drive a throwaway "host" namespace from a process that stays outside it.
+        self.host_netns = host_netns
         self._socks: dict[str, _socket.socket] = {}
         self._seq = 0
 
     # -- plumbing ---------------------------------------------------------------------------
     def _sock(self, netns: str | None) -> _socket.socket:
+        netns = netns or self.host_netns
         key = netns or ""
         s = self._socks.get(key)
         if s is None:
@@ -413,6 +417,7 @@ class RtNetlink:
     # -- sysctls ----------------------------------------------------------------------------
     def set_sysctl(self, key: str, value: str, netns: str | None = None) -> None:
         path = "/proc/sys/" + key.replace(".", "/") if "/" not in key else "/proc/sys/" + key
+        netns = netns or self.host_netns
         if netns:
             with _Netns(netns):
                 _write(path, value)
@@ -421,6 +426,7 @@ class RtNetlink:
 
     def get_sysctl(self, key: str, netns: str | None = None) -> str:
         path = "/proc/sys/" + key.replace(".", "/") if "/" not in key else "/proc/sys/" + key
+        netns = netns or self.host_netns
         if netns:
             with _Netns(netns):
                 return _read(path)
