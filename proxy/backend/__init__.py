@@ -1,0 +1,1 @@
+"""Backends that write the proxy's rules: iptables-restore, python-iptables, and a fake."""

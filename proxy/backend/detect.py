@@ -1,0 +1,59 @@
+"""Which iptables the host's ``iptables`` command uses, as kube-proxy's iptables-wrapper decides.
+
+Order of evidence (kubernetes-sigs/iptables-wrappers): a ``KUBE-IPTABLES-HINT`` or
+``KUBE-KUBELET-CANARY`` chain in one variant's mangle table (kubelet leaves it); otherwise the
+variant holding more rules (``iptables-legacy-save`` vs ``iptables-nft-save`` line counts);
+otherwise the mode ``iptables -V`` prints. Then: legacy → python-iptables, nf_tables →
+``iptables-restore`` (python-iptables cannot write nf_tables), unless ``--backend`` says.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from proxy.backend.exec import CommandRunner
+from proxy.backend.interface import Backend
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "iptables-restore", "python-iptables")
+_HINTS = ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY")
+
+
+def _rule_count(runner: CommandRunner, mode: str) -> int:
+    res = runner.run([f"iptables-{mode}-save"], check=False)
+    return sum(1 for line in res.stdout.splitlines() if line.startswith("-"))
+
+
+def detect_mode(runner: CommandRunner | None = None) -> tuple[str, str]:
+    """(``"nft"`` | ``"legacy"``, why)."""
+    runner = runner or CommandRunner()
+    for mode in ("legacy", "nft"):
+        res = runner.run([f"iptables-{mode}-save", "-t", "mangle"], check=False)
+        if any(f":{h} " in res.stdout for h in _HINTS):
+            return mode, f"kubelet's hint chain is in the {mode} mangle table"
+    legacy, nft = _rule_count(runner, "legacy"), _rule_count(runner, "nft")
+    if legacy > nft:
+        return "legacy", f"iptables-legacy-save shows more rules ({legacy} > {nft})"
+    if nft > legacy:
+        return "nft", f"iptables-nft-save shows more rules ({nft} > {legacy})"
+    version = runner.run(["iptables", "-V"], check=False).stdout
+    if "legacy" in version:
+        return "legacy", f"`iptables -V` says {version.strip()!r}"
+    return "nft", f"`iptables -V` says {version.strip()!r}"
+
+
+def make_backend(choice: str = "auto", runner: CommandRunner | None = None) -> tuple[Backend, str]:
+    """The backend for ``--backend choice`` on this host, and a sentence saying why."""
+    if choice not in BACKENDS:
+        raise ValueError(f"unknown backend {choice!r} (want one of {', '.join(BACKENDS)})")
+    mode, why = detect_mode(runner)
+    if choice == "python-iptables" or (choice == "auto" and mode == "legacy"):
+        from proxy.backend.iptc_backend import IptcBackend
+
+        if mode != "legacy":
+            why += "; python-iptables was asked for: its rules land in the legacy tables"
+        return IptcBackend(), f"python-iptables (libiptc, legacy tables): {why}"
+    from proxy.backend.restore import RestoreBackend
+
+    return RestoreBackend(mode, runner), f"iptables-restore ({mode}): {why}"

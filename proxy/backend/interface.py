@@ -1,0 +1,264 @@
+"""The seam between the proxier and the kernel: the ``Backend`` protocol and the change planner.
+
+Role: a backend makes the kernel's chains match a ``Ruleset``. Every backend shares one pure
+planner, ``make_plan``, which decides *what* to write; backends only decide *how* (an
+``iptables-restore`` text, or libiptc calls through python-iptables).
+
+What a plan contains, per table:
+- ``write``: chains declared (created or flushed) and filled, in rendered order;
+- ``patch``: order-free chains (``rules.ORDER_FREE_CHAINS``) changed rule by rule: the rules
+  that went away are deleted by their spec, new ones are inserted at the top. At 10k services
+  this keeps a one-service change from rewriting the 10k-rule ``KUBE-SERVICES`` chain;
+- ``delete``: stale chains of ours, flushed then deleted (after every reference is gone);
+- ``jumps``: hooks from built-in chains that are missing (full syncs only).
+
+Full sync: every desired chain is written, every owned chain the kernel has but we do not want is
+deleted, missing hooks are added. Partial sync: only chains whose content differs from what we
+last applied are touched (KEP-3453). ``Plan.result`` is what our chains hold afterwards (with the
+order patches produce), which becomes the base of the next partial plan.
+
+Invariants: only chains for which ``rules.owned_chain`` is true are ever written or deleted, and
+in built-in chains only our hook rules are added or removed.
+
+Concurrency: backends are used from one thread at a time (the sync runner's).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from proxy.rules import ORDER_FREE_CHAINS, TABLES, Jump, Ruleset, owned_chain
+
+State = dict[str, dict[str, list[str]]]  # table -> our chain -> rules (as written)
+
+BUILTIN_CHAINS = {
+    "filter": ("INPUT", "FORWARD", "OUTPUT"),
+    "nat": ("PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"),
+    "mangle": ("PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"),
+}
+
+
+class BackendError(Exception):
+    """Applying rules failed; nothing of the failed batch is assumed to be in the kernel.
+
+    ``context`` holds the offending input lines (with their line numbers) when the tool said
+    which line failed.
+    """
+
+    def __init__(self, message: str, *, context: str = "", text: str = "") -> None:
+        super().__init__(message + (f"\noffending input:\n{context}" if context else ""))
+        self.context = context
+        self.text = text
+
+
+@dataclass
+class ObservedTable:
+    """What a table holds now: every chain name, built-in policies, and rules we looked at."""
+
+    chains: set[str] = field(default_factory=set)
+    policies: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, list[str]] = field(default_factory=dict)  # chain -> "-A ..." args (no "-A C")
+
+
+Observed = dict[str, ObservedTable]
+
+
+@dataclass
+class TablePlan:
+    table: str
+    write: dict[str, list[str]] = field(default_factory=dict)
+    patch: dict[str, tuple[list[str], list[str]]] = field(default_factory=dict)  # (deletes, inserts)
+    delete: list[str] = field(default_factory=list)
+    jumps: list[Jump] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.write or self.patch or self.delete or self.jumps)
+
+    def restore_lines(self) -> list[str]:
+        """This table's part of an ``iptables-restore --noflush`` input."""
+        if self.empty:
+            return []
+        out = [f"*{self.table}"]
+        out += [f":{c} - [0:0]" for c in self.write]
+        out += [f":{c} - [0:0]" for c in self.delete]
+        for c, rules in self.write.items():
+            out += [f"-A {c} {r}" for r in rules]
+        for c, (deletes, inserts) in self.patch.items():
+            out += [f"-D {c} {r}" for r in deletes]
+            # Inserting each at position 1 reverses them: insert from the last to keep their order.
+            out += [f"-I {c} 1 {r}" for r in reversed(inserts)]
+        out += [f"-I {j.chain} 1 {j.rule}" for j in self.jumps]
+        out += [f"-X {c}" for c in self.delete]
+        out.append("COMMIT")
+        return out
+
+
+@dataclass
+class Plan:
+    full: bool
+    tables: dict[str, TablePlan]
+    result: State
+
+    @property
+    def empty(self) -> bool:
+        return all(t.empty for t in self.tables.values())
+
+    def chains_written(self) -> int:
+        return sum(len(t.write) + len(t.patch) for t in self.tables.values())
+
+    def restore_text(self, tables: tuple[str, ...] = TABLES) -> str:
+        lines: list[str] = []
+        for name in tables:
+            if name in self.tables:
+                lines += self.tables[name].restore_lines()
+        return "\n".join(lines) + "\n" if lines else ""
+
+
+def has_jump(observed_rules: list[str], jump: Jump) -> bool:
+    return any(r.endswith(f"-j {jump.target}") for r in observed_rules)
+
+
+def _take(items: list[str], counts: Counter[str]) -> list[str]:
+    """The items (in order) whose remaining count is positive, consuming one count each."""
+    out = []
+    for r in items:
+        if counts[r] > 0:
+            counts[r] -= 1
+            out.append(r)
+    return out
+
+
+def _diff(old: list[str], new: list[str]) -> tuple[list[str], list[str]]:
+    """Rules to delete (by spec) and to insert to turn ``old`` into ``new`` as a multiset."""
+    gone = Counter(old)
+    gone.subtract(new)
+    added = Counter(new)
+    added.subtract(old)
+    return _take(old, gone), _take(new, added)
+
+
+def _without(old: list[str], deletes: list[str]) -> list[str]:
+    """``old`` minus one occurrence of each deleted rule (what ``-D`` by spec leaves)."""
+    gone = Counter(deletes)
+    out = []
+    for r in old:
+        if gone[r] > 0:
+            gone[r] -= 1
+        else:
+            out.append(r)
+    return out
+
+
+def make_plan(
+    desired: Ruleset, applied: State | None, observed: Observed | None, *, full: bool
+) -> Plan:
+    """What to write so that our chains hold ``desired`` (see the module docstring)."""
+    if not full and applied is None:
+        full = True
+    tables: dict[str, TablePlan] = {}
+    result: State = {}
+    for table in TABLES:
+        want = desired.tables.get(table, {})
+        tp = TablePlan(table)
+        tables[table] = tp
+        if full:
+            tp.write = {c: list(r) for c, r in want.items()}
+            obs = (observed or {}).get(table) or ObservedTable()
+            known = set(obs.chains) | set((applied or {}).get(table, {}))
+            tp.delete = sorted(c for c in known if owned_chain(table, c) and c not in want)
+            for j in desired.jumps:
+                if j.table == table and not has_jump(obs.rules.get(j.chain, []), j):
+                    tp.jumps.append(j)
+            result[table] = {c: list(r) for c, r in want.items()}
+            continue
+        assert applied is not None
+        have = applied.get(table, {})
+        now: dict[str, list[str]] = {}
+        for chain, rules in want.items():
+            old = have.get(chain)
+            if old is None:
+                tp.write[chain] = list(rules)
+                now[chain] = list(rules)
+            elif old == rules:
+                now[chain] = old
+            elif (table, chain) in ORDER_FREE_CHAINS:
+                deletes, inserts = _diff(old, rules)
+                if len(deletes) + len(inserts) < max(8, len(rules) // 2):
+                    tp.patch[chain] = (deletes, inserts)
+                    now[chain] = list(inserts) + _without(old, deletes)
+                else:
+                    tp.write[chain] = list(rules)
+                    now[chain] = list(rules)
+            else:
+                tp.write[chain] = list(rules)
+                now[chain] = list(rules)
+        tp.delete = sorted(c for c in have if c not in want)
+        result[table] = now
+    return Plan(full=full, tables=tables, result=result)
+
+
+_LINE_RE = re.compile(r"line:? (\d+)")
+
+
+def offending_lines(text: str, stderr: str, around: int = 2) -> str:
+    """The input lines an ``iptables-restore`` error points at, numbered, the culprit marked."""
+    m = _LINE_RE.search(stderr)
+    if not m:
+        return ""
+    n = int(m.group(1))
+    lines = text.splitlines()
+    out = []
+    for i in range(max(1, n - around), min(len(lines), n + around) + 1):
+        out.append(f"{'>>' if i == n else '  '} {i:6d}  {lines[i - 1]}")
+    return "\n".join(out)
+
+
+class Backend(Protocol):
+    """Makes the kernel's chains of ours match a Ruleset. Used from one thread."""
+
+    name: str
+
+    def apply(self, desired: Ruleset, *, full: bool) -> Plan:
+        """Write ``desired``; raise ``BackendError`` (and keep the previous rules) on failure."""
+        ...
+
+    def canary_present(self) -> bool:
+        """False when our canary chain is gone: someone flushed the tables; resync fully."""
+        ...
+
+    def cleanup(self) -> None:
+        """Remove every chain we own and our hooks in the built-in chains; nothing else."""
+        ...
+
+
+def state_of(ruleset: Ruleset) -> State:
+    return {t: {c: list(r) for c, r in chains.items()} for t, chains in ruleset.tables.items()}
+
+
+def parse_save(text: str) -> Observed:
+    """Parse ``iptables-save`` output: chains, built-in policies and every rule's args."""
+    observed: Observed = {}
+    table: ObservedTable | None = None
+    for line in text.splitlines():
+        if line.startswith("*"):
+            table = observed.setdefault(line[1:].strip(), ObservedTable())
+        elif table is None or not line or line.startswith("#") or line == "COMMIT":
+            continue
+        elif line.startswith(":"):
+            parts = line[1:].split()
+            table.chains.add(parts[0])
+            if len(parts) > 1 and parts[1] != "-":
+                table.policies[parts[0]] = parts[1]
+        elif line.startswith("-A "):
+            _, chain, *rest = line.split(" ", 2)
+            table.rules.setdefault(chain, []).append(rest[0] if rest else "")
+    return observed
+
+
+def owned_in(observed: Mapping[str, ObservedTable]) -> dict[str, list[str]]:
+    return {t: sorted(c for c in o.chains if owned_chain(t, c)) for t, o in observed.items()}
