@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (golden iptables lines are long by nature)
 """The renderer: kube-proxy's chains, names, rule shapes and order, checked three ways.
 
 Address conventions (kube-proxy's proxier_test.go): cluster IPs 172.30.0.4x, pod (endpoint) IPs
