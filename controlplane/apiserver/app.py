@@ -79,6 +79,7 @@ _PATCH_TYPES = (
 )
 _NOT_FOUND = "the server could not find the requested resource"
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+_UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
 def _optional(name: str) -> ModuleType | None:
@@ -690,6 +691,12 @@ class ApiServer:
 
     async def delete(self, req: Request, route: Route, send: Send) -> None:
         assert route.name is not None
+        if route.res is registry.NAMESPACES and route.name in _UNDELETABLE_NAMESPACES:
+            raise errors.Forbidden(
+                f'namespaces "{route.name}" is forbidden: this namespace may not be deleted',
+                kind="namespaces",
+                name=route.name,
+            )
         dry = self._dry_run(req)
         opts = await self._delete_options(req)
         dry = dry or opts.get("dryRun") == ["All"]

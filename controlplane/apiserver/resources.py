@@ -532,10 +532,13 @@ def check_body(res: Resource, body: Any) -> Obj:
         md = {}
     if not isinstance(md, dict):
         raise errors.BadRequest("metadata must be an object")
-    obj = dict(body)
+    # Unknown fields are dropped, as Kubernetes' typed decoding does (``fieldValidation=Strict``
+    # refuses them earlier instead).
+    known = known_top_fields(res)
+    obj = {k: v for k, v in body.items() if k in known}
     obj["apiVersion"] = res.api_version
     obj["kind"] = res.kind
-    obj["metadata"] = dict(md)
+    obj["metadata"] = {k: v for k, v in md.items() if k in _META_FIELDS}
     for field in ("labels", "annotations"):
         value = md.get(field)
         if value is not None and (not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())):
