@@ -1,0 +1,221 @@
+"""Development-time generator of ``openapi_schemas.json`` (run: ``python -m controlplane.api.openapi_gen``).
+
+Role: build OpenAPI v3 component schemas for every kind kubelab serves, and every type they
+reference, from the official ``kubernetes`` Python client's models (a test extra, so this
+runs at development time only; the output JSON is committed and is all ``openapi.py`` reads at
+runtime). Each model class carries ``openapi_types`` (attribute → type string such as
+``List[V1Container]``), ``attribute_map`` (attribute → JSON name) and pydantic ``model_fields``
+(descriptions, required-ness).
+
+Invariants of the output:
+- schema names are Kubernetes' own (``io.k8s.api.core.v1.PodSpec``,
+  ``io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta``), so ``kubectl explain`` prints familiar
+  type names;
+- struct-valued properties are ``{"allOf": [{"$ref": …}], "default": {}}`` exactly as
+  kube-apiserver's v3 documents write them (the form kubectl's v3 readers expect);
+- lists with a strategic-merge strategy carry ``x-kubernetes-patch-strategy`` /
+  ``x-kubernetes-patch-merge-key`` taken from ``patch.STRATEGY`` (one source of truth with the
+  server's patcher), plus ``conditions`` lists of status types (merge by ``type``);
+- top-level kinds carry ``x-kubernetes-group-version-kind``.
+
+Deterministic: keys are sorted, so regenerating with the same client version is a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import typing
+from pathlib import Path
+from typing import Any
+
+from controlplane.api.patch import STRATEGY
+
+OUT = Path(__file__).with_name("openapi_schemas.json")
+
+META = {
+    "ObjectMeta", "ListMeta", "LabelSelector", "LabelSelectorRequirement", "OwnerReference",
+    "ManagedFieldsEntry", "Condition", "Status", "StatusDetails", "StatusCause", "DeleteOptions",
+    "Preconditions",
+}  # fmt: skip
+APPS_PREFIXES = ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "ControllerRevision", "RollingUpdate")
+BATCH_PREFIXES = ("Job", "CronJob", "PodFailurePolicy", "UncountedTerminatedPods", "SuccessPolicy")
+COORDINATION = {"Lease", "LeaseSpec", "LeaseList"}
+DISCOVERY = {
+    "EndpointSlice",
+    "EndpointSliceList",
+    "Endpoint",
+    "EndpointConditions",
+    "EndpointHints",
+    "ForZone",
+    "ForNode",
+}
+AUTOSCALING = {"Scale", "ScaleSpec", "ScaleStatus"}
+POLICY = {"Eviction"}
+
+INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+
+# (python class, group, version, kind) of the top-level kinds; lists are derived.
+ROOTS: list[tuple[str, str, str, str]] = [
+    ("V1Namespace", "", "v1", "Namespace"),
+    ("V1Pod", "", "v1", "Pod"),
+    ("V1Service", "", "v1", "Service"),
+    ("V1Endpoints", "", "v1", "Endpoints"),
+    ("V1Node", "", "v1", "Node"),
+    ("CoreV1Event", "", "v1", "Event"),
+    ("V1ConfigMap", "", "v1", "ConfigMap"),
+    ("V1Secret", "", "v1", "Secret"),
+    ("V1ServiceAccount", "", "v1", "ServiceAccount"),
+    ("V1Binding", "", "v1", "Binding"),
+    ("V1Deployment", "apps", "v1", "Deployment"),
+    ("V1ReplicaSet", "apps", "v1", "ReplicaSet"),
+    ("V1DaemonSet", "apps", "v1", "DaemonSet"),
+    ("V1StatefulSet", "apps", "v1", "StatefulSet"),
+    ("V1ControllerRevision", "apps", "v1", "ControllerRevision"),
+    ("V1Job", "batch", "v1", "Job"),
+    ("V1Lease", "coordination.k8s.io", "v1", "Lease"),
+    ("V1EndpointSlice", "discovery.k8s.io", "v1", "EndpointSlice"),
+    ("V1Scale", "autoscaling", "v1", "Scale"),
+    ("V1Eviction", "policy", "v1", "Eviction"),
+    ("V1Status", "", "v1", "Status"),
+    ("V1DeleteOptions", "", "v1", "DeleteOptions"),
+]
+
+
+def go_name(py_name: str) -> str:
+    """``V1PodSpec`` → ``PodSpec``; ``CoreV1EndpointPort`` → ``EndpointPort``."""
+    m = re.match(r"^(?:[A-Z][a-z]+)?V\d+(?:(?:alpha|beta)\d+)?(.+)$", py_name)
+    return m.group(1) if m else py_name
+
+
+def schema_name(py_name: str) -> str:
+    go = go_name(py_name)
+    if go in META:
+        return f"io.k8s.apimachinery.pkg.apis.meta.v1.{go}"
+    if py_name.startswith("Discovery") or go in DISCOVERY:
+        return f"io.k8s.api.discovery.v1.{go}"
+    if go in COORDINATION:
+        return f"io.k8s.api.coordination.v1.{go}"
+    if go in AUTOSCALING:
+        return f"io.k8s.api.autoscaling.v1.{go}"
+    if go in POLICY:
+        return f"io.k8s.api.policy.v1.{go}"
+    if go.startswith(APPS_PREFIXES):
+        return f"io.k8s.api.apps.v1.{go}"
+    if go.startswith(BATCH_PREFIXES):
+        return f"io.k8s.api.batch.v1.{go}"
+    return f"io.k8s.api.core.v1.{go}"
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"allOf": [{"$ref": f"#/components/schemas/{name}"}], "default": {}}
+
+
+class Generator:
+    def __init__(self) -> None:
+        import kubernetes.client.models as models
+
+        self.models = models
+        self.schemas: dict[str, dict[str, Any]] = {}
+        self.pending: list[str] = []
+
+    def type_schema(self, t: str, annotation: Any) -> dict[str, Any]:
+        t = t.strip()
+        if t.startswith("List[") and t.endswith("]"):
+            return {"type": "array", "items": self.type_schema(t[5:-1], None)}
+        if t.startswith("Dict[str, ") and t.endswith("]"):
+            return {"type": "object", "additionalProperties": self.type_schema(t[10:-1], None)}
+        simple = {
+            "str": {"type": "string"},
+            "int": {"type": "integer", "format": "int32"},
+            "bool": {"type": "boolean"},
+            "float": {"type": "number", "format": "double"},
+            "datetime": {"type": "string", "format": "date-time"},
+            "bytes": {"type": "string", "format": "byte"},
+        }
+        if t in simple:
+            return dict(simple[t])
+        if t == "object":
+            args = typing.get_args(annotation) if annotation is not None else ()
+            flat = {a for arg in args for a in (typing.get_args(arg)[:1] or (arg,))}
+            if int in flat and str in flat:
+                self.schemas.setdefault(INT_OR_STRING, {"type": "string", "format": "int-or-string"})
+                return _ref(INT_OR_STRING)
+            return {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        if hasattr(self.models, t):
+            name = schema_name(t)
+            if name not in self.schemas and t not in self.pending:
+                self.pending.append(t)
+            return _ref(name)
+        raise ValueError(f"unknown type string {t!r}")
+
+    def model(self, py_name: str) -> None:
+        cls = getattr(self.models, py_name)
+        go = go_name(py_name)
+        name = schema_name(py_name)
+        if name in self.schemas:
+            return
+        schema: dict[str, Any] = {"type": "object"}
+        self.schemas[name] = schema  # reserve first: types can be recursive
+        doc = (cls.__doc__ or "").strip().split("\n\n")[0].strip()
+        if doc and not doc.startswith("Attributes:"):
+            schema["description"] = " ".join(doc.split())
+        props: dict[str, Any] = {}
+        required: list[str] = []
+        strategies = STRATEGY.get(go, {})
+        for attr, type_str in cls.openapi_types.items():
+            json_name = cls.attribute_map[attr]
+            field = cls.model_fields.get(attr)
+            prop = self.type_schema(type_str, field.annotation if field is not None else None)
+            if field is not None and field.description:
+                prop["description"] = field.description
+            elif json_name == "metadata":
+                prop["description"] = (
+                    "Standard object's metadata. More info: "
+                    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"
+                )
+            fs = strategies.get(json_name)
+            if fs is not None and fs.strategy:
+                prop["x-kubernetes-patch-strategy"] = fs.strategy
+                if fs.merge_key:
+                    prop["x-kubernetes-patch-merge-key"] = fs.merge_key
+            elif json_name == "conditions" and go.endswith("Status") and prop.get("type") == "array":
+                prop["x-kubernetes-patch-strategy"] = "merge"
+                prop["x-kubernetes-patch-merge-key"] = "type"
+            if field is not None and field.is_required():
+                required.append(json_name)
+            props[json_name] = prop
+        schema["properties"] = dict(sorted(props.items()))
+        if required:
+            schema["required"] = sorted(required)
+
+    def run(self) -> dict[str, Any]:
+        kinds: list[dict[str, str]] = []
+        for py_name, group, version, kind in ROOTS:
+            self.pending.append(py_name)
+            names = [py_name]
+            list_name = py_name + "List"
+            if hasattr(self.models, list_name):
+                self.pending.append(list_name)
+                names.append(list_name)
+            for n, k in zip(names, (kind, kind + "List"), strict=False):
+                kinds.append({"schema": schema_name(n), "group": group, "version": version, "kind": k})
+        while self.pending:
+            self.model(self.pending.pop(0))
+        for entry in kinds:
+            gvk = {"group": entry["group"], "kind": entry["kind"], "version": entry["version"]}
+            self.schemas[entry["schema"]]["x-kubernetes-group-version-kind"] = [gvk]
+        return {"schemas": dict(sorted(self.schemas.items()))}
+
+
+def main() -> int:
+    data = Generator().run()
+    text = json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
+    OUT.write_text(text)
+    sys.stdout.write(f"wrote {OUT} ({len(data['schemas'])} schemas, {len(text)} bytes)\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
