@@ -61,8 +61,8 @@ from controlplane.storage.interface import (
 
 _KVs = list[KeyValue]
 
-#: Keys per range request when listing (paging keeps each gateway response a few MB at most).
-PAGE = 2_000
+#: Keys per range request when listing (paging bounds each gateway response to ~10-20 MB).
+PAGE = 10_000
 MAX_BATCH = 10_000
 
 
