@@ -39,6 +39,7 @@ starting each search where the previous one stopped.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import re
@@ -470,6 +471,8 @@ class Snapshot:
     def __init__(self) -> None:
         self.nodes: dict[str, NodeInfo] = {}
         self.order: list[str] = []
+        self.infos: list[NodeInfo] = []  # parallel to ``order`` (the hot loop avoids dict lookups)
+        self.prefer_tainted_nodes = 0  # nodes with PreferNoSchedule taints (scored only if any)
         self.pod_node: dict[str, str] = {}
         # Pods bound to nodes we have not seen (yet): counted as soon as the node appears.
         self._orphans: dict[str, dict[str, PodInfo]] = {}
@@ -481,20 +484,27 @@ class Snapshot:
         old = self.nodes.get(name)
         if old is not None:
             self.anti_affinity_pods -= old.anti_affinity_pods
+            self.prefer_tainted_nodes -= 1 if old.prefer_taints else 0
             info = old.rebind(node)
+            self.infos[self.order.index(name)] = info
         else:
             info = NodeInfo(node)
             self.order.append(name)
+            self.infos.append(info)
             for p in self._orphans.pop(name, {}).values():
                 info.add(p)
         self.anti_affinity_pods += info.anti_affinity_pods
+        self.prefer_tainted_nodes += 1 if info.prefer_taints else 0
         self.nodes[name] = info
 
     def remove_node(self, name: str) -> None:
         info = self.nodes.pop(name, None)
         if info is None:
             return
-        self.order.remove(name)
+        i = self.order.index(name)
+        del self.order[i]
+        del self.infos[i]
+        self.prefer_tainted_nodes -= 1 if info.prefer_taints else 0
         self.anti_affinity_pods -= info.anti_affinity_pods
         if info.pods:
             self._orphans[name] = dict(info.pods)
@@ -659,29 +669,52 @@ def untolerated_prefer_taints(p: PodInfo, info: NodeInfo) -> int:
     return sum(1 for t in info.prefer_taints if not tolerated(p.tolerations, t))
 
 
-def score_nodes(p: PodInfo, nodes: list[NodeInfo]) -> list[float]:
-    """Weighted total score (higher is better) for each feasible node, in order."""
+def score_nodes(p: PodInfo, nodes: list[NodeInfo], any_prefer_taints: bool = True) -> list[float]:
+    """Weighted total score (higher is better) for each feasible node, in order.
+
+    Least-allocated and balanced-allocation are fused into one loop over local variables: this is
+    the hottest code of the scheduler (hundreds of nodes per pod)."""
+    pc, pm = p.nz_cpu, p.nz_mem
+    base: list[float] = []
+    append = base.append
+    for info in nodes:
+        ac, am = info.alloc_cpu, info.alloc_mem
+        rc, rm = info.nz_cpu + pc, info.nz_mem + pm
+        if ac > 0 and am > 0:
+            fc = rc / ac
+            fm = rm / am
+            la = ((1.0 - fc) * 100.0 if fc <= 1.0 else 0.0) + ((1.0 - fm) * 100.0 if fm <= 1.0 else 0.0)
+            if fc > 1.0:
+                fc = 1.0
+            if fm > 1.0:
+                fm = 1.0
+            diff = fc - fm if fc >= fm else fm - fc
+            append(WEIGHT_LEAST_ALLOCATED * la / 2 + WEIGHT_BALANCED * (1.0 - diff / 2) * 100.0)
+        else:
+            append(WEIGHT_LEAST_ALLOCATED * least_allocated(p, info) + WEIGHT_BALANCED * balanced_allocation(p, info))
     n = len(nodes)
-    base = [WEIGHT_LEAST_ALLOCATED * least_allocated(p, i) + WEIGHT_BALANCED * balanced_allocation(p, i) for i in nodes]
     if p.preferred_terms:
         raw = [preferred_affinity_raw(p, i) for i in nodes]
         top = max(raw)
         if top > 0:
             for k in range(n):
                 base[k] += WEIGHT_NODE_AFFINITY * raw[k] * 100.0 / top
-    taint_raw = [untolerated_prefer_taints(p, i) if i.prefer_taints else 0 for i in nodes]
-    top_t = max(taint_raw, default=0)
-    for k in range(n):
-        base[k] += WEIGHT_TAINT * (100.0 - (taint_raw[k] * 100.0 / top_t if top_t else 0.0))
+    if any_prefer_taints and any(i.prefer_taints for i in nodes):
+        taint_raw = [untolerated_prefer_taints(p, i) if i.prefer_taints else 0 for i in nodes]
+        top_t = max(taint_raw)
+        if top_t:
+            for k in range(n):
+                base[k] -= WEIGHT_TAINT * taint_raw[k] * 100.0 / top_t
+    # Constant parts (a full taint score and, without an owner, a full spread score) are left out:
+    # adding the same number to every node changes no decision.
     if p.owner:
         owner = p.owner
         counts = [i.owners.get(owner, 0) for i in nodes]
-        top_c = max(counts, default=0)
-        for k in range(n):
-            base[k] += WEIGHT_SPREAD * ((top_c - counts[k]) * 100.0 / top_c if top_c else 100.0)
-    else:
-        for k in range(n):
-            base[k] += WEIGHT_SPREAD * 100.0
+        top_c = max(counts)
+        if top_c:
+            f = WEIGHT_SPREAD * 100.0 / top_c
+            for k in range(n):
+                base[k] -= counts[k] * f
     return base
 
 
@@ -727,32 +760,28 @@ def schedule(
     rng: random.Random | None = None,
 ) -> Decision:
     """Pick a node for ``p`` (filters, then scores over the feasible ones) or explain why none fits."""
-    order = snap.order
-    n = len(order)
+    infos = snap.infos
+    n = len(infos)
     decision = Decision(node=None, num_nodes=n)
     if n == 0:
         return decision
     want = num_feasible_nodes_to_find(n, percentage_of_nodes_to_score)
     inter = prepare_inter_pod(p, snap)
-    nodes = snap.nodes
     feasible: list[NodeInfo] = []
     failed: dict[str, list[str]] = {}
     start = snap.next_start % n
     simple = p.simple and inter is None
     cpu, mem = p.cpu, p.mem
     evaluated = 0
-    for k in range(n):
-        info = nodes[order[(start + k) % n]]
+    for info in itertools.chain(itertools.islice(infos, start, None), itertools.islice(infos, 0, start)):
         evaluated += 1
         # Fast path: only resources can reject a simple pod on a clean node.
         if (
             simple
             and info.clean
-            and (
-                len(info.pods) < info.alloc_pods
-                and (not cpu or info.req_cpu + cpu <= info.alloc_cpu)
-                and (not mem or info.req_mem + mem <= info.alloc_mem)
-            )
+            and len(info.pods) < info.alloc_pods
+            and (not cpu or info.req_cpu + cpu <= info.alloc_cpu)
+            and (not mem or info.req_mem + mem <= info.alloc_mem)
         ):
             feasible.append(info)
             if len(feasible) >= want:
@@ -780,17 +809,9 @@ def schedule(
     if len(feasible) == 1:
         decision.node = feasible[0].name
         return decision
-    scores = score_nodes(p, feasible)
-    pick = rng or random
-    best = -1.0
-    chosen = feasible[0]
-    ties = 0
-    for info, s in zip(feasible, scores, strict=True):
-        if s > best + 1e-9:
-            best, chosen, ties = s, info, 1
-        elif abs(s - best) <= 1e-9:
-            ties += 1
-            if pick.randrange(ties) == 0:  # reservoir sampling over equal scores
-                chosen = info
+    scores = score_nodes(p, feasible, snap.prefer_tainted_nodes > 0)
+    best = max(scores)
+    ties = [info for info, sc in zip(feasible, scores, strict=True) if sc >= best - 1e-9]
+    chosen = ties[0] if len(ties) == 1 else ties[(rng or random).randrange(len(ties))]
     decision.node = chosen.name
     return decision
