@@ -108,6 +108,18 @@ def schema_name(py_name: str) -> str:
     return f"io.k8s.api.core.v1.{go}"
 
 
+_CONVENTIONS = "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md"
+_FALLBACK_DESCRIPTIONS = {
+    "metadata": "Standard object's metadata. More info: " + _CONVENTIONS + "#metadata",
+    "listmeta": "Standard list metadata. More info: " + _CONVENTIONS + "#types-kinds",
+    "spec": "Specification of the desired behavior of the {}. More info: " + _CONVENTIONS + "#spec-and-status",
+    "status": (
+        "Most recently observed status of the {}. This data may not be up to date. Populated by the system. "
+        "Read-only. More info: " + _CONVENTIONS + "#spec-and-status"
+    ),
+}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"allOf": [{"$ref": f"#/components/schemas/{name}"}], "default": {}}
 
@@ -170,11 +182,12 @@ class Generator:
             prop = self.type_schema(type_str, field.annotation if field is not None else None)
             if field is not None and field.description:
                 prop["description"] = field.description
-            elif json_name == "metadata":
-                prop["description"] = (
-                    "Standard object's metadata. More info: "
-                    "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata"
-                )
+            elif json_name in _FALLBACK_DESCRIPTIONS:
+                # the client models drop the descriptions of struct-valued fields; these three are
+                # on every kind and read as in Kubernetes' own documents
+                target = go.removesuffix("Spec").removesuffix("Template")
+                key = "listmeta" if type_str == "V1ListMeta" else json_name
+                prop["description"] = _FALLBACK_DESCRIPTIONS[key].format(target)
             fs = strategies.get(json_name)
             if fs is not None and fs.strategy:
                 prop["x-kubernetes-patch-strategy"] = fs.strategy

@@ -134,6 +134,9 @@ def _show(v: Any) -> str:
         return "null"
     if isinstance(v, int | float):
         return str(v)
+    if isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
+        # Go's %#v of a map[string]string, which is what kube-apiserver prints for labels
+        return "map[string]string{" + ", ".join(f"{json.dumps(k)}:{json.dumps(v[k])}" for k in sorted(v)) + "}"
     return json.dumps(v, separators=(",", ":"), sort_keys=True)
 
 

@@ -147,3 +147,11 @@ def test_schema_extensions_agree_with_the_server_patcher() -> None:
                 assert prop.get("x-kubernetes-patch-strategy") == fs.strategy, (go_type, field)
                 if fs.merge_key:
                     assert prop.get("x-kubernetes-patch-merge-key") == fs.merge_key, (go_type, field)
+
+
+def test_committed_schemas_match_the_generator() -> None:
+    # regenerate with `python -m controlplane.api.openapi_gen` after changing patch.STRATEGY or the generator
+    from controlplane.api.openapi_gen import OUT, Generator
+
+    fresh = json.dumps(Generator().run(), sort_keys=True, separators=(",", ":")) + "\n"
+    assert OUT.read_text() == fresh

@@ -592,6 +592,15 @@ def test_invalid_objects(
     assert any(c.reason == reason and message in c.message for c in matching), causes
 
 
+def test_selector_mismatch_message_matches_kube_apiserver() -> None:
+    d = deployment()
+    d["spec"]["template"]["metadata"]["labels"] = {"tier": "fe", "app": "db"}
+    causes = validate(registry.DEPLOYMENTS, _defaulted(registry.DEPLOYMENTS, d))
+    assert [c.message for c in causes] == [
+        'Invalid value: map[string]string{"app":"db", "tier":"fe"}: `selector` does not match template `labels`'
+    ]
+
+
 def test_generate_name_is_validated_as_a_prefix() -> None:
     obj = pod()
     del obj["metadata"]["name"]
