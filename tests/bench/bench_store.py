@@ -9,7 +9,9 @@ Anchors (DESIGN.md §5, figures.md: "raw etcd"):
   ``requests`` pool (the HTTP stack EtcdStore's writes use) — the cheapest write etcd offers
   over HTTP, without our compare-and-swap ``Txn``.
 Ours: ``SqliteStore.create`` and ``EtcdStore.create`` (create-if-absent, durable on return), at
-1, 16 and 64 concurrent client threads, alternating with the anchors; then listing 10,000 keys.
+1, 16 and 64 concurrent client threads, alternating with the anchors; then listing 10,000 keys;
+then the delay from a create's acknowledgement to its delivery to 100 ``WatchCache`` subscribers,
+beside a single direct store watch.
 
 Run: ``python -m tests.bench.bench_store [--scale 0.2]`` (``--scale`` multiplies the operation
 counts; 1.0 takes about a minute and a half here). etcd rows are skipped if etcd is missing.
@@ -18,6 +20,7 @@ counts; 1.0 takes about a minute and a half here). etcd rows are skipped if etcd
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import contextlib
 import shutil
@@ -34,6 +37,7 @@ import orjson
 import requests
 import requests.adapters
 
+from controlplane.apiserver.watchcache import Subscription, WatchCache
 from controlplane.storage.etcd import EtcdStore
 from controlplane.storage.sqlite import SqliteStore
 from tests.bench.stats import Summary, fmt_ms, fmt_ratio, print_table
@@ -228,6 +232,70 @@ def timed(fn: Callable[[], object], repeat: int = 5) -> Summary:
     return Summary.of(samples)
 
 
+# -- watch fan-out ----------------------------------------------------------------------------
+
+
+def watch_lag(store: SqliteStore, watchers: int, events: int, clients: int = 16) -> tuple[Summary, Summary]:
+    """Lag from a create's acknowledgement to its delivery: one direct store watch (the anchor)
+    and ``watchers`` WatchCache subscribers on one asyncio loop (ours)."""
+    acked: dict[str, float] = {}
+    direct: dict[str, float] = {}
+    start = store.current_revision()
+    cache = WatchCache(store, prefill=0)
+    cache.start()
+    loop = asyncio.new_event_loop()
+    subs = [cache.subscribe("/registry/lag/", start, loop) for _ in range(watchers)]
+    got: list[list[float]] = [[] for _ in subs]
+    w = store.watch("/registry/lag/", start)
+
+    def direct_reader() -> None:
+        n = 0
+        while n < events:
+            batch = w.next_batch(timeout=5)
+            now = time.perf_counter()
+            for ev in batch:
+                direct[ev.key] = now
+            n += len(batch)
+
+    async def consume(i: int, sub: Subscription) -> None:
+        lag = got[i]
+        while len(lag) < events:
+            batch = await sub.next(5)
+            if not batch:
+                raise RuntimeError(f"subscriber {i} stalled or closed: {sub.closed_reason}")
+            now = time.perf_counter()
+            for ev in batch:
+                lag.append(now - acked.get(ev.key, now))  # an ack not yet recorded counts as 0
+
+    def write() -> None:
+        def op(t: int, i: int) -> None:
+            key = f"/registry/lag/{t}/{i}"
+            store.create(key, POD)
+            acked[key] = time.perf_counter()
+
+        drive(clients, events, op)
+
+    reader = threading.Thread(target=direct_reader)
+    reader.start()
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+
+        async def all_subscribers() -> None:
+            await asyncio.gather(*(consume(i, s) for i, s in enumerate(subs)))
+
+        loop.run_until_complete(all_subscribers())
+    finally:
+        writer.join()
+        reader.join()
+        w.close()
+        cache.stop()
+        loop.close()
+    anchor = [max(0.0, direct[k] - acked[k]) for k in acked if k in direct]
+    ours = [max(0.0, x) for lag in got for x in lag]
+    return Summary.of(anchor), Summary.of(ours)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scale", type=float, default=1.0, help="multiply operation counts")
@@ -308,6 +376,12 @@ def main() -> None:
                     est.close()
             finally:
                 etcd.stop()
+        store = SqliteStore(tmp / "watch.db")
+        try:
+            n_events = max(200, int(2000 * min(args.scale, 1.0)))
+            anchor_lag, ours_lag = watch_lag(store, 100, n_events)
+        finally:
+            store.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -328,6 +402,26 @@ def main() -> None:
         f"List {list_n:,} keys (median of 5; p10–p90)",
         ["backend", "keys", "raw", "ours", "ours/raw", "raw is"],
         list_rows,
+    )
+    print_table(
+        f"Watch delivery lag, sqlite, {n_events:,} creates from 16 clients (ack → delivery)",
+        ["path", "watchers", "p50", "p90", "p99"],
+        [
+            [
+                "raw: one direct SqliteStore watch",
+                "1",
+                fmt_ms(anchor_lag.median),
+                fmt_ms(anchor_lag.p90),
+                fmt_ms(anchor_lag.p99),
+            ],
+            [
+                "ours: WatchCache subscribers (one loop)",
+                "100",
+                fmt_ms(ours_lag.median),
+                fmt_ms(ours_lag.p90),
+                fmt_ms(ours_lag.p99),
+            ],
+        ],
     )
 
 
