@@ -310,7 +310,9 @@ def render_conflist(
     if cni not in ("kubelab", "reference"):
         raise ValueError(f"unknown CNI {cni!r} (kubelab or reference)")
     bridge_type, ipam_type = ("kubelab-bridge", "kubelab-ipam") if cni == "kubelab" else ("bridge", "host-local")
-    ipam: dict[str, Any] = {"type": ipam_type, "ranges": [[{"subnet": pod_cidr}]], "routes": [{"dst": "0.0.0.0/0"}]}
+    # No ipam "routes": isDefaultGateway already makes the default route (the reference bridge
+    # fails with "file exists" when both ask for it).
+    ipam: dict[str, Any] = {"type": ipam_type, "ranges": [[{"subnet": pod_cidr}]]}
     if data_dir:
         ipam["dataDir"] = data_dir
     plugins: list[dict[str, Any]] = [

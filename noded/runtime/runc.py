@@ -361,7 +361,16 @@ class RuncRuntime:
             )
             (bdir / "config.json").write_text(json.dumps(cfg))
             self._create(cid, bdir, config.log_path)
-        except CreateContainerError:
+        except CreateContainerError as exc:
+            if "unable to start container process" in str(exc):
+                # The process itself cannot start (missing binary, bad cwd...): like containerd,
+                # report a container that terminated with StartError (exit 128), so the restart
+                # policy applies, instead of retrying the create forever.
+                self._runc("delete", "--force", cid, check=False)
+                self._umount(bdir / "rootfs")
+                meta.update(start_error=str(exc).removeprefix("runc create failed: "), finished_at=time.time())
+                self._write_meta(cid, meta)
+                return cid
             self._destroy(cid)
             raise
         except Exception as exc:
@@ -371,6 +380,8 @@ class RuncRuntime:
 
     def start_container(self, container_id: str) -> None:
         meta = self._meta(container_id)
+        if meta.get("start_error"):
+            raise StartError(meta["start_error"])
         try:
             self._runc("start", container_id)
         except CommandError as exc:
