@@ -45,7 +45,10 @@ def run_scheduler(
         return
 
     def lead(lost: threading.Event) -> None:
-        Scheduler(client, scheduler_name=scheduler_name, **scheduler_options).run(lost)
+        try:
+            Scheduler(client, scheduler_name=scheduler_name, **scheduler_options).run(lost)
+        except Exception:
+            log.exception("scheduler crashed; giving up leadership")
 
     elector = LeaderElector(
         client,

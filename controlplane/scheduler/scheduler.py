@@ -345,15 +345,25 @@ class Scheduler:
             log.warning("could not set PodScheduled=False on %s: %s", _key(pod), e)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    def start(self, sync_timeout: float = 60.0) -> None:
+    def start(self, stop: threading.Event | None = None) -> bool:
+        """Start the informers and wait for both caches (until ``stop``): scheduling on a partial
+        view would mark pods unschedulable for want of nodes we have not listed yet."""
         self.nodes.start()
         self.pods.start()
-        if not (self.nodes.wait_for_sync(sync_timeout) and self.pods.wait_for_sync(sync_timeout)):
-            log.warning("scheduler: caches not synced after %.0fs; scheduling anyway", sync_timeout)
+        waited = 0
+        while not (self.nodes.wait_for_sync(1.0) and self.pods.wait_for_sync(1.0)):
+            waited += 1
+            if stop is not None and stop.is_set():
+                return False
+            if waited % 30 == 0:
+                log.warning("scheduler: caches still not synced after %ds", waited)
+        return True
 
     def run(self, stop: threading.Event) -> None:
         """Start the informers and schedule until ``stop`` is set (blocks)."""
-        self.start()
+        if not self.start(stop):
+            self.shutdown()
+            return
         flusher = threading.Thread(target=self._flush_loop, args=(stop,), name="sched-flush", daemon=True)
         flusher.start()
         log.info("scheduler %s: running with %d nodes", self.scheduler_name, len(self.snapshot))

@@ -13,6 +13,7 @@ from controlplane.client.clock import FakeClock
 from controlplane.client.events import EventRecorder
 from controlplane.client.leaderelection import LeaderElector
 from controlplane.client.rest import ApiClient
+from tests.helpers.wait import wait_for
 
 
 class FakeObjects:
@@ -177,3 +178,20 @@ def test_identical_events_aggregate_into_one_with_a_count() -> None:
     assert by_reason["Scheduled"]["count"] == 1
     assert [m for m, _ in api.log].count("POST") == 2
     rec.close()
+
+
+def test_leader_whose_work_returns_steps_down_and_competes_again() -> None:
+    api = FakeObjects()
+    client = ApiClient("http://api.test", transport=httpx.MockTransport(api.handler))
+    starts: list[int] = []
+    el = LeaderElector(client, "kube-system", "sched", "a", 3, 2, 0.02, on_started_leading=lambda: starts.append(1))
+    stop = threading.Event()
+    t = threading.Thread(target=el.run, args=(stop,))
+    t.start()
+    try:
+        wait_for(lambda: len(starts) >= 2, message="restarted after the work ended")
+        releases = [o for m, o in api.log if m == "PUT"]
+        assert releases  # renewals and the release went through the API
+    finally:
+        stop.set()
+        t.join(5)
