@@ -90,6 +90,10 @@ class Watch(Protocol):
         """Block until events arrive (or ``timeout`` passes: then return ``[]``).
 
         Returns ``[]`` at once after ``close``. Batches are in revision order.
+        Raises ``CompactedError`` if the watcher fell behind history that was compacted (or that
+        a bounded history dropped), and ``StoreError`` if the stream broke (etcd went away); in
+        both cases the watch is finished and the caller re-watches (or relists) from the last
+        revision it processed.
         """
         ...
 
