@@ -345,6 +345,10 @@ def _default_namespace(obj: Obj) -> None:
 
 
 def _default_node(obj: Obj) -> None:
+    spec = obj.get("spec")
+    if isinstance(spec, dict) and spec.get("podCIDR") and not spec.get("podCIDRs"):
+        # podCIDRs[0] always mirrors podCIDR (the v1 conversion keeps them in step)
+        spec["podCIDRs"] = [spec["podCIDR"]]
     status = obj.get("status")
     if isinstance(status, dict) and isinstance(status.get("capacity"), dict) and not status.get("allocatable"):
         status["allocatable"] = dict(status["capacity"])

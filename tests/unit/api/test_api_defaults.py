@@ -260,6 +260,7 @@ def test_namespace_defaults() -> None:
         (registry.ENDPOINTS, {"subsets": [{"ports": [{"port": 80}]}]}, ("subsets", 0, "ports", 0, "protocol"), "TCP"),
         (registry.SECRETS, {"data": {}}, ("type",), "Opaque"),
         (registry.NODES, {"status": {"capacity": {"cpu": "2"}}}, ("status", "allocatable", "cpu"), "2"),
+        (registry.NODES, {"spec": {"podCIDR": "10.244.1.0/24"}}, ("spec", "podCIDRs"), ["10.244.1.0/24"]),
     ],
 )
 def test_other_kinds(resource: Resource, obj: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
