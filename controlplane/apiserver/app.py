@@ -62,7 +62,7 @@ from controlplane.apiserver.httpio import (
 )
 from controlplane.apiserver.metrics import Metrics
 from controlplane.apiserver.options import ServerOptions
-from controlplane.apiserver.resources import Obj, ResourceOps
+from controlplane.apiserver.resources import Obj, ResourceOps, conflict
 from controlplane.apiserver.watch import Feeds, LineCache, WatchRequest, serve_watch
 from controlplane.storage.interface import Store
 
@@ -775,7 +775,7 @@ class ApiServer:
                     continue
                 raise
             return _success_status()
-        raise errors.conflict("pods", name)
+        raise conflict(registry.PODS, name)
 
     def evict(self, namespace: str | None, name: str, body: Any, dry: bool) -> None:
         opts: Obj = {}
@@ -793,7 +793,7 @@ class ApiServer:
         obj = self.ops.decode(kv)
         want_rv = (body.get("metadata") or {}).get("resourceVersion")
         if want_rv and str(want_rv) != obj["metadata"]["resourceVersion"]:
-            raise errors.conflict(res.plural, name, res.group)
+            raise conflict(res, name)
         obj.setdefault("spec", {})["replicas"] = replicas
         return to_scale(res, self.ops.update(res, namespace, name, obj, dry_run=dry))
 
@@ -808,7 +808,7 @@ class ApiServer:
                 return self.update_scale(res, namespace, name, new_scale, dry)
             except errors.Conflict:
                 continue
-        raise errors.conflict(res.plural, name, res.group)
+        raise conflict(res, name)
 
     # -- kubelet proxy -----------------------------------------------------------------------------
 

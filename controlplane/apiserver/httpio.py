@@ -108,9 +108,9 @@ def decode_body(body: bytes, content_type: str) -> Any:
             # no content type: try YAML too before giving up
     elif content_type not in ("application/yaml", "application/x-yaml", "text/yaml"):
         if content_type == "application/vnd.kubernetes.protobuf":
-            raise errors.UnsupportedMediaType(
-                "the protobuf encoding is not supported; send application/json or application/yaml"
-            )
+            from controlplane.apiserver import protobuf
+
+            return protobuf.decode(body)
         raise errors.UnsupportedMediaType(
             f"unsupported content type {content_type!r}; send application/json or application/yaml"
         )

@@ -87,6 +87,29 @@ _TOP_FIELDS: dict[str, set[str]] = {
 }
 
 
+def qualified(res: Resource) -> str:
+    """``deployments.apps`` / ``pods``: how Kubernetes names a resource in error messages."""
+    return f"{res.plural}.{res.group}" if res.group else res.plural
+
+
+def not_found(res: Resource, name: str) -> errors.NotFound:
+    err = errors.not_found(qualified(res), name, res.group)
+    err.kind = res.plural
+    return err
+
+
+def already_exists(res: Resource, name: str) -> errors.AlreadyExists:
+    err = errors.already_exists(qualified(res), name, res.group)
+    err.kind = res.plural
+    return err
+
+
+def conflict(res: Resource, name: str) -> errors.Conflict:
+    err = errors.conflict(qualified(res), name, res.group)
+    err.kind = res.plural
+    return err
+
+
 def _has_status(res: Resource) -> bool:
     return "status" in res.subresources
 
@@ -142,7 +165,7 @@ class ResourceOps:
     def get_kv(self, res: Resource, namespace: str | None, name: str) -> KeyValue:
         kv = self.store.get(res.storage_key(name, namespace))
         if kv is None:
-            raise errors.not_found(res.plural, name, res.group)
+            raise not_found(res, name)
         return kv
 
     def get(self, res: Resource, namespace: str | None, name: str) -> Obj:
@@ -211,7 +234,7 @@ class ResourceOps:
             rev = self.store.create(key, self.encode(obj))
         except KeyExistsError:
             finish(False)
-            raise errors.already_exists(res.plural, md["name"], res.group) from None
+            raise already_exists(res, md["name"]) from None
         except BaseException:
             finish(False)
             raise
@@ -247,7 +270,7 @@ class ResourceOps:
         kv = self.get_kv(res, namespace, name)
         want_rv = md.get("resourceVersion")
         if want_rv not in (None, "") and str(want_rv) != str(kv.mod_revision):
-            raise errors.conflict(res.plural, name, res.group)
+            raise conflict(res, name)
         return self._write(res, kv, obj, subresource=subresource, dry_run=dry_run)
 
     def _write(
@@ -284,10 +307,10 @@ class ResourceOps:
             rev = self.store.update(kv.key, self.encode(obj), kv.mod_revision)
         except ConflictError:
             finish(False)
-            raise errors.conflict(res.plural, name, res.group) from None
+            raise conflict(res, name) from None
         except KeyNotFoundError:
             finish(False)
-            raise errors.not_found(res.plural, name, res.group) from None
+            raise not_found(res, name) from None
         except BaseException:
             finish(False)
             raise
@@ -327,7 +350,7 @@ class ResourceOps:
                         return self.create(res, namespace, doc, dry_run=dry_run, strict=strict), True
                     except errors.AlreadyExists:
                         continue
-                raise errors.not_found(res.plural, name, res.group)
+                raise not_found(res, name)
             old = self.decode(kv)
             new = patchlib.apply_patch(res, copy.deepcopy(old), body, content_type)
             if not isinstance(new, dict):
@@ -338,7 +361,7 @@ class ResourceOps:
             new_md: Obj = raw_md if isinstance(raw_md, dict) else {}
             pinned_rv = str(new_md.get("resourceVersion") or "")
             if pinned_rv and pinned_rv != str(kv.mod_revision):
-                raise errors.conflict(res.plural, name, res.group)
+                raise conflict(res, name)
             for field in ("name", "namespace"):
                 if new_md.get(field, old["metadata"].get(field)) != old["metadata"].get(field):
                     raise errors.BadRequest(f"metadata.{field} cannot be changed by a patch")
@@ -348,7 +371,7 @@ class ResourceOps:
             except errors.Conflict:
                 if attempt == _PATCH_RETRIES - 1:
                     raise
-        raise errors.conflict(res.plural, name, res.group)
+        raise conflict(res, name)
 
     # -- delete --------------------------------------------------------------------------------
 
@@ -398,8 +421,8 @@ class ResourceOps:
             except ConflictError:
                 continue
             except KeyNotFoundError:
-                raise errors.not_found(res.plural, name, res.group) from None
-        raise errors.conflict(res.plural, name, res.group)
+                raise not_found(res, name) from None
+        raise conflict(res, name)
 
     def _mark_for_deletion(self, res: Resource, obj: Obj, options: Obj) -> Obj | None:
         """The object marked for graceful deletion, or None when it should go at once."""
@@ -461,9 +484,9 @@ class ResourceOps:
         try:
             _deleted, rev = self.store.delete(kv.key, kv.mod_revision)
         except ConflictError:
-            raise errors.conflict(res.plural, name, res.group) from None
+            raise conflict(res, name) from None
         except KeyNotFoundError:
-            raise errors.not_found(res.plural, name, res.group) from None
+            raise not_found(res, name) from None
         self.admission.deleted(res, obj)
         obj["metadata"]["resourceVersion"] = str(rev)
         return obj
@@ -491,7 +514,7 @@ class ResourceOps:
                 continue
             md["resourceVersion"] = str(rev)
             return obj
-        raise errors.conflict(res.plural, name, res.group)
+        raise conflict(res, name)
 
 
 def _noop(committed: bool) -> None:
