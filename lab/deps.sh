@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   runc iptables busybox-static etcd-server containernetworking-plugins docker-registry
   skopeo umoci curl iproute2 conntrack kmod procps psmisc python3-venv ca-certificates
+  gcc libc6-dev util-linux
 )
 # kubectl: any on PATH will do (kubelab is tested with 1.27–1.33); Debian's is the fallback.
 command -v kubectl >/dev/null 2>&1 || APT_PACKAGES+=(kubernetes-client)
