@@ -17,6 +17,10 @@ Invariants:
   ago): its events arrive as the cache catches up; nothing at or below it is delivered.
 - A subscriber whose undelivered events exceed ``max_pending`` is closed with a reason (its
   ``next`` returns ``None``); nobody else waits for it. The pump never blocks on a subscriber.
+- With ``keep_state=True`` the cache also holds the current decoded object of every key (listed
+  from the store at start, then kept up to date by the same events), so ``list(prefix)`` answers
+  without touching the store or decoding anything — kube-apiserver's list-from-cache. It costs
+  the memory of every object decoded once.
 - ``CachedEvent.obj`` is shared by every subscriber: never mutate it. For UPDATE ``prev_obj`` is
   the decoded previous value (``None`` when the store no longer had it); for DELETE it is the
   same dict as ``obj`` (the last state); for ADDED it is ``None``.
@@ -45,6 +49,8 @@ from controlplane.storage.interface import CompactedError, Event, EventType, Sto
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+# ``WatchCache.list`` shadows the builtin inside the class body; annotate through an alias.
+_Events = list[Event]
 EventTypeName = Literal["ADDED", "MODIFIED", "DELETED"]
 
 _TYPES: dict[EventType, EventTypeName] = {
@@ -194,6 +200,7 @@ class WatchCache:
         *,
         prefill: int = 10_000,
         poll_timeout: float = 0.5,
+        keep_state: bool = False,
     ) -> None:
         if window < 1:
             raise ValueError(f"watch cache window must be at least 1, got {window}")
@@ -211,7 +218,10 @@ class WatchCache:
         self._watch: Watch | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._started = threading.Event()
+        # keep_state: the current decoded object of every key (for ``list``), at _state_rev or later.
+        self._keep_state = keep_state
+        self._state: dict[str, Obj] = {}
+        self._state_rev = 0
         self.slow_closed = 0  # subscriptions closed for being too slow (a metric)
         self.events_seen = 0
 
@@ -221,13 +231,37 @@ class WatchCache:
         """Open the store watch (pre-filling the ring from history) and start the pump thread."""
         if self._thread is not None:
             raise RuntimeError("watch cache already started")
-        current = self._store.current_revision()
+        if self._keep_state:
+            self._load_state()
+            current = self._state_rev
+        else:
+            current = self._store.current_revision()
         watch, start = self._open_watch(max(0, current - self._prefill))
         with self._lock:
             self._oldest = self._revision = start
             self._watch = watch
         self._thread = threading.Thread(target=self._pump, name="watch-cache", daemon=True)
         self._thread.start()
+
+    def _load_state(self) -> None:
+        """List the store and decode every object once (keep_state); events after it update it."""
+        kvs, rev = self._store.list(self._prefix)
+        state: dict[str, Obj] = {}
+        for kv in kvs:
+            try:
+                obj = orjson.loads(kv.value)
+            except orjson.JSONDecodeError:
+                log.error("watch cache: value of %s is not JSON; left out of the cache", kv.key)
+                continue
+            if isinstance(obj, dict):
+                meta = obj.get("metadata")
+                if not isinstance(meta, dict):
+                    meta = obj["metadata"] = {}
+                meta["resourceVersion"] = str(kv.mod_revision)
+                state[kv.key] = obj
+        with self._lock:
+            self._state = state
+            self._state_rev = rev
 
     def _open_watch(self, start: int) -> tuple[Watch, int]:
         for _ in range(10):
@@ -251,9 +285,23 @@ class WatchCache:
 
     @property
     def revision(self) -> int:
-        """The newest revision the cache has applied."""
+        """The newest revision the cache is current to (what ``list`` reads at)."""
         with self._lock:
-            return self._revision
+            return max(self._revision, self._state_rev)
+
+    def list(self, prefix: str) -> tuple[list[Obj], int]:
+        """Every object under ``prefix`` (sorted by key) and the revision they are current at.
+
+        Only with ``keep_state=True``. The objects are shared: never mutate them. For a read as
+        fresh as the store's, ``await wait_for(store.current_revision(), timeout)`` first.
+        """
+        if not self._keep_state:
+            raise RuntimeError("WatchCache.list needs keep_state=True")
+        with self._lock:
+            pairs = [(k, obj) for k, obj in self._state.items() if k.startswith(prefix)]
+            rev = max(self._revision, self._state_rev)
+        pairs.sort(key=lambda kv: kv[0])
+        return [obj for _, obj in pairs], rev
 
     @property
     def oldest(self) -> int:
@@ -306,7 +354,7 @@ class WatchCache:
         """Wait until the cache has applied ``revision``; ``False`` on timeout."""
         loop = asyncio.get_running_loop()
         with self._lock:
-            if self._revision >= revision:
+            if max(self._revision, self._state_rev) >= revision:
                 return True
             fut: asyncio.Future[None] = loop.create_future()
             entry = (revision, loop, fut)
@@ -358,10 +406,20 @@ class WatchCache:
                     return
                 self._rewatch()
 
-    def _apply(self, batch: list[Event], progress: Any) -> None:
+    def _apply(self, batch: _Events, progress: Any) -> None:
         decoded = [ce for ce in map(decode_event, batch) if ce is not None]
         last = batch[-1].revision
         with self._lock:
+            if self._keep_state:
+                state = self._state
+                floor = self._state_rev  # prefilled history at or below it is already in the state
+                for ce in decoded:
+                    if ce.revision <= floor:
+                        continue
+                    if ce.type == "DELETED":
+                        state.pop(ce.key, None)
+                    else:
+                        state[ce.key] = ce.obj
             ring = self._ring
             ring.extend(decoded)
             while len(ring) > self._window:
@@ -393,7 +451,7 @@ class WatchCache:
         keep = []
         for entry in self._waiters:
             rev, loop, fut = entry
-            if rev <= self._revision:
+            if rev <= max(self._revision, self._state_rev):
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(_set_done, fut)
             else:
@@ -423,7 +481,11 @@ class WatchCache:
         if old is not None:
             with contextlib.suppress(Exception):
                 old.close()
-        current = self._store.current_revision()
+        if self._keep_state:
+            self._load_state()
+            current = self._state_rev
+        else:
+            current = self._store.current_revision()
         watch, start = self._open_watch(current)
         with self._lock:
             subs = list(self._subs)

@@ -327,3 +327,41 @@ def test_subscribe_outside_the_cache_prefix_is_refused() -> None:
             cache.subscribe("/elsewhere/", 0, loop)
     finally:
         loop.close()
+
+
+def test_keep_state_lists_current_objects_without_the_store() -> None:
+    async def main() -> None:
+        store = MemoryStore()
+        r_a = store.create("/registry/pods/default/a", pod("a"))
+        store.create("/registry/pods/default/gone", pod("gone"))
+        store.create("/registry/services/default/s", b'{"kind":"Service","metadata":{"name":"s"}}')
+        cache = WatchCache(store, keep_state=True)
+        cache.start()
+        try:
+            items, rev = cache.list("/registry/pods/")
+            assert [o["metadata"]["name"] for o in items] == ["a", "gone"]
+            assert items[0]["metadata"]["resourceVersion"] == str(r_a)
+            assert rev == store.current_revision()
+            # Later events keep the state current; a fresh read waits for the store's revision.
+            r_a2 = store.update("/registry/pods/default/a", pod("a", spec={"v": 2}), r_a)
+            store.delete("/registry/pods/default/gone")
+            store.create("/registry/pods/other/b", pod("b", "other"))
+            assert await cache.wait_for(store.current_revision(), 5)
+            items, rev = cache.list("/registry/pods/")
+            assert [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in items] == [
+                ("default", "a"),
+                ("other", "b"),
+            ]
+            assert items[0]["spec"] == {"v": 2} and items[0]["metadata"]["resourceVersion"] == str(r_a2)
+            assert rev == store.current_revision()
+            assert [o["metadata"]["name"] for o in cache.list("/registry/pods/other/")[0]] == ["b"]
+        finally:
+            cache.stop()
+
+    run(main)
+
+
+def test_list_needs_keep_state() -> None:
+    cache = WatchCache(MemoryStore())
+    with pytest.raises(RuntimeError, match="keep_state"):
+        cache.list("/registry/")
