@@ -17,6 +17,9 @@ Each GV document holds:
   with patch-strategy extensions from ``patch.STRATEGY``), so ``explain pods.spec.containers``
   and apply's patch computation find complete, nested schemas.
 
+The same schemas answer ``unknown_fields(resource, obj)`` for ``fieldValidation=Strict``/``Warn``
+(kube-apiserver's strict decoding: ``strict decoding error: unknown field "spec.replica"``).
+
 Invariants: documents are built once per process and cached (they are immutable); the
 ``hash`` in ``v3_root()`` is the SHA-512 of the exact document bytes, so it changes when and only
 when the document does. Pure apart from reading the packaged JSON; thread-safe after first use
@@ -32,9 +35,19 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from controlplane.api import errors
 from controlplane.api.registry import RESOURCES, Resource, groups
 
-__all__ = ["V2_CONTENT_TYPE", "group_version_paths", "schema_for_kind", "v2_protobuf", "v3_document", "v3_root"]
+__all__ = [
+    "V2_CONTENT_TYPE",
+    "group_version_paths",
+    "schema_for_kind",
+    "strict_decoding_error",
+    "unknown_fields",
+    "v2_protobuf",
+    "v3_document",
+    "v3_root",
+]
 
 # No "@" here: Go's MIME parser rejects it and kubectl then fails every command.
 V2_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
@@ -420,3 +433,64 @@ def v3_root() -> dict[str, Any]:
             for g, v in groups()
         }
     }
+
+
+# --- strict field validation (``?fieldValidation=Strict``) -----------------------------------
+
+
+def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if ref is None:
+        all_of = schema.get("allOf")
+        if isinstance(all_of, list) and len(all_of) == 1 and isinstance(all_of[0], dict):
+            ref = all_of[0].get("$ref")
+    if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
+        return _schemas().get(ref[len(_REF_PREFIX) :], {})
+    return schema
+
+
+def _walk_unknown(schema: dict[str, Any], value: Any, path: str, out: list[str]) -> None:
+    schema = _resolve(schema)
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        extra = schema.get("additionalProperties")
+        if isinstance(props, dict):
+            for k, v in value.items():
+                sub = f"{path}.{k}" if path else str(k)
+                if k in props:
+                    _walk_unknown(props[k], v, sub, out)
+                else:
+                    out.append(sub)
+        elif isinstance(extra, dict):
+            for k, v in value.items():
+                _walk_unknown(extra, v, f"{path}[{k}]", out)
+    elif isinstance(value, list):
+        items = schema.get("items")
+        if isinstance(items, dict):
+            for i, v in enumerate(value):
+                _walk_unknown(items, v, f"{path}[{i}]", out)
+
+
+def unknown_fields(resource: Resource, obj: Any) -> list[str]:
+    """Paths in ``obj`` that its kind's schema does not define (``spec.template.spec.containers[0].imagex``).
+
+    What kube-apiserver's strict decoding reports for ``fieldValidation=Strict`` (400) or ``Warn``
+    (a ``Warning`` header per field). Kinds without a schema report nothing.
+    """
+    schema = schema_for_kind(resource.group, resource.kind)
+    if schema is None:
+        return []
+    out: list[str] = []
+    _walk_unknown(schema, obj, "", out)
+    return out
+
+
+def strict_decoding_error(resource: Resource, fields: list[str]) -> errors.BadRequest:
+    """The 400 kube-apiserver answers for unknown fields under ``fieldValidation=Strict``."""
+    listed = ", ".join(f'unknown field "{f}"' for f in fields)
+    return errors.BadRequest(
+        f'{resource.kind} in version "{resource.version}" cannot be handled as a {resource.kind}: '
+        f"strict decoding error: {listed}"
+    )

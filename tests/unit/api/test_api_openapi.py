@@ -155,3 +155,123 @@ def test_committed_schemas_match_the_generator() -> None:
 
     fresh = json.dumps(Generator().run(), sort_keys=True, separators=(",", ":")) + "\n"
     assert OUT.read_text() == fresh
+
+
+def _manifest() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web",
+            "creationTimestamp": None,
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}\n"},
+            "labels": {"app": "web"},
+        },
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"rollingUpdate": {"maxSurge": "25%"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "nginx",
+                            "image": "nginx",
+                            "ports": [{"containerPort": 80}],
+                            "resources": {"limits": {"cpu": "1"}},
+                            "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+                        }
+                    ]
+                },
+            },
+        },
+        "status": {},
+    }
+
+
+def test_valid_manifest_has_no_unknown_fields() -> None:
+    assert openapi.unknown_fields(registry.DEPLOYMENTS, _manifest()) == []
+
+
+@pytest.mark.parametrize(
+    ("mutate", "paths"),
+    [
+        (lambda m: m["spec"].update(replica=3), ["spec.replica"]),
+        (
+            lambda m: m["spec"]["template"]["spec"]["containers"][0].update(imagex="x"),
+            ["spec.template.spec.containers[0].imagex"],
+        ),
+        (lambda m: m["metadata"].update(label={"a": "b"}), ["metadata.label"]),
+        (lambda m: m.update(extra=1, spec2={}), ["extra", "spec2"]),
+        (
+            lambda m: m["spec"]["template"]["spec"]["containers"][0]["ports"][0].update(port=80),
+            ["spec.template.spec.containers[0].ports[0].port"],
+        ),
+    ],
+)
+def test_unknown_fields_are_reported_with_paths(mutate: Any, paths: list[str]) -> None:
+    m = _manifest()
+    mutate(m)
+    assert openapi.unknown_fields(registry.DEPLOYMENTS, m) == paths
+
+
+def test_strict_decoding_error_wording() -> None:
+    err = openapi.strict_decoding_error(registry.DEPLOYMENTS, ["spec.replica", "spec.x"])
+    assert err.code == 400
+    assert err.message == (
+        'Deployment in version "v1" cannot be handled as a Deployment: strict decoding error: '
+        'unknown field "spec.replica", unknown field "spec.x"'
+    )
+
+
+@pytest.mark.parametrize(
+    ("resource", "obj"),
+    [
+        (
+            registry.PODS,
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c", "image": "i"}]},
+            },
+        ),
+        (
+            registry.SERVICES,
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "s"},
+                "spec": {"ports": [{"port": 80, "targetPort": "http"}]},
+            },
+        ),
+        (
+            registry.CONFIGMAPS,
+            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"any.key": "v"}},
+        ),
+        (
+            registry.EVENTS,
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"name": "e"},
+                "involvedObject": {"kind": "Pod"},
+                "reason": "X",
+                "count": 1,
+            },
+        ),
+        (
+            registry.CONTROLLERREVISIONS,
+            {
+                "apiVersion": "apps/v1",
+                "kind": "ControllerRevision",
+                "metadata": {"name": "r"},
+                "data": {"anything": {"goes": 1}},
+                "revision": 1,
+            },
+        ),
+    ],
+)
+def test_other_kinds_accept_their_fields(resource: Resource, obj: dict[str, Any]) -> None:
+    assert openapi.unknown_fields(resource, obj) == []
