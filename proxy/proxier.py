@@ -220,7 +220,7 @@ class Proxier:
                 self.last_failed = SyncRecord(self.wall_clock(), full, duration, exc.text or ruleset.text(), str(exc))
                 self.consecutive_failures += 1
             self._needs_full = True
-            self.runner.retry_after(max(1.0, min(self.sync_period, 2.0**self.consecutive_failures)))
+            self.runner.retry_after(min(self.sync_period, 2.0 ** (self.consecutive_failures - 1)))
             return
         duration = self.clock() - start
         if full:

@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """The proxier over the stateful fake backend: sync gating, partial vs full syncs, stale chains,
 the canary, failures and retries, conntrack cleanup, metrics; plus the runner and the planner.
 
