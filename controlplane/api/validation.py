@@ -35,6 +35,7 @@ import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from controlplane.api import errors
@@ -47,6 +48,7 @@ __all__ = [
     "dns1035_label_errors",
     "dns1123_label_errors",
     "dns1123_subdomain_errors",
+    "parse_quantity",
     "validate",
     "validate_or_raise",
 ]
@@ -319,6 +321,76 @@ def _validate_metadata_update(e: _Errors, new: Mapping[str, Any], old: Mapping[s
             e.immutable(f"metadata.{key}", nm.get(key))
 
 
+# --- quantities ----------------------------------------------------------------------------
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
+_BINARY_SI = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
+_DECIMAL_SI = {
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+    "E": Decimal(10**18),
+}
+QUANTITY_FORMAT_MESSAGE = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+
+
+def parse_quantity(value: str | int | float) -> Decimal:
+    """A ``resource.Quantity`` (``100m``, ``1.5``, ``128Mi``, ``1G``, ``1e3``) as a Decimal; ValueError if malformed."""
+    if isinstance(value, bool):
+        raise ValueError(QUANTITY_FORMAT_MESSAGE)
+    if isinstance(value, int | float):
+        return Decimal(str(value))
+    m = _QUANTITY.match(value.strip())
+    if m is None:
+        raise ValueError(QUANTITY_FORMAT_MESSAGE)
+    number, suffix = m.groups()
+    try:
+        base = Decimal(number)
+    except InvalidOperation:
+        raise ValueError(QUANTITY_FORMAT_MESSAGE) from None
+    if suffix in _BINARY_SI:
+        return base * _BINARY_SI[suffix]
+    if suffix in _DECIMAL_SI:
+        return base * _DECIMAL_SI[suffix]
+    if suffix[:1] in ("e", "E") and re.fullmatch(r"[eE][-+]?[0-9]+", suffix):
+        return base * (Decimal(10) ** int(suffix[1:]))
+    raise ValueError(QUANTITY_FORMAT_MESSAGE)
+
+
+def _validate_resources(e: _Errors, c: Mapping[str, Any], path: str) -> None:
+    res = e.map_at(c, "resources", f"{path}.resources")
+    parsed: dict[str, dict[str, Decimal]] = {}
+    for kind in ("limits", "requests"):
+        values = e.map_at(res, kind, f"{path}.resources.{kind}")
+        parsed[kind] = {}
+        for name, q in values.items():
+            fp = f"{path}.resources.{kind}[{name}]"
+            for msg in qualified_name_errors(str(name)):
+                e.invalid(fp, name, msg)
+            try:
+                amount = parse_quantity(q)
+            except (ValueError, TypeError):
+                e.invalid(fp, q, QUANTITY_FORMAT_MESSAGE)
+                continue
+            if amount < 0:
+                e.invalid(fp, q, "must be greater than or equal to 0")
+            parsed[kind][str(name)] = amount
+    for name, req in parsed["requests"].items():
+        lim = parsed["limits"].get(name)
+        if lim is not None and req > lim:
+            e.invalid(
+                f"{path}.resources.requests",
+                str(res["requests"][name]),
+                f"must be less than or equal to {name} limit of {res['limits'][name]}",
+            )
+
+
 # --- pod spec ------------------------------------------------------------------------------
 
 _PROTOCOLS = ("SCTP", "TCP", "UDP")
@@ -414,6 +486,7 @@ def _validate_container(e: _Errors, c: Any, path: str, volume_names: set[str], n
             e.invalid(f"{mp}.mountPath", mpath, "must be unique")
         else:
             mount_paths.add(mpath)
+    _validate_resources(e, c, path)
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         pr = c.get(probe)
         if isinstance(pr, dict):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from controlplane.api import errors, registry
 from controlplane.api.defaults import apply_defaults
 from controlplane.api.registry import Resource
-from controlplane.api.validation import validate, validate_or_raise
+from controlplane.api.validation import parse_quantity, validate, validate_or_raise
 
 Mutator = Callable[[dict[str, Any]], None]
 
@@ -305,6 +306,30 @@ def test_valid_objects_pass(resource: Resource, make: Callable[[], dict[str, Any
             "a valid environment variable name",
         ),
         (registry.PODS, pod, _set("spec.containers", "nope"), "spec.containers", "FieldValueInvalid", "must be a list"),
+        (
+            registry.PODS,
+            pod,
+            _set("spec.containers.0.resources", {"requests": {"cpu": "lots"}}),
+            "spec.containers[0].resources.requests[cpu]",
+            "FieldValueInvalid",
+            "quantities must match the regular expression",
+        ),
+        (
+            registry.PODS,
+            pod,
+            _set("spec.containers.0.resources", {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}),
+            "spec.containers[0].resources.requests",
+            "FieldValueInvalid",
+            'Invalid value: "2": must be less than or equal to cpu limit of 1',
+        ),
+        (
+            registry.PODS,
+            pod,
+            _set("spec.containers.0.resources", {"limits": {"memory": "-1Mi"}}),
+            "spec.containers[0].resources.limits[memory]",
+            "FieldValueInvalid",
+            "must be greater than or equal to 0",
+        ),
         (
             registry.PODS,
             pod,
@@ -749,3 +774,25 @@ def test_forbidden_updates(
 ) -> None:
     causes = _update(resource, make, mutate)
     assert any(c.field == field and message in c.message for c in causes), causes
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("100m", Decimal("0.1")),
+        ("1.5", Decimal("1.5")),
+        ("128Mi", Decimal(128 * 2**20)),
+        ("1G", Decimal(10**9)),
+        ("1e3", Decimal(1000)),
+        ("2k", Decimal(2000)),
+        (2, Decimal(2)),
+    ],
+)
+def test_parse_quantity(text: str | int, value: Decimal) -> None:
+    assert parse_quantity(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "abc", "1Qi", "1..2.", "1e"])
+def test_parse_quantity_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="quantities must match"):
+        parse_quantity(text)
