@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from controlplane.api import errors
 from controlplane.api.registry import Resource
+from controlplane.client.controller import TemporaryError
 from controlplane.controllers.util import Obj, controller_ref, key_of, namespace_of, node_name_of, uid_of
 
 log = logging.getLogger(__name__)
@@ -279,6 +280,14 @@ class Controller:
 
     def sync(self, key: str) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def sync_handler(self, key: str) -> None:
+        """``sync`` as the worker loop calls it: a 409 means our cache was stale — an expected
+        "not yet" (retry soon, quietly), not a failure to log with a traceback."""
+        try:
+            self.sync(key)
+        except errors.Conflict as e:
+            raise TemporaryError(0.05, f"{self.name} {key}: {e}") from None
 
 
 def ignore_not_found(fn: Callable[[], Any]) -> Any:

@@ -19,7 +19,8 @@ Pure steps (table-tested):
   an untolerated taint: now; a toleration with ``tolerationSeconds``: taint time + seconds; forever
   otherwise. A pod without a toleration for not-ready/unreachable gets ``default_seconds``
   (``--pod-eviction-timeout``, Kubernetes' DefaultTolerationSeconds admission, 300 s); a pod's own
-  ``tolerationSeconds`` wins.
+  ``tolerationSeconds`` wins — except a toleration exactly like the one that admission adds
+  (Exists, NoExecute, 300 s), which counts as the default (see ``_is_admission_default``).
 
 Acts: writes the node's status (conditions) and taints, marks the pods of an unreachable node
 NotReady (so endpoints drop them at once, as Kubernetes' MarkPodsNotReady does), and deletes pods
@@ -136,6 +137,24 @@ def unknown_conditions(node: Obj, now: datetime) -> list[dict[str, Any]]:
     return conds
 
 
+ADMISSION_DEFAULT_SECONDS = 300
+
+
+def _is_admission_default(t: dict[str, Any]) -> bool:
+    """The toleration the API server's DefaultTolerationSeconds admission adds to every pod.
+
+    It is indistinguishable from one a user wrote with the same values, so we read it as "no
+    opinion" and let ``--pod-eviction-timeout`` decide (which defaults to the same 300 s) — that is
+    what makes the lab's short eviction timeout work. Any other tolerationSeconds is the pod's own.
+    """
+    return (
+        t.get("key") in OUR_TAINT_KEYS
+        and t.get("operator") == "Exists"
+        and t.get("effect") == "NoExecute"
+        and t.get("tolerationSeconds") == ADMISSION_DEFAULT_SECONDS
+    )
+
+
 def eviction_time(pod: Obj, taints: Sequence[dict[str, Any]], default_seconds: float) -> datetime | None:
     """When this pod must leave a node with these taints (None: never). Kubernetes' taint manager."""
     tolerations = (pod.get("spec") or {}).get("tolerations") or []
@@ -144,7 +163,7 @@ def eviction_time(pod: Obj, taints: Sequence[dict[str, Any]], default_seconds: f
         if taint.get("effect") != "NoExecute":
             continue
         added = parse_time(taint.get("timeAdded")) or datetime.fromtimestamp(0).astimezone()
-        matching = [t for t in tolerations if tolerates(t, taint)]
+        matching = [t for t in tolerations if tolerates(t, taint) and not _is_admission_default(t)]
         if not matching:
             if taint.get("key") in OUR_TAINT_KEYS:
                 seconds: float | None = default_seconds  # DefaultTolerationSeconds admission

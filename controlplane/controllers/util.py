@@ -320,9 +320,21 @@ def template_hash(template: Mapping[str, Any], collision_count: int | None = Non
     return safe_encode(str(fnv32a(data)))
 
 
+def _drop_nulls(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _drop_nulls(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [_drop_nulls(x) for x in v]
+    return v
+
+
 def without_hash_label(template: Mapping[str, Any], label: str = "pod-template-hash") -> dict[str, Any]:
-    """A deep-enough copy of a pod template without the hash label (for EqualIgnoreHash)."""
-    t = json.loads(json.dumps(template))
+    """A copy of a pod template without the hash label, for EqualIgnoreHash.
+
+    JSON nulls are dropped too: Go clients (kubectl rollout undo) send ``creationTimestamp: null``
+    inside templates, which Kubernetes' typed comparison treats as absent.
+    """
+    t = _drop_nulls(json.loads(json.dumps(template)))
     labels = (t.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
         labels.pop(label, None)

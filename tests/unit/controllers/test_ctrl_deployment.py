@@ -367,3 +367,16 @@ def test_empty_selector_is_left_alone(cluster: FakeCluster) -> None:
     cluster.seed(DEPLOYMENTS, d)
     sim.drain()
     assert cluster.all(REPLICASETS) == []
+
+
+def test_template_equality_ignores_hash_label_and_nulls() -> None:
+    from controlplane.controllers.util import templates_equal_ignoring_hash
+
+    a = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}
+    b = {
+        "metadata": {"labels": {"app": "web", HASH_LABEL: "x"}, "creationTimestamp": None},
+        "spec": {"containers": [{"name": "c"}]},
+    }
+    assert templates_equal_ignoring_hash(a, b)
+    b["spec"]["containers"][0]["image"] = "v2"
+    assert not templates_equal_ignoring_hash(a, b)

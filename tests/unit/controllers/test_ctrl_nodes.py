@@ -260,3 +260,11 @@ def test_lifecycle_not_ready_node_gets_not_ready_taint(cluster: FakeCluster) -> 
     taints = cluster.obj(NODES, "n1", None)["spec"]["taints"]  # type: ignore[index]
     assert {t["key"] for t in taints} == {TAINT_NOT_READY}
     assert ("nodelifecycle" in cluster.queues) and cluster.queues["nodelifecycle"].after
+
+
+def test_admission_default_toleration_defers_to_eviction_timeout() -> None:
+    admission = {"key": TAINT_UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+    at = eviction_time({"spec": {"tolerations": [admission]}}, [UNREACH], 2)
+    assert at == T0 + timedelta(seconds=2)
+    own = {**admission, "tolerationSeconds": 301}
+    assert eviction_time({"spec": {"tolerations": [own]}}, [UNREACH], 2) == T0 + timedelta(seconds=301)
