@@ -379,6 +379,9 @@ class NodeInfo:
         "alloc_pods",
         "anti_affinity_pods",
         "clean",
+        "free_cpu",
+        "free_mem",
+        "free_pods",
         "hard_taints",
         "labels",
         "name",
@@ -417,6 +420,10 @@ class NodeInfo:
         self.prefer_taints = tuple(t for t in taints if t.get("effect") == "PreferNoSchedule")
         self.clean = not self.unschedulable and not self.hard_taints
         self.req_cpu = self.req_mem = self.nz_cpu = self.nz_mem = 0
+        # allocatable minus requested, kept current by add/remove (the filter's hot path reads these)
+        self.free_cpu = self.alloc_cpu
+        self.free_mem = self.alloc_mem
+        self.free_pods = self.alloc_pods
         self.pods: dict[str, PodInfo] = {}
         self.ports: Counter[tuple[str, str, int]] = Counter()
         self.owners: Counter[str] = Counter()
@@ -428,6 +435,9 @@ class NodeInfo:
         self.pods[p.key] = p
         self.req_cpu += p.cpu
         self.req_mem += p.mem
+        self.free_cpu -= p.cpu
+        self.free_mem -= p.mem
+        self.free_pods -= 1
         self.nz_cpu += p.nz_cpu
         self.nz_mem += p.nz_mem
         for port in p.host_ports:
@@ -443,6 +453,9 @@ class NodeInfo:
             return None
         self.req_cpu -= p.cpu
         self.req_mem -= p.mem
+        self.free_cpu += p.cpu
+        self.free_mem += p.mem
+        self.free_pods += 1
         self.nz_cpu -= p.nz_cpu
         self.nz_mem -= p.nz_mem
         for port in p.host_ports:
@@ -779,9 +792,9 @@ def schedule(
         if (
             simple
             and info.clean
-            and len(info.pods) < info.alloc_pods
-            and (not cpu or info.req_cpu + cpu <= info.alloc_cpu)
-            and (not mem or info.req_mem + mem <= info.alloc_mem)
+            and info.free_pods > 0
+            and (not cpu or info.free_cpu >= cpu)
+            and (not mem or info.free_mem >= mem)
         ):
             feasible.append(info)
             if len(feasible) >= want:
