@@ -271,7 +271,10 @@ def _merge_map(original: dict[str, Any], patch: Mapping[str, Any], type_name: st
             raise _bad(f"invalid {k} at {path or '<root>'}: must be a list")
         lst = result.get(name)
         if isinstance(lst, list):
-            result[name] = _reorder(lst, order, fields.get(name, FieldStrategy()).merge_key)
+            live = original.get(name)
+            result[name] = _reorder(
+                lst, order, live if isinstance(live, list) else [], fields.get(name, FieldStrategy()).merge_key
+            )
     return result
 
 
@@ -279,29 +282,43 @@ def _key_of(item: Any, merge_key: str) -> Any:
     return item.get(merge_key) if isinstance(item, dict) else item
 
 
-def _reorder(items: list[Any], order: list[Any], merge_key: str) -> list[Any]:
-    wanted = [_key_of(o, merge_key) if merge_key else o for o in order]
-    by_key: dict[str, Any] = {}
-    rest: list[Any] = []
-    for it in items:
-        key = orjson.dumps(_key_of(it, merge_key) if merge_key else it).decode()
-        if key in by_key:
-            rest.append(it)
+def _reorder(merged: list[Any], order: list[Any], original: list[Any], merge_key: str) -> list[Any]:
+    """Apply ``$setElementOrder`` as Kubernetes' ``normalizeElementOrder`` does.
+
+    Items named by the order list follow it; items only on the server keep their live order; the
+    two sequences are then interleaved by the items' positions in the live list, so a server-side
+    addition (an injected sidecar) stays next to its neighbours instead of moving to the end.
+    """
+
+    def key(x: Any) -> str:
+        return orjson.dumps(_key_of(x, merge_key) if merge_key else x).decode()
+
+    order_keys = [key(o) for o in order]
+    order_index = {k: i for i, k in reversed(list(enumerate(order_keys)))}
+    server_index = {key(x): i for i, x in reversed(list(enumerate(original)))}
+    patch_items = sorted((x for x in merged if key(x) in order_index), key=lambda x: order_index[key(x)])
+    server_only = [x for x in merged if key(x) not in order_index]
+    server_only.sort(key=lambda x: server_index.get(key(x), len(original)))
+
+    out: list[Any] = []
+    i = j = 0
+    while i < len(server_only) or j < len(patch_items):
+        if i >= len(server_only):
+            out.append(patch_items[j])
+            j += 1
+        elif j >= len(patch_items):
+            out.append(server_only[i])
+            i += 1
         else:
-            by_key[key] = it
-    ordered: list[Any] = []
-    used: set[str] = set()
-    for w in wanted:
-        key = orjson.dumps(w).decode()
-        if key in by_key and key not in used:
-            ordered.append(by_key[key])
-            used.add(key)
-    for it in items:
-        key = orjson.dumps(_key_of(it, merge_key) if merge_key else it).decode()
-        if key not in used:
-            ordered.append(it)
-            used.add(key)
-    return ordered + rest
+            li = server_index.get(key(server_only[i]), -1)
+            ri = server_index.get(key(patch_items[j]), -1)
+            if li >= 0 and ri >= 0 and li < ri:
+                out.append(server_only[i])
+                i += 1
+            else:
+                out.append(patch_items[j])
+                j += 1
+    return out
 
 
 def _merge_list(original: list[Any], patch: list[Any], fs: FieldStrategy, path: str) -> list[Any]:

@@ -444,3 +444,39 @@ def test_strategic_patch_equals_merge_patch_without_schema_lists(target: dict[st
     got = strategic_merge_patch("configmaps", target, patch)
     # SMP also drops nulls inside replaced lists (they would mean nothing once stored)
     assert got == drop_nulls(expected)
+
+
+def _pod_with(names: list[str]) -> dict[str, Any]:
+    return {"spec": {"containers": [{"name": n, "image": f"{n}:1"} for n in names]}}
+
+
+@pytest.mark.parametrize(
+    ("live", "patch", "expected"),
+    [
+        # a new container lands where $setElementOrder puts it, not at the end
+        (
+            ["a", "b"],
+            {
+                "$setElementOrder/containers": [{"name": "a"}, {"name": "c"}, {"name": "b"}],
+                "containers": [{"name": "c", "image": "c:1"}],
+            },
+            ["a", "c", "b"],
+        ),
+        # a server-only container (injected sidecar) keeps its place among the reordered ones
+        (["a", "sidecar", "b"], {"$setElementOrder/containers": [{"name": "b"}, {"name": "a"}]}, ["sidecar", "b", "a"]),
+        (["a", "b", "sidecar"], {"$setElementOrder/containers": [{"name": "a"}, {"name": "b"}]}, ["a", "b", "sidecar"]),
+        # order entries for items that no longer exist are ignored
+        (["a"], {"$setElementOrder/containers": [{"name": "zz"}, {"name": "a"}]}, ["a"]),
+    ],
+)
+def test_set_element_order(live: list[str], patch: dict[str, Any], expected: list[str]) -> None:
+    out = strategic_merge_patch(registry.PODS, _pod_with(live), {"spec": patch})
+    assert [c["name"] for c in out["spec"]["containers"]] == expected
+
+
+def test_set_element_order_on_a_primitive_list() -> None:
+    obj = {"metadata": {"finalizers": ["x", "y"]}}
+    out = strategic_merge_patch(
+        registry.PODS, obj, {"metadata": {"$setElementOrder/finalizers": ["z", "y", "x"], "finalizers": ["z"]}}
+    )
+    assert out["metadata"]["finalizers"] == ["z", "y", "x"]
