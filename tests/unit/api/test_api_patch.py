@@ -480,3 +480,31 @@ def test_set_element_order_on_a_primitive_list() -> None:
         registry.PODS, obj, {"metadata": {"$setElementOrder/finalizers": ["z", "y", "x"], "finalizers": ["z"]}}
     )
     assert out["metadata"]["finalizers"] == ["z", "y", "x"]
+
+
+_cname = st.sampled_from(["a", "b", "c", "d"])
+_container = st.fixed_dictionaries(
+    {"name": _cname},
+    optional={"image": st.sampled_from(["x:1", "y:2"]), "args": st.lists(st.text("ab", max_size=2), max_size=2)},
+)
+
+
+@given(
+    st.lists(_container, max_size=4, unique_by=lambda c: c["name"]),
+    st.lists(_container, max_size=4, unique_by=lambda c: c["name"]),
+)
+def test_container_merge_properties(live: list[dict[str, Any]], patch_items: list[dict[str, Any]]) -> None:
+    orig = {"spec": {"containers": live}}
+    patch = {"spec": {"containers": patch_items}}
+    out = strategic_merge_patch(registry.PODS, orig, patch)
+    names = [c["name"] for c in out["spec"]["containers"]]
+    # nothing the patch does not mention is lost, nothing is duplicated, and patched fields win
+    assert names == [c["name"] for c in live] + [
+        c["name"] for c in patch_items if c["name"] not in {x["name"] for x in live}
+    ]
+    by_name = {c["name"]: c for c in out["spec"]["containers"]}
+    for p in patch_items:
+        for k, v in p.items():
+            assert by_name[p["name"]][k] == v
+    # idempotent
+    assert strategic_merge_patch(registry.PODS, out, patch) == out
