@@ -21,7 +21,7 @@ Concurrency: one thread at a time (the sync runner's); libiptc handles are not t
 from __future__ import annotations
 
 import logging
-import shlex
+import re
 from typing import Any
 
 from proxy.backend.interface import (
@@ -44,10 +44,21 @@ def _iptc() -> Any:
     return iptc
 
 
+_TOKEN = re.compile(r'"([^"]*)"|(\S+)')
+
+
+def split_words(spec: str) -> list[str]:
+    """Split a rule spec like the shell would for the quoting ``rules.py`` uses ("..." only).
+
+    A regex instead of ``shlex``: shlex dominated the cost of building 200k rules.
+    """
+    return [quoted if bare == "" else bare for quoted, bare in _TOKEN.findall(spec)]
+
+
 def build_rule(spec: str) -> Any:
     """An ``iptc.Rule`` from an iptables rule spec such as ``-m tcp -p tcp --dport 80 -j X``."""
     iptc = _iptc()
-    words = shlex.split(spec)
+    words = split_words(spec)
     rule = iptc.Rule()
     current: Any = None
     neg = ""
@@ -158,7 +169,7 @@ class IptcBackend:
                     t.delete_chain(c)
                 step = "COMMIT"
                 t.commit()
-            except (iptc.IPTCError, ValueError, AttributeError) as exc:
+            except (iptc.IPTCError, iptc.XTablesError, ValueError, AttributeError) as exc:
                 t.refresh()  # throw the uncommitted handle away: the kernel keeps the old table
                 raise BackendError(
                     f"python-iptables: table {name}: {exc}", context=f">> {step}"
