@@ -8,12 +8,11 @@ from __future__ import annotations
 import re
 import sys
 
+from proxy.rules import endpoint_chain
 from tests.helpers.netns import sh
 from tests.helpers.wait import wait_for
 from tests.privileged.proxy.conftest import Lab, service, slice_
 from tests.privileged.proxy.test_proxy_traffic import start
-
-from proxy.rules import endpoint_chain
 
 
 def normalized(lab: Lab, node: str) -> str:
