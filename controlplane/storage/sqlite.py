@@ -61,6 +61,8 @@ DEFAULT_RING = 50_000
 MAX_BATCH = 10_000
 #: The most operations one commit carries (bounds the time a batch holds the write lock).
 MAX_GROUP = 1_000
+#: Revisions compacted per transaction.
+COMPACT_CHUNK = 2_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kine (
@@ -100,6 +102,7 @@ class _Op:
     done: threading.Event = field(default_factory=threading.Event)
     result: object = None
     error: BaseException | None = None
+    lo: int = 0  # compact: the first revision of the chunk
 
 
 _Ops = list[_Op]
@@ -184,7 +187,19 @@ class SqliteStore:
         return res
 
     def compact(self, revision: int) -> None:
-        self._submit(_Op("compact", "", b"", revision))
+        """Forget history at and below ``revision``, a chunk of revisions per transaction.
+
+        Each chunk goes through the writer queue like a write, so ordinary writes interleave with
+        a long compaction instead of waiting for all of it (one statement over 100,000 rows held
+        the write lock for seconds). Every chunk is complete in itself: a crash part-way leaves a
+        store compacted up to the last committed chunk.
+        """
+        target = min(revision, self.current_revision())
+        lo = self.compacted_revision() + 1
+        while lo <= target:
+            hi = min(lo + COMPACT_CHUNK - 1, target)
+            self._submit(_Op("compact", "", b"", hi, lo=lo))
+            lo = hi + 1
 
     def _submit(self, op: _Op) -> object:
         with self._qcond:
@@ -305,25 +320,29 @@ class SqliteStore:
             op.done.set()
 
     def _run_compact(self, op: _Op) -> None:
-        target = min(op.expected or 0, self._rev)
-        if target <= self._compacted:
+        """Compact revisions ``(max(op.lo, compacted+1))..op.expected``: one chunk, one commit."""
+        lo = max(op.lo, self._compacted + 1)
+        hi = min(op.expected or 0, self._rev)
+        if hi < lo:
             op.done.set()
             return
         db = self._db
         try:
             db.execute("BEGIN IMMEDIATE")
-            # Deletes at or below the target take their whole history with them; for every other
-            # key, keep only its newest row at or below the target (the current value's row, or
-            # the base the newer rows build on).
+            # A row in the chunk that updates or deletes a key supersedes the row it names in
+            # prev_revision: that older row can go (kine's rule). Then the chunk's delete rows
+            # themselves go: a deleted key has no current value to keep. What stays at or below
+            # the compaction point is exactly the newest row of every live key.
             db.execute(
-                "DELETE FROM kine WHERE id <= ?1 AND (deleted = 1 OR id < "
-                "(SELECT MAX(k2.id) FROM kine AS k2 WHERE k2.name = kine.name AND k2.id <= ?1))",
-                (target,),
+                "DELETE FROM kine WHERE id IN"
+                " (SELECT prev_revision FROM kine WHERE id BETWEEN ? AND ? AND prev_revision > 0)",
+                (lo, hi),
             )
+            db.execute("DELETE FROM kine WHERE id BETWEEN ? AND ? AND deleted = 1", (lo, hi))
             db.execute(
                 "INSERT INTO kine_meta (name, value) VALUES ('compact_revision', ?)"
                 " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-                (target,),
+                (hi,),
             )
             db.execute("COMMIT")
         except BaseException as exc:
@@ -332,8 +351,8 @@ class SqliteStore:
             op.error = StoreError(f"sqlite compaction failed: {exc}")
         else:
             with self._cond:
-                self._compacted = target
-                while self._ring and self._ring[0].revision <= target:
+                self._compacted = hi
+                while self._ring and self._ring[0].revision <= hi:
                     self._ring.popleft()
                 self._cond.notify_all()
         op.done.set()
