@@ -187,7 +187,7 @@ class FakeCluster:
             if res != NAMESPACES and md["namespace"] not in self.objects[NAMESPACES] and self.objects[NAMESPACES]:
                 raise errors.not_found("namespaces", md["namespace"])
         if not md.get("name"):
-            md["name"] = md.pop("generateName", "x-") + uuid.uuid4().hex[:5]
+            md["name"] = md.get("generateName", "x-") + uuid.uuid4().hex[:5]
         k = self.key(res, md["name"], md.get("namespace"))
         if k in self.objects[res]:
             raise errors.already_exists(res.plural, md["name"], res.group)
@@ -306,6 +306,16 @@ class FakeCluster:
         self.subresource_posts.append((res.plural, name, sub))
         if sub == "eviction":
             return self.delete(res, name, namespace)
+        if sub == "finalize":  # the real verb is PUT; the controller falls back to this on fakes
+            k = self.key(res, name, namespace)
+            old = self.objects[res][k]
+            new = copy.deepcopy(old)
+            new.setdefault("spec", {})["finalizers"] = list((body.get("spec") or {}).get("finalizers") or [])
+            if new["metadata"].get("deletionTimestamp") and not new["spec"]["finalizers"]:
+                del self.objects[res][k]
+                self._fire(res, "delete", old, None)
+                return new
+            return self._store(res, k, old, new)
         raise errors.NotFound(f"no subresource {sub}")
 
     # -- test conveniences -------------------------------------------------------------------------
