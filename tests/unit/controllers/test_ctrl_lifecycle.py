@@ -88,7 +88,7 @@ def test_some_owners_gone_only_drops_those_references(cluster: FakeCluster) -> N
 
 def test_owner_with_same_name_but_new_uid_counts_as_gone(cluster: FakeCluster) -> None:
     gc = GarbageCollector(cluster.context())
-    _, rs, _ = chain(cluster)
+    chain(cluster)
     cluster.delete(REPLICASETS, "web-1", "default")
     cluster.seed(REPLICASETS, {"metadata": {"name": "web-1"}, "spec": {}})  # new uid
     drain(gc, cluster)
