@@ -76,6 +76,7 @@ class WorkerConfig:
     backoff_cap: float = 300.0
     sandbox_retry: float = 2.0
     pause_image: str = ""  # empty: the runtime's built-in pause
+    node_netns_path: str = ""  # probes connect from here when noded runs outside the node netns
 
 
 @dataclass
@@ -110,7 +111,7 @@ class PodWorker:
         self.netns = netns
         self.api = api
         self.clock = clock
-        self.probes = ProbeManager(runtime, on_change, self._on_unhealthy)
+        self.probes = ProbeManager(runtime, on_change, self._on_unhealthy, cfg.node_netns_path)
         self._pods_by_key: dict[str, dict[str, Any]] = {}
         self._notes: dict[str, PodNotes] = {}
         self._lock = threading.Lock()
@@ -369,7 +370,7 @@ class PodWorker:
             # preStop runs inside the grace period; what it uses is not given again to SIGTERM.
             probe = {**pre, "timeoutSeconds": max(grace, 1)}
             if "httpGet" in pre or "exec" in pre or "tcpSocket" in pre:
-                run_probe(probe, spec_c, cid, obs.pod_ip, self.runtime)
+                run_probe(probe, spec_c, cid, obs.pod_ip, self.runtime, self.cfg.node_netns_path)
             elif "sleep" in pre:
                 time.sleep(min(float(pre["sleep"].get("seconds", 0)), grace))
         left = max(grace - (time.monotonic() - start), 0.0)

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import http.client
 import logging
-import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from noded.host import nsnet
 from noded.runtime.interface import ContainerRuntime
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ def run_probe(
     container_id: str,
     pod_ip: str,
     runtime: ContainerRuntime,
+    netns_path: str = "",
 ) -> tuple[bool, str]:
     """One probe execution → (success, message)."""
     timeout = float(probe.get("timeoutSeconds", 1))
@@ -63,8 +64,10 @@ def run_probe(
         if "httpGet" in probe:
             hg = probe["httpGet"]
             host = hg.get("host") or pod_ip
-            conn_cls = http.client.HTTPSConnection if hg.get("scheme") == "HTTPS" else http.client.HTTPConnection
-            conn = conn_cls(host, _port(container, hg["port"]), timeout=timeout)
+            port = _port(container, hg["port"])
+            conn = http.client.HTTPConnection(host, port, timeout=timeout)
+            # Connect from the node's namespace (see noded.host.nsnet).
+            conn.sock = nsnet.connect(host, port, timeout, netns_path)
             try:
                 headers = {h["name"]: h["value"] for h in hg.get("httpHeaders") or []}
                 headers.setdefault("User-Agent", "kube-probe/1.30")
@@ -75,8 +78,8 @@ def run_probe(
             return 200 <= code < 400, f"HTTP probe failed with statuscode: {code}"
         if "tcpSocket" in probe:
             ts = probe["tcpSocket"]
-            with socket.create_connection((ts.get("host") or pod_ip, _port(container, ts["port"])), timeout):
-                return True, ""
+            nsnet.connect(ts.get("host") or pod_ip, _port(container, ts["port"]), timeout, netns_path).close()
+            return True, ""
         return False, "probe has no handler"
     except (OSError, ValueError, http.client.HTTPException) as exc:
         return False, f"probe error: {exc}"
@@ -110,7 +113,9 @@ class _Worker(threading.Thread):
             if self.kind != "startup" and not self.mgr.is_started(self.key, name):
                 self.stop.wait(min(period, 0.1))
                 continue
-            ok, msg = run_probe(self.probe, self.container, self.cid, self.pod_ip, self.mgr.runtime)
+            ok, msg = run_probe(
+                self.probe, self.container, self.cid, self.pod_ip, self.mgr.runtime, self.mgr.netns_path
+            )
             if self.stop.is_set():
                 return
             oks, fails = (oks + 1, 0) if ok else (0, fails + 1)
@@ -133,8 +138,10 @@ class ProbeManager:
         runtime: ContainerRuntime,
         on_change: Callable[[str], None],
         on_unhealthy: Callable[[str, str, str, str], None] | None = None,
+        netns_path: str = "",
     ) -> None:
         self.runtime = runtime
+        self.netns_path = netns_path
         self.on_change = on_change
         self.on_unhealthy = on_unhealthy
         self._lock = threading.Lock()

@@ -1,0 +1,422 @@
+"""The kubelet API on :10250 (HTTPS, client certificates from the cluster CA only).
+
+Endpoints (the real kubelet's paths, which the API server's pods/log and pods/exec proxy to):
+- ``GET /healthz`` → ``ok``; ``GET /pods`` → a PodList of this node's pods; ``GET /metrics``;
+- ``GET /containerLogs/{ns}/{pod}/{container}?follow=&tailLines=&timestamps=&previous=&limitBytes=``
+  reads the CRI log file (``<ts> <stream> <P|F> <text>``) and returns the text (with the timestamp
+  when asked), chunked; ``follow`` streams until the container exits and the file is drained;
+- ``GET /exec/{ns}/{pod}/{container}?command=…&stdin=&stdout=&stderr=&tty=`` and ``/attach/…``: a
+  WebSocket with subprotocol ``v5.channel.k8s.io`` (or ``v4``). Every binary message starts with its
+  channel: 0 stdin, 1 stdout, 2 stderr, 3 status (a ``Status`` JSON with the exit code), 4 resize,
+  255 close-stdin (v5). ``attach`` streams the container's output from now on (no stdin: the
+  container's stdio belongs to its shim).
+
+Built on the standard library (``ThreadingHTTPServer`` + ``ssl``; one thread per connection) with a
+minimal RFC 6455 framer: noded may not import the API server's framework.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import ssl
+import struct
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, unquote, urlparse
+
+from noded.runtime.interface import ContainerState, ContainerStatus
+
+if TYPE_CHECKING:
+    from noded.agent import Noded
+
+log = logging.getLogger(__name__)
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+
+
+def parse_cri_line(line: str) -> tuple[str, str, str, str] | None:
+    """``<ts> <stream> <tag> <text>`` → (ts, stream, tag, text); None if malformed."""
+    parts = line.split(" ", 3)
+    if len(parts) < 3:
+        return None
+    ts, stream, tag = parts[0], parts[1], parts[2]
+    return ts, stream, tag, parts[3] if len(parts) == 4 else ""
+
+
+def render_log(lines: list[str], timestamps: bool) -> bytes:
+    out = []
+    for line in lines:
+        p = parse_cri_line(line)
+        if p is None:
+            continue
+        ts, _stream, tag, text = p
+        out.append((f"{ts} " if timestamps else "") + text + ("\n" if tag == "F" else ""))
+    return "".join(out).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("kubelet api: " + format, *args)
+
+    # ---- plumbing --------------------------------------------------------------------------
+
+    def _send(self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _status(self, code: int, reason: str, message: str) -> None:
+        body = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        }
+        self._send(code, json.dumps(body).encode(), "application/json")
+
+    def _chunk(self, data: bytes) -> None:
+        if data:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+    def _find(self, ns: str, pod: str, container: str, previous: bool = False) -> ContainerStatus | None:
+        noded = self.server.noded
+        obj = noded.pods.get(f"{ns}/{pod}")
+        if obj is None:
+            return None
+        uid = obj["metadata"]["uid"]
+        sids = {s.id for s in noded.runtime.list_pod_sandboxes(uid)}
+        cs = sorted(
+            (c for c in noded.runtime.list_containers() if c.sandbox_id in sids and c.name == container),
+            key=lambda c: (c.attempt, c.created_at),
+        )
+        if previous:
+            return cs[-2] if len(cs) >= 2 else None
+        return cs[-1] if cs else None
+
+    # ---- routes ----------------------------------------------------------------------------
+
+    def do_GET(self) -> None:
+        url = urlparse(self.path)
+        q = {k: v for k, v in parse_qs(url.query).items()}
+        parts = [unquote(p) for p in url.path.strip("/").split("/")]
+        try:
+            if url.path == "/healthz":
+                self._send(200, b"ok")
+            elif url.path == "/pods":
+                items = self.server.noded.pods.list()
+                self._send(
+                    200,
+                    json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}).encode(),
+                    "application/json",
+                )
+            elif url.path == "/metrics":
+                self._send(200, self._metrics(), "text/plain; version=0.0.4")
+            elif len(parts) == 4 and parts[0] == "containerLogs":
+                self._logs(parts[1], parts[2], parts[3], q)
+            elif len(parts) == 4 and parts[0] in ("exec", "attach"):
+                self._stream(parts[0], parts[1], parts[2], parts[3], q)
+            else:
+                self._status(404, "NotFound", f"no such kubelet endpoint: {url.path}")
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            pass
+
+    do_POST = do_GET
+
+    def _metrics(self) -> bytes:
+        noded = self.server.noded
+        containers = noded.runtime.list_containers()
+        running = sum(1 for c in containers if c.state == ContainerState.RUNNING)
+        lines = [
+            "# HELP kubelet_running_pods Number of pods that have a running pod sandbox",
+            "# TYPE kubelet_running_pods gauge",
+            f"kubelet_running_pods {len(noded.runtime.list_pod_sandboxes())}",
+            "# HELP kubelet_running_containers Number of containers currently running",
+            "# TYPE kubelet_running_containers gauge",
+            f'kubelet_running_containers{{container_state="running"}} {running}',
+            f'kubelet_running_containers{{container_state="exited"}} {len(containers) - running}',
+            "# HELP kubelet_pod_worker_queue_depth Pods waiting to be synced",
+            "# TYPE kubelet_pod_worker_queue_depth gauge",
+            f"kubelet_pod_worker_queue_depth {noded.queue.len()}",
+        ]
+        return ("\n".join(lines) + "\n").encode()
+
+    def _logs(self, ns: str, pod: str, container: str, q: dict[str, list[str]]) -> None:
+        def flag(name: str) -> bool:
+            return q.get(name, ["false"])[0].lower() in ("true", "1")
+
+        c = self._find(ns, pod, container, previous=flag("previous"))
+        if c is None:
+            what = "previous terminated container" if flag("previous") else "container"
+            self._status(404, "NotFound", f'{what} "{container}" in pod "{pod}" not found')
+            return
+        path = Path(c.log_path)
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        if "tailLines" in q:
+            n = int(q["tailLines"][0])
+            lines = lines[-n:] if n > 0 else []
+        body = render_log(lines, flag("timestamps"))
+        if "limitBytes" in q:
+            body = body[: int(q["limitBytes"][0])]
+        if not flag("follow"):
+            self._send(200, body)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self._chunk(body)
+        pos = path.stat().st_size if path.exists() else 0
+        pending = b""
+        while not self.server.stopping.is_set():
+            try:
+                size = path.stat().st_size
+            except OSError:
+                break
+            if size > pos:
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    data = f.read(size - pos)
+                pos = size
+                data = pending + data
+                complete, _, pending = data.rpartition(b"\n")
+                if complete:
+                    self._chunk(render_log(complete.decode(errors="replace").split("\n"), flag("timestamps")))
+                continue
+            try:
+                st = self.server.noded.runtime.container_status(c.id)
+            except Exception:
+                break
+            if st.state == ContainerState.EXITED:
+                break
+            time.sleep(0.1)
+        self.wfile.write(b"0\r\n\r\n")
+        self.wfile.flush()
+
+    # ---- WebSocket exec / attach -----------------------------------------------------------
+
+    def _stream(self, kind: str, ns: str, pod: str, container: str, q: dict[str, list[str]]) -> None:
+        if self.headers.get("Upgrade", "").lower() != "websocket":
+            self._status(
+                400,
+                "BadRequest",
+                "exec/attach need a WebSocket upgrade (v5.channel.k8s.io); SPDY is not supported by kubelab",
+            )
+            return
+        offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        proto = next((p for p in SUBPROTOCOLS if p in offered), None)
+        if proto is None:
+            self._status(400, "BadRequest", f"unsupported stream protocols {offered}; use {list(SUBPROTOCOLS)}")
+            return
+        c = self._find(ns, pod, container)
+        if c is None or c.state != ContainerState.RUNNING:
+            self._status(404, "NotFound", f'container "{container}" in pod "{pod}" is not running')
+            return
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", proto)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        ws = _WebSocket(self.rfile, self.wfile)
+        if kind == "exec":
+            self._exec(ws, c.id, q, proto)
+        else:
+            self._attach(ws, c)
+
+    def _exec(self, ws: _WebSocket, cid: str, q: dict[str, list[str]], proto: str) -> None:
+        argv = q.get("command", [])
+        want_stdin = q.get("stdin", ["false"])[0].lower() in ("true", "1")
+        if not argv:
+            ws.send_status(1, "you must specify at least one command for the container")
+            ws.close()
+            return
+        try:
+            session = self.server.noded.runtime.exec(cid, argv, want_stdin)
+        except Exception as exc:
+            ws.send_status(1, f"exec failed: {exc}")
+            ws.close()
+            return
+
+        def pump_in() -> None:
+            while True:
+                msg = ws.recv()
+                if msg is None:
+                    session.close_stdin()
+                    return
+                if not msg:
+                    continue
+                ch, data = msg[0], msg[1:]
+                if ch == 0:
+                    session.write_stdin(data)
+                elif ch == 255 and data[:1] == b"\x00":  # v5: the client's stdin reached EOF
+                    session.close_stdin()
+
+        if want_stdin:
+            threading.Thread(target=pump_in, daemon=True, name="exec-stdin").start()
+        for ch, data in session.output():
+            ws.send(bytes([ch]) + data)
+        code = session.wait()
+        if code == 0:
+            ws.send(b"\x03" + json.dumps({"metadata": {}, "status": "Success"}).encode())
+        else:
+            ws.send_status(code, f"command terminated with non-zero exit code: exit status {code}")
+        ws.close()
+
+    def _attach(self, ws: _WebSocket, c: ContainerStatus) -> None:
+        path = Path(c.log_path)
+        pos = path.stat().st_size if path.exists() else 0
+        pending = b""
+        while not self.server.stopping.is_set():
+            size = path.stat().st_size if path.exists() else pos
+            if size > pos:
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    data = f.read(size - pos)
+                pos = size
+                complete, _, pending = (pending + data).rpartition(b"\n")
+                for line in complete.decode(errors="replace").split("\n"):
+                    p = parse_cri_line(line)
+                    if p:
+                        ws.send(bytes([1 if p[1] == "stdout" else 2]) + (p[3] + ("\n" if p[2] == "F" else "")).encode())
+                continue
+            st = self.server.noded.runtime.container_status(c.id)
+            if st.state == ContainerState.EXITED:
+                break
+            time.sleep(0.1)
+        ws.send(b"\x03" + json.dumps({"metadata": {}, "status": "Success"}).encode())
+        ws.close()
+
+
+class _WebSocket:
+    """Server side of RFC 6455: unmasked binary frames out, masked frames in."""
+
+    def __init__(self, rfile: Any, wfile: Any) -> None:
+        self.rfile, self.wfile = rfile, wfile
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def _frame(self, opcode: int, payload: bytes) -> None:
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([n])
+        elif n < 65536:
+            head += bytes([126]) + struct.pack("!H", n)
+        else:
+            head += bytes([127]) + struct.pack("!Q", n)
+        with self._lock:
+            if self.closed:
+                return
+            with contextlib.suppress(OSError, ValueError):
+                self.wfile.write(head + payload)
+                self.wfile.flush()
+
+    def send(self, data: bytes) -> None:
+        self._frame(0x2, data)
+
+    def send_status(self, code: int, message: str) -> None:
+        status = {
+            "metadata": {},
+            "status": "Failure",
+            "message": message,
+            "reason": "NonZeroExitCode" if code else "InternalError",
+            "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+        }
+        self.send(b"\x03" + json.dumps(status).encode())
+
+    def close(self) -> None:
+        self._frame(0x8, struct.pack("!H", 1000))
+        with self._lock:
+            self.closed = True
+
+    def recv(self) -> bytes | None:
+        """The next data message (binary or text), None once closed."""
+        data = b""
+        while True:
+            try:
+                h = self.rfile.read(2)
+                if len(h) < 2:
+                    return None
+                fin, opcode = h[0] & 0x80, h[0] & 0x0F
+                masked, n = h[1] & 0x80, h[1] & 0x7F
+                if n == 126:
+                    n = struct.unpack("!H", self.rfile.read(2))[0]
+                elif n == 127:
+                    n = struct.unpack("!Q", self.rfile.read(8))[0]
+                mask = self.rfile.read(4) if masked else b""
+                payload = self.rfile.read(n)
+            except (OSError, ValueError, struct.error):
+                return None
+            if mask:
+                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+            if opcode == 0x8:
+                return None
+            if opcode == 0x9:
+                self._frame(0xA, payload)
+                continue
+            if opcode == 0xA:
+                continue
+            data += payload
+            if fin:
+                return bytes(data)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    noded: Noded
+    stopping: threading.Event
+
+
+class KubeletServer:
+    def __init__(
+        self, noded: Noded, cert: Path, key: Path, client_ca: Path, host: str = "0.0.0.0", port: int = 10250
+    ) -> None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert), str(key))
+        ctx.verify_mode = ssl.CERT_REQUIRED  # only clients with a certificate from the cluster CA
+        ctx.load_verify_locations(str(client_ca))
+        self.httpd = _Server((host, port), _Handler, bind_and_activate=False)
+        self.httpd.allow_reuse_address = True
+        self.httpd.server_bind()
+        self.httpd.server_activate()
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd.noded = noded
+        self.httpd.stopping = threading.Event()
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="kubelet-api", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("kubelet API listening on %s:%s", *self.httpd.server_address[:2])
+
+    def stop(self) -> None:
+        self.httpd.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+__all__ = ["KubeletServer", "parse_cri_line", "render_log"]

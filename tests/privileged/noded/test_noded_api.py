@@ -1,0 +1,334 @@
+"""noded end to end: the real ``kubelab noded`` process against a real API server, real runc, a real
+registry and the reference CNI plugins (or ours), with real kubectl for logs and exec.
+
+Topology: the API server listens on 127.0.0.1 (root namespace); noded runs in the root namespace too
+(so it reaches the API server and the API server reaches its kubelet API on 127.0.0.1), but its
+node network lives in a throwaway namespace (``--node-netns``): CNI plugins run there, the bridge
+and veths are there, probes connect from there. Pod netns names carry a per-test prefix; noded's
+root dir, runc root and log dir are temporary. Teardown: noded SIGTERM, ``kubelab noded cleanup``,
+API server stop — nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controlplane.api import errors
+from controlplane.api.registry import EVENTS, LEASES, NODES, PODS
+from controlplane.pki import CertificateAuthority, issue_cert
+from tests.helpers.apiserver import RunningApiServer, start_apiserver
+from tests.helpers.netns import NetnsFactory, sh
+from tests.helpers.registry import Registry, free_port
+from tests.helpers.wait import wait_for
+
+REPO = Path(__file__).resolve().parents[3]
+NODE = "kt-node1"
+
+
+class Cluster:
+    def __init__(self, tmp: Path, api: RunningApiServer, node_ns: str, registry_: Registry, cni: str) -> None:
+        self.tmp, self.api, self.node_ns, self.registry = tmp, api, node_ns, registry_
+        self.client = api.client()
+        self.prefix = f"kt{uuid.uuid4().hex[:6]}-"
+        self.root = tmp / "noded"
+        self.log_root = tmp / "pods-logs"
+        self.cni_conf = tmp / "cni"
+        self.manifests = tmp / "manifests"
+        self.manifests.mkdir()
+        self.cni = cni
+        ca = CertificateAuthority(
+            (api.data_dir / "pki" / "ca.crt").read_bytes(), (api.data_dir / "pki" / "ca.key").read_bytes()
+        )
+        cert, key = issue_cert(ca, f"system:node:{NODE}", ["system:nodes"], ips=["127.0.0.1"], client=True, server=True)
+        (tmp / "kubelet.crt").write_bytes(cert)
+        (tmp / "kubelet.key").write_bytes(key)
+        self.kubelet_port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start_noded(self) -> None:
+        cni_bins = ["--cni-bin-dir", "/usr/lib/cni"]
+        if self.cni == "kubelab":
+            cni_bins = ["--cni-bin-dir", str(Path(sys.executable).parent)]
+        cmd = [
+            sys.executable, "-m", "lab", "-v", "noded", "--node-name", NODE, "--kubeconfig", str(self.api.kubeconfig),
+            "--node-ip", "127.0.0.1", "--root-dir", str(self.root), "--log-root", str(self.log_root),
+            *cni_bins, "--cni-conf-dir", str(self.cni_conf), "--cni", self.cni,
+            "--node-netns", self.node_ns, "--netns-prefix", self.prefix, "--manifests-dir", str(self.manifests),
+            "--tls-cert-file", str(self.tmp / "kubelet.crt"), "--tls-private-key-file", str(self.tmp / "kubelet.key"),
+            "--client-ca-file", str(self.api.data_dir / "pki" / "ca.crt"), "--kubelet-port", str(self.kubelet_port),
+            "--insecure-registry", self.registry.address, "--backoff-base", "0.5",
+            "--lease-period", "1", "--status-period", "1",
+        ]  # fmt: skip
+        log = open(self.tmp / "noded.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+
+    def stop_noded(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self.proc = None
+
+    def image(self, name: str) -> str:
+        return f"{self.registry.address}/kubelab/{name}:latest"
+
+    def pod(self, name: str) -> dict[str, Any]:
+        return self.client.get(PODS, name, "default")
+
+    def create(self, name: str, containers: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+        obj = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": NODE, "containers": containers, "terminationGracePeriodSeconds": 2, **spec},
+        }
+        return self.client.create(PODS, obj, "default")
+
+    def wait_pod(self, name: str, cond: Any, timeout: float = 30) -> dict[str, Any]:
+        def check() -> Any:
+            p = self.pod(name)
+            return p if cond(p) else None
+
+        try:
+            return wait_for(check, timeout, interval=0.1, message=f"pod {name}")
+        except AssertionError:
+            raise AssertionError(
+                f"pod {name}: {json.dumps(self.pod(name).get('status'))[:1500]}\nnoded log tail:\n"
+                f"{(self.tmp / 'noded.log').read_text()[-3000:]}"
+            ) from None
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run(
+            ["kubectl", "--kubeconfig", str(self.api.kubeconfig), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {res.stderr}")
+        return res
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        items = self.client.list(EVENTS, "default")["items"]
+        return [e for e in items if e["involvedObject"].get("name") == name]
+
+
+def running_ready(p: dict[str, Any]) -> bool:
+    st = p.get("status") or {}
+    return st.get("phase") == "Running" and all(c.get("ready") for c in st.get("containerStatuses") or [{}])
+
+
+@pytest.fixture(params=["reference"])
+def cluster(
+    request: pytest.FixtureRequest, tmp_path: Path, netns: NetnsFactory, registry: Registry
+) -> Iterator[Cluster]:
+    api = start_apiserver(tmp_path)
+    c = Cluster(tmp_path, api, netns("node"), registry, request.param)
+    try:
+        c.start_noded()
+        node = wait_for(lambda: c.client.get(NODES, NODE), 20, message="node registered")
+        assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == c.kubelet_port
+        # The node IPAM controller's job: give the node its pod CIDR.
+        c.client.patch(NODES, NODE, {"spec": {"podCIDR": "10.244.9.0/24", "podCIDRs": ["10.244.9.0/24"]}})
+        wait_for(lambda: (c.cni_conf / "10-kubelab.conflist").exists(), 20, message="CNI config written")
+        yield c
+    finally:
+        c.stop_noded()
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lab",
+                "noded",
+                "cleanup",
+                "--root-dir",
+                str(c.root),
+                "--log-root",
+                str(c.log_root),
+                "--node-netns",
+                c.node_ns,
+                "--cni-conf-dir",
+                str(c.cni_conf),
+                "--cni-bin-dir",
+                "/usr/lib/cni",
+            ],
+            cwd=REPO,
+            capture_output=True,
+            check=False,
+        )
+        c.client.close()
+        api.stop()
+
+
+def test_node_registration_and_lease(cluster: Cluster) -> None:
+    node = cluster.client.get(NODES, NODE)
+    st = node["status"]
+    assert {"type": "InternalIP", "address": "127.0.0.1"} in st["addresses"]
+    assert st["capacity"]["pods"] == "110" and int(st["capacity"]["cpu"]) >= 1
+    assert st["nodeInfo"]["containerRuntimeVersion"].startswith("runc://1.")
+    conds = wait_for(
+        lambda: (
+            {c["type"]: c["status"] for c in cluster.client.get(NODES, NODE)["status"]["conditions"]}
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in cluster.client.get(NODES, NODE)["status"]["conditions"]
+            )
+            else None
+        ),
+        10,
+    )
+    assert conds["Ready"] == "True" and conds["NetworkUnavailable"] == "False" and conds["MemoryPressure"] == "False"
+    lease = cluster.client.get(LEASES, NODE, "kube-node-lease")
+    assert lease["spec"]["holderIdentity"] == NODE
+    first = lease["spec"]["renewTime"]
+    wait_for(lambda: cluster.client.get(LEASES, NODE, "kube-node-lease")["spec"]["renewTime"] != first, 10)
+
+
+def test_pod_localhost_reachability_logs_exec_and_graceful_delete(cluster: Cluster) -> None:
+    cluster.create(
+        "duo",
+        [
+            {
+                "name": "web",
+                "image": cluster.image("hello"),
+                "ports": [{"containerPort": 8080, "name": "http"}],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                ],
+                "readinessProbe": {"httpGet": {"path": "/", "port": "http"}, "periodSeconds": 1},
+            },
+            {
+                "name": "client",
+                "image": cluster.image("busybox"),
+                "command": ["sh", "-c", "until wget -qO- http://localhost:8080/; do sleep 0.2; done; sleep 3600"],
+            },
+        ],
+    )
+    pod = cluster.wait_pod("duo", running_ready)
+    ip = pod["status"]["podIP"]
+    assert ip.startswith("10.244.9.") and pod["status"]["hostIP"] == "127.0.0.1"
+    assert all(c["containerID"].startswith("runc://") for c in pod["status"]["containerStatuses"])
+    assert sh("wget", "-qO-", f"http://{ip}:8080/", netns=cluster.node_ns).strip() == f"Hello from duo on {NODE}"
+    # The netns name says which pod it is.
+    assert any(n.startswith(f"{cluster.prefix}default_duo_") for n in sh("ip", "netns", "list").split())
+    # Logs and exec through the API server with the real kubectl.
+    out = wait_for(lambda: (r := cluster.kubectl("logs", "duo", "-c", "client")).stdout.strip() and r.stdout, 15)
+    assert f"Hello from duo on {NODE}" in out
+    res = cluster.kubectl("exec", "duo", "-c", "client", "--", "sh", "-c", "echo in-$(hostname); exit 3", check=False)
+    assert res.stdout.strip() == "in-duo" and res.returncode == 3
+    reasons = {e["reason"] for e in cluster.events("duo")}
+    assert {"Pulling", "Pulled", "Created", "Started"} <= reasons
+    # Graceful deletion: the object goes only after the pod's containers and network are gone.
+    cluster.client.delete(PODS, "duo", "default")
+    wait_for(lambda: _gone(cluster, "duo"), 30, message="pod object deleted")
+    assert not any(n.startswith(cluster.prefix) for n in sh("ip", "netns", "list").split())
+    assert "veth" not in sh("ip", "-br", "link", netns=cluster.node_ns)
+
+
+def _gone(cluster: Cluster, name: str) -> bool:
+    try:
+        cluster.pod(name)
+    except errors.NotFound:
+        return True
+    return False
+
+
+def test_restart_policies_backoff_and_probes(cluster: Cluster) -> None:
+    bb = cluster.image("busybox")
+    cluster.create("crash", [{"name": "c", "image": bb, "command": ["sh", "-c", "echo boom; exit 2"]}])
+    cluster.create(
+        "once",
+        [{"name": "c", "image": bb, "command": ["sh", "-c", "exit 1"]}],
+        restartPolicy="OnFailure",
+        initContainers=[{"name": "init", "image": bb, "command": ["true"]}],
+    )
+    cluster.create("done", [{"name": "c", "image": bb, "command": ["true"]}], restartPolicy="Never")
+    cluster.create(
+        "live",
+        [
+            {
+                "name": "c",
+                "image": bb,
+                "command": ["sleep", "3600"],
+                "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1},
+                "startupProbe": {"tcpSocket": {"port": 9}, "periodSeconds": 1, "failureThreshold": 100},
+            }
+        ],
+    )
+    p = cluster.wait_pod(
+        "crash",
+        lambda p: (
+            (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 2
+            and "waiting" in p["status"]["containerStatuses"][0]["state"]
+        ),
+    )
+    cs = p["status"]["containerStatuses"][0]
+    assert cs["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    assert cs["lastState"]["terminated"]["exitCode"] == 2 and cs["lastState"]["terminated"]["reason"] == "Error"
+    assert "BackOff" in {e["reason"] for e in cluster.events("crash")}
+    cluster.wait_pod("once", lambda p: (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1)
+    p = cluster.wait_pod("done", lambda p: p["status"].get("phase") == "Succeeded")
+    assert p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    # The startup probe (nothing listens on :9) holds liveness off: not started, never killed.
+    p = cluster.wait_pod("live", lambda p: p["status"].get("phase") == "Running")
+    assert p["status"]["containerStatuses"][0]["started"] is False
+    assert p["status"]["containerStatuses"][0]["restartCount"] == 0
+
+
+def test_bad_image_bad_command_and_static_pods(cluster: Cluster) -> None:
+    (cluster.manifests / "good.yaml").write_text(
+        f"apiVersion: v1\nkind: Pod\nmetadata:\n  name: static\nspec:\n  containers:\n"
+        f"  - name: c\n    image: {cluster.image('busybox')}\n    command: [sleep, '3600']\n"
+    )
+    (cluster.manifests / "bad.yaml").write_text("kind: Pod\nmetadata: {}\nspec: [not, a, spec\n")
+    cluster.create("noimage", [{"name": "c", "image": cluster.image("missing")}])
+    cluster.create(
+        "nocmd", [{"name": "c", "image": cluster.image("busybox"), "command": ["/no/such"]}], restartPolicy="Never"
+    )
+    p = cluster.wait_pod(
+        "noimage",
+        lambda p: (
+            (p["status"].get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {}).get("reason")
+            == "ImagePullBackOff"
+        ),
+    )
+    assert "manifest unknown" in p["status"]["containerStatuses"][0]["state"]["waiting"]["message"]
+    p = cluster.wait_pod("nocmd", lambda p: p["status"].get("phase") == "Failed")
+    term = p["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert term["reason"] == "StartError" and "/no/such" in term["message"]
+    mirror = cluster.wait_pod(f"static-{NODE}", running_ready)
+    assert mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"]
+    assert "bad.yaml is invalid, skipped" in (cluster.tmp / "noded.log").read_text()
+
+
+def test_noded_sigkill_restart_disturbs_nothing(cluster: Cluster) -> None:
+    cluster.create("steady", [{"name": "c", "image": cluster.image("busybox"), "command": ["sleep", "3600"]}])
+    before = cluster.wait_pod("steady", running_ready)["status"]["containerStatuses"][0]
+    sandboxes = sorted(os.listdir(cluster.root / "runc"))
+    cluster.stop_noded(signal.SIGKILL)
+    cluster.start_noded()
+    # Wait for the new noded to have synced the pod (it rewrites nothing: same status).
+    wait_for(lambda: cluster.client.get(LEASES, NODE, "kube-node-lease"), 10)
+    cluster.create("after", [{"name": "c", "image": cluster.image("busybox"), "command": ["sleep", "3600"]}])
+    cluster.wait_pod("after", running_ready)
+    now = cluster.pod("steady")["status"]["containerStatuses"][0]
+    assert now["state"]["running"]["startedAt"] == before["state"]["running"]["startedAt"]
+    assert now["restartCount"] == 0 and now["containerID"] == before["containerID"]
+    assert set(sandboxes) <= set(os.listdir(cluster.root / "runc"))
+    assert len(os.listdir(cluster.root / "runc")) == len(sandboxes) + 2  # only "after"'s sandbox + container
