@@ -22,7 +22,7 @@ from typing import Any
 
 from controlplane.api.registry import Resource
 
-__all__ = ["apply_defaults", "default_pod_spec", "image_pull_policy", "qos_class"]
+__all__ = ["apply_defaults", "default_pod_spec", "drop_type_dependent_fields", "image_pull_policy", "qos_class"]
 
 Obj = dict[str, Any]
 
@@ -373,6 +373,43 @@ def _default_event(obj: Obj) -> None:
 
 def _default_secret(obj: Obj) -> None:
     obj.setdefault("type", "Opaque")
+
+
+def drop_type_dependent_fields(resource: Resource, obj: dict[str, Any], old: dict[str, Any]) -> None:
+    """On a Service update that changes ``spec.type``, drop what the old type implied.
+
+    Kubernetes' service strategy (``dropTypeDependentFields``) does this so that
+    ``kubectl apply`` of ``type: ClusterIP`` over a NodePort service works: allocated node ports,
+    ``externalTrafficPolicy`` and ``healthCheckNodePort`` the user did not change are removed
+    (and then released by the allocator); for ``ExternalName`` the cluster IP fields too. A
+    value the user changed in the same update is kept, so validation can reject it. Call before
+    ``apply_defaults``/validation on updates; a no-op for other kinds or unchanged types.
+    """
+    if resource.plural != "services":
+        return
+    spec, ospec = obj.get("spec"), old.get("spec")
+    if not isinstance(spec, dict) or not isinstance(ospec, dict):
+        return
+    new_type = spec.get("type") or "ClusterIP"
+    old_type = ospec.get("type") or "ClusterIP"
+    if new_type == old_type:
+        return
+    if new_type not in ("NodePort", "LoadBalancer"):
+        old_ports = {(p.get("port"), p.get("protocol") or "TCP"): p.get("nodePort") for p in _dicts(ospec.get("ports"))}
+        for p in _dicts(spec.get("ports")):
+            if p.get("nodePort") and old_ports.get((p.get("port"), p.get("protocol") or "TCP")) == p["nodePort"]:
+                del p["nodePort"]
+        for key in ("externalTrafficPolicy", "healthCheckNodePort"):
+            if key in spec and spec.get(key) == ospec.get(key):
+                del spec[key]
+    if new_type != "LoadBalancer":
+        for key in ("allocateLoadBalancerNodePorts", "loadBalancerClass"):
+            if key in spec and spec.get(key) == ospec.get(key):
+                del spec[key]
+    if new_type == "ExternalName":
+        for key in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy", "internalTrafficPolicy"):
+            if key in spec and spec.get(key) == ospec.get(key):
+                del spec[key]
 
 
 _BY_PLURAL: dict[str, Callable[[Obj], None]] = {

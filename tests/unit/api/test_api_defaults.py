@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from controlplane.api import registry
-from controlplane.api.defaults import apply_defaults, image_pull_policy, qos_class
+from controlplane.api.defaults import apply_defaults, drop_type_dependent_fields, image_pull_policy, qos_class
 from controlplane.api.registry import Resource
+from controlplane.api.validation import validate
 
 
 def _pod(**spec: Any) -> dict[str, Any]:
@@ -276,3 +277,46 @@ def test_other_kinds(resource: Resource, obj: dict[str, Any], path: tuple[Any, .
 )
 def test_malformed_bodies_are_left_for_validation(body: dict[str, Any]) -> None:
     apply_defaults(registry.PODS, body)  # must not raise
+
+
+def _nodeport_svc() -> dict[str, Any]:
+    svc: dict[str, Any] = {
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"type": "NodePort", "clusterIP": "10.96.0.5", "ports": [{"port": 80, "nodePort": 30080}]},
+    }
+    apply_defaults(registry.SERVICES, svc)
+    return svc
+
+
+def test_nodeport_to_clusterip_drops_allocated_node_ports() -> None:
+    old = _nodeport_svc()
+    new = copy.deepcopy(old)
+    new["spec"]["type"] = "ClusterIP"  # what kubectl apply's patch changes; the merged ports keep nodePort
+    drop_type_dependent_fields(registry.SERVICES, new, old)
+    apply_defaults(registry.SERVICES, new)
+    assert new["spec"]["ports"] == [{"port": 80, "protocol": "TCP", "targetPort": 80}]
+    assert "externalTrafficPolicy" not in new["spec"]
+    assert new["spec"]["clusterIP"] == "10.96.0.5"
+    assert validate(registry.SERVICES, new, old) == []
+
+
+def test_a_node_port_changed_with_the_type_is_kept_for_validation() -> None:
+    old = _nodeport_svc()
+    new = copy.deepcopy(old)
+    new["spec"]["type"] = "ClusterIP"
+    new["spec"]["ports"][0]["nodePort"] = 30081
+    drop_type_dependent_fields(registry.SERVICES, new, old)
+    assert new["spec"]["ports"][0]["nodePort"] == 30081
+    assert [c.field for c in validate(registry.SERVICES, new, old)] == ["spec.ports[0].nodePort"]
+
+
+def test_to_external_name_drops_cluster_ip() -> None:
+    old = _nodeport_svc()
+    new = copy.deepcopy(old)
+    new["spec"].update(type="ExternalName", externalName="example.com")
+    drop_type_dependent_fields(registry.SERVICES, new, old)
+    assert "clusterIP" not in new["spec"]
+    assert "nodePort" not in new["spec"]["ports"][0]
+    unchanged = _nodeport_svc()
+    drop_type_dependent_fields(registry.SERVICES, unchanged, _nodeport_svc())
+    assert unchanged == _nodeport_svc()
