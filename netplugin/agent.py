@@ -316,7 +316,23 @@ def register(subparsers: Any) -> None:
     p.add_argument("--kubeconfig", required=True, help="kubeconfig to reach the API server")
     p.add_argument("--netns", default=None, help="namespace path to program (default: the agent's own)")
     p.add_argument("--resync", type=float, default=30.0, help="seconds between full re-checks")
+    p.add_argument(
+        "--cni-server",
+        action="store_true",
+        help="also run the CNI server (netplugin/cniserver.py) that the plugin launchers hand requests to",
+    )
     p.set_defaults(func=run_cli)
+
+
+def start_cni_server(netns: str | None = None) -> Any:
+    """The CNI server as a child process (it forks per request, so it must not share our threads)."""
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "netplugin.cniserver"]
+    if netns:
+        argv = ["nsenter", f"--net={netns}", *argv]
+    return subprocess.Popen(argv)
 
 
 def run_cli(args: argparse.Namespace) -> int:
@@ -329,8 +345,14 @@ def run_cli(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    server = start_cni_server(args.netns) if args.cni_server else None
     agent.start()
-    log.info("netagent running node=%s", args.node_name)
-    stop.wait()
-    agent.stop()
+    log.info("netagent running node=%s cni_server=%s", args.node_name, bool(server))
+    try:
+        stop.wait()
+    finally:
+        agent.stop()
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=10)
     return 0

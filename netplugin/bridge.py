@@ -173,7 +173,7 @@ def _is_kubelab_ipam(path: str) -> bool:
             head = f.read(2048)
     except OSError:
         return False
-    return head.startswith(b"#!") and b"netplugin.ipam" in head
+    return head.startswith(b"#!") and (b"netplugin.ipam" in head or b"main_ipam" in head)
 
 
 def delegate(args: CmdArgs, ipam_type: str, command: str) -> dict[str, Any] | None:

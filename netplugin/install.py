@@ -17,15 +17,25 @@ import os
 import sys
 from pathlib import Path
 
-PLUGINS = {"kubelab-bridge": "netplugin.bridge", "kubelab-ipam": "netplugin.ipam.plugin"}
+# Each launcher runs the thin client (``thin.py``): it hands the request to the node's CNI
+# server when one is running and otherwise runs the plugin in-process.
+PLUGINS = {"kubelab-bridge": "main_bridge", "kubelab-ipam": "main_ipam"}
 
 
 def base_interpreter() -> str:
-    """The real interpreter behind a virtualenv's ``python`` (the launchers need no venv)."""
+    """The interpreter for the launchers: they need only the stdlib of this Python version.
+
+    The distribution's ``/usr/bin/python3.X`` of the same version is preferred when present: it
+    links libpython statically and starts ~15% faster than a ``--enable-shared`` build (pyenv's),
+    which is most of a plugin exec. Otherwise the real interpreter behind the virtualenv.
+    """
+    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    if os.access(system, os.X_OK):
+        return system
     return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
 
 
-def launcher_text(module: str, python: str | None = None, source_root: str | None = None) -> str:
+def launcher_text(entry: str, python: str | None = None, source_root: str | None = None) -> str:
     python = python or base_interpreter()
     root = source_root or str(Path(__file__).resolve().parent.parent)
     return (
@@ -33,7 +43,7 @@ def launcher_text(module: str, python: str | None = None, source_root: str | Non
         "# kubelab CNI plugin launcher (netplugin/install.py): stdlib only, no site-packages.\n"
         "import sys\n"
         f"sys.path.insert(0, {root!r})\n"
-        f"from {module} import main\n"
+        f"from netplugin.thin import {entry} as main\n"
         "sys.exit(main())\n"
     )
 
@@ -43,10 +53,10 @@ def install_plugins(bin_dir: str | Path, python: str | None = None) -> list[Path
     d = Path(bin_dir)
     d.mkdir(parents=True, exist_ok=True)
     out = []
-    for name, module in PLUGINS.items():
+    for name, entry in PLUGINS.items():
         path = d / name
         tmp = d / f".{name}.tmp{os.getpid()}"
-        tmp.write_text(launcher_text(module, python))
+        tmp.write_text(launcher_text(entry, python))
         tmp.chmod(0o755)
         os.replace(tmp, path)
         out.append(path)

@@ -1,0 +1,110 @@
+"""The CNI server behind the thin client (``thin.py``): the plugin, kept warm, one fork per request.
+
+Role: listen on ``/run/kubelab/cni/<netns inode>.sock`` for the namespace it runs in (the node's),
+and serve each request exactly as an exec of the plugin would: a forked child gets the request's
+environment and stdin, runs ``skel.dispatch`` with the bridge's or the IPAM's handlers, and sends
+back the exit status and stdout. Forking keeps the spec's process model (the child may ``setns``
+into the pod's namespace, holds the IPAM flock, dies after one request; requests run in parallel
+like execs do) while skipping the interpreter start and imports.
+
+Must be single-threaded (forking a threaded process is unsafe), so ``kubelab netagent`` runs it
+as its own child process (``python -m netplugin.cniserver``) instead of in a thread.
+The socket file is ours alone (mode 0600, root); a stale one from a dead server is replaced.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import socket
+import sys
+
+from netplugin import skel, thin
+from netplugin.bridge import HANDLERS as BRIDGE_HANDLERS
+from netplugin.ipam.plugin import HANDLERS as IPAM_HANDLERS
+
+# the handlers' signatures differ only in optional driver arguments
+HANDLERS: dict[str, dict[str, object]] = {"kubelab-bridge": dict(BRIDGE_HANDLERS), "kubelab-ipam": dict(IPAM_HANDLERS)}
+
+
+def _recv_all(conn: socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        b = conn.recv(65536)
+        if not b:
+            return b"".join(chunks)
+        chunks.append(b)
+
+
+def handle(conn: socket.socket) -> None:
+    data = _recv_all(conn)
+    if not data.startswith(thin.MAGIC):
+        conn.sendall(b"\x01" + b'{"cniVersion": "1.1.0", "code": 100, "msg": "bad request to the CNI server"}')
+        return
+    rest = data[len(thin.MAGIC) :]
+    plugin, _, rest = rest.partition(b"\n")
+    n = int.from_bytes(rest[:4], "big")
+    env_blob, stdin = rest[4 : 4 + n], rest[4 + n :]
+    environ = {}
+    for item in env_blob.split(b"\0"):
+        k, sep, v = item.partition(b"=")
+        if sep:
+            environ[k.decode()] = v.decode()
+    handlers = HANDLERS.get(plugin.decode())
+    if handlers is None:
+        conn.sendall(b"\x01" + b'{"cniVersion": "1.1.0", "code": 100, "msg": "unknown plugin"}')
+        return
+    os.environ.clear()  # the child acts as the exec'd plugin would, with the caller's environment
+    os.environ.update(environ)
+    out = io.StringIO()
+    rc = skel.dispatch(handlers, prefix=plugin.decode(), environ=environ, stdin=stdin, stdout=out)  # type: ignore[arg-type]
+    conn.sendall(bytes([rc & 0xFF]) + out.getvalue().encode())
+
+
+def serve(path: str | None = None) -> None:
+    path = path or thin.socket_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    try:
+        os.unlink(path)  # a stale socket of a dead server
+    except FileNotFoundError:
+        pass
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    os.chmod(path, 0o600)
+    srv.listen(128)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except InterruptedError:
+                continue
+            pid = os.fork()
+            if pid == 0:
+                code = 0
+                try:
+                    srv.close()
+                    handle(conn)
+                except BaseException:
+                    code = 1
+                finally:
+                    conn.close()
+                    os._exit(code)
+            conn.close()
+    finally:
+        srv.close()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def main() -> int:
+    serve(sys.argv[1] if len(sys.argv) > 1 else None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
