@@ -427,3 +427,32 @@ def test_concurrent_creates_get_unique_revisions(store: Store) -> None:
     assert len(revs) == 20 and len(set(revs)) == 20
     assert len(duplicates) == 80
     assert len(store.list("/u/")[0]) == 20
+
+
+def test_list_is_a_consistent_snapshot_under_concurrent_writes(store: Store) -> None:
+    created: dict[str, int] = {}
+    snapshots: list[tuple[set[str], int]] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            for i in range(150):
+                key = f"/snap/{i:04d}"
+                created[key] = store.create(key, b"x")
+        finally:
+            done.set()
+
+    t = threading.Thread(target=writer)
+    t.start()
+    while True:
+        finished = done.wait(0.002)  # paces the lists so the writer is not starved of the GIL
+        items, rev = store.list("/snap/")
+        assert all(kv.mod_revision <= rev for kv in items)
+        snapshots.append(({kv.key for kv in items}, rev))
+        if finished:
+            break
+    t.join()
+    assert len(snapshots[-1][0]) == 150
+    for keys, rev in snapshots:
+        # Exactly the keys created at or before the revision the list says it was read at.
+        assert keys == {k for k, r in created.items() if r <= rev}

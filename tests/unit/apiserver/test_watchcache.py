@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -365,3 +366,26 @@ def test_list_needs_keep_state() -> None:
     cache = WatchCache(MemoryStore())
     with pytest.raises(RuntimeError, match="keep_state"):
         cache.list("/registry/")
+
+
+def test_on_sqlite_prefill_comes_from_the_table_after_a_restart(tmp_path: Path) -> None:
+    from controlplane.storage.sqlite import SqliteStore
+
+    first = SqliteStore(tmp_path / "s.db")
+    revs = [first.create(f"/registry/pods/default/p{i}", pod(f"p{i}")) for i in range(5)]
+    first.close()
+
+    async def main() -> None:
+        store = SqliteStore(tmp_path / "s.db")  # a restarted server: its ring starts empty
+        cache = WatchCache(store)
+        cache.start()
+        try:
+            sub = cache.subscribe("/registry/pods/", revs[1], asyncio.get_running_loop())
+            assert [e.revision for e in await collect(sub, 3)] == revs[2:]
+            live = store.create("/registry/pods/default/new", pod("new"))
+            assert [e.revision for e in await collect(sub, 1)] == [live]
+        finally:
+            cache.stop()
+            store.close()
+
+    run(main)
