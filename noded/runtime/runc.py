@@ -153,9 +153,30 @@ class RuncRuntime:
         os.replace(tmp, p)
 
     def _runc_list(self) -> dict[str, dict[str, Any]]:
-        out = self._runc("list", "--format", "json")
-        items = json.loads(out or b"null") or []
-        return {c["id"]: c for c in items}
+        """``runc list`` without exec'ing runc: read each ``state.json`` and decide the status the
+        way runc does (init pid alive with the recorded start time → running, or created while
+        its ``exec.fifo`` exists; otherwise stopped). A pod sync lists several times, and one
+        ``runc list`` costs ~12 ms of fork+exec; this costs well under 1 ms for 100 containers."""
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            entries = list(os.scandir(self.runc_root))
+        except FileNotFoundError:
+            return out
+        for e in entries:
+            try:
+                state = json.loads(Path(e.path, "state.json").read_bytes())
+            except (OSError, ValueError):
+                continue
+            pid = int(state.get("init_process_pid") or 0)
+            status = "stopped"
+            if pid > 0 and _proc_start(pid) == state.get("init_process_start"):
+                status = "created" if os.path.exists(os.path.join(e.path, "exec.fifo")) else "running"
+            out[e.name] = {"id": e.name, "pid": pid, "status": status, "created": state.get("created", "")}
+        return out
+
+    def _state(self, cid: str) -> str | None:
+        st = self._runc_list().get(cid)
+        return None if st is None else str(st["status"])
 
     def _mount_overlay(self, bdir: Path, layers: Sequence[Path]) -> Path:
         rootfs, upper, work = bdir / "rootfs", bdir / "upper", bdir / "work"
@@ -411,13 +432,6 @@ class RuncRuntime:
                 i += 1
         raise RuntimeOpError(f"container {cid} did not stop after SIGKILL")
 
-    def _state(self, cid: str) -> str | None:
-        try:
-            out = self._runc("state", cid)
-        except CommandError:
-            return None
-        return str(json.loads(out)["status"])
-
     def stop_container(self, container_id: str, timeout: float) -> None:
         self._kill_and_wait(container_id, timeout)
         self._record_oom(container_id)
@@ -522,11 +536,7 @@ class RuncRuntime:
 
     def container_status(self, container_id: str) -> ContainerStatus:
         meta = self._meta(container_id)
-        try:
-            st: dict[str, Any] | None = json.loads(self._runc("state", container_id))
-        except CommandError:
-            st = None
-        return self._status(meta, st)
+        return self._status(meta, self._runc_list().get(container_id))
 
     # ---- exec ------------------------------------------------------------------------------
 
@@ -622,6 +632,18 @@ class RuncExecSession:
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
+
+
+def _proc_start(pid: int) -> int | None:
+    """Start time (clock ticks since boot) of a live, non-zombie process; None otherwise."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()
+    if not fields or fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
 
 
 def _shim_alive(exit_file: Path) -> bool:

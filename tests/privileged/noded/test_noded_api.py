@@ -199,6 +199,7 @@ def test_node_registration_and_lease(cluster: Cluster) -> None:
     wait_for(lambda: cluster.client.get(LEASES, NODE, "kube-node-lease")["spec"]["renewTime"] != first, 10)
 
 
+@pytest.mark.parametrize("cluster", ["reference", "kubelab"], indirect=True)
 def test_pod_localhost_reachability_logs_exec_and_graceful_delete(cluster: Cluster) -> None:
     cluster.create(
         "duo",
@@ -332,3 +333,34 @@ def test_noded_sigkill_restart_disturbs_nothing(cluster: Cluster) -> None:
     assert now["restartCount"] == 0 and now["containerID"] == before["containerID"]
     assert set(sandboxes) <= set(os.listdir(cluster.root / "runc"))
     assert len(os.listdir(cluster.root / "runc")) == len(sandboxes) + 2  # only "after"'s sandbox + container
+
+
+def test_host_reboot_recreates_pods(cluster: Cluster) -> None:
+    cluster.create("phoenix", [{"name": "c", "image": cluster.image("busybox"), "command": ["sleep", "3600"]}])
+    before = cluster.wait_pod("phoenix", running_ready)["status"]
+    cluster.stop_noded(signal.SIGKILL)
+    # "Reboot": every container process dies, mounts and pod network namespaces vanish; noded's
+    # files on disk (runc state, records, CNI cache) stay, as they would on a real disk.
+    runc = ["runc", "--root", str(cluster.root / "runc")]
+    for c in json.loads(sh(*runc, "list", "--format", "json") or "null") or []:
+        sh(*runc, "kill", c["id"], "KILL", check=False)
+    wait_for(
+        lambda: all(
+            c["status"] == "stopped" for c in json.loads(sh(*runc, "list", "--format", "json") or "null") or []
+        ),
+        10,
+    )
+    for line in sh("mount").splitlines():
+        if str(cluster.root) in line and " type overlay " in line:
+            sh("umount", line.split(" on ", 1)[1].split(" type ", 1)[0])
+    for n in sh("ip", "netns", "list").split():
+        if n.startswith(cluster.prefix):
+            sh("ip", "netns", "del", n)
+    cluster.start_noded()
+    after = cluster.wait_pod(
+        "phoenix", lambda p: running_ready(p) and p["status"]["containerStatuses"][0]["restartCount"] >= 1
+    )["status"]
+    assert after["containerStatuses"][0]["containerID"] != before["containerStatuses"][0]["containerID"]
+    assert after["podIP"].startswith("10.244.9.")
+    # The new sandbox's network works: the node reaches the pod.
+    assert "1 packets received" in sh("busybox", "ping", "-c", "1", "-W", "2", after["podIP"], netns=cluster.node_ns)

@@ -174,3 +174,29 @@ def test_missing_image_and_missing_command(node: Node) -> None:
     st = converge(node, pod2, lambda s: s.get("phase") == "Failed")
     term = st["containerStatuses"][0]["state"]["terminated"]
     assert term["reason"] == "StartError" and "/nope" in term["message"]
+
+
+def test_create_delete_cycles_leave_nothing_behind(node: Node, tmp_path: Path) -> None:
+    cycles = int(os.environ.get("KUBELAB_LEAK_CYCLES", "15"))
+    for i in range(cycles):
+        pod = mkpod(
+            f"cyc{i}",
+            [{"name": "c", "image": node.image("busybox"), "command": ["sleep", "3600"]}],
+            terminationGracePeriodSeconds=0,
+        )
+        converge(node, pod, lambda s: s.get("phase") == "Running")
+        pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        node.worker.sync_pod(pod)
+    assert node.api.deleted == [f"cyc{i}" for i in range(cycles)]
+    assert json.loads(sh("runc", "--root", str(tmp_path / "root" / "runc"), "list", "--format", "json") or "null") in (
+        None,
+        [],
+    )
+    assert node.netns.list(node.prefix) == []
+    assert "veth" not in sh("ip", "-br", "link", netns=node.ns)
+    assert str(tmp_path) not in sh("mount")
+    ipam = [p.name for p in (tmp_path / "ipam").rglob("*") if p.name.startswith("10.")]
+    assert ipam == []
+    assert not any((tmp_path / "logs").iterdir()) if (tmp_path / "logs").exists() else True
+    assert not any((tmp_path / "root" / "containers").iterdir())
+    assert not any((tmp_path / "root" / "pods").iterdir())
