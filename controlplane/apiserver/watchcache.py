@@ -22,7 +22,7 @@ Invariants:
   without touching the store or decoding anything — kube-apiserver's list-from-cache. It costs
   the memory of every object decoded once.
 - ``CachedEvent.obj`` is shared by every subscriber: never mutate it. For UPDATE ``prev_obj`` is
-  the decoded previous value (``None`` when the store no longer had it); for DELETE it is the
+  the decoded previous value, decoded on first use (``None`` when the store no longer had it); for DELETE it is the
   same dict as ``obj`` (the last state); for ADDED it is ``None``.
 
 Concurrency: one pump thread reads the store watch, decodes, appends to the ring under a lock and
@@ -39,7 +39,6 @@ import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -62,13 +61,49 @@ _TYPES: dict[EventType, EventTypeName] = {
 DEFAULT_MAX_PENDING = 10_000
 
 
-@dataclass(frozen=True, slots=True)
+_UNDECODED: Any = object()
+
+
 class CachedEvent:
-    type: EventTypeName
-    key: str
-    revision: int
-    obj: Obj
-    prev_obj: Obj | None
+    """One change, decoded once: ``type``, ``key``, ``revision``, ``obj``, ``prev_obj``.
+
+    ``prev_obj`` of an UPDATE is decoded on first use (only watchers with selectors need it),
+    then kept: most events never pay for it, in time or in ring memory.
+    """
+
+    __slots__ = ("_prev", "_prev_raw", "key", "obj", "revision", "type")
+
+    def __init__(
+        self,
+        type: EventTypeName,
+        key: str,
+        revision: int,
+        obj: Obj,
+        prev_obj: Obj | None = None,
+        *,
+        prev_raw: bytes | None = None,
+    ) -> None:
+        self.type: EventTypeName = type
+        self.key = key
+        self.revision = revision
+        self.obj = obj
+        self._prev_raw = prev_raw
+        self._prev: Obj | None = _UNDECODED if prev_raw is not None else prev_obj
+
+    @property
+    def prev_obj(self) -> Obj | None:
+        if self._prev is _UNDECODED:
+            prev: Obj | None = None
+            try:
+                decoded = orjson.loads(self._prev_raw or b"")
+                prev = decoded if isinstance(decoded, dict) else None
+            except orjson.JSONDecodeError:
+                pass
+            self._prev, self._prev_raw = prev, None
+        return self._prev
+
+    def __repr__(self) -> str:
+        return f"CachedEvent({self.type}, {self.key!r}, {self.revision})"
 
 
 def decode_event(ev: Event) -> CachedEvent | None:
@@ -81,15 +116,14 @@ def decode_event(ev: Event) -> CachedEvent | None:
         if not isinstance(meta, dict):
             meta = obj["metadata"] = {}
         meta["resourceVersion"] = str(ev.revision)
-        prev: Obj | None = None
-        if ev.type is EventType.UPDATE and ev.prev_value:
-            prev = orjson.loads(ev.prev_value)
-        elif ev.type is EventType.DELETE:
-            prev = obj
     except (orjson.JSONDecodeError, ValueError) as exc:
         log.error("watch cache: value of %s at revision %d is not a JSON object: %s", ev.key, ev.revision, exc)
         return None
-    return CachedEvent(_TYPES[ev.type], ev.key, ev.revision, obj, prev)
+    if ev.type is EventType.UPDATE:
+        return CachedEvent("MODIFIED", ev.key, ev.revision, obj, prev_raw=ev.prev_value)
+    if ev.type is EventType.DELETE:
+        return CachedEvent("DELETED", ev.key, ev.revision, obj, obj)
+    return CachedEvent("ADDED", ev.key, ev.revision, obj)
 
 
 class Subscription:
