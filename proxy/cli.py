@@ -201,7 +201,7 @@ def run_daemon(args: argparse.Namespace) -> int:
         # kube-proxy's iptables.Monitor: a wake-up lets sync() look for the canary on the
         # runner's thread (backends are single-threaded); a flush then forces a full resync.
         while not stop.wait(min(5.0, args.sync_period)):
-            proxier.runner.run()
+            proxier.request_canary_check()
 
     threading.Thread(target=canary_monitor, name="proxy-canary", daemon=True).start()
     try:

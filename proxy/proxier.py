@@ -138,6 +138,7 @@ class Proxier:
         self._pending_triggers: list[str] = []
         self._needs_full = True
         self._last_full = float("-inf")
+        self._canary_due = threading.Event()
         self._synced_sources: dict[str, bool] = {}
         self._lock = threading.Lock()
         self.last_applied: SyncRecord | None = None
@@ -158,6 +159,11 @@ class Proxier:
         ips = tuple(node_addresses(obj))
         with self._lock:
             self._node_ips = ips
+        self.runner.run()
+
+    def request_canary_check(self) -> None:
+        """Look for the canary chain at the next sync (called by the daemon's monitor thread)."""
+        self._canary_due.set()
         self.runner.run()
 
     def set_synced(self, source: str, synced: bool = True) -> None:
@@ -192,9 +198,13 @@ class Proxier:
         full = self._needs_full or start - self._last_full >= self.sync_period
         if options != self._rendered_options:
             full = True
-        if not full and self.ruleset is not None and not self.backend.canary_present():
-            log.warning("canary chain KUBE-PROXY-CANARY is gone: the tables were flushed; full resync")
-            full = True
+        if self._canary_due.is_set():
+            # Only when the monitor asks (kube-proxy's iptables.Monitor polls too): a canary
+            # check costs a process per call, as much as a small restore, so not on every sync.
+            self._canary_due.clear()
+            if not full and self.ruleset is not None and not self.backend.canary_present():
+                log.warning("canary chain KUBE-PROXY-CANARY is gone: the tables were flushed; full resync")
+                full = True
         changed = self._fold_changes()
         if not full and not changed and self.ruleset is not None:
             return  # a wake-up with nothing to do (the canary monitor's, or coalesced events)

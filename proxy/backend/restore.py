@@ -104,16 +104,23 @@ class RestoreBackend:
                 current = observed.get(m.group(1))
             elif current is not None and (m := _NFT_CHAIN_RE.match(line)):
                 current.chains.add(m.group(1))
-        for table, obs in observed.items():
-            for chain in sorted(obs.chains):
-                if owned_chain(table, chain):
-                    continue
-                out = self.runner.run([self._tool("iptables"), "-w", "-t", table, "-S", chain], check=False)
-                for line in out.stdout.splitlines():
-                    if line.startswith("-P "):
-                        obs.policies[chain] = line.split()[2]
-                    elif line.startswith(f"-A {chain} "):
-                        obs.rules.setdefault(chain, []).append(line[len(chain) + 4 :])
+        # One shell for every chain we do not own (built-in and foreign chains; few of them):
+        # a process per chain would cost more than the rest of a small sync.
+        wanted = [(t, c) for t, obs in observed.items() for c in sorted(obs.chains) if not owned_chain(t, c)]
+        script = "; ".join(
+            f"echo '### {t} {shlex.quote(c)}'; {self._tool('iptables')} -w -t {t} -S {shlex.quote(c)} 2>/dev/null"
+            for t, c in wanted
+        )
+        out = self.runner.run(["sh", "-c", script], check=False).stdout if wanted else ""
+        obs, chain = ObservedTable(), ""
+        for line in out.splitlines():
+            if line.startswith("### "):
+                _, table, chain = line.split(" ", 2)
+                obs = observed[table]
+            elif line.startswith("-P "):
+                obs.policies[chain] = line.split()[2]
+            elif line.startswith(f"-A {chain} "):
+                obs.rules.setdefault(chain, []).append(line[len(chain) + 4 :])
         return observed
 
     # --- applying --------------------------------------------------------------------------

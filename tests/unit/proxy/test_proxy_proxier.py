@@ -123,7 +123,10 @@ def test_canary_gone_forces_full_resync() -> None:
     ready(p)
     p.sync()
     backend.flush()
-    p.sync()  # nothing changed, but the canary is gone
+    p.sync()  # nothing changed and nobody asked: no look at the kernel
+    assert backend.applies == 1
+    p.request_canary_check()
+    p.sync()  # the monitor asked: the canary is gone
     assert backend.plans[-1].full
     assert trace(backend, "172.30.0.1") == "10.180.0.1:80"
 

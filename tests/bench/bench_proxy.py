@@ -1,0 +1,330 @@
+"""Benchmark: the proxy's syncs beside ``iptables-restore`` of the same rules, and the data path.
+
+``python -m tests.bench.bench_proxy [--quick] [--sizes 1000,10000]`` (root). Everything runs in
+namespaces of its own (``klbench-*``, removed at the end), with the safety routes held.
+
+Control plane, for 1,000 and 10,000 services × 5 endpoints (``--quick``: 1,000 only), per backend
+(iptables-restore on nf_tables, iptables-restore on legacy, python-iptables on legacy), each in a
+worker process inside a fresh namespace so its memory and tables are its own:
+- *full sync*: our first sync (render + plan + apply) beside the floor, a plain
+  ``iptables-restore`` of the very same ruleset text into empty tables (measured in the same
+  run, same namespace, just before);
+- *resync*: our periodic full sync over existing rules (what ``--sync-period`` costs);
+- *one service*: our sync after one service's endpoints changed (median of 5) beside the floor,
+  ``iptables-restore --noflush`` of a minimal batch rewriting that service's chains;
+- *memory*: the worker's resident set growth (objects, model, fragments, last ruleset).
+
+Data path: connections/s from a pod through a service VIP (DNAT by our rules) against straight to
+the pod IP, interleaved runs in the same namespaces, each run bounded (machine-facts.md: keep a
+run well under 25k connections; the client is inside the cluster CIDR so nothing is
+masqueraded, which avoids the TIME_WAIT collision trap).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.bench.stats import Summary, fmt_ms, fmt_ratio, print_table
+
+REPO = Path(__file__).resolve().parents[2]
+BACKENDS = {
+    "restore (nft)": ("iptables-restore", "nft"),
+    "restore (legacy)": ("iptables-restore", "legacy"),
+    "python-iptables (legacy)": ("python-iptables", "legacy"),
+    "python-iptables, libiptc only (legacy)": ("python-iptables-only", "legacy"),
+}
+# libiptc-only full syncs take minutes at 10k services (~40× the floor at 200): measured up to this.
+LIBIPTC_ONLY_MAX = 1000
+
+
+def objects(n: int, eps: int = 5) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    services, slices = [], []
+    for i in range(n):
+        name = f"svc-{i}"
+        services.append(
+            {
+                "metadata": {"namespace": "bench", "name": name},
+                "spec": {"clusterIP": f"10.96.{i // 250}.{i % 250 + 1}", "ports": [{"name": "http", "port": 80}]},
+            }
+        )
+        slices.append(slice_for(name, i, eps))
+    return services, slices
+
+
+def slice_for(name: str, i: int, eps: int, gen: int = 0) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "bench", "name": f"{name}-s", "labels": {"kubernetes.io/service-name": name}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": [f"10.{128 + j // 65536}.{j // 256 % 256}.{(j + gen) % 256}"]}
+            for j in range(i * eps, i * eps + eps)
+        ],
+    }
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def restore(mode: str, text: str, noflush: bool) -> float:
+    argv = [f"iptables-{mode}-restore", "-w"] + (["--noflush"] if noflush else [])
+    t0 = time.perf_counter()
+    subprocess.run(argv, input=text, text=True, check=True, capture_output=True)
+    return time.perf_counter() - t0
+
+
+def worker(n: int, backend_name: str) -> dict[str, Any]:
+    """Runs inside a fresh namespace: measure one backend at one size, print JSON."""
+    from proxy.backend.interface import make_plan
+    from proxy.proxier import Proxier
+    from proxy.rules import ProxyOptions
+
+    choice, mode = BACKENDS[backend_name]
+    base_rss = rss_kib()
+    services, slices = objects(n)
+    if choice.startswith("python-iptables"):
+        from proxy.backend.iptc_backend import IptcBackend
+
+        backend: Any = IptcBackend(full_via_restore=choice == "python-iptables")
+    else:
+        from proxy.backend.restore import RestoreBackend
+
+        backend = RestoreBackend(mode)
+    options = ProxyOptions(node_name="bench-node", cluster_cidr="10.244.0.0/16")
+    p = Proxier(backend, options, min_sync_period=0, sync_period=3600)
+    p.expect_sources("all")
+    for s in services:
+        p.on_service(s)
+    for s in slices:
+        p.on_endpoint_slice(s)
+    p.set_synced("all")
+    # The floor: the same text our first sync will hold, restored plainly into empty tables.
+    from proxy.rules import render
+
+    text = render(services, slices, options=options).text()
+    floor_full = restore(mode, text, noflush=False)
+    restore(mode, "*filter\nCOMMIT\n*nat\nCOMMIT\n*mangle\nCOMMIT\n", noflush=False)  # empty again
+    t0 = time.perf_counter()
+    p.sync()
+    ours_full = time.perf_counter() - t0
+    p._needs_full = True
+    t0 = time.perf_counter()
+    p.sync()
+    ours_resync = time.perf_counter() - t0
+    partial, floor_partial = [], []
+    for gen in range(1, 6):
+        i = (gen * 7919) % n
+        p.on_endpoint_slice(slice_for(f"svc-{i}", i, 5, gen))
+        t0 = time.perf_counter()
+        p.sync()
+        partial.append(time.perf_counter() - t0)
+        assert not p.last_applied or not p.last_applied.full
+    # Floor for one service: a minimal --noflush batch rewriting one service's chains.
+    for gen in range(6, 11):
+        i = (gen * 104729) % n
+        p.on_endpoint_slice(slice_for(f"svc-{i}", i, 5, gen))
+        changed = p._fold_changes()
+        for key in changed:
+            p._render_port(key, options)
+        from proxy.rules import assemble
+
+        rs = assemble((p._fragments[k] for k in sorted(p._fragments)), options)
+        plan = make_plan(rs, backend.applied, None, full=False)
+        floor_partial.append(restore(mode, plan.restore_text(), noflush=True))
+        backend.applied = plan.result
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "n": n,
+        "backend": backend_name,
+        "rules": text.count("\n-A "),
+        "floor_full": floor_full,
+        "full": ours_full,
+        "resync": ours_resync,
+        "partial": partial,
+        "floor_partial": floor_partial,
+        "rss_mib": (rss_kib() - base_rss) / 1024,
+        "peak_mib": peak / 1024,
+    }
+
+
+def ns_exec(ns: str, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", "netns", "exec", ns, *argv], text=True, capture_output=True, cwd=REPO, **kw)
+
+
+def control_plane(sizes: list[int]) -> None:
+    rows = []
+    for n in sizes:
+        for name in BACKENDS:
+            if "libiptc only" in name and n > LIBIPTC_ONLY_MAX:
+                rows.append([f"{n:,}", name, f"not run (> {LIBIPTC_ONLY_MAX} services: minutes)", *[""] * 7])
+                continue
+            ns = f"klbench-{os.getpid()}-cp"
+            subprocess.run(["ip", "netns", "add", ns], check=True)
+            try:
+                res = ns_exec(
+                    ns, [sys.executable, "-m", "tests.bench.bench_proxy", "--worker", str(n), name], timeout=3600
+                )
+                if res.returncode != 0:
+                    rows.append([f"{n:,}", name, "failed: " + res.stderr.strip().splitlines()[-1][:80], *[""] * 7])
+                    continue
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+            finally:
+                subprocess.run(["ip", "netns", "del", ns], check=False)
+            part, fpart = Summary.of(r["partial"]), Summary.of(r["floor_partial"])
+            rows.append(
+                [
+                    f"{n:,} ({r['rules']:,} rules)",
+                    name,
+                    f"{r['full']:.2f} s",
+                    f"{r['floor_full']:.2f} s",
+                    fmt_ratio(r["full"], r["floor_full"]),
+                    f"{r['resync']:.2f} s",
+                    f"{fmt_ms(part.median)} ({fmt_ms(part.p10)}–{fmt_ms(part.p90)})",
+                    fmt_ms(fpart.median),
+                    fmt_ratio(part.median, fpart.median),
+                    f"{r['rss_mib']:.0f} MiB (peak {r['peak_mib']:.0f})",
+                ]
+            )
+            print(f"  measured {n} services with {name}", file=sys.stderr, flush=True)
+    print_table(
+        "proxy sync vs iptables-restore of the same rules (services × 5 endpoints)",
+        [
+            "services",
+            "backend",
+            "full sync",
+            "floor: restore",
+            "ratio",
+            "resync",
+            "one service (p10–p90)",
+            "floor: minimal --noflush",
+            "ratio",
+            "memory",
+        ],
+        rows,
+    )
+
+
+def data_path(count: int, runs: int) -> None:
+    """Connections/s from a pod to a VIP vs to the pod IP, in namespaces of our own."""
+    from proxy.backend.exec import CommandRunner
+    from proxy.backend.restore import RestoreBackend
+    from proxy.rules import ProxyOptions, render
+
+    pid = os.getpid()
+    node, client, server = f"klbench-{pid}-node", f"klbench-{pid}-cli", f"klbench-{pid}-srv"
+    made: list[str] = []
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def sh(*argv: str) -> None:
+        subprocess.run(list(argv), check=True, capture_output=True)
+
+    try:
+        for ns in (node, client, server):
+            sh("ip", "netns", "add", ns)
+            made.append(ns)
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", node, "link", "add", "cni0", "type", "bridge")
+        sh("ip", "-n", node, "addr", "add", "10.244.1.1/24", "dev", "cni0")
+        sh("ip", "-n", node, "link", "set", "cni0", "up")
+        sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+        for ns, ip, veth in ((client, "10.244.1.2", "vcli"), (server, "10.244.1.3", "vsrv")):
+            sh("ip", "-n", node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "-n", node, "link", "set", veth, "master", "cni0", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "route", "add", "default", "via", "10.244.1.1")
+        svc = {
+            "metadata": {"namespace": "b", "name": "web"},
+            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "h", "port": 80}]},
+        }
+        sl = {
+            "metadata": {"namespace": "b", "name": "web-s", "labels": {"kubernetes.io/service-name": "web"}},
+            "ports": [{"name": "h", "port": 8080, "protocol": "TCP"}],
+            "endpoints": [{"addresses": ["10.244.1.3"]}],
+        }
+        RestoreBackend("nft", CommandRunner(netns=node)).apply(render([svc], [sl], options=ProxyOptions()), full=True)
+        server_code = (
+            "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+            "s.bind(('0.0.0.0',8080));s.listen(1024);print('ready',flush=True)\n"
+            "while True:\n c,_=s.accept();c.sendall(b'x');c.close()\n"
+        )
+        srv = subprocess.Popen(
+            ["ip", "netns", "exec", server, sys.executable, "-c", server_code], stdout=subprocess.PIPE
+        )
+        procs.append(srv)
+        assert srv.stdout is not None and srv.stdout.readline().startswith(b"ready")
+        client_code = (
+            "import socket,sys,time\nhost,port,n=sys.argv[1],int(sys.argv[2]),int(sys.argv[3])\nt=time.perf_counter()\n"
+            "for _ in range(n):\n s=socket.create_connection((host,port));s.recv(1);s.close()\n"
+            "print(n/(time.perf_counter()-t))\n"
+        )
+        vip, direct = [], []
+        for _ in range(runs):
+            for target, out in ((("10.96.0.10", "80"), vip), (("10.244.1.3", "8080"), direct)):
+                res = ns_exec(client, [sys.executable, "-c", client_code, *target, str(count)], timeout=600, check=True)
+                out.append(float(res.stdout.strip()))
+        print_table(
+            "data path: connections/s from a pod (connect, 1 byte, close; same namespaces, interleaved runs)",
+            ["path", "median conn/s", "min–max", "ratio VIP/direct"],
+            [
+                [
+                    "through the VIP (DNAT)",
+                    f"{statistics.median(vip):.0f}",
+                    f"{min(vip):.0f}–{max(vip):.0f}",
+                    fmt_ratio(statistics.median(vip), statistics.median(direct)),
+                ],
+                [
+                    "straight to the pod IP",
+                    f"{statistics.median(direct):.0f}",
+                    f"{min(direct):.0f}–{max(direct):.0f}",
+                    "1.00×",
+                ],
+            ],
+        )
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        for ns in made:
+            subprocess.run(["ip", "netns", "del", ns], check=False)
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="bench_proxy")
+    ap.add_argument("--quick", action="store_true", help="1,000 services only")
+    ap.add_argument("--sizes", default="", help="comma-separated service counts (default 1000,10000)")
+    ap.add_argument("--connections", type=int, default=2000, help="connections per data-path run")
+    ap.add_argument("--worker", nargs=2, metavar=("N", "BACKEND"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(int(args.worker[0]), args.worker[1])))
+        return 0
+    if os.geteuid() != 0:
+        print("bench_proxy needs root (namespaces and iptables)", file=sys.stderr)
+        return 1
+    from lab import safety
+
+    sizes = [int(s) for s in args.sizes.split(",") if s] or ([1000] if args.quick else [1000, 10000])
+    with safety.hold(f"bench-proxy-{os.getpid()}"):
+        control_plane(sizes)
+        data_path(args.connections, 3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
