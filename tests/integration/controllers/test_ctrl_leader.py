@@ -41,11 +41,27 @@ def start_manager(srv: RunningApiServer, identity: str, log_dir: Path) -> subpro
     log = open(log_dir / f"{identity}.log", "ab")  # noqa: SIM115 (handed to the child)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "controlplane.controllers", "--kubeconfig", str(srv.kubeconfig),
-             "--identity", identity, "--controllers", "replicaset",
-             "--leader-elect-lease-duration", f"{LEASE}s", "--leader-elect-renew-deadline", "2s",
-             "--leader-elect-retry-period", "500ms"],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "controlplane.controllers",
+                "--kubeconfig",
+                str(srv.kubeconfig),
+                "--identity",
+                identity,
+                "--controllers",
+                "replicaset",
+                "--leader-elect-lease-duration",
+                f"{LEASE}s",
+                "--leader-elect-renew-deadline",
+                "2s",
+                "--leader-elect-retry-period",
+                "500ms",
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     finally:
         log.close()
@@ -74,10 +90,19 @@ def test_leader_failover_creates_no_pod_twice(server: RunningApiServer, tmp_path
         for ident in ("cm-a", "cm-b"):
             procs[ident] = start_manager(server, ident, tmp_path)
         leader = wait_for(lambda: holder(client) in procs and holder(client), timeout=20, message="a leader")
-        rs = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
-              "spec": {"replicas": 5, "selector": {"matchLabels": {"app": "web"}},
-                       "template": {"metadata": {"labels": {"app": "web"}},
-                                    "spec": {"containers": [{"name": "c", "image": "hello"}]}}}}
+        rs = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 5,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {"containers": [{"name": "c", "image": "hello"}]},
+                },
+            },
+        }
         client.create(REPLICASETS, rs, namespace="default")
         wait_for(lambda: len(pods.list()) == 5, timeout=20, message="5 pods from the first leader")
 
@@ -93,8 +118,11 @@ def test_leader_failover_creates_no_pod_twice(server: RunningApiServer, tmp_path
 
         client.patch(REPLICASETS, "web", {"spec": {"replicas": 8}}, namespace="default")
         wait_for(lambda: len(pods.list()) == 8, timeout=20, message="new leader scales to 8")
-        wait_for(lambda: (client.get(REPLICASETS, "web", "default").get("status") or {}).get("replicas") == 8,
-                 timeout=20, message="new leader's status")
+        wait_for(
+            lambda: (client.get(REPLICASETS, "web", "default").get("status") or {}).get("replicas") == 8,
+            timeout=20,
+            message="new leader's status",
+        )
         with lock:
             assert sum(adds.values()) == 8 and max(adds.values()) == 1, adds
         assert len(client.list(PODS, namespace="default")["items"]) == 8
