@@ -33,6 +33,7 @@ patch that cannot apply (missing path, failed ``test``) → ``Invalid``; an unkn
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -291,7 +292,7 @@ def _reorder(merged: list[Any], order: list[Any], original: list[Any], merge_key
     """
 
     def key(x: Any) -> str:
-        return orjson.dumps(_key_of(x, merge_key) if merge_key else x).decode()
+        return json.dumps(_key_of(x, merge_key) if merge_key else x, sort_keys=True, default=str)
 
     order_keys = [key(o) for o in order]
     order_index = {k: i for i, k in reversed(list(enumerate(order_keys)))}

@@ -868,7 +868,7 @@ def _row_object(resource: Resource, obj: Obj, include_object: str) -> dict[str, 
     return {
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": dict(obj.get("metadata") or {}),
+        "metadata": dict(md) if isinstance(md := obj.get("metadata"), Mapping) else {},
     }
 
 

@@ -761,9 +761,9 @@ def _service(e: _Errors, obj: Mapping[str, Any], old: Mapping[str, Any] | None) 
         else:
             _port_in_range(e, f"{pp}.port", p["port"])
         e.enum(p, "protocol", f"{pp}.protocol", _PROTOCOLS, required=True)
-        key = (p.get("port"), p.get("protocol"))
+        key = (_show(p.get("port")), _show(p.get("protocol")))  # values may be any JSON: compare as text
         if key in seen:
-            e.duplicate(pp, {"port": key[0], "protocol": key[1]})
+            e.duplicate(pp, {"port": p.get("port"), "protocol": p.get("protocol")})
         seen.add(key)
         tp = p.get("targetPort")
         if isinstance(tp, str) and not tp.isdigit():
@@ -784,9 +784,9 @@ def _service(e: _Errors, obj: Mapping[str, Any], old: Mapping[str, Any] | None) 
                     "provided port is not in the valid range. The range of valid ports is "
                     f"{NODE_PORT_RANGE[0]}-{NODE_PORT_RANGE[1]}",
                 )
-            elif (np, p.get("protocol")) in node_ports:
+            elif (np, _show(p.get("protocol"))) in node_ports:
                 e.duplicate(f"{pp}.nodePort", np)
-            node_ports.add((np, p.get("protocol")))
+            node_ports.add((np, _show(p.get("protocol"))))
     selector = spec.get("selector")
     if selector is not None:
         _validate_labels(e, selector, "spec.selector")
