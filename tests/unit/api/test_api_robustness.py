@@ -86,5 +86,3 @@ def test_service_port_of_the_wrong_type_is_a_cause_not_a_crash() -> None:
     assert "spec.ports[0].port" in [c.field for c in causes]
     row = to_table(registry.PODS, [{"metadata": True}], list_rv="1")["rows"][0]
     assert row["object"]["metadata"] == {}
-        "metadata"
-    ] == {}
