@@ -186,7 +186,9 @@ class ApiServer:
             await self.run(self.allocators.rebuild, self.store)
         wc_mod = _optional("controlplane.apiserver.watchcache")
         if wc_mod is not None and hasattr(wc_mod, "WatchCache"):
-            self.watch_cache = wc_mod.WatchCache(self.store, prefix="/registry/")
+            self.watch_cache = wc_mod.WatchCache(
+                self.store, prefix="/registry/", window=self.options.watch_cache_window
+            )
             self.watch_cache.start()
             self.feeds.cache = self.watch_cache
         from controlplane.apiserver.proxy_kubelet import KubeletProxy
@@ -575,11 +577,22 @@ class ApiServer:
         self.metrics.longrunning.inc()
         try:
             await serve_watch(
-                wr, self.feeds, self.lines, initial, req.receive, send, self.options.watch_bookmark_interval
+                wr,
+                self.feeds,
+                self.lines,
+                initial,
+                req.receive,
+                send,
+                self.options.watch_bookmark_interval,
+                on_closed=self._watch_closed,
             )
         finally:
             gauge.dec()
             self.metrics.longrunning.dec()
+
+    def _watch_closed(self, reason: str) -> None:
+        if "slow" in reason or "behind" in reason or "pending" in reason:
+            self.metrics.slow_watchers.inc()
 
     async def get(self, req: Request, route: Route, send: Send) -> None:
         res, sub = route.res, route.subresource

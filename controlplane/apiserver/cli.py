@@ -96,6 +96,8 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--etcd-compaction-interval", type=_parse_duration, default=300.0, help="store compaction interval (0: off)"
     )
+    p.add_argument("--watch-cache-window", type=int, default=100_000, help=argparse.SUPPRESS)
+    p.add_argument("--watch-max-pending", type=int, default=10_000, help=argparse.SUPPRESS)
     p.add_argument("--anonymous-auth", action="store_true", help="serve requests without credentials as anonymous")
 
 
@@ -139,6 +141,8 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         secure_port=port,
         watch_bookmark_interval=args.watch_bookmark_interval,
         compaction_interval=args.etcd_compaction_interval,
+        watch_cache_window=args.watch_cache_window,
+        watch_max_pending=args.watch_max_pending,
         on_started=on_started,
     )
     app = create_app(store, options=options)

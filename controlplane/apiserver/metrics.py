@@ -39,5 +39,11 @@ class Metrics:
             "apiserver_longrunning_requests", "Open long-running requests (watch, log, exec).", registry=self.registry
         )
 
+        self.slow_watchers = Counter(
+            "apiserver_watch_slow_watchers_closed_total",
+            "Watch streams closed because the client did not keep up.",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

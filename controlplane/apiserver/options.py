@@ -39,6 +39,7 @@ class ServerOptions:
     secure_port: int = 6443
     watch_bookmark_interval: float = 60.0
     watch_default_timeout: float = 1800.0
+    watch_cache_window: int = 100_000  # events the watch cache keeps for resuming watchers
     watch_max_pending: int = 10_000  # events queued for one watcher before it is closed as too slow
     store_threads: int = 32
     compaction_interval: float = 300.0  # seconds between store compactions (0: never)

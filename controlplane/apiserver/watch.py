@@ -58,6 +58,8 @@ class FeedEvent:
 
 
 class Subscription(Protocol):
+    closed_reason: str | None
+
     async def next(self, timeout: float) -> list[Any] | None: ...
 
     def close(self) -> None: ...
@@ -68,6 +70,7 @@ class _StoreSubscription:
 
     def __init__(self, store: Store, prefix: str, after: int, loop: asyncio.AbstractEventLoop) -> None:
         self._watch = store.watch(prefix, after)  # raises CompactedError before any thread starts
+        self.closed_reason: str | None = None
         self._loop = loop
         self._queue: asyncio.Queue[list[FeedEvent] | None] = asyncio.Queue()
         self._closed = threading.Event()
@@ -100,6 +103,7 @@ class _StoreSubscription:
             return []
 
     def close(self) -> None:
+        self.closed_reason = self.closed_reason or "closed by the watcher"
         self._closed.set()
         self._watch.close()
 
@@ -184,6 +188,7 @@ async def serve_watch(
     receive: Receive,
     send: Send,
     bookmark_interval: float,
+    on_closed: Callable[[str], None] | None = None,
 ) -> None:
     """Run one watch stream to its end. ``initial`` is the list for RV ""/"0" (objects, revision)."""
     loop = asyncio.get_running_loop()
@@ -216,6 +221,7 @@ async def serve_watch(
     watcher = asyncio.ensure_future(watch_disconnect())
     deadline = time.monotonic() + wr.timeout
     first_table = True
+    aborted = False
     last_rev = after
     next_bookmark = time.monotonic() + bookmark_interval
     try:
@@ -243,7 +249,10 @@ async def serve_watch(
                 break
             batch = get.result()
             if batch is None:  # closed: too slow, or server stopping
-                log.info("watch on %s closed by the cache (slow watcher or shutdown)", wr.prefix)
+                reason = getattr(sub, "closed_reason", None) or "closed"
+                log.info("watch on %s closed: %s", wr.prefix, reason)
+                if on_closed is not None:
+                    on_closed(str(reason))
                 break
             out = []
             for ev in batch:
@@ -259,17 +268,44 @@ async def serve_watch(
             if wr.bookmarks and time.monotonic() >= next_bookmark:
                 out.append(_bookmark(wr.res, last_rev))
                 next_bookmark = time.monotonic() + bookmark_interval
-            if out:
-                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+            if out and not await _send_unless_closed(send, b"".join(out), sub, disconnected):
+                # The client stopped reading and the cache gave up on it: end the response
+                # without its final chunk, so the server closes the connection.
+                reason = getattr(sub, "closed_reason", None) or "closed"
+                log.info("watch on %s closed while blocked on a slow client: %s", wr.prefix, reason)
+                if on_closed is not None:
+                    on_closed(str(reason))
+                aborted = True
+                break
     finally:
         feeds.active -= 1
         sub.close()
         watcher.cancel()
         with contextlib.suppress(BaseException):
             await watcher
-    if not disconnected.is_set():
+    if not disconnected.is_set() and not aborted:
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b""})
+
+
+async def _send_unless_closed(send: Send, body: bytes, sub: Subscription, disconnected: asyncio.Event) -> bool:
+    """Send one chunk; False if the subscription was closed (slow client) while the send was blocked.
+
+    A send blocks while the client's TCP window is full; the cache keeps queueing and closes the
+    subscription when too much is pending. Without this check the stream would hang forever on a
+    client that never reads again.
+    """
+    task = asyncio.ensure_future(send({"type": "http.response.body", "body": body, "more_body": True}))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.5)
+        if done:
+            task.result()
+            return True
+        if getattr(sub, "closed_reason", None) is not None or disconnected.is_set():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            return False
 
 
 def _encode_one(type_: str, obj: Obj, wr: WatchRequest, first: bool) -> bytes:

@@ -1,4 +1,8 @@
-"""One real API server (subprocess, memory store) shared by the tests of a module."""
+"""One real API server (subprocess, memory store) shared by the apiserver integration tests.
+
+Tests that share it use names of their own, so they do not interfere; tests that need another
+configuration (sqlite, restarts, small ranges) start their own server.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 from tests.helpers.apiserver import RunningApiServer, start_apiserver
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiServer]:
     tmp = tmp_path_factory.mktemp("apiserver")
     token_file = tmp / "tokens.csv"
@@ -24,7 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiServe
         srv.stop()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def http(server: RunningApiServer) -> Iterator[httpx.Client]:
     with server.http() as c:
         yield c

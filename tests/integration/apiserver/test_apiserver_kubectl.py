@@ -165,19 +165,19 @@ def test_get_watch_streams_changes(k: Kubectl) -> None:
 
 
 def test_get_pod_wide_and_describe(k: Kubectl, server: RunningApiServer) -> None:
-    k("run", "solo", "--image=busybox", "--labels=app=solo")
+    k("run", "solo2", "--image=busybox", "--labels=app=solo2")
     with server.http() as c:
-        p = c.get("/api/v1/namespaces/default/pods/solo").json()
+        p = c.get("/api/v1/namespaces/default/pods/solo2").json()
         p["status"] = {"phase": "Running", "podIP": "10.244.1.7", "hostIP": "192.168.56.11"}
-        c.put("/api/v1/namespaces/default/pods/solo/status", json=p)
-    head, row = k("get", "pods", "solo", "-o", "wide").stdout.splitlines()[:2]
+        c.put("/api/v1/namespaces/default/pods/solo2/status", json=p)
+    head, row = k("get", "pods", "solo2", "-o", "wide").stdout.splitlines()[:2]
     assert head.split()[:7] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
     assert row.split()[2] == "Running" and "10.244.1.7" in row
     shown = k("get", "pods", "-A", "--show-labels").stdout
-    assert "default" in shown and "app=solo" in shown
-    desc = k("describe", "pod", "solo").stdout
+    assert "default" in shown and "app=solo2" in shown
+    desc = k("describe", "pod", "solo2").stdout
     assert "Status:           Running" in desc and "10.244.1.7" in desc
-    k("delete", "pod", "solo")
+    k("delete", "pod", "solo2")
 
 
 def test_get_events(k: Kubectl, server: RunningApiServer) -> None:

@@ -7,72 +7,20 @@ apiserver-kubelet-client certificate.
 
 from __future__ import annotations
 
-import asyncio
-import ssl
+import socket
 import subprocess
-import threading
-from collections.abc import AsyncIterator, Iterator
+import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse, StreamingResponse
-from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket
 
 from controlplane import pki
 from tests.helpers.apiserver import RunningApiServer, free_port
 from tests.helpers.wait import wait_for
 
+FAKE = Path(__file__).with_name("fake_kubelet.py")
 KUBECTL = "/usr/bin/kubectl"
-
-
-async def container_logs(request: Request) -> Any:
-    p = request.path_params
-    q = request.query_params
-    head = f"log of {p['ns']}/{p['pod']}/{p['container']} tail={q.get('tailLines', '')}\n"
-    if q.get("follow") != "true":
-        return PlainTextResponse(head)
-
-    async def lines() -> AsyncIterator[bytes]:
-        yield head.encode()
-        for i in range(3):
-            await asyncio.sleep(0.01)
-            yield f"follow {i}\n".encode()
-
-    return StreamingResponse(lines(), media_type="text/plain")
-
-
-async def exec_ws(ws: WebSocket) -> None:
-    offered = ws.scope.get("subprotocols") or []
-    await ws.accept(subprotocol=offered[0] if offered else None)
-    command = ws.query_params.getlist("command")
-    await ws.send_bytes(b"\x01" + (" ".join(command) + "\n").encode())
-    if ws.query_params.get("stdin") == "true":
-        while True:
-            msg = await ws.receive_bytes()
-            if msg[:1] == b"\xff" or (msg[:1] == b"\x00" and len(msg) == 1):
-                break
-            if msg[:1] == b"\x00":
-                await ws.send_bytes(b"\x01" + msg[1:].upper())
-                if msg.endswith(b"\n"):
-                    break
-    if command and command[0] == "fail":
-        status = {
-            "metadata": {},
-            "status": "Failure",
-            "message": "command terminated with non-zero exit code: 3",
-            "reason": "NonZeroExitCode",
-            "details": {"causes": [{"reason": "ExitCode", "message": "3"}]},
-        }
-    else:
-        status = {"metadata": {}, "status": "Success"}
-    await ws.send_bytes(b"\x03" + orjson.dumps(status))
-    await ws.close()
 
 
 @pytest.fixture(scope="module")
@@ -82,55 +30,49 @@ def kubelet(server: RunningApiServer, tmp_path_factory: pytest.TempPathFactory) 
     cert, key = pki.issue_cert(ca, "kl-fake", ips=["127.0.0.1"], client=False, server=True)
     (d / "k.crt").write_bytes(cert)
     (d / "k.key").write_bytes(key)
-    app = Starlette(
-        routes=[
-            Route("/containerLogs/{ns}/{pod}/{container}", container_logs),
-            WebSocketRoute("/exec/{ns}/{pod}/{container}", exec_ws),
-        ]
-    )
     port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        ssl_certfile=str(d / "k.crt"),
-        ssl_keyfile=str(d / "k.key"),
-        ssl_ca_certs=str(server.ca_file),
-        ssl_cert_reqs=ssl.CERT_REQUIRED,
-        ws="wsproto",
-        log_level="warning",
-        lifespan="off",
+    log = open(d / "kubelet.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, str(FAKE), str(port), str(d / "k.crt"), str(d / "k.key"), str(server.ca_file)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
-    srv = uvicorn.Server(config)
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    wait_for(lambda: srv.started, timeout=10, message="fake kubelet")
-    with server.http() as c:
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": "kl-fake"},
-            "status": {
-                "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
-                "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-            },
-        }
-        assert c.post("/api/v1/nodes", json=node).status_code == 201
-        for name, containers in (("solo", ["main"]), ("duo", ["a", "b"])):
-            pod = {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {"name": name},
-                "spec": {"nodeName": "kl-fake", "containers": [{"name": n, "image": "busybox"} for n in containers]},
-            }
-            assert c.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
-        unscheduled = {"metadata": {"name": "nowhere"}, "spec": {"containers": [{"name": "x", "image": "y"}]}}
-        assert c.post("/api/v1/namespaces/default/pods", json=unscheduled).status_code == 201
+    log.close()
     try:
+        wait_for(lambda: _listening(port), timeout=15, message="fake kubelet")
+        with server.http() as c:
+            node = {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {"name": "kl-fake"},
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                },
+            }
+            assert c.post("/api/v1/nodes", json=node).status_code == 201
+            for name, containers in (("solo", ["main"]), ("duo", ["a", "b"])):
+                pod = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "metadata": {"name": name},
+                    "spec": {
+                        "nodeName": "kl-fake",
+                        "containers": [{"name": n, "image": "busybox"} for n in containers],
+                    },
+                }
+                assert c.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
+            unscheduled = {"metadata": {"name": "nowhere"}, "spec": {"containers": [{"name": "x", "image": "y"}]}}
+            assert c.post("/api/v1/namespaces/default/pods", json=unscheduled).status_code == 201
         yield port
     finally:
-        srv.should_exit = True
-        t.join(timeout=10)
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def kubectl(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import socket
+import ssl
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.helpers.apiserver import RunningApiServer
+from tests.helpers.apiserver import RunningApiServer, start_apiserver
 from tests.helpers.wait import wait_for
 
 CM = "/api/v1/namespaces/default/configmaps"
@@ -51,7 +54,7 @@ def test_watch_rv0_sends_synthetic_added_then_live(http: httpx.Client, server: R
     def reader() -> None:
         with (
             server.http() as c,
-            c.stream("GET", CM, params={"watch": "1", "resourceVersion": "0", "timeoutSeconds": "4"}) as r,
+            c.stream("GET", CM, params={"watch": "1", "resourceVersion": "0", "timeoutSeconds": "3"}) as r,
         ):
             for line in r.iter_lines():
                 if line.strip():
@@ -74,15 +77,89 @@ def test_watch_rv0_sends_synthetic_added_then_live(http: httpx.Client, server: R
 def test_watch_bookmarks_only_when_allowed(http: httpx.Client) -> None:
     # the module's server sends bookmarks every second (--watch-bookmark-interval 1s)
     rv = http.get(CM).json()["metadata"]["resourceVersion"]
-    with_bm = read_events(http, CM, {"resourceVersion": rv, "timeoutSeconds": "3", "allowWatchBookmarks": "true"})
+    with_bm = read_events(http, CM, {"resourceVersion": rv, "timeoutSeconds": "2", "allowWatchBookmarks": "true"})
     bookmarks = [e for e in with_bm if e["type"] == "BOOKMARK"]
     assert bookmarks, with_bm
     assert bookmarks[0]["object"]["kind"] == "ConfigMap"
     assert int(bookmarks[0]["object"]["metadata"]["resourceVersion"]) >= int(rv)
-    without = read_events(http, CM, {"resourceVersion": rv, "timeoutSeconds": "2"})
+    without = read_events(http, CM, {"resourceVersion": rv, "timeoutSeconds": "1"})
     assert not [e for e in without if e["type"] == "BOOKMARK"]
 
 
 def test_bad_resource_version_is_400(http: httpx.Client) -> None:
     r = http.get(CM, params={"watch": "true", "resourceVersion": "abc"})
     assert r.status_code == 400 and r.json()["reason"] == "BadRequest"
+
+
+def test_too_old_resource_version_gives_410_error_event(tmp_path: Path) -> None:
+    srv = start_apiserver(tmp_path, store="sqlite", extra_args=["--watch-cache-window", "5"])
+    try:
+        with srv.http() as c:
+            first = c.post(CM, json=cm("old-0")).json()["metadata"]["resourceVersion"]
+            for i in range(1, 10):
+                c.post(CM, json=cm(f"old-{i}"))
+            events = read_events(c, CM, {"resourceVersion": first, "timeoutSeconds": "5"})
+            assert len(events) == 1 and events[0]["type"] == "ERROR"
+            status = events[0]["object"]
+            assert status["kind"] == "Status" and status["code"] == 410 and status["reason"] == "Expired"
+            assert "too old resource version" in status["message"]
+            # a recent revision still works
+            last = c.get(CM).json()["metadata"]["resourceVersion"]
+            c.post(CM, json=cm("old-new"))
+            names = [
+                e["object"]["metadata"]["name"]
+                for e in read_events(c, CM, {"resourceVersion": last, "timeoutSeconds": "1"})
+            ]
+            assert names == ["old-new"]
+    finally:
+        srv.stop()
+
+
+def test_slow_watcher_is_closed_without_stalling_others(tmp_path: Path) -> None:
+    srv = start_apiserver(tmp_path, store="memory", extra_args=["--watch-max-pending", "20"])
+    try:
+        rv = "0"
+        with srv.http() as c:
+            rv = c.get(CM).json()["metadata"]["resourceVersion"]
+        # the slow watcher: a tiny receive buffer and nobody reading it
+        ctx = ssl.create_default_context(cafile=str(srv.ca_file))
+        ctx.load_cert_chain(str(srv.cert_file), str(srv.key_file))
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", srv.port))
+        slow = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        slow.sendall(f"GET {CM}?watch=1&resourceVersion={rv} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        fast: list[str] = []
+
+        def fast_reader() -> None:
+            with (
+                srv.http(timeout=60) as c2,
+                c2.stream("GET", CM, params={"watch": "1", "resourceVersion": rv, "timeoutSeconds": "30"}) as r,
+            ):
+                for line in r.iter_lines():
+                    if line.strip():
+                        fast.append(json.loads(line)["object"]["metadata"]["name"])
+                        if len(fast) == 150:
+                            return
+
+        t = threading.Thread(target=fast_reader, daemon=True)
+        t.start()
+        big = "x" * 60_000
+        with srv.http() as c:
+            for i in range(150):
+                assert c.post(CM, json=cm(f"big-{i}", data=big)).status_code == 201
+            wait_for(
+                lambda: "apiserver_watch_slow_watchers_closed_total 1.0" in c.get("/metrics").text,
+                timeout=20,
+                message="the slow watcher to be closed",
+            )
+        t.join(timeout=30)
+        assert fast == [f"big-{i}" for i in range(150)]  # the fast watcher missed nothing
+        slow.settimeout(10)
+        received = b""
+        while chunk := slow.recv(1 << 20):  # the server closes the slow watcher's connection
+            received += chunk
+        assert 0 < received.count(b'"type":"ADDED"') < 150
+        slow.close()
+    finally:
+        srv.stop()
