@@ -17,8 +17,9 @@ Lifecycle of ``run(stop)``: acquire (retrying every ``retry_period`` ± jitter) 
 ``on_started_leading(lost)`` in a new thread, where ``lost`` is a ``threading.Event`` set when
 leadership ends → renew until lost or ``stop`` → set ``lost``, call ``on_stopped_leading()``. On
 ``stop`` the leader releases the lease (empty holder, duration 1 s) so a peer takes over at once;
-after an involuntary loss it becomes a candidate again. If ``on_started_leading`` returns while we
-still lead (the work crashed), the lease is released and we compete again. ``run`` returns once ``stop`` is set.
+after an involuntary loss it becomes a candidate again. ``on_started_leading`` may return at once (having
+started its own threads) or block until ``lost`` is set; either way we keep leading until the
+lease is lost or ``stop`` is set. ``run`` returns once ``stop`` is set.
 """
 
 from __future__ import annotations
@@ -208,12 +209,6 @@ class LeaderElector:
             last_renew = self.clock.monotonic()
             while not stop.is_set():
                 if self._sleep(stop, self.retry_period):
-                    break
-                if worker is not None and not worker.is_alive():
-                    # The leader's work ended on its own (it crashed): holding the lease would stall
-                    # everyone. Step down and let a healthy candidate — maybe us again — take over.
-                    log.error("lease %s/%s: on_started_leading returned; stepping down", self.namespace, self.name)
-                    self.release()
                     break
                 if self._attempt():
                     last_renew = self.clock.monotonic()

@@ -45,10 +45,14 @@ def run_scheduler(
         return
 
     def lead(lost: threading.Event) -> None:
-        try:
-            Scheduler(client, scheduler_name=scheduler_name, **scheduler_options).run(lost)
-        except Exception:
-            log.exception("scheduler crashed; giving up leadership")
+        # While we lead, keep a scheduler running: one that crashes is replaced by a fresh one
+        # (fresh caches), rather than leaving the cluster with a leader that schedules nothing.
+        while not lost.is_set():
+            try:
+                Scheduler(client, scheduler_name=scheduler_name, **scheduler_options).run(lost)
+            except Exception:
+                log.exception("scheduler crashed; starting a fresh one")
+                lost.wait(1.0)
 
     elector = LeaderElector(
         client,
