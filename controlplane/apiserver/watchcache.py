@@ -251,6 +251,7 @@ class WatchCache:
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._watch: Watch | None = None
         self._stopping = threading.Event()
+        self._restarting = False
         self._thread: threading.Thread | None = None
         # keep_state: the current decoded object of every key (for ``list``), at _state_rev or later.
         self._keep_state = keep_state
@@ -364,6 +365,8 @@ class WatchCache:
         with self._lock:
             if self._stopping.is_set():
                 raise RuntimeError("watch cache is stopped")
+            if self._restarting:
+                raise CompactedError(after_revision, max(self._revision, after_revision + 1))
             if after_revision < self._oldest:
                 raise CompactedError(after_revision, self._oldest)
             replay: list[CachedEvent] = []
@@ -405,6 +408,23 @@ class WatchCache:
     # -- the pump --------------------------------------------------------------------------
 
     def _pump(self) -> None:
+        """Run ``_pump_loop``; if anything unexpected escapes it, never die silently (every
+        watcher would stall): close the subscribers so clients re-watch, then start over."""
+        while not self._stopping.is_set():
+            try:
+                self._pump_loop()
+            except Exception:
+                log.exception("watch cache pump failed; closing subscribers and restarting")
+                with self._lock:
+                    subs = list(self._subs)
+                for sub in subs:
+                    sub.close("watch cache error; re-watch")
+                if self._stopping.wait(1.0):
+                    return
+                with contextlib.suppress(Exception):
+                    self._restart("watch cache error; re-watch")
+
+    def _pump_loop(self) -> None:
         backoff = 0.1
         while not self._stopping.is_set():
             watch = self._watch
@@ -511,6 +531,20 @@ class WatchCache:
     def _restart_after_compaction(self, exc: CompactedError) -> None:
         """We fell behind the store's history: everyone must relist (as after etcd compaction)."""
         log.warning("watch cache fell behind compacted store history (%s); restarting", exc)
+        self._restart("watch cache restarted after store compaction; relist")
+
+    def _restart(self, reason: str) -> None:
+        """Start over at the store's current revision; current subscribers are closed (``reason``).
+
+        While it runs, ``subscribe`` answers ``CompactedError`` (the client relists): a
+        subscription made against the old ring could otherwise miss the events in between.
+        """
+        with self._lock:
+            self._restarting = True
+            subs = list(self._subs)
+            self._subs.clear()
+        for sub in subs:
+            sub.close(reason)
         old = self._watch
         if old is not None:
             with contextlib.suppress(Exception):
@@ -522,12 +556,10 @@ class WatchCache:
             current = self._store.current_revision()
         watch, start = self._open_watch(current)
         with self._lock:
-            subs = list(self._subs)
             self._ring.clear()
             self._oldest = self._revision = start
             self._watch = watch
-        for sub in subs:
-            sub.close("watch cache restarted after store compaction; relist")
+            self._restarting = False
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -387,5 +388,100 @@ def test_on_sqlite_prefill_comes_from_the_table_after_a_restart(tmp_path: Path) 
         finally:
             cache.stop()
             store.close()
+
+    run(main)
+
+
+class BuggyStore(MemoryStore):
+    """The first watch fails with an exception nobody planned for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watches = 0
+
+    def watch(self, prefix: str, after_revision: int) -> Any:
+        inner = super().watch(prefix, after_revision)
+        self.watches += 1
+        if self.watches > 1:
+            return inner
+
+        class Bug:
+            def next_batch(self, timeout: float | None = None) -> list[Event]:
+                raise ZeroDivisionError("a bug")
+
+            def close(self) -> None:
+                inner.close()
+
+        bug: Watch = Bug()
+        return bug
+
+
+def test_an_unexpected_pump_failure_closes_subscribers_and_recovers() -> None:
+    async def main() -> None:
+        store = BuggyStore()
+        cache = WatchCache(store, poll_timeout=0.1)
+        cache.start()
+        loop = asyncio.get_running_loop()
+        try:
+            sub = cache.subscribe("/registry/", store.current_revision(), loop)
+            assert await sub.next(10) is None  # closed, not left hanging
+            assert sub.closed_reason is not None and "error" in sub.closed_reason
+            deadline = time.monotonic() + 10
+            again: Subscription | None = None
+            while again is None:  # during the restart, subscribe answers CompactedError (relist)
+                assert time.monotonic() < deadline, "the pump did not restart"
+                if store.watches >= 2:
+                    with contextlib.suppress(CompactedError):
+                        again = cache.subscribe("/registry/", store.current_revision(), loop)
+                await asyncio.sleep(0.02)
+            r = store.create("/registry/pods/default/a", pod("a"))
+            assert [e.revision for e in await collect(again, 1)] == [r]
+        finally:
+            cache.stop()
+
+    run(main)
+
+
+class CompactingStore(MemoryStore):
+    """The first watch finds its history compacted away under it (it fell behind)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watches = 0
+        self.compact_now = threading.Event()
+
+    def watch(self, prefix: str, after_revision: int) -> Any:
+        inner = super().watch(prefix, after_revision)
+        self.watches += 1
+        if self.watches > 1:
+            return inner
+        go = self.compact_now
+
+        class Behind:
+            def next_batch(self, timeout: float | None = None) -> list[Event]:
+                if not go.wait(timeout):
+                    return []
+                raise CompactedError(after_revision, after_revision + 1)
+
+            def close(self) -> None:
+                inner.close()
+
+        behind: Watch = Behind()
+        return behind
+
+
+def test_falling_behind_compaction_restarts_and_makes_watchers_relist() -> None:
+    async def main() -> None:
+        store = CompactingStore()
+        store.create("/registry/pods/default/a", pod("a"))
+        cache = WatchCache(store, prefill=0, poll_timeout=0.1)
+        cache.start()
+        try:
+            sub = cache.subscribe("/registry/", store.current_revision(), asyncio.get_running_loop())
+            store.compact_now.set()
+            assert await sub.next(10) is None
+            assert sub.closed_reason is not None and "compaction" in sub.closed_reason
+        finally:
+            cache.stop()
 
     run(main)
