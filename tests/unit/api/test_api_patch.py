@@ -508,3 +508,31 @@ def test_container_merge_properties(live: list[dict[str, Any]], patch_items: lis
             assert by_name[p["name"]][k] == v
     # idempotent
     assert strategic_merge_patch(registry.PODS, out, patch) == out
+
+
+def test_reapply_that_removes_an_env_var_and_a_port() -> None:
+    # the patch kubectl's three-way merge sends when a manifest drops env B and port 443
+    live = _deployment()
+    live["spec"]["template"]["spec"]["containers"][0]["ports"].append({"containerPort": 443, "protocol": "TCP"})
+    body = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "$setElementOrder/containers": [{"name": "nginx"}, {"name": "sidecar"}],
+                    "containers": [
+                        {
+                            "$setElementOrder/env": [{"name": "A"}],
+                            "$setElementOrder/ports": [{"containerPort": 80}],
+                            "env": [{"$patch": "delete", "name": "B"}],
+                            "name": "nginx",
+                            "ports": [{"$patch": "delete", "containerPort": 443}],
+                        }
+                    ],
+                }
+            }
+        }
+    }
+    out = _smp(live, body)
+    c = out["spec"]["template"]["spec"]["containers"][0]
+    assert c["env"] == [{"name": "A", "value": "1"}]
+    assert c["ports"] == [{"containerPort": 80, "protocol": "TCP"}]
