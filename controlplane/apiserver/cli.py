@@ -224,6 +224,7 @@ def run_controlplane(args: argparse.Namespace) -> int:
                 "pod_eviction_timeout": args.pod_eviction_timeout,
                 "cluster_cidr": args.cluster_cidr,
                 "node_cidr_mask_size": args.node_cidr_mask_size,
+                "leader_elect": False,  # one process holds every role: nothing to elect
             }
             copts: Any = None
             if opts_cls is not None:

@@ -122,13 +122,22 @@ def known_top_fields(res: Resource) -> set[str]:
 
 
 def strict_check(res: Resource, obj: Obj) -> None:
-    """``fieldValidation=Strict``: unknown top-level and metadata fields → 400 naming them."""
-    unknown = [f'unknown field "{k}"' for k in obj if k not in known_top_fields(res)]
+    """``fieldValidation=Strict``: fields the kind's schema does not define → 400 naming each one.
+
+    The OpenAPI schemas (``controlplane.api.openapi``) find unknown fields at any depth; the
+    top-level and ``metadata`` check here also covers kinds without a schema.
+    """
+    from controlplane.api import openapi
+
+    unknown = [k for k in obj if k not in known_top_fields(res)]
     md = obj.get("metadata")
     if isinstance(md, dict):
-        unknown += [f'unknown field "metadata.{k}"' for k in md if k not in _META_FIELDS]
+        unknown += [f"metadata.{k}" for k in md if k not in _META_FIELDS]
+    for path in openapi.unknown_fields(res, obj):
+        if path not in unknown:
+            unknown.append(path)
     if unknown:
-        raise errors.BadRequest("strict decoding error: " + ", ".join(unknown))
+        raise openapi.strict_decoding_error(res, unknown)
 
 
 class ResourceOps:

@@ -202,3 +202,13 @@ def test_delete_unscheduled_pod_is_immediate(http: httpx.Client) -> None:
 )
 def test_unknown_paths_are_404_status(http: httpx.Client, path: str) -> None:
     assert_status(http.get(path), 404, "NotFound")
+
+
+def test_metrics_count_requests_by_verb_and_resource(http: httpx.Client, server: RunningApiServer) -> None:
+    http.get("/api/v1/namespaces/default/configmaps")
+    text = http.get("/metrics").text
+    assert 'apiserver_request_total{code="200",resource="configmaps",verb="list"}' in text
+    assert 'apiserver_request_duration_seconds_bucket{le="0.001",resource="configmaps",verb="list"}' in text
+    assert "apiserver_registered_watchers" in text
+    with server.http(auth=False) as anon:
+        assert anon.get("/metrics").status_code == 401

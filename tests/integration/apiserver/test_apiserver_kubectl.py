@@ -78,6 +78,21 @@ def test_version_and_api_resources(k: Kubectl) -> None:
     assert "false" in lines["nodes"].split()
 
 
+def test_explain(k: Kubectl) -> None:
+    out = k("explain", "pods").stdout
+    assert "KIND:" in out and "Pod" in out and "spec" in out
+    out = k("explain", "deployments.spec.replicas").stdout
+    assert "replicas" in out and "integer" in out
+
+
+def test_apply_with_a_typo_is_refused_by_the_server(k: Kubectl, tmp_path: Path) -> None:
+    f = tmp_path / "typo.yaml"
+    f.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typo\ndatta:\n  a: b\n")
+    r = k("apply", "-f", str(f), ok=False)
+    assert r.returncode != 0 and 'unknown field "datta"' in r.stderr
+    assert k("get", "cm", "typo", ok=False).returncode != 0
+
+
 def test_apply_reapply_get_describe_scale_label_patch_delete(k: Kubectl, tmp_path: Path) -> None:
     f = tmp_path / "app.yaml"
     f.write_text(MANIFEST)

@@ -268,6 +268,15 @@ def test_field_validation_strict_and_ignore(http: httpx.Client) -> None:
     assert http.post(CM, params={"fieldValidation": "Sometimes"}, json=body).status_code == 400
 
 
+def test_field_validation_strict_nested(http: httpx.Client) -> None:
+    p = pod("strict-pod")
+    p["spec"]["containers"][0]["imagex"] = "typo"
+    r = http.post(PODS, params={"fieldValidation": "Strict"}, json=p)
+    assert r.status_code == 400
+    assert 'unknown field "spec.containers[0].imagex"' in r.json()["message"]
+    assert http.get(f"{PODS}/strict-pod").status_code == 404
+
+
 def test_dry_run(http: httpx.Client) -> None:
     r = http.post(CM, params={"dryRun": "All"}, json={"metadata": {"name": "dry-1"}})
     assert r.status_code == 201 and r.json()["metadata"]["name"] == "dry-1"
