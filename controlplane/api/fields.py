@@ -26,7 +26,7 @@ from controlplane.api import errors
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import FieldSelector
 
-__all__ = ["check_field_selector", "field_set", "supported_fields"]
+__all__ = ["check_field_selector", "field_set", "matcher", "supported_fields"]
 
 Getter = Callable[[Mapping[str, Any]], str]
 
@@ -35,7 +35,7 @@ def _path(*keys: str) -> Getter:
     def get(obj: Mapping[str, Any]) -> str:
         cur: Any = obj
         for k in keys:
-            if not isinstance(cur, Mapping):
+            if not isinstance(cur, dict):
                 return ""
             cur = cur.get(k)
         return _render(cur)
@@ -127,6 +127,25 @@ def supported_fields(resource: Resource) -> list[str]:
 def field_set(resource: Resource, obj: Mapping[str, Any]) -> dict[str, str]:
     """The selectable fields of ``obj`` with their string values (missing fields are ``""``)."""
     return {name: get(obj) for name, get in _getters(resource).items()}
+
+
+def matcher(resource: Resource, sel: FieldSelector) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate for ``sel`` on objects of this kind that reads only the fields ``sel`` names.
+
+    Equivalent to ``sel.matches(field_set(resource, obj))`` but cheaper per object, which matters
+    when filtering large lists and every watch event. Unknown fields raise like
+    ``check_field_selector``.
+    """
+    check_field_selector(resource, sel)
+    if sel.empty:
+        return lambda obj: True
+    getters = _getters(resource)
+    terms = [(getters[r.field], r.operator == "=", r.value) for r in sel.requirements]
+
+    def match(obj: Mapping[str, Any]) -> bool:
+        return all((get(obj) == value) == equal for get, equal, value in terms)
+
+    return match
 
 
 def check_field_selector(resource: Resource, sel: FieldSelector) -> None:

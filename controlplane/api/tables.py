@@ -123,7 +123,7 @@ def _since(ts: Any, now: datetime) -> str:
 def _get(obj: Any, *path: str) -> Any:
     cur = obj
     for p in path:
-        if not isinstance(cur, Mapping):
+        if not isinstance(cur, dict):
             return None
         cur = cur.get(p)
     return cur
@@ -134,7 +134,7 @@ def _list(v: Any) -> list[Any]:
 
 
 def _maps(v: Any) -> list[Mapping[str, Any]]:
-    return [x for x in _list(v) if isinstance(x, Mapping)]
+    return [x for x in _list(v) if isinstance(x, dict)]
 
 
 def _int(v: Any) -> int:
@@ -155,13 +155,13 @@ def _age(obj: Obj, now: datetime) -> str:
 
 def _format_labels(labels: Any) -> str:
     """``labels.FormatLabels``: sorted ``k=v`` pairs, ``<none>`` when empty."""
-    if not isinstance(labels, Mapping) or not labels:
+    if not isinstance(labels, dict) or not labels:
         return "<none>"
     return ",".join(f"{k}={labels[k]}" for k in sorted(labels))
 
 
 def _selector_string(sel: Any) -> str:
-    if not isinstance(sel, Mapping):
+    if not isinstance(sel, dict):
         return "<none>"
     try:
         return str(LabelSelector.from_dict(sel))
@@ -220,13 +220,13 @@ def pod_status_reason(pod: Obj) -> tuple[str, int, int, int, str | None]:
             last_restartable_init = later(last_restartable_init, finished)
         term = _get(cs, "state", "terminated")
         waiting = _get(cs, "state", "waiting")
-        if isinstance(term, Mapping) and _int(term.get("exitCode")) == 0:
+        if isinstance(term, dict) and _int(term.get("exitCode")) == 0:
             continue
         if restartable and cs.get("started") is True:
             if cs.get("ready") is True:
                 ready += 1
             continue
-        if isinstance(term, Mapping):
+        if isinstance(term, dict):
             if not _str(term.get("reason")):
                 if _int(term.get("signal")):
                     reason = f"Init:Signal:{_int(term.get('signal'))}"
@@ -235,7 +235,7 @@ def pod_status_reason(pod: Obj) -> tuple[str, int, int, int, str | None]:
             else:
                 reason = "Init:" + _str(term.get("reason"))
         elif (
-            isinstance(waiting, Mapping) and _str(waiting.get("reason")) and waiting.get("reason") != "PodInitializing"
+            isinstance(waiting, dict) and _str(waiting.get("reason")) and waiting.get("reason") != "PodInitializing"
         ):
             reason = "Init:" + _str(waiting.get("reason"))
         else:
@@ -252,16 +252,16 @@ def pod_status_reason(pod: Obj) -> tuple[str, int, int, int, str | None]:
             last_restart = later(last_restart, _get(cs, "lastState", "terminated", "finishedAt"))
             waiting = _get(cs, "state", "waiting")
             term = _get(cs, "state", "terminated")
-            if isinstance(waiting, Mapping) and _str(waiting.get("reason")):
+            if isinstance(waiting, dict) and _str(waiting.get("reason")):
                 reason = _str(waiting.get("reason"))
-            elif isinstance(term, Mapping) and _str(term.get("reason")):
+            elif isinstance(term, dict) and _str(term.get("reason")):
                 reason = _str(term.get("reason"))
-            elif isinstance(term, Mapping):
+            elif isinstance(term, dict):
                 if _int(term.get("signal")):
                     reason = f"Signal:{_int(term.get('signal'))}"
                 else:
                     reason = f"ExitCode:{_int(term.get('exitCode'))}"
-            elif cs.get("ready") is True and isinstance(_get(cs, "state", "running"), Mapping):
+            elif cs.get("ready") is True and isinstance(_get(cs, "state", "running"), dict):
                 has_running = True
                 ready += 1
         if reason == "Completed" and has_running:
@@ -475,7 +475,7 @@ def node_roles(node: Obj) -> list[str]:
     """``findNodeRoles``: from ``node-role.kubernetes.io/<role>`` and ``kubernetes.io/role`` labels."""
     roles: set[str] = set()
     labels = _get(node, "metadata", "labels")
-    if isinstance(labels, Mapping):
+    if isinstance(labels, dict):
         for k, v in labels.items():
             if k.startswith("node-role.kubernetes.io/") and k[len("node-role.kubernetes.io/") :]:
                 roles.add(k[len("node-role.kubernetes.io/") :])
@@ -530,7 +530,7 @@ def _event_row(ev: Obj, now: datetime) -> list[Cell]:
     last = _since(ev.get("lastTimestamp"), now) if ev.get("lastTimestamp") else first
     count = _int(ev.get("count"))
     series = ev.get("series")
-    if isinstance(series, Mapping):
+    if isinstance(series, dict):
         last = _since(series.get("lastObservedTime"), now)
         count = _int(series.get("count"))
     elif count == 0:
@@ -868,7 +868,7 @@ def _row_object(resource: Resource, obj: Obj, include_object: str) -> dict[str, 
     return {
         "kind": "PartialObjectMetadata",
         "apiVersion": "meta.k8s.io/v1",
-        "metadata": dict(md) if isinstance(md := obj.get("metadata"), Mapping) else {},
+        "metadata": dict(md) if isinstance(md := obj.get("metadata"), dict) else {},
     }
 
 

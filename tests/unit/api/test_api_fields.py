@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from controlplane.api import errors, registry
-from controlplane.api.fields import check_field_selector, field_set, supported_fields
+from controlplane.api.fields import check_field_selector, field_set, matcher, supported_fields
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import FieldSelector
 
@@ -89,3 +89,25 @@ def test_every_kind_supports_metadata_fields(resource: Resource) -> None:
     fs = field_set(resource, {"metadata": {"name": "x"}})
     assert fs["metadata.name"] == "x"
     assert fs["metadata.namespace"] == ""
+
+
+@pytest.mark.parametrize(
+    "selector",
+    [
+        "",
+        "spec.nodeName=kl-node1",
+        "spec.nodeName!=kl-node1",
+        "status.phase!=Succeeded,status.phase!=Failed",
+        "metadata.name=web-2",
+    ],
+)
+def test_matcher_agrees_with_field_set(selector: str) -> None:
+    sel = FieldSelector.parse(selector)
+    match = matcher(registry.PODS, sel)
+    for obj in (POD, {**POD, "status": {"phase": "Failed"}}, {"metadata": {"name": "web-2"}}, {}):
+        assert match(obj) == sel.matches(field_set(registry.PODS, obj))
+
+
+def test_matcher_rejects_unknown_fields() -> None:
+    with pytest.raises(errors.BadRequest, match=r"field label not supported: spec\.image"):
+        matcher(registry.PODS, FieldSelector.parse("spec.image=x"))
