@@ -35,7 +35,16 @@ from proxy.backend.conntrack import StaleFlow
 from proxy.backend.interface import Backend, BackendError
 from proxy.changes import EndpointsChangeTracker, ServiceChangeTracker
 from proxy.model import Endpoint, ServicePort, node_addresses
-from proxy.rules import Fragment, ProxyOptions, Ruleset, assemble, categorize, port_key, render_service_port
+from proxy.rules import (
+    Fragment,
+    ProxyOptions,
+    Ruleset,
+    assemble,
+    categorize,
+    no_gc,
+    port_key,
+    render_service_port,
+)
 from proxy.runner import BoundedFrequencyRunner
 
 log = logging.getLogger(__name__)
@@ -190,6 +199,10 @@ class Proxier:
         return self.options
 
     def sync(self) -> None:
+        with no_gc():
+            self._sync()
+
+    def _sync(self) -> None:
         if not self.all_synced():
             log.info("not syncing: waiting for the informers' initial lists")
             return

@@ -219,13 +219,19 @@ def control_plane(sizes: list[int]) -> None:
 
 
 def data_path(count: int, runs: int) -> None:
-    """Connections/s from a pod to a VIP vs to the pod IP, in namespaces of our own."""
+    """Connections/s from a pod to a VIP vs to the pod IP, in namespaces of our own.
+
+    Two servers: one on the client's node (same bridge: the direct path never leaves L2 while
+    the VIP path is routed through the node, so this is the worst case for the VIP) and one on
+    another node (both paths routed; the VIP adds only the DNAT, the usual case in a cluster).
+    """
     from proxy.backend.exec import CommandRunner
     from proxy.backend.restore import RestoreBackend
     from proxy.rules import ProxyOptions, render
 
     pid = os.getpid()
-    node, client, server = f"klbench-{pid}-node", f"klbench-{pid}-cli", f"klbench-{pid}-srv"
+    na, nb = f"klbench-{pid}-na", f"klbench-{pid}-nb"
+    client, local, remote = f"klbench-{pid}-cli", f"klbench-{pid}-srv1", f"klbench-{pid}-srv2"
     made: list[str] = []
     procs: list[subprocess.Popen[bytes]] = []
 
@@ -233,68 +239,90 @@ def data_path(count: int, runs: int) -> None:
         subprocess.run(list(argv), check=True, capture_output=True)
 
     try:
-        for ns in (node, client, server):
+        for ns in (na, nb, client, local, remote):
             sh("ip", "netns", "add", ns)
             made.append(ns)
             sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", node, "link", "add", "cni0", "type", "bridge")
-        sh("ip", "-n", node, "addr", "add", "10.244.1.1/24", "dev", "cni0")
-        sh("ip", "-n", node, "link", "set", "cni0", "up")
-        sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
-        for ns, ip, veth in ((client, "10.244.1.2", "vcli"), (server, "10.244.1.3", "vsrv")):
+        sh("ip", "-n", na, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", nb)
+        for i, ns in ((1, na), (2, nb)):
+            sh("ip", "-n", ns, "addr", "add", f"192.168.56.1{i}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "add", "cni0", "type", "bridge")
+            sh("ip", "-n", ns, "addr", "add", f"10.244.{i}.1/24", "dev", "cni0")
+            sh("ip", "-n", ns, "link", "set", "cni0", "up")
+            sh("ip", "-n", ns, "route", "add", f"10.244.{3 - i}.0/24", "via", f"192.168.56.1{3 - i}")
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1")
+        for ns, node, ip, veth in (
+            (client, na, "10.244.1.2", "vcli"),
+            (local, na, "10.244.1.3", "vsrv1"),
+            (remote, nb, "10.244.2.2", "vsrv2"),
+        ):
             sh("ip", "-n", node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
             sh("ip", "-n", node, "link", "set", veth, "master", "cni0", "up")
             sh("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", "eth0")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
-            sh("ip", "-n", ns, "route", "add", "default", "via", "10.244.1.1")
-        svc = {
-            "metadata": {"namespace": "b", "name": "web"},
-            "spec": {"clusterIP": "10.96.0.10", "ports": [{"name": "h", "port": 80}]},
-        }
-        sl = {
-            "metadata": {"namespace": "b", "name": "web-s", "labels": {"kubernetes.io/service-name": "web"}},
-            "ports": [{"name": "h", "port": 8080, "protocol": "TCP"}],
-            "endpoints": [{"addresses": ["10.244.1.3"]}],
-        }
-        RestoreBackend("nft", CommandRunner(netns=node)).apply(render([svc], [sl], options=ProxyOptions()), full=True)
+            sh("ip", "-n", ns, "route", "add", "default", "via", ip.rsplit(".", 1)[0] + ".1")
+        services, slices = [], []
+        for name, vip, ep in (("local", "10.96.0.10", "10.244.1.3"), ("remote", "10.96.0.11", "10.244.2.2")):
+            services.append(
+                {
+                    "metadata": {"namespace": "b", "name": name},
+                    "spec": {"clusterIP": vip, "ports": [{"name": "h", "port": 80}]},
+                }
+            )
+            slices.append(
+                {
+                    "metadata": {"namespace": "b", "name": f"{name}-s", "labels": {"kubernetes.io/service-name": name}},
+                    "ports": [{"name": "h", "port": 8080, "protocol": "TCP"}],
+                    "endpoints": [{"addresses": [ep]}],
+                }
+            )
+        RestoreBackend("nft", CommandRunner(netns=na)).apply(
+            render(services, slices, options=ProxyOptions()), full=True
+        )
         server_code = (
             "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
             "s.bind(('0.0.0.0',8080));s.listen(1024);print('ready',flush=True)\n"
             "while True:\n c,_=s.accept();c.sendall(b'x');c.close()\n"
         )
-        srv = subprocess.Popen(
-            ["ip", "netns", "exec", server, sys.executable, "-c", server_code], stdout=subprocess.PIPE
-        )
-        procs.append(srv)
-        assert srv.stdout is not None and srv.stdout.readline().startswith(b"ready")
+        for ns in (local, remote):
+            srv = subprocess.Popen(
+                ["ip", "netns", "exec", ns, sys.executable, "-c", server_code], stdout=subprocess.PIPE
+            )
+            procs.append(srv)
+            assert srv.stdout is not None and srv.stdout.readline().startswith(b"ready")
         client_code = (
             "import socket,sys,time\nhost,port,n=sys.argv[1],int(sys.argv[2]),int(sys.argv[3])\nt=time.perf_counter()\n"
             "for _ in range(n):\n s=socket.create_connection((host,port));s.recv(1);s.close()\n"
             "print(n/(time.perf_counter()-t))\n"
         )
-        vip, direct = [], []
+        targets = {
+            "same node: VIP": ("10.96.0.10", "80"),
+            "same node: pod IP": ("10.244.1.3", "8080"),
+            "other node: VIP": ("10.96.0.11", "80"),
+            "other node: pod IP": ("10.244.2.2", "8080"),
+        }
+        results: dict[str, list[float]] = {k: [] for k in targets}
         for _ in range(runs):
-            for target, out in ((("10.96.0.10", "80"), vip), (("10.244.1.3", "8080"), direct)):
+            for key, target in targets.items():
                 res = ns_exec(client, [sys.executable, "-c", client_code, *target, str(count)], timeout=600, check=True)
-                out.append(float(res.stdout.strip()))
-        print_table(
-            "data path: connections/s from a pod (connect, 1 byte, close; same namespaces, interleaved runs)",
-            ["path", "median conn/s", "min–max", "ratio VIP/direct"],
-            [
+                results[key].append(float(res.stdout.strip()))
+        rows = []
+        for where in ("same node", "other node"):
+            vip, direct = results[f"{where}: VIP"], results[f"{where}: pod IP"]
+            rows.append(
                 [
-                    "through the VIP (DNAT)",
-                    f"{statistics.median(vip):.0f}",
-                    f"{min(vip):.0f}–{max(vip):.0f}",
+                    where,
+                    f"{statistics.median(vip):.0f} ({min(vip):.0f}–{max(vip):.0f})",
+                    f"{statistics.median(direct):.0f} ({min(direct):.0f}–{max(direct):.0f})",
                     fmt_ratio(statistics.median(vip), statistics.median(direct)),
-                ],
-                [
-                    "straight to the pod IP",
-                    f"{statistics.median(direct):.0f}",
-                    f"{min(direct):.0f}–{max(direct):.0f}",
-                    "1.00×",
-                ],
-            ],
+                ]
+            )
+        print_table(
+            f"data path: connections/s from a pod (connect, 1 byte, close; {count} per run, {runs} interleaved runs)",
+            ["server", "through the VIP (DNAT)", "straight to the pod IP", "ratio VIP/direct"],
+            rows,
         )
     finally:
         for p in procs:
@@ -308,7 +336,8 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="bench_proxy")
     ap.add_argument("--quick", action="store_true", help="1,000 services only")
     ap.add_argument("--sizes", default="", help="comma-separated service counts (default 1000,10000)")
-    ap.add_argument("--connections", type=int, default=2000, help="connections per data-path run")
+    ap.add_argument("--connections", type=int, default=1000, help="connections per data-path run (4 targets × 5 runs)")
+    ap.add_argument("--data-path-only", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--worker", nargs=2, metavar=("N", "BACKEND"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -321,8 +350,9 @@ def main(argv: list[str]) -> int:
 
     sizes = [int(s) for s in args.sizes.split(",") if s] or ([1000] if args.quick else [1000, 10000])
     with safety.hold(f"bench-proxy-{os.getpid()}"):
-        control_plane(sizes)
-        data_path(args.connections, 3)
+        if not args.data_path_only:
+            control_plane(sizes)
+        data_path(args.connections, 5)
     return 0
 
 
