@@ -74,6 +74,11 @@ def _unb64(s: str | None) -> bytes:
     return base64.b64decode(s) if s else b""
 
 
+def _key_b64(prefix: str) -> str:
+    """The range start for a prefix (etcd rejects an empty key; "\\0" starts the key space)."""
+    return _b64(prefix or "\0")
+
+
 def _range_end_b64(prefix: str) -> str:
     """etcd's range_end for a prefix: the prefix with its last byte incremented (base64)."""
     raw = bytearray(prefix.encode())
@@ -101,7 +106,11 @@ class EtcdStore:
         self._endpoints = [e.rstrip("/") for e in endpoints]
         for e in self._endpoints:
             parts = urlsplit(e)
-            if parts.scheme not in ("http", "https") or not parts.hostname or not parts.port:
+            try:
+                port = parts.port
+            except ValueError:
+                port = None
+            if parts.scheme not in ("http", "https") or not parts.hostname or not port:
                 raise ValueError(f"etcd endpoint must look like http://HOST:PORT, got {e!r}")
         self._timeout = timeout
         self._current = 0  # index of the endpoint in use; moves on connection failure
@@ -187,7 +196,7 @@ class EtcdStore:
     def list(self, prefix: str) -> tuple[_KVs, int]:
         """Every key under ``prefix``, in pages, all read at the revision of the first page."""
         end = _range_end_b64(prefix)
-        start = _b64(prefix)
+        start = _key_b64(prefix)
         out: list[KeyValue] = []
         rev = 0
         while True:
@@ -289,7 +298,7 @@ class EtcdStore:
         try:
             self._call(
                 "/kv/range",
-                {"key": _b64(prefix), "limit": 1, "keys_only": True, "revision": after_revision + 1},
+                {"key": _key_b64(prefix), "limit": 1, "keys_only": True, "revision": after_revision + 1},
             )
         except CompactedError:
             raise CompactedError(after_revision, self._compaction_point(prefix, after_revision)) from None
@@ -345,7 +354,7 @@ class EtcdWatch:
         self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=None))
         self._request = {
             "create_request": {
-                "key": _b64(prefix),
+                "key": _key_b64(prefix),
                 "range_end": _range_end_b64(prefix),
                 "start_revision": after_revision + 1,
                 "prev_kv": True,

@@ -94,6 +94,8 @@ def test_bad_endpoints_are_named() -> None:
         EtcdStore([])
     with pytest.raises(ValueError, match=r"127\.0\.0\.1:notaport"):
         EtcdStore(["127.0.0.1:notaport"])
+    with pytest.raises(ValueError, match="must look like"):
+        EtcdStore(["http://127.0.0.1:notaport"])
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StoreError, match="etcd unreachable"):
         EtcdStore([dead], timeout=2)

@@ -456,3 +456,15 @@ def test_list_is_a_consistent_snapshot_under_concurrent_writes(store: Store) -> 
     for keys, rev in snapshots:
         # Exactly the keys created at or before the revision the list says it was read at.
         assert keys == {k for k, r in created.items() if r <= rev}
+
+
+def test_empty_prefix_means_every_key(store: Store) -> None:
+    start = store.current_revision()
+    ra = store.create("/a/1", b"")
+    rb = store.create("/b/1", b"")
+    assert [kv.key for kv in store.list("")[0]] == ["/a/1", "/b/1"]
+    w = store.watch("", start)
+    try:
+        assert [e.revision for e in drain(w, 2)] == [ra, rb]
+    finally:
+        w.close()
