@@ -204,7 +204,10 @@ class Fragment:
     filter_external: tuple[str, ...] = ()
     filter_nodeports: tuple[str, ...] = ()
     filter_firewall: tuple[str, ...] = ()
-    chains: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # nat, in render order
+    # nat, in render order. Lists shared (never mutated) with every Ruleset assembled from this
+    # fragment and with the backend's record of what it applied: an unchanged chain is then the
+    # very same object, which the planner recognises without comparing rules.
+    chains: Mapping[str, list[str]] = field(default_factory=dict)
 
 
 def categorize(
@@ -431,7 +434,7 @@ def render_service_port(
         filter_external=tuple(f_external),
         filter_nodeports=tuple(f_nodeports),
         filter_firewall=tuple(f_firewall),
-        chains={name: tuple(rules) for name, rules in chains.items()},
+        chains=chains,
     )
 
 
@@ -490,7 +493,7 @@ def assemble(fragments: Iterable[tuple[str, Fragment]], options: ProxyOptions) -
         nat_nodeports.extend(frag.nat_nodeports)
         nat_services.extend(frag.nat_services)
         for name, rules in frag.chains.items():
-            service_chains[name] = list(rules)
+            service_chains[name] = rules  # shared, not copied (see Fragment.chains)
             owners[name] = spn
     if options.localhost_nodeports:
         nat_services.append(

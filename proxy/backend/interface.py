@@ -167,14 +167,14 @@ def make_plan(
         tp = TablePlan(table)
         tables[table] = tp
         if full:
-            tp.write = {c: list(r) for c, r in want.items()}
+            tp.write = dict(want)
             obs = (observed or {}).get(table) or ObservedTable()
             known = set(obs.chains) | set((applied or {}).get(table, {}))
             tp.delete = sorted(c for c in known if owned_chain(table, c) and c not in want)
             for j in desired.jumps:
                 if j.table == table and not has_jump(obs.rules.get(j.chain, []), j):
                     tp.jumps.append(j)
-            result[table] = {c: list(r) for c, r in want.items()}
+            result[table] = dict(want)
             continue
         assert applied is not None
         have = applied.get(table, {})
@@ -182,9 +182,9 @@ def make_plan(
         for chain, rules in want.items():
             old = have.get(chain)
             if old is None:
-                tp.write[chain] = list(rules)
-                now[chain] = list(rules)
-            elif old == rules:
+                tp.write[chain] = rules
+                now[chain] = rules
+            elif old is rules or old == rules:  # identity: an untouched fragment's chain
                 now[chain] = old
             elif (table, chain) in ORDER_FREE_CHAINS:
                 deletes, inserts = _diff(old, rules)
@@ -192,11 +192,11 @@ def make_plan(
                     tp.patch[chain] = (deletes, inserts)
                     now[chain] = list(inserts) + _without(old, deletes)
                 else:
-                    tp.write[chain] = list(rules)
-                    now[chain] = list(rules)
+                    tp.write[chain] = rules
+                    now[chain] = rules
             else:
-                tp.write[chain] = list(rules)
-                now[chain] = list(rules)
+                tp.write[chain] = rules
+                now[chain] = rules
         tp.delete = sorted(c for c in have if c not in want)
         result[table] = now
     return Plan(full=full, tables=tables, result=result)
