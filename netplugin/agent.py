@@ -318,8 +318,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--resync", type=float, default=30.0, help="seconds between full re-checks")
     p.add_argument(
         "--cni-server",
-        action="store_true",
-        help="also run the CNI server (netplugin/cniserver.py) that the plugin launchers hand requests to",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="run the CNI server (netplugin/cniserver.py) the plugin launchers hand requests to (default: yes)",
     )
     p.set_defaults(func=run_cli)
 

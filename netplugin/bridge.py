@@ -168,9 +168,14 @@ class Undo:
 
 
 def _is_kubelab_ipam(path: str) -> bool:
+    """Is this executable our IPAM launcher (Python) or our native thin client (its Python
+    fallback launcher sits beside it as ``<path>.py``)?"""
     try:
         with open(path, "rb") as f:
             head = f.read(2048)
+        if head.startswith(b"\x7fELF"):
+            with open(path + ".py", "rb") as f:
+                head = f.read(2048)
     except OSError:
         return False
     return head.startswith(b"#!") and (b"netplugin.ipam" in head or b"main_ipam" in head)

@@ -1,5 +1,9 @@
 """Put fast launchers for ``kubelab-bridge`` and ``kubelab-ipam`` into a CNI bin dir.
 
+Two kinds: the native thin client (``thinclient.c``, compiled here with ``cc``; it hands the
+request to the node's CNI server and execs the Python launcher ``<name>.py`` when none runs), and
+the Python launcher itself (used alone when there is no compiler). See README "Performance".
+
 Why not just copy the ``[project.scripts]`` entry points: pip writes them with the virtualenv's
 interpreter and no flags, so every exec pays for ``site`` (the venv's ``.pth`` files, the editable
 install's import hook): ~25 ms before our code runs, twice the reference plugin's whole ADD. The
@@ -48,27 +52,62 @@ def launcher_text(entry: str, python: str | None = None, source_root: str | None
     )
 
 
-def install_plugins(bin_dir: str | Path, python: str | None = None) -> list[Path]:
-    """Write (or refresh) both launchers into ``bin_dir``; return their paths."""
+def install_plugins(bin_dir: str | Path, python: str | None = None, native: bool | None = None) -> list[Path]:
+    """Write (or refresh) both plugins into ``bin_dir``; return their paths.
+
+    ``native=True`` installs the C thin client (``thinclient.c``, design (c), the fastest: see
+    the README) as the plugin, with the Python launcher beside it as ``<name>.py``, which the
+    client execs when no CNI server runs. It needs a C compiler; ``OSError`` names what failed.
+    ``native=None`` (the default) does that when ``cc`` is on PATH and quietly installs the Python
+    launchers otherwise; ``native=False`` always installs the Python launchers.
+    """
+    if native is None:
+        import shutil
+
+        native = shutil.which("cc") is not None and Path(__file__).with_name("thinclient.c").exists()
     d = Path(bin_dir)
     d.mkdir(parents=True, exist_ok=True)
     out = []
     for name, entry in PLUGINS.items():
         path = d / name
+        script = d / f"{name}.py" if native else path
+        if not native:
+            (d / f"{name}.py").unlink(missing_ok=True)  # a native install's leftover
         tmp = d / f".{name}.tmp{os.getpid()}"
         tmp.write_text(launcher_text(entry, python))
         tmp.chmod(0o755)
-        os.replace(tmp, path)
+        os.replace(tmp, script)
+        if native:
+            compile_thin_client(name, path)
         out.append(path)
     return out
 
 
+def compile_thin_client(plugin: str, dest: Path) -> None:
+    import subprocess
+
+    src = Path(__file__).with_name("thinclient.c")
+    tmp = dest.with_name(f".{dest.name}.bin{os.getpid()}")
+    res = subprocess.run(
+        ["cc", "-O2", "-Wall", f'-DPLUGIN="{plugin}"', "-o", str(tmp), str(src)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if res.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        raise OSError(f"compiling {src} for {plugin} failed: {res.stderr.strip()}")
+    os.replace(tmp, dest)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
+    native: bool | None = True if "--native" in args else False if "--python" in args else None
+    args = [a for a in args if a not in ("--native", "--python")]
     if len(args) != 1:
-        sys.stderr.write("usage: python -m netplugin.install CNI_BIN_DIR\n")
+        sys.stderr.write("usage: python -m netplugin.install [--native|--python] CNI_BIN_DIR\n")
         return 2
-    for p in install_plugins(args[0]):
+    for p in install_plugins(args[0], native=native):
         print(p)
     return 0
 

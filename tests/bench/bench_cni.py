@@ -5,13 +5,15 @@ benchmark process switches itself into a fresh "host" namespace (so both plugins
 bridge there and the exec cost is the plugin's, not ``ip netns exec``'s) and execs the plugins
 like a runtime does, one pod namespace per attachment.
 
-Two designs of ours run against the reference, all three interleaved:
+Three designs of ours run against the reference, all four interleaved:
    (a) stdlib-only plugin doing the work itself: our launcher (``python -IS``), a hand-written
        rtnetlink encoder, kubelab-ipam run in-process when it is ours (``KUBELAB_CNI_NO_SERVER=1``);
    (b) "thick": the same launcher as a thin client handing the request over a unix socket to the
-       node's CNI server (``netplugin/cniserver.py``, plugin kept imported, fork per request).
+       node's CNI server (``netplugin/cniserver.py``, plugin kept imported, fork per request);
+   (c) as (b) with the thin client compiled from ``netplugin/thinclient.c`` (no interpreter).
 Wall time is what a runtime waits; CPU time (user+sys of the plugin processes) is shown too,
-because on a shared machine wall time mostly measures the neighbours.
+because on a shared machine wall time mostly measures the neighbours. For (b) and (c) the CPU
+column counts only the client: the server's forked child does the work outside our accounting.
 
 Tables:
 1. ADD and DEL latency, p50 / p99 (+ p10–p90), each design vs reference, with ratios;
@@ -47,39 +49,44 @@ REFERENCE_BIN = "/usr/lib/cni"
 ROOT = Path(__file__).resolve().parents[2]
 
 
+SUBNETS = {"a": "10.244.1.0/24", "b": "10.244.2.0/24", "c": "10.244.4.0/24", "ref": "10.244.3.0/24"}
+
+
 def conf(kind: str, data_dir: str) -> bytes:
     ours = kind != "ref"
     c: dict[str, Any] = {
         "cniVersion": "1.0.0",  # what the reference 1.1.1 plugins speak; ours accept it too
         "name": f"bench-{kind}",
         "type": "kubelab-bridge" if ours else "bridge",
-        "bridge": {"a": "cni0", "b": "cni1", "ref": "cni2"}[kind],
+        "bridge": {"a": "cni0", "b": "cni1", "c": "cni3", "ref": "cni2"}[kind],
         "isGateway": True,
         "isDefaultGateway": True,
         "hairpinMode": True,
         "ipam": {
             "type": "kubelab-ipam" if ours else "host-local",
             "dataDir": data_dir,
-            "ranges": [[{"subnet": {"a": "10.244.1.0/24", "b": "10.244.2.0/24", "ref": "10.244.3.0/24"}[kind]}]],
+            "ranges": [[{"subnet": SUBNETS[kind]}]],
         },
     }
     return json.dumps(c).encode()
 
 
-KINDS = ("a", "b", "ref")
+KINDS = ("a", "b", "c", "ref")
 LABEL = {
     "a": "(a) kubelab, stdlib plugin in the exec",
-    "b": "(b) kubelab, thin client → CNI server",
+    "b": "(b) kubelab, Python thin client → CNI server",
+    "c": "(c) kubelab, native thin client → CNI server",
     "ref": "reference bridge + host-local",
 }
 
 
 class Runner:
-    def __init__(self, bin_dir: str, data_dir: str) -> None:
-        self.cni_path = f"{bin_dir}:{REFERENCE_BIN}"
+    def __init__(self, bin_dir: str, native_dir: str, data_dir: str) -> None:
+        self.cni_path = {k: f"{native_dir if k == 'c' else bin_dir}:{REFERENCE_BIN}" for k in KINDS}
         self.exe = {
             "a": f"{bin_dir}/kubelab-bridge",
             "b": f"{bin_dir}/kubelab-bridge",
+            "c": f"{native_dir}/kubelab-bridge",
             "ref": f"{REFERENCE_BIN}/bridge",
         }
         self.conf = {k: conf(k, data_dir) for k in KINDS}
@@ -100,7 +107,7 @@ class Runner:
             "CNI_CONTAINERID": cid,
             "CNI_NETNS": netns,
             "CNI_IFNAME": "eth0",
-            "CNI_PATH": self.cni_path,
+            "CNI_PATH": self.cni_path[kind],
             **({"KUBELAB_CNI_NO_SERVER": "1"} if kind == "a" else {}),
             **(extra or {}),
         }
@@ -192,9 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     own_ns = os.open("/proc/self/ns/net", os.O_RDONLY)
     server: subprocess.Popen[bytes] | None = None
     with tempfile.TemporaryDirectory(prefix="kubelab-bench-cni-") as tmp, netns_factory() as make:
-        bin_dir = f"{tmp}/bin"
+        bin_dir, native_dir = f"{tmp}/bin", f"{tmp}/native"
         install_plugins(bin_dir)
-        run = Runner(bin_dir, f"{tmp}/ipam")
+        install_plugins(native_dir, native=True)
+        run = Runner(bin_dir, native_dir, f"{tmp}/ipam")
         host = make("benchhost")
         fd = os.open(f"/var/run/netns/{host}", os.O_RDONLY)
         setns(fd, host)  # this single-threaded process now lives in the throwaway host netns
@@ -208,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
                 run.call(kind, "ADD", "warm", pods[0])
                 run.call(kind, "DEL", "warm", pods[0])
             for i in range(args.n):
-                order = KINDS[i % 3 :] + KINDS[: i % 3]  # rotate who goes first
+                order = KINDS[i % 4 :] + KINDS[: i % 4]  # rotate who goes first
                 for op in ("ADD", "DEL"):
                     for kind in order:
                         w, c = run.call(kind, op, f"{kind}{i}", pods[i], extra={"CNI_IFNAME": f"e{kind}"})
@@ -235,17 +243,20 @@ def main(argv: list[str] | None = None) -> int:
                 ["op", "design", "wall", "ratio p50", "ratio p99", "CPU p50", "CPU ratio"],
                 rows,
             )
-            seq_rows = []
-            ref_total = 0.0
-            for kind in ("ref", "a", "b"):
-                t = time.perf_counter()
-                for i in range(args.seq):
-                    run.call(kind, "ADD", f"s{kind}{i}", pods[i % len(pods)], extra={"CNI_IFNAME": f"s{kind}"})
-                total = time.perf_counter() - t
-                ref_total = total if kind == "ref" else ref_total
-                seq_rows.append([LABEL[kind], f"{total:.2f} s", fmt_ratio(total, ref_total)])
+            # Sequential ADDs, timed per design in chunks of 10 taken in turn (so a burst of load
+            # from the neighbours hits every design alike); each design's total is the sum.
+            totals = dict.fromkeys(KINDS, 0.0)
+            for start in range(0, args.seq, 10):
+                chunk = range(start, min(start + 10, args.seq))
+                for kind in KINDS[start // 10 % 4 :] + KINDS[: start // 10 % 4]:
+                    t = time.perf_counter()
+                    for i in chunk:
+                        run.call(kind, "ADD", f"s{kind}{i}", pods[i % len(pods)], extra={"CNI_IFNAME": f"s{kind}"})
+                    totals[kind] += time.perf_counter() - t
+            for kind in KINDS:
                 for i in range(args.seq):
                     run.call(kind, "DEL", f"s{kind}{i}", pods[i % len(pods)], extra={"CNI_IFNAME": f"s{kind}"})
+            seq_rows = [[LABEL[k], f"{totals[k]:.2f} s", fmt_ratio(totals[k], totals["ref"])] for k in KINDS]
             print_table(
                 f"{args.seq} sequential ADDs (wall time for all)", ["design", "total", "vs reference"], seq_rows
             )

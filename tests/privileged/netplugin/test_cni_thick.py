@@ -1,4 +1,6 @@
-"""Design (b): the plugin launchers hand requests to a CNI server in the same namespace.
+"""Designs (b) and (c): the plugin's thin client (Python launcher, or the native one built from
+thinclient.c) hands requests to a CNI server in the same namespace, and falls back to running the
+plugin in-process when there is none.
 
 The server runs inside the test's host namespace (so its socket is keyed by that namespace's
 inode and no other test or node can reach it); it logs to a file given in *its* environment, so a
@@ -13,6 +15,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+from netplugin.install import install_plugins
 from tests.helpers.netns import sh
 from tests.helpers.wait import wait_for
 from tests.privileged.netplugin.conftest import CniEnv
@@ -25,7 +30,10 @@ def server_socket(cni: CniEnv) -> str:
     return f"/run/kubelab/cni/{ino}.sock"
 
 
-def test_requests_go_through_the_server_and_fall_back_without_it(cni: CniEnv, tmp_path: Path) -> None:
+@pytest.mark.parametrize("native", [True, False])
+def test_requests_go_through_the_server_and_fall_back_without_it(cni: CniEnv, tmp_path: Path, native: bool) -> None:
+    install_plugins(cni.bin, native=native)
+    assert (cni.bin / "kubelab-bridge").read_bytes().startswith(b"\x7fELF") == native
     log = tmp_path / "server.log"
     sock = server_socket(cni)
     env = {**os.environ, "KUBELAB_CNI_LOG": str(log)}
