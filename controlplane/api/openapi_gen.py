@@ -120,6 +120,106 @@ _FALLBACK_DESCRIPTIONS = {
 }
 
 
+# Descriptions of struct-valued fields that the client models do not carry, written for the
+# fields ``kubectl explain`` users reach first (paraphrasing the Kubernetes API reference).
+_SELECTOR = (
+    "Label query over pods that should match the replica count. It must match the pod template's labels. "
+    "More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/#label-selectors"
+)
+_TEMPLATE = "Template describes the pods that will be created."
+_FIELD_DESCRIPTIONS: dict[tuple[str, str], str] = {
+    ("DeploymentSpec", "selector"): _SELECTOR + " Immutable after creation in apps/v1.",
+    ("DeploymentSpec", "strategy"): "The deployment strategy to use to replace existing pods with new ones.",
+    ("DeploymentSpec", "template"): _TEMPLATE + ' The only allowed template.spec.restartPolicy value is "Always".',
+    ("ReplicaSetSpec", "selector"): _SELECTOR,
+    ("ReplicaSetSpec", "template"): _TEMPLATE + " Used when the number of pods is below the desired count.",
+    ("DaemonSetSpec", "selector"): _SELECTOR,
+    ("DaemonSetSpec", "template"): _TEMPLATE + " Exactly one copy runs on every eligible node.",
+    ("DaemonSetSpec", "updateStrategy"): "An update strategy to replace existing DaemonSet pods with new pods.",
+    ("StatefulSetSpec", "selector"): _SELECTOR,
+    ("StatefulSetSpec", "template"): _TEMPLATE + " Each pod gets a stable identity (name-ordinal).",
+    (
+        "StatefulSetSpec",
+        "updateStrategy",
+    ): "Indicates the StatefulSetUpdateStrategy used to update pods when the template changes.",
+    ("StatefulSetSpec", "persistentVolumeClaimRetentionPolicy"): (
+        "Describes the lifecycle of persistent volume claims created from volumeClaimTemplates."
+    ),
+    ("StatefulSetSpec", "ordinals"): "Controls the numbering of replica indices in a StatefulSet.",
+    ("JobSpec", "selector"): "A label query over pods that should match the pod count. Normally set by the system.",
+    ("JobSpec", "template"): _TEMPLATE
+    + ' The only allowed template.spec.restartPolicy values are "Never" or "OnFailure".',
+    ("JobSpec", "podFailurePolicy"): "Specifies the policy of handling failed pods.",
+    ("JobSpec", "successPolicy"): "Specifies the policy when the Job can be declared as succeeded.",
+    (
+        "DeploymentStrategy",
+        "rollingUpdate",
+    ): "Rolling update config params. Present only if DeploymentStrategyType = RollingUpdate.",
+    ("PodSpec", "affinity"): "If specified, the pod's scheduling constraints.",
+    (
+        "PodSpec",
+        "dnsConfig",
+    ): "Specifies the DNS parameters of a pod, merged into the configuration generated from DNSPolicy.",
+    ("PodSpec", "os"): "Specifies the OS of the containers in the pod.",
+    (
+        "PodSpec",
+        "resources",
+    ): "Resources is the total amount of CPU and Memory resources required by all containers in the pod.",
+    ("PodSpec", "securityContext"): (
+        "SecurityContext holds pod-level security attributes and common container settings. "
+        "Optional: Defaults to empty."
+    ),
+    (
+        "Container",
+        "lifecycle",
+    ): "Actions that the management system should take in response to container lifecycle events.",
+    (
+        "Container",
+        "livenessProbe",
+    ): "Periodic probe of container liveness. Container will be restarted if the probe fails.",
+    ("Container", "readinessProbe"): (
+        "Periodic probe of container service readiness. "
+        "Container will be removed from service endpoints if the probe fails."
+    ),
+    ("Container", "startupProbe"): (
+        "StartupProbe indicates that the Pod has successfully initialized. No other probe runs until it succeeds."
+    ),
+    ("Container", "resources"): "Compute Resources required by this container. Cannot be updated.",
+    ("Container", "securityContext"): "SecurityContext defines the security options the container should be run with.",
+    ("ServiceSpec", "sessionAffinityConfig"): "sessionAffinityConfig contains the configurations of session affinity.",
+    (
+        "ServiceStatus",
+        "loadBalancer",
+    ): "LoadBalancer contains the current status of the load-balancer, if one is present.",
+    ("NodeStatus", "daemonEndpoints"): "Endpoints of daemons running on the Node.",
+    ("NodeStatus", "nodeInfo"): "Set of ids/uuids to uniquely identify the node.",
+    ("Probe", "exec"): "Exec specifies a command to execute in the container.",
+    ("Probe", "grpc"): "GRPC specifies a GRPC HealthCheckRequest.",
+    ("Probe", "httpGet"): "HTTPGet specifies an HTTP GET request to perform.",
+    ("Probe", "tcpSocket"): "TCPSocket specifies a connection to a TCP port.",
+    ("EnvVar", "valueFrom"): "Source for the environment variable's value. Cannot be used if value is not empty.",
+    ("Volume", "configMap"): "configMap represents a configMap that should populate this volume.",
+    ("Volume", "secret"): "secret represents a secret that should populate this volume.",
+    ("Volume", "emptyDir"): "emptyDir represents a temporary directory that shares a pod's lifetime.",
+    ("Volume", "hostPath"): "hostPath represents a pre-existing file or directory on the host machine.",
+    (
+        "Volume",
+        "persistentVolumeClaim",
+    ): "persistentVolumeClaimVolumeSource represents a reference to a PersistentVolumeClaim.",
+    ("Volume", "projected"): "projected items for all in one resources secrets, configmaps, and downward API.",
+    ("Volume", "downwardAPI"): "downwardAPI represents downward API about the pod that should populate this volume.",
+    ("Event", "involvedObject"): "The object that this event is about.",
+    ("Event", "source"): "The component reporting this event. Should be a short machine understandable string.",
+    ("Event", "series"): "Data about the Event series this event represents or nil if it's a singleton Event.",
+    ("Event", "related"): "Optional secondary object for more complex actions.",
+    ("ContainerStatus", "state"): "State holds details about the container's current condition.",
+    ("ContainerStatus", "lastState"): "LastTerminationState holds the last termination state of the container.",
+    ("ContainerState", "running"): "Details about a running container.",
+    ("ContainerState", "terminated"): "Details about a terminated container.",
+    ("ContainerState", "waiting"): "Details about a waiting container.",
+}
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"allOf": [{"$ref": f"#/components/schemas/{name}"}], "default": {}}
 
@@ -182,6 +282,8 @@ class Generator:
             prop = self.type_schema(type_str, field.annotation if field is not None else None)
             if field is not None and field.description:
                 prop["description"] = field.description
+            elif (go, json_name) in _FIELD_DESCRIPTIONS:
+                prop["description"] = _FIELD_DESCRIPTIONS[(go, json_name)]
             elif json_name in _FALLBACK_DESCRIPTIONS:
                 # the client models drop the descriptions of struct-valued fields; these three are
                 # on every kind and read as in Kubernetes' own documents
