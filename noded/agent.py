@@ -79,6 +79,7 @@ class NodedConfig:
     lease_period: float = 10.0
     status_period: float = 10.0
     housekeeping_period: float = 2.0
+    pleg_period: float = 1.0
     backoff_base: float = 10.0
     backoff_cap: float = 300.0
     cluster_dns: str = "10.96.0.10"
@@ -197,7 +198,11 @@ class Noded:
         )
         self.services.start()
         self.pods.start()
-        for fn, name in ((self._node_loop, "node-status"), (self._housekeeping, "housekeeping")):
+        for fn, name in (
+            (self._node_loop, "node-status"),
+            (self._housekeeping, "housekeeping"),
+            (self._pleg, "pleg"),
+        ):
             t = threading.Thread(target=fn, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -505,6 +510,29 @@ class Noded:
             except Exception as exc:
                 log.warning("node status/lease update failed: %s", exc)
             self._stop.wait(0.5 if not self.cni.ready() else 1.0)
+
+    # ---- PLEG ------------------------------------------------------------------------------
+
+    def _pleg(self) -> None:
+        """Kubelet's pod lifecycle event generator: relist the runtime every ``pleg_period`` and
+        enqueue every pod whose containers or sandboxes changed state (a container exiting is
+        seen here; nothing in the API would tell us)."""
+        last: dict[str, str] = {}
+        while not self._stop.wait(self.cfg.pleg_period):
+            try:
+                sandboxes = {sb.id: sb for sb in self.runtime.list_pod_sandboxes()}
+                now: dict[str, str] = {sid: str(sb.state) for sid, sb in sandboxes.items()}
+                owner = {sid: f"{sb.namespace}/{sb.name}" for sid, sb in sandboxes.items()}
+                for c in self.runtime.list_containers():
+                    now[c.id] = str(c.state)
+                    if c.sandbox_id in owner:
+                        owner[c.id] = owner[c.sandbox_id]
+                for cid, state in now.items():
+                    if last.get(cid) != state and cid in owner:
+                        self.queue.add(owner[cid])
+                last = now
+            except Exception as exc:
+                log.warning("pleg relist failed: %s", exc)
 
     # ---- housekeeping ----------------------------------------------------------------------
 

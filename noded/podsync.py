@@ -161,9 +161,9 @@ def compute_pod_actions(
     removes: list[str] = []
     for name in set(inits + apps):
         inst = sorted((c for c in observed.containers if c.name == name), key=lambda c: (c.attempt, c.created_at))
-        for old in inst[:-1]:
-            if _exited(old):
-                removes.append(old.id)
+        # Keep the current instance and the one before it (``logs --previous``, kubelet's
+        # MaxPerPodContainer=1 dead container); older exited instances go.
+        removes.extend(c.id for c in inst[:-2] if _exited(c))
     backoff: dict[str, float] = {}
 
     def restart_or_wait(name: str, last: ContainerStatus, init: bool) -> StartAction | None:

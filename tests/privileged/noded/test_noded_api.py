@@ -364,3 +364,45 @@ def test_host_reboot_recreates_pods(cluster: Cluster) -> None:
     assert after["podIP"].startswith("10.244.9.")
     # The new sandbox's network works: the node reaches the pod.
     assert "1 packets received" in sh("busybox", "ping", "-c", "1", "-W", "2", after["podIP"], netns=cluster.node_ns)
+
+
+def test_kubelet_api_needs_cluster_client_cert_and_serves_logs(cluster: Cluster) -> None:
+    import ssl
+
+    import httpx
+
+    cluster.create(
+        "talker",
+        [
+            {
+                "name": "c",
+                "image": cluster.image("busybox"),
+                "command": ["sh", "-c", "echo line1; echo line2; echo line3; exit 1"],
+            }
+        ],
+    )
+    cluster.wait_pod("talker", lambda p: (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1)
+    pki = cluster.api.data_dir / "pki"
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.check_hostname = False
+    ctx.load_cert_chain(str(pki / "apiserver-kubelet-client.crt"), str(pki / "apiserver-kubelet-client.key"))
+    base = f"https://127.0.0.1:{cluster.kubelet_port}"
+    with httpx.Client(base_url=base, verify=ctx, timeout=10) as http:
+        assert http.get("/healthz").text == "ok"
+        assert "talker" in {p["metadata"]["name"] for p in http.get("/pods").json()["items"]}
+        assert "kubelet_running_pods" in http.get("/metrics").text
+        logs = wait_for(
+            lambda: (r := http.get("/containerLogs/default/talker/c", params={"tailLines": "2"})).text and r.text, 10
+        )
+        assert logs == "line2\nline3\n"
+        stamped = http.get("/containerLogs/default/talker/c", params={"timestamps": "true"}).text.splitlines()
+        assert [ln.split(" ", 1)[1] for ln in stamped] == ["line1", "line2", "line3"]
+        assert stamped[0][:4].isdigit() and stamped[0].split(" ", 1)[0].endswith("Z")
+        prev = http.get("/containerLogs/default/talker/c", params={"previous": "true"})
+        assert prev.status_code == 200 and prev.text == "line1\nline2\nline3\n"
+        missing = http.get("/containerLogs/default/talker/nope")
+        assert missing.status_code == 404 and missing.json()["reason"] == "NotFound"
+    anon = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    anon.check_hostname = False
+    with pytest.raises(httpx.HTTPError), httpx.Client(base_url=base, verify=anon, timeout=5) as http:
+        http.get("/healthz")

@@ -142,8 +142,8 @@ def test_crash_loop_backs_off_exponentially() -> None:
         sandboxes=[sandbox()], containers=[ctr("app0", "exited", 1, a, finished=NOW - 50) for a in range(3)]
     )
     assert actions(pod(), long_ago).start == (StartAction("app0", 3),)
-    # Older exited instances are garbage-collected, the last one stays for `logs --previous`.
-    assert set(actions(pod(), long_ago).remove) == {f"{SID}_app0_0", f"{SID}_app0_1"}
+    # Older exited instances are garbage-collected; the one before the current stays for --previous.
+    assert set(actions(pod(), long_ago).remove) == {f"{SID}_app0_0"}
 
 
 def test_deletion_kills_everything_and_finalizes() -> None:
