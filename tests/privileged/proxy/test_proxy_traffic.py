@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+from tests.helpers.netns import sh
 from tests.helpers.wait import wait_for
 from tests.privileged.proxy.conftest import Lab, service, slice_
 
@@ -64,6 +65,10 @@ def test_nodeport_on_each_node_from_the_other(lab: Lab) -> None:
     assert set(lab.tcp("node1", "192.168.56.12", 30080, 30)) == {"p1a", "p2a"}
     # A pod on node2 reaching node1's NodePort.
     assert set(lab.tcp("p2a", "192.168.56.11", 30080, 30)) == {"p1a", "p2a"}
+    # And 127.0.0.1 on the node itself (kube-proxy's localhost NodePorts; the proxy set
+    # net.ipv4.conf.all.route_localnet=1 in the node's namespace for it).
+    assert sh("sysctl", "-n", "net.ipv4.conf.all.route_localnet", netns=lab.nodes["node1"]).strip() == "1"
+    assert set(lab.tcp("node1", "127.0.0.1", 30080, 30)) == {"p1a", "p2a"}
 
 
 def test_pod_reaches_itself_through_its_service(lab: Lab) -> None:
