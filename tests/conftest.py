@@ -8,8 +8,15 @@ namespaces they create, with the safety routes of DESIGN.md §3 held (``tests/he
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Hypothesis keeps its example database in the current directory unless told otherwise; keep it
+# out of the work tree (a clean checkout stays clean, and no test run depends on an old one).
+if not os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+    set_hypothesis_home_dir(os.path.join(tempfile.gettempdir(), "kubelab-hypothesis"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
