@@ -182,15 +182,17 @@ class CniInvoker:
             net_conf["prevResult"] = prev
         exe = self._find(str(plugin["type"]))
         cni_args = ";".join(["IgnoreUnknown=1", *(f"{k}={v}" for k, v in rt.args.items())])
+        # Like libcni: the runtime's environment plus the CNI_* variables.
         env = {
+            **os.environ,
             "CNI_COMMAND": command,
             "CNI_CONTAINERID": rt.container_id,
             "CNI_NETNS": rt.netns,
             "CNI_IFNAME": rt.ifname,
             "CNI_ARGS": cni_args,
             "CNI_PATH": ":".join(str(d) for d in self.bin_dirs),
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
         }
+        env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         if command == "DEL" and not rt.netns:
             env.pop("CNI_NETNS")
         res = self.runner.run(
