@@ -1,4 +1,7 @@
-"""The thin CNI client (design (b), the "thick plugin"): hand the exec to a warm server.
+"""The thin CNI client in Python (design (b), the "thick plugin"): hand the exec to a warm server.
+
+``thinclient.c`` is the same client compiled (design (c), the default where ``cc`` exists); it
+execs the Python launcher (which runs this module) when no server answers.
 
 Role: what the ``kubelab-bridge``/``kubelab-ipam`` launchers run first. A plugin exec costs an
 interpreter start (~8 ms, unavoidable) plus importing the plugin (~3-5 ms on a quiet machine,

@@ -7,7 +7,7 @@
  * shut down the write side, and relay the answer (<1 byte exit status><stdout bytes>).
  *
  * When no server answers the connect, nothing has been read from stdin yet, so the client
- * execs the Python launcher (argv[0] + ".py", written beside it by netplugin/install.py), which
+ * execs the Python launcher (our own path + ".py", written beside it by netplugin/install.py), which
  * runs the plugin in-process: the server is an accelerator, never a dependency.
  *
  * Built by netplugin/install.py: cc -O2 -DPLUGIN='"kubelab-bridge"' -o kubelab-bridge thinclient.c
@@ -48,7 +48,9 @@ static int wanted(const char *kv) {
 static void fallback(char **argv) {
     /* The Python launcher next to us runs the plugin in-process (design (a)). */
     char path[4096];
-    snprintf(path, sizeof path, "%s.py", argv[0]);
+    ssize_t n = readlink("/proc/self/exe", path, sizeof path - 4); /* argv[0] may be a bare name */
+    if (n <= 0) n = (ssize_t)snprintf(path, sizeof path - 4, "%s", argv[0]);
+    memcpy(path + n, ".py", 4);
     execv(path, argv);
     fprintf(stderr, "kubelab thin client: exec %s: %s\n", path, strerror(errno));
     printf("{\"cniVersion\": \"1.0.0\", \"code\": 5, \"msg\": \"cannot run the plugin: %s missing\"}", path);

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     server: subprocess.Popen[bytes] | None = None
     with tempfile.TemporaryDirectory(prefix="kubelab-bench-cni-") as tmp, netns_factory() as make:
         bin_dir, native_dir = f"{tmp}/bin", f"{tmp}/native"
-        install_plugins(bin_dir)
+        install_plugins(bin_dir, native=False)
         install_plugins(native_dir, native=True)
         run = Runner(bin_dir, native_dir, f"{tmp}/ipam")
         host = make("benchhost")
