@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (the fake plugins are shell scripts kept verbatim)
 """CniInvoker against tiny script plugins (no root): chaining, caching, reverse DEL, errors."""
 
 from __future__ import annotations
