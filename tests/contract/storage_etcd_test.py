@@ -99,3 +99,31 @@ def test_bad_endpoints_are_named() -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     with pytest.raises(StoreError, match="etcd unreachable"):
         EtcdStore([dead], timeout=2)
+
+
+def test_store_inspector_reads_etcd(etcd: EtcdProcess) -> None:
+    import argparse
+    import io
+
+    from controlplane.storage import cli
+
+    store = EtcdStore([etcd.endpoint])
+    try:
+        r1 = store.create("/registry/pods/default/web", b'{"kind":"Pod"}')
+        _, r2 = store.delete("/registry/pods/default/web")
+        r3 = store.create("/registry/pods/default/db", b'{"kind":"Pod"}')
+    finally:
+        store.close()
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers(dest="command"))
+    common = ["store", "--store", "etcd", "--etcd-endpoints", etcd.endpoint]
+    out = io.StringIO()
+    assert cli.run(parser.parse_args([*common, "keys"]), out) == 0
+    assert out.getvalue().splitlines()[2].split() == [str(r3), str(r3), "14", "/registry/pods/default/db"]
+    out = io.StringIO()
+    assert cli.run(parser.parse_args([*common, "log", "--since", str(r1 - 1)]), out) == 0
+    assert [line.split()[:2] for line in out.getvalue().splitlines()] == [
+        [str(r1), "CREATE"],
+        [str(r2), "DELETE"],
+        [str(r3), "CREATE"],
+    ]
