@@ -203,11 +203,21 @@ class ProbeManager:
                     continue
                 name = c["name"]
                 kind = wkey[2]
-                # A new container instance starts over: not ready, not started, not failed.
+                # A new container instance starts over: not ready, not started, not failed. But a
+                # container the API already shows ready/started (same container ID: noded was
+                # restarted) keeps that until its probe says otherwise, so endpoints do not flap.
+                known: Mapping[str, Any] = next(
+                    (
+                        cs
+                        for cs in (pod.get("status") or {}).get("containerStatuses") or []
+                        if cs.get("name") == name and cs.get("containerID") == f"runc://{wkey[1]}"
+                    ),
+                    {},
+                )
                 if kind == "readiness":
-                    st.ready[name] = False
+                    st.ready[name] = bool(known.get("ready"))
                 if kind == "startup":
-                    st.started[name] = False
+                    st.started[name] = bool(known.get("started"))
                 st.liveness_failed.discard(name)
                 w = _Worker(self, key, kind, probe, c, wkey[1], pod_ip)
                 self._workers[wkey] = w

@@ -319,18 +319,39 @@ def test_bad_image_bad_command_and_static_pods(cluster: Cluster) -> None:
 
 
 def test_noded_sigkill_restart_disturbs_nothing(cluster: Cluster) -> None:
-    cluster.create("steady", [{"name": "c", "image": cluster.image("busybox"), "command": ["sleep", "3600"]}])
-    before = cluster.wait_pod("steady", running_ready)["status"]["containerStatuses"][0]
+    import threading
+
+    cluster.create(
+        "steady",
+        [
+            {
+                "name": "c",
+                "image": cluster.image("hello"),
+                "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+            }
+        ],
+    )
+    before = cluster.wait_pod("steady", running_ready)
     sandboxes = sorted(os.listdir(cluster.root / "runc"))
+    seen: list[dict[str, Any]] = []
+    stream = cluster.client.watch(
+        PODS, "default", resource_version=before["metadata"]["resourceVersion"], field_selector="metadata.name=steady"
+    )
+    t = threading.Thread(target=lambda: seen.extend(ev.object for ev in stream), daemon=True)
+    t.start()
     cluster.stop_noded(signal.SIGKILL)
     cluster.start_noded()
-    # Wait for the new noded to have synced the pod (it rewrites nothing: same status).
-    wait_for(lambda: cluster.client.get(LEASES, NODE, "kube-node-lease"), 10)
+    # Once a new pod runs, the restarted noded has synced (and probed) the old one too.
     cluster.create("after", [{"name": "c", "image": cluster.image("busybox"), "command": ["sleep", "3600"]}])
     cluster.wait_pod("after", running_ready)
+    stream.close()
+    t.join(5)
     now = cluster.pod("steady")["status"]["containerStatuses"][0]
-    assert now["state"]["running"]["startedAt"] == before["state"]["running"]["startedAt"]
-    assert now["restartCount"] == 0 and now["containerID"] == before["containerID"]
+    cs0 = before["status"]["containerStatuses"][0]
+    assert now["state"]["running"]["startedAt"] == cs0["state"]["running"]["startedAt"]
+    assert now["restartCount"] == 0 and now["containerID"] == cs0["containerID"] and now["ready"]
+    # Readiness never flapped across the restart (no endpoint churn).
+    assert all(running_ready(p) for p in seen), [p["status"]["conditions"] for p in seen]
     assert set(sandboxes) <= set(os.listdir(cluster.root / "runc"))
     assert len(os.listdir(cluster.root / "runc")) == len(sandboxes) + 2  # only "after"'s sandbox + container
 
