@@ -83,11 +83,20 @@ def install_plugins(bin_dir: str | Path, python: str | None = None, native: bool
     return out
 
 
+_compiled: dict[tuple[str, int], bytes] = {}  # (plugin, source mtime) -> binary, per process
+
+
 def compile_thin_client(plugin: str, dest: Path) -> None:
     import subprocess
 
     src = Path(__file__).with_name("thinclient.c")
     tmp = dest.with_name(f".{dest.name}.bin{os.getpid()}")
+    key = (plugin, src.stat().st_mtime_ns)
+    if key in _compiled:  # installing into several dirs (tests, benchmarks): compile once
+        tmp.write_bytes(_compiled[key])
+        tmp.chmod(0o755)
+        os.replace(tmp, dest)
+        return
     res = subprocess.run(
         ["cc", "-O2", "-Wall", f'-DPLUGIN="{plugin}"', "-o", str(tmp), str(src)],
         capture_output=True,
@@ -97,6 +106,7 @@ def compile_thin_client(plugin: str, dest: Path) -> None:
     if res.returncode != 0:
         tmp.unlink(missing_ok=True)
         raise OSError(f"compiling {src} for {plugin} failed: {res.stderr.strip()}")
+    _compiled[key] = tmp.read_bytes()
     os.replace(tmp, dest)
 
 

@@ -65,8 +65,17 @@ try:
             value, end = _scan(text, i)
         except StopIteration as stop:
             raise DecodeError(f"expecting a JSON value at offset {stop.value}") from None
-        except ValueError as exc:  # json.JSONDecodeError (imported by _json only on error)
-            raise DecodeError(str(exc)) from None
+        except (ValueError, SystemError):
+            # The C scanner raises json.JSONDecodeError only when json.decoder is already
+            # loaded (it looks in sys.modules, SystemError otherwise): on this error path, pay
+            # for the import and let the stdlib describe the problem.
+            import json
+
+            try:
+                json.loads(text)
+            except ValueError as exc:
+                raise DecodeError(str(exc)) from None
+            raise DecodeError("invalid JSON") from None
         while end < n and text[end] in _WS:
             end += 1
         if end != n:
