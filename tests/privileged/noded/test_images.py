@@ -105,3 +105,42 @@ def test_import_archive(tmp_path: Path, lab_images: dict[str, Path]) -> None:
     img = store.import_archive(archive)
     assert img.ref == "example.test/lab/pause:v1"
     assert store.ensure("example.test/lab/pause:v1", "Never").image_id == img.image_id
+
+
+def test_image_import_command(tmp_path: Path, lab_images: dict[str, Path]) -> None:
+    import sys
+
+    archive = tmp_path / "busybox.tar"
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            f"oci:{lab_images['busybox']}:latest",
+            f"oci-archive:{archive}:example.test/lab/busybox:1.0",
+        ],
+        check=True,
+    )
+    root = tmp_path / "noded"
+    res = subprocess.run(
+        [sys.executable, "-m", "lab", "image", "import", str(archive), "--root-dir", str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "imported example.test/lab/busybox:1.0" in res.stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "lab", "image", "list", "--root-dir", str(root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert listing.startswith("example.test/lab/busybox:1.0\tsha256:")
+    bad = subprocess.run(
+        [sys.executable, "-m", "lab", "image", "import", str(tmp_path / "nope.tar"), "--root-dir", str(root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert bad.returncode == 1 and "no such archive" in bad.stderr
