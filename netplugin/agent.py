@@ -327,10 +327,11 @@ def register(subparsers: Any) -> None:
 
 def start_cni_server(netns: str | None = None) -> Any:
     """The CNI server as a child process (it forks per request, so it must not share our threads)."""
+    import os
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "netplugin.cniserver"]
+    argv = [sys.executable, "-m", "netplugin.cniserver", "--parent-pid", str(os.getpid())]
     if netns:
         argv = ["nsenter", f"--net={netns}", *argv]
     return subprocess.Popen(argv)

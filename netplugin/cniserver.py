@@ -62,7 +62,9 @@ def handle(conn: socket.socket) -> None:
     conn.sendall(bytes([rc & 0xFF]) + out.getvalue().encode())
 
 
-def serve(path: str | None = None) -> None:
+def serve(path: str | None = None, parent: int | None = None) -> None:
+    """Serve until SIGTERM, or until ``parent`` (the agent that started us) is gone: a server
+    outliving a SIGKILLed agent would keep the node's namespace and socket alive."""
     path = path or thin.socket_path()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
@@ -73,14 +75,19 @@ def serve(path: str | None = None) -> None:
     srv.bind(path)
     os.chmod(path, 0o600)
     srv.listen(128)
+    if parent is not None:
+        srv.settimeout(1.0)  # wake up now and then to see whether the parent is still there
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # children are reaped by the kernel
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:
             try:
                 conn, _ = srv.accept()
-            except InterruptedError:
+            except (InterruptedError, TimeoutError):
+                if parent is not None and os.getppid() != parent:
+                    return
                 continue
+            conn.settimeout(None)
             pid = os.fork()
             if pid == 0:
                 code = 0
@@ -101,8 +108,14 @@ def serve(path: str | None = None) -> None:
             pass
 
 
-def main() -> int:
-    serve(sys.argv[1] if len(sys.argv) > 1 else None)
+def main(argv: list[str] | None = None) -> int:
+    """``python -m netplugin.cniserver [--parent-pid PID] [SOCKET_PATH]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parent = None
+    if args[:1] == ["--parent-pid"]:
+        parent = int(args[1])
+        args = args[2:]
+    serve(args[0] if args else None, parent)
     return 0
 
 

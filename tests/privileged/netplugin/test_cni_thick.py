@@ -56,3 +56,19 @@ def test_requests_go_through_the_server_and_fall_back_without_it(cni: CniEnv, tm
     assert not os.path.exists(sock)
     res = cni.run("ADD", cni.conf(), netns=cni.pod("after"), cid="after")  # in-process fallback
     assert res is not None and "after" not in log.read_text()
+
+
+def test_server_exits_when_its_agent_is_killed(cni: CniEnv) -> None:
+    sock = server_socket(cni)
+    # a stand-in agent (a shell) starts the server with its own pid, then is SIGKILLed
+    agent = subprocess.Popen(
+        [*cni.wrapper, "sh", "-c", f"cd {ROOT} && {sys.executable} -m netplugin.cniserver --parent-pid $$ & wait"],
+    )
+    try:
+        wait_for(lambda: os.path.exists(sock), timeout=20, message="CNI server socket")
+        server_pid = int(sh("pgrep", "-P", str(agent.pid), "-f", "netplugin.cniserver").split()[0])
+    finally:
+        agent.kill()
+        agent.wait(timeout=10)
+    wait_for(lambda: not os.path.exists(f"/proc/{server_pid}"), timeout=10, message="server exit after its agent died")
+    assert not os.path.exists(sock)
