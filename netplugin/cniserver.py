@@ -94,7 +94,8 @@ def serve(path: str | None = None, parent: int | None = None) -> None:
                 try:
                     srv.close()
                     handle(conn)
-                except BaseException:
+                except BaseException as exc:  # the client answers "try again" (code 11)
+                    skel.log("ERROR", f"CNI server request failed: {type(exc).__name__}: {exc}")
                     code = 1
                 finally:
                     conn.close()
