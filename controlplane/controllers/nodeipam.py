@@ -5,7 +5,8 @@ Role: Kubernetes' range allocator. The cluster CIDR (default 10.244.0.0/16) is c
 
 Which block a node gets (``CidrSet.allocate``), first that applies:
 1. the node already has a ``spec.podCIDR`` (set by us earlier, or pre-set) → honoured, marked used;
-2. a preferred index that is free: 0 for a node labelled ``node-role.kubernetes.io/control-plane``;
+2. a preferred index that is free: 0 for a node labelled ``node-role.kubernetes.io/control-plane``
+   or named like one (``kl-cp``, ``*-control-plane``, ``*-master``);
    N for a node whose name ends in a number N (``kl-node1`` → 10.244.1.0/24, ``kl-node2`` →
    10.244.2.0/24: DESIGN.md §3 "worker N owns 10.244.N.0/24", whatever order nodes register in);
 3. the lowest free index from 1 (index 0 is kept for the control plane), then 0 as a last resort.
@@ -33,6 +34,9 @@ log = logging.getLogger(__name__)
 
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 _TRAILING_NUMBER = re.compile(r"(\d+)$")
+# The lab's control-plane node is ``kl-cp``; it must not take worker 1's block if it registers
+# before the label is set (or without it).
+_CONTROL_PLANE_NAME = re.compile(r"(^|-)(cp|control-plane|master)$")
 
 
 class CidrExhausted(Exception):
@@ -97,7 +101,7 @@ class CidrSet:
 
 
 def preferred_index(node: Obj) -> int | None:
-    if CONTROL_PLANE_LABEL in labels_of(node):
+    if CONTROL_PLANE_LABEL in labels_of(node) or _CONTROL_PLANE_NAME.search(name_of(node)):
         return 0
     m = _TRAILING_NUMBER.search(name_of(node))
     return int(m.group(1)) if m else None

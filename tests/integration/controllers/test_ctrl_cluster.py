@@ -198,6 +198,19 @@ def test_deployment_spreads_scales_rolls_and_rolls_back(cluster: Cluster) -> Non
     d = c.client.get(DEPLOYMENTS, "web", n)
     assert d["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
 
+    # kubectl rollout history lists our revisions; undo --to-revision picks one
+    r = kubectl(c, "-n", n, "rollout", "history", "deployment/web")
+    assert r.returncode == 0, r.stdout + r.stderr
+    revisions = [line.split()[0] for line in r.stdout.splitlines() if line[:1].isdigit()]
+    assert revisions == ["2", "3", "4"], r.stdout
+    r = kubectl(c, "-n", n, "rollout", "undo", "deployment/web", "--to-revision=2")
+    assert r.returncode == 0, r.stdout + r.stderr
+    wait_for(
+        lambda: {p["spec"]["containers"][0]["image"] for p in live_pods(c, n)} == {"hello:v2"} and rolled_out(c, n),
+        timeout=60,
+        message="undo --to-revision=2",
+    )
+
 
 def test_invalid_selector_is_refused_with_422(cluster: Cluster) -> None:
     n = ns(cluster, "t-invalid")

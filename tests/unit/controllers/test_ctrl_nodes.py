@@ -75,6 +75,15 @@ def test_ipam_lab_names_get_their_index_in_any_order(cluster: FakeCluster) -> No
     assert cluster.obj(NODES, "kl-node1", None)["spec"]["podCIDRs"] == ["10.244.1.0/24"]  # type: ignore[index]
 
 
+def test_ipam_control_plane_by_name_first(cluster: FakeCluster) -> None:
+    ctl = NodeIpamController(cluster.context())
+    for n in ("kl-cp", "kl-node1"):
+        cluster.seed(NODES, node(n))
+        ctl.sync(n)
+    got = {n["metadata"]["name"]: n["spec"]["podCIDR"] for n in cluster.all(NODES)}
+    assert got == {"kl-cp": "10.244.0.0/24", "kl-node1": "10.244.1.0/24"}
+
+
 def test_ipam_rebuilds_from_existing_nodes_and_frees_on_delete(cluster: FakeCluster) -> None:
     cluster.seed(NODES, node("a", spec={"podCIDR": "10.244.1.0/24"}))
     cluster.seed(NODES, node("b"))
