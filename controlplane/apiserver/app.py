@@ -260,13 +260,32 @@ class ApiServer:
                 }
             ],
         }
+        self._ensure(registry.ENDPOINTS, ep, ("subsets",))
+        # kube-proxy style consumers read EndpointSlices; the API server owns this one too (the
+        # endpointslice controller leaves selector-less Services alone).
+        eps = {
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"},
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [self.options.advertise_address], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+        }
+        self._ensure(registry.ENDPOINTSLICES, eps, ("endpoints", "ports"))
+
+    def _ensure(self, res: Resource, obj: Obj, fields: tuple[str, ...]) -> None:
+        """Create ``obj``, or bring ``fields`` of the existing one up to date (restarts, new address)."""
+        name = obj["metadata"]["name"]
+        ns = obj["metadata"].get("namespace")
         try:
-            self.ops.create(registry.ENDPOINTS, "default", ep)
+            self.ops.create(res, ns, obj)
         except errors.AlreadyExists:
-            current = self.ops.get(registry.ENDPOINTS, "default", "kubernetes")
-            if current.get("subsets") != ep["subsets"]:
-                current["subsets"] = ep["subsets"]
-                self.ops.update(registry.ENDPOINTS, "default", "kubernetes", current)
+            current = self.ops.get(res, ns, name)
+            if any(current.get(f) != obj[f] for f in fields):
+                current.update({f: obj[f] for f in fields})
+                self.ops.update(res, ns, name, current)
 
     # -- ASGI --------------------------------------------------------------------------------
 
@@ -532,6 +551,15 @@ class ApiServer:
         include = self._include_object(req) if table else "Metadata"
 
         def work() -> bytes:
+            if match is None and not table:
+                # hot path: no selector, plain JSON — splice stored bytes, decode nothing
+                raws, rev = self.ops.list_raw(res, ns)
+                head = b'{"kind":"%s","apiVersion":"%s","metadata":{"resourceVersion":"%d"},"items":[' % (
+                    res.list_kind.encode(),
+                    res.api_version.encode(),
+                    rev,
+                )
+                return head + b",".join(raws) + b"]}"
             items, rev = self.ops.list(res, ns, match)
             if table:
                 return orjson.dumps(self._table(res, items, str(rev), include))
@@ -597,6 +625,10 @@ class ApiServer:
     async def get(self, req: Request, route: Route, send: Send) -> None:
         res, sub = route.res, route.subresource
         assert route.name is not None
+        if sub in (None, "status") and not self._wants_table(req):
+            kv = await self.run(self.ops.get_kv, res, route.namespace, route.name)
+            await send_response(send, 200, self.ops.raw(kv))
+            return
         obj = await self.run(self.ops.get, res, route.namespace, route.name)
         if sub == "scale":
             obj = to_scale(res, obj)

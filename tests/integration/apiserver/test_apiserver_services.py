@@ -42,6 +42,9 @@ def test_kubernetes_service_and_endpoints(sq: RunningApiServer) -> None:
         ep = c.get("/api/v1/namespaces/default/endpoints/kubernetes").json()
         assert ep["subsets"][0]["addresses"][0]["ip"] == "127.0.0.1"
         assert ep["subsets"][0]["ports"][0]["port"] == sq.port
+        eps = c.get("/apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes").json()
+        assert eps["endpoints"][0]["addresses"] == ["127.0.0.1"] and eps["ports"][0]["port"] == sq.port
+        assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == "kubernetes"
 
 
 def test_allocation_unique_requested_and_freed(sq: RunningApiServer) -> None:
