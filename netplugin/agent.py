@@ -20,6 +20,9 @@ Three layers (code-models §3.6):
   ``sync()`` (level-triggered: read the informer cache and the kernel, converge), also every
   ``resync`` seconds, so a route someone deleted by hand comes back.
 
+Backends: ``host-gw`` (above, the default) and ``vxlan`` (``VxlanDriver``, see ``plan_vxlan``)
+for nodes without a shared L2 network.
+
 Ownership: our routes carry routing protocol number 145 (``RTPROT_KUBELAB``); the agent lists and
 deletes only routes with that protocol, so routes of the node's own (its bridge's connected
 route, a default route, the lab's) are never touched. A restarted agent finds its routes again by
@@ -105,6 +108,49 @@ def diff_routes(desired: Mapping[str, str], current: Mapping[str, str]) -> Route
     replace = {dst: gw for dst, gw in desired.items() if current.get(dst) != gw}
     delete = sorted(dst for dst in current if dst not in desired)
     return RouteChanges(replace, delete)
+
+
+# VXLAN backend (flannel's "vxlan", for nodes that do not share an L2 network): every node has a
+# VXLAN device whose address is its pod CIDR's network address (10.244.N.0/32) and whose MAC is
+# derived from that address (0a:58 + the 4 address bytes, OVN-Kubernetes' convention), so peers
+# need no annotation to learn it: everything follows from the Node objects. Per peer: a route
+# "<podCIDR> via <peer VTEP IP> dev klvxlan onlink", a permanent neighbour entry (VTEP IP → MAC)
+# and an FDB entry (MAC → the peer's InternalIP), so no multicast or learning is needed.
+VXLAN_DEV = "klvxlan"
+VXLAN_VNI = 1
+VXLAN_PORT = 8472
+VXLAN_MTU = 1450  # 50 bytes of VXLAN/UDP/IP/Ethernet headers under a 1500-byte node network
+
+
+@dataclass(frozen=True)
+class VxlanPeer:
+    cidr: str
+    vtep_ip: str
+    vtep_mac: str
+    node_ip: str
+
+
+def vxlan_peer(cidr: str, node_ip: str) -> VxlanPeer:
+    net = ipaddress.ip_network(cidr, strict=False)
+    mac = "0a:58:" + ":".join(f"{b:02x}" for b in net.network_address.packed[-4:])
+    return VxlanPeer(str(net), str(net.network_address), mac, node_ip)
+
+
+def plan_vxlan(nodes: Iterable[Mapping[str, Any]], self_name: str) -> tuple[VxlanPeer | None, list[VxlanPeer]]:
+    """(this node's VTEP, the other nodes' VTEPs): IPv4 pod CIDRs of nodes with an InternalIP."""
+    me: VxlanPeer | None = None
+    peers: list[VxlanPeer] = []
+    for node in sorted(nodes, key=lambda n: (n.get("metadata") or {}).get("name", "")):
+        meta = node.get("metadata") or {}
+        ip = node_internal_ip(node, 4)
+        cidrs = [c for c in node_pod_cidrs(node) if ipaddress.ip_network(c).version == 4]
+        if ip is None or not cidrs or meta.get("deletionTimestamp"):
+            continue
+        if meta.get("name") == self_name:
+            me = vxlan_peer(cidrs[0], ip)
+        else:
+            peers.append(vxlan_peer(cidrs[0], ip))
+    return me, peers
 
 
 # --- drivers -----------------------------------------------------------------------------------
@@ -193,6 +239,74 @@ class PyrouteDriver:
         self.ipr.close()
 
 
+class VxlanDriver(PyrouteDriver):
+    """The VXLAN backend's kernel side (see ``plan_vxlan``); routes are still marked proto 145."""
+
+    NUD_PERMANENT = 0x80
+    NTF_SELF = 0x02
+    RTNH_F_ONLINK = 0x04
+
+    def _index(self) -> int | None:
+        found = self.ipr.link_lookup(ifname=VXLAN_DEV)
+        return int(found[0]) if found else None
+
+    def ensure_device(self, me: VxlanPeer) -> None:
+        idx = self._index()
+        if idx is not None:
+            link = self.ipr.get_links(idx)[0]
+            info = dict(link.get("IFLA_LINKINFO").get("IFLA_INFO_DATA")["attrs"])
+            if info.get("IFLA_VXLAN_LOCAL") != me.node_ip or link.get("IFLA_ADDRESS") != me.vtep_mac:
+                log.info("vxlan device changed; recreating dev=%s", VXLAN_DEV)
+                self.ipr.link("del", index=idx)
+                idx = None
+        if idx is None:
+            self.ipr.link(
+                "add",
+                ifname=VXLAN_DEV,
+                kind="vxlan",
+                vxlan_id=VXLAN_VNI,
+                vxlan_local=me.node_ip,
+                vxlan_port=VXLAN_PORT,
+                vxlan_learning=0,
+                address=me.vtep_mac,
+                mtu=VXLAN_MTU,
+            )
+            idx = self._index()
+            assert idx is not None
+            log.info("vxlan device created dev=%s local=%s mac=%s", VXLAN_DEV, me.node_ip, me.vtep_mac)
+        self.ipr.link("set", index=idx, state="up")
+        import socket
+
+        have = {a.get("address") for a in self.ipr.get_addr(index=idx, family=socket.AF_INET)}
+        for a in have - {me.vtep_ip, None}:
+            self.ipr.addr("del", index=idx, address=a, prefixlen=32)
+        if me.vtep_ip not in have:
+            self.ipr.addr("add", index=idx, address=me.vtep_ip, prefixlen=32)
+
+    def sync_peers(self, peers: list[VxlanPeer]) -> None:
+        idx = self._index()
+        assert idx is not None, "ensure_device first"
+        want_neigh = {p.vtep_ip: p.vtep_mac for p in peers}
+        want_fdb = {p.vtep_mac: p.node_ip for p in peers}
+        for n in self.ipr.neigh("dump", ifindex=idx):
+            dst, mac = n.get("dst"), n.get("lladdr")
+            if dst is not None and want_neigh.get(dst) != mac:
+                self.ipr.neigh("del", dst=dst, lladdr=mac, ifindex=idx)
+        for f in self.ipr.fdb("dump", ifindex=idx):
+            mac, dst = f.get("lladdr"), f.get("dst")
+            if mac is not None and dst is not None and want_fdb.get(mac) != dst:
+                self.ipr.fdb("del", ifindex=idx, lladdr=mac, dst=dst, flags=self.NTF_SELF, state=self.NUD_PERMANENT)
+        for p in peers:
+            self.ipr.neigh("replace", dst=p.vtep_ip, lladdr=p.vtep_mac, ifindex=idx, state=self.NUD_PERMANENT)
+            self.ipr.fdb(
+                "replace", ifindex=idx, lladdr=p.vtep_mac, dst=p.node_ip, flags=self.NTF_SELF, state=self.NUD_PERMANENT
+            )
+
+    def replace(self, dst: str, gw: str) -> None:
+        idx = self._index()
+        self.ipr.route("replace", dst=dst, gateway=gw, oif=idx, flags=self.RTNH_F_ONLINK, proto=RTPROT_KUBELAB)
+
+
 def _sysctl(key: str, want: str) -> str | None:
     path = f"/proc/sys/{key}"
     with open(path) as f:
@@ -223,17 +337,28 @@ def _sysctl_in_netns(netns: str, key: str, want: str) -> str | None:
 
 
 class RouteReconciler:
-    """``sync(nodes)``: converge the kernel's owned routes on ``plan_routes(nodes)``."""
+    """``sync(nodes)``: converge the kernel's owned routes on ``plan_routes(nodes)`` (host-gw), or
+    on ``plan_vxlan(nodes)`` when the driver is a ``VxlanDriver`` (its device, neighbours and FDB
+    first, then the same route diff)."""
 
     def __init__(self, driver: RouteDriver, node_name: str) -> None:
         self.driver = driver
         self.node_name = node_name
 
     def sync(self, nodes: Iterable[Mapping[str, Any]]) -> RouteChanges:
+        nodes = list(nodes)
         changed = self.driver.ensure_sysctls()
         for k, v in changed.items():
             log.info("sysctl set key=%s value=%s", k, v)
-        desired = plan_routes(nodes, self.node_name)
+        if isinstance(self.driver, VxlanDriver):
+            me, peers = plan_vxlan(nodes, self.node_name)
+            if me is None:
+                raise RuntimeError(f"node {self.node_name} has no IPv4 podCIDR and InternalIP yet")
+            self.driver.ensure_device(me)
+            self.driver.sync_peers(peers)
+            desired = {p.cidr: p.vtep_ip for p in peers}
+        else:
+            desired = plan_routes(nodes, self.node_name)
         changes = diff_routes(desired, self.driver.owned())
         errors = []
         for dst, gw in changes.replace.items():
@@ -317,6 +442,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--netns", default=None, help="namespace path to program (default: the agent's own)")
     p.add_argument("--resync", type=float, default=30.0, help="seconds between full re-checks")
     p.add_argument(
+        "--backend",
+        choices=("host-gw", "vxlan"),
+        default="host-gw",
+        help="host-gw: routes via the other nodes' addresses (one L2 network); vxlan: a VXLAN overlay",
+    )
+    p.add_argument(
         "--cni-server",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -343,7 +474,8 @@ def run_cli(args: argparse.Namespace) -> int:
     from controlplane.client.rest import ApiClient
 
     client = ApiClient.from_kubeconfig(args.kubeconfig)
-    agent = NetAgent(client, args.node_name, PyrouteDriver(args.netns), resync=args.resync)
+    driver = VxlanDriver(args.netns) if args.backend == "vxlan" else PyrouteDriver(args.netns)
+    agent = NetAgent(client, args.node_name, driver, resync=args.resync)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from netplugin.agent import RTPROT_KUBELAB, PyrouteDriver, RouteReconciler
+from netplugin.agent import RTPROT_KUBELAB, PyrouteDriver, RouteReconciler, VxlanDriver
 from tests.helpers.netns import sh
 from tests.helpers.wait import wait_for
 from tests.privileged.netplugin.conftest import CniEnv
@@ -121,7 +121,9 @@ def node_obj(name: str, cidr: str, ip: str) -> dict[str, Any]:
     }
 
 
-def test_pod_to_pod_across_nodes_without_nat(cni: CniEnv, servers: list[subprocess.Popen[bytes]]) -> None:
+@pytest.mark.parametrize("backend", ["host-gw", "vxlan"])
+def test_pod_to_pod_across_nodes_without_nat(cni: CniEnv, servers: list[subprocess.Popen[bytes]], backend: str) -> None:
+    driver_class = VxlanDriver if backend == "vxlan" else PyrouteDriver
     n1, n2 = cni.make_ns("n1"), cni.make_ns("n2")
     sh("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth2", netns=n1)
     sh("ip", "link", "set", "eth2", "netns", n2, netns=n1)
@@ -146,19 +148,23 @@ def test_pod_to_pod_across_nodes_without_nat(cni: CniEnv, servers: list[subproce
         res = cni.run("ADD", conf, netns=pod, cid=f"p{i}")
         assert res is not None
         pods[i] = (pod, res["ips"][0]["address"].split("/")[0])
-        drv = PyrouteDriver(f"/var/run/netns/{ns}")
+        drv = driver_class(f"/var/run/netns/{ns}")
         try:
             RouteReconciler(drv, f"kl-node{i}").sync(nodes)
         finally:
             drv.close()
-    assert "10.244.2.0/24 via 192.168.56.12 dev eth1 proto 145" in sh("ip", "route", netns=n1)
+    if backend == "vxlan":
+        assert "10.244.2.0/24 via 10.244.2.0 dev klvxlan proto 145 onlink" in sh("ip", "route", netns=n1)
+        assert "0a:58:0a:f4:02:00 dst 192.168.56.12" in sh("bridge", "fdb", "show", "dev", "klvxlan", netns=n1)
+    else:
+        assert "10.244.2.0/24 via 192.168.56.12 dev eth1 proto 145" in sh("ip", "route", netns=n1)
     assert sh("cat", "/proc/sys/net/ipv4/ip_forward", netns=n2).strip() == "1"
     assert sh("cat", "/proc/sys/net/bridge/bridge-nf-call-iptables", netns=n2).strip() == "1"
     (pod1, ip1), (pod2, ip2) = pods[1], pods[2]
     start_server(servers, pod2)
     assert peer_seen_by_server(pod1, ip2) == ip1  # the receiver sees the sender's pod IP: no NAT
     # node2 leaves: node1's agent removes exactly its own route
-    drv = PyrouteDriver(f"/var/run/netns/{n1}")
+    drv = driver_class(f"/var/run/netns/{n1}")
     try:
         RouteReconciler(drv, "kl-node1").sync(nodes[:1])
         assert drv.owned() == {}

@@ -117,3 +117,15 @@ def test_render_conflist_reference() -> None:
 def test_render_conflist_rejects_bad_input(kw: dict[str, Any]) -> None:
     with pytest.raises(ValueError):
         render_conflist(**kw)
+
+
+def test_plan_vxlan_derives_vteps_from_node_objects() -> None:
+    from netplugin.agent import VxlanPeer, plan_vxlan
+
+    me, peers = plan_vxlan([*NODES, node("no-ip", "10.244.9.0/24", None)], "kl-node2")
+    assert me == VxlanPeer("10.244.2.0/24", "10.244.2.0", "0a:58:0a:f4:02:00", "192.168.56.12")
+    assert [(p.cidr, p.vtep_ip, p.vtep_mac, p.node_ip) for p in peers] == [
+        ("10.244.1.0/24", "10.244.1.0", "0a:58:0a:f4:01:00", "192.168.56.11"),
+        ("10.244.3.0/24", "10.244.3.0", "0a:58:0a:f4:03:00", "192.168.56.13"),
+    ]
+    assert plan_vxlan(NODES, "unknown")[0] is None
