@@ -233,8 +233,15 @@ class DaemonSetController(Controller):
             on_update=lambda _o, n: self.enqueue(n),
             on_delete=lambda o: self.expectations.forget(key_of(o)),
         )
-        self.node_informer.add_handler(on_add=self._all, on_update=lambda _o, n: self._all(n), on_delete=self._all)
+        self.node_informer.add_handler(on_add=self._all, on_update=self._node_updated, on_delete=self._all)
         self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
+
+    def _node_updated(self, old: Obj, new: Obj) -> None:
+        # Heartbeats update node status constantly; only what decides eligibility matters here.
+        if labels_of(old) != labels_of(new) or (old.get("spec") or {}).get("taints") != (new.get("spec") or {}).get(
+            "taints"
+        ):
+            self._all(new)
 
     def _all(self, _node: Obj) -> None:
         for ds in self.ds_informer.list():

@@ -399,3 +399,21 @@ def test_job_sync_labels_and_completion(cluster: FakeCluster) -> None:
     assert get_condition({"status": st}, "Complete")["status"] == "True"  # type: ignore[index]
     ctl.sync("default/j")
     assert len(cluster.all(PODS)) == 2, "a complete job creates nothing more"
+
+
+def test_daemonset_ignores_heartbeats_but_follows_labels(cluster: FakeCluster) -> None:
+    DaemonSetController(cluster.context())
+    cluster.seed(NODES, node("a"))
+    cluster.seed(DAEMONSETS, ds())
+    q = cluster.queues["daemonset"]
+    q.drain()
+    n = cluster.obj(NODES, "a", None)
+    assert n is not None
+    n["status"] = {"conditions": [{"type": "Ready", "status": "True", "lastHeartbeatTime": "now"}]}
+    cluster.update_status(NODES, n)
+    assert q.drain() == []
+    n = cluster.obj(NODES, "a", None)
+    assert n is not None
+    n["metadata"]["labels"] = {"disk": "ssd"}
+    cluster.update(NODES, n)
+    assert q.drain() == ["default/d"]
