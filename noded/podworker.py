@@ -202,14 +202,11 @@ class PodWorker:
         retry: list[float] = list(acts.backoff.values())
         notes = self.notes(uid)
         for name, remaining in acts.backoff.items():
-            last = obs.latest(name)
             notes.waiting[name] = (
                 "CrashLoopBackOff",
                 f"back-off {_fmt_s(remaining)} restarting failed container={name} pod={pod['metadata']['name']}"
                 f"_{pod['metadata'].get('namespace', 'default')}({uid})",
             )
-            if last is not None and acts.backoff:
-                pass
         for name in list(notes.waiting):
             if notes.waiting[name][0] == "CrashLoopBackOff" and name not in acts.backoff:
                 del notes.waiting[name]

@@ -120,6 +120,7 @@ class RuncRuntime:
         self.pause_rootfs = self._ensure_pause_rootfs()
         self.cgroup_parent = cgroup_parent or f"/kubelab/{names.short_hash(str(self.root.resolve()))}"
         self._lock = threading.Lock()
+        self._meta_cache: dict[str, tuple[int, dict[str, Any]]] = {}
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -141,16 +142,30 @@ class RuncRuntime:
         return self.containers_dir / cid
 
     def _meta(self, cid: str) -> dict[str, Any]:
+        """Our record of ``cid``; parsed once per change (a sync lists every container, and
+        with 100 pods re-parsing 300 JSON files per sync is most of its cost)."""
+        p = self._dir(cid) / "meta.json"
         try:
-            return dict(json.loads((self._dir(cid) / "meta.json").read_text()))
+            mtime = os.stat(p).st_mtime_ns
+        except FileNotFoundError as exc:
+            self._meta_cache.pop(cid, None)
+            raise NotFound(f"container {cid} not found") from exc
+        cached = self._meta_cache.get(cid)
+        if cached is not None and cached[0] == mtime:
+            return dict(cached[1])
+        try:
+            meta = dict(json.loads(p.read_text()))
         except (FileNotFoundError, json.JSONDecodeError) as exc:
             raise NotFound(f"container {cid} not found") from exc
+        self._meta_cache[cid] = (mtime, meta)
+        return dict(meta)
 
     def _write_meta(self, cid: str, meta: dict[str, Any]) -> None:
         p = self._dir(cid) / "meta.json"
         tmp = p.with_suffix(".tmp")
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, p)
+        self._meta_cache.pop(cid, None)
 
     def _runc_list(self) -> dict[str, dict[str, Any]]:
         """``runc list`` without exec'ing runc: read each ``state.json`` and decide the status the
