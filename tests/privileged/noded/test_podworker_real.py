@@ -200,3 +200,28 @@ def test_create_delete_cycles_leave_nothing_behind(node: Node, tmp_path: Path) -
     assert not any((tmp_path / "logs").iterdir()) if (tmp_path / "logs").exists() else True
     assert not any((tmp_path / "root" / "containers").iterdir())
     assert not any((tmp_path / "root" / "pods").iterdir())
+
+
+def test_failing_cni_plugin_is_undone_reported_and_retried(node: Node, tmp_path: Path) -> None:
+    good = (tmp_path / "cni-conf" / "10-kubelab.conflist").read_text()
+    bins = tmp_path / "bad-bin"
+    bins.mkdir()
+    plugin = bins / "exploding"
+    plugin.write_text(
+        '#!/bin/sh\ncat >/dev/null\n[ "$CNI_COMMAND" = DEL ] && exit 0\n'
+        'echo \'{"cniVersion":"1.0.0","code":11,"msg":"IP pool exhausted"}\'; exit 1\n'
+    )
+    plugin.chmod(0o755)
+    conf = json.loads(good)
+    conf["plugins"].append({"type": "exploding"})
+    (tmp_path / "cni-conf" / "10-kubelab.conflist").write_text(json.dumps(conf))
+    node.cni.bin_dirs.append(bins)
+    pod = mkpod("unlucky", [{"name": "c", "image": node.image("busybox"), "command": ["sleep", "3600"]}])
+    delay = node.worker.sync_pod(pod)
+    assert delay is not None and delay > 0
+    assert any(r == "FailedCreatePodSandBox" and "IP pool exhausted" in m for r, m in node.api.events)
+    assert node.netns.list(node.prefix) == [] and node.runtime.list_pod_sandboxes() == []
+    assert "veth" not in sh("ip", "-br", "link", netns=node.ns)  # the bridge plugin's ADD was undone by DEL
+    assert [p.name for p in (tmp_path / "ipam").rglob("10.*")] == []
+    (tmp_path / "cni-conf" / "10-kubelab.conflist").write_text(good)
+    converge(node, pod, lambda s: s.get("phase") == "Running")
