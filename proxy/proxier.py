@@ -141,6 +141,8 @@ class Proxier:
         self._reachable: dict[str, frozenset[tuple[str, int]]] = {}  # port key -> endpoints in use
         self._port_service: dict[str, str] = {}  # port key -> service key (also just-deleted ports)
         self._order: list[str] | None = None
+        self._service_chains: dict[str, list[str]] = {}  # every per-service nat chain, kept in step
+        self._shared: Ruleset | None = None  # shared + fixed chains, rebuilt only when they change
         self._rendered_options: ProxyOptions | None = None
         self._node_ips: tuple[str, ...] | None = None
         self._pending_flows: list[StaleFlow] = []
@@ -223,18 +225,18 @@ class Proxier:
             return  # a wake-up with nothing to do (the canary monitor's, or coalesced events)
         if full:
             changed |= set(self._port_service)
+            self._shared = None
+        touched: set[tuple[str, str]] = set()
         for key in changed:
-            self._render_port(key, options)
+            self._render_port(key, options, touched)
         self._rendered_options = options
-        if self._order is None:
-            self._order = sorted(self._fragments)
-        ruleset = assemble((self._fragments[k] for k in self._order), options)
+        ruleset = self._assemble(options, touched)
         ruleset.errors = [e for errs in self.services.errors.values() for e in errs] + [
             e for errs in self.endpoint_slices.errors.values() for e in errs
         ]
         self.metrics.skipped.set(len(ruleset.errors))
         try:
-            plan = self.backend.apply(ruleset, full=full)
+            plan = self.backend.apply(ruleset, full=full, touched=None if full else touched)
         except BackendError as exc:
             duration = self.clock() - start
             log.error("sync failed (%s sync, %.3fs): %s", "full" if full else "partial", duration, exc)
@@ -255,8 +257,9 @@ class Proxier:
         self.metrics.sync_duration.observe(duration)
         (self.metrics.full_duration if full else self.metrics.partial_duration).observe(duration)
         self.metrics.last_sync.set(self.wall_clock())
-        for table, chains in ruleset.tables.items():
-            self.metrics.rules.labels(table).set(sum(len(r) for r in chains.values()))
+        if full:  # counting 170k rules costs as much as a small sync: only when all were written
+            for table, chains in ruleset.tables.items():
+                self.metrics.rules.labels(table).set(sum(len(r) for r in chains.values()))
         now = self.wall_clock()
         for trigger in self._pending_triggers:
             t = _parse_time(trigger)
@@ -267,9 +270,7 @@ class Proxier:
         if flows and self.conntrack is not None:
             self.conntrack.clear(flows)
         with self._lock:
-            self.last_applied = SyncRecord(
-                now, full, duration, "", chains_written=plan.chains_written()
-            )
+            self.last_applied = SyncRecord(now, full, duration, "", chains_written=plan.chains_written())
             self.consecutive_failures = 0
         log.info(
             "synced proxy rules (%s): %d chains written, %d service ports, %.3fs",
@@ -304,19 +305,46 @@ class Proxier:
             self._pending_triggers.extend(triggers)
         return changed
 
-    def _render_port(self, key: str, options: ProxyOptions) -> None:
+    def _assemble(self, options: ProxyOptions, touched: set[tuple[str, str]]) -> Ruleset:
+        """The whole ruleset, rebuilding the shared chains only when a fragment's lines for them
+        changed (otherwise the previous lists are reused, identical objects the planner skips)."""
+        if self._order is None:
+            self._order = sorted(self._fragments)
+        if self._shared is None:
+            self._shared = assemble((self._fragments[k] for k in self._order), options, service_chains=False)
+            touched.update((t, c) for t, chains in self._shared.tables.items() for c in chains)
+        shared = self._shared
+        tables = dict(shared.tables)
+        tables["nat"] = {**shared.tables["nat"], **self._service_chains}
+        return Ruleset(tables=tables, jumps=shared.jumps)
+
+    def _render_port(self, key: str, options: ProxyOptions, touched: set[tuple[str, str]]) -> None:
         sp = self._ports.get(self._port_service.get(key, ""), {}).get(key)
         old_reachable = self._reachable.get(key, frozenset())
-        if sp is None:
+        old = self._fragments.get(key)
+        new: Fragment | None = None
+        if sp is not None:
+            eps = self._endpoints.get(sp.name.service, {}).get((sp.name.port, sp.protocol), ())
+            new = render_service_port(sp, eps, options)
+        # Keep the per-service chains and the shared-chain cache in step with the fragments.
+        old_chains = old[1].chains if old else {}
+        new_chains = new.chains if new else {}
+        for chain in old_chains:
+            if chain not in new_chains:
+                self._service_chains.pop(chain, None)
+        self._service_chains.update(new_chains)
+        touched.update(("nat", c) for c in (*old_chains, *new_chains))
+        if old is None or new is None or _shared_lines(old[1]) != _shared_lines(new):
+            self._shared = None
+        if sp is None or new is None:
             if self._fragments.pop(key, None) is not None:
                 self._order = None
             self._reachable.pop(key, None)
             self._port_service.pop(key, None)
             return
-        eps = self._endpoints.get(sp.name.service, {}).get((sp.name.port, sp.protocol), ())
         if key not in self._fragments:
             self._order = None
-        self._fragments[key] = (str(sp.name), render_service_port(sp, eps, options))
+        self._fragments[key] = (str(sp.name), new)
         _, _, reachable, _ = categorize(sp, eps, options.node_name)
         now = frozenset((e.ip, e.port) for e in reachable)
         self._reachable[key] = now
@@ -347,6 +375,17 @@ class Proxier:
             out += ["# " + line for line in failed.error.splitlines()]
             out.append(failed.text.rstrip("\n"))
         return "\n".join(out) + "\n"
+
+
+def _shared_lines(f: Fragment) -> tuple[tuple[str, ...], ...]:
+    return (
+        f.nat_services,
+        f.nat_nodeports,
+        f.filter_services,
+        f.filter_external,
+        f.filter_nodeports,
+        f.filter_firewall,
+    )
 
 
 def _iso(t: float) -> str:

@@ -474,8 +474,14 @@ class Ruleset:
         return "\n".join(out) + "\n"
 
 
-def assemble(fragments: Iterable[tuple[str, Fragment]], options: ProxyOptions) -> Ruleset:
-    """Join per-service-port fragments (in the given order) with the fixed chains."""
+def assemble(
+    fragments: Iterable[tuple[str, Fragment]], options: ProxyOptions, *, service_chains: bool = True
+) -> Ruleset:
+    """Join per-service-port fragments (in the given order) with the fixed chains.
+
+    ``service_chains=False`` builds only the shared and fixed chains (the proxier keeps the
+    per-service chains itself and adds them without walking every fragment).
+    """
     mark = options.mark
     filter_nodeports: list[str] = []
     filter_services: list[str] = []
@@ -483,7 +489,7 @@ def assemble(fragments: Iterable[tuple[str, Fragment]], options: ProxyOptions) -
     filter_firewall: list[str] = []
     nat_nodeports: list[str] = []
     nat_services: list[str] = []
-    service_chains: dict[str, list[str]] = {}
+    per_service: dict[str, list[str]] = {}
     owners: dict[str, str] = {}
     for spn, frag in fragments:
         filter_nodeports.extend(frag.filter_nodeports)
@@ -492,9 +498,10 @@ def assemble(fragments: Iterable[tuple[str, Fragment]], options: ProxyOptions) -
         filter_firewall.extend(frag.filter_firewall)
         nat_nodeports.extend(frag.nat_nodeports)
         nat_services.extend(frag.nat_services)
-        for name, rules in frag.chains.items():
-            service_chains[name] = rules  # shared, not copied (see Fragment.chains)
-            owners[name] = spn
+        if service_chains:
+            for name, rules in frag.chains.items():
+                per_service[name] = rules  # shared, not copied (see Fragment.chains)
+                owners[name] = spn
     if options.localhost_nodeports:
         nat_services.append(
             f'-m comment --comment "{NODEPORTS_LAST_COMMENT}" -m addrtype --dst-type LOCAL -j {KUBE_NODEPORTS}'
@@ -537,7 +544,7 @@ def assemble(fragments: Iterable[tuple[str, Fragment]], options: ProxyOptions) -
         ],
         CANARY: [],
     }
-    nat_chains.update(service_chains)
+    nat_chains.update(per_service)
     return Ruleset(
         tables={"filter": filter_chains, "nat": nat_chains, "mangle": {CANARY: []}},
         jumps=jumps(options),

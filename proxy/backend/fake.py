@@ -40,9 +40,7 @@ class FakeBackend:
     name = "fake"
 
     def __init__(self) -> None:
-        self.tables: dict[str, dict[str, list[str]]] = {
-            t: {c: [] for c in BUILTIN_CHAINS[t]} for t in TABLES
-        }
+        self.tables: dict[str, dict[str, list[str]]] = {t: {c: [] for c in BUILTIN_CHAINS[t]} for t in TABLES}
         self.applied: State | None = None
         self.plans: list[Plan] = []
         self.fail_next = 0
@@ -54,9 +52,11 @@ class FakeBackend:
             for t, chains in self.tables.items()
         }
 
-    def apply(self, desired: Ruleset, *, full: bool) -> Plan:
+    def apply(self, desired: Ruleset, *, full: bool, touched: set[tuple[str, str]] | None = None) -> Plan:
         full = full or self.applied is None
-        plan = make_plan(desired, None if full else self.applied, self.observed() if full else None, full=full)
+        plan = make_plan(
+            desired, None if full else self.applied, self.observed() if full else None, full=full, touched=touched
+        )
         self.applies += 1
         if self.fail_next > 0:
             self.fail_next -= 1

@@ -155,9 +155,20 @@ def _without(old: list[str], deletes: list[str]) -> list[str]:
 
 
 def make_plan(
-    desired: Ruleset, applied: State | None, observed: Observed | None, *, full: bool
+    desired: Ruleset,
+    applied: State | None,
+    observed: Observed | None,
+    *,
+    full: bool,
+    touched: set[tuple[str, str]] | None = None,
 ) -> Plan:
-    """What to write so that our chains hold ``desired`` (see the module docstring)."""
+    """What to write so that our chains hold ``desired`` (see the module docstring).
+
+    ``touched`` (partial syncs only) names the only (table, chain) pairs that may differ from
+    ``applied``: the chains of the service ports that changed and the shared chains if they were
+    rebuilt. The planner then looks at those alone, so a one-service sync at 10k services does
+    not compare 60k chains. ``None`` means "compare everything".
+    """
     if not full and applied is None:
         full = True
     tables: dict[str, TablePlan] = {}
@@ -178,14 +189,23 @@ def make_plan(
             continue
         assert applied is not None
         have = applied.get(table, {})
-        now: dict[str, list[str]] = {}
-        for chain, rules in want.items():
+        now = dict(have)
+        if touched is None:
+            candidates = [*want, *(c for c in have if c not in want)]
+        else:
+            candidates = sorted(c for t, c in touched if t == table)
+        for chain in candidates:
+            rules = want.get(chain)
             old = have.get(chain)
-            if old is None:
+            if rules is None:
+                if old is not None:
+                    tp.delete.append(chain)
+                    del now[chain]
+            elif old is None:
                 tp.write[chain] = rules
                 now[chain] = rules
             elif old is rules or old == rules:  # identity: an untouched fragment's chain
-                now[chain] = old
+                continue
             elif (table, chain) in ORDER_FREE_CHAINS:
                 deletes, inserts = _diff(old, rules)
                 if len(deletes) + len(inserts) < max(8, len(rules) // 2):
@@ -197,7 +217,7 @@ def make_plan(
             else:
                 tp.write[chain] = rules
                 now[chain] = rules
-        tp.delete = sorted(c for c in have if c not in want)
+        tp.delete.sort()
         result[table] = now
     return Plan(full=full, tables=tables, result=result)
 
@@ -223,8 +243,11 @@ class Backend(Protocol):
 
     name: str
 
-    def apply(self, desired: Ruleset, *, full: bool) -> Plan:
-        """Write ``desired``; raise ``BackendError`` (and keep the previous rules) on failure."""
+    def apply(self, desired: Ruleset, *, full: bool, touched: set[tuple[str, str]] | None = None) -> Plan:
+        """Write ``desired``; raise ``BackendError`` (and keep the previous rules) on failure.
+
+        ``touched``: on a partial sync, the only chains that may have changed (see make_plan).
+        """
         ...
 
     def canary_present(self) -> bool:

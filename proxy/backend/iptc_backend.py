@@ -136,7 +136,7 @@ class IptcBackend:
             observed[name] = obs
         return observed
 
-    def apply(self, desired: Ruleset, *, full: bool) -> Plan:
+    def apply(self, desired: Ruleset, *, full: bool, touched: set[tuple[str, str]] | None = None) -> Plan:
         iptc = _iptc()
         full = full or self.applied is None
         if full and self.full_via_restore:
@@ -147,7 +147,8 @@ class IptcBackend:
             plan: Plan = self._restore.apply(desired, full=True)
             self.applied = plan.result
             return plan
-        plan = make_plan(desired, None if full else self.applied, self.observe() if full else None, full=full)
+        observed = self.observe() if full else None
+        plan = make_plan(desired, None if full else self.applied, observed, full=full, touched=touched)
         self.applied = None
         for name in TABLES:
             tp = plan.tables[name]
@@ -185,9 +186,7 @@ class IptcBackend:
                 t.commit()
             except (iptc.IPTCError, iptc.XTablesError, ValueError, AttributeError) as exc:
                 t.refresh()  # throw the uncommitted handle away: the kernel keeps the old table
-                raise BackendError(
-                    f"python-iptables: table {name}: {exc}", context=f">> {step}"
-                ) from exc
+                raise BackendError(f"python-iptables: table {name}: {exc}", context=f">> {step}") from exc
         self.applied = plan.result
         return plan
 

@@ -124,17 +124,15 @@ class RestoreBackend:
         return observed
 
     # --- applying --------------------------------------------------------------------------
-    def apply(self, desired: Ruleset, *, full: bool) -> Plan:
+    def apply(self, desired: Ruleset, *, full: bool, touched: set[tuple[str, str]] | None = None) -> Plan:
         full = full or self.applied is None
         fresh_tables: tuple[str, ...] = ()
         if full and self.mode == "nft":
-            fresh_tables = tuple(
-                t for t in TABLES if len(desired.tables.get(t, {})) > self.fresh_threshold
-            )
+            fresh_tables = tuple(t for t in TABLES if len(desired.tables.get(t, {})) > self.fresh_threshold)
         observed: Observed | None = None
         if full:
             observed = self._observe_cheap(TABLES) if self.mode == "nft" else self.observe()
-        plan = make_plan(desired, None if full else self.applied, observed, full=full)
+        plan = make_plan(desired, None if full else self.applied, observed, full=full, touched=touched)
         self.applied = None  # unknown until this batch is in
         try:
             noflush_tables = tuple(t for t in TABLES if t not in fresh_tables)
