@@ -93,11 +93,16 @@ class DiskStore:
                 ip = IP.parse(name)
             except ValueError:
                 continue  # not ours (an editor's backup file, a tmp file)
+            # os.open/os.read, not open(): this loop reads every reservation on every ADD (the
+            # duplicate check), and the io objects cost more than the syscalls.
             try:
-                with open(os.path.join(self.dir, name), "rb") as f:
-                    content = f.read().decode(errors="replace").strip()
+                fd = os.open(f"{self.dir}/{name}", os.O_RDONLY | os.O_CLOEXEC)
             except FileNotFoundError:
                 continue
+            try:
+                content = os.read(fd, 4096).decode(errors="replace").strip()
+            finally:
+                os.close(fd)
             # "<id>\r\n<ifname>" (host-local writes CRLF); read bytes so no newline translation
             # hides the CR, and accept a bare LF too.
             cid, _, ifname = content.partition("\n")
