@@ -11,6 +11,7 @@ API server stop — nothing is left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -233,6 +234,14 @@ def test_pod_localhost_reachability_logs_exec_and_graceful_delete(cluster: Clust
     assert f"Hello from duo on {NODE}" in out
     res = cluster.kubectl("exec", "duo", "-c", "client", "--", "sh", "-c", "echo in-$(hostname); exit 3", check=False)
     assert res.stdout.strip() == "in-duo" and res.returncode == 3
+    piped = subprocess.run(
+        ["kubectl", "--kubeconfig", str(cluster.api.kubeconfig), "exec", "-i", "duo", "-c", "client", "--", "cat"],
+        input="some input\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert piped.returncode == 0 and piped.stdout == "some input\n"
     reasons = {e["reason"] for e in cluster.events("duo")}
     assert {"Pulling", "Pulled", "Created", "Started"} <= reasons
     # Graceful deletion: the object goes only after the pod's containers and network are gone.
@@ -427,3 +436,41 @@ def test_kubelet_api_needs_cluster_client_cert_and_serves_logs(cluster: Cluster)
     anon.check_hostname = False
     with pytest.raises(httpx.HTTPError), httpx.Client(base_url=base, verify=anon, timeout=5) as http:
         http.get("/healthz")
+
+
+def test_kubelet_exec_v4_and_attach(cluster: Cluster) -> None:
+    import ssl
+
+    from websockets.sync.client import connect
+
+    cluster.create(
+        "chatty",
+        [
+            {
+                "name": "c",
+                "image": cluster.image("busybox"),
+                "command": ["sh", "-c", "while true; do echo tick; sleep 0.2; done"],
+            }
+        ],
+    )
+    cluster.wait_pod("chatty", running_ready)
+    pki = cluster.api.data_dir / "pki"
+    ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+    ctx.check_hostname = False
+    ctx.load_cert_chain(str(pki / "apiserver-kubelet-client.crt"), str(pki / "apiserver-kubelet-client.key"))
+    base = f"wss://127.0.0.1:{cluster.kubelet_port}"
+    q = "command=sh&command=-c&command=echo%20hi%3B%20echo%20oops%20%3E%262%3B%20exit%202&stdout=true&stderr=true"
+    with connect(f"{base}/exec/default/chatty/c?{q}", ssl=ctx, subprotocols=["v4.channel.k8s.io"]) as ws:
+        assert ws.subprotocol == "v4.channel.k8s.io"
+        frames = []
+        with contextlib.suppress(Exception):
+            while True:
+                frames.append(ws.recv(timeout=10))
+    out = b"".join(f[1:] for f in frames if f[0] == 1)
+    err = b"".join(f[1:] for f in frames if f[0] == 2)
+    status = json.loads(next(f[1:] for f in frames if f[0] == 3))
+    assert (out, err) == (b"hi\n", b"oops\n")
+    assert status["status"] == "Failure" and status["details"]["causes"][0]["message"] == "2"
+    with connect(f"{base}/attach/default/chatty/c?stdout=true", ssl=ctx, subprotocols=["v5.channel.k8s.io"]) as ws:
+        first = ws.recv(timeout=10)
+        assert first[0] == 1 and b"tick" in first
