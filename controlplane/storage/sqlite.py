@@ -10,20 +10,22 @@ Invariants:
 - Durable on return: ``journal_mode=WAL`` + ``synchronous=FULL`` fsyncs the WAL at every commit,
   and a caller is acknowledged only after the commit that holds its row (``test_sqlite_store.py``
   SIGKILLs a writing process and finds every acknowledged write).
-- No holes for watchers: revisions are assigned by ONE writer thread, in commit order, and the
-  revision watchers may read up to (``_rev``) is advanced only after the commit. A watcher can
+- No holes for watchers: revisions are assigned by one committer at a time, in commit order,
+  and the revision watchers may read up to (``_rev``) is advanced only after the commit. A watcher can
   therefore never see revision N+1 while N is still uncommitted (the hazard of concurrent
   writers each taking an AUTOINCREMENT id and committing out of order).
 - One process owns the file: an ``flock`` on ``<path>.lock`` is held while the store is open (a
   second opener gets ``StoreError``); the kernel drops it when the process dies, even by kill -9.
 
-Concurrency and speed (group commit): callers enqueue operations and wait. The writer thread
-takes everything queued, checks each operation against the current state (an in-memory index of
-the newest value per key, plus the effects of earlier operations in the same batch), inserts the
-rows of the ones that pass in ONE transaction, commits (one fsync for the whole batch), publishes
-the new state and events, then wakes each caller with its result. Under load a batch holds as
-many writes as there are waiting callers, so throughput scales with concurrency while each
-caller still waits for at most about two commits. Reads (``get``/``list``) are served from the
+Concurrency and speed (leader/follower group commit, as LevelDB's writer queue): callers queue
+their operations. If nobody is committing, the caller leads: it takes everything queued, checks
+each operation against the current state (an in-memory index of the newest value per key, plus
+the effects of earlier operations in the same batch), inserts the rows of the ones that pass in
+ONE transaction, commits (one fsync for the whole batch), publishes the new state and events,
+wakes each caller with its result, and hands leadership to the first caller that queued
+meanwhile. A lone writer thus commits in its own thread with no hand-off; under load a batch
+holds as many writes as there are waiting callers, so throughput scales with concurrency while
+each caller still waits for at most about two commits. Reads (``get``/``list``) are served from the
 in-memory index under a lock — the table is the source of truth, the index is rebuilt from it at
 open. Watches read recent events from an in-memory ring and older ones from the table.
 """
@@ -99,10 +101,18 @@ class _Op:
     key: str
     value: bytes = b""
     expected: int | None = None
-    done: threading.Event = field(default_factory=threading.Event)
     result: object = None
     error: BaseException | None = None
     lo: int = 0  # compact: the first revision of the chunk
+    # The caller sleeps on ``signal`` until its operation is finished, or until it is promoted to
+    # lead the next commit itself.
+    signal: threading.Event = field(default_factory=threading.Event)
+    finished: bool = False
+    promoted: bool = False
+
+    def finish(self) -> None:
+        self.finished = True
+        self.signal.set()
 
 
 _Ops = list[_Op]
@@ -133,14 +143,13 @@ class SqliteStore:
         self._ring: deque[Event] = deque()  # contiguous revisions ending at _rev (may be empty)
         self._ring_size = max(1, ring_size)
         self._closed = False
-        # Operations waiting for the writer; guarded by _qcond.
+        # Operations waiting to be committed, and whether some caller is leading a commit;
+        # guarded by _qcond (which close() also waits on for the last leader to finish).
         self._qcond = threading.Condition(threading.Lock())
         self._queue: list[_Op] = []
+        self._leading = False
         self._stopping = False
         self.commit_count = 0  # write transactions committed (for tests and benchmarks)
-        self._writer = threading.Thread(target=self._write_loop, name=f"sqlite-writer:{self._path.name}")
-        self._writer.daemon = True
-        self._writer.start()
 
     # -- reads (in-memory index) -----------------------------------------------------------
 
@@ -166,7 +175,7 @@ class SqliteStore:
         with self._cond:
             return self._compacted
 
-    # -- writes (through the writer thread) ------------------------------------------------
+    # -- writes (leader/follower group commit) ----------------------------------------------
 
     def create(self, key: str, value: bytes) -> int:
         _check_key(key)
@@ -202,33 +211,51 @@ class SqliteStore:
             lo = hi + 1
 
     def _submit(self, op: _Op) -> object:
+        """Queue ``op``; lead a commit if nobody is, else sleep until done (or promoted to lead)."""
         with self._qcond:
             if self._stopping:
                 raise RuntimeError("store is closed")
             self._queue.append(op)
-            if len(self._queue) == 1:
-                self._qcond.notify()
-        op.done.wait()
+            lead = not self._leading
+            if lead:
+                self._leading = True
+        if not lead:
+            op.signal.wait()
+        if not op.finished:  # we lead: our op is at the front of the queue
+            self._lead()
         if op.error is not None:
             raise op.error
         return op.result
 
-    def _write_loop(self) -> None:
-        while True:
+    def _lead(self) -> None:
+        """Commit everything queued (our op included) as one batch, then hand leadership on.
+
+        Leader/follower group commit, as LevelDB's writer queue: the front caller does the
+        work for all who queued behind it while it waited, so a lone writer commits in its own
+        thread with no hand-off, and concurrent writers share one commit (one fsync) per batch.
+        Only the leader touches the database connection and ``_data``: one at a time.
+        """
+        with self._qcond:
+            batch = self._queue[:MAX_GROUP]
+            del self._queue[:MAX_GROUP]
+        try:
+            self._run_batch(batch)
+        except BaseException as exc:  # never leave a caller waiting
+            for op in batch:
+                if not op.finished:
+                    op.result, op.error = None, StoreError(f"sqlite write failed: {exc}")
+                    op.finish()
+            if not isinstance(exc, Exception):
+                raise  # KeyboardInterrupt and the like belong to this thread
+        finally:
             with self._qcond:
-                while not self._queue and not self._stopping:
-                    self._qcond.wait()
-                if not self._queue:
-                    return  # stopping and drained
-                batch = self._queue[:MAX_GROUP]
-                del self._queue[:MAX_GROUP]
-            try:
-                self._run_batch(batch)
-            except BaseException as exc:  # never leave a caller waiting
-                for op in batch:
-                    if not op.done.is_set():
-                        op.result, op.error = None, StoreError(f"sqlite write failed: {exc}")
-                        op.done.set()
+                if self._queue:
+                    nxt = self._queue[0]
+                    nxt.promoted = True
+                    nxt.signal.set()
+                else:
+                    self._leading = False
+                    self._qcond.notify_all()
 
     def _run_batch(self, batch: _Ops) -> None:
         # Compactions run alone, in order with the writes around them.
@@ -246,7 +273,7 @@ class SqliteStore:
 
     def _run_writes(self, ops: _Ops) -> None:
         """Validate ``ops`` in order, commit the valid ones together, publish, acknowledge."""
-        data = self._data  # only this thread mutates it, so reading without the lock is safe
+        data = self._data  # only the leader mutates it, so reading it without the lock is safe
         overlay: dict[str, KeyValue | None] = {}
         rev = self._rev
         rows: list[tuple[int, str, int, int, int, int, bytes, bytes | None]] = []
@@ -317,14 +344,14 @@ class SqliteStore:
                         ring.popleft()
                     self._cond.notify_all()
         for op in ops:
-            op.done.set()
+            op.finish()
 
     def _run_compact(self, op: _Op) -> None:
         """Compact revisions ``(max(op.lo, compacted+1))..op.expected``: one chunk, one commit."""
         lo = max(op.lo, self._compacted + 1)
         hi = min(op.expected or 0, self._rev)
         if hi < lo:
-            op.done.set()
+            op.finish()
             return
         db = self._db
         try:
@@ -355,7 +382,7 @@ class SqliteStore:
                 while self._ring and self._ring[0].revision <= hi:
                     self._ring.popleft()
                 self._cond.notify_all()
-        op.done.set()
+        op.finish()
 
     # -- watch -----------------------------------------------------------------------------
 
@@ -401,8 +428,8 @@ class SqliteStore:
             if self._stopping:
                 return
             self._stopping = True
-            self._qcond.notify_all()
-        self._writer.join()
+            while self._leading:  # let the last commit finish; queued operations still complete
+                self._qcond.wait()
         with self._cond:
             self._closed = True
             self._cond.notify_all()

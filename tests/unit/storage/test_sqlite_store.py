@@ -15,6 +15,7 @@ import pytest
 
 from controlplane.storage.interface import CompactedError, Event, EventType, StoreError, Watch
 from controlplane.storage.sqlite import SqliteStore
+from tests.helpers.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -283,3 +284,39 @@ def test_writes_interleave_with_a_long_compaction(tmp_path: Path, monkeypatch: p
         assert _rows(tmp_path / "s.db") == 1 + len(writes_during)
     finally:
         store.close()
+
+
+def test_close_while_writers_run_finishes_or_refuses_every_write(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    acked: list[str] = []
+    refused: list[str] = []
+    started = threading.Barrier(9)
+
+    def writer(t: int) -> None:
+        started.wait()
+        i = 0
+        while True:
+            key = f"/k/{t}/{i}"
+            try:
+                store.create(key, b"v")
+            except RuntimeError:
+                refused.append(key)
+                return
+            acked.append(key)
+            i += 1
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    started.wait()
+    wait_for(lambda: len(acked) >= 200, message="writes under way")
+    store.close()
+    for th in threads:
+        th.join(timeout=10)
+    assert not any(th.is_alive() for th in threads), "a writer hung across close()"
+    assert len(refused) == 8
+    reopened = SqliteStore(tmp_path / "s.db")
+    try:
+        assert {kv.key for kv in reopened.list("/k/")[0]} == set(acked)
+    finally:
+        reopened.close()
