@@ -312,7 +312,7 @@ class ReplicaSetController(Controller):
         for i in range(count):
             pod = pod_from_template(template, rs)
             try:
-                self.client.create(PODS, pod, namespace=namespace_of(rs))
+                created = self.client.create(PODS, pod, namespace=namespace_of(rs))
             except errors.ApiError as e:
                 # The create will never be observed: lower expectations for it and the rest.
                 for _ in range(count - i):
@@ -321,8 +321,8 @@ class ReplicaSetController(Controller):
                 if isinstance(e, errors.NotFound | errors.Forbidden):  # namespace going away
                     return
                 raise
-        if count:
-            self.ctx.event(rs, "Normal", "SuccessfulCreate", f"Created {count} pod(s)")
+            # What `kubectl describe rs` shows, one line per pod as in Kubernetes.
+            self.ctx.event(rs, "Normal", "SuccessfulCreate", f"Created pod: {name_of(created)}")
 
     def _delete_pod(self, key: str, pod: Obj) -> None:
         try:
@@ -332,7 +332,8 @@ class ReplicaSetController(Controller):
         except errors.ApiError:
             self.expectations.deletion_observed(key, key_of(pod))
             raise
-        self.ctx.event(pod, "Normal", "SuccessfulDelete", f"Deleted pod: {name_of(pod)}")
+        rs = self.rs_informer.get(key)
+        self.ctx.event(rs or pod, "Normal", "SuccessfulDelete", f"Deleted pod: {name_of(pod)}")
 
     def _write_status(self, rs: Obj, owned: Sequence[Obj]) -> None:
         status = compute_rs_status(rs, owned, self.ctx.clock.now())
