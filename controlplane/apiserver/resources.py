@@ -21,6 +21,7 @@ arbitrates concurrent writers (compare-and-swap on ``mod_revision``), and patche
 
 from __future__ import annotations
 
+import bisect
 import copy
 import logging
 import random
@@ -38,6 +39,7 @@ from controlplane.storage.interface import ConflictError, KeyExistsError, KeyNot
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
+ObjList = list[Obj]  # (``ResourceOps.list`` shadows the builtin inside the class body)
 
 _PREFIX = b'{"apiVersion":"'
 _META = b',"metadata":{'
@@ -151,6 +153,13 @@ class ResourceOps:
         self.store = store
         self.admission = admission
         admission.set_namespace_lookup(self._namespace)
+        # Called after every successful write of a Namespace (write-through for the server's
+        # namespace cache, so this server never admits a create it has just made impossible).
+        self.on_namespace_change: Callable[[Obj, bool], None] | None = None
+
+    def _changed(self, res: Resource, obj: Obj, deleted: bool = False) -> None:
+        if res is registry.NAMESPACES and self.on_namespace_change is not None:
+            self.on_namespace_change(obj, deleted)
 
     # -- encoding ----------------------------------------------------------------------------
 
@@ -229,6 +238,33 @@ class ResourceOps:
                 items.append(obj)
         return items, rev
 
+    def list_page(
+        self,
+        res: Resource,
+        namespace: str | None,
+        match: Callable[[Obj], bool] | None,
+        *,
+        start_after: str,
+        limit: int,
+    ) -> tuple[ObjList, int, str, int | None]:
+        """One page: objects with key > ``start_after``, at most ``limit``.
+
+        Returns (items, revision, last key if more follow else "", remaining count or None). Pages
+        are read from the current state (the store cannot list at an old revision), so every key
+        appears at most once across pages, possibly in a newer version than the first page's.
+        """
+        kvs, rev = self.store.list(res.storage_prefix(namespace))
+        start = bisect.bisect_right(kvs, start_after, key=lambda kv: kv.key) if start_after else 0
+        items: ObjList = []
+        for j in range(start, len(kvs)):
+            obj = self.decode(kvs[j])
+            if match is not None and not match(obj):
+                continue
+            items.append(obj)
+            if limit and len(items) >= limit and j + 1 < len(kvs):
+                return items, rev, kvs[j].key, (None if match is not None else len(kvs) - j - 1)
+        return items, rev, "", None
+
     # -- create ------------------------------------------------------------------------------
 
     def prepare_new(self, res: Resource, namespace: str | None, body: Any) -> Obj:
@@ -287,6 +323,7 @@ class ResourceOps:
             raise
         finish(True)
         md["resourceVersion"] = str(rev)
+        self._changed(res, obj)
         return obj
 
     # -- update --------------------------------------------------------------------------------
@@ -363,6 +400,7 @@ class ResourceOps:
             raise
         finish(True)
         om["resourceVersion"] = str(rev)
+        self._changed(res, obj)
         return obj
 
     # -- patch ---------------------------------------------------------------------------------
@@ -462,6 +500,7 @@ class ResourceOps:
                     return obj
                 rev = self.store.update(kv.key, self.encode(marked), kv.mod_revision)
                 marked["metadata"]["resourceVersion"] = str(rev)
+                self._changed(res, marked)
                 return marked
             except errors.Conflict:
                 continue
@@ -536,6 +575,7 @@ class ResourceOps:
             raise not_found(res, name) from None
         self.admission.deleted(res, obj)
         obj["metadata"]["resourceVersion"] = str(rev)
+        self._changed(res, obj, deleted=True)
         return obj
 
     def finalize_namespace(self, name: str, body: Any) -> Obj:
@@ -560,6 +600,7 @@ class ResourceOps:
             except ConflictError:
                 continue
             md["resourceVersion"] = str(rev)
+            self._changed(res, obj)
             return obj
         raise conflict(res, name)
 

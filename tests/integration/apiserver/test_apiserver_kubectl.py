@@ -153,6 +153,10 @@ def test_create_generators_send_protobuf(k: Kubectl) -> None:
     )
     assert k.json("get", "cm", "pb-cm", "-n", "pb-ns")["data"] == {"a": "b"}
     assert k.json("get", "secret", "pb-sec", "-n", "pb-ns")["data"] == {"x": "eQ=="}
+    k("create", "configmap", "pb-cm2", "-n", "pb-ns")
+    k("create", "configmap", "pb-cm3", "-n", "pb-ns")
+    rows = k("get", "configmaps", "-n", "pb-ns", "--chunk-size=1").stdout.splitlines()  # paged with limit/continue
+    assert [r.split()[0] for r in rows] == ["NAME", "pb-cm", "pb-cm2", "pb-cm3"]
     svc = k.json("get", "svc", "pb-svc", "-n", "pb-ns")
     assert svc["spec"]["type"] == "NodePort" and svc["spec"]["ports"][0]["targetPort"] == 8080
 

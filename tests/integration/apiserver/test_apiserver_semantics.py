@@ -294,3 +294,38 @@ def test_deletecollection_with_selector(http: httpx.Client) -> None:
     assert r.status_code == 200 and len(r.json()["items"]) == 2
     left = [c["metadata"]["name"] for c in http.get(CM, params={"labelSelector": "dc"}).json()["items"]]
     assert left == ["dc-2"]
+
+
+def test_limit_and_continue(http: httpx.Client) -> None:
+    http.post("/api/v1/namespaces", json={"metadata": {"name": "paging"}})
+    for i in range(7):
+        http.post("/api/v1/namespaces/paging/configmaps", json={"metadata": {"name": f"p-{i}"}})
+    names: list[str] = []
+    params: dict[str, str] = {"limit": "3"}
+    pages = 0
+    first_rv = None
+    while True:
+        page = http.get("/api/v1/namespaces/paging/configmaps", params=params).json()
+        pages += 1
+        first_rv = first_rv or page["metadata"]["resourceVersion"]
+        assert page["metadata"]["resourceVersion"] == first_rv
+        names += [c["metadata"]["name"] for c in page["items"]]
+        if not page["metadata"].get("continue"):
+            break
+        assert page["metadata"]["remainingItemCount"] == 7 - len(names)
+        params = {"limit": "3", "continue": page["metadata"]["continue"]}
+    assert pages == 3 and names == [f"p-{i}" for i in range(7)]
+    r = http.get("/api/v1/namespaces/paging/configmaps", params={"limit": "3", "continue": "garbage!"})
+    assert r.status_code == 400
+    other = http.get("/api/v1/namespaces/paging/configmaps", params={"limit": "3"}).json()["metadata"]["continue"]
+    r = http.get("/api/v1/namespaces/default/configmaps", params={"limit": "3", "continue": other})
+    assert r.status_code == 400
+    # resourceVersion=0 ignores the limit
+    assert (
+        len(
+            http.get("/api/v1/namespaces/paging/configmaps", params={"limit": "3", "resourceVersion": "0"}).json()[
+                "items"
+            ]
+        )
+        == 7
+    )
