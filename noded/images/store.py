@@ -166,6 +166,7 @@ class ImageStore:
         runner: CommandRunner | None = None,
         insecure_registries: Iterable[str] = (),
         pull_timeout: float = 300.0,
+        resolve_ttl: float = 5.0,
     ) -> None:
         self.root = Path(root)
         self.runner = runner or SubprocessRunner()
@@ -175,6 +176,8 @@ class ImageStore:
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._ref_locks: dict[str, threading.Lock] = {}
+        self._resolved: dict[str, tuple[str, float]] = {}  # ref -> (digest, when resolved)
+        self.resolve_ttl = resolve_ttl
 
     # ---- records ---------------------------------------------------------------------------
 
@@ -230,9 +233,17 @@ class ImageStore:
             if policy == "IfNotPresent" and have is not None:
                 return have
             if policy == "Always" and have is not None and have.repo_digest:
-                # Resolve the tag (one manifest request); unchanged digest → nothing to pull.
+                # Resolve the tag (one manifest request); unchanged digest → nothing to pull. A
+                # resolution younger than ``resolve_ttl`` is reused: a batch of pods with
+                # ``:latest`` would otherwise pay one skopeo exec each (containerd's resolver
+                # is a cheap HEAD; ours is a process), and a tag moved seconds ago is a race anyway.
+                seen = self._resolved.get(norm)
+                if seen and seen[0] == have.repo_digest and time.monotonic() - seen[1] < self.resolve_ttl:
+                    return have
                 with contextlib.suppress(ImagePullError):
-                    if self._resolve_digest(parsed) == have.repo_digest:
+                    digest = self._resolve_digest(parsed)
+                    self._resolved[norm] = (digest, time.monotonic())
+                    if digest == have.repo_digest:
                         return have
             return self._pull(parsed)
 

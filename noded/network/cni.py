@@ -258,6 +258,7 @@ class CniInvoker:
                     "netns": rt.netns,
                     "cniArgs": dict(rt.args),
                     "result": result,
+                    "binDirs": [str(d) for d in self.bin_dirs],
                 }
             )
         )
@@ -282,6 +283,10 @@ class CniInvoker:
         entry = self.cached(rt)
         if entry is not None:
             conflist, prev = entry["config"], entry.get("result") or None
+            # The plugins that made the attachment (``cleanup`` may not be told where they are).
+            for d in entry.get("binDirs") or []:
+                if Path(d) not in self.bin_dirs:
+                    self.bin_dirs.append(Path(d))
         else:
             try:
                 conflist, prev = load_conflist(self.conf_dir), None
