@@ -128,13 +128,19 @@ class SqliteStore:
         except BlockingIOError:
             self._lockfile.close()
             raise StoreError(f"{self._path} is in use by another process (lock {self._path}.lock)") from None
+        db: sqlite3.Connection | None = None
         try:
-            self._db = _connect(self._path)
-            self._db.executescript(_SCHEMA)
-            data, rev, compacted = _load(self._db)
-        except BaseException:
+            db = _connect(self._path)
+            db.executescript(_SCHEMA)
+            data, rev, compacted = _load(db)
+        except BaseException as exc:
+            if db is not None:
+                db.close()
             self._release_lockfile()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open store {self._path}: {exc}") from exc
             raise
+        self._db = db
         # State published to readers and watchers; guarded by _cond.
         self._cond = threading.Condition(threading.Lock())
         self._data: dict[str, KeyValue] = data

@@ -320,3 +320,12 @@ def test_close_while_writers_run_finishes_or_refuses_every_write(tmp_path: Path)
         assert {kv.key for kv in reopened.list("/k/")[0]} == set(acked)
     finally:
         reopened.close()
+
+
+def test_a_file_that_is_not_a_store_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "state.db"
+    bad.write_bytes(b"this is not a database, just some text that is long enough" * 20)
+    with pytest.raises(StoreError, match=r"cannot open store .*state\.db"):
+        SqliteStore(bad)
+    assert bad.read_bytes().startswith(b"this is not a database")  # left as it was
+    SqliteStore(tmp_path / "good.db").close()  # and the lock was released properly
