@@ -337,7 +337,7 @@ def cmd_add(args: CmdArgs, nl: Netlink | None = None, masq: Masq | None = None) 
         if conf.masq:
             m = _masq(masq)
             pod_ips = [(str(IPNet.parse(ip["address"]).ip), str(IPNet.parse(ip["address"]))) for ip in ips]
-            undo.push("ipMasq", lambda: m.teardown(conf.name, args.container_id))
+            undo.push("ipMasq", lambda: m.teardown(conf.name, args.container_id, pod_ips=[ip for ip, _ in pod_ips]))
             m.setup(conf.name, args.container_id, pod_ips, conf.masq_exclude)
         # Step 9: the result (bridge MAC re-read: it follows the lowest port MAC until set).
         links = [nl.get_link(conf.bridge), nl.get_link(host_if), nl.get_link(args.ifname, args.netns)]
@@ -373,6 +373,22 @@ def cmd_add(args: CmdArgs, nl: Netlink | None = None, masq: Masq | None = None) 
         nl.close()
 
 
+def _prev_pod_ips(args: CmdArgs) -> list[str]:
+    """The pod addresses of a DEL's prevResult (our interface's), or [] when there is none."""
+    try:
+        prev = skel.parse_result(args.conf["prevResult"]) if args.conf.get("prevResult") else {}
+    except CniError:
+        return []  # DEL is best effort: a bad prevResult only costs the slower path
+    ifaces = prev.get("interfaces", [])
+    out = []
+    for ip in prev.get("ips", []):
+        idx = ip.get("interface")
+        if isinstance(idx, int) and 0 <= idx < len(ifaces) and ifaces[idx].get("name") != args.ifname:
+            continue
+        out.append(str(ip["address"]).split("/")[0])
+    return out
+
+
 def cmd_del(args: CmdArgs, nl: Netlink | None = None, masq: Masq | None = None) -> None:
     conf = BridgeConf(args.conf)
     nl = _drivers(nl)
@@ -395,7 +411,7 @@ def cmd_del(args: CmdArgs, nl: Netlink | None = None, masq: Masq | None = None) 
     delegate(args, conf.ipam_type, "DEL")
     if conf.masq:
         try:
-            _masq(masq).teardown(conf.name, args.container_id)
+            _masq(masq).teardown(conf.name, args.container_id, pod_ips=_prev_pod_ips(args))
         except OSError as exc:
             errors.append(str(exc))
     if errors:

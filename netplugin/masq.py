@@ -85,6 +85,19 @@ def render_delete(saved: str, chains: Iterable[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def render_delete_known(network: str, container_id: str, pod_ips: Sequence[str], family: int) -> str:
+    """iptables-restore input removing exactly what ``render_add`` made for ``pod_ips``, without
+    reading the tables first (DEL with a prevResult: one exec instead of two). It fails as a
+    whole if any rule is already gone; the caller then takes the ``iptables-save`` path."""
+    chain = chain_name(network, container_id)
+    c = f'-m comment --comment "{comment(network, container_id)}"'
+    plen = 128 if family == 6 else 32
+    lines = ["*nat"]
+    lines += [f"-D POSTROUTING -s {ip}/{plen} {c} -j {chain}" for ip in pod_ips]
+    lines += [f"-F {chain}", f"-X {chain}", "COMMIT"]
+    return "\n".join(lines) + "\n"
+
+
 def owned_chains(saved: str, network: str) -> dict[str, str]:
     """{chain: container ID} of this network's chains, read from the hooks' comments."""
     out = {}
@@ -128,9 +141,21 @@ class Masq:
             if mine:
                 self.restore(fam, render_add(network, cid, mine, exclude, fam))
 
-    def teardown(self, network: str, cid: str, families: Iterable[int] = (4, 6)) -> None:
+    def teardown(self, network: str, cid: str, families: Iterable[int] = (4, 6), pod_ips: Sequence[str] = ()) -> None:
+        """Remove this attachment's rules; idempotent. With ``pod_ips`` (from prevResult) only
+        their families are touched and the rules are deleted blind first (one exec)."""
         chain = chain_name(network, cid)
+        if pod_ips:
+            families = sorted({6 if ":" in ip else 4 for ip in pod_ips})
         for fam in families:
+            mine = [ip for ip in pod_ips if (":" in ip) == (fam == 6)]
+            if mine:
+                rc, _out, _err = self.run(
+                    [self._tool(fam, "restore"), "--noflush", "-w", "5"],
+                    render_delete_known(network, cid, mine, fam).encode(),
+                )
+                if rc == 0:
+                    continue  # all gone in one go; otherwise something was missing: look first
             try:
                 saved = self.save(fam)
             except OSError:

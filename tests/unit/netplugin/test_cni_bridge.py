@@ -32,7 +32,7 @@ class FakeMasq:
             raise OSError("iptables-restore failed: injected")
         self.rules[masq.chain_name(network, cid)] = pod_ips
 
-    def teardown(self, network: str, cid: str, families: Any = (4, 6)) -> None:
+    def teardown(self, network: str, cid: str, families: Any = (4, 6), pod_ips: Any = ()) -> None:
         self.rules.pop(masq.chain_name(network, cid), None)
 
     def exists(self, network: str, cid: str, family: int = 4) -> bool:
@@ -298,3 +298,21 @@ def test_masq_render_shapes() -> None:
     assert masq.render_delete("*nat\n:POSTROUTING ACCEPT [0:0]\n", [chain]) == ""
     assert masq.owned_chains(saved, "kl") == {chain: "ctr1"}
     assert masq.owned_chains(saved, "other") == {}
+
+
+def test_masq_blind_delete_then_fallback_to_save() -> None:
+    calls: list[list[str]] = []
+    saved = "*nat\n:POSTROUTING ACCEPT [0:0]\n"
+
+    def runner(argv: Any, stdin: bytes) -> tuple[int, bytes, bytes]:
+        calls.append([argv[0], stdin.decode().split("\n")[1] if stdin else ""])
+        if argv[0] == "iptables-save":
+            return 0, saved.encode(), b""
+        return (1, b"", b"Bad rule") if stdin.startswith(b"*nat\n-D") else (0, b"", b"")
+
+    m = masq.Masq(runner)
+    m.teardown("kl", "ctr1", pod_ips=["10.244.1.2"])  # rules already gone: blind delete fails, then look
+    assert [c[0] for c in calls] == ["iptables-restore", "iptables-save"]  # nothing left to restore; no v6
+    calls.clear()
+    m.teardown("kl", "ctr1")  # no prevResult: look in both families
+    assert [c[0] for c in calls] == ["iptables-save", "ip6tables-save"]
