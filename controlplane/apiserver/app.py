@@ -180,6 +180,7 @@ class ApiServer:
         self._ns_revs: dict[str, int] = {}
         self._ns_lock = threading.Lock()
         self._ns_task: asyncio.Future[None] | None = None
+        self._event_task: asyncio.Future[None] | None = None
         self.ready = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -210,6 +211,8 @@ class ApiServer:
             await self.run(self.bootstrap)
         if self.watch_cache is not None:
             await self._start_namespace_cache()
+        if self.options.event_ttl > 0:
+            self._event_task = asyncio.ensure_future(self._expire_events())
         if self.options.compaction_interval > 0:
             from controlplane.storage.compactor import Compactor
 
@@ -264,8 +267,23 @@ class ApiServer:
             else:
                 self.namespaces[name] = obj
 
+    async def _expire_events(self) -> None:
+        """Delete Events older than ``event_ttl`` (etcd leases do this in kube-apiserver)."""
+        ttl = self.options.event_ttl
+        interval = min(60.0, max(ttl / 4, 0.5))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                n = await self.run(expire_events, self.ops, ttl, time.time())
+                if n:
+                    log.info("deleted %d expired events", n)
+            except Exception:
+                log.warning("expiring events failed", exc_info=True)
+
     async def shutdown(self) -> None:
         self.ready = False
+        if self._event_task is not None:
+            self._event_task.cancel()
         if self._ns_task is not None:
             self._ns_task.cancel()
         if self.compactor is not None:
@@ -1005,6 +1023,40 @@ class ApiServer:
         except Exception:
             log.exception("internal error serving websocket %s", req.path)
             await deny(errors.ApiError("an internal error occurred; see the server log"))
+
+
+def event_last_seen(ev: Obj) -> float | None:
+    """Seconds since the epoch of an Event's latest activity (any of the timestamps it may carry)."""
+    from controlplane.api.meta import parse_time
+
+    series = ev.get("series") if isinstance(ev.get("series"), dict) else {}
+    for value in (
+        (series or {}).get("lastObservedTime"),
+        ev.get("lastTimestamp"),
+        ev.get("eventTime"),
+        (ev.get("metadata") or {}).get("creationTimestamp"),
+    ):
+        if isinstance(value, str) and value:
+            try:
+                return parse_time(value).timestamp()
+            except errors.ApiError:
+                continue
+    return None
+
+
+def expire_events(ops: ResourceOps, ttl: float, now: float) -> int:
+    items, _rev = ops.list(registry.EVENTS, None)
+    n = 0
+    for ev in items:
+        seen = event_last_seen(ev)
+        if seen is not None and now - seen > ttl:
+            md = ev["metadata"]
+            try:
+                ops.delete(registry.EVENTS, md.get("namespace"), md["name"], {"preconditions": {"uid": md.get("uid")}})
+                n += 1
+            except (errors.NotFound, errors.Conflict):
+                continue
+    return n
 
 
 def to_scale(res: Resource, obj: Obj) -> Obj:

@@ -96,6 +96,7 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--etcd-compaction-interval", type=_parse_duration, default=300.0, help="store compaction interval (0: off)"
     )
+    p.add_argument("--event-ttl", type=_parse_duration, default=3600.0, help="how long Events are kept (1h)")
     p.add_argument("--watch-cache-window", type=int, default=100_000, help=argparse.SUPPRESS)
     p.add_argument("--watch-max-pending", type=int, default=10_000, help=argparse.SUPPRESS)
     p.add_argument("--anonymous-auth", action="store_true", help="serve requests without credentials as anonymous")
@@ -141,6 +142,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         secure_port=port,
         watch_bookmark_interval=args.watch_bookmark_interval,
         compaction_interval=args.etcd_compaction_interval,
+        event_ttl=args.event_ttl,
         watch_cache_window=args.watch_cache_window,
         watch_max_pending=args.watch_max_pending,
         on_started=on_started,

@@ -42,6 +42,7 @@ class ServerOptions:
     watch_cache_window: int = 100_000  # events the watch cache keeps for resuming watchers
     watch_max_pending: int = 10_000  # events queued for one watcher before it is closed as too slow
     store_threads: int = 32
+    event_ttl: float = 3600.0  # Events older than this are deleted (kube-apiserver's --event-ttl)
     compaction_interval: float = 300.0  # seconds between store compactions (0: never)
     git_version: str = "v1.33.0-kubelab"
     extra: dict[str, str] = field(default_factory=dict)

@@ -4,9 +4,13 @@ subresources (binding, eviction, scale), patches, selectors, fieldValidation and
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.helpers.apiserver import start_apiserver
+from tests.helpers.wait import wait_for
 
 PODS = "/api/v1/namespaces/default/pods"
 CM = "/api/v1/namespaces/default/configmaps"
@@ -329,3 +333,26 @@ def test_limit_and_continue(http: httpx.Client) -> None:
         )
         == 7
     )
+
+
+def test_events_expire_after_ttl(tmp_path: Path) -> None:
+    srv = start_apiserver(tmp_path, store="memory", extra_args=["--event-ttl", "2s"])
+    try:
+        with srv.http() as c:
+            ev = {
+                "metadata": {"name": "old.1"},
+                "involvedObject": {"kind": "Pod", "name": "x", "namespace": "default"},
+                "reason": "Test",
+                "lastTimestamp": "2020-01-01T00:00:00Z",
+            }
+            assert c.post("/api/v1/namespaces/default/events", json=ev).status_code == 201
+            fresh = {**ev, "metadata": {"name": "fresh.1"}, "lastTimestamp": None}
+            assert c.post("/api/v1/namespaces/default/events", json=fresh).status_code == 201
+            wait_for(
+                lambda: c.get("/api/v1/namespaces/default/events/old.1").status_code == 404,
+                timeout=10,
+                message="the old event to expire",
+            )
+            assert c.get("/api/v1/namespaces/default/events/fresh.1").status_code == 200
+    finally:
+        srv.stop()
