@@ -106,6 +106,8 @@ def build_rule(spec: str) -> Any:
         else:
             raise ValueError(f"cannot parse {w!r} in rule {spec!r}")
         neg = ""
+    if current is None or rule.target is None:
+        rule.create_target("")  # a rule without -j (a comment-only rule) still needs a target entry
     return rule
 
 

@@ -54,7 +54,7 @@ class RestoreBackend:
         mode: str = "nft",
         runner: CommandRunner | None = None,
         *,
-        fresh_threshold: int = 2000,
+        fresh_threshold: int = 1000,
     ) -> None:
         if mode not in ("nft", "legacy"):
             raise ValueError(f"unknown iptables mode {mode!r} (want nft or legacy)")

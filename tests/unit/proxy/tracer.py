@@ -104,10 +104,16 @@ class Tracer:
         t = words[words.index("-j") + 1]
         if t in self.tables[table]:
             return [(q, "CONTINUE" if v == "RETURN" else v) for q, v in self._run(table, t, p)]
-        if t == "MARK":
+        if t == "MARK":  # only the masquerade bit matters here
             if "--or-mark" in words:
-                return [(replace(p, mark=True), "CONTINUE")]
-            return [(replace(p, mark=False), "CONTINUE")]
+                mark = True
+            elif "--xor-mark" in words:
+                mark = not p.mark
+            else:  # iptables-save's canonical --set-xmark VALUE/MASK: (mark & ~MASK) ^ VALUE
+                value, _, mask = words[words.index("--set-xmark") + 1].partition("/")
+                keep = p.mark and not int(mask or "0xffffffff", 16) & 0x4000
+                mark = keep != bool(int(value, 16) & 0x4000)
+            return [(replace(p, mark=mark), "CONTINUE")]
         if t == "DNAT":
             to = words[words.index("--to-destination") + 1]
             ip, port = to.split(":")
