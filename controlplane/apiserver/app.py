@@ -80,6 +80,10 @@ _PATCH_TYPES = (
     "application/apply-patch+yaml",
 )
 _NOT_FOUND = "the server could not find the requested resource"
+_PORTFORWARD_UNSUPPORTED = (
+    "port-forward is not supported by kubelab (it needs SPDY framing); reach the pod through a Service "
+    "(ClusterIP from a node, or a NodePort) or use kubectl exec"
+)
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
 
@@ -967,6 +971,8 @@ class ApiServer:
         sub = route.subresource
         if sub == "log":
             await self.kubelet.logs(req, pod, send)
+        elif sub == "portforward":
+            raise errors.BadRequest(_PORTFORWARD_UNSUPPORTED)
         else:
             raise errors.BadRequest(
                 f"{sub} needs a WebSocket upgrade (Sec-WebSocket-Protocol v5.channel.k8s.io or "
@@ -997,6 +1003,8 @@ class ApiServer:
                 return
             self.authenticate(req)
             route = parse_resource_path(req.path.strip("/").split("/"))
+            if route is not None and route.subresource == "portforward":
+                raise errors.BadRequest(_PORTFORWARD_UNSUPPORTED)
             if route is None or route.subresource not in ("exec", "attach") or route.name is None:
                 raise errors.NotFound(_NOT_FOUND)
             self.authorize(

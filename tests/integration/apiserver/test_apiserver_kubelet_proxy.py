@@ -128,3 +128,13 @@ def test_spdy_exec_gets_a_clear_400(server: RunningApiServer, kubelet: int) -> N
         )
         assert r.status_code == 400
         assert "SPDY is not supported" in r.json()["message"]
+
+
+def test_port_forward_is_refused_clearly(server: RunningApiServer, kubelet: int, tmp_path: Path) -> None:
+    with server.http() as c:
+        p = c.get("/api/v1/namespaces/default/pods/solo").json()
+        p["status"] = {"phase": "Running"}
+        assert c.put("/api/v1/namespaces/default/pods/solo/status", json=p).status_code == 200
+    r = kubectl(server, tmp_path, "port-forward", "pod/solo", "28080:80", "--pod-running-timeout=5s")
+    assert r.returncode != 0
+    assert b"port-forward is not supported by kubelab" in r.stderr
