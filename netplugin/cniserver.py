@@ -74,6 +74,7 @@ def serve(path: str | None = None, parent: int | None = None) -> None:
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(path)
     os.chmod(path, 0o600)
+    mine = os.stat(path).st_ino  # a successor may replace the file: remove only our own
     srv.listen(128)
     if parent is not None:
         srv.settimeout(1.0)  # wake up now and then to see whether the parent is still there
@@ -104,7 +105,8 @@ def serve(path: str | None = None, parent: int | None = None) -> None:
     finally:
         srv.close()
         try:
-            os.unlink(path)
+            if os.stat(path).st_ino == mine:
+                os.unlink(path)
         except FileNotFoundError:
             pass
 
