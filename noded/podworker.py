@@ -134,8 +134,7 @@ class PodWorker:
     def observe(self, pod: Mapping[str, Any]) -> Observed:
         uid = pod["metadata"]["uid"]
         sandboxes = self.runtime.list_pod_sandboxes(uid)
-        sids = {s.id for s in sandboxes}
-        containers = [c for c in self.runtime.list_containers() if c.sandbox_id in sids]
+        containers = [c for sb in sandboxes for c in self.runtime.list_containers(sb.id)]
         key = names.pod_key(dict(pod))
         pst = self.probes.state(key)
         notes = self.notes(uid)

@@ -121,6 +121,7 @@ class RuncRuntime:
         self.cgroup_parent = cgroup_parent or f"/kubelab/{names.short_hash(str(self.root.resolve()))}"
         self._lock = threading.Lock()
         self._meta_cache: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._state_cache: dict[str, tuple[int, int, Any, str]] = {}
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -178,15 +179,29 @@ class RuncRuntime:
         except FileNotFoundError:
             return out
         for e in entries:
+            path = os.path.join(e.path, "state.json")
             try:
-                state = json.loads(Path(e.path, "state.json").read_bytes())
+                mtime = os.stat(path).st_mtime_ns
+                cached = self._state_cache.get(e.name)
+                if cached is None or cached[0] != mtime:
+                    # state.json carries the whole OCI config (~10 KB): parse it once per change.
+                    state = json.loads(Path(path).read_bytes())
+                    cached = (
+                        mtime,
+                        int(state.get("init_process_pid") or 0),
+                        state.get("init_process_start"),
+                        str(state.get("created", "")),
+                    )
+                    self._state_cache[e.name] = cached
             except (OSError, ValueError):
                 continue
-            pid = int(state.get("init_process_pid") or 0)
+            _mtime, pid, start, created = cached
             status = "stopped"
-            if pid > 0 and _proc_start(pid) == state.get("init_process_start"):
+            if pid > 0 and _proc_start(pid) == start:
                 status = "created" if os.path.exists(os.path.join(e.path, "exec.fifo")) else "running"
-            out[e.name] = {"id": e.name, "pid": pid, "status": status, "created": state.get("created", "")}
+            out[e.name] = {"id": e.name, "pid": pid, "status": status, "created": created}
+        for gone in set(self._state_cache) - {e.name for e in entries}:
+            self._state_cache.pop(gone, None)
         return out
 
     def _state(self, cid: str) -> str | None:
@@ -537,6 +552,21 @@ class RuncRuntime:
         return cs
 
     def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+        if sandbox_id is not None:
+            # Container ids start with their sandbox id (noded.names): skip the others unread.
+            prefix = f"{sandbox_id}_"
+            states = self._runc_list()
+            out = []
+            for d in sorted(self.containers_dir.iterdir()):
+                if not d.name.startswith(prefix):
+                    continue
+                try:
+                    meta = self._meta(d.name)
+                except NotFound:
+                    continue
+                if meta.get("kind") == "container" and meta["sandbox_id"] == sandbox_id:
+                    out.append(self._status(meta, states.get(d.name)))
+            return out
         states = self._runc_list()
         out = []
         for d in sorted(self.containers_dir.iterdir()):
