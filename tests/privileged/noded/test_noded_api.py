@@ -474,3 +474,41 @@ def test_kubelet_exec_v4_and_attach(cluster: Cluster) -> None:
     with connect(f"{base}/attach/default/chatty/c?stdout=true", ssl=ctx, subprotocols=["v5.channel.k8s.io"]) as ws:
         first = ws.recv(timeout=10)
         assert first[0] == 1 and b"tick" in first
+
+
+def test_cleanup_removes_everything_of_its_own_and_nothing_else(cluster: Cluster, netns: NetnsFactory) -> None:
+    decoy = netns("decoy")  # not noded's: must survive
+    cluster.create("a", [{"name": "c", "image": cluster.image("busybox"), "command": ["sleep", "3600"]}])
+    cluster.create("b", [{"name": "c", "image": cluster.image("hello")}])
+    cluster.wait_pod("a", running_ready)
+    cluster.wait_pod("b", running_ready)
+    cluster.stop_noded(signal.SIGKILL)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lab",
+            "noded",
+            "cleanup",
+            "--root-dir",
+            str(cluster.root),
+            "--log-root",
+            str(cluster.log_root),
+            "--node-netns",
+            cluster.node_ns,
+            "--cni-conf-dir",
+            str(cluster.cni_conf),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert not cluster.root.exists()
+    netns_now = sh("ip", "netns", "list")
+    assert not any(n.startswith(cluster.prefix) for n in netns_now.split()) and decoy in netns_now
+    assert str(cluster.root) not in sh("mount")
+    assert str(cluster.root) not in sh("ps", "-eo", "args")
+    assert "veth" not in sh("ip", "-br", "link", netns=cluster.node_ns)
+    assert not any(cluster.log_root.iterdir()) if cluster.log_root.exists() else True
