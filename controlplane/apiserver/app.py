@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import importlib
+import ipaddress
 import logging
 import threading
 import time
@@ -40,6 +41,7 @@ from fastapi import FastAPI
 
 from controlplane.api import errors, registry
 from controlplane.api.fields import check_field_selector, field_set
+from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import FieldSelector, LabelSelector
 from controlplane.apiserver import discovery
@@ -66,7 +68,7 @@ from controlplane.apiserver.metrics import Metrics
 from controlplane.apiserver.options import ServerOptions
 from controlplane.apiserver.resources import Obj, ResourceOps, conflict
 from controlplane.apiserver.watch import Feeds, LineCache, WatchRequest, serve_watch
-from controlplane.storage.interface import Store
+from controlplane.storage.interface import ConflictError, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -912,19 +914,15 @@ class ApiServer:
             pod.setdefault("spec", {})["nodeName"] = node
             conds = [c for c in (pod.get("status") or {}).get("conditions") or [] if c.get("type") != "PodScheduled"]
             conds.append(
-                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": _now()}
+                {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
             )
             pod.setdefault("status", {})["conditions"] = conds
             if dry:
                 return _success_status()
             try:
                 self.ops.store.update(kv.key, self.ops.encode(pod), kv.mod_revision)
-            except Exception as e:
-                from controlplane.storage.interface import ConflictError
-
-                if isinstance(e, ConflictError):
-                    continue
-                raise
+            except ConflictError:
+                continue  # the pod changed meanwhile (status update): re-read and bind again
             return _success_status()
         raise conflict(registry.PODS, name)
 
@@ -1035,8 +1033,6 @@ class ApiServer:
 
 def event_last_seen(ev: Obj) -> float | None:
     """Seconds since the epoch of an Event's latest activity (any of the timestamps it may carry)."""
-    from controlplane.api.meta import parse_time
-
     series = ev.get("series") if isinstance(ev.get("series"), dict) else {}
     for value in (
         (series or {}).get("lastObservedTime"),
@@ -1107,20 +1103,12 @@ def _success_status() -> Obj:
     return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}
 
 
-def _now() -> str:
-    from controlplane.api.meta import now_rfc3339
-
-    return now_rfc3339()
-
-
 def _qs(scope: Scope) -> str:
     qs = scope.get("query_string", b"")
     return "?" + qs.decode("latin-1") if qs else ""
 
 
 def _first_service_ip(cidr: str) -> str:
-    import ipaddress
-
     net = ipaddress.ip_network(cidr, strict=False)
     return str(net.network_address + 1)
 
