@@ -164,6 +164,9 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         ssl_ca_certs=str(pki.ca_cert),
         ssl_cert_reqs=ssl.CERT_OPTIONAL,
         timeout_graceful_shutdown=2,
+        # Clients pool connections for long (client-go: 90 s idle); closing them after uvicorn's
+        # default 5 s makes some clients fail a request on a connection the server just dropped.
+        timeout_keep_alive=120,
         backlog=2048,
     )
     return config, store, pki
