@@ -26,6 +26,7 @@ Concurrency: thread-safe; verbs for different containers may run in parallel.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import logging
@@ -65,6 +66,8 @@ PAUSE_SRC = SRC_DIR / "pause" / "pause.c"
 SHIM_SRC = SRC_DIR / "shim" / "shim.c"
 CGROUP_MEMORY = Path("/sys/fs/cgroup/memory")
 KILL_POLL = (0.005, 0.01, 0.02, 0.05, 0.1)
+MNT_DETACH = 2
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def parse_time(s: str) -> float:
@@ -213,24 +216,16 @@ class RuncRuntime:
         for d in (rootfs, upper, work):
             d.mkdir(exist_ok=True)
         lower = ":".join(str(p) for p in layers)
-        self.runner.run(
-            [
-                "mount",
-                "-t",
-                "overlay",
-                "overlay",
-                "-o",
-                f"lowerdir={lower},upperdir={upper},workdir={work}",
-                str(rootfs),
-            ]
-        )
+        opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        # mount(2) directly: one fork+exec of mount(8) less per container start.
+        if _libc.mount(b"overlay", str(rootfs).encode(), b"overlay", 0, opts.encode()) != 0:
+            err = ctypes.get_errno()
+            raise RuntimeOpError(f"mounting the overlay rootfs at {rootfs} failed: {os.strerror(err)} ({opts})")
         return rootfs
 
     def _umount(self, path: Path) -> None:
-        if os.path.ismount(path):
-            self.runner.run(["umount", str(path)], check=False)
-            if os.path.ismount(path):
-                self.runner.run(["umount", "-l", str(path)], check=False)
+        if os.path.ismount(path) and _libc.umount2(str(path).encode(), 0) != 0:
+            _libc.umount2(str(path).encode(), MNT_DETACH)  # still busy: detach it lazily
 
     def _create(self, cid: str, bdir: Path, log_path: str) -> None:
         """Run ``runc create`` under a new shim; raise with runc's own error on failure."""
