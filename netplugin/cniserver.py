@@ -93,6 +93,10 @@ def serve(path: str | None = None, parent: int | None = None) -> None:
             if pid == 0:
                 code = 0
                 try:
+                    # The server ignores SIGCHLD so the kernel reaps its forks; this child must not
+                    # inherit that: it waits for the plugins it execs (IPAM), and with SIGCHLD ignored
+                    # their exit status is discarded and waitpid fails with ECHILD.
+                    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
                     srv.close()
                     handle(conn)
                 except BaseException as exc:  # the client answers "try again" (code 11)

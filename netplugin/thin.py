@@ -28,11 +28,21 @@ from __future__ import annotations
 import _socket
 import posix
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the launcher's import time is its cost: nothing at run time
+    from collections.abc import Mapping
 
 SOCKET_DIR = "/run/kubelab/cni"
 MAGIC = b"KLCNI1\n"
 PLUGINS = ("kubelab-bridge", "kubelab-ipam")
-_ENV_PREFIXES = (b"CNI_", b"KUBELAB_", b"PATH=")
+_ENV_PREFIXES = (b"CNI_", b"KUBELAB_")  # and PATH itself (below)
+
+
+def forwarded_env(environ: Mapping[bytes, bytes]) -> bytes:
+    """The part of our environment the server's child runs with: the CNI_* and KUBELAB_* variables
+    and PATH (the plugin execs iptables and the IPAM plugin; without PATH it would not find them)."""
+    return b"\0".join(k + b"=" + v for k, v in environ.items() if k.startswith(_ENV_PREFIXES) or k == b"PATH")
 
 
 def socket_path() -> str:
@@ -58,7 +68,7 @@ def run(plugin: str) -> int:
     except OSError:
         s.close()
         return _fallback(plugin)
-    env = b"\0".join(k + b"=" + v for k, v in posix.environ.items() if k.startswith(_ENV_PREFIXES))
+    env = forwarded_env(posix.environ)
     stdin = sys.stdin.buffer.read()
     try:
         s.sendall(MAGIC + plugin.encode() + b"\n" + len(env).to_bytes(4, "big") + env + stdin)

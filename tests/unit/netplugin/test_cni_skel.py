@@ -223,3 +223,14 @@ def test_ipnet_arithmetic() -> None:
     for bad in ["10.0.0.1", "10.0.0.0/33", "x/24", "10.0.0.256/24"]:
         with pytest.raises(ValueError):
             IPNet.parse(bad)
+
+
+def test_thin_client_forwards_path_and_cni_variables_only() -> None:
+    # Regression: PATH was matched as the prefix b"PATH=" against bare keys and never forwarded, so
+    # the server's child could not find iptables-restore (ipMasq) and every ADD failed in the lab.
+    from netplugin import thin
+
+    env = {b"PATH": b"/usr/sbin:/usr/bin", b"CNI_COMMAND": b"ADD", b"KUBELAB_X": b"1", b"HOME": b"/root",
+           b"PATHEXT": b"nope"}  # fmt: skip
+    sent = dict(item.split(b"=", 1) for item in thin.forwarded_env(env).split(b"\0"))
+    assert sent == {b"PATH": b"/usr/sbin:/usr/bin", b"CNI_COMMAND": b"ADD", b"KUBELAB_X": b"1"}
