@@ -28,10 +28,6 @@ from __future__ import annotations
 import _socket
 import posix
 import sys
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # the launcher's import time is its cost: nothing at run time
-    from collections.abc import Mapping
 
 SOCKET_DIR = "/run/kubelab/cni"
 MAGIC = b"KLCNI1\n"
@@ -39,7 +35,7 @@ PLUGINS = ("kubelab-bridge", "kubelab-ipam")
 _ENV_PREFIXES = (b"CNI_", b"KUBELAB_")  # and PATH itself (below)
 
 
-def forwarded_env(environ: Mapping[bytes, bytes]) -> bytes:
+def forwarded_env(environ: dict[bytes, bytes]) -> bytes:
     """The part of our environment the server's child runs with: the CNI_* and KUBELAB_* variables
     and PATH (the plugin execs iptables and the IPAM plugin; without PATH it would not find them)."""
     return b"\0".join(k + b"=" + v for k, v in environ.items() if k.startswith(_ENV_PREFIXES) or k == b"PATH")
