@@ -205,3 +205,36 @@ def test_taints_tolerations_selectors_and_anti_affinity_through_the_api(
         )
     )
     assert "2 node(s) didn't match pod anti-affinity rules" in cond["message"]
+
+
+def test_pending_pods_are_retried_when_a_node_is_uncordoned_or_a_bound_pod_goes_away(
+    client: ApiClient, ns: str, nodes: HollowNodes, scheduler: Scheduler
+) -> None:
+    cordoned = uniq("cordoned")
+    nodes.add(cordoned, labels={"pool": ns}, unschedulable=True)
+    mkpod(client, ns, "waits-for-uncordon", nodeSelector={"pool": ns})
+    cond = wait_for(
+        lambda: next(
+            (c for c in client.get(PODS, "waits-for-uncordon", ns)["status"].get("conditions") or []),
+            None,
+        ),
+        message="unschedulable condition",
+    )
+    assert "1 node(s) were unschedulable" in cond["message"]
+    client.patch(NODES, cordoned, {"spec": {"unschedulable": None}})
+    wait_for(lambda: node_of(client, ns, "waits-for-uncordon") == cordoned, message="scheduled after uncordon")
+
+    full = uniq("full")
+    nodes.add(full, pods="1", labels={"pool": f"{ns}-full"})
+    mkpod(client, ns, "first", nodeSelector={"pool": f"{ns}-full"})
+    wait_for(lambda: node_of(client, ns, "first") == full, message="first bound")
+    mkpod(client, ns, "second", nodeSelector={"pool": f"{ns}-full"})
+    wait_for(
+        lambda: any(
+            "1 Too many pods" in (c.get("message") or "")
+            for c in client.get(PODS, "second", ns)["status"].get("conditions") or []
+        ),
+        message="second pending: Too many pods",
+    )
+    client.delete(PODS, "first", ns, grace_period_seconds=0)
+    wait_for(lambda: node_of(client, ns, "second") == full, message="second bound once first is gone")
