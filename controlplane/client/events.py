@@ -51,7 +51,7 @@ def object_reference(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class EventRecorder:
-    def __init__(self, client: ApiClient, component: str, host: str = "", *, max_pending: int = 1000) -> None:
+    def __init__(self, client: ApiClient, component: str, host: str = "", *, max_pending: int = 5000) -> None:
         self.client = client
         self.component = component
         self.host = host
@@ -79,7 +79,8 @@ class EventRecorder:
                 self._pending -= 1
                 self._idle.notify_all()
             self.dropped += 1
-            log.warning("event dropped (queue full): %s %s", reason, message)
+            if self.dropped == 1 or self.dropped % 1000 == 0:  # rate-limited: a storm must not flood logs
+                log.warning("%d event(s) dropped so far (queue full); latest: %s %s", self.dropped, reason, message)
 
     def flush(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
