@@ -116,6 +116,7 @@ class PodWorker:
         self._notes: dict[str, PodNotes] = {}
         self._lock = threading.Lock()
         self._killers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kill")
+        self.started_at = clock()
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -221,9 +222,14 @@ class PodWorker:
             retry += self._start_containers(pod, acts, obs)
         # Step 7: status; tell the caller when to look again.
         obs = self.observe(pod)
-        self._write_status(pod, obs)
         running = {c.name: c.id for c in obs.containers if c.state == ContainerState.RUNNING}
-        self.probes.sync(key, pod, running, obs.pod_ip)
+        # Containers started before this noded process (it was restarted) keep the readiness the
+        # API shows until probed again; new ones start not ready / not started.
+        preexisting = {c.id for c in obs.containers if c.started_at and c.started_at < self.started_at}
+        self.probes.sync(key, pod, running, obs.pod_ip, preexisting)
+        pst = self.probes.state(key)
+        obs.ready, obs.started, obs.liveness_failed = pst.ready, pst.started, pst.liveness_failed
+        self._write_status(pod, obs)
         return min(retry) + 0.01 if retry else None
 
     def _compute(self, pod: dict[str, Any], obs: Observed) -> PodActions:

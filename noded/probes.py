@@ -20,7 +20,7 @@ from __future__ import annotations
 import http.client
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -180,7 +180,14 @@ class ProbeManager:
         if self.on_unhealthy:
             self.on_unhealthy(key, name, kind, msg)
 
-    def sync(self, key: str, pod: Mapping[str, Any], running: Mapping[str, str], pod_ip: str) -> None:
+    def sync(
+        self,
+        key: str,
+        pod: Mapping[str, Any],
+        running: Mapping[str, str],
+        pod_ip: str,
+        preexisting: Set[str] = frozenset(),
+    ) -> None:
         """Make the workers match ``running`` ({container name: container id}) for pod ``key``."""
         specs = {c["name"]: c for c in pod.get("spec", {}).get("containers", [])}
         want: dict[tuple[str, str, str], tuple[Mapping[str, Any], Mapping[str, Any]]] = {}
@@ -206,14 +213,16 @@ class ProbeManager:
                 # A new container instance starts over: not ready, not started, not failed. But a
                 # container the API already shows ready/started (same container ID: noded was
                 # restarted) keeps that until its probe says otherwise, so endpoints do not flap.
-                known: Mapping[str, Any] = next(
-                    (
-                        cs
-                        for cs in (pod.get("status") or {}).get("containerStatuses") or []
-                        if cs.get("name") == name and cs.get("containerID") == f"runc://{wkey[1]}"
-                    ),
-                    {},
-                )
+                known: Mapping[str, Any] = {}
+                if wkey[1] in preexisting:
+                    known = next(
+                        (
+                            cs
+                            for cs in (pod.get("status") or {}).get("containerStatuses") or []
+                            if cs.get("name") == name and cs.get("containerID") == f"runc://{wkey[1]}"
+                        ),
+                        {},
+                    )
                 if kind == "readiness":
                     st.ready[name] = bool(known.get("ready"))
                 if kind == "startup":
