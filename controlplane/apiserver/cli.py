@@ -99,6 +99,7 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--event-ttl", type=_parse_duration, default=3600.0, help="how long Events are kept (1h)")
     p.add_argument("--watch-cache-window", type=int, default=100_000, help=argparse.SUPPRESS)
     p.add_argument("--watch-max-pending", type=int, default=10_000, help=argparse.SUPPRESS)
+    p.add_argument("--store-threads", type=int, default=16, help=argparse.SUPPRESS)
     p.add_argument("--anonymous-auth", action="store_true", help="serve requests without credentials as anonymous")
 
 
@@ -145,6 +146,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         event_ttl=args.event_ttl,
         watch_cache_window=args.watch_cache_window,
         watch_max_pending=args.watch_max_pending,
+        store_threads=args.store_threads,
         on_started=on_started,
     )
     app = create_app(store, options=options)

@@ -41,7 +41,7 @@ class ServerOptions:
     watch_default_timeout: float = 1800.0
     watch_cache_window: int = 100_000  # events the watch cache keeps for resuming watchers
     watch_max_pending: int = 10_000  # events queued for one watcher before it is closed as too slow
-    store_threads: int = 32
+    store_threads: int = 16  # store calls in flight (sqlite group-commits them; more only adds GIL churn)
     event_ttl: float = 3600.0  # Events older than this are deleted (kube-apiserver's --event-ttl)
     compaction_interval: float = 300.0  # seconds between store compactions (0: never)
     git_version: str = "v1.33.0-kubelab"

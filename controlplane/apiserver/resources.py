@@ -22,7 +22,6 @@ arbitrates concurrent writers (compare-and-swap on ``mod_revision``), and patche
 from __future__ import annotations
 
 import bisect
-import copy
 import logging
 import random
 from collections.abc import Callable
@@ -114,6 +113,12 @@ def conflict(res: Resource, name: str) -> errors.Conflict:
     err = errors.conflict(qualified(res), name, res.group)
     err.kind = res.plural
     return err
+
+
+def clone(obj: Obj) -> Obj:
+    """A deep copy of a JSON object (an orjson round trip: ~10× faster than ``copy.deepcopy``)."""
+    result: Obj = orjson.loads(orjson.dumps(obj))
+    return result
 
 
 def _has_status(res: Resource) -> bool:
@@ -437,7 +442,7 @@ class ResourceOps:
                         continue
                 raise not_found(res, name)
             old = self.decode(kv)
-            new = patchlib.apply_patch(res, copy.deepcopy(old), body, content_type)
+            new = patchlib.apply_patch(res, clone(old), body, content_type)
             if not isinstance(new, dict):
                 raise errors.BadRequest("the patch must produce an object")
             if strict:
@@ -513,7 +518,7 @@ class ResourceOps:
     def _mark_for_deletion(self, res: Resource, obj: Obj, options: Obj) -> Obj | None:
         """The object marked for graceful deletion, or None when it should go at once."""
         md = obj["metadata"]
-        new = copy.deepcopy(obj)
+        new = clone(obj)
         nmd = new["metadata"]
         finalizers = list(nmd.get("finalizers") or [])
         policy = options.get("propagationPolicy")
@@ -585,7 +590,7 @@ class ResourceOps:
         for _ in range(_PATCH_RETRIES):
             kv = self.get_kv(res, None, name)
             old = self.decode(kv)
-            obj = copy.deepcopy(old)
+            obj = clone(old)
             obj.setdefault("spec", {})["finalizers"] = list((new.get("spec") or {}).get("finalizers") or [])
             if not obj["spec"]["finalizers"]:
                 obj["spec"].pop("finalizers")
@@ -679,7 +684,7 @@ def reset_status_on_create(res: Resource, obj: Obj) -> None:
 def merge_server_fields(res: Resource, old: Obj, new: Obj, subresource: str | None) -> Obj:
     """What a write may change: fields the server owns come from the stored object."""
     if subresource == "status":
-        obj = copy.deepcopy(old)
+        obj = clone(old)
         if "status" in new:
             obj["status"] = new["status"]
         else:
