@@ -282,17 +282,22 @@ def data_path(count: int, runs: int) -> None:
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             sh("ip", "-n", ns, "route", "add", "default", "via", ip.rsplit(".", 1)[0] + ".1")
         services, slices = [], []
-        for name, vip, ep in (("local", "10.96.0.10", "10.244.1.3"), ("remote", "10.96.0.11", "10.244.2.2")):
+        for name, vip, ep, port in (
+            ("local", "10.96.0.10", "10.244.1.3", 8080),
+            ("remote", "10.96.0.11", "10.244.2.2", 8080),
+            ("local-rr", "10.96.0.12", "10.244.1.3", 8081),
+            ("remote-rr", "10.96.0.13", "10.244.2.2", 8081),
+        ):
             services.append(
                 {
                     "metadata": {"namespace": "b", "name": name},
-                    "spec": {"clusterIP": vip, "ports": [{"name": "h", "port": 80}]},
+                    "spec": {"clusterIP": vip, "ports": [{"name": "h", "port": 80 if port == 8080 else 81}]},
                 }
             )
             slices.append(
                 {
                     "metadata": {"namespace": "b", "name": f"{name}-s", "labels": {"kubernetes.io/service-name": name}},
-                    "ports": [{"name": "h", "port": 8080, "protocol": "TCP"}],
+                    "ports": [{"name": "h", "port": port, "protocol": "TCP"}],
                     "endpoints": [{"addresses": [ep]}],
                 }
             )
@@ -301,6 +306,11 @@ def data_path(count: int, runs: int) -> None:
         )
         server_code = (
             "import socket\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+            "import threading\n"
+            "def rr():\n r=socket.socket();r.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n"
+            " r.bind(('0.0.0.0',8081));r.listen(16)\n"
+            " while True:\n  c,_=r.accept()\n  while c.recv(1):\n   c.sendall(b'y')\n  c.close()\n"
+            "threading.Thread(target=rr,daemon=True).start()\n"
             "s.bind(('0.0.0.0',8080));s.listen(1024);print('ready',flush=True)\n"
             "while True:\n c,_=s.accept();c.sendall(b'x');c.close()\n"
         )
@@ -312,7 +322,12 @@ def data_path(count: int, runs: int) -> None:
             assert srv.stdout is not None and srv.stdout.readline().startswith(b"ready")
         client_code = (
             "import socket,sys,time\nhost,port,n=sys.argv[1],int(sys.argv[2]),int(sys.argv[3])\nt=time.perf_counter()\n"
-            "for _ in range(n):\n s=socket.create_connection((host,port));s.recv(1);s.close()\n"
+            "if port==8081 or port==81:\n"
+            " s=socket.create_connection((host,port))\n"
+            " for _ in range(n):\n  s.sendall(b'x');s.recv(1)\n"
+            " s.close()\n"
+            "else:\n"
+            " for _ in range(n):\n  s=socket.create_connection((host,port));s.recv(1);s.close()\n"
             "print(n/(time.perf_counter()-t))\n"
         )
         targets = {
@@ -320,26 +335,33 @@ def data_path(count: int, runs: int) -> None:
             "same node: pod IP": ("10.244.1.3", "8080"),
             "other node: VIP": ("10.96.0.11", "80"),
             "other node: pod IP": ("10.244.2.2", "8080"),
+            "rr same node: VIP": ("10.96.0.12", "81"),
+            "rr same node: pod IP": ("10.244.1.3", "8081"),
+            "rr other node: VIP": ("10.96.0.13", "81"),
+            "rr other node: pod IP": ("10.244.2.2", "8081"),
         }
         results: dict[str, list[float]] = {k: [] for k in targets}
         for _ in range(runs):
             for key, target in targets.items():
-                res = ns_exec(client, [sys.executable, "-c", client_code, *target, str(count)], timeout=600, check=True)
+                n_ops = count * 10 if key.startswith("rr ") else count  # round trips are cheap
+                res = ns_exec(client, [sys.executable, "-c", client_code, *target, str(n_ops)], timeout=600, check=True)
                 results[key].append(float(res.stdout.strip()))
         rows = []
-        for where in ("same node", "other node"):
+        for where in ("same node", "other node", "rr same node", "rr other node"):
             vip, direct = results[f"{where}: VIP"], results[f"{where}: pod IP"]
+            label = f"requests/s, one connection, {where[3:]}" if where.startswith("rr ") else f"connections/s, {where}"
             rows.append(
                 [
-                    where,
+                    label,
                     f"{statistics.median(vip):.0f} ({min(vip):.0f}–{max(vip):.0f})",
                     f"{statistics.median(direct):.0f} ({min(direct):.0f}–{max(direct):.0f})",
                     fmt_ratio(statistics.median(vip), statistics.median(direct)),
                 ]
             )
         print_table(
-            f"data path: connections/s from a pod (connect, 1 byte, close; {count} per run, {runs} interleaved runs)",
-            ["server", "through the VIP (DNAT)", "straight to the pod IP", "ratio VIP/direct"],
+            f"data path from a pod: new connections (connect, 1 byte, close; {count} per run) and 1-byte "
+            f"request/response round trips on one connection ({count * 10} per run); {runs} interleaved runs",
+            ["what, where the server is", "through the VIP (DNAT)", "straight to the pod IP", "ratio VIP/direct"],
             rows,
         )
     finally:
