@@ -187,6 +187,7 @@ class ApiServer:
         self._ns_lock = threading.Lock()
         self._ns_task: asyncio.Future[None] | None = None
         self._event_task: asyncio.Future[None] | None = None
+        self.stopping: asyncio.Event | None = None
         self.ready = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -195,6 +196,7 @@ class ApiServer:
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def startup(self) -> None:
+        self.stopping = asyncio.Event()
         if self.allocators is not None:
             await self.run(self.allocators.rebuild, self.store)
         wc_mod = _optional("controlplane.apiserver.watchcache")
@@ -286,8 +288,14 @@ class ApiServer:
             except Exception:
                 log.warning("expiring events failed", exc_info=True)
 
-    async def shutdown(self) -> None:
+    def begin_shutdown(self) -> None:
+        """The HTTP server stops accepting: end watch streams now (call on the event loop)."""
         self.ready = False
+        if self.stopping is not None:
+            self.stopping.set()
+
+    async def shutdown(self) -> None:
+        self.begin_shutdown()
         if self._event_task is not None:
             self._event_task.cancel()
         if self._ns_task is not None:
@@ -721,6 +729,7 @@ class ApiServer:
                 send,
                 self.options.watch_bookmark_interval,
                 on_closed=self._watch_closed,
+                stopping=self.stopping,
             )
         finally:
             gauge.dec()

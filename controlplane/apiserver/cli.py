@@ -174,13 +174,30 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
     return config, store, pki
 
 
-def run_apiserver(args: argparse.Namespace) -> int:
+def _server(config: Any) -> Any:
+    """A uvicorn Server that ends watch streams as soon as shutdown starts.
+
+    uvicorn waits for open requests before running the app's lifespan shutdown; watches never end
+    on their own, so without this they would be cancelled (with tracebacks) after the grace period.
+    """
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            api = getattr(getattr(config.app, "state", None), "apiserver", None)
+            if api is not None:
+                api.begin_shutdown()
+            await super().shutdown(sockets)
+
+    return Server(config)
+
+
+def run_apiserver(args: argparse.Namespace) -> int:
 
     config, store, pki = build(args)
     log.info("serving the Kubernetes API on https://%s (admin kubeconfig: %s)", args.listen, pki.admin_kubeconfig)
     try:
-        uvicorn.Server(config).run()
+        _server(config).run()
     finally:
         store.close()
     return 0
@@ -188,7 +205,6 @@ def run_apiserver(args: argparse.Namespace) -> int:
 
 def run_controlplane(args: argparse.Namespace) -> int:
     """The API server plus the scheduler and controller-manager (when present) in this process."""
-    import uvicorn
 
     stop = threading.Event()
     threads: list[threading.Thread] = []
@@ -252,7 +268,7 @@ def run_controlplane(args: argparse.Namespace) -> int:
     config, store, pki = build(args, on_started=start_components)
     kubeconfig.append(pki.admin_kubeconfig)
     try:
-        uvicorn.Server(config).run()
+        _server(config).run()
     finally:
         stop.set()
         for t in threads:

@@ -189,6 +189,7 @@ async def serve_watch(
     send: Send,
     bookmark_interval: float,
     on_closed: Callable[[str], None] | None = None,
+    stopping: asyncio.Event | None = None,
 ) -> None:
     """Run one watch stream to its end. ``initial`` is the list for RV ""/"0" (objects, revision)."""
     loop = asyncio.get_running_loop()
@@ -219,6 +220,8 @@ async def serve_watch(
                 return
 
     watcher = asyncio.ensure_future(watch_disconnect())
+    # The server is shutting down: end the stream cleanly (clients re-watch elsewhere or later).
+    stop_task = asyncio.ensure_future(stopping.wait() if stopping is not None else asyncio.Event().wait())
     deadline = time.monotonic() + wr.timeout
     first_table = True
     aborted = False
@@ -241,7 +244,7 @@ async def serve_watch(
                 break
             wait = min(deadline - now, next_bookmark - now if wr.bookmarks else deadline - now, 5.0)
             get = asyncio.ensure_future(sub.next(max(wait, 0.0)))
-            done, _ = await asyncio.wait({get, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({get, watcher, stop_task}, return_when=asyncio.FIRST_COMPLETED)
             if get not in done:
                 get.cancel()
                 with contextlib.suppress(BaseException):
@@ -280,9 +283,10 @@ async def serve_watch(
     finally:
         feeds.active -= 1
         sub.close()
-        watcher.cancel()
-        with contextlib.suppress(BaseException):
-            await watcher
+        for task in (watcher, stop_task):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
     if not disconnected.is_set() and not aborted:
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b""})
