@@ -187,6 +187,7 @@ def main() -> int:
     ap.add_argument("--samples", type=int, default=10)
     ap.add_argument("--batch", type=int, default=30)
     ap.add_argument("--preload", type=int, default=100)
+    ap.add_argument("--workers", type=int, default=8, help="noded --workers")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_noded needs root (runc, namespaces); skipped")
@@ -232,6 +233,7 @@ def main() -> int:
             # ---- noded ----
             api = start_apiserver(tmp)
             cluster = Cluster(tmp, api, node_ns, reg, "reference")
+            cluster.extra_args = ["--workers", str(args.workers)]
             cluster.start_noded()
             wait_for(lambda: cluster.client.get(NODES, NODE), 30)
             cluster.client.patch(NODES, NODE, {"spec": {"podCIDR": "10.244.9.0/24"}})

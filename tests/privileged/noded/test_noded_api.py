@@ -55,6 +55,7 @@ class Cluster:
         (tmp / "kubelet.key").write_bytes(key)
         self.kubelet_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra_args: list[str] = []
 
     def start_noded(self) -> None:
         cni_bins = ["--cni-bin-dir", "/usr/lib/cni"]
@@ -68,7 +69,7 @@ class Cluster:
             "--tls-cert-file", str(self.tmp / "kubelet.crt"), "--tls-private-key-file", str(self.tmp / "kubelet.key"),
             "--client-ca-file", str(self.api.data_dir / "pki" / "ca.crt"), "--kubelet-port", str(self.kubelet_port),
             "--insecure-registry", self.registry.address, "--backoff-base", "0.5",
-            "--lease-period", "1", "--status-period", "1",
+            "--lease-period", "1", "--status-period", "1", *self.extra_args,
         ]  # fmt: skip
         log = open(self.tmp / "noded.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
