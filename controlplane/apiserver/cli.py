@@ -174,7 +174,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
     return config, store, pki
 
 
-def _server(config: Any) -> Any:
+def _server(config: Any, on_shutdown: Any = None) -> Any:
     """A uvicorn Server that ends watch streams as soon as shutdown starts.
 
     uvicorn waits for open requests before running the app's lifespan shutdown; watches never end
@@ -184,6 +184,8 @@ def _server(config: Any) -> Any:
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
+            if on_shutdown is not None:
+                on_shutdown()  # in-process components stop before their watches end
             api = getattr(getattr(config.app, "state", None), "apiserver", None)
             if api is not None:
                 api.begin_shutdown()
@@ -268,7 +270,7 @@ def run_controlplane(args: argparse.Namespace) -> int:
     config, store, pki = build(args, on_started=start_components)
     kubeconfig.append(pki.admin_kubeconfig)
     try:
-        _server(config).run()
+        _server(config, on_shutdown=stop.set).run()
     finally:
         stop.set()
         for t in threads:
