@@ -15,7 +15,17 @@ import sys
 from collections.abc import Sequence
 
 # (module, description) — the module's ``register(subparsers)`` adds the subcommand(s).
-COMMANDS: list[str] = ["controlplane.apiserver.cli", "controlplane.scheduler.cli", "proxy.cli", "noded.cli", "controlplane.controllers.cli", "netplugin.agent", "controlplane.storage.cli"]
+COMMANDS: list[str] = [
+    "controlplane.apiserver.cli",
+    "controlplane.scheduler.cli",
+    "proxy.cli",
+    "noded.cli",
+    "controlplane.controllers.cli",
+    "netplugin.agent",
+    "lab.labcmd",
+    "lab.demo",
+    "controlplane.storage.cli",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

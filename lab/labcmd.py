@@ -380,14 +380,12 @@ def start_supervisor() -> None:
 
 
 def install_cni_bin(bin_dir: Path) -> None:
+    """Our plugins as fast launchers (netplugin.install: a native thin client handing requests to
+    each node's warm CNI server), and the reference plugins beside them for ``--cni reference``."""
+    from netplugin import install
+
     bin_dir.mkdir(parents=True, exist_ok=True)
-    venv_bin = Path(sys.executable).parent
-    for name in ("kubelab-bridge", "kubelab-ipam"):
-        src = venv_bin / name
-        if not src.exists():
-            raise LabError(f"{src} is missing: run `sudo make deps`")
-        (bin_dir / name).unlink(missing_ok=True)
-        (bin_dir / name).symlink_to(src)
+    install.install_plugins(bin_dir)
     for ref in Path("/usr/lib/cni").glob("*"):
         dst = bin_dir / ref.name
         dst.unlink(missing_ok=True)

@@ -239,6 +239,7 @@ def load_components(config: dict[str, Any]) -> list[Component]:
             log_path=c["log"],
             env=dict(c.get("env", {})),
             netns=bool(c.get("netns", True)),
+            wanted=bool(c.get("wanted", True)),
         )
         for c in config["components"]
     ]
