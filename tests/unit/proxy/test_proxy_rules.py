@@ -431,3 +431,14 @@ def test_owned_chains() -> None:
     assert not owned_chain("nat", "CNI-abc")
     assert not owned_chain("filter", "KUBE-SVC-XPGD46QRK7WJZT7O")
     assert not owned_chain("mangle", "KUBE-KUBELET-CANARY")
+
+
+def test_masquerade_all_and_random_fully() -> None:
+    from dataclasses import replace
+
+    opts = replace(OPTS, masquerade_all=True, random_fully=True)
+    rs = render([svc("ns", "m", "172.30.0.41")], [eps("ns", "m", [ep("10.180.0.1")])], options=opts)
+    svc_rules = rs.tables["nat"][service_chain("KUBE-SVC-", "ns/m:p80", "tcp")]
+    assert svc_rules[0].endswith("--dport 80 -j KUBE-MARK-MASQ")  # no "! -s cluster CIDR"
+    assert rs.tables["nat"]["KUBE-POSTROUTING"][-1].endswith("-j MASQUERADE --random-fully")
+    assert Tracer.of(rs, (NODE_IP,)).trace("10.0.0.2", "172.30.0.41", 80).masq is True
