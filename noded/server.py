@@ -62,6 +62,20 @@ def render_log(lines: list[str], timestamps: bool) -> bytes:
     return "".join(out).encode()
 
 
+def _since_cutoff(q: dict[str, list[str]]) -> str:
+    """``sinceSeconds`` / ``sinceTime`` as a CRI timestamp prefix to compare lines against."""
+    from datetime import UTC, datetime, timedelta
+
+    when: datetime | None = None
+    if "sinceSeconds" in q:
+        when = datetime.now(UTC) - timedelta(seconds=int(q["sinceSeconds"][0]))
+    elif "sinceTime" in q:
+        when = datetime.fromisoformat(q["sinceTime"][0].replace("Z", "+00:00")).astimezone(UTC)
+    if when is None:
+        return ""
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond:06d}000Z"
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -171,6 +185,10 @@ class _Handler(BaseHTTPRequestHandler):
             lines = path.read_text(errors="replace").splitlines()
         except OSError:
             lines = []
+        cutoff = _since_cutoff(q)
+        if cutoff:
+            # CRI timestamps are fixed-width UTC RFC3339Nano, so text order is time order.
+            lines = [ln for ln in lines if ln[:30] >= cutoff]
         if "tailLines" in q:
             n = int(q["tailLines"][0])
             lines = lines[-n:] if n > 0 else []

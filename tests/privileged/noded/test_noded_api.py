@@ -429,6 +429,8 @@ def test_kubelet_api_needs_cluster_client_cert_and_serves_logs(cluster: Cluster)
         stamped = http.get("/containerLogs/default/talker/c", params={"timestamps": "true"}).text.splitlines()
         assert [ln.split(" ", 1)[1] for ln in stamped] == ["line1", "line2", "line3"]
         assert stamped[0][:4].isdigit() and stamped[0].split(" ", 1)[0].endswith("Z")
+        assert http.get("/containerLogs/default/talker/c", params={"sinceTime": "2999-01-01T00:00:00Z"}).text == ""
+        assert http.get("/containerLogs/default/talker/c", params={"sinceSeconds": "3600"}).text.count("line") == 3
         prev = http.get("/containerLogs/default/talker/c", params={"previous": "true"})
         assert prev.status_code == 200 and prev.text == "line1\nline2\nline3\n"
         missing = http.get("/containerLogs/default/talker/nope")
