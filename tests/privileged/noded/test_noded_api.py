@@ -282,6 +282,18 @@ def test_restart_policies_backoff_and_probes(cluster: Cluster) -> None:
             }
         ],
     )
+    cluster.create(
+        "sick",
+        [
+            {
+                "name": "c",
+                "image": bb,
+                "command": ["sleep", "3600"],
+                "livenessProbe": {"exec": {"command": ["false"]}, "periodSeconds": 1, "failureThreshold": 1},
+            }
+        ],
+        terminationGracePeriodSeconds=0,
+    )
     p = cluster.wait_pod(
         "crash",
         lambda p: (
@@ -296,6 +308,9 @@ def test_restart_policies_backoff_and_probes(cluster: Cluster) -> None:
     cluster.wait_pod("once", lambda p: (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1)
     p = cluster.wait_pod("done", lambda p: p["status"].get("phase") == "Succeeded")
     assert p["status"]["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+    # A failing exec liveness probe gets the container killed and restarted, with an event.
+    cluster.wait_pod("sick", lambda p: (p["status"].get("containerStatuses") or [{}])[0].get("restartCount", 0) >= 1)
+    assert any(e["reason"] == "Unhealthy" and "Liveness" in e["message"] for e in cluster.events("sick"))
     # The startup probe (nothing listens on :9) holds liveness off: not started, never killed.
     p = cluster.wait_pod("live", lambda p: p["status"].get("phase") == "Running")
     assert p["status"]["containerStatuses"][0]["started"] is False
