@@ -25,6 +25,7 @@ import os
 import socket
 import ssl
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
@@ -53,17 +54,21 @@ class WatchEvent:
     object: dict[str, Any]
 
 
-def _raise_for(resp: httpx.Response) -> None:
-    if resp.status_code < 400:
-        return
+def _error_from(status: int, data: bytes) -> errors.ApiError:
     try:
-        body = orjson.loads(resp.read())
+        body = orjson.loads(data)
         if not isinstance(body, dict):
             body = {"message": str(body)}
     except orjson.JSONDecodeError:
-        text = resp.text.strip()
-        body = {"message": text or f"HTTP {resp.status_code} {resp.reason_phrase}"}
-    raise errors.from_status(resp.status_code, body)
+        text = data.decode("utf-8", "replace").strip()
+        body = {"message": text or f"HTTP {status}"}
+    return errors.from_status(status, body)
+
+
+def _raise_for(resp: httpx.Response) -> None:
+    if resp.status_code < 400:
+        return
+    raise _error_from(resp.status_code, resp.read())
 
 
 class WatchStream:
@@ -169,13 +174,23 @@ class ApiClient:
         if cfg.token:
             headers["Authorization"] = f"Bearer {cfg.token}"
         kwargs: dict[str, Any] = {}
+        self._fast: StdlibTransport | None = None
         if transport is not None:
             kwargs["transport"] = transport
         elif os.environ.get("KUBELAB_CLIENT_TRANSPORT", "stdlib") == "httpcore":
             kwargs["verify"] = cfg.ssl_context()
         else:
             ctx = cfg.ssl_context()
-            kwargs["transport"] = StdlibTransport(ctx if isinstance(ctx, ssl.SSLContext) else None)
+            self._fast = StdlibTransport(ctx if isinstance(ctx, ssl.SSLContext) else None)
+            kwargs["transport"] = self._fast
+            parts = urllib.parse.urlsplit(self.server)
+            scheme = parts.scheme or "https"
+            port = parts.port or (443 if scheme == "https" else 80)
+            host = parts.hostname or "localhost"
+            self._fast_key = (scheme, host, port)
+            self._fast_prefix = parts.path.rstrip("/")
+            default_port = (scheme == "https" and port == 443) or (scheme == "http" and port == 80)
+            self._fast_headers = [("Host", host if default_port else f"{host}:{port}"), *headers.items()]
         self._http = httpx.Client(
             base_url=self.server,
             headers=headers,
@@ -217,6 +232,8 @@ class ApiClient:
         if content is not None:
             headers["Content-Type"] = content_type
         p = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        if self._fast is not None:
+            return self._fast_request(method, path, p, content, content_type, timeout)
         resp = self._http.request(
             method,
             path,
@@ -231,6 +248,37 @@ class ApiClient:
         if resp.headers.get("content-type", "").startswith("application/json"):
             return orjson.loads(resp.content)
         return resp.text
+
+    def _fast_request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        content: bytes | None,
+        content_type: str,
+        timeout: float | None,
+    ) -> Any:
+        """``request`` straight over the connection pool, skipping httpx's URL and model building."""
+        assert self._fast is not None
+        target = self._fast_prefix + urllib.parse.quote(path, safe="/:@!$&'()*+,;=-._~")
+        if params:
+            target += "?" + urllib.parse.urlencode({k: str(v) for k, v in params.items()})
+        headers = list(self._fast_headers)
+        if content is not None:
+            headers.append(("Content-Type", content_type))
+            headers.append(("Content-Length", str(len(content))))
+        elif method in ("POST", "PUT", "PATCH"):
+            headers.append(("Content-Length", "0"))
+        status, ctype, data = self._fast.simple_request(
+            self._fast_key, method, target, headers, content, timeout if timeout is not None else self.timeout
+        )
+        if status >= 400:
+            raise _error_from(status, data)
+        if not data:
+            return None
+        if ctype.startswith("application/json"):
+            return orjson.loads(data)
+        return data.decode("utf-8", "replace")
 
     # -- resources ----------------------------------------------------------------------------------
     def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:

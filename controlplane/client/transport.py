@@ -163,28 +163,31 @@ class StdlibTransport(httpx.BaseTransport):
                     return
         conn.close()
 
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        scheme = url.scheme
-        key = (scheme, url.host, url.port or _DEFAULT_PORTS.get(scheme, 80))
-        timeouts = request.extensions.get("timeout") or {}
-        read_timeout = timeouts.get("read")
-        body = request.read()
-        target = url.raw_path.decode("ascii")
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+    def _exchange(
+        self,
+        key: tuple[str, str, int],
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        connect_timeout: float | None,
+        read_timeout: float | None,
+    ) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
+        """Send one request and read the response head; the caller owns the connection after."""
+        where = f"{method} {key[0]}://{key[1]}:{key[2]}{target.split('?', 1)[0]}"
         for attempt in (0, 1):
-            conn, reused = self._acquire(key, timeouts.get("connect"))
+            conn, reused = self._acquire(key, connect_timeout)
             try:
                 if conn.sock is not None:
                     conn.sock.settimeout(read_timeout)
-                conn.putrequest(request.method, target, skip_host=True, skip_accept_encoding=True)
+                conn.putrequest(method, target, skip_host=True, skip_accept_encoding=True)
                 for k, v in headers:
                     conn.putheader(k, v)
                 conn.endheaders(body or None)
-                resp = conn.getresponse()
+                return conn, conn.getresponse()
             except TimeoutError as e:
                 conn.close()
-                raise httpx.ReadTimeout(f"{request.method} {url}: timed out") from e
+                raise httpx.ReadTimeout(f"{where}: timed out") from e
             except (
                 http.client.RemoteDisconnected,
                 BrokenPipeError,
@@ -195,21 +198,67 @@ class StdlibTransport(httpx.BaseTransport):
                 conn.close()
                 if reused and attempt == 0:
                     continue  # the server closed the idle connection: once more on a new one
-                raise httpx.RemoteProtocolError(f"{request.method} {url}: {e}") from e
+                raise httpx.RemoteProtocolError(f"{where}: {e}") from e
             except (OSError, http.client.HTTPException) as e:
                 conn.close()
-                raise httpx.ReadError(f"{request.method} {url}: {e}") from e
-            return httpx.Response(
-                status_code=resp.status,
-                headers=resp.getheaders(),
-                stream=_ResponseStream(self, key, conn, resp),
-                extensions={
-                    "http_version": b"HTTP/1.1",
-                    "reason_phrase": (resp.reason or "").encode("latin-1"),
-                    "network_stream": _NetworkStream(conn),
-                },
-            )
+                raise httpx.ReadError(f"{where}: {e}") from e
         raise AssertionError("unreachable")
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        scheme = url.scheme
+        key = (scheme, url.host, url.port or _DEFAULT_PORTS.get(scheme, 80))
+        timeouts = request.extensions.get("timeout") or {}
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
+        conn, resp = self._exchange(
+            key,
+            request.method,
+            url.raw_path.decode("ascii"),
+            headers,
+            request.read(),
+            timeouts.get("connect"),
+            timeouts.get("read"),
+        )
+        return httpx.Response(
+            status_code=resp.status,
+            headers=resp.getheaders(),
+            stream=_ResponseStream(self, key, conn, resp),
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (resp.reason or "").encode("latin-1"),
+                "network_stream": _NetworkStream(conn),
+            },
+        )
+
+    def simple_request(
+        self,
+        key: tuple[str, str, int],
+        method: str,
+        target: str,
+        headers: list[tuple[str, str]],
+        body: bytes | None,
+        timeout: float | None,
+    ) -> tuple[int, str, bytes]:
+        """One whole request without building httpx objects (the client's hot path: URL parsing
+        and model building in httpx cost as much CPU as the request itself). Returns
+        (status, content type, body)."""
+        conn, resp = self._exchange(key, method, target, headers, body, timeout, timeout)
+        try:
+            data = resp.read()
+        except TimeoutError as e:
+            conn.close()
+            raise httpx.ReadTimeout(f"{method} {target}: timed out") from e
+        except http.client.IncompleteRead as e:
+            conn.close()
+            raise httpx.RemoteProtocolError(f"{method} {target}: incomplete response body") from e
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise httpx.ReadError(f"{method} {target}: {e}") from e
+        if resp.will_close:
+            conn.close()
+        else:
+            self._release(key, conn)
+        return resp.status, resp.getheader("content-type") or "", data
 
     def close(self) -> None:
         with self._lock:

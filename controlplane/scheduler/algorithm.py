@@ -338,7 +338,10 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo:
     tolerations = tuple(spec.get("tolerations") or [])
     node_selector = dict(spec.get("nodeSelector") or {})
     host_ports = tuple(ports)
-    simple = not (tolerations or node_selector or required_terms is not None or host_ports or aff_terms or anti_terms)
+    # "Simple": only resources can reject it on a clean node (schedulable, no NoSchedule/NoExecute
+    # taints). Tolerations do not matter there — which is why the DefaultTolerationSeconds ones that
+    # admission adds to every pod must not push it off the fast path.
+    simple = not (node_selector or required_terms is not None or host_ports or aff_terms or anti_terms)
     return PodInfo(
         key=f"{namespace}/{meta.get('name', '')}",
         namespace=namespace,

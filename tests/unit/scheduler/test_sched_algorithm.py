@@ -451,3 +451,18 @@ def test_large_clusters_evaluate_only_enough_feasible_nodes_and_rotate() -> None
     assert d1.evaluated == 420 and s.next_start == 420
     d2 = schedule(pod_info(pod("b")), s, percentage_of_nodes_to_score=100)
     assert d2.evaluated == 1000 and d2.feasible == 1000
+
+
+def test_default_tolerations_keep_a_pod_on_the_fast_path_and_still_count_on_tainted_nodes() -> None:
+    defaults = [
+        {"key": f"node.kubernetes.io/{k}", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}
+        for k in ("not-ready", "unreachable")
+    ]
+    info = pod_info(pod(tolerations=defaults))
+    assert info.simple
+    assert not pod_info(pod(nodeSelector={"a": "b"})).simple
+    # on a tainted node the full filter still runs, tolerations included
+    s = snap_of(node("gpu", taints=[GPU]), node("down", taints=[UNREACHABLE]))
+    assert schedule(info, s).node == "down"  # tolerates unreachable:NoExecute, not the gpu taint
+    # an unknown Ready condition alone implies unreachable:NoSchedule, which NoExecute tolerations miss
+    assert schedule(info, snap_of(node("silent", ready="Unknown"))).node is None
