@@ -5,7 +5,9 @@ scheduler, controllers and node agents make one request per object they touch. M
 httpx's default transport (httpcore) spends about twice the CPU per keep-alive HTTPS request of a
 plain ``http.client`` connection (≈ 0.7 ms vs ≈ 0.3 ms on a busy 2-core machine) — CPU the API
 server on the same machine then lacks. The httpx ``Client`` API (and ``MockTransport`` for tests)
-stays; only the bottom layer changes. Set ``KUBELAB_CLIENT_TRANSPORT=httpcore`` to use httpx's
+stays; only the bottom layer changes. ``ApiClient.request`` goes one step further and calls
+``simple_request`` directly (httpx's URL parsing and models cost as much again); watches stream
+through the ordinary httpx path. Set ``KUBELAB_CLIENT_TRANSPORT=httpcore`` to use httpx's
 default instead.
 
 Behaviour:
