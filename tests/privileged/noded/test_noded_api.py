@@ -530,3 +530,30 @@ def test_cleanup_removes_everything_of_its_own_and_nothing_else(cluster: Cluster
     assert str(cluster.root) not in sh("ps", "-eo", "args")
     assert "veth" not in sh("ip", "-br", "link", netns=cluster.node_ns)
     assert not any(cluster.log_root.iterdir()) if cluster.log_root.exists() else True
+
+
+def test_graceful_deletion_runs_prestop_then_sigterm(cluster: Cluster, tmp_path: Path) -> None:
+    import time
+
+    out = tmp_path / "out"
+    cluster.create(
+        "polite",
+        [
+            {
+                "name": "c",
+                "image": cluster.image("busybox"),
+                "command": ["sh", "-c", "trap 'echo term >> /out/log; exit 0' TERM; while true; do sleep 0.1; done"],
+                "lifecycle": {"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /out/log"]}}},
+                "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+            }
+        ],
+        volumes=[{"name": "out", "hostPath": {"path": str(out), "type": "DirectoryOrCreate"}}],
+        terminationGracePeriodSeconds=20,
+    )
+    cluster.wait_pod("polite", running_ready)
+    t0 = time.monotonic()
+    cluster.client.delete(PODS, "polite", "default")
+    wait_for(lambda: _gone(cluster, "polite"), 20, message="pod object deleted")
+    # preStop ran first, then SIGTERM; the container exited on it, well inside the 20 s grace.
+    assert (out / "log").read_text().split() == ["prestop", "term"]
+    assert time.monotonic() - t0 < 10
