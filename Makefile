@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 PACKAGES := controlplane noded netplugin proxy lab
 
-.PHONY: deps test lint unit bench demo clean-venv
+.PHONY: deps test lint unit bench demo down
 
 deps:
 	@./lab/deps.sh
@@ -24,6 +24,14 @@ unit: deps
 
 bench: deps
 	$(PY) -m tests.bench $(BENCH_ARGS)
+
+# The README's first command: the one-machine lab, the demo app, and where to look. Leaves it running.
+demo: deps
+	$(PY) -m lab up $(UP_ARGS)
+	$(PY) -m lab demo
+
+down: deps
+	$(PY) -m lab down
 
 # --- the Vagrant lab (VMs): see vagrant/Vagrantfile ----------------------------------------------
 VAGRANT_ENV := VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1
