@@ -86,6 +86,7 @@ class NodedConfig:
     cluster_cidr: str = "10.244.0.0/16"
     pause_image: str = ""
     image_gc_high_bytes: int = 10 * 2**30
+    image_gc_period: float = 60.0
     max_pods: int = 110
 
 
@@ -537,6 +538,7 @@ class Noded:
     # ---- housekeeping ----------------------------------------------------------------------
 
     def _housekeeping(self) -> None:
+        last_gc = 0.0
         while not self._stop.wait(self.cfg.housekeeping_period):
             try:
                 self.sync_static_pods()
@@ -546,7 +548,10 @@ class Noded:
                 self.remove_orphans()
             except Exception as exc:
                 log.warning("orphan cleanup: %s", exc)
-            if self.images is not None:
+            # Image GC by disk use (kubelet's high/low thresholds), at most once a minute: measuring
+            # the store walks every unpacked file.
+            if self.images is not None and time.monotonic() - last_gc >= self.cfg.image_gc_period:
+                last_gc = time.monotonic()
                 with contextlib.suppress(Exception):
                     in_use = [c.image for c in self.runtime.list_containers()]
                     if self.images.disk_usage() > self.cfg.image_gc_high_bytes:

@@ -56,6 +56,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--pause-image", default="", help="pause image (default: the built-in pause)")
     p.add_argument("--backoff-base", type=float, default=10.0, help="crash-loop back-off base (s)")
     p.add_argument("--workers", type=int, default=8)
+    p.add_argument(
+        "--image-gc-high-bytes",
+        type=int,
+        default=10 * 2**30,
+        help="image store size above which unused images are removed (least recently used first) to 80%%",
+    )
     p.add_argument("--cluster-dns", default="10.96.0.10")
     p.add_argument("--lease-period", type=float, default=10.0)
     p.add_argument("--status-period", type=float, default=10.0)
@@ -136,6 +142,7 @@ def main(args: argparse.Namespace) -> int:
         cluster_dns=args.cluster_dns,
         pause_image=args.pause_image,
         lease_period=args.lease_period,
+        image_gc_high_bytes=args.image_gc_high_bytes,
         status_period=args.status_period,
     )
     client = ApiClient.from_kubeconfig(args.kubeconfig)
