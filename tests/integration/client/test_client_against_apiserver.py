@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -72,8 +73,9 @@ def test_crud_and_typed_errors(client: ApiClient, ns: str) -> None:
 
 
 def test_informer_sees_creates_updates_deletes_and_relists_after_410(
-    server: RunningApiServer, client: ApiClient, ns: str
+    server: RunningApiServer, client: ApiClient, ns: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="controlplane.client.informer")
     client.create(CONFIGMAPS, cm("pre", ns))
     inf = Informer(client, CONFIGMAPS, namespace=ns)
     log: list[tuple[str, str]] = []
@@ -104,6 +106,7 @@ def test_informer_sees_creates_updates_deletes_and_relists_after_410(
         time.sleep(1.2)  # two compaction intervals: an interval, not a condition, is what we wait for
         server.restart()
         wait_for(lambda: inf.lists >= 2, timeout=30, message="relist after 410")
+        assert any("expired; relisting" in r.getMessage() for r in caplog.records)
         client.create(CONFIGMAPS, cm("after", ns))
         wait_for(lambda: inf.get(f"{ns}/after") is not None, timeout=10, message="watching again")
         assert sorted(inf.keys()) == [f"{ns}/after", f"{ns}/x"]
