@@ -5,7 +5,8 @@ Role: client-go's reflector + store + shared informer in one class. Controllers 
 
 The reflector loop (one thread per informer):
 
-1. **List** (``resourceVersion`` unset: a consistent, current read) and *replace* the cache: objects
+1. **List** (``resourceVersion`` unset: a consistent, current read; in pages of ``page_size``
+   following ``continue`` tokens, as client-go's pager) and *replace* the cache: objects
    new to the cache fire ``on_add``, changed ones ``on_update(old, new)``, vanished ones
    ``on_delete(last_known)``. The informer is *synced* after the first list.
 2. **Watch** from the list's resourceVersion (with bookmarks and a server-side timeout of a few
@@ -89,6 +90,7 @@ class Informer:
         *,
         watch_timeout: tuple[int, int] = (300, 600),
         name: str = "",
+        page_size: int = 500,
     ) -> None:
         self.client = client
         self.res = res
@@ -97,6 +99,7 @@ class Informer:
         self.field_selector = field_selector
         self.resync_period = resync_period
         self.watch_timeout = watch_timeout
+        self.page_size = page_size
         self.name = name or res.plural
         self._lock = threading.RLock()
         self._dispatch = threading.RLock()
@@ -226,14 +229,8 @@ class Informer:
                 backoff = min(backoff * 2, 5.0)
 
     def _list_and_replace(self) -> None:
-        result = self.client.list(
-            self.res,
-            namespace=self.namespace,
-            label_selector=self.label_selector,
-            field_selector=self.field_selector,
-        )
+        items, list_rv = self._list_pages()
         self.lists += 1
-        items: list[Obj] = result.get("items") or []
         kind = self.res.kind
         api_version = self.res.api_version
         fresh: dict[str, Obj] = {}
@@ -260,8 +257,31 @@ class Informer:
             for key, old in old_items.items():
                 if key not in fresh:
                     self._fire_delete(old)
-            self.last_resource_version = str((result.get("metadata") or {}).get("resourceVersion", ""))
+            self.last_resource_version = list_rv
         self._synced.set()
+
+    def _list_pages(self) -> tuple[builtins.list[Obj], str]:
+        """The whole collection, ``page_size`` items per request (client-go's pager: every page is
+        served at the first page's revision; an expired continue token raises Gone → relist)."""
+        items: builtins.list[Obj] = []
+        token: str | None = None
+        list_rv = ""
+        while True:
+            result = self.client.list(
+                self.res,
+                namespace=self.namespace,
+                label_selector=self.label_selector,
+                field_selector=self.field_selector,
+                limit=self.page_size or None,
+                continue_=token,
+            )
+            meta = result.get("metadata") or {}
+            if not list_rv:
+                list_rv = str(meta.get("resourceVersion", ""))
+            items.extend(result.get("items") or [])
+            token = meta.get("continue") or None
+            if not token or self._stop.is_set():
+                return items, list_rv
 
     def _watch_once(self) -> int:
         """Consume one watch stream; return how many events it carried."""

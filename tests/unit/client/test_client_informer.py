@@ -195,3 +195,24 @@ def test_transport_errors_are_retried(api: ScriptedApi) -> None:
     finally:
         api.release.set()
         inf.stop()
+
+
+def test_initial_list_follows_continue_tokens_and_watches_from_the_first_page_rv(api: ScriptedApi) -> None:
+    api.lists.append({"metadata": {"resourceVersion": "30", "continue": "tok1"}, "items": [pod("a", "1")]})
+    api.lists.append({"metadata": {"resourceVersion": "30", "continue": "tok2"}, "items": [pod("b", "2")]})
+    api.lists.append({"metadata": {"resourceVersion": "30"}, "items": [pod("c", "3")]})
+    inf, _log = start(api, page_size=1)
+    inf.start()
+    try:
+        assert inf.wait_for_sync(5)
+        wait_for(lambda: api.watch_rvs() == ["30"], message="watch from the list revision")
+        assert [(p.get("limit"), p.get("continue")) for p in api.list_params()] == [
+            ("1", None),
+            ("1", "tok1"),
+            ("1", "tok2"),
+        ]
+        assert sorted(inf.keys()) == ["default/a", "default/b", "default/c"]
+        assert inf.lists == 1
+    finally:
+        api.release.set()
+        inf.stop()
