@@ -13,13 +13,11 @@ Concurrency: called from the server's store threads; allocators lock internally.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
-from controlplane.api import errors, registry
+from controlplane.api import defaults, errors, registry, validation
 from controlplane.api.registry import Resource
 from controlplane.storage.interface import Store
 
@@ -30,19 +28,10 @@ log = logging.getLogger(__name__)
 _ALLOWED_IN_TERMINATING = {"events"}
 
 
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
 class Admission:
     def __init__(self, store: Store, allocators: Any = None) -> None:
         self.store = store
         self.allocators = allocators
-        self._defaults = _optional("controlplane.api.defaults")
-        self._validation = _optional("controlplane.api.validation")
         self._ns_lookup: Callable[[str], dict[str, Any] | None] | None = None
 
     def set_namespace_lookup(self, fn: Callable[[str], dict[str, Any] | None]) -> None:
@@ -51,13 +40,10 @@ class Admission:
     # -- steps ----------------------------------------------------------------------------
 
     def default(self, res: Resource, obj: dict[str, Any]) -> None:
-        if self._defaults is not None:
-            self._defaults.apply_defaults(res, obj)
+        defaults.apply_defaults(res, obj)
 
     def validate(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
-        if self._validation is None:
-            return
-        causes = self._validation.validate(res, obj, old)
+        causes = validation.validate(res, obj, old)
         if causes:
             name = str((obj.get("metadata") or {}).get("name") or "")
             raise errors.invalid(res.kind, name, list(causes))

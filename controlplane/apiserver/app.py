@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import importlib
 import ipaddress
 import logging
 import threading
@@ -33,19 +32,19 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from types import ModuleType
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI
 
-from controlplane.api import errors, registry
+from controlplane.api import errors, openapi, registry, tables
 from controlplane.api.fields import check_field_selector, field_set
 from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import FieldSelector, LabelSelector
 from controlplane.apiserver import discovery
 from controlplane.apiserver.admission import Admission
+from controlplane.apiserver.allocators import ServiceAllocators
 from controlplane.apiserver.auth import (
     AllowAuthenticated,
     Authenticator,
@@ -66,14 +65,15 @@ from controlplane.apiserver.httpio import (
 )
 from controlplane.apiserver.metrics import Metrics
 from controlplane.apiserver.options import ServerOptions
+from controlplane.apiserver.proxy_kubelet import KubeletProxy
 from controlplane.apiserver.resources import Obj, ResourceOps, conflict
 from controlplane.apiserver.watch import Feeds, LineCache, WatchRequest, serve_watch
+from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage.interface import ConflictError, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-V2_CONTENT_TYPE = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 _NS_SUBRESOURCES = ("status", "finalize")
 _PATCH_TYPES = (
     "application/json-patch+json",
@@ -88,13 +88,6 @@ _PORTFORWARD_UNSUPPORTED = (
 )
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
-
-
-def _optional(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
 
 
 class _Started:
@@ -164,22 +157,15 @@ class ApiServer:
         self.options = options
         self.pool = ThreadPoolExecutor(max_workers=options.store_threads, thread_name_prefix="store")
         self.metrics = Metrics()
-        allocators_mod = _optional("controlplane.apiserver.allocators")
-        self.allocators: Any = (
-            allocators_mod.ServiceAllocators(options.service_cluster_ip_range, options.service_node_port_range)
-            if allocators_mod is not None
-            else None
-        )
+        self.allocators = ServiceAllocators(options.service_cluster_ip_range, options.service_node_port_range)
         self.admission = Admission(store, self.allocators)
         self.ops = ResourceOps(store, self.admission)
-        self.watch_cache: Any = None
-        self.feeds = Feeds(store, None, options.watch_max_pending)
+        self.watch_cache = WatchCache(store, prefix="/registry/", window=options.watch_cache_window)
+        self.feeds = Feeds(self.watch_cache, options.watch_max_pending)
         self.lines = LineCache()
         tokens = TokenFile.load(options.token_auth_file) if options.token_auth_file else None
         self.authn = Authenticator(tokens, options.peer_identities, options.anonymous_auth)
         self.authz: Authorizer = options.authorizer or AllowAuthenticated()
-        self.tables = _optional("controlplane.api.tables")
-        self.openapi = _optional("controlplane.api.openapi")
         self.kubelet: Any = None
         self.compactor: Any = None
         self.namespaces: dict[str, Obj] = {}
@@ -197,16 +183,8 @@ class ApiServer:
 
     async def startup(self) -> None:
         self.stopping = asyncio.Event()
-        if self.allocators is not None:
-            await self.run(self.allocators.rebuild, self.store)
-        wc_mod = _optional("controlplane.apiserver.watchcache")
-        if wc_mod is not None and hasattr(wc_mod, "WatchCache"):
-            self.watch_cache = wc_mod.WatchCache(
-                self.store, prefix="/registry/", window=self.options.watch_cache_window
-            )
-            self.watch_cache.start()
-            self.feeds.cache = self.watch_cache
-        from controlplane.apiserver.proxy_kubelet import KubeletProxy
+        await self.run(self.allocators.rebuild, self.store)
+        await self.run(self.watch_cache.start)  # pre-fills its ring from the store's history
 
         async def node_lookup(name: str) -> Obj | None:
             try:
@@ -217,8 +195,7 @@ class ApiServer:
         self.kubelet = KubeletProxy(self.options, node_lookup)
         if self.options.bootstrap:
             await self.run(self.bootstrap)
-        if self.watch_cache is not None:
-            await self._start_namespace_cache()
+        await self._start_namespace_cache()
         if self.options.event_ttl > 0:
             self._event_task = asyncio.ensure_future(self._expire_events())
         if self.options.compaction_interval > 0:
@@ -302,8 +279,7 @@ class ApiServer:
             self._ns_task.cancel()
         if self.compactor is not None:
             await self.run(self.compactor.stop)
-        if self.watch_cache is not None:
-            self.watch_cache.stop()
+        await self.run(self.watch_cache.stop)
         if self.kubelet is not None:
             await self.kubelet.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -462,9 +438,7 @@ class ApiServer:
             return "get", ""
         if path == "/openapi/v2" or path == "/swagger-2.0.0.pb-v1":
             self._only(req, "GET")
-            body = self.openapi.v2_protobuf() if self.openapi is not None else b""
-            ctype = getattr(self.openapi, "V2_CONTENT_TYPE", V2_CONTENT_TYPE)
-            await send_response(send, 200, body, ctype)
+            await send_response(send, 200, openapi.v2_protobuf(), openapi.V2_CONTENT_TYPE)
             return "get", ""
         if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
             self._only(req, "GET")
@@ -502,12 +476,10 @@ class ApiServer:
             )
 
     async def openapi_v3(self, path: str, send: Send) -> None:
-        if self.openapi is None:
-            raise errors.NotFound(_NOT_FOUND)
         if path == "/openapi/v3":
-            await send_json(send, 200, self.openapi.v3_root())
+            await send_json(send, 200, openapi.v3_root())
             return
-        doc = self.openapi.v3_document(path[len("/openapi/v3/") :])
+        doc = openapi.v3_document(path[len("/openapi/v3/") :])
         if doc is None:
             raise errors.NotFound(_NOT_FOUND)
         body = await self.run(orjson.dumps, doc)
@@ -595,11 +567,10 @@ class ApiServer:
         return await req.body(self.options.max_body_bytes)
 
     def _wants_table(self, req: Request) -> bool:
-        return self.tables is not None and "as=Table" in req.headers.get("accept", "")
+        return "as=Table" in req.headers.get("accept", "")
 
     def _table(self, res: Resource, objs: list[Obj], rv: str, include_object: str, defs: bool = True) -> Obj:
-        assert self.tables is not None
-        result: Obj = self.tables.to_table(
+        result: Obj = tables.to_table(
             res, objs, list_rv=rv, include_object=include_object, include_column_definitions=defs
         )
         return result

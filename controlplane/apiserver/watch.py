@@ -6,8 +6,7 @@ matching as ADDED, like kube-apiserver's cacher), optionally as one-row ``Table`
 BOOKMARK events when allowed, ended after ``timeoutSeconds`` or when the client goes away.
 
 Where the events come from: ``Feeds`` subscribes to the shared ``WatchCache`` (one store watch for
-the whole server, fanned out to every watcher; a watcher that falls too far behind is closed) or,
-when no cache is configured, opens a store watch per watcher (used by small unit tests).
+the whole server, fanned out to every watcher; a watcher that falls too far behind is closed).
 
 Invariants:
 - ``resourceVersion`` ``""``/``"0"``: first a synthetic ADDED per matching object (from a list),
@@ -25,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -37,13 +35,11 @@ import orjson
 from controlplane.api import errors
 from controlplane.api.registry import Resource
 from controlplane.apiserver.httpio import Receive, Send, start_stream
-from controlplane.storage.interface import CompactedError, EventType, Store
+from controlplane.storage.interface import CompactedError
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-
-_TYPES = {EventType.CREATE: "ADDED", EventType.UPDATE: "MODIFIED", EventType.DELETE: "DELETED"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,64 +61,18 @@ class Subscription(Protocol):
     def close(self) -> None: ...
 
 
-class _StoreSubscription:
-    """A direct store watch, drained by a thread into an asyncio queue (no watch cache)."""
-
-    def __init__(self, store: Store, prefix: str, after: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._watch = store.watch(prefix, after)  # raises CompactedError before any thread starts
-        self.closed_reason: str | None = None
-        self._loop = loop
-        self._queue: asyncio.Queue[list[FeedEvent] | None] = asyncio.Queue()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._pump, name="watch-pump", daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        try:
-            while not self._closed.is_set():
-                batch = self._watch.next_batch(timeout=0.5)
-                if not batch:
-                    continue
-                out = []
-                for ev in batch:
-                    obj = orjson.loads(ev.value)
-                    obj.setdefault("metadata", {})["resourceVersion"] = str(ev.revision)
-                    prev = orjson.loads(ev.prev_value) if ev.prev_value else None
-                    out.append(FeedEvent(_TYPES[ev.type], ev.key, ev.revision, obj, prev))
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, out)
-        except Exception as e:  # compacted under us, or the store closed
-            log.info("store watch ended: %s", e)
-        finally:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, None)
-
-    async def next(self, timeout: float) -> list[Any] | None:
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout)
-        except TimeoutError:
-            return []
-
-    def close(self) -> None:
-        self.closed_reason = self.closed_reason or "closed by the watcher"
-        self._closed.set()
-        self._watch.close()
-
-
 class Feeds:
-    """Where watchers get their events: the shared watch cache, or one store watch each."""
+    """Where watchers get their events: subscriptions to the server's shared ``WatchCache``."""
 
-    def __init__(self, store: Store, cache: Any = None, max_pending: int = 10_000) -> None:
-        self.store = store
+    def __init__(self, cache: Any, max_pending: int = 10_000) -> None:
         self.cache = cache
         self.max_pending = max_pending
         self.active = 0
 
     def subscribe(self, prefix: str, after: int, loop: asyncio.AbstractEventLoop) -> Subscription:
         """Raises ``CompactedError`` when ``after`` can no longer be replayed."""
-        if self.cache is not None:
-            sub: Subscription = self.cache.subscribe(prefix, after, loop, max_pending=self.max_pending)
-            return sub
-        return _StoreSubscription(self.store, prefix, after, loop)
+        sub: Subscription = self.cache.subscribe(prefix, after, loop, max_pending=self.max_pending)
+        return sub
 
 
 class LineCache:
