@@ -317,15 +317,22 @@ class ResourceOps:
         if dry_run:
             finish(False)
             return obj
-        key = res.storage_key(md["name"], md.get("namespace"))
-        try:
-            rev = self.store.create(key, self.encode(obj))
-        except KeyExistsError:
-            finish(False)
-            raise already_exists(res, md["name"]) from None
-        except BaseException:
-            finish(False)
-            raise
+        generated = isinstance(body, dict) and not (body.get("metadata") or {}).get("name")
+        for attempt in range(3):
+            key = res.storage_key(md["name"], md.get("namespace"))
+            try:
+                rev = self.store.create(key, self.encode(obj))
+                break
+            except KeyExistsError:
+                if generated and attempt < 2:
+                    # a generateName suffix collided: draw another one (Kubernetes retries too)
+                    md["name"] = str(md["generateName"]) + "".join(random.choices(_NAME_ALPHABET, k=5))
+                    continue
+                finish(False)
+                raise already_exists(res, md["name"]) from None
+            except BaseException:
+                finish(False)
+                raise
         finish(True)
         md["resourceVersion"] = str(rev)
         self._changed(res, obj)

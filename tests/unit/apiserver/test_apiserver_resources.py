@@ -42,3 +42,19 @@ def test_raw_splice_equals_decode(obj: dict[str, Any]) -> None:
 def test_raw_of_foreign_bytes_falls_back_to_decoding() -> None:
     kv = KeyValue("/registry/x/a", b'{"metadata":{"name":"a"},"apiVersion":"v1","kind":"X"}', 1, 5)
     assert orjson.loads(ResourceOps.raw(kv))["metadata"] == {"name": "a", "resourceVersion": "5"}
+
+
+def test_generate_name_collision_draws_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    from controlplane.api import registry
+    from controlplane.apiserver import resources
+    from controlplane.apiserver.admission import Admission
+    from controlplane.storage.memory import MemoryStore
+
+    store = MemoryStore()
+    ops = ResourceOps(store, Admission(store))
+    ops.create(registry.NAMESPACES, None, {"metadata": {"name": "default"}})
+    draws = iter([list("aaaaa"), list("aaaaa"), list("bbbbb")])
+    monkeypatch.setattr(resources.random, "choices", lambda population, k: next(draws))
+    body = {"metadata": {"generateName": "cm-"}}
+    assert ops.create(registry.CONFIGMAPS, "default", dict(body))["metadata"]["name"] == "cm-aaaaa"
+    assert ops.create(registry.CONFIGMAPS, "default", dict(body))["metadata"]["name"] == "cm-bbbbb"
