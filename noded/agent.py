@@ -90,6 +90,10 @@ class NodedConfig:
     max_pods: int = 110
 
 
+def _is_mirror(pod: dict[str, Any]) -> bool:
+    return MIRROR_ANNOTATION in (pod.get("metadata", {}).get("annotations") or {})
+
+
 def micro_time(t: float | None = None) -> str:
     dt = datetime.fromtimestamp(time.time() if t is None else t, UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -106,9 +110,16 @@ class ApiPodSink:
         self.client = client
         self.recorder = recorder
         self._services = services
+        self.mirror_lookup: Callable[[str], dict[str, Any] | None] = lambda key: None
 
     def update_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
         md = pod["metadata"]
+        if _is_mirror(pod):
+            # A static pod's status goes to its mirror pod (which has its own uid).
+            mirror = self.mirror_lookup(names.pod_key(pod))
+            if mirror is None or not _is_mirror(mirror):
+                return
+            md = mirror["metadata"]
         try:
             self.client.patch(
                 registry.PODS,
@@ -167,6 +178,7 @@ class Noded:
         )
         self.netns = NetnsManager()
         self.sink = ApiPodSink(client, self.recorder, self.services.list)
+        self.sink.mirror_lookup = self.pods.get
         wcfg = WorkerConfig(
             node_name=cfg.node_name,
             node_ip=cfg.node_ip,
@@ -183,7 +195,7 @@ class Noded:
         self._deleted: dict[str, dict[str, Any]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._static: dict[str, str] = {}  # mirror pod name -> config hash
+        self._static_pods: dict[str, dict[str, Any]] = {}  # key -> static pod (from its manifest)
         self.server: Any = None
         self.node_registered = threading.Event()
 
@@ -269,7 +281,23 @@ class Noded:
                 self.queue.done(key)
 
     def sync(self, key: str) -> float | None:
-        pod = self.pods.get(key)
+        static = self._static_pods.get(key)
+        api_pod = self.pods.get(key)
+        if static is not None:
+            # A static pod runs from its manifest (its own uid), whatever the API holds; the
+            # mirror pod only carries its status (kubelet's podManager does the same).
+            spod = copy.deepcopy(static)
+            if api_pod is not None and _is_mirror(api_pod) and not api_pod["metadata"].get("deletionTimestamp"):
+                spod["status"] = copy.deepcopy(api_pod.get("status") or {})
+            return self.worker.sync_pod(spod)
+        if api_pod is not None and _is_mirror(api_pod):
+            # A mirror whose manifest is gone: tear the static pod down; housekeeping removes the mirror.
+            gone = self._deleted.pop(key, None)
+            if gone is not None:
+                self.worker.teardown(gone)
+                self.worker.probes.forget(key)
+            return None
+        pod = api_pod
         if pod is None:
             gone = self._deleted.pop(key, None)
             if gone is not None:
@@ -561,7 +589,8 @@ class Noded:
         """Sandboxes of pods the API no longer has for this node (deleted while we were down)."""
         if not self.pods.has_synced():
             return
-        known = {p["metadata"]["uid"] for p in self.pods.list()}
+        known = {p["metadata"]["uid"] for p in self.pods.list() if not _is_mirror(p)}
+        known |= {p["metadata"]["uid"] for p in self._static_pods.values()}
         for sb in self.runtime.list_pod_sandboxes():
             if sb.uid not in known:
                 pod = {"metadata": {"name": sb.name, "namespace": sb.namespace, "uid": sb.uid}, "spec": {}}
@@ -601,7 +630,10 @@ class Noded:
             pmd.setdefault("annotations", {}).update(
                 {MIRROR_ANNOTATION: h, SOURCE_ANNOTATION: "file", HASH_ANNOTATION: h}
             )
-            pmd.pop("uid", None)
+            # The static pod's own uid (stable for this manifest on this node): the runtime knows
+            # it by this uid; the mirror in the API gets its own.
+            u = hashlib.sha256(f"{self.cfg.node_name}/{pmd['namespace']}/{name}/{h}".encode()).hexdigest()
+            pmd["uid"] = f"{u[:8]}-{u[8:12]}-{u[12:16]}-{u[16:20]}-{u[20:32]}"
             pmd.pop("resourceVersion", None)
             pod["spec"]["nodeName"] = self.cfg.node_name
             pod.pop("status", None)
@@ -612,22 +644,40 @@ class Noded:
         if self.cfg.manifests_dir is None:
             return
         want = self.static_pods()
+        for key in set(self._static_pods) | set(want):
+            old, new = self._static_pods.get(key), want.get(key)
+            if (old or {}).get("metadata", {}).get("uid") != (new or {}).get("metadata", {}).get("uid"):
+                if old is not None:
+                    self._deleted[key] = old  # replaced or gone: tear the old static pod down
+                self.queue.add(key)
+        self._static_pods = want
         for key, pod in want.items():
             h = pod["metadata"]["annotations"][MIRROR_ANNOTATION]
             ns, name = key.split("/", 1)
             live = self.pods.get(key)
-            if live is not None and (live["metadata"].get("annotations") or {}).get(MIRROR_ANNOTATION) == h:
+            if (
+                live is not None
+                and _is_mirror(live)
+                and live["metadata"]["annotations"][MIRROR_ANNOTATION] == h
+                and not live["metadata"].get("deletionTimestamp")
+            ):
                 continue
             if live is not None:
-                # The manifest changed: replace the mirror pod (kubelet restarts the static pod).
+                # Outdated, being deleted, or not a mirror: replace it (the static pod keeps running).
                 with contextlib.suppress(errors.NotFound):
                     self.client.delete(registry.PODS, name, namespace=ns, grace_period_seconds=0)
                 continue
+            mirror = copy.deepcopy(pod)
+            mirror["metadata"].pop("uid", None)
             with contextlib.suppress(errors.AlreadyExists):
-                self.client.create(registry.PODS, pod, namespace=ns)
+                self.client.create(registry.PODS, mirror, namespace=ns)
                 log.info("created mirror pod %s", key)
         for p in self.pods.list():
-            ann = p["metadata"].get("annotations") or {}
-            if ann.get(SOURCE_ANNOTATION) == "file" and names.pod_key(p) not in want:
+            if _is_mirror(p) and names.pod_key(p) not in want:
                 with contextlib.suppress(errors.NotFound):
-                    self.client.delete(registry.PODS, p["metadata"]["name"], namespace=p["metadata"]["namespace"])
+                    self.client.delete(
+                        registry.PODS,
+                        p["metadata"]["name"],
+                        namespace=p["metadata"]["namespace"],
+                        grace_period_seconds=0,
+                    )

@@ -143,11 +143,19 @@ def cluster(
     c = Cluster(tmp_path, api, netns("node"), registry, request.param)
     try:
         c.start_noded()
-        node = wait_for(lambda: c.client.get(NODES, NODE), 20, message="node registered")
-        assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == c.kubelet_port
-        # The node IPAM controller's job: give the node its pod CIDR.
-        c.client.patch(NODES, NODE, {"spec": {"podCIDR": "10.244.9.0/24", "podCIDRs": ["10.244.9.0/24"]}})
-        wait_for(lambda: (c.cni_conf / "10-kubelab.conflist").exists(), 20, message="CNI config written")
+        try:
+            node = wait_for(lambda: c.client.get(NODES, NODE), 30, message="node registered")
+            assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == c.kubelet_port
+            # The node IPAM controller's job: give the node its pod CIDR.
+            c.client.patch(NODES, NODE, {"spec": {"podCIDR": "10.244.9.0/24", "podCIDRs": ["10.244.9.0/24"]}})
+            wait_for(lambda: (c.cni_conf / "10-kubelab.conflist").exists(), 30, message="CNI config written")
+        except AssertionError as exc:
+            log = (
+                (tmp_path / "noded.log").read_text(errors="replace")[-3000:]
+                if (tmp_path / "noded.log").exists()
+                else ""
+            )
+            raise AssertionError(f"{exc}\nnoded log tail:\n{log}") from None
         yield c
     finally:
         c.stop_noded()
@@ -341,6 +349,21 @@ def test_bad_image_bad_command_and_static_pods(cluster: Cluster) -> None:
     mirror = cluster.wait_pod(f"static-{NODE}", running_ready)
     assert mirror["metadata"]["annotations"]["kubernetes.io/config.mirror"]
     assert "bad.yaml is invalid, skipped" in (cluster.tmp / "noded.log").read_text()
+    # The static pod runs from its file: deleting the mirror only brings the mirror back.
+    cid = mirror["status"]["containerStatuses"][0]["containerID"]
+    cluster.client.delete(PODS, f"static-{NODE}", "default")
+    back = cluster.wait_pod(
+        f"static-{NODE}", lambda p: p["metadata"]["uid"] != mirror["metadata"]["uid"] and running_ready(p)
+    )
+    assert back["status"]["containerStatuses"][0]["containerID"] == cid
+    # Removing the manifest removes the static pod and its mirror.
+    (cluster.manifests / "good.yaml").unlink()
+    wait_for(lambda: _gone(cluster, f"static-{NODE}"), 20, message="mirror pod removed")
+    wait_for(
+        lambda: not any(n.startswith(f"{cluster.prefix}default_static") for n in sh("ip", "netns", "list").split()),
+        20,
+        message="static pod's netns removed",
+    )
 
 
 def test_noded_sigkill_restart_disturbs_nothing(cluster: Cluster) -> None:
