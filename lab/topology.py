@@ -147,6 +147,13 @@ def apply(lab: LabNet) -> None:
         ip("link", "set", node.host_veth, "up")
         ip("addr", "replace", f"{node.ip}/{lab.prefixlen}", "dev", "eth0", netns=node.name)
         ip("link", "set", "eth0", "up", netns=node.name)
+        if node.is_worker:
+            # Service VIPs need *a* route for the proxy's rules to act on: locally sent packets are
+            # routed before the nat OUTPUT chain rewrites them, and a pod's packet to a VIP without
+            # endpoints must reach the filter table's REJECT ("connection refused"), not fail in
+            # routing ("network unreachable"). On a real node the default route does this; ours has
+            # none, so the route is on-link on eth0: anything not rewritten stays on kl0.
+            ip("route", "replace", SERVICE_NETWORK, "dev", "eth0", netns=node.name)
 
 
 def set_node_link(lab: LabNet, name: str, up: bool) -> None:

@@ -25,14 +25,28 @@ def _rule_count(runner: CommandRunner, mode: str) -> int:
     return sum(1 for line in res.stdout.splitlines() if line.startswith("-"))
 
 
+def _legacy_tables_exist(runner: CommandRunner) -> bool:
+    """Whether this namespace has any legacy x_tables table, without creating one.
+
+    Merely running ``iptables-legacy-save`` instantiates the legacy tables in the namespace, and
+    from then on every ``iptables -t nat -S`` there warns "iptables-legacy tables present" — the
+    very confusion kubernetes#107965 reports. The kernel lists the existing ones in
+    ``/proc/net/ip_tables_names`` (per network namespace), so look there first.
+    """
+    res = runner.run(["cat", "/proc/net/ip_tables_names"], check=False)
+    return res.returncode != 0 or bool(res.stdout.strip())  # unreadable: assume they may exist
+
+
 def detect_mode(runner: CommandRunner | None = None) -> tuple[str, str]:
     """(``"nft"`` | ``"legacy"``, why)."""
     runner = runner or CommandRunner()
-    for mode in ("legacy", "nft"):
+    modes = ("legacy", "nft") if _legacy_tables_exist(runner) else ("nft",)
+    for mode in modes:
         res = runner.run([f"iptables-{mode}-save", "-t", "mangle"], check=False)
         if any(f":{h} " in res.stdout for h in _HINTS):
             return mode, f"kubelet's hint chain is in the {mode} mangle table"
-    legacy, nft = _rule_count(runner, "legacy"), _rule_count(runner, "nft")
+    legacy = _rule_count(runner, "legacy") if "legacy" in modes else 0
+    nft = _rule_count(runner, "nft")
     if legacy > nft:
         return "legacy", f"iptables-legacy-save shows more rules ({legacy} > {nft})"
     if nft > legacy:

@@ -66,6 +66,8 @@ def machine_snapshot() -> dict[str, str]:
         ),
         "runc": str(runc_roots),
         "state": str(Path("/var/lib/kubelab").exists()),
+        # IP reservations (host-local's default place; the lab keeps its own under /var/lib/kubelab)
+        "ipam": str(sorted(str(p) for p in Path("/var/lib/cni").rglob("*"))) if Path("/var/lib/cni").exists() else "",
         # the lab's own processes: its supervisor, the components it runs, its registry
         "processes": sh("pgrep", "-af", "lab.supervisor|/var/lib/kubelab"),
     }

@@ -106,13 +106,23 @@ def test_cleanup_text_removes_ours_only() -> None:
     assert cleanup_text(parse_save("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n")) == ""
 
 
+LEGACY_TABLES = {"cat /proc/net/ip_tables_names": Completed(0, "mangle\nnat\nfilter\n", "")}
+
+
 @pytest.mark.parametrize(
     ("answers", "mode"),
     [
-        ({"iptables-legacy-save -t mangle": Completed(0, ":KUBE-IPTABLES-HINT - [0:0]\n", "")}, "legacy"),
+        (
+            {**LEGACY_TABLES, "iptables-legacy-save -t mangle": Completed(0, ":KUBE-IPTABLES-HINT - [0:0]\n", "")},
+            "legacy",
+        ),
         ({"iptables-nft-save -t mangle": Completed(0, ":KUBE-KUBELET-CANARY - [0:0]\n", "")}, "nft"),
         (
-            {"iptables-legacy-save": Completed(0, "-A X\n-A Y\n", ""), "iptables-nft-save": Completed(0, "-A X\n", "")},
+            {
+                **LEGACY_TABLES,
+                "iptables-legacy-save": Completed(0, "-A X\n-A Y\n", ""),
+                "iptables-nft-save": Completed(0, "-A X\n", ""),
+            },
             "legacy",
         ),
         ({"iptables -V": Completed(0, "iptables v1.8.9 (legacy)\n", "")}, "legacy"),
@@ -121,6 +131,14 @@ def test_cleanup_text_removes_ours_only() -> None:
 )
 def test_detect_mode_like_iptables_wrapper(answers: dict[str, Completed], mode: str) -> None:
     assert detect_mode(Scripted(answers))[0] == mode
+
+
+def test_detect_mode_does_not_create_legacy_tables_where_there_are_none() -> None:
+    # Running iptables-legacy-save would instantiate the legacy tables in the namespace, and then
+    # `iptables -t nat -S` there warns "iptables-legacy tables present" (kubernetes#107965).
+    runner = Scripted({"iptables -V": Completed(0, "iptables v1.8.9 (nf_tables)\n", "")})
+    assert detect_mode(runner)[0] == "nft"
+    assert not [argv for argv, _ in runner.calls if argv[0].startswith("iptables-legacy")]
 
 
 def test_make_backend_choices() -> None:
