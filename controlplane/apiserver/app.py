@@ -744,12 +744,15 @@ class ApiServer:
             )
             return
 
-        def work() -> bytes:
-            return orjson.dumps(
-                self.ops.create(res, route.namespace, decode_body(raw, ctype), dry_run=dry, strict=strict)
-            )
+        warn = req.q("fieldValidation") == "Warn"
 
-        await send_response(send, 201, await self.run(work))
+        def work() -> tuple[bytes, list[str]]:
+            body = decode_body(raw, ctype)
+            warnings = unknown_field_warnings(res, body) if warn else []
+            return orjson.dumps(self.ops.create(res, route.namespace, body, dry_run=dry, strict=strict)), warnings
+
+        out, warnings = await self.run(work)
+        await send_response(send, 201, out, headers=warning_headers(warnings))
 
     async def update(self, req: Request, route: Route, send: Send) -> None:
         res, sub, name = route.res, route.subresource, route.name
@@ -758,17 +761,20 @@ class ApiServer:
         raw = await self._body(req)
         ctype = req.content_type
 
-        def work() -> bytes:
+        warn = req.q("fieldValidation") == "Warn"
+
+        def work() -> tuple[bytes, list[str]]:
             body = decode_body(raw, ctype)
             if sub == "finalize":
-                return orjson.dumps(self.ops.finalize_namespace(name, body))
+                return orjson.dumps(self.ops.finalize_namespace(name, body)), []
             if sub == "scale":
-                return orjson.dumps(self.update_scale(res, route.namespace, name, body, dry))
-            return orjson.dumps(
-                self.ops.update(res, route.namespace, name, body, subresource=sub, dry_run=dry, strict=strict)
-            )
+                return orjson.dumps(self.update_scale(res, route.namespace, name, body, dry)), []
+            warnings = unknown_field_warnings(res, body) if warn else []
+            obj = self.ops.update(res, route.namespace, name, body, subresource=sub, dry_run=dry, strict=strict)
+            return orjson.dumps(obj), warnings
 
-        await send_response(send, 200, await self.run(work))
+        out, warnings = await self.run(work)
+        await send_response(send, 200, out, headers=warning_headers(warnings))
 
     async def patch(self, req: Request, route: Route, send: Send) -> None:
         res, sub, name = route.res, route.subresource, route.name
@@ -1061,6 +1067,20 @@ def to_scale(res: Resource, obj: Obj) -> Obj:
         "spec": {"replicas": int(spec.get("replicas", 1) or 0)},
         "status": {"replicas": int(status.get("replicas", 0) or 0), "selector": sel},
     }
+
+
+def unknown_field_warnings(res: Resource, body: Any) -> list[str]:
+    """``fieldValidation=Warn``: one warning per field the kind's schema does not define."""
+    if not isinstance(body, dict):
+        return []
+    return [f'unknown field "{f}"' for f in openapi.unknown_fields(res, body)]
+
+
+def warning_headers(warnings: list[str]) -> list[tuple[bytes, bytes]] | None:
+    """RFC 7234 ``Warning: 299 - "text"`` headers, as kube-apiserver sends (kubectl prints them)."""
+    if not warnings:
+        return None
+    return [(b"warning", b"299 - " + orjson.dumps(w)) for w in warnings]
 
 
 def _encode_continue(rev: int, key: str) -> str:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import bisect
 import logging
 import random
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -662,6 +663,7 @@ def check_body(res: Resource, body: Any) -> Obj:
     obj["apiVersion"] = res.api_version
     obj["kind"] = res.kind
     obj["metadata"] = {k: v for k, v in md.items() if k in _META_FIELDS}
+    prune_unknown(res, obj)
     for field in ("labels", "annotations"):
         value = md.get(field)
         if value is not None and (not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())):
@@ -671,6 +673,28 @@ def check_body(res: Resource, body: Any) -> Obj:
                 [errors.Cause(f"metadata.{field}", "must be a map of string keys to string values")],
             )
     return obj
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
+
+
+def prune_unknown(res: Resource, obj: Obj) -> None:
+    """Drop fields the kind's schema does not define, at any depth (Kubernetes' decoding does)."""
+    from controlplane.api import openapi
+
+    for path in openapi.unknown_fields(res, obj):
+        steps: list[str | int] = []
+        for m in _PATH_PART.finditer(path):
+            steps.append(m.group(1))
+            steps += [int(i) for i in re.findall(r"\[(\d+)\]", m.group(2))]
+        node: Any = obj
+        try:
+            for step in steps[:-1]:
+                node = node[step]
+            if isinstance(node, dict) and isinstance(steps[-1], str):
+                node.pop(steps[-1], None)
+        except (KeyError, IndexError, TypeError):
+            continue  # a path we cannot follow (odd key names): leave it
 
 
 def reset_status_on_create(res: Resource, obj: Obj) -> None:

@@ -356,3 +356,12 @@ def test_events_expire_after_ttl(tmp_path: Path) -> None:
             assert c.get("/api/v1/namespaces/default/events/fresh.1").status_code == 200
     finally:
         srv.stop()
+
+
+def test_field_validation_warn_sends_warning_headers(http: httpx.Client) -> None:
+    p = pod("warn-pod")
+    p["spec"]["containers"][0]["imagex"] = "typo"
+    r = http.post(PODS, params={"fieldValidation": "Warn"}, json=p)
+    assert r.status_code == 201
+    assert r.headers.get_list("warning") == ['299 - "unknown field \\"spec.containers[0].imagex\\""']
+    assert "imagex" not in json.dumps(r.json())
