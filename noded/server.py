@@ -295,8 +295,11 @@ class _Handler(BaseHTTPRequestHandler):
 
         if want_stdin:
             threading.Thread(target=pump_in, daemon=True, name="exec-stdin").start()
+        # With a tty (kubectl exec -it) the client opens no stderr stream: a terminal has one
+        # output, so stderr is folded into stdout (noded runs the command without a pty).
+        want_stderr = q.get("stderr", ["false"])[0].lower() in ("true", "1")
         for ch, data in session.output():
-            ws.send(bytes([ch]) + data)
+            ws.send(bytes([ch if want_stderr else 1]) + data)
         code = session.wait()
         if code == 0:
             ws.send(b"\x03" + json.dumps({"metadata": {}, "status": "Success"}).encode())
