@@ -177,9 +177,19 @@ spec:
 
 def test_a_pod_reaches_itself_through_its_own_service(lab2: dict[str, str]) -> None:
     target = pods()[0]["metadata"]["name"]
-    kubectl("label", "pod", target, "hairpin=yes", "--overwrite")
     kubectl("apply", "-f", "-", input_text=HAIRPIN_SVC)
     vip = kubectl_json("get", "service", "hairpin")["spec"]["clusterIP"]
+
+    # no endpoints yet: the proxy's REJECT answers at once ("connection refused", not a hang)
+    def refused() -> bool:
+        res = subprocess.run(
+            ["kubectl", "--kubeconfig", KUBECONFIG, "exec", target, "--", "wget", "-qO-", f"http://{vip}/"],
+            capture_output=True, text=True, timeout=20, check=False,
+        )  # fmt: skip
+        return res.returncode != 0 and "Connection refused" in res.stderr
+
+    wait_for(refused, timeout=20, message="connection refused from a service without endpoints")
+    kubectl("label", "pod", target, "hairpin=yes", "--overwrite")
     # the only endpoint is the client itself: the packet leaves the pod and is DNATed back into it
     wait_for(
         lambda: target in kubectl("exec", target, "--", "wget", "-qO-", f"http://{vip}/"),
