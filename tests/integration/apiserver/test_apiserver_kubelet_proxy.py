@@ -138,3 +138,25 @@ def test_port_forward_is_refused_clearly(server: RunningApiServer, kubelet: int,
     r = kubectl(server, tmp_path, "port-forward", "pod/solo", "28080:80", "--pod-running-timeout=5s")
     assert r.returncode != 0
     assert b"port-forward is not supported by kubelab" in r.stderr
+
+
+def test_python_client_exec_and_logs(server: RunningApiServer, kubelet: int) -> None:
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=cfg)
+    with client.ApiClient(cfg) as api:
+        v1 = client.CoreV1Api(api)
+        out = stream(
+            v1.connect_get_namespaced_pod_exec,
+            "solo",
+            "default",
+            command=["echo", "from", "python"],
+            stderr=True,
+            stdin=False,
+            stdout=True,
+            tty=False,
+        )
+        assert out == "echo from python\n"
+        assert v1.read_namespaced_pod_log("solo", "default", tail_lines=2) == "log of default/solo/main tail=2\n"
