@@ -203,7 +203,16 @@ class Noded:
 
     def start(self) -> None:
         self.cfg.root_dir.mkdir(parents=True, exist_ok=True)
-        self.register_node()
+        # Like kubelet: keep trying to register until the API server answers (it may start later).
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                self.register_node()
+                break
+            except Exception as exc:
+                log.warning("registering node %s failed (retrying in %.1fs): %s", self.cfg.node_name, delay, exc)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 10.0)
         self.pods.add_handler(
             on_add=lambda o: self.queue.add(names.pod_key(o)),
             on_update=lambda old, new: self.queue.add(names.pod_key(new)),
