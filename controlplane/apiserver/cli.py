@@ -232,7 +232,7 @@ def run_controlplane(args: argparse.Namespace) -> int:
                 t = threading.Thread(
                     target=run_scheduler,
                     args=(client, stop),
-                    kwargs={"leader_elect": False},
+                    kwargs={"leader_elect": args.leader_elect},
                     name="scheduler",
                     daemon=True,
                 )
@@ -249,7 +249,9 @@ def run_controlplane(args: argparse.Namespace) -> int:
                 "pod_eviction_timeout": args.pod_eviction_timeout,
                 "cluster_cidr": args.cluster_cidr,
                 "node_cidr_mask_size": args.node_cidr_mask_size,
-                "leader_elect": False,  # one process holds every role: nothing to elect
+                # Elected by default, so a second `kubelab controlplane` on the same etcd waits as a
+                # hot standby and takes over when the leader's Lease expires (issue 3).
+                "leader_elect": args.leader_elect,
             }
             copts: Any = None
             if opts_cls is not None:
@@ -290,4 +292,10 @@ def register(subparsers: Any) -> None:
     c.add_argument("--pod-eviction-timeout", type=_parse_duration, default=300.0)
     c.add_argument("--cluster-cidr", default="10.244.0.0/16")
     c.add_argument("--node-cidr-mask-size", type=int, default=24)
+    c.add_argument(
+        "--leader-elect",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="scheduler and controllers take the kube-scheduler / kube-controller-manager Leases first (default: on)",
+    )
     c.set_defaults(func=run_controlplane)
