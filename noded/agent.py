@@ -258,6 +258,12 @@ class Noded:
             t.join(timeout=5)
 
     def run(self, stop: threading.Event) -> None:
+        # A stop request must also end a registration still waiting for the API server.
+        def relay() -> None:
+            stop.wait()
+            self._stop.set()
+
+        threading.Thread(target=relay, daemon=True, name="stop-relay").start()
         self.start()
         try:
             stop.wait()

@@ -145,7 +145,11 @@ def main(args: argparse.Namespace) -> int:
         image_gc_high_bytes=args.image_gc_high_bytes,
         status_period=args.status_period,
     )
-    client = ApiClient.from_kubeconfig(args.kubeconfig)
+    try:
+        client = ApiClient.from_kubeconfig(args.kubeconfig)
+    except (OSError, ValueError) as exc:
+        log.error("cannot use kubeconfig %s: %s", args.kubeconfig, exc)
+        return 2
     runtime = RuncRuntime(root)
     images = ImageStore(root / "images", insecure_registries=args.insecure_registry)
     noded = Noded(cfg, client, runtime, images)
