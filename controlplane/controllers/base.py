@@ -25,12 +25,12 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from controlplane.api import errors
 from controlplane.api.registry import Resource
 from controlplane.client.controller import TemporaryError
-from controlplane.controllers.util import Obj, controller_ref, key_of, namespace_of, node_name_of, uid_of
+from controlplane.controllers.util import Obj, controller_ref, is_deleting, key_of, namespace_of, node_name_of, uid_of
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +241,45 @@ class Expectations:
     def forget(self, key: str) -> None:
         with self._lock:
             self._by_key.pop(key, None)
+
+
+class OwnedPodEvents:
+    """Pod events → the key of the object that controls the pod, with its expectations observed.
+
+    For controllers whose pods are only ever their own (DaemonSet, Job): a pod whose controllerRef
+    names an ``owner_kind`` wakes that owner; a create or a started deletion is counted against
+    the owner's expectations, so its next sync knows the informer has caught up. (The ReplicaSet
+    controller has its own richer version: it also adopts orphans that match its selector.)
+    """
+
+    owner_kind: ClassVar[str]
+    expectations: Expectations
+    queue: Any
+
+    def _owner_key(self, pod: Obj) -> str | None:
+        ref = controller_ref(pod)
+        if ref is None or ref.get("kind") != self.owner_kind:
+            return None
+        return f"{namespace_of(pod)}/{ref.get('name')}"
+
+    def _pod_added(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key:
+            self.expectations.creation_observed(key)
+            self.queue.add(key)
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        key = self._owner_key(new)
+        if key:
+            if is_deleting(new) and not is_deleting(old):
+                self.expectations.deletion_observed(key, key_of(new))
+            self.queue.add(key)
+
+    def _pod_deleted(self, pod: Obj) -> None:
+        key = self._owner_key(pod)
+        if key:
+            self.expectations.deletion_observed(key, key_of(pod))
+            self.queue.add(key)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,12 +27,11 @@ from typing import Any
 
 from controlplane.api import errors
 from controlplane.api.registry import DAEMONSETS, NODES, PODS
-from controlplane.controllers.base import NAMESPACE_INDEX, Controller, ControllerContext, Expectations
+from controlplane.controllers.base import NAMESPACE_INDEX, Controller, ControllerContext, Expectations, OwnedPodEvents
 from controlplane.controllers.nodelifecycle import tolerates
 from controlplane.controllers.replicaset import adopt, plan_claims, pod_from_template, release
 from controlplane.controllers.util import (
     Obj,
-    controller_ref,
     creation_time,
     generation_of,
     int_or_percent,
@@ -42,7 +41,6 @@ from controlplane.controllers.util import (
     key_of,
     labels_of,
     name_of,
-    namespace_of,
     node_name_of,
     pod_phase,
     selector_matches,
@@ -218,7 +216,9 @@ def daemon_status(ds: Obj, nodes: Sequence[Obj], pods: Sequence[Obj], now: datet
     return status
 
 
-class DaemonSetController(Controller):
+class DaemonSetController(OwnedPodEvents, Controller):
+    owner_kind = "DaemonSet"
+
     name = "daemonset"
     workers = 2
 
@@ -246,31 +246,6 @@ class DaemonSetController(Controller):
     def _all(self, _node: Obj) -> None:
         for ds in self.ds_informer.list():
             self.enqueue(ds)
-
-    def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "DaemonSet":
-            return None
-        return f"{namespace_of(pod)}/{ref.get('name')}"
-
-    def _pod_added(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        key = self._owner_key(new)
-        if key:
-            if is_deleting(new) and not is_deleting(old):
-                self.expectations.deletion_observed(key, key_of(new))
-            self.queue.add(key)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.deletion_observed(key, key_of(pod))
-            self.queue.add(key)
 
     def sync(self, key: str) -> None:
         ds = self.ds_informer.get(key)

@@ -28,11 +28,10 @@ from typing import Any
 
 from controlplane.api import errors
 from controlplane.api.registry import JOBS, PODS
-from controlplane.controllers.base import OWNER_INDEX, Controller, ControllerContext, Expectations
+from controlplane.controllers.base import OWNER_INDEX, Controller, ControllerContext, Expectations, OwnedPodEvents
 from controlplane.controllers.replicaset import deletion_rank, pod_from_template
 from controlplane.controllers.util import (
     Obj,
-    controller_ref,
     format_time,
     get_condition,
     is_deleting,
@@ -155,7 +154,9 @@ def plan_job(job: Obj, pods: Sequence[Obj], now: datetime) -> JobPlan:
     return plan
 
 
-class JobController(Controller):
+class JobController(OwnedPodEvents, Controller):
+    owner_kind = "Job"
+
     name = "job"
     workers = 2
 
@@ -170,31 +171,6 @@ class JobController(Controller):
             on_delete=lambda o: self.expectations.forget(key_of(o)),
         )
         self.pod_informer.add_handler(on_add=self._pod_added, on_update=self._pod_updated, on_delete=self._pod_deleted)
-
-    def _owner_key(self, pod: Obj) -> str | None:
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "Job":
-            return None
-        return f"{namespace_of(pod)}/{ref.get('name')}"
-
-    def _pod_added(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.creation_observed(key)
-            self.queue.add(key)
-
-    def _pod_updated(self, old: Obj, new: Obj) -> None:
-        key = self._owner_key(new)
-        if key:
-            if is_deleting(new) and not is_deleting(old):
-                self.expectations.deletion_observed(key, key_of(new))
-            self.queue.add(key)
-
-    def _pod_deleted(self, pod: Obj) -> None:
-        key = self._owner_key(pod)
-        if key:
-            self.expectations.deletion_observed(key, key_of(pod))
-            self.queue.add(key)
 
     def sync(self, key: str) -> None:
         job = self.job_informer.get(key)
