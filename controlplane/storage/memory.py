@@ -24,6 +24,7 @@ import threading
 import time
 from collections import deque
 
+from controlplane.storage.index import IndexedReads
 from controlplane.storage.interface import (
     CompactedError,
     ConflictError,
@@ -42,7 +43,7 @@ DEFAULT_HISTORY_LIMIT = 200_000
 MAX_BATCH = 10_000
 
 
-class MemoryStore:
+class MemoryStore(IndexedReads):
     def __init__(self, history_limit: int = DEFAULT_HISTORY_LIMIT) -> None:
         if history_limit < 1:
             raise ValueError(f"history_limit must be at least 1, got {history_limit}")
@@ -56,22 +57,7 @@ class MemoryStore:
 
     # -- reads ---------------------------------------------------------------------------
 
-    def get(self, key: str) -> KeyValue | None:
-        with self._cond:
-            self._check_open()
-            return self._data.get(key)
-
-    def list(self, prefix: str) -> tuple[list[KeyValue], int]:
-        with self._cond:
-            self._check_open()
-            items = [kv for k, kv in self._data.items() if k.startswith(prefix)]
-            rev = self._rev
-        items.sort(key=lambda kv: kv.key)
-        return items, rev
-
-    def current_revision(self) -> int:
-        with self._cond:
-            return self._rev
+    # get, list, current_revision: IndexedReads (controlplane/storage/index.py)
 
     # -- writes --------------------------------------------------------------------------
 
@@ -151,10 +137,6 @@ class MemoryStore:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("store is closed")
 
     # -- used by MemoryWatch (lock held) ---------------------------------------------------
 

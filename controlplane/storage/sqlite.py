@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from controlplane.storage.index import IndexedReads
 from controlplane.storage.interface import (
     CompactedError,
     ConflictError,
@@ -118,7 +119,7 @@ class _Op:
 _Ops = list[_Op]
 
 
-class SqliteStore:
+class SqliteStore(IndexedReads):
     def __init__(self, path: str | Path, *, ring_size: int = DEFAULT_RING) -> None:
         self._path = Path(path)
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -159,22 +160,7 @@ class SqliteStore:
 
     # -- reads (in-memory index) -----------------------------------------------------------
 
-    def get(self, key: str) -> KeyValue | None:
-        with self._cond:
-            self._check_open()
-            return self._data.get(key)
-
-    def list(self, prefix: str) -> tuple[list[KeyValue], int]:
-        with self._cond:
-            self._check_open()
-            items = [kv for k, kv in self._data.items() if k.startswith(prefix)]
-            rev = self._rev
-        items.sort(key=lambda kv: kv.key)
-        return items, rev
-
-    def current_revision(self) -> int:
-        with self._cond:
-            return self._rev
+    # get, list, current_revision: IndexedReads (controlplane/storage/index.py)
 
     def compacted_revision(self) -> int:
         """Every revision at or below this one is forgotten (0: nothing compacted)."""
@@ -448,10 +434,6 @@ class SqliteStore:
                 fcntl.flock(self._lockfile.fileno(), fcntl.LOCK_UN)
             self._lockfile.close()
             self._lockfile = None
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("store is closed")
 
     @property
     def path(self) -> Path:
