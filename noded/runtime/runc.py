@@ -460,6 +460,12 @@ class RuncRuntime:
     def stop_container(self, container_id: str, timeout: float) -> None:
         self._kill_and_wait(container_id, timeout)
         self._record_oom(container_id)
+        # runc sees the process gone before the shim has written its exit record: wait (briefly)
+        # for the record, so the caller reads a final status, not "running" from a live shim.
+        exit_file = self._dir(container_id) / "exit"
+        deadline = time.monotonic() + 5.0
+        while not exit_file.exists() and _shim_alive(exit_file) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def remove_container(self, container_id: str) -> None:
         self._kill_and_wait(container_id, 0)
