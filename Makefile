@@ -33,7 +33,7 @@ demo: deps
 down: deps
 	$(PY) -m lab down
 
-# --- the Vagrant lab (VMs): see vagrant/Vagrantfile ----------------------------------------------
+# --- the Vagrant lab (VMs): see vagrant/Vagrantfile and vagrant/README.md ------------------------
 VAGRANT_ENV := VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1
 
 .PHONY: vagrant-deps vagrant-up vagrant-down test-vagrant
@@ -41,17 +41,15 @@ VAGRANT_ENV := VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1
 vagrant-deps:
 	@KUBELAB_VAGRANT=1 ./lab/deps.sh
 
+# Builds the offline box when missing, starts libvirt and the isolated networks, the registry,
+# the VMs, and waits until every node is Ready (vagrant/lab.sh).
 vagrant-up: vagrant-deps
-	$(PY) -m lab.vagrantprep
-	$(PY) -m lab.vagrantregistry up
-	cd vagrant && $(VAGRANT_ENV) vagrant up --provider=$${VAGRANT_PROVIDER:-libvirt}
-	@echo "kubectl --kubeconfig vagrant/admin.kubeconfig get nodes -o wide"
+	$(VAGRANT_ENV) ./vagrant/lab.sh up
 
 vagrant-down:
-	-cd vagrant && $(VAGRANT_ENV) vagrant destroy -f
-	-$(PY) -m lab.vagrantregistry down
+	$(VAGRANT_ENV) ./vagrant/lab.sh down
 
 # Opt-in, long (20–40 min under software emulation): build an offline box, bring the lab up on
-# libvirt, check it from inside and from the host, destroy everything.
+# libvirt, check it from inside and from the host, destroy everything (box included).
 test-vagrant: vagrant-deps
-	$(PYTEST) tests/vagrant -v $(PYTEST_ARGS)
+	$(VAGRANT_ENV) $(PYTEST) tests/vagrant -p no:cacheprovider -v -s $(PYTEST_ARGS)

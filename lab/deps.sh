@@ -16,7 +16,7 @@ command -v kubectl >/dev/null 2>&1 || APT_PACKAGES+=(kubernetes-client)
 # The Vagrant lab: `vagrant validate` runs in `make test`; `make test-vagrant` adds libvirt and QEMU.
 APT_PACKAGES+=(vagrant vagrant-libvirt)
 if [ "${KUBELAB_VAGRANT:-0}" = 1 ]; then
-  APT_PACKAGES+=(libvirt-daemon-system qemu-system-x86 qemu-utils debootstrap parted grub-pc-bin rsync)
+  APT_PACKAGES+=(libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 qemu-utils debootstrap parted grub-pc-bin e2fsprogs rsync)
 fi
 
 missing=()

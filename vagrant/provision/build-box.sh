@@ -14,7 +14,7 @@ cleanup() {
 trap cleanup EXIT
 rootfs=$work/rootfs
 pkgs=systemd-sysv,linux-image-amd64,openssh-server,sudo,ifupdown,isc-dhcp-client,iproute2,netbase,rsync,ca-certificates
-pkgs=$pkgs,python3,python3-venv,runc,iptables,busybox-static,containernetworking-plugins,skopeo,umoci,conntrack,kmod
+pkgs=$pkgs,dbus,python3,python3-venv,runc,iptables,busybox-static,containernetworking-plugins,skopeo,umoci,conntrack,kmod,curl,procps
 debootstrap --include="$pkgs" bookworm "$rootfs" http://deb.debian.org/debian >"$work/debootstrap.log"
 
 # The vagrant user with the insecure key (vagrant replaces it at first boot), no DNS anywhere.

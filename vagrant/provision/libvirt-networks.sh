@@ -1,24 +1,85 @@
 #!/usr/bin/env bash
-# Start libvirt by hand (no systemd needed) and define the lab's two networks: isolated, DNS off, no
-# forwarding, no router handed out — so no guest can reach anything beyond the lab.
+# Start libvirt by hand (no systemd needed) and define the lab's two networks: isolated (no
+# <forward>, so no NAT and no routing), DNS off, no router handed out by DHCP — no guest can reach
+# anything beyond the lab. `down` removes the networks and stops the daemons this script started
+# (by the pids it recorded; a libvirtd that was already running is left alone).
 # Usage: libvirt-networks.sh up|down
 set -euo pipefail
+STATE=$(cd "$(dirname "$0")/.." && pwd)/.prep/libvirt
+VIRSH=(virsh -c qemu:///system)
+mkdir -p "$STATE"
+
+define_net() { # name xml
+  if ! "${VIRSH[@]}" net-info "$1" >/dev/null 2>&1; then
+    echo "$2" > "$STATE/$1.xml"
+    "${VIRSH[@]}" net-define "$STATE/$1.xml" >/dev/null
+  fi
+  # Never a network with forwarding: refuse one that vagrant-libvirt or anyone else defined so.
+  if "${VIRSH[@]}" net-dumpxml "$1" | grep -q '<forward'; then
+    echo "libvirt network $1 has a <forward> element (NAT/routing): refusing to start it" >&2
+    exit 1
+  fi
+  "${VIRSH[@]}" net-info "$1" | grep -qE '^Active: +yes' || "${VIRSH[@]}" net-start "$1" >/dev/null
+}
+
 case "${1:-up}" in
 up)
-  pgrep -x virtlogd >/dev/null || virtlogd -d
-  pgrep -x libvirtd >/dev/null || libvirtd -d
-  for i in $(seq 50); do virsh -c qemu:///system version >/dev/null 2>&1 && break; sleep 0.2; done
-  define() { # name xml
-    virsh -c qemu:///system net-info "$1" >/dev/null 2>&1 || { echo "$2" > /tmp/kl-net.xml; virsh -c qemu:///system net-define /tmp/kl-net.xml >/dev/null; rm -f /tmp/kl-net.xml; }
-    virsh -c qemu:///system net-start "$1" >/dev/null 2>&1 || true
-  }
-  define kubelab-mgmt "<network><name>kubelab-mgmt</name><bridge name='klvirbr1' stp='on' delay='0'/><dns enable='no'/><ip address='192.168.121.1' netmask='255.255.255.0'><dhcp><range start='192.168.121.2' end='192.168.121.254'/></dhcp></ip></network>"
-  define kubelab-lab "<network><name>kubelab-lab</name><bridge name='klvirbr2' stp='on' delay='0'/><dns enable='no'/><ip address='192.168.56.1' netmask='255.255.255.0'/></network>"
+  # Debian's "default" network NATs to the outside: it must never start with our libvirtd.
+  rm -f /etc/libvirt/qemu/networks/autostart/default.xml
+  iptables-save | grep -q LIBVIRT_ || touch "$STATE/iptables-ours"   # libvirtd adds LIBVIRT_* chains
+  for d in virtlogd libvirtd; do
+    if ! pgrep -x "$d" >/dev/null; then
+      rm -f "/run/$d.pid"
+      "$d" -d
+      for _ in $(seq 50); do [ -s "/run/$d.pid" ] && break; sleep 0.2; done
+      cp "/run/$d.pid" "$STATE/$d.pid"
+    fi
+  done
+  for _ in $(seq 100); do "${VIRSH[@]}" version >/dev/null 2>&1 && break; sleep 0.2; done
+  "${VIRSH[@]}" version >/dev/null
+  define_net kubelab-mgmt "<network><name>kubelab-mgmt</name><bridge name='klvirbr1' stp='on' delay='0'/><dns enable='no'/><ip address='192.168.121.1' netmask='255.255.255.0'><dhcp><range start='192.168.121.2' end='192.168.121.254'/></dhcp></ip></network>"
+  define_net kubelab-lab "<network><name>kubelab-lab</name><bridge name='klvirbr2' stp='on' delay='0'/><dns enable='no'/><ip address='192.168.56.1' netmask='255.255.255.0'/></network>"
+  if ! "${VIRSH[@]}" pool-info default >/dev/null 2>&1; then
+    mkdir -p /var/lib/libvirt/images
+    "${VIRSH[@]}" pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
+    touch "$STATE/pool-created"
+  fi
+  "${VIRSH[@]}" pool-start default >/dev/null 2>&1 || true
   ;;
 down)
-  for n in kubelab-lab kubelab-mgmt; do
-    virsh -c qemu:///system net-destroy "$n" >/dev/null 2>&1 || true
-    virsh -c qemu:///system net-undefine "$n" >/dev/null 2>&1 || true
+  if "${VIRSH[@]}" version >/dev/null 2>&1; then
+    for n in kubelab-lab kubelab-mgmt; do
+      "${VIRSH[@]}" net-destroy "$n" >/dev/null 2>&1 || true
+      "${VIRSH[@]}" net-undefine "$n" >/dev/null 2>&1 || true
+    done
+    if [ -f "$STATE/pool-created" ]; then
+      "${VIRSH[@]}" pool-destroy default >/dev/null 2>&1 || true
+      "${VIRSH[@]}" pool-undefine default >/dev/null 2>&1 || true
+      rm -f "$STATE/pool-created"
+    fi
+  fi
+  for d in libvirtd virtlogd; do
+    if [ -f "$STATE/$d.pid" ]; then
+      pid=$(cat "$STATE/$d.pid")
+      if [ -r "/proc/$pid/comm" ] && [ "$(cat "/proc/$pid/comm")" = "$d" ]; then
+        kill "$pid"
+        for _ in $(seq 50); do [ -d "/proc/$pid" ] || break; sleep 0.2; done
+      fi
+      rm -f "$STATE/$d.pid"
+    fi
   done
+  # The LIBVIRT_* chains libvirtd made in the root namespace (the networks' rules went with them
+  # at net-destroy; the empty chains and their jumps stay behind), when none were there before us.
+  if [ -f "$STATE/iptables-ours" ] && ! pgrep -x libvirtd >/dev/null; then
+    for t in filter nat mangle; do
+      iptables-save -t "$t" | awk '/^-A [A-Z]+ -j LIBVIRT_/ {sub(/^-A /, ""); print}' | while read -r chain _ target; do
+        iptables -t "$t" -D "$chain" -j "$target" 2>/dev/null || true
+      done
+      for c in $(iptables-save -t "$t" | awk -F'[: ]' '/^:LIBVIRT_/ {print $2}'); do
+        iptables -t "$t" -F "$c" 2>/dev/null; iptables -t "$t" -X "$c" 2>/dev/null || true
+      done
+    done
+    rm -f "$STATE/iptables-ours"
+  fi
   ;;
 esac

@@ -17,16 +17,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# 2. The project, from the wheels the host prepared (pip never touches the network here).
-if [ ! -x $venv/bin/kubelab ]; then
+# 2. The project: its dependencies from the wheels the host repacked from its own venv (pip never
+#    touches the network here), kubelab itself from the rsynced source tree through a .pth file.
+if [ ! -f $venv/.kubelab-wheels ] || ! cmp -s "$prep/wheels/.stamp" $venv/.kubelab-wheels; then
+  rm -rf $venv
   python3 -m venv $venv
-  $venv/bin/pip install -q --no-index --find-links "$prep/wheels" kubelab
+  $venv/bin/pip install -q --no-index --disable-pip-version-check --find-links "$prep/wheels" -r "$prep/wheels/requirements.txt"
+  cp "$prep/wheels/.stamp" $venv/.kubelab-wheels
 fi
-ln -sf $venv/bin/kubelab /usr/local/bin/kubelab
+echo "$src" > "$($venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/kubelab-src.pth"
+printf '#!/bin/sh\nexec %s/bin/python -m lab "$@"\n' $venv > /usr/local/bin/kubelab
+chmod 755 /usr/local/bin/kubelab
 
 # 3. kube-proxy's backend: nf_tables iptables, so `iptables -t nat -S` shows the proxy's rules.
+#    Pods are routed through the node: forwarding and bridge netfilter on (inside this VM only).
 update-alternatives --set iptables /usr/sbin/iptables-nft >/dev/null
 modprobe br_netfilter 2>/dev/null || true
+modprobe overlay 2>/dev/null || true
+printf 'br_netfilter\noverlay\n' > /etc/modules-load.d/kubelab.conf
+printf 'net.ipv4.ip_forward = 1\nnet.bridge.bridge-nf-call-iptables = 1\n' > /etc/sysctl.d/60-kubelab.conf
+sysctl -q -p /etc/sysctl.d/60-kubelab.conf || true
 
 # 4. Credentials and configuration made on the host by `make vagrant-up` (lab/vagrantprep.py).
 install -d -m 0755 /etc/kubelab /var/lib/kubelab
@@ -59,22 +69,25 @@ UNIT
 }
 if [ "$role" = controlplane ]; then
   unit kubelab-controlplane "kubelab control plane (API server, scheduler, controllers)" \
-    $venv/bin/kubelab controlplane --data-dir /var/lib/kubelab --listen 0.0.0.0:6443 \
-    --store sqlite --cluster-cidr 10.244.0.0/16
+    /usr/local/bin/kubelab controlplane --data-dir /var/lib/kubelab --listen 0.0.0.0:6443 \
+    --advertise-address "$ip" --store sqlite --cluster-cidr 10.244.0.0/16
   units=(kubelab-controlplane)
 else
   mkdir -p /var/lib/kubelab/cni-bin /etc/cni/net.d
   for p in /usr/lib/cni/*; do ln -sf "$p" /var/lib/kubelab/cni-bin/; done
-  ln -sf $venv/bin/kubelab-bridge $venv/bin/kubelab-ipam /var/lib/kubelab/cni-bin/
+  # kubelab-bridge/-ipam as the fast launchers (the Python one here: the box has no compiler).
+  $venv/bin/python -c 'import sys; from netplugin import install; install.install_plugins(sys.argv[1], native=False)' \
+    /var/lib/kubelab/cni-bin
   unit kubelab-noded "kubelab node agent" \
-    $venv/bin/kubelab noded --node-name "$name" --node-ip "$ip" --kubeconfig /etc/kubelab/kubeconfig \
+    /usr/local/bin/kubelab noded --node-name "$name" --node-ip "$ip" --kubeconfig /etc/kubelab/kubeconfig \
     --root-dir /var/lib/kubelab/noded --cni-bin-dir /var/lib/kubelab/cni-bin --cni-conf-dir /etc/cni/net.d \
     --tls-cert-file /etc/kubelab/kubelet.crt --tls-private-key-file /etc/kubelab/kubelet.key \
     --client-ca-file /etc/kubelab/ca.crt --insecure-registry 192.168.56.1:5000
   unit kubelab-proxy "kubelab service proxy" \
-    $venv/bin/kubelab proxy --node-name "$name" --kubeconfig /etc/kubelab/kubeconfig --cluster-cidr 10.244.0.0/16
+    /usr/local/bin/kubelab proxy --node-name "$name" --node-ip "$ip" --kubeconfig /etc/kubelab/kubeconfig \
+    --cluster-cidr 10.244.0.0/16
   unit kubelab-netagent "kubelab node network agent (routes to other nodes' pods)" \
-    $venv/bin/kubelab netagent --node-name "$name" --kubeconfig /etc/kubelab/kubeconfig
+    /usr/local/bin/kubelab netagent --node-name "$name" --kubeconfig /etc/kubelab/kubeconfig
   units=(kubelab-noded kubelab-proxy kubelab-netagent)
 fi
 systemctl daemon-reload

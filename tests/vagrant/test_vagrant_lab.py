@@ -1,0 +1,201 @@
+"""The Vagrant lab, for real: an offline box, three VMs on libvirt, the demo checks, then nothing left.
+
+Opt-in (``sudo make test-vagrant``; ``tests/vagrant`` is in ``norecursedirs`` so ``make test`` never
+collects it) and long: under QEMU software emulation the whole run takes tens of minutes, so every
+wait is a poll with a generous deadline. One test, in order, because each step needs the previous
+one; ``vagrant/lab.sh down --all`` runs in ``finally`` whatever happened, and the end checks that
+nothing of the lab is left (domains, volumes, networks, bridges, the route, the registry, the box).
+
+Network safety: the guests sit on libvirt networks with no ``<forward>`` (checked here), no DNS and
+no router; the host's only lab route (the service network via kl-node1 on the lab bridge) is
+removed by ``down``; the root namespace's safety routes are held for the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lab import demo, safety
+from tests.helpers.wait import wait_for
+
+ROOT = Path(__file__).resolve().parents[2]
+VDIR = ROOT / "vagrant"
+LAB = VDIR / "lab.sh"
+KUBECONFIG = VDIR / "admin.kubeconfig"
+WORKERS = {"kl-node1": "192.168.56.11", "kl-node2": "192.168.56.12"}
+ENV = {
+    **os.environ,
+    "VAGRANT_CHECKPOINT_DISABLE": "1",
+    "VAGRANT_BOX_UPDATE_CHECK_DISABLE": "1",
+    "KUBELAB_WORKERS": "2",
+}
+TIMES: dict[str, float] = {}
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="the Vagrant lab needs root (sudo make test-vagrant)"),
+    pytest.mark.skipif(shutil.which("vagrant") is None or shutil.which("virsh") is None, reason="make vagrant-deps"),
+]
+
+
+def run(*argv: str, timeout: float, check: bool = True, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(list(argv), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"{' '.join(argv)} -> {res.returncode}\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}")
+    return res
+
+
+def timed(name: str, *argv: str, timeout: float) -> str:
+    t0 = time.monotonic()
+    res = run(*argv, timeout=timeout)
+    TIMES[name] = time.monotonic() - t0
+    print(f"[vagrant lab] {name}: {TIMES[name]:.0f} s", flush=True)
+    return res.stdout
+
+
+def kubectl(*args: str, input_text: str | None = None, timeout: float = 120) -> str:
+    res = subprocess.run(
+        ["kubectl", "--kubeconfig", str(KUBECONFIG), "--request-timeout=60s", *args],
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert res.returncode == 0, f"kubectl {' '.join(args)}: {res.stderr}"
+    return res.stdout
+
+
+def ssh(node: str, command: str, timeout: float = 180) -> str:
+    return run("vagrant", "ssh", node, "-c", command, timeout=timeout, cwd=VDIR).stdout
+
+
+def http_get(url: str, timeout: float = 10) -> str:
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        return str(resp.read().decode().strip())
+
+
+def try_get(url: str) -> str | None:
+    try:
+        return http_get(url)
+    except OSError:
+        return None
+
+
+def lab_leftovers() -> list[str]:
+    """What of the Vagrant lab still exists on this host (empty when down did its job)."""
+    left = []
+    links = subprocess.run(["ip", "-br", "link"], capture_output=True, text=True).stdout
+    left += [f"link {ln.split()[0]}" for ln in links.splitlines() if ln.startswith(("klvirbr1", "klvirbr2"))]
+    routes = subprocess.run(["ip", "route", "show", "10.96.0.0/12"], capture_output=True, text=True).stdout
+    left += [f"route {ln}" for ln in routes.splitlines() if "192.168.56.11" in ln]
+    if (VDIR / ".prep" / "registry.pid").exists():
+        left.append("registry pid file")
+    virsh = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, text=True)
+    if virsh.returncode == 0:
+        left.append("libvirtd still answering")
+    boxes = subprocess.run(["vagrant", "box", "list"], capture_output=True, text=True, env=ENV).stdout
+    left += [f"box {ln}" for ln in boxes.splitlines() if "kubelab-bookworm" in ln]
+    left += [f"image {p}" for p in Path("/var/lib/libvirt/images").glob("*kl-*")]
+    left += [f"image {p}" for p in Path("/var/lib/libvirt/images").glob("*kubelab-bookworm*")]
+    return left
+
+
+@pytest.fixture
+def vagrant_lab() -> Iterator[None]:
+    assert not lab_leftovers(), f"a Vagrant lab is already here: {lab_leftovers()} (sudo make vagrant-down)"
+    with safety.hold("vagrant-test"):
+        try:
+            yield
+        finally:
+            t0 = time.monotonic()
+            res = run(str(LAB), "down", "--all", timeout=900, check=False)
+            TIMES["down"] = time.monotonic() - t0
+            print(res.stdout, res.stderr, f"[vagrant lab] down: {TIMES['down']:.0f} s", sep="\n", flush=True)
+            print("[vagrant lab] times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in TIMES.items()), flush=True)
+    assert not lab_leftovers(), f"left behind: {lab_leftovers()}"
+
+
+def pods(selector: str = "app=hello") -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads(kubectl("get", "pods", "-l", selector, "-o", "json"))["items"]
+    return items
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conds = pod.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
+@pytest.mark.timeout(4 * 3600)
+def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
+    # 1. The box, offline (debootstrap from Debian's mirror on the host; nothing from inside guests).
+    timed("box", str(LAB), "box", timeout=1800)
+    # 2. libvirt, networks, registry, three VMs, every node Ready (lab.sh waits with a deadline).
+    timed("up", str(LAB), "up", timeout=3600)
+    for net in ("kubelab-lab", "kubelab-mgmt"):
+        xml = run("virsh", "-c", "qemu:///system", "net-dumpxml", net, timeout=30).stdout
+        assert "<forward" not in xml and "<dns enable='no'/>" in xml, f"{net} must be isolated without DNS:\n{xml}"
+    t0 = time.monotonic()
+
+    nodes = json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
+    ready_nodes = {n["metadata"]["name"] for n in nodes if any(
+        c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))}  # fmt: skip
+    assert set(WORKERS) <= ready_nodes, f"nodes Ready: {ready_nodes}"
+    for n in nodes:
+        addrs = {a["address"] for a in n["status"].get("addresses", [])}
+        if n["metadata"]["name"] in WORKERS:
+            assert WORKERS[n["metadata"]["name"]] in addrs, (
+                f"{n['metadata']['name']} is not on the private network: {addrs}"
+            )
+
+    # 3. The demo app with the real kubectl: pods Ready on both workers.
+    kubectl("apply", "-f", "-", input_text=demo.MANIFEST)
+    wait_for(
+        lambda: (
+            len([p for p in pods() if ready(p)]) == 3 and {p["spec"].get("nodeName") for p in pods()} == set(WORKERS)
+        ),
+        timeout=1500,
+        interval=5,
+        message="3 hello pods Ready on both workers",
+    )
+    svc = json.loads(kubectl("get", "service", "hello", "-o", "json"))
+    vip = svc["spec"]["clusterIP"]
+    pod_names = {p["metadata"]["name"] for p in pods()}
+
+    # 4. The VIP from a worker (its own iptables DNAT, to pods on both nodes).
+    answer = ssh("kl-node1", f"curl -s --max-time 20 http://{vip}/")
+    assert any(name in answer for name in pod_names), f"VIP from kl-node1: {answer!r}"
+
+    # 5. The VIP from the host across the private network (route via kl-node1), reaching both nodes.
+    answers = [a for a in (try_get(f"http://{vip}/") for _ in range(20)) if a]
+    assert len(answers) >= 15, f"VIP from the host: {len(answers)}/20 answered: {answers}"
+    assert {w for w in WORKERS if any(w in a for a in answers)} == set(WORKERS), answers
+
+    # 6. The NodePort on each worker's private-network address, from the host.
+    for node, ip in WORKERS.items():
+        a = wait_for(
+            lambda ip=ip: try_get(f"http://{ip}:{demo.NODE_PORT}/"),
+            timeout=120,
+            interval=2,
+            message=f"NodePort on {node}",
+        )
+        assert any(name in a for name in pod_names), f"NodePort on {ip}: {a!r}"
+
+    # 7. kube-proxy's chains for the service in a worker's nat table.
+    rules = ssh("kl-node2", "sudo iptables -t nat -S")
+    svc_chains = [ln for ln in rules.splitlines() if "KUBE-SVC-" in ln and "default/hello" in ln]
+    sep_chains = {ln.split()[1] for ln in rules.splitlines() if ln.startswith("-N KUBE-SEP-")}
+    assert svc_chains, rules
+    assert len(sep_chains) >= 3, rules
+    assert f"-d {vip}/32" in rules
+
+    TIMES["checks"] = time.monotonic() - t0
+    print(f"[vagrant lab] checks: {TIMES['checks']:.0f} s", flush=True)
