@@ -518,7 +518,10 @@ class Noded:
             cidr,
             cni=self.cfg.cni,
             cluster_cidr=self.cfg.cluster_cidr,
-            data_dir=str(self.cfg.root_dir / "ipam") if self.cfg.cni == "reference" else None,
+            # The node's own reservations dir (host-local's layout), not the shared default
+            # /var/lib/cni/networks: several lab nodes share one filesystem, and `kubelab noded
+            # cleanup` / `kubelab down` remove the root dir with everything in it.
+            data_dir=str(self.cfg.root_dir / "ipam"),
         )
         self.cfg.cni_conf_dir.mkdir(parents=True, exist_ok=True)
         path = self.cfg.cni_conf_dir / "10-kubelab.conflist"

@@ -328,7 +328,10 @@ def render_conflist(
             "bridge": bridge,
             "isGateway": True,
             "isDefaultGateway": True,
-            "ipMasq": True,
+            # Masquerade only what leaves the cluster. Ours takes ipMasqExclude (the cluster CIDR);
+            # the reference bridge can exempt only its own /24, so there it would NAT pod-to-pod
+            # traffic between nodes: off (nothing in the lab leaves the cluster anyway).
+            "ipMasq": cni == "kubelab",
             "hairpinMode": True,
             "mtu": mtu,
             "ipam": ipam,

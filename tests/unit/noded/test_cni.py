@@ -103,8 +103,12 @@ def test_rendered_conflists() -> None:
     assert ref["plugins"][0]["type"] == "bridge" and ref["plugins"][0]["ipam"]["type"] == "host-local"
     for c in (ours, ref):
         p = c["plugins"][0]
-        assert p["bridge"] == "cni0" and p["isGateway"] and p["hairpinMode"] and p["ipMasq"]
+        assert p["bridge"] == "cni0" and p["isGateway"] and p["hairpinMode"]
         assert p["ipam"]["ranges"] == [[{"subnet": "10.244.1.0/24"}]]
+    # ours masquerades only traffic leaving the cluster CIDR; the reference bridge could exempt
+    # only its own /24 and would NAT pod-to-pod traffic between nodes, so it does not masquerade
+    assert ours["plugins"][0]["ipMasq"] and ours["plugins"][0]["ipMasqExclude"] == ["10.244.0.0/16"]
+    assert not ref["plugins"][0]["ipMasq"]
     with pytest.raises(ValueError):
         render_conflist("10.244.1.0/24", cni="flannel")
 
