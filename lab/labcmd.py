@@ -103,6 +103,12 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+def node_network_in_use() -> str:
+    """A route for 192.168.56.0/24 that is not ours (e.g. the Vagrant lab's libvirt bridge)."""
+    out = topology.ip("route", "show", str(topology.NODE_NETWORK), check=False).stdout.strip()
+    return out if out and f"dev {topology.BRIDGE} " not in out + " " else ""
+
+
 def supervisor_alive() -> bool:
     try:
         return bool(supervisor.request(state.SOCKET, {"cmd": "status"}, timeout=5).get("ok"))
@@ -262,6 +268,12 @@ def cmd_up(args: argparse.Namespace) -> int:
                 topology.BRIDGE
             ):
                 raise LabError("lab network objects (kl0, kl-*) exist without a running lab: run `sudo kubelab down`")
+            taken = node_network_in_use()
+            if taken:
+                raise LabError(
+                    f"the lab's node network {topology.NODE_NETWORK} is already in use ({taken}); "
+                    "is the Vagrant lab up? (`make vagrant-down` removes it)"
+                )
             if not port_free("0.0.0.0", 5000):
                 raise LabError("port 5000 is in use: the lab's registry needs it (find the owner with `ss -ltnp`)")
             started = time.monotonic()
