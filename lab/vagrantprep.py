@@ -8,6 +8,7 @@ The guests sit on isolated networks with no route out, so everything they need c
   ``vagrant/admin.kubeconfig`` works the moment the control plane is up;
 - ``vagrant/.prep/kl-nodeN``: each worker's kubeconfig (``system:node:kl-nodeN``), kubelet serving
   cert and the CA;
+- ``vagrant/.prep/bin``: noded's shim and pause binaries, compiled here (the box has no compiler);
 - the image registry at 192.168.56.1:5000 on the private network's bridge, with the lab's images
   (the same three names as the one-machine lab).
 
@@ -149,6 +150,21 @@ def prepare_pki(workers: int) -> None:
         (nd / "ca.crt").write_bytes(ca.cert_pem)
 
 
+def build_node_binaries() -> Path:
+    """noded's two small static C programs (the container shim and pause), compiled here.
+
+    noded compiles them on first start when no build of the current source is in its root dir;
+    the box has no compiler, so the host builds them (``gcc -static``: they run on any x86-64
+    Linux) and provisioning puts them, with their source-hash stamps, where noded looks.
+    """
+    from noded.runtime import runc
+
+    out = PREP / "bin"
+    runc.ensure_binary(runc.SHIM_SRC, out / "kubelab-shim")
+    runc.ensure_binary(runc.PAUSE_SRC, out / "pause")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.vagrantprep")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("KUBELAB_WORKERS", "2")))
@@ -158,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     prepare_pki(args.workers)
     if not args.skip_wheels:
         build_wheels()
+        build_node_binaries()
     print(f"vagrant/.prep ready for {args.workers} workers; host kubeconfig: {VAGRANT_DIR / 'admin.kubeconfig'}")
     return 0
 

@@ -17,12 +17,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# 2. The project: its dependencies from the wheels the host repacked from its own venv (pip never
-#    touches the network here), kubelab itself from the rsynced source tree through a .pth file.
+# 2. The project: its dependencies from the wheels the host repacked from its own venv, kubelab
+#    itself from the rsynced source tree through a .pth file. Nothing touches the network. The
+#    wheels are only unpacked (what pip would do for these: no scripts, no .data), not pip-installed:
+#    under software emulation pip and its byte-compilation take minutes.
 if [ ! -f $venv/.kubelab-wheels ] || ! cmp -s "$prep/wheels/.stamp" $venv/.kubelab-wheels; then
   rm -rf $venv
-  python3 -m venv $venv
-  $venv/bin/pip install -q --no-index --disable-pip-version-check --find-links "$prep/wheels" -r "$prep/wheels/requirements.txt"
+  python3 -m venv --without-pip $venv
+  site=$($venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  $venv/bin/python -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' \
+    "$site" "$prep"/wheels/*.whl
   cp "$prep/wheels/.stamp" $venv/.kubelab-wheels
 fi
 echo "$src" > "$($venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/kubelab-src.pth"
@@ -73,7 +77,9 @@ if [ "$role" = controlplane ]; then
     --advertise-address "$ip" --store sqlite --cluster-cidr 10.244.0.0/16
   units=(kubelab-controlplane)
 else
-  mkdir -p /var/lib/kubelab/cni-bin /etc/cni/net.d
+  mkdir -p /var/lib/kubelab/cni-bin /etc/cni/net.d /var/lib/kubelab/noded/bin
+  # noded's shim and pause, compiled on the host (the box has no compiler), with their stamps.
+  cp -a "$prep/bin/." /var/lib/kubelab/noded/bin/
   for p in /usr/lib/cni/*; do ln -sf "$p" /var/lib/kubelab/cni-bin/; done
   # kubelab-bridge/-ipam as the fast launchers (the Python one here: the box has no compiler).
   $venv/bin/python -c 'import sys; from netplugin import install; install.install_plugins(sys.argv[1], native=False)' \
