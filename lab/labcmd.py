@@ -253,6 +253,7 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
 
 def cmd_up(args: argparse.Namespace) -> int:
     try:
+        topology.plan_lab(args.workers)  # bad arguments first, before looking at the machine
         check_prerequisites(args.store)
         with state.locked():
             plan = state.read_plan()
