@@ -9,6 +9,7 @@ the three lab images; ``down`` stops it by that pid and removes its storage.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -59,6 +60,8 @@ def down() -> None:
         except (ProcessLookupError, ValueError):
             pass
         PID_FILE.unlink()
+    shutil.rmtree(PREP / "registry", ignore_errors=True)
+    shutil.rmtree(PREP / "images", ignore_errors=True)
 
 
 if __name__ == "__main__":

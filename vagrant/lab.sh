@@ -11,7 +11,8 @@
 #          VMX/SVM, as here); 5. the host's lab route to the service network via kl-node1;
 #       6. waits (with a deadline) until every node is Ready.
 # down: the route, the VMs and their volumes, the registry, the networks, the libvirt daemons this
-#       script started (by pid); with --all also the box (Vagrant's copy, the pool volume, the file).
+#       script started (by pid); with --all also the box (Vagrant's copy, the pool volume, the file)
+#       and everything the host prepared (vagrant/.prep, vagrant/admin.kubeconfig).
 #       Every step runs even when an earlier one fails: down is what cleans up after a failed up.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -109,6 +110,7 @@ down() {
   fi
   bash "$VDIR/provision/libvirt-networks.sh" down
   rm -rf "$VDIR/.vagrant"
+  [ "$all" = --all ] && rm -rf "$PREP" "$VDIR/admin.kubeconfig"
   say "down"
 }
 

@@ -171,7 +171,12 @@ def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
     pod_names = {p["metadata"]["name"] for p in pods()}
 
     # 4. The VIP from a worker (its own iptables DNAT, to pods on both nodes).
-    answer = ssh("kl-node1", f"curl -s --max-time 20 http://{vip}/")
+    answer = wait_for(
+        lambda: ssh("kl-node1", f"curl -s --max-time 20 http://{vip}/"),
+        timeout=300,
+        interval=5,
+        message="the VIP answering on kl-node1",
+    )
     assert any(name in answer for name in pod_names), f"VIP from kl-node1: {answer!r}"
 
     # 5. The VIP from the host across the private network (route via kl-node1), reaching both nodes.

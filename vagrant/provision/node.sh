@@ -94,6 +94,13 @@ else
     --cluster-cidr 10.244.0.0/16
   unit kubelab-netagent "kubelab node network agent (routes to other nodes' pods)" \
     /usr/local/bin/kubelab netagent --node-name "$name" --kubeconfig /etc/kubelab/kubeconfig
+  # The node itself reaching a service VIP (`curl 10.96.x.y` on the VM): the route lookup happens
+  # before the proxy's DNAT, and the guests have no default route, so the service network gets a
+  # route on the private NIC (in this VM only; the DNAT then sends it to a pod).
+  dev=$(ip -o -4 addr show | awk -v ip="$ip" 'index($4, ip "/") == 1 {print $2}')
+  install -d /etc/systemd/system/kubelab-proxy.service.d
+  printf '[Service]\nExecStartPre=-/sbin/ip route replace 10.96.0.0/12 dev %s src %s\n' "$dev" "$ip" \
+    > /etc/systemd/system/kubelab-proxy.service.d/service-route.conf
   units=(kubelab-noded kubelab-proxy kubelab-netagent)
 fi
 systemctl daemon-reload
