@@ -201,7 +201,9 @@ class ApiServer:
         if self.options.compaction_interval > 0:
             from controlplane.storage.compactor import Compactor
 
-            self.compactor = Compactor(self.store, self.options.compaction_interval).start()
+            compactor = Compactor(self.store, self.options.compaction_interval).start()
+            self.compactor = compactor
+            self.metrics.compacted_revision.set_function(lambda: compactor.last_compacted)
         self.ready = True
         if self.options.on_started is not None:
             self.options.on_started()

@@ -39,6 +39,11 @@ class Metrics:
             "apiserver_longrunning_requests", "Open long-running requests (watch, log, exec).", registry=self.registry
         )
 
+        self.compacted_revision = Gauge(
+            "apiserver_storage_compacted_revision",
+            "Store history at and below this revision has been compacted away (0: none yet).",
+            registry=self.registry,
+        )
         self.slow_watchers = Counter(
             "apiserver_watch_slow_watchers_closed_total",
             "Watch streams closed because the client did not keep up.",

@@ -72,6 +72,13 @@ def test_crud_and_typed_errors(client: ApiClient, ns: str) -> None:
         client.get(CONFIGMAPS, "a", ns)
 
 
+def compacted_revision(metrics_text: str) -> int:
+    for line in metrics_text.splitlines():
+        if line.startswith("apiserver_storage_compacted_revision "):
+            return int(float(line.split()[1]))
+    return 0
+
+
 def test_informer_sees_creates_updates_deletes_and_relists_after_410(
     server: RunningApiServer, client: ApiClient, ns: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -102,8 +109,13 @@ def test_informer_sees_creates_updates_deletes_and_relists_after_410(
         scratch = f"{ns}-scratch"
         other.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": scratch}})
         for i in range(10):
-            other.create(CONFIGMAPS, cm(f"s{i}", scratch))
-        time.sleep(1.2)  # two compaction intervals: an interval, not a condition, is what we wait for
+            last = other.create(CONFIGMAPS, cm(f"s{i}", scratch))
+        written = int(last["metadata"]["resourceVersion"])
+        with server.http() as http:
+            wait_for(
+                lambda: compacted_revision(http.get("/metrics").text) >= written,
+                timeout=15, message=f"the store compacted past revision {written}",
+            )  # fmt: skip
         server.restart()
         wait_for(lambda: inf.lists >= 2, timeout=30, message="relist after 410")
         assert any("expired; relisting" in r.getMessage() for r in caplog.records)
