@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from noded import names
+from noded.images.credentials import PullSecrets
 from noded.images.store import ImageError, ImageStore
 from noded.network.cni import Cni, CniError, CniRuntimeConf
 from noded.network.netns import Netns
@@ -453,11 +454,12 @@ class PodWorker:
                         f'Back-off pulling image "{image_ref}": {notes.image_errors.get(image_ref, "")}',
                     )
                     return float(wait)
+            secrets = PullSecrets(pod, self.api.get_object)  # read only if the registry is asked
             try:
                 if self.images.get(image_ref) is None or policy == "Always":
                     self.api.event(pod, "Normal", "Pulling", f'Pulling image "{image_ref}"')
                     t0 = time.monotonic()
-                    img = self.images.ensure(image_ref, policy)
+                    img = self.images.ensure(image_ref, policy, secrets)
                     self.api.event(
                         pod,
                         "Normal",
@@ -465,7 +467,7 @@ class PodWorker:
                         f'Successfully pulled image "{image_ref}" in {time.monotonic() - t0:.3f}s',
                     )
                 else:
-                    img = self.images.ensure(image_ref, policy)
+                    img = self.images.ensure(image_ref, policy, secrets)
                 notes.image_failures.pop(image_ref, None)
             except ImageError as exc:
                 notes.image_failures[image_ref] = (fails + 1, self.clock())
@@ -509,7 +511,7 @@ class PodWorker:
             name=s.name,
             attempt=s.attempt,
             image=image_ref,
-            image_id=img.image_id if img else "",
+            image_id=img.status_image_id if img else "",
             argv=argv,
             env=env,
             working_dir=cwd,

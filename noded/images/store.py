@@ -11,10 +11,24 @@ Layout under ``<root>`` (content-addressed; every name is a digest):
     layers/<diffid-hex>/fs      a layer unpacked once (overlayfs whiteouts), shared by all images
     images/<sha256(ref)>.json   {ref, manifest digest, config digest, layers, size, last_used}
 
-Pulling goes over the real distribution protocol through ``skopeo copy docker://REF dir:TMP``
-(token auth, manifest lists with platform selection and gzip layers are skopeo's job). Registries
-named with ``--insecure-registry`` get ``--src-tls-verify=false``. Every blob's sha256 is checked
-against its name before it enters ``blobs/``, and each layer's diff_id against the config's.
+Pulling goes over the real distribution protocol with skopeo, in two steps:
+1. ``skopeo inspect --raw docker://REF`` fetches what the tag (or pinned digest) names; its sha256
+   is the *repo digest* (checked against a pinned ``@sha256:`` reference). When it is a manifest
+   list / OCI index, ``platform.choose_manifest`` picks the entry for this host;
+2. ``skopeo copy docker://REPO@<platform manifest digest> dir:TMP`` fetches exactly that manifest
+   and its blobs (by digest, so a tag moved in between cannot mix two images); the copied
+   manifest's sha256 must equal the digest asked for.
+Token auth (401 + ``WWW-Authenticate: Bearer realm=..`` → token endpoint → retry, as Docker Hub
+does) and gzip layers are skopeo's job. Credentials come from the pod's ``imagePullSecrets``
+(``credentials.PullSecrets``), matched to the image by kubelet's rules; each matching one is tried
+in turn, written to a 0600 auth file under ``<root>/tmp`` that is removed right after (never on
+a command line, never logged). Registries named with ``--insecure-registry`` get
+``--src-tls-verify=false``. Every blob's sha256 is checked against its name before it enters
+``blobs/``, and each layer's diff_id against the config's.
+
+Image identity, as Kubernetes reports it: ``Image.image_id`` is the config digest (what
+``crictl images`` calls the image ID); ``Image.status_image_id`` is ``REPO@<repo digest>`` (the
+index digest for a multi-platform image), which goes into a container status's ``imageID``.
 
 Concurrency: one lock per reference serialises pulls of the same image; a store lock guards the
 records and GC. Layer unpacking happens in a temp dir renamed into place, so a crash never
@@ -33,15 +47,18 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from noded.host.exec import CommandError, CommandRunner, SubprocessRunner
+from noded.images.credentials import AuthConfig, CredentialError, PullSecrets, authfile
+from noded.images.platform import NoMatchingPlatform, Platform, choose_manifest
 from noded.images.unpack import unpack_layer
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_DOMAIN = "docker.io"
 MEDIA_INDEXES = (
@@ -79,13 +96,22 @@ class ImageRef:
     def registry(self) -> str:
         return self.domain
 
+    @property
+    def repository(self) -> str:
+        return f"{self.domain}/{self.path}"
+
     def __str__(self) -> str:
-        s = f"{self.domain}/{self.path}"
+        s = self.repository
         if self.tag:
             s += f":{self.tag}"
         if self.digest:
             s += f"@{self.digest}"
         return s
+
+    def source(self) -> str:
+        """What skopeo is given: a pinned digest alone (skopeo refuses tag and digest together,
+        and the digest is what counts, as in containerd), else the tag."""
+        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
 
 
 def parse_image_ref(ref: str) -> ImageRef:
@@ -126,10 +152,17 @@ class Image:
     repo_digest: str = ""  # digest the registry resolved the tag to (index or manifest)
     last_used: float = 0.0
     names: list[str] = field(default_factory=list)
+    repository: str = ""  # host/path it was pulled from; empty for an imported archive
 
     @property
     def image_id(self) -> str:
         return self.config_digest
+
+    @property
+    def status_image_id(self) -> str:
+        """A container status's ``imageID``: ``repo@sha256:<repo digest>`` for a pulled image
+        (containerd reports the first repo digest), the config digest for an imported one."""
+        return f"{self.repository}@{self.repo_digest}" if self.repository and self.repo_digest else self.config_digest
 
     def to_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -145,6 +178,10 @@ def _sha256_file(path: Path) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return "sha256:" + h.hexdigest()
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _diff_id(blob: Path) -> str:
@@ -167,11 +204,13 @@ class ImageStore:
         insecure_registries: Iterable[str] = (),
         pull_timeout: float = 300.0,
         resolve_ttl: float = 5.0,
+        platform: Platform | None = None,
     ) -> None:
         self.root = Path(root)
         self.runner = runner or SubprocessRunner()
         self.insecure = set(insecure_registries)
         self.pull_timeout = pull_timeout
+        self.platform = platform  # None: this host's (``platform.host_platform``)
         for d in ("blobs/sha256", "layers", "images", "tmp"):
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
@@ -218,8 +257,11 @@ class ImageStore:
 
     # ---- pulling ---------------------------------------------------------------------------
 
-    def ensure(self, ref: str, policy: str = "IfNotPresent") -> Image:
-        """Make ``ref`` present per ``imagePullPolicy`` (Always / IfNotPresent / Never)."""
+    def ensure(self, ref: str, policy: str = "IfNotPresent", secrets: PullSecrets | None = None) -> Image:
+        """Make ``ref`` present per ``imagePullPolicy`` (Always / IfNotPresent / Never).
+
+        ``secrets`` are the pod's ``imagePullSecrets``; they are read only when the registry is
+        really asked (a present image with IfNotPresent costs no API call)."""
         parsed = parse_image_ref(ref)
         norm = str(parsed)
         with self._lock:
@@ -232,6 +274,9 @@ class ImageStore:
                 return have
             if policy == "IfNotPresent" and have is not None:
                 return have
+            if policy == "Always" and have is not None and parsed.digest:
+                return have  # a digest names immutable content: nothing to ask the registry
+            auths = self._auth_attempts(parsed, secrets)
             if policy == "Always" and have is not None and have.repo_digest:
                 # Resolve the tag (one manifest request); unchanged digest → nothing to pull. A
                 # resolution younger than ``resolve_ttl`` is reused: a batch of pods with
@@ -241,50 +286,120 @@ class ImageStore:
                 if seen and seen[0] == have.repo_digest and time.monotonic() - seen[1] < self.resolve_ttl:
                     return have
                 with contextlib.suppress(ImagePullError):
-                    digest = self._resolve_digest(parsed)
+                    digest = self._each_auth(parsed, auths, lambda af: self._resolve_digest(parsed, af))
                     self._resolved[norm] = (digest, time.monotonic())
                     if digest == have.repo_digest:
                         return have
-            return self._pull(parsed)
+            return self._each_auth(parsed, auths, lambda af: self._pull(parsed, af))
+
+    def _auth_attempts(self, parsed: ImageRef, secrets: PullSecrets | None) -> list[AuthConfig | None]:
+        """The credentials to try in turn (kubelet: every match from the pod's secrets; with
+        none, one anonymous attempt, which still gets a token where the registry gives one)."""
+        if secrets is None:
+            return [None]
+        try:
+            found = secrets.keyring().lookup(str(parsed))
+        except CredentialError as exc:
+            raise ImagePullError(f'cannot use imagePullSecrets for "{parsed}": {exc}') from None
+        return list(found) or [None]
+
+    def _each_auth(self, parsed: ImageRef, auths: Sequence[AuthConfig | None], op: Callable[[Path | None], _T]) -> _T:
+        last: ImagePullError | None = None
+        for cred in auths:
+            with self._authfile(parsed, cred) as path:
+                try:
+                    return op(path)
+                except ImagePullError as exc:
+                    last = exc
+        assert last is not None
+        raise last
+
+    @contextlib.contextmanager
+    def _authfile(self, parsed: ImageRef, cred: AuthConfig | None) -> Iterator[Path | None]:
+        """A 0600 containers-auth.json holding only ``cred`` for this registry, removed after use."""
+        if cred is None:
+            yield None
+            return
+        fd, name = tempfile.mkstemp(dir=self.root / "tmp", prefix="auth-", suffix=".json")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "w") as f:  # mkstemp creates it 0600
+                json.dump(authfile(parsed.domain, cred), f)
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
     def _tls_flag(self, parsed: ImageRef, flag: str) -> list[str]:
         return [f"{flag}=false"] if parsed.domain in self.insecure else []
 
-    def _resolve_digest(self, parsed: ImageRef) -> str:
+    def _inspect_raw(self, parsed: ImageRef, auth: Path | None) -> bytes:
+        """The manifest (or index) the reference names, exactly as the registry serves it."""
+        auth_flag = ["--authfile", str(auth)] if auth else []
         try:
             res = self.runner.run(
-                ["skopeo", "inspect", "--raw", *self._tls_flag(parsed, "--tls-verify"), f"docker://{parsed}"],
+                [
+                    "skopeo",
+                    "inspect",
+                    "--raw",
+                    *auth_flag,
+                    *self._tls_flag(parsed, "--tls-verify"),
+                    f"docker://{parsed.source()}",
+                ],
                 timeout=self.pull_timeout,
             )
         except CommandError as exc:
             raise ImagePullError(_pull_reason(str(parsed), exc.stderr)) from exc
-        return "sha256:" + hashlib.sha256(res.stdout).hexdigest()
+        raw = res.stdout
+        if parsed.digest and _sha256_bytes(raw) != parsed.digest:
+            raise ImagePullError(
+                f'failed to pull image "{parsed}": manifest digest mismatch: the registry served '
+                f"{_sha256_bytes(raw)} for {parsed.digest}"
+            )
+        return raw
 
-    def _pull(self, parsed: ImageRef) -> Image:
+    def _resolve_digest(self, parsed: ImageRef, auth: Path | None = None) -> str:
+        return _sha256_bytes(self._inspect_raw(parsed, auth))
+
+    def _pull(self, parsed: ImageRef, auth: Path | None = None) -> Image:
         norm = str(parsed)
+        log.info("pulling image %s", norm)
+        raw = self._inspect_raw(parsed, auth)
+        repo_digest = _sha256_bytes(raw)
+        try:
+            top = json.loads(raw)
+        except ValueError as exc:
+            raise ImagePullError(f'failed to pull image "{norm}": the registry served an unreadable manifest') from exc
+        target = repo_digest
+        if isinstance(top, dict) and (top.get("mediaType") in MEDIA_INDEXES or "manifests" in top):
+            try:
+                target = str(choose_manifest(top, self.platform)["digest"])
+            except (NoMatchingPlatform, KeyError) as exc:
+                raise ImagePullError(f'failed to pull image "{norm}": {exc}') from None
+        auth_flag = ["--src-authfile", str(auth)] if auth else []
         with tempfile.TemporaryDirectory(dir=self.root / "tmp") as tmp:
             dest = Path(tmp) / "img"
-            log.info("pulling image %s", norm)
             try:
                 self.runner.run(
                     [
                         "skopeo",
                         "copy",
                         "--quiet",
+                        *auth_flag,
                         *self._tls_flag(parsed, "--src-tls-verify"),
-                        f"docker://{parsed}",
+                        f"docker://{parsed.repository}@{target}",
                         f"dir:{dest}",
                     ],
                     timeout=self.pull_timeout,
                 )
-                raw = self.runner.run(
-                    ["skopeo", "inspect", "--raw", *self._tls_flag(parsed, "--tls-verify"), f"docker://{parsed}"],
-                    timeout=self.pull_timeout,
-                ).stdout
             except CommandError as exc:
                 raise ImagePullError(_pull_reason(norm, exc.stderr)) from exc
-            repo_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
-            return self._ingest_dir(dest, norm, repo_digest)
+            got = _sha256_file(dest / "manifest.json")
+            if got != target:
+                raise ImagePullError(f'failed to pull image "{norm}": manifest {got} is not the {target} asked for')
+            if target != repo_digest:
+                # Keep the index too, so the repo digest we report names content we hold.
+                self._blob(repo_digest).write_bytes(raw)
+            return self._ingest_dir(dest, norm, repo_digest, parsed.repository)
 
     def import_archive(self, archive: str | Path, name: str | None = None) -> Image:
         """``kubelab image import``: load an OCI archive (``oci-archive:``) without a registry."""
@@ -302,7 +417,7 @@ class ImageStore:
             norm = str(parse_image_ref(ref_name))
             return self._ingest_dir(dest, norm, "")
 
-    def _ingest_dir(self, src: Path, ref: str, repo_digest: str) -> Image:
+    def _ingest_dir(self, src: Path, ref: str, repo_digest: str, repository: str = "") -> Image:
         """Move a skopeo ``dir:`` copy into the content-addressed store (verifying digests)."""
         manifest_bytes = (src / "manifest.json").read_bytes()
         manifest = json.loads(manifest_bytes)
@@ -336,6 +451,7 @@ class ImageStore:
             size=size,
             repo_digest=repo_digest or manifest_digest,
             last_used=time.time(),
+            repository=repository,
         )
         with self._lock:
             self._save(img)
@@ -407,7 +523,10 @@ class ImageStore:
         keep_blobs: set[str] = set()
         keep_layers: set[str] = set()
         for img in self.list_images():
-            keep_blobs.update(d.split(":", 1)[1] for d in [img.config_digest, img.manifest_digest, *img.layers])
+            digests = [img.config_digest, img.manifest_digest, *img.layers]
+            if img.repo_digest:
+                digests.append(img.repo_digest)
+            keep_blobs.update(d.split(":", 1)[1] for d in digests)
             keep_layers.update(d.split(":", 1)[1] for d in img.diff_ids)
         for blob in (self.root / "blobs" / "sha256").iterdir():
             if blob.name not in keep_blobs:
