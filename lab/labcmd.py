@@ -105,8 +105,10 @@ def port_free(host: str, port: int) -> bool:
 
 def node_network_in_use() -> str:
     """A route for 192.168.56.0/24 that is not ours (e.g. the Vagrant lab's libvirt bridge)."""
-    out = topology.ip("route", "show", str(topology.NODE_NETWORK), check=False).stdout.strip()
-    return out if out and f"dev {topology.BRIDGE} " not in out + " " else ""
+    out = topology.ip("route", "show", str(topology.NODE_NETWORK), check=False).stdout
+    # the safety route (unreachable, lab/safety.py) is ours too: it only says "no lab is up"
+    routes = [line for line in out.splitlines() if line.strip() and not line.startswith("unreachable")]
+    return "\n".join(r for r in routes if f"dev {topology.BRIDGE} " not in r + " ")
 
 
 def supervisor_alive() -> bool:

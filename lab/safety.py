@@ -3,7 +3,9 @@
 DESIGN.md §3: before any address is assigned, the root namespace must route the pod network
 (10.244.0.0/16) and the service network (10.96.0.0/12) nowhere, so a packet for them that is not
 caught by a more specific route into one of our namespaces is dropped here and never follows the
-default route off the machine.
+default route off the machine. The node network (192.168.56.0/24) is held the same way: while a
+lab is up its bridge's connected route (metric 0) wins; while a test holds the routes without a
+lab, a stray request to a lab address is refused here instead of leaving by the default route.
 
 Several holders (a lab, and any number of test processes) may need the routes at the same time.
 Each ``hold()`` registers its pid in ``/run/kubelab/safety/``; the routes are added by the first
@@ -25,10 +27,12 @@ from pathlib import Path
 
 POD_NETWORK = "10.244.0.0/16"
 SERVICE_NETWORK = "10.96.0.0/12"
-SAFETY_PREFIXES = (POD_NETWORK, SERVICE_NETWORK)
+NODE_NETWORK = "192.168.56.0/24"
+SAFETY_PREFIXES = (POD_NETWORK, SERVICE_NETWORK, NODE_NETWORK)
 STATE_DIR = Path("/run/kubelab/safety")
 # A recognisable metric marks the routes as ours; a more specific route (a /24 into a node
-# namespace) always wins over these /16 and /12 routes whatever their metric.
+# namespace) always wins over these /16 and /12 routes whatever their metric, and a connected
+# route for the node network (metric 0: the lab's bridge, a Vagrant host-only network) beats ours.
 METRIC = "4242"
 
 
