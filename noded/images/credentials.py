@@ -15,7 +15,8 @@ Kubernetes' matching rules (``pkg/credentialprovider/keyring.go``), which we fol
   key's path is a prefix of the image's repository path;
 - keys are tried in reverse lexical order, so ``registry/team`` wins over ``registry``;
 - when nothing matches and the image is on Docker Hub (``busybox``, ``library/x``, ``docker.io/x``,
-  ``index.docker.io/x``), credentials stored under ``index.docker.io`` apply.
+  ``index.docker.io/x``), credentials stored under ``index.docker.io`` apply. (``localhost/x`` is
+  not Docker Hub here, as image names treat ``localhost`` as a registry; kubelet's check misses it.)
 
 Invariant: a credential's password never appears in a repr, a log line or an exception message.
 Concurrency: a keyring is built per pull and not shared; ``PullSecrets`` is used by one thread.

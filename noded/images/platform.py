@@ -93,7 +93,7 @@ def _score(want: Platform, have: Platform) -> int | None:
 
 def choose_manifest(index: Mapping[str, Any], want: Platform | None = None) -> dict[str, Any]:
     """The descriptor in ``index["manifests"]`` to pull for ``want`` (default: this host)."""
-    want = want or host_platform()
+    want = normalize(want.os, want.architecture, want.variant) if want else host_platform()
     best: tuple[int, dict[str, Any]] | None = None
     offered: list[str] = []
     for desc in index.get("manifests") or []:
