@@ -226,7 +226,11 @@ class ApiServer:
                     if batch is None:
                         return
                     for ev in batch:
-                        self._namespace_seen(ev.obj, ev.type == "DELETED")
+                        try:
+                            obj = ev.obj
+                        except ValueError:
+                            continue  # not a JSON object (the watch cache logged it)
+                        self._namespace_seen(obj, ev.type == "DELETED")
             finally:
                 sub.close()
                 self.ops.on_namespace_change = None

@@ -93,6 +93,20 @@ _TOP_FIELDS: dict[str, set[str]] = {
 }
 
 
+def with_resource_version(value: bytes, revision: int) -> bytes | None:
+    """A stored value with ``metadata.resourceVersion`` spliced in, or None if it is not in ``encode``'s form.
+
+    Values written by ``ResourceOps.encode`` start ``{"apiVersion":…,"kind":…,"metadata":{`` with a
+    non-empty metadata, so the first ``,"metadata":{`` is the object's own and the resourceVersion
+    can go in front of its first key: the JSON of the object as served, without decoding it.
+    """
+    at = value.find(_META, 0, 256)
+    if at > 0 and value.startswith(_PREFIX) and value[at + _META_LEN] != 125:  # 125: "}"
+        at += _META_LEN
+        return b'%s"resourceVersion":"%d",%s' % (value[:at], revision, value[at:])
+    return None
+
+
 def qualified(res: Resource) -> str:
     """``deployments.apps`` / ``pods``: how Kubernetes names a resource in error messages."""
     return f"{res.plural}.{res.group}" if res.group else res.plural
@@ -191,18 +205,9 @@ class ResourceOps:
 
     @classmethod
     def raw(cls, kv: KeyValue) -> bytes:
-        """The object's JSON with ``metadata.resourceVersion`` set, without decoding it (hot path).
-
-        Values written by ``encode`` start ``{"apiVersion":…,"kind":…,"metadata":{`` with a non-empty
-        metadata, so the first ``,"metadata":{`` is the object's own and the resourceVersion can be
-        spliced in front of its first key; anything else is decoded and re-encoded.
-        """
-        value = kv.value
-        at = value.find(_META, 0, 256)
-        if at > 0 and value.startswith(_PREFIX) and value[at + _META_LEN] != 125:  # 125: "}"
-            at += _META_LEN
-            return b'%s"resourceVersion":"%d",%s' % (value[:at], kv.mod_revision, value[at:])
-        return orjson.dumps(cls.decode(kv))
+        """The object's JSON with ``metadata.resourceVersion`` set, without decoding it (hot path)."""
+        spliced = with_resource_version(kv.value, kv.mod_revision)
+        return spliced if spliced is not None else orjson.dumps(cls.decode(kv))
 
     def list_raw(self, res: Resource, namespace: str | None) -> tuple[list[bytes], int]:
         kvs, rev = self.store.list(res.storage_prefix(namespace))

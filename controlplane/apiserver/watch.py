@@ -82,12 +82,16 @@ class LineCache:
         self._lines: OrderedDict[tuple[str, int, str], bytes] = OrderedDict()
         self._size = size
 
-    def line(self, type_: str, ev: Any, obj: Obj) -> bytes:
+    def line(self, type_: str, ev: Any) -> bytes:
         k = (ev.key, ev.revision, type_)
         hit = self._lines.get(k)
         if hit is not None:
             return hit
-        data = orjson.dumps({"type": type_, "object": obj}) + b"\n"
+        object_json = getattr(ev, "object_json", None)
+        if object_json is not None:  # a CachedEvent: from the stored bytes, no decode + encode
+            data = b'{"type":"%s","object":%s}\n' % (type_.encode(), object_json())
+        else:
+            data = orjson.dumps({"type": type_, "object": ev.obj}) + b"\n"
         self._lines[k] = data
         if len(self._lines) > self._size:
             self._lines.popitem(last=False)
@@ -210,14 +214,17 @@ async def serve_watch(
             out = []
             for ev in batch:
                 last_rev = max(last_rev, ev.revision)
-                type_ = classify(ev, wr.match)
-                if type_ is None:
-                    continue
-                if wr.to_table is None:
-                    out.append(lines.line(type_, ev, ev.obj))
-                else:
-                    out.append(_encode_one(type_, ev.obj, wr, first_table))
-                    first_table = False
+                try:
+                    type_ = classify(ev, wr.match)
+                    if type_ is None:
+                        continue
+                    if wr.to_table is None:
+                        out.append(lines.line(type_, ev))
+                    else:
+                        out.append(_encode_one(type_, ev.obj, wr, first_table))
+                        first_table = False
+                except ValueError:
+                    continue  # a stored value that is not a JSON object (the cache logged it)
             if wr.bookmarks and time.monotonic() >= next_bookmark:
                 out.append(_bookmark(wr.res, last_rev))
                 next_bookmark = time.monotonic() + bookmark_interval

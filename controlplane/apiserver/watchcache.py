@@ -2,8 +2,11 @@
 
 Role: kube-apiserver's cacher. Without it every ``?watch=1`` client would hold its own store
 watch and decode every value itself; with it the store is watched once (under ``/registry/``),
-each value is decoded once (orjson, ``metadata.resourceVersion`` set to the event's revision),
-kept in a ring of the last ``window`` events, and handed to any number of subscribers.
+each event is kept in a ring of the last ``window`` events and handed to any number of
+subscribers. Values are decoded lazily, at most once while recent (orjson,
+``metadata.resourceVersion`` set to the event's revision): a watcher without selectors gets the
+stored bytes with the resourceVersion spliced in and costs no decoding at all, and the ring holds
+bytes, not millions of small dicts that would make every full garbage collection pause the server.
 
 Invariants:
 - The ring holds, in revision order, every event under ``prefix`` with a revision in
@@ -23,9 +26,12 @@ Invariants:
   the memory of every object decoded once.
 - ``CachedEvent.obj`` is shared by every subscriber: never mutate it. For UPDATE ``prev_obj`` is
   the decoded previous value, decoded on first use (``None`` when the store no longer had it); for DELETE it is the
-  same dict as ``obj`` (the last state); for ADDED it is ``None``.
+  same dict as ``obj`` (the last state); for ADDED it is ``None``. Only the newest
+  ``DECODED_WINDOW`` events keep their decoded objects; older ones decode again on use.
+- A value that is not a JSON object is logged and skipped (by the pump when its shape is wrong,
+  by the watch stream when it fails to decode); it never stops the cache.
 
-Concurrency: one pump thread reads the store watch, decodes, appends to the ring under a lock and
+Concurrency: one pump thread reads the store watch, appends to the ring under a lock and
 schedules delivery onto each subscriber's asyncio loop with ``loop.call_soon_threadsafe``. All
 of a subscription's queue handling happens on its loop; ``next`` is a coroutine on that loop.
 ``subscribe``/``revision``/``stop`` may be called from any thread.
@@ -43,6 +49,7 @@ from typing import Any, Literal
 
 import orjson
 
+from controlplane.apiserver.resources import with_resource_version
 from controlplane.storage.interface import CompactedError, Event, EventType, Store, StoreError, Watch
 
 log = logging.getLogger(__name__)
@@ -61,69 +68,124 @@ _TYPES: dict[EventType, EventTypeName] = {
 DEFAULT_MAX_PENDING = 10_000
 
 
-_UNDECODED: Any = object()
+#: How many of the newest events keep their decoded objects once decoded. Older ones drop them and
+#: decode again if a late watcher asks (replays are rare): a ring of 100,000 decoded objects would
+#: hold millions of dicts that every full garbage collection has to walk (pauses of 100+ ms).
+DECODED_WINDOW = 4096
 
 
 class CachedEvent:
-    """One change, decoded once: ``type``, ``key``, ``revision``, ``obj``, ``prev_obj``.
+    """One change: ``type``, ``key``, ``revision``, and its object decoded on first use, once.
 
-    ``prev_obj`` of an UPDATE is decoded on first use (only watchers with selectors need it),
-    then kept: most events never pay for it, in time or in ring memory.
+    The cache keeps the stored bytes (``raw``); ``obj`` decodes them the first time a watcher needs
+    the object (selectors, tables, the server's own namespace cache) and keeps the result for every
+    later subscriber. A watcher without selectors needs no decoding at all: ``object_json`` splices
+    the resourceVersion into the stored bytes. ``prev_obj`` of an UPDATE is decoded the same way.
     """
 
-    __slots__ = ("_prev", "_prev_raw", "key", "obj", "revision", "type")
+    __slots__ = ("_obj", "_prev", "_prev_raw", "_raw", "key", "revision", "type")
 
     def __init__(
         self,
         type: EventTypeName,
         key: str,
         revision: int,
-        obj: Obj,
+        obj: Obj | None = None,
         prev_obj: Obj | None = None,
         *,
+        raw: bytes | None = None,
         prev_raw: bytes | None = None,
     ) -> None:
+        if obj is None and raw is None:
+            raise ValueError("a CachedEvent needs its object or its stored bytes")
         self.type: EventTypeName = type
         self.key = key
         self.revision = revision
-        self.obj = obj
+        self._raw = raw
+        self._obj: Obj | None = obj
         self._prev_raw = prev_raw
-        self._prev: Obj | None = _UNDECODED if prev_raw is not None else prev_obj
+        self._prev: Obj | None = prev_obj
+
+    @property
+    def obj(self) -> Obj:
+        """The object (``metadata.resourceVersion`` = the event's revision). Shared: never mutate it.
+
+        Raises ``ValueError`` if the stored bytes are not a JSON object (logged; watchers skip it).
+        """
+        obj = self._obj
+        if obj is None:
+            obj = _decode(self._raw or b"", self.revision, self.key)
+            self._obj = obj
+        return obj
 
     @property
     def prev_obj(self) -> Obj | None:
-        if self._prev is _UNDECODED:
-            prev: Obj | None = None
+        """UPDATE: the previous object (``None`` if the store no longer had it); DELETE: ``obj``."""
+        if self.type == "DELETED":
+            return self.obj
+        if self._prev is None and self._prev_raw is not None:
             try:
-                decoded = orjson.loads(self._prev_raw or b"")
-                prev = decoded if isinstance(decoded, dict) else None
+                decoded = orjson.loads(self._prev_raw)
+                self._prev = decoded if isinstance(decoded, dict) else None
             except orjson.JSONDecodeError:
-                pass
-            self._prev, self._prev_raw = prev, None
+                self._prev_raw = None
         return self._prev
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the decoded object is held right now (it is dropped outside ``DECODED_WINDOW``)."""
+        return self._obj is not None
+
+    def object_json(self) -> bytes:
+        """The object's JSON as served (with resourceVersion), from the stored bytes when it can."""
+        if self._raw is not None:
+            spliced = with_resource_version(self._raw, self.revision)
+            if spliced is not None:
+                return spliced
+        return orjson.dumps(self.obj)
+
+    def forget(self) -> None:
+        """Drop the decoded objects (they can be decoded again from the stored bytes)."""
+        if self._raw is not None:
+            self._obj = None
+        if self._prev_raw is not None:
+            self._prev = None
 
     def __repr__(self) -> str:
         return f"CachedEvent({self.type}, {self.key!r}, {self.revision})"
 
 
-def decode_event(ev: Event) -> CachedEvent | None:
-    """Decode one store event (once, for every subscriber); ``None`` if its value is not an object."""
+def _decode(value: bytes, revision: int, key: str) -> Obj:
     try:
-        obj = orjson.loads(ev.value)
-        if not isinstance(obj, dict):
-            raise ValueError("not a JSON object")
-        meta = obj.get("metadata")
-        if not isinstance(meta, dict):
-            meta = obj["metadata"] = {}
-        meta["resourceVersion"] = str(ev.revision)
-    except (orjson.JSONDecodeError, ValueError) as exc:
-        log.error("watch cache: value of %s at revision %d is not a JSON object: %s", ev.key, ev.revision, exc)
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        log.error("watch cache: value of %s at revision %d is not JSON: %s", key, revision, exc)
+        raise ValueError(f"the stored value of {key} is not JSON") from None
+    if not isinstance(obj, dict):
+        log.error("watch cache: value of %s at revision %d is not a JSON object", key, revision)
+        raise ValueError(f"the stored value of {key} is not a JSON object")
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        meta = obj["metadata"] = {}
+    meta["resourceVersion"] = str(revision)
+    return obj
+
+
+def decode_event(ev: Event) -> CachedEvent | None:
+    """A store event for the ring, still undecoded; ``None`` if its value cannot be a JSON object.
+
+    Only a cheap shape check happens here (every value the API server writes is ``encode``'s JSON
+    object); ``CachedEvent.obj`` decodes on first use.
+    """
+    value = ev.value
+    if not (value[:1] == b"{" and value.rstrip()[-1:] == b"}"):
+        log.error("watch cache: value of %s at revision %d is not a JSON object", ev.key, ev.revision)
         return None
     if ev.type is EventType.UPDATE:
-        return CachedEvent("MODIFIED", ev.key, ev.revision, obj, prev_raw=ev.prev_value)
+        return CachedEvent("MODIFIED", ev.key, ev.revision, raw=value, prev_raw=ev.prev_value)
     if ev.type is EventType.DELETE:
-        return CachedEvent("DELETED", ev.key, ev.revision, obj, obj)
-    return CachedEvent("ADDED", ev.key, ev.revision, obj)
+        return CachedEvent("DELETED", ev.key, ev.revision, raw=value)
+    return CachedEvent("ADDED", ev.key, ev.revision, raw=value)
 
 
 class Subscription:
@@ -245,6 +307,7 @@ class WatchCache:
         self._poll_timeout = poll_timeout
         self._lock = threading.Lock()
         self._ring: deque[CachedEvent] = deque()
+        self._recent: deque[CachedEvent] = deque()  # the newest DECODED_WINDOW events (may keep objects)
         self._oldest = 0  # the ring has every event with revision > _oldest (up to _revision)
         self._revision = 0
         self._subs: set[Subscription] = set()
@@ -473,11 +536,18 @@ class WatchCache:
                     if ce.type == "DELETED":
                         state.pop(ce.key, None)
                     else:
-                        state[ce.key] = ce.obj
+                        try:
+                            state[ce.key] = ce.obj
+                        except ValueError:
+                            continue  # not a JSON object (logged)
             ring = self._ring
             ring.extend(decoded)
             while len(ring) > self._window:
                 self._oldest = ring.popleft().revision
+            recent = self._recent
+            recent.extend(decoded)
+            while len(recent) > DECODED_WINDOW:
+                recent.popleft().forget()
             self._revision = max(self._revision, last, progress if isinstance(progress, int) else 0)
             self.events_seen += len(batch)
             subs = list(self._subs)
@@ -557,6 +627,7 @@ class WatchCache:
         watch, start = self._open_watch(current)
         with self._lock:
             self._ring.clear()
+            self._recent.clear()
             self._oldest = self._revision = start
             self._watch = watch
             self._restarting = False

@@ -275,6 +275,12 @@ def test_bad_values_are_skipped_not_fatal() -> None:
             store.create("/registry/pods/default/bad", b"not json")
             good = store.create("/registry/pods/default/good", pod("good"))
             assert [e.revision for e in await collect(sub, 1)] == [good]
+            # Shaped like an object but broken: found on first use, as ValueError (watchers skip it).
+            broken = store.create("/registry/pods/default/broken", b"{broken}")
+            (ev,) = await collect(sub, 1)
+            assert ev.revision == broken
+            with pytest.raises(ValueError, match="not JSON"):
+                _ = ev.obj
         finally:
             cache.stop()
 
@@ -481,6 +487,58 @@ def test_falling_behind_compaction_restarts_and_makes_watchers_relist() -> None:
             store.compact_now.set()
             assert await sub.next(10) is None
             assert sub.closed_reason is not None and "compaction" in sub.closed_reason
+        finally:
+            cache.stop()
+
+    run(main)
+
+
+def test_events_are_decoded_only_when_used_and_served_from_the_stored_bytes() -> None:
+    async def main() -> None:
+        store = MemoryStore()
+        cache = WatchCache(store)
+        cache.start()
+        try:
+            sub = cache.subscribe("/registry/pods/", store.current_revision(), asyncio.get_running_loop())
+            value = pod("a", spec={"containers": [{"name": "c", "image": "busybox"}]})
+            r1 = store.create("/registry/pods/default/a", value)
+            (ev,) = await collect(sub, 1)
+            assert not ev.decoded  # nobody needed the object yet
+            served = orjson.loads(ev.object_json())
+            assert served == {
+                **orjson.loads(value),
+                "metadata": {"name": "a", "namespace": "default", "resourceVersion": str(r1)},
+            }
+            assert not ev.decoded  # the JSON came from the stored bytes
+            assert ev.obj == served and ev.decoded
+            assert ev.obj is ev.obj  # decoded once, shared
+        finally:
+            cache.stop()
+
+    run(main)
+
+
+def test_only_recent_events_keep_their_decoded_objects(monkeypatch: pytest.MonkeyPatch) -> None:
+    import controlplane.apiserver.watchcache as wc
+
+    monkeypatch.setattr(wc, "DECODED_WINDOW", 3)
+
+    async def main() -> None:
+        store = MemoryStore()
+        cache = WatchCache(store)
+        cache.start()
+        try:
+            sub = cache.subscribe("/registry/pods/", store.current_revision(), asyncio.get_running_loop())
+            first = [store.create(f"/registry/pods/default/p{i}", pod(f"p{i}")) for i in range(2)]
+            events = await collect(sub, 2)
+            assert [e.obj["metadata"]["name"] for e in events] == ["p0", "p1"]
+            more = [store.create(f"/registry/pods/default/q{i}", pod(f"q{i}")) for i in range(3)]
+            await collect(sub, 3)
+            assert await cache.wait_for(more[-1], 5)
+            # The two oldest fell out of the window of 3: their objects were dropped ...
+            assert [e.decoded for e in events] == [False, False]
+            # ... and come back from the stored bytes on use, with the right resourceVersion.
+            assert [e.obj["metadata"]["resourceVersion"] for e in events] == [str(r) for r in first]
         finally:
             cache.stop()
 
