@@ -7,9 +7,18 @@ Endpoints (the real kubelet's paths, which the API server's pods/log and pods/ex
   when asked), chunked; ``follow`` streams until the container exits and the file is drained;
 - ``GET /exec/{ns}/{pod}/{container}?command=…&stdin=&stdout=&stderr=&tty=`` and ``/attach/…``: a
   WebSocket with subprotocol ``v5.channel.k8s.io`` (or ``v4``). Every binary message starts with its
-  channel: 0 stdin, 1 stdout, 2 stderr, 3 status (a ``Status`` JSON with the exit code), 4 resize,
-  255 close-stdin (v5). ``attach`` streams the container's output from now on (no stdin: the
-  container's stdio belongs to its shim).
+  channel: 0 stdin, 1 stdout, 2 stderr, 3 status (a ``Status`` JSON with the exit code), 4 resize
+  (``{"Width":…,"Height":…}``), 255 close-stdin (v5).
+  ``exec`` with ``tty=true`` runs the command on a real pseudo-terminal (the runtime holds its
+  master): channel 0 is typed into it, its output comes back on channel 1 and every resize
+  message sets its size; without a tty stdout and stderr stay apart (channels 1 and 2). The
+  final message is channel 3: ``Success``, or ``NonZeroExitCode`` with the code as the
+  ``ExitCode`` cause (kubectl exits with that code). A client that goes away hangs the terminal up.
+  ``attach`` streams the container's own output from now on and, when the container was created
+  with ``stdin: true``, writes channel 0 to its stdin (pipe or terminal, both owned by the
+  container's shim, so they survive noded restarts); resize works when it has a terminal. The
+  session ends when the client goes or the container exits. Containers without an attach socket
+  (started by an older shim) get the output-only fallback: the log file followed from now on.
 
 Built on the standard library (``ThreadingHTTPServer`` + ``ssl``; one thread per connection) with a
 minimal RFC 6455 framer: noded may not import the API server's framework.
@@ -26,15 +35,17 @@ import ssl
 import struct
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from noded.runtime.interface import ContainerState, ContainerStatus
+from noded.runtime.interface import AttachUnavailable, ContainerState, ContainerStatus
 
 if TYPE_CHECKING:
     from noded.agent import Noded
+    from noded.runtime.interface import AttachSession, ExecSession
 
 log = logging.getLogger(__name__)
 
@@ -261,43 +272,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         ws = _WebSocket(self.rfile, self.wfile)
         if kind == "exec":
-            self._exec(ws, c.id, q, proto)
+            self._exec(ws, c.id, q)
         else:
-            self._attach(ws, c)
+            self._attach(ws, c, q)
 
-    def _exec(self, ws: _WebSocket, cid: str, q: dict[str, list[str]], proto: str) -> None:
+    def _exec(self, ws: _WebSocket, cid: str, q: dict[str, list[str]]) -> None:
         argv = q.get("command", [])
-        want_stdin = q.get("stdin", ["false"])[0].lower() in ("true", "1")
+        want_stdin, tty = _flag(q, "stdin"), _flag(q, "tty")
         if not argv:
             ws.send_status(1, "you must specify at least one command for the container")
             ws.close()
             return
         try:
-            session = self.server.noded.runtime.exec(cid, argv, want_stdin)
+            session = self.server.noded.runtime.exec(cid, argv, want_stdin, tty=tty)
         except Exception as exc:
             ws.send_status(1, f"exec failed: {exc}")
             ws.close()
             return
-
-        def pump_in() -> None:
-            while True:
-                msg = ws.recv()
-                if msg is None:
-                    session.close_stdin()
-                    return
-                if not msg:
-                    continue
-                ch, data = msg[0], msg[1:]
-                if ch == 0:
-                    session.write_stdin(data)
-                elif ch == 255 and data[:1] == b"\x00":  # v5: the client's stdin reached EOF
-                    session.close_stdin()
-
-        if want_stdin:
-            threading.Thread(target=pump_in, daemon=True, name="exec-stdin").start()
-        # With a tty (kubectl exec -it) the client opens no stderr stream: a terminal has one
-        # output, so stderr is folded into stdout (noded runs the command without a pty).
-        want_stderr = q.get("stderr", ["false"])[0].lower() in ("true", "1")
+        if want_stdin or tty:
+            threading.Thread(
+                target=_pump_client, args=(ws, session, session.kill if tty else None), daemon=True, name="exec-in"
+            ).start()
+        # Without a stderr stream (a terminal has one output) stderr is folded into stdout.
+        want_stderr = _flag(q, "stderr")
         for ch, data in session.output():
             ws.send(bytes([ch if want_stderr else 1]) + data)
         code = session.wait()
@@ -307,7 +304,28 @@ class _Handler(BaseHTTPRequestHandler):
             ws.send_status(code, f"command terminated with non-zero exit code: exit status {code}")
         ws.close()
 
-    def _attach(self, ws: _WebSocket, c: ContainerStatus) -> None:
+    def _attach(self, ws: _WebSocket, c: ContainerStatus, q: dict[str, list[str]]) -> None:
+        try:
+            session = self.server.noded.runtime.attach(c.id, _flag(q, "stdin"), _flag(q, "tty"))
+        except AttachUnavailable as exc:
+            log.debug("attach to %s: %s; following its log instead", c.id, exc)
+            self._attach_log(ws, c)
+            return
+        want = {1: _flag(q, "stdout"), 2: _flag(q, "stderr")}
+        try:
+            threading.Thread(
+                target=_pump_client, args=(ws, session, session.detach), daemon=True, name="attach-in"
+            ).start()
+            for ch, data in session.output():
+                if want.get(ch):
+                    ws.send(bytes([ch]) + data)
+        finally:
+            session.close()
+        ws.send(b"\x03" + json.dumps({"metadata": {}, "status": "Success"}).encode())
+        ws.close()
+
+    def _attach_log(self, ws: _WebSocket, c: ContainerStatus) -> None:
+        """Output-only attach for containers whose shim serves no attach socket: follow the log."""
         path = Path(c.log_path)
         pos = path.stat().st_size if path.exists() else 0
         pending = b""
@@ -330,6 +348,47 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(0.1)
         ws.send(b"\x03" + json.dumps({"metadata": {}, "status": "Success"}).encode())
         ws.close()
+
+
+def _flag(q: dict[str, list[str]], name: str) -> bool:
+    return q.get(name, ["false"])[0].lower() in ("true", "1")
+
+
+def parse_resize(data: bytes) -> tuple[int, int] | None:
+    """A channel-4 message ``{"Width":W,"Height":H}`` → (W, H); None if malformed or 0×0 (what a
+    client sends when it does not know its size: applying it would only shrink the terminal)."""
+    try:
+        doc = json.loads(data)
+        width, height = int(doc.get("Width", 0)), int(doc.get("Height", 0))
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if not (0 <= width <= 0xFFFF and 0 <= height <= 0xFFFF) or (width, height) == (0, 0):
+        return None
+    return width, height
+
+
+def _pump_client(ws: _WebSocket, session: ExecSession | AttachSession, on_close: Callable[[], None] | None) -> None:
+    """The client's messages: stdin (0), resize (4), stdin EOF (255 0, v5); ``on_close`` when
+    the client goes away (hang up an exec terminal, detach an attach)."""
+    while True:
+        msg = ws.recv()
+        if msg is None:
+            if on_close is not None:
+                on_close()
+            else:
+                session.close_stdin()
+            return
+        if not msg:
+            continue
+        ch, data = msg[0], msg[1:]
+        if ch == 0:
+            session.write_stdin(data)
+        elif ch == 4:
+            size = parse_resize(data)
+            if size is not None:
+                session.resize(*size)
+        elif ch == 255 and data[:1] == b"\x00":  # v5: the client's stdin reached EOF
+            session.close_stdin()
 
 
 class _WebSocket:
@@ -440,4 +499,4 @@ class KubeletServer:
         self.httpd.server_close()
 
 
-__all__ = ["KubeletServer", "parse_cri_line", "render_log"]
+__all__ = ["KubeletServer", "parse_cri_line", "parse_resize", "render_log"]

@@ -6,10 +6,17 @@ something missing succeed) and lets tests drive processes: ``exit(cid, code)`` m
 container exit, ``fail_start[name] = message`` makes starting a container of that name fail like a
 missing binary, ``oom[name] = True`` makes it exit OOMKilled when started. ``calls`` records verbs.
 Time comes from an injectable ``clock`` (``time.time`` by default).
+
+Streams: ``exec`` answers from ``exec_results`` (by argv); a session with stdin holds its output
+back until stdin is closed, so a client's stdin and resize messages are all seen first (they are
+recorded in ``sessions``). ``attach`` behaves like a container running ``cat`` (with a terminal
+if its spec says ``tty: true``): what is written to its stdin comes back as stdout, until the
+session detaches or the container exits.
 """
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -18,6 +25,7 @@ from dataclasses import replace
 from noded import names
 from noded.runtime.interface import (
     AlreadyExists,
+    AttachUnavailable,
     ContainerConfig,
     ContainerState,
     ContainerStatus,
@@ -32,27 +40,67 @@ from noded.runtime.interface import (
 
 
 class FakeExecSession:
-    def __init__(self, result: ExecResult) -> None:
+    def __init__(self, result: ExecResult, stdin: bool = False, tty: bool = False) -> None:
         self.result = result
+        self.tty = tty
         self.stdin = b""
+        self.resizes: list[tuple[int, int]] = []
+        self.stdin_closed = threading.Event()
+        if not stdin:
+            self.stdin_closed.set()
 
     def write_stdin(self, data: bytes) -> None:
         self.stdin += data
 
     def close_stdin(self) -> None:
-        pass
+        self.stdin_closed.set()
+
+    def resize(self, width: int, height: int) -> None:
+        self.resizes.append((width, height))
 
     def output(self) -> Iterator[tuple[int, bytes]]:
+        self.stdin_closed.wait(10)
         if self.result.stdout:
             yield 1, self.result.stdout
         if self.result.stderr:
-            yield 2, self.result.stderr
+            yield 1 if self.tty else 2, self.result.stderr
 
     def wait(self) -> int:
         return self.result.exit_code
 
     def kill(self) -> None:
         pass
+
+
+class FakeAttachSession:
+    """An attach to a fake container that behaves like ``cat``."""
+
+    def __init__(self, tty: bool, stdin: bool) -> None:
+        self.tty, self.stdin = tty, stdin
+        self.resizes: list[tuple[int, int]] = []
+        self.closed = False
+        self._q: queue.Queue[tuple[int, bytes] | None] = queue.Queue()
+
+    def write_stdin(self, data: bytes) -> None:
+        if self.stdin:
+            self._q.put((1, data))
+
+    def close_stdin(self) -> None:
+        pass
+
+    def resize(self, width: int, height: int) -> None:
+        if self.tty:
+            self.resizes.append((width, height))
+
+    def output(self) -> Iterator[tuple[int, bytes]]:
+        while (item := self._q.get()) is not None:
+            yield item
+
+    def detach(self) -> None:
+        self._q.put(None)
+
+    def close(self) -> None:
+        self.closed = True
 
 
 class FakeRuntime:
@@ -66,6 +114,8 @@ class FakeRuntime:
         self.fail_sandbox: str | None = None
         self.oom: dict[str, bool] = {}
         self.exec_results: dict[tuple[str, ...], ExecResult] = {}
+        self.sessions: list[FakeExecSession | FakeAttachSession] = []
+        self._attached: dict[str, list[FakeAttachSession]] = {}
         self._next_pid = 1000
         self._lock = threading.RLock()
 
@@ -164,6 +214,8 @@ class FakeRuntime:
             c = self._get(container_id)
             if c.state == ContainerState.RUNNING:
                 self._exit(c, code)
+            for a in self._attached.pop(container_id, []):
+                a.detach()
 
     def stop_container(self, container_id: str, timeout: float) -> None:
         with self._lock:
@@ -199,5 +251,19 @@ class FakeRuntime:
                 return ExecResult(126, b"", b"container not running")
             return self.exec_results.get(tuple(argv), ExecResult(0, b"", b""))
 
-    def exec(self, container_id: str, argv: Sequence[str], stdin: bool) -> FakeExecSession:
-        return FakeExecSession(self.exec_sync(container_id, argv, 10))
+    def exec(self, container_id: str, argv: Sequence[str], stdin: bool, tty: bool = False) -> FakeExecSession:
+        session = FakeExecSession(self.exec_sync(container_id, argv, 10), stdin, tty)
+        with self._lock:
+            self.sessions.append(session)
+        return session
+
+    def attach(self, container_id: str, stdin: bool, tty: bool) -> FakeAttachSession:
+        with self._lock:
+            c = self._get(container_id)
+            if c.state != ContainerState.RUNNING:
+                raise AttachUnavailable(f"container {container_id} is not running")
+            spec = self.configs[container_id].container
+            session = FakeAttachSession(bool(spec.get("tty")), stdin and bool(spec.get("stdin")))
+            self.sessions.append(session)
+            self._attached.setdefault(container_id, []).append(session)
+            return session

@@ -38,6 +38,12 @@ class CreateContainerError(RuntimeOpError):
     reason = "CreateContainerError"
 
 
+class AttachUnavailable(RuntimeOpError):
+    """The container offers no attach endpoint (exited, or started before shims served one)."""
+
+    reason = "AttachUnavailable"
+
+
 class StartError(RuntimeOpError):
     """The process could not be started (e.g. the command does not exist)."""
 
@@ -86,7 +92,8 @@ class ContainerConfig:
 
     ``argv``/``env``/``working_dir`` are final (image Entrypoint/Cmd/Env/WorkingDir applied by
     ``oci.resolve_process``); mounts are host paths noded already prepared (volumes, hosts,
-    resolv.conf)."""
+    resolv.conf). The PodSpec container's ``stdin``, ``stdinOnce`` and ``tty`` (in ``container``)
+    decide whether the container's stdin can be attached to later and whether it gets a terminal."""
 
     name: str
     attempt: int  # restartCount
@@ -146,13 +153,39 @@ class ExecResult:
 
 
 class ExecSession(Protocol):
-    """A running ``exec``: write stdin, read (channel, bytes) chunks until EOF, then exit code."""
+    """A running ``exec``: write stdin, read (channel, bytes) chunks until EOF, then exit code.
+
+    With a terminal (``tty=True``) every chunk is channel 1 (a terminal has one output),
+    ``resize`` sets the terminal's size, ``close_stdin`` types the terminal's end-of-file and
+    ``kill`` hangs the terminal up (SIGHUP), as closing a terminal window does."""
 
     def write_stdin(self, data: bytes) -> None: ...
     def close_stdin(self) -> None: ...
+    def resize(self, width: int, height: int) -> None: ...
     def output(self) -> Iterator[tuple[int, bytes]]: ...  # (1=stdout | 2=stderr, data)
     def wait(self) -> int: ...
     def kill(self) -> None: ...
+
+
+class AttachSession(Protocol):
+    """An attach to a running container's own stdio (``kubectl attach``, ``kubectl run -it``).
+
+    ``tty``: the container has a terminal; ``stdin``: this session may write the container's
+    stdin (the container was created with ``stdin: true`` and, if ``stdinOnce``, nobody has
+    detached from it yet). ``output`` yields (1=stdout | 2=stderr, bytes) from the moment of
+    attaching until the container exits or ``detach`` is called (from any thread). ``close``
+    releases everything; with ``stdinOnce`` the first close of a session that had stdin closes
+    the container's stdin."""
+
+    tty: bool
+    stdin: bool
+
+    def write_stdin(self, data: bytes) -> None: ...
+    def close_stdin(self) -> None: ...
+    def resize(self, width: int, height: int) -> None: ...
+    def output(self) -> Iterator[tuple[int, bytes]]: ...
+    def detach(self) -> None: ...
+    def close(self) -> None: ...
 
 
 class ContainerRuntime(Protocol):
@@ -167,4 +200,5 @@ class ContainerRuntime(Protocol):
     def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]: ...
     def container_status(self, container_id: str) -> ContainerStatus: ...
     def exec_sync(self, container_id: str, argv: Sequence[str], timeout: float) -> ExecResult: ...
-    def exec(self, container_id: str, argv: Sequence[str], stdin: bool) -> ExecSession: ...
+    def exec(self, container_id: str, argv: Sequence[str], stdin: bool, tty: bool = False) -> ExecSession: ...
+    def attach(self, container_id: str, stdin: bool, tty: bool) -> AttachSession: ...

@@ -414,8 +414,12 @@ def build_config(
     container: Mapping[str, Any] | None = None,
     image_config: Mapping[str, Any] | None = None,
     mounts: Sequence[tuple[str, str, bool]] = (),
+    terminal: bool = False,
 ) -> dict[str, Any]:
-    """The OCI runtime config. ``mounts`` are (host path, container path, read-only) binds."""
+    """The OCI runtime config. ``mounts`` are (host path, container path, read-only) binds.
+
+    ``terminal``: the process gets a pseudo-terminal (PodSpec ``tty: true``); runc then needs a
+    ``--console-socket`` to hand the terminal's master to (the shim's)."""
     pod = pod or {}
     container = container or {}
     image_config = image_config or {}
@@ -474,7 +478,7 @@ def build_config(
         linux["maskedPaths"] = list(MASKED_PATHS)
         linux["readonlyPaths"] = list(READONLY_PATHS)
     process: dict[str, Any] = {
-        "terminal": False,
+        "terminal": terminal,
         "user": user,
         "args": list(argv),
         "env": list(env),

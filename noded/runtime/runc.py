@@ -11,12 +11,32 @@ Layout under ``root_dir`` (everything noded's runtime owns):
         rootfs/ upper/ work/      overlayfs: lowerdirs = the image's shared layers, upper/work private
         exit                      "<code> <signal> <finishedAt>" written by the shim when init exits
         runc.log                  runc's own errors (``--log``)
+        attach                    the shim's attach socket (containers only; gone once it exits)
+        exec-<rand>.sock|.pid     one ``exec -t`` session's console socket and pid file (while it runs)
 
 Every container runs under a ``kubelab-shim`` (noded/shim/shim.c): the shim runs ``runc create``,
 becomes the container's parent (subreaper), writes its stdout/stderr to the CRI log file with
 timestamps and P/F tags, and records the exit status. So no container ever holds a pipe of
 noded's, and noded can die and come back without disturbing anything: its view is rebuilt from
 ``runc list`` (annotations carry pod identity) plus the meta/exit files.
+
+Terminals and stdin (``kubectl run -it``, ``kubectl attach``, ``kubectl exec -it``):
+- A container whose PodSpec says ``tty: true`` runs with an OCI ``terminal``; the shim listens on
+  the console socket, receives the pty master from runc and keeps it: the master is the
+  container's output (logged as ``stdout``) and, with ``stdin: true``, its input. With ``stdin:
+  true`` and no tty the shim keeps the write end of a pipe that is the container's stdin.
+- ``attach`` connects to the shim's ``attach`` socket (``RuncAttachSession``): the shim passes the
+  stdin end (pipe or master) over SCM_RIGHTS and streams the output raw from then on; noded
+  writes stdin and sets the terminal size (TIOCSWINSZ) on the passed descriptor itself. Since the
+  shim owns the terminal, the pipe and the socket, a SIGKILLed noded loses nothing: the next one
+  attaches through the same socket. Containers started by an older shim have no socket
+  (``AttachUnavailable``): the kubelet API then falls back to following the log file.
+- ``exec`` with a tty (``RuncTtyExecSession``) runs ``runc exec --detach --tty --console-socket``
+  under the shim's exec mode (``-x``: a subreaper that waits for the exec'd process and exits
+  with its code); noded receives the master itself — an exec session lives only as long as its
+  client's connection, so it needs no owner beyond noded. Unix socket paths are kept short
+  (``sun_path`` is 108 bytes) by naming them relative to the directory (the shim and ``runc
+  create`` both work in the bundle directory) or through ``/proc/<pid>/fd/<dir fd>/``.
 
 Stopping: SIGTERM, poll ``runc state`` until stopped or the grace period ends, SIGKILL, poll, then
 ``runc delete`` — 5–8× faster than ``runc delete -f``, which sleeps inside runc.
@@ -27,13 +47,18 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import queue
 import shutil
+import signal
+import socket
+import struct
 import subprocess
+import termios
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -46,6 +71,7 @@ from noded.host.exec import CommandError, CommandRunner, SubprocessRunner
 from noded.runtime import oci
 from noded.runtime.interface import (
     AlreadyExists,
+    AttachUnavailable,
     ContainerConfig,
     ContainerState,
     ContainerStatus,
@@ -111,7 +137,8 @@ class RuncRuntime:
         runc: str = "runc",
         cgroup_parent: str | None = None,
     ) -> None:
-        self.root = Path(root_dir)
+        # Absolute: the shim works from a container's directory and runc gets these paths.
+        self.root = Path(root_dir).absolute()
         self.runner = runner or SubprocessRunner()
         self.runc_root = self.root / "runc"
         self.containers_dir = self.root / "containers"
@@ -227,12 +254,30 @@ class RuncRuntime:
         if os.path.ismount(path) and _libc.umount2(str(path).encode(), 0) != 0:
             _libc.umount2(str(path).encode(), MNT_DETACH)  # still busy: detach it lazily
 
-    def _create(self, cid: str, bdir: Path, log_path: str) -> None:
-        """Run ``runc create`` under a new shim; raise with runc's own error on failure."""
+    def _create(
+        self,
+        cid: str,
+        bdir: Path,
+        log_path: str,
+        *,
+        attach: bool = False,
+        tty: bool = False,
+        stdin: bool = False,
+        stdin_once: bool = False,
+    ) -> None:
+        """Run ``runc create`` under a new shim; raise with runc's own error on failure.
+
+        ``attach``: the shim serves ``bdir/attach``; ``tty``: the container gets a terminal (the
+        shim receives its master on ``bdir/console``); ``stdin``: its stdin stays writable."""
         Path(log_path).parent.mkdir(parents=True, exist_ok=True)
         runc_log = bdir / "runc.log"
+        flags = ["-a", str(bdir)] if attach or tty else []
+        flags += ["-t"] if tty else []
+        flags += ["-i"] if stdin else []
+        flags += ["-o"] if stdin and stdin_once else []
         argv = [
             str(self.shim),
+            *flags,
             str(bdir / "exit"),
             log_path,
             "--",
@@ -246,6 +291,8 @@ class RuncRuntime:
             "create",
             "--bundle",
             str(bdir),
+            # Relative: the shim runs runc in bdir (a socket path must fit in 108 bytes).
+            *(["--console-socket", "console"] if tty else []),
             "--pid-file",
             str(bdir / "pid"),
             cid,
@@ -385,6 +432,10 @@ class RuncRuntime:
             "labels": labels,
             "created_at": time.time(),
         }
+        tty = bool(config.container.get("tty"))
+        stdin = bool(config.container.get("stdin"))
+        if tty or stdin:
+            meta.update(tty=tty, stdin=stdin)
         self._write_meta(cid, meta)
         try:
             if not config.layers:
@@ -404,9 +455,18 @@ class RuncRuntime:
                 container=config.container,
                 image_config=config.image_config,
                 mounts=[(m.host_path, m.container_path, m.read_only) for m in config.mounts],
+                terminal=tty,
             )
             (bdir / "config.json").write_text(json.dumps(cfg))
-            self._create(cid, bdir, config.log_path)
+            self._create(
+                cid,
+                bdir,
+                config.log_path,
+                attach=True,
+                tty=tty,
+                stdin=stdin,
+                stdin_once=bool(config.container.get("stdinOnce")),
+            )
         except CreateContainerError as exc:
             if "unable to start container process" in str(exc):
                 # The process itself cannot start (missing binary, bad cwd...): like containerd,
@@ -594,9 +654,19 @@ class RuncRuntime:
         )
         return ExecResult(res.returncode, res.stdout, res.stderr)
 
-    def exec(self, container_id: str, argv: Sequence[str], stdin: bool) -> RuncExecSession:
+    def exec(
+        self, container_id: str, argv: Sequence[str], stdin: bool, tty: bool = False
+    ) -> RuncExecSession | RuncTtyExecSession:
         self._meta(container_id)
+        if tty:
+            return RuncTtyExecSession(
+                self.shim, [self.runc_bin, "--root", str(self.runc_root)], self._dir(container_id), container_id, argv
+            )
         return RuncExecSession([self.runc_bin, "--root", str(self.runc_root), "exec", container_id, *argv], stdin)
+
+    def attach(self, container_id: str, stdin: bool, tty: bool) -> RuncAttachSession:
+        self._meta(container_id)
+        return RuncAttachSession(self._dir(container_id), stdin, tty)
 
     # ---- cleanup ---------------------------------------------------------------------------
 
@@ -672,12 +742,231 @@ class RuncExecSession:
                 continue
             yield item
 
+    def resize(self, width: int, height: int) -> None:
+        """No terminal, nothing to resize."""
+
     def wait(self) -> int:
         return self.proc.wait()
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
+
+
+def set_winsize(fd: int, width: int, height: int) -> None:
+    """TIOCSWINSZ: the terminal's new size; the kernel sends SIGWINCH to its foreground group."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+class RuncTtyExecSession:
+    """``runc exec --tty`` whose terminal master noded holds (see the module docstring).
+
+    Life: bind a console socket ``exec-<rand>.sock`` in the container's directory; start the shim
+    in exec mode (``-x pid -- runc exec --detach --tty --console-socket /proc/<us>/fd/<dir>/…``);
+    accept runc's connection and take the master from its SCM_RIGHTS message. Output is read
+    from the master until EIO (no process holds the terminal any more); the exit code is the
+    shim's. The socket and pid file are removed once the session ends."""
+
+    def __init__(self, shim: Path, runc: list[str], bundle: Path, container_id: str, argv: Sequence[str]) -> None:
+        name = f"exec-{os.urandom(6).hex()}"
+        self.sock_path, self.pid_path = bundle / f"{name}.sock", bundle / f"{name}.pid"
+        self.master = -1
+        self._done = False
+        self._stderr = b""
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        dfd = os.open(bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            listener.bind(f"/proc/self/fd/{dfd}/{name}.sock")  # short, whatever the bundle's path
+            listener.listen(1)
+            self.proc = subprocess.Popen(
+                [str(shim), "-x", str(self.pid_path), "--", *runc, "exec", "--detach", "--tty",
+                 "--console-socket", f"/proc/{os.getpid()}/fd/{dfd}/{name}.sock", "--pid-file", str(self.pid_path),
+                 container_id, *argv],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )  # fmt: skip
+            self.master = self._receive_master(listener)
+        except BaseException:
+            self._cleanup()
+            raise
+        finally:
+            os.close(dfd)
+            listener.close()
+            with contextlib.suppress(OSError):
+                self.sock_path.unlink()
+
+    def _receive_master(self, listener: socket.socket) -> int:
+        listener.settimeout(0.05)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            exited = self.proc.poll() is not None
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                if exited:  # runc failed before sending (its connection would be queued already)
+                    break
+                continue
+            with conn:
+                conn.settimeout(10)
+                _msg, fds, _flags, _addr = socket.recv_fds(conn, 64, 1)
+            if fds:
+                return fds[0]
+            break
+        try:
+            _out, err = self.proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            err = b""
+        raise RuntimeOpError(err.decode(errors="replace").strip() or "runc exec sent no terminal")
+
+    def write_stdin(self, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self.master, data)
+
+    def close_stdin(self) -> None:
+        # A terminal has no "close": type its end-of-file character, as a user would.
+        with contextlib.suppress(OSError):
+            os.write(self.master, bytes([termios.tcgetattr(self.master)[6][termios.VEOF][0]]))
+
+    def resize(self, width: int, height: int) -> None:
+        with contextlib.suppress(OSError):
+            set_winsize(self.master, width, height)
+
+    def output(self) -> Iterator[tuple[int, bytes]]:
+        while True:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # EIO: every holder of the terminal's slave side is gone
+                break
+            if not chunk:
+                break
+            yield 1, chunk
+        # runc's own complaint (e.g. the command does not exist) goes to the terminal, which is
+        # what a user of a terminal sees.
+        self.proc.wait()
+        if self.proc.stderr:
+            self._stderr = self.proc.stderr.read()
+        if self.proc.returncode and self._stderr:
+            yield 1, self._stderr
+
+    def wait(self) -> int:
+        code = self.proc.wait()
+        self._cleanup()
+        return code
+
+    def kill(self) -> None:
+        """Hang the terminal up: the exec'd process gets SIGHUP, as when a terminal closes."""
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            os.kill(int(self.pid_path.read_text().strip()), signal.SIGHUP)
+
+    def _cleanup(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        if self.master >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.master)
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.stderr is not None:
+            proc.stderr.close()
+        with contextlib.suppress(OSError):
+            self.pid_path.unlink()
+
+
+class RuncAttachSession:
+    """A connection to a container shim's attach socket (protocol in noded/shim/shim.c)."""
+
+    def __init__(self, bundle: Path, stdin: bool, tty: bool) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        self.fd = -1
+        try:
+            dfd = os.open(bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            self.sock.close()
+            raise AttachUnavailable(f"container directory {bundle} is gone") from exc
+        try:
+            self.sock.settimeout(10)
+            self.sock.connect(f"/proc/self/fd/{dfd}/attach")
+            self.sock.sendall(bytes([(1 if stdin else 0) | (2 if tty else 0)]))
+            msg, fds, _flags, _addr = socket.recv_fds(self.sock, 1, 1)
+        except OSError as exc:
+            self.sock.close()
+            raise AttachUnavailable(f"the container's shim serves no attach socket: {exc}") from exc
+        finally:
+            os.close(dfd)
+        if not msg:
+            self.sock.close()
+            raise AttachUnavailable("the container's shim closed the attach socket")
+        self.sock.settimeout(None)
+        self.tty = bool(msg[0] & 1)
+        self.stdin = bool(msg[0] & 2)
+        self.fd = fds[0] if fds else -1
+        self._lock = threading.Lock()
+
+    def write_stdin(self, data: bytes) -> None:
+        with self._lock:
+            if self.stdin and self.fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.write(self.fd, data)
+
+    def close_stdin(self) -> None:
+        """The client's stdin ended. A pipe: drop our end (the container sees EOF once the shim
+        drops its own, i.e. with ``stdinOnce`` when we detach). A terminal: type end-of-file."""
+        with self._lock:
+            if not self.stdin or self.fd < 0:
+                return
+            if self.tty:
+                with contextlib.suppress(OSError):
+                    os.write(self.fd, bytes([termios.tcgetattr(self.fd)[6][termios.VEOF][0]]))
+                return
+            os.close(self.fd)
+            self.fd = -1
+
+    def resize(self, width: int, height: int) -> None:
+        with self._lock:
+            if self.tty and self.fd >= 0:
+                with contextlib.suppress(OSError):
+                    set_winsize(self.fd, width, height)
+
+    def _recv_exact(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            try:
+                chunk = self.sock.recv(n - len(buf))
+            except OSError:
+                return b""
+            if not chunk:
+                return b""
+            buf += chunk
+        return buf
+
+    def output(self) -> Iterator[tuple[int, bytes]]:
+        while True:
+            head = self._recv_exact(5)
+            if len(head) < 5:
+                return
+            size = struct.unpack("!I", head[1:])[0]
+            data = self._recv_exact(size)
+            if len(data) < size:
+                return
+            yield head[0], data
+
+    def detach(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        # Our stdin end first: with stdinOnce the shim closes its own when it sees us go, and the
+        # container gets EOF only once no copy of the pipe's write end is left.
+        with self._lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+        self.sock.close()
 
 
 def _proc_start(pid: int) -> int | None:
