@@ -470,7 +470,9 @@ class PodWorker:
                     img = self.images.ensure(image_ref, policy, secrets)
                 notes.image_failures.pop(image_ref, None)
             except ImageError as exc:
-                notes.image_failures[image_ref] = (fails + 1, self.clock())
+                # kubelet backs off failed pulls only: Never with no image, or a bad name, just waits.
+                if exc.reason == "ErrImagePull":
+                    notes.image_failures[image_ref] = (fails + 1, self.clock())
                 notes.image_errors[image_ref] = f"{exc.reason}: {exc}"
                 notes.waiting[s.name] = (exc.reason, str(exc))
                 self.api.event(pod, "Warning", "Failed", f'Failed to pull image "{image_ref}": {exc}')

@@ -43,6 +43,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -555,9 +556,16 @@ def _archive_ref_name(archive: Path) -> str | None:
 
 
 def _pull_reason(ref: str, stderr: str) -> str:
-    """The registry's own words, trimmed of skopeo's wrapping (kubelet shows them the same way)."""
+    """The registry's own words, trimmed of skopeo's wrapping (kubelet shows them the same way).
+
+    skopeo logs ``time=.. level=fatal msg="..."`` with the registry's error list escaped inside
+    (``errors:\\ndenied: ...\\nunauthorized: authentication required``): unescape it, drop the
+    ``Error parsing image name "docker://..":`` preamble and join the errors with "; "."""
     msg = stderr.strip().splitlines()[-1] if stderr.strip() else "unknown error"
-    for prefix in ("time=", "level=fatal msg="):
-        if msg.startswith(prefix):
-            msg = msg.split("msg=", 1)[-1].strip('"')
+    if "msg=" in msg and msg.startswith(("time=", "level=")):
+        msg = msg.split("msg=", 1)[1].strip().removeprefix('"').removesuffix('"')
+        msg = msg.replace('\\"', '"')
+    msg = re.sub(r'^Error parsing image name "[^"]*": ', "", msg)
+    parts = [p.strip() for p in msg.replace("\\n", "\n").splitlines() if p.strip()]
+    msg = " ".join(p if p.endswith(":") or i == len(parts) - 1 else p + ";" for i, p in enumerate(parts))
     return f'failed to pull and unpack image "{ref}": {msg}'

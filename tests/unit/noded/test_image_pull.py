@@ -116,7 +116,7 @@ class FakeSkopeo:
         if self.users:
             ok = False
             for entry in (auth or {}).get("auths", {}).values():
-                user, _, pw = base64.b64decode(entry["auth"]).decode().partition(":")
+                user, _sep, pw = base64.b64decode(entry["auth"]).decode().partition(":")
                 ok = ok or self.users.get(user) == pw
             if not ok:
                 raise CommandError(argv, 1, "reading manifest: unauthorized: authentication required")
