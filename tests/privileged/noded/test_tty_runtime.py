@@ -53,7 +53,13 @@ def sandbox(runtime: RuncRuntime, netns: NetnsFactory, tmp_path: Path) -> str:
 
 
 def _start(
-    rt: RuncRuntime, sid: str, busybox: tuple[ImageStore, Image], tmp_path: Path, name: str, argv: list[str], **spec: bool
+    rt: RuncRuntime,
+    sid: str,
+    busybox: tuple[ImageStore, Image],
+    tmp_path: Path,
+    name: str,
+    argv: list[str],
+    **spec: bool,
 ) -> str:
     store, img = busybox
     cfg = ContainerConfig(
