@@ -53,6 +53,7 @@ import json
 import logging
 import os
 import queue
+import select
 import shutil
 import signal
 import socket
@@ -836,6 +837,13 @@ class RuncTtyExecSession:
 
     def output(self) -> Iterator[tuple[int, bytes]]:
         while True:
+            readable, _, _ = select.select([self.master], [], [], 0.2)
+            if not readable:
+                # The session ends with its process, like the kubelet's: a background job that
+                # still holds the terminal does not keep the client waiting.
+                if self.proc.poll() is not None:
+                    break
+                continue
             try:
                 chunk = os.read(self.master, 65536)
             except OSError:  # EIO: every holder of the terminal's slave side is gone

@@ -125,6 +125,12 @@ def test_exec_with_tty_sees_a_terminal_resizes_and_exit_code(
     assert out.done.wait(5)
     assert not list(runtime._dir(cid).glob("exec-*"))  # the session's socket and pid file are gone
 
+    # The session ends with its process even if a background job still holds the terminal.
+    bg = runtime.exec(cid, ["sh", "-c", "sleep 1000 & echo started"], stdin=False, tty=True)
+    bg_out = Reader(bg)
+    assert bg.wait() == 0
+    assert bg_out.done.wait(5) and "started" in bg_out.text()
+
     # A command that does not exist: runc's own error reaches the terminal, and a non-zero code.
     bad = runtime.exec(cid, ["/no/such"], stdin=True, tty=True)
     bad_out = Reader(bad)
