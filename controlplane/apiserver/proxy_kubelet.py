@@ -11,7 +11,10 @@ Kubelet paths are the real kubelet's:
 - ``GET /exec/{namespace}/{pod}/{container}?command=…&stdin=&stdout=&stderr=&tty=`` and
   ``/attach/{namespace}/{pod}/{container}?…`` as WebSocket with subprotocol ``v5.channel.k8s.io`` or
   ``v4.channel.k8s.io`` — relayed message by message (the channel byte is untouched, so the
-  stream protocol between kubectl and the kubelet is end-to-end).
+  stream protocol between kubectl and the kubelet is end-to-end: stdin 0, resize 4 and
+  close-stdin 255 reach the kubelet as sent, and the ``stdin``/``stdout``/``stderr``/``tty`` flags
+  are forwarded, which is all ``kubectl exec -it`` and ``kubectl attach -it`` need; see
+  tests/privileged/noded/test_tty.py).
 
 SPDY (kubectl ≤1.29) cannot be served from ASGI; such requests get a 400 ``Status`` saying so.
 
