@@ -25,14 +25,14 @@ import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from proxy.backend.conntrack import StaleFlow
-from proxy.backend.interface import Backend, BackendError
+from proxy.backend.interface import Backend, BackendError, StreamedRuleset
 from proxy.changes import EndpointsChangeTracker, ServiceChangeTracker
 from proxy.model import Endpoint, ServicePort, node_addresses
 from proxy.rules import (
@@ -138,6 +138,7 @@ class Proxier:
         self._ports: dict[str, dict[str, ServicePort]] = {}  # service key -> port key -> port
         self._endpoints: dict[str, dict[tuple[str, str], tuple[Endpoint, ...]]] = {}  # service key -> ...
         self._fragments: dict[str, tuple[str, Fragment]] = {}  # port key -> (spn, fragment)
+        self._inputs: dict[str, tuple[ServicePort, tuple[Endpoint, ...]]] = {}  # what each was rendered from
         self._reachable: dict[str, frozenset[tuple[str, int]]] = {}  # port key -> endpoints in use
         self._port_service: dict[str, str] = {}  # port key -> service key (also just-deleted ports)
         self._order: list[str] | None = None
@@ -226,18 +227,27 @@ class Proxier:
         if full:
             changed |= set(self._port_service)
             self._shared = None
+        if options != self._rendered_options:
+            self._inputs.clear()  # every fragment depends on the options
         touched: set[tuple[str, str]] = set()
-        for key in changed:
-            self._render_port(key, options, touched)
-        self._rendered_options = options
-        ruleset = self._assemble(options, touched)
-        ruleset.errors = [e for errs in self.services.errors.values() for e in errs] + [
-            e for errs in self.endpoint_slices.errors.values() for e in errs
-        ]
-        self.metrics.skipped.set(len(ruleset.errors))
+        stream: StreamedRuleset | None = None
         try:
-            plan = self.backend.apply(ruleset, full=full, touched=None if full else touched)
+            if full:
+                # Streamed: the backend starts writing the first service ports' chains while
+                # the rest are still being rendered (sorted: the order render() gives too).
+                stream = StreamedRuleset(
+                    self._render_groups(sorted(changed), options, touched),
+                    lambda: self._finish_ruleset(options, touched),
+                )
+                plan = self.backend.apply_full(stream)
+                ruleset = stream.finish()
+            else:
+                for key in changed:
+                    self._render_port(key, options, touched)
+                ruleset = self._finish_ruleset(options, touched)
+                plan = self.backend.apply(ruleset, full=False, touched=touched)
         except BackendError as exc:
+            ruleset = stream.finish() if stream is not None else self._finish_ruleset(options, touched)
             duration = self.clock() - start
             log.error("sync failed (%s sync, %.3fs): %s", "full" if full else "partial", duration, exc)
             self.metrics.failures.inc()
@@ -305,6 +315,25 @@ class Proxier:
             self._pending_triggers.extend(triggers)
         return changed
 
+    def _render_groups(
+        self, keys: list[str], options: ProxyOptions, touched: set[tuple[str, str]]
+    ) -> Iterator[Mapping[str, list[str]]]:
+        """Render each port in turn, yielding its nat chains (a full sync's stream)."""
+        for key in keys:
+            chains = self._render_port(key, options, touched)
+            if chains:
+                yield chains
+
+    def _finish_ruleset(self, options: ProxyOptions, touched: set[tuple[str, str]]) -> Ruleset:
+        """After every changed port is rendered: the whole ruleset, with what was skipped."""
+        self._rendered_options = options
+        ruleset = self._assemble(options, touched)
+        ruleset.errors = [e for errs in self.services.errors.values() for e in errs] + [
+            e for errs in self.endpoint_slices.errors.values() for e in errs
+        ]
+        self.metrics.skipped.set(len(ruleset.errors))
+        return ruleset
+
     def _assemble(self, options: ProxyOptions, touched: set[tuple[str, str]]) -> Ruleset:
         """The whole ruleset, rebuilding the shared chains only when a fragment's lines for them
         changed (otherwise the previous lists are reused, identical objects the planner skips)."""
@@ -318,13 +347,29 @@ class Proxier:
         tables["nat"] = {**shared.tables["nat"], **self._service_chains}
         return Ruleset(tables=tables, jumps=shared.jumps)
 
-    def _render_port(self, key: str, options: ProxyOptions, touched: set[tuple[str, str]]) -> None:
+    def _render_port(
+        self, key: str, options: ProxyOptions, touched: set[tuple[str, str]]
+    ) -> Mapping[str, list[str]] | None:
+        """Bring one port's fragment up to date; its nat chains (``None`` once it is gone).
+
+        A port whose inputs (the ServicePort and its endpoints, same objects or equal ones, under
+        the same options) did not change keeps its fragment: a periodic full resync then costs
+        writing the rules, not rendering them again.
+        """
         sp = self._ports.get(self._port_service.get(key, ""), {}).get(key)
-        old_reachable = self._reachable.get(key, frozenset())
         old = self._fragments.get(key)
-        new: Fragment | None = None
+        eps: tuple[Endpoint, ...] = ()
         if sp is not None:
             eps = self._endpoints.get(sp.name.service, {}).get((sp.name.port, sp.protocol), ())
+            prev = self._inputs.get(key)
+            if old is not None and prev is not None and (prev[0] is sp or prev[0] == sp) and (
+                prev[1] is eps or prev[1] == eps
+            ):
+                self._inputs[key] = (sp, eps)
+                return old[1].chains
+        old_reachable = self._reachable.get(key, frozenset())
+        new: Fragment | None = None
+        if sp is not None:
             new = render_service_port(sp, eps, options)
         # Keep the per-service chains and the shared-chain cache in step with the fragments.
         old_chains = old[1].chains if old else {}
@@ -341,15 +386,18 @@ class Proxier:
                 self._order = None
             self._reachable.pop(key, None)
             self._port_service.pop(key, None)
-            return
+            self._inputs.pop(key, None)
+            return None
         if key not in self._fragments:
             self._order = None
         self._fragments[key] = (str(sp.name), new)
-        _, _, reachable, _ = categorize(sp, eps, options.node_name)
-        now = frozenset((e.ip, e.port) for e in reachable)
-        self._reachable[key] = now
+        self._inputs[key] = (sp, eps)
         if sp.protocol == "udp":
+            _, _, reachable, _ = categorize(sp, eps, options.node_name)
+            now = frozenset((e.ip, e.port) for e in reachable)
+            self._reachable[key] = now
             self._pending_flows += stale_udp_flows(sp, old_reachable, now)
+        return new_chains
 
     # --- introspection (HTTP threads) ------------------------------------------------------
     def healthy(self) -> bool:

@@ -20,6 +20,7 @@ from proxy.backend.interface import (
     ObservedTable,
     Plan,
     State,
+    StreamedRuleset,
     make_plan,
 )
 from proxy.rules import CANARY, TABLES, Ruleset, owned_chain
@@ -45,6 +46,7 @@ class FakeBackend:
         self.plans: list[Plan] = []
         self.fail_next = 0
         self.applies = 0
+        self.streamed_groups = 0
 
     def observed(self) -> dict[str, ObservedTable]:
         return {
@@ -84,6 +86,10 @@ class FakeBackend:
         self.applied = plan.result
         self.plans.append(plan)
         return plan
+
+    def apply_full(self, stream: StreamedRuleset) -> Plan:
+        self.streamed_groups = sum(1 for _ in stream.groups)  # consumed, as a real backend does
+        return self.apply(stream.finish(), full=True)
 
     def _check(self, table: str, chains: dict[str, list[str]]) -> None:
         for c, rules in chains.items():

@@ -17,6 +17,12 @@ deleted, missing hooks are added. Partial sync: only chains whose content differ
 last applied are touched (KEP-3453). ``Plan.result`` is what our chains hold afterwards (with the
 order patches produce), which becomes the base of the next partial plan.
 
+Full syncs can be *streamed* (``StreamedRuleset``, ``Backend.apply_full``): the proxier hands over
+the per-service nat chains while it is still rendering them, so a backend can start its tool and
+feed it the first service's chains before the last one is rendered; the planner still decides
+everything (``make_plan`` on the finished ruleset), the stream only changes *when* each chain's
+lines are written, never which lines or in which order within a chain.
+
 Invariants: only chains for which ``rules.owned_chain`` is true are ever written or deleted, and
 in built-in chains only our hook rules are added or removed.
 
@@ -27,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -83,11 +89,17 @@ class TablePlan:
         """This table's part of an ``iptables-restore --noflush`` input."""
         if self.empty:
             return []
-        out = [f"*{self.table}"]
-        out += [f":{c} - [0:0]" for c in self.write]
+        return [f"*{self.table}", *self.restore_tail()]
+
+    def restore_tail(self, declared: Container[str] = (), written: Container[str] = ()) -> list[str]:
+        """The ``--noflush`` lines after ``*table`` and after a streamed head that already
+        declared the chains in ``declared`` and wrote the rules of those in ``written``."""
+        out = [f":{c} - [0:0]" for c in self.write if c not in declared]
         out += [f":{c} - [0:0]" for c in self.delete]
         for c, rules in self.write.items():
-            out += [f"-A {c} {r}" for r in rules]
+            if c not in written:
+                prefix = f"-A {c} "
+                out += [prefix + r for r in rules]
         for c, (deletes, inserts) in self.patch.items():
             out += [f"-D {c} {r}" for r in deletes]
             # Inserting each at position 1 reverses them: insert from the last to keep their order.
@@ -117,6 +129,48 @@ class Plan:
             if name in self.tables:
                 lines += self.tables[name].restore_lines()
         return "\n".join(lines) + "\n" if lines else ""
+
+
+class StreamedRuleset:
+    """A full sync's ruleset while it is being rendered.
+
+    ``groups`` yields the nat chains of one service port at a time (a mapping chain -> rules,
+    in render order; a group's rules refer only to its own chains and the fixed ones), as the
+    proxier renders them. ``finish()`` runs the rest of the rendering (draining ``groups`` if
+    the consumer stopped early) and returns the complete ``Ruleset``, whose nat table holds
+    every streamed chain as well. ``finish`` may be called more than once.
+    """
+
+    def __init__(self, groups: Iterator[Mapping[str, list[str]]], build: Callable[[], Ruleset]) -> None:
+        self.groups = groups
+        self._build = build
+        self._ruleset: Ruleset | None = None
+
+    def finish(self) -> Ruleset:
+        if self._ruleset is None:
+            for _ in self.groups:
+                pass
+            self._ruleset = self._build()
+        return self._ruleset
+
+    @classmethod
+    def of(cls, ruleset: Ruleset) -> StreamedRuleset:
+        """A stream of an already rendered ruleset: its per-service chains grouped by owner."""
+        nat = ruleset.tables.get("nat", {})
+
+        def groups() -> Iterator[Mapping[str, list[str]]]:
+            group: dict[str, list[str]] = {}
+            owner = None
+            for chain, spn in ruleset.owners.items():
+                if spn != owner and group:
+                    yield group
+                    group = {}
+                owner = spn
+                group[chain] = nat[chain]
+            if group:
+                yield group
+
+        return cls(groups(), lambda: ruleset)
 
 
 def has_jump(observed_rules: list[str], jump: Jump) -> bool:
@@ -248,6 +302,12 @@ class Backend(Protocol):
 
         ``touched``: on a partial sync, the only chains that may have changed (see make_plan).
         """
+        ...
+
+    def apply_full(self, stream: StreamedRuleset) -> Plan:
+        """A full sync of a ruleset still being rendered (see ``StreamedRuleset``); the same
+        result and errors as ``apply(stream.finish(), full=True)``. A backend that cannot use
+        the head start simply finishes the stream first."""
         ...
 
     def canary_present(self) -> bool:

@@ -36,6 +36,7 @@ from proxy.backend.interface import (
     ObservedTable,
     Plan,
     State,
+    StreamedRuleset,
     make_plan,
 )
 from proxy.rules import CANARY, TABLES, Ruleset, owned_chain
@@ -189,6 +190,19 @@ class IptcBackend:
             except (iptc.IPTCError, iptc.XTablesError, ValueError, AttributeError) as exc:
                 t.refresh()  # throw the uncommitted handle away: the kernel keeps the old table
                 raise BackendError(f"python-iptables: table {name}: {exc}", context=f">> {step}") from exc
+        self.applied = plan.result
+        return plan
+
+    def apply_full(self, stream: StreamedRuleset) -> Plan:
+        """Streamed through ``iptables-legacy-restore`` (``full_via_restore``); libiptc itself
+        gains nothing from a head start (its commit is at the end), so it renders first."""
+        if not self.full_via_restore:
+            return self.apply(stream.finish(), full=True)
+        from proxy.backend.restore import RestoreBackend
+
+        self._restore = self._restore or RestoreBackend("legacy")
+        self.applied = None
+        plan: Plan = self._restore.apply_full(stream)
         self.applied = plan.result
         return plan
 

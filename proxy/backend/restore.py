@@ -15,7 +15,20 @@ program adds to that table between our read and our restore is lost; at lab scal
 threshold) the full sync uses ``--noflush`` and touches nothing foreign. Legacy restores always
 rewrite the whole table in the kernel anyway, so they always use ``--noflush``.
 
-Concurrency: one thread at a time (the sync runner's).
+Full syncs are streamed (``apply_full``): the restore starts before rendering ends and is fed the
+nat table first, one service port's chains at a time as the proxier renders them, so the tool
+parses on the other core while Python renders (the rendering then costs little beyond the plain
+restore of the same text). What needs the kernel's current state (stale chains to delete, hooks
+that are missing, the foreign content a fresh nf_tables restore re-declares) is read by a
+background thread meanwhile and written at the end of the table, before its ``COMMIT``; filter
+and mangle, which depend on every service port, follow. Lines go out in big chunks, not one
+write per rule. A failure before ``COMMIT`` (a rendering error: the tool is killed; or the tool
+rejecting a line) applies nothing of that table, and the error quotes the offending lines of
+the text sent so far. On nf_tables the head is held back until the nat table proves to be over
+``fresh_threshold`` chains; below it, everything goes through one ``--noflush`` restore as before.
+
+Concurrency: one thread at a time (the sync runner's); ``apply_full`` runs its observation on a
+short-lived helper thread that touches nothing but its own result.
 """
 
 from __future__ import annotations
@@ -23,8 +36,11 @@ from __future__ import annotations
 import logging
 import re
 import shlex
+import threading
+from collections.abc import Callable, Container, Mapping
+from typing import Generic, TypeVar
 
-from proxy.backend.exec import CommandError, CommandRunner
+from proxy.backend.exec import CommandError, CommandRunner, Feed
 from proxy.backend.interface import (
     BUILTIN_CHAINS,
     BackendError,
@@ -32,13 +48,14 @@ from proxy.backend.interface import (
     ObservedTable,
     Plan,
     State,
+    StreamedRuleset,
     TablePlan,
     has_jump,
     make_plan,
     offending_lines,
     parse_save,
 )
-from proxy.rules import CANARY, TABLES, Ruleset, owned_chain
+from proxy.rules import CANARY, FIXED_CHAINS, TABLES, Ruleset, owned_chain
 
 log = logging.getLogger(__name__)
 
@@ -63,15 +80,23 @@ class RestoreBackend:
         self.runner = runner or CommandRunner()
         self.fresh_threshold = fresh_threshold
         self.applied: State | None = None
-        self.last_text = ""
+        self._last_text = ""
+        self._last_writer: _Writer | None = None
 
     # --- tools -----------------------------------------------------------------------------
     def _tool(self, base: str) -> str:
         return f"{base}-{self.mode}" if base == "iptables" else f"iptables-{self.mode}-{base.split('-', 1)[1]}"
 
+    @property
+    def last_text(self) -> str:
+        """The input of the last restore (the streamed one included), for debugging."""
+        if self._last_writer is not None:
+            return self._last_writer.text()
+        return self._last_text
+
     def _restore(self, text: str, *, noflush: bool = True) -> None:
         argv = [self._tool("iptables-restore"), "-w"] + (["--noflush"] if noflush else [])
-        self.last_text = text
+        self._last_text, self._last_writer = text, None
         try:
             self.runner.run(argv, input=text)
         except CommandError as exc:
@@ -80,13 +105,14 @@ class RestoreBackend:
 
     # --- observing -------------------------------------------------------------------------
     def observe(self, tables: tuple[str, ...] = TABLES) -> Observed:
-        """Chains and built-in rules now in the kernel (all rules of every chain, via save)."""
-        observed: Observed = {}
-        for table in tables:
-            res = self.runner.run([self._tool("iptables-save"), "-t", table], check=False)
-            observed.update(parse_save(res.stdout) if res.returncode == 0 else {})
-            observed.setdefault(table, ObservedTable())
-        return observed
+        """Chains and built-in rules now in the kernel (all rules of every chain, via save).
+
+        One ``iptables-save`` for all tables (it prints the tables that exist; one that does not
+        is empty): a process per table cost more than the rest of a small sync's planning.
+        """
+        res = self.runner.run([self._tool("iptables-save")], check=False)
+        found = parse_save(res.stdout) if res.returncode == 0 else {}
+        return {table: found.get(table) or ObservedTable() for table in tables}
 
     def _observe_cheap(self, tables: tuple[str, ...]) -> Observed:
         """nf_tables only: chain names from ``nft``, rules only of built-in and foreign chains.
@@ -126,27 +152,97 @@ class RestoreBackend:
     # --- applying --------------------------------------------------------------------------
     def apply(self, desired: Ruleset, *, full: bool, touched: set[tuple[str, str]] | None = None) -> Plan:
         full = full or self.applied is None
-        fresh_tables: tuple[str, ...] = ()
-        if full and self.mode == "nft":
-            fresh_tables = tuple(t for t in TABLES if len(desired.tables.get(t, {})) > self.fresh_threshold)
         observed: Observed | None = None
         if full:
-            observed = self._observe_cheap(TABLES) if self.mode == "nft" else self.observe()
+            observed = self._observe_full()
         plan = make_plan(desired, None if full else self.applied, observed, full=full, touched=touched)
         self.applied = None  # unknown until this batch is in
         try:
-            noflush_tables = tuple(t for t in TABLES if t not in fresh_tables)
-            text = plan.restore_text(noflush_tables)
-            if text:
-                self._restore(text)
-            for table in fresh_tables:
-                assert observed is not None
-                self._restore(fresh_table_text(plan.tables[table], observed[table]), noflush=False)
+            self._apply_plan(plan, observed)
         except BackendError:
             log.error("iptables-restore failed; previous rules stay in place")
             raise
         self.applied = plan.result
         return plan
+
+    def _observe_full(self) -> Observed:
+        return self._observe_cheap(TABLES) if self.mode == "nft" else self.observe()
+
+    def _fresh_tables(self, plan: Plan) -> tuple[str, ...]:
+        if not plan.full or self.mode != "nft":
+            return ()
+        return tuple(t for t in TABLES if len(plan.tables[t].write) > self.fresh_threshold)
+
+    def _apply_plan(self, plan: Plan, observed: Observed | None, tables: tuple[str, ...] = TABLES) -> None:
+        fresh_tables = tuple(t for t in self._fresh_tables(plan) if t in tables)
+        text = plan.restore_text(tuple(t for t in tables if t not in fresh_tables))
+        if text:
+            self._restore(text)
+        for table in fresh_tables:
+            assert observed is not None
+            self._restore(fresh_table_text(plan.tables[table], observed[table]), noflush=False)
+
+    def apply_full(self, stream: StreamedRuleset) -> Plan:
+        """A full sync streamed into the restore while it is rendered (module docstring)."""
+        self.applied = None  # unknown until this batch is in
+        observing = _Background(self._observe_full)
+        head = ["*nat", *(f":{c} - [0:0]" for c in FIXED_CHAINS["nat"])]
+        declared = set(FIXED_CHAINS["nat"])
+        streamed: set[str] = set()
+        held: list[str] = []  # nf_tables: lines held back until the table proves big
+        writer: _Writer | None = None
+        try:
+            if self.mode == "legacy":
+                writer = self._start(noflush=True)
+                writer.lines(head)
+            for group in stream.groups:
+                lines = _group_lines(group)
+                streamed.update(group)
+                if writer is not None:
+                    writer.lines(lines)
+                    continue
+                held += lines
+                if len(declared) + len(streamed) > self.fresh_threshold:
+                    writer = self._start(noflush=False)
+                    writer.lines(head)
+                    writer.lines(held)
+                    held = []
+            desired = stream.finish()
+            observed = observing.result()
+            plan = make_plan(desired, None, observed, full=True)
+            if writer is None:  # nf_tables, small: one --noflush restore of the plan as before
+                self._apply_plan(plan, observed)
+                self.applied = plan.result
+                return plan
+            nat = plan.tables["nat"]
+            # Chains we streamed that the finished ruleset does not want (never expected): gone.
+            nat.delete += sorted((declared | streamed) - nat.write.keys())
+            declared |= streamed
+            if self.mode == "legacy":
+                writer.lines(nat.restore_tail(declared, streamed))
+                for table in ("filter", "mangle"):
+                    writer.lines(plan.tables[table].restore_lines())
+                writer.close()
+            else:
+                writer.lines(fresh_table_tail(nat, observed["nat"], declared, streamed))
+                writer.close()
+                self._apply_plan(plan, observed, ("filter", "mangle"))
+        except BackendError:
+            log.error("iptables-restore failed; previous rules stay in place")
+            raise
+        finally:
+            if writer is not None:
+                writer.abandon()  # a no-op once closed; otherwise nothing gets committed
+            stream.finish()  # the proxier's model is complete even when applying failed
+            observing.result(check=False)
+        self.applied = plan.result
+        return plan
+
+    def _start(self, *, noflush: bool) -> _Writer:
+        argv = [self._tool("iptables-restore"), "-w"] + (["--noflush"] if noflush else [])
+        writer = _Writer(argv, self.runner.start(argv))
+        self._last_writer = writer
+        return writer
 
     def canary_present(self) -> bool:
         res = self.runner.run([self._tool("iptables"), "-w", "-t", "mangle", "-S", CANARY], check=False)
@@ -162,14 +258,22 @@ class RestoreBackend:
 
 def fresh_table_text(tp: TablePlan, obs: ObservedTable) -> str:
     """A whole-table restore (no ``--noflush``): foreign content as found, ours as planned."""
+    return "\n".join([f"*{tp.table}", *fresh_table_tail(tp, obs)]) + "\n"
+
+
+def fresh_table_tail(
+    tp: TablePlan, obs: ObservedTable, declared: Container[str] = (), written: Container[str] = ()
+) -> list[str]:
+    """The lines of a whole-table restore after ``*table`` and after a streamed head that
+    already declared the chains in ``declared`` and wrote the rules of those in ``written``."""
     table = tp.table
-    out = [f"*{table}"]
+    out: list[str] = []
     builtins = BUILTIN_CHAINS.get(table, ())
     for chain in builtins:
         out.append(f":{chain} {obs.policies.get(chain, 'ACCEPT')} [0:0]")
     foreign = sorted(c for c in obs.chains if c not in builtins and not owned_chain(table, c))
     out += [f":{c} - [0:0]" for c in foreign]
-    out += [f":{c} - [0:0]" for c in tp.write]
+    out += [f":{c} - [0:0]" for c in tp.write if c not in declared]
     for chain in builtins:
         rules = list(obs.rules.get(chain, []))
         missing = [j.rule for j in tp.jumps if j.chain == chain and not has_jump(rules, j)]
@@ -178,9 +282,102 @@ def fresh_table_text(tp: TablePlan, obs: ObservedTable) -> str:
     for chain in foreign:
         out += [f"-A {chain} {r}" for r in obs.rules.get(chain, [])]
     for chain, rules in tp.write.items():
-        out += [f"-A {chain} {r}" for r in rules]
+        if chain not in written:
+            prefix = f"-A {chain} "
+            out += [prefix + r for r in rules]
     out.append("COMMIT")
-    return "\n".join(out) + "\n"
+    return out
+
+
+def _group_lines(group: Mapping[str, list[str]]) -> list[str]:
+    """One service port's chains: every declaration first (its rules jump between them)."""
+    out = [f":{c} - [0:0]" for c in group]
+    for chain, rules in group.items():
+        prefix = f"-A {chain} "
+        out += [prefix + r for r in rules]
+    return out
+
+
+class _Writer:
+    """Feeds a restore in chunks of about ``CHUNK`` characters and remembers every line sent
+    (a failure quotes them). After the tool stopped reading, further lines are only kept."""
+
+    CHUNK = 1 << 16
+
+    def __init__(self, argv: list[str], feed: Feed) -> None:
+        self.argv = argv
+        self.feed = feed
+        self.sent: list[str] = []
+        self.pending: list[str] = []
+        self.size = 0
+        self.broken = False
+        self.done = False
+
+    def lines(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        chunk = "\n".join(lines) + "\n"
+        self.pending.append(chunk)
+        self.size += len(chunk)
+        if self.size >= self.CHUNK:
+            self.flush()
+
+    def flush(self) -> None:
+        data = "".join(self.pending)
+        self.pending, self.size = [], 0
+        self.sent.append(data)
+        if not self.broken and data:
+            try:
+                self.feed.write(data)
+            except BrokenPipeError:
+                self.broken = True  # it failed on a line already sent; close() says which
+
+    def text(self) -> str:
+        return "".join(self.sent) + "".join(self.pending)
+
+    def close(self) -> None:
+        self.flush()
+        self.done = True
+        try:
+            self.feed.close()
+        except CommandError as exc:
+            text = self.text()
+            raise BackendError(
+                f"{self.argv[0]} failed: {exc.stderr.strip()}",
+                context=offending_lines(text, exc.stderr),
+                text=text,
+            ) from exc
+
+    def abandon(self) -> None:
+        if not self.done:
+            self.done = True
+            self.feed.kill()
+
+
+_T = TypeVar("_T")
+
+
+class _Background(Generic[_T]):
+    """Runs ``fn`` on a helper thread (a process to wait for) while the caller renders."""
+
+    def __init__(self, fn: Callable[[], _T]) -> None:
+        self._fn = fn
+        self._value: _T | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="proxy-observe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self, *, check: bool = True) -> _T:
+        self._thread.join()
+        if self._error is not None and check:
+            raise self._error
+        return self._value  # type: ignore[return-value]
 
 
 def cleanup_text(observed: Observed) -> str:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from proxy.backend.exec import CommandRunner
-from proxy.backend.interface import parse_save
+from proxy.backend.interface import BackendError, StreamedRuleset, parse_save
 from proxy.backend.restore import RestoreBackend
 from proxy.rules import render
 from tests.helpers.netns import NetnsFactory, sh
@@ -46,17 +46,24 @@ def kernel_tables(ns: str, mode: str) -> dict[str, dict[str, list[str]]]:
     return out
 
 
-@pytest.mark.parametrize("writer", ["restore-nft", "restore-legacy", "python-iptables"])
+@pytest.mark.parametrize(
+    "writer", ["restore-nft", "restore-legacy", "restore-nft-streamed", "restore-legacy-streamed", "python-iptables"]
+)
 def test_backends_hold_the_same_rules(writer: str, netns: NetnsFactory, tmp_path: Path) -> None:
     ns = netns("be")
-    mode = "nft" if writer == "restore-nft" else "legacy"
+    mode = "nft" if writer.startswith("restore-nft") else "legacy"
     if writer == "python-iptables":
         f = tmp_path / "objs.json"
         f.write_text(json.dumps({"services": OVERALL_SERVICES, "slices": OVERALL_SLICES, "changed": CHANGED}))
         sh(sys.executable, "-c", APPLY, str(f), netns=ns)
     else:
-        b = RestoreBackend(mode, CommandRunner(netns=ns))
-        b.apply(render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS), full=True)
+        # Streamed full syncs; on nf_tables with the fresh (whole-table) restore of nat.
+        b = RestoreBackend(mode, CommandRunner(netns=ns), fresh_threshold=7 if writer.endswith("streamed") else 1000)
+        rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
+        if writer.endswith("streamed"):
+            b.apply_full(StreamedRuleset.of(rs))
+        else:
+            b.apply(rs, full=True)
         plan = b.apply(render(OVERALL_SERVICES, CHANGED, options=OPTS), full=False)
         assert not plan.full and plan.chains_written() <= 4
     got = kernel_tables(ns, mode)
@@ -86,8 +93,9 @@ def test_fresh_nft_restore_keeps_foreign_rules(netns: NetnsFactory) -> None:
         sh("iptables-nft", "-w", *args, netns=ns)
     b = RestoreBackend("nft", CommandRunner(netns=ns), fresh_threshold=0)  # always the fresh path
     rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
-    for _ in range(2):  # into empty chains, then over our own
-        b.apply(rs, full=True)
+    b.apply(rs, full=True)  # into empty chains,
+    b.apply_full(StreamedRuleset.of(rs))  # then over our own, streamed
+    b.apply(rs, full=True)  # and the plain way over the streamed one
     save = sh("iptables-nft-save", netns=ns)
     assert "-A CNI-FOREIGN -d 10.244.0.0/16 -j ACCEPT" in save
     assert "-A POSTROUTING -s 10.244.1.0/24 -j CNI-FOREIGN" in save
@@ -95,3 +103,22 @@ def test_fresh_nft_restore_keeps_foreign_rules(netns: NetnsFactory) -> None:
     assert save.count("-j KUBE-POSTROUTING") == 1  # hooks not duplicated
     got = kernel_tables(ns, "nft")
     assert Tracer(got, (NODE_IP,)).trace("10.0.0.2", "172.30.0.41", 80).output == "10.180.0.1:80"
+
+
+@pytest.mark.parametrize("mode", ["nft", "legacy"])
+def test_failed_streamed_full_sync_keeps_the_previous_rules(mode: str, netns: NetnsFactory) -> None:
+    ns = netns("fail")
+    b = RestoreBackend(mode, CommandRunner(netns=ns), fresh_threshold=7)
+    rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
+    b.apply_full(StreamedRuleset.of(rs))
+    before = sh(f"iptables-{mode}-save", netns=ns)
+    changed = render(OVERALL_SERVICES, CHANGED, options=OPTS)
+    bad_chain = next(c for c in changed.tables["nat"] if c.startswith("KUBE-SEP-"))
+    changed.tables["nat"][bad_chain] = ["-m no-such-match -j ACCEPT"]  # the tool rejects this line
+    with pytest.raises(BackendError) as err:
+        b.apply_full(StreamedRuleset.of(changed))
+    culprit = err.value.context.splitlines()[2]
+    assert culprit.startswith(">>") and culprit.endswith(f"-A {bad_chain} -m no-such-match -j ACCEPT")
+    assert b.applied is None
+    strip = [line for line in before.splitlines() if not line.startswith("#")]
+    assert [line for line in sh(f"iptables-{mode}-save", netns=ns).splitlines() if not line.startswith("#")] == strip

@@ -6,13 +6,13 @@ here: which commands run, what they are fed, and how failures are reported.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import pytest
 
 from proxy.backend.detect import detect_mode, make_backend
-from proxy.backend.exec import CommandError, CommandRunner, Completed
-from proxy.backend.interface import BackendError, offending_lines, parse_save
+from proxy.backend.exec import BufferedFeed, CommandError, CommandRunner, Completed, Feed
+from proxy.backend.interface import BackendError, StreamedRuleset, make_plan, offending_lines, parse_save
 from proxy.backend.restore import RestoreBackend, cleanup_text, fresh_table_text
 from proxy.rules import render
 from tests.unit.proxy.test_proxy_rules import OPTS, OVERALL_SERVICES, OVERALL_SLICES
@@ -40,6 +40,7 @@ class Scripted(CommandRunner):
         super().__init__()
         self.answers = answers or {}
         self.calls: list[tuple[list[str], str | None]] = []
+        self.feeds: list[BufferedFeed] = []
 
     def run(
         self, argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 600
@@ -52,9 +53,14 @@ class Scripted(CommandRunner):
                 return answer
         return Completed(0, "", "")
 
+    def start(self, argv: Sequence[str], *, check: bool = True) -> Feed:
+        feed = BufferedFeed(self, argv, check=check)
+        self.feeds.append(feed)
+        return feed
+
 
 def test_legacy_full_sync_observes_then_restores_with_noflush() -> None:
-    runner = Scripted({"iptables-legacy-save -t nat": Completed(0, NAT_SAVE, "")})
+    runner = Scripted({"iptables-legacy-save": Completed(0, NAT_SAVE, "")})
     b = RestoreBackend("legacy", runner)
     plan = b.apply(render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS), full=True)
     restores = [(argv, text) for argv, text in runner.calls if argv[0] == "iptables-legacy-restore"]
@@ -150,3 +156,93 @@ def test_make_backend_choices() -> None:
     assert isinstance(make_backend("iptables-restore", legacy)[0], RestoreBackend)
     with pytest.raises(ValueError, match="unknown backend"):
         make_backend("ipvs", nft)
+
+
+def chains_of(text: str) -> dict[str, dict[str, list[str]]]:
+    """What a restore input leaves in each table's chains (declared chains and appended rules)."""
+    return {t: {c: o.rules.get(c, []) for c in o.chains} for t, o in parse_save(text).items()}
+
+
+def test_streamed_legacy_full_sync_writes_what_the_plain_one_does() -> None:
+    rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
+    plain = Scripted({"iptables-legacy-save": Completed(0, NAT_SAVE, "")})
+    RestoreBackend("legacy", plain).apply(rs, full=True)
+    streamed = Scripted({"iptables-legacy-save": Completed(0, NAT_SAVE, "")})
+    b = RestoreBackend("legacy", streamed)
+    plan = b.apply_full(StreamedRuleset.of(rs))
+    [(argv, text)] = [(a, t or "") for a, t in streamed.calls if a[0] == "iptables-legacy-restore"]
+    [(_, plain_text)] = [(a, t or "") for a, t in plain.calls if a[0] == "iptables-legacy-restore"]
+    assert "--noflush" in argv
+    assert text.startswith("*nat\n:KUBE-NODEPORTS - [0:0]")  # the big table first, as rendered
+    assert sorted(text.splitlines()) == sorted(plain_text.splitlines())  # the same lines
+    assert chains_of(text) == chains_of(plain_text)  # and the same rules in the same order
+    nat = text[: text.index("COMMIT")].splitlines()
+    # A stale chain is flushed, then deleted after everything that referred to it was rewritten.
+    assert nat.index(":KUBE-SVC-OLDOLDOLDOLDOLDO - [0:0]") < nat.index("-X KUBE-SVC-OLDOLDOLDOLDOLDO")
+    for i, line in enumerate(nat):  # every jump goes to a chain declared before it
+        if line.startswith("-A ") and " -j KUBE-" in line:
+            target = line.rsplit(" -j ", 1)[1].split()[0]
+            assert f":{target} - [0:0]" in nat[:i], line
+    assert plan.full and b.applied == plan.result == make_plan(rs, None, parse_save(NAT_SAVE), full=True).result
+    assert b.last_text == text
+
+
+def test_streamed_nft_full_sync_restores_the_big_table_fresh_keeping_foreign_content() -> None:
+    rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
+    nft_chains = "table ip nat {\n\tchain PREROUTING {\n\t}\n\tchain CNI-X {\n\t}\n}\n"
+    answers = {
+        "nft list chains ip": Completed(0, nft_chains, ""),
+        "sh -c": Completed(0, "### nat PREROUTING\n-P PREROUTING ACCEPT\n### nat CNI-X\n-A CNI-X -j ACCEPT\n", ""),
+    }
+    runner = Scripted(answers)
+    b = RestoreBackend("nft", runner, fresh_threshold=7)  # nat (20 chains) is big, filter (7) not
+    b.apply_full(StreamedRuleset.of(rs))
+    restores = [(a, t or "") for a, t in runner.calls if a[0] == "iptables-nft-restore"]
+    assert [("--noflush" in a) for a, _ in restores] == [False, True]
+    nat_text, rest = restores[0][1], restores[1][1]
+    assert nat_text.startswith("*nat\n") and nat_text.count("*") == 1
+    assert "-A CNI-X -j ACCEPT" in nat_text and ":PREROUTING ACCEPT [0:0]" in nat_text
+    found = parse_save("*nat\n:PREROUTING ACCEPT [0:0]\n:CNI-X - [0:0]\n-A CNI-X -j ACCEPT\nCOMMIT\n")
+    plain = fresh_table_text(make_plan(rs, None, found, full=True).tables["nat"], found["nat"])
+    assert chains_of(nat_text) == chains_of(plain)  # what the unstreamed fresh restore writes
+    assert rest.startswith("*filter\n") and "*nat" not in rest
+
+
+def test_small_nft_full_sync_is_one_noflush_restore_as_before() -> None:
+    rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
+    runner = Scripted()
+    RestoreBackend("nft", runner).apply_full(StreamedRuleset.of(rs))
+    restores = [(a, t or "") for a, t in runner.calls if a[0] == "iptables-nft-restore"]
+    assert len(restores) == 1 and "--noflush" in restores[0][0]
+    assert chains_of(restores[0][1]) == chains_of(rs.text())
+
+
+def test_streamed_restore_failure_quotes_the_streamed_line_and_finishes_the_render() -> None:
+    rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
+    runner = Scripted({"iptables-legacy-restore": Completed(1, "", "iptables-legacy-restore: line 9 failed")})
+    b = RestoreBackend("legacy", runner)
+    stream = StreamedRuleset.of(rs)
+    with pytest.raises(BackendError) as err:
+        b.apply_full(stream)
+    [(_, text)] = [(a, t or "") for a, t in runner.calls if a[0] == "iptables-legacy-restore"]
+    assert f">>      9  {text.splitlines()[8]}" in err.value.context
+    assert err.value.text == text and b.applied is None
+    assert next(stream.groups, None) is None  # rendered to the end all the same
+
+
+def test_render_error_mid_stream_kills_the_restore_before_any_commit() -> None:
+    rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
+    good = StreamedRuleset.of(rs)
+
+    def groups() -> Iterator[Mapping[str, list[str]]]:
+        yield next(good.groups)
+        raise RuntimeError("render bug")
+
+    runner = Scripted()
+    b = RestoreBackend("legacy", runner)
+    with pytest.raises(RuntimeError):
+        b.apply_full(StreamedRuleset(groups(), lambda: rs))
+    [feed] = runner.feeds
+    assert feed.killed and "COMMIT" not in "".join(feed.parts)
+    assert not [a for a, _ in runner.calls if a[0] == "iptables-legacy-restore"]  # never ran to the end
+    assert b.applied is None

@@ -13,6 +13,8 @@ import hashlib
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from proxy.rules import (
     ProxyOptions,
@@ -101,6 +103,13 @@ def test_chain_names_are_kube_proxys_hashes() -> None:
     h = base64.b32encode(hashlib.sha256(b"ns2/svc2:p80udp").digest()).decode()[:16]
     assert service_chain("KUBE-EXT-", "ns2/svc2:p80", "udp") == f"KUBE-EXT-{h}"
     assert len(service_chain("KUBE-SVL-", "a" * 300, "sctp")) == 25
+
+
+@given(st.text(max_size=200))
+def test_chain_hash_is_base32_of_sha256_for_any_name(text: str) -> None:
+    # The pair-table encoder must agree with the library's base32 everywhere.
+    want = base64.b32encode(hashlib.sha256(text.encode()).digest()).decode()[:16]
+    assert endpoint_chain(text, "", "") == f"KUBE-SEP-{want}"
 
 
 def test_unnamed_port_name_has_no_colon() -> None:
