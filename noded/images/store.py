@@ -181,6 +181,11 @@ def _sha256_file(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def _auth_identity(auths: Sequence[AuthConfig | None]) -> str:
+    """A hash naming a set of credentials (so a cache can tell them apart without holding them)."""
+    return hashlib.sha256("\0".join(a.auth if a else "" for a in auths).encode()).hexdigest()
+
+
 def _sha256_bytes(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -216,7 +221,8 @@ class ImageStore:
             (self.root / d).mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._ref_locks: dict[str, threading.Lock] = {}
-        self._resolved: dict[str, tuple[str, float]] = {}  # ref -> (digest, when resolved)
+        # (ref, credentials' hash) -> (digest, when resolved)
+        self._resolved: dict[tuple[str, str], tuple[str, float]] = {}
         self.resolve_ttl = resolve_ttl
 
     # ---- records ---------------------------------------------------------------------------
@@ -283,12 +289,15 @@ class ImageStore:
                 # resolution younger than ``resolve_ttl`` is reused: a batch of pods with
                 # ``:latest`` would otherwise pay one skopeo exec each (containerd's resolver
                 # is a cheap HEAD; ours is a process), and a tag moved seconds ago is a race anyway.
-                seen = self._resolved.get(norm)
+                # It is reused only for the same credentials: a pod without the secret must not
+                # ride on another pod's successful check of a private image.
+                key = (norm, _auth_identity(auths))
+                seen = self._resolved.get(key)
                 if seen and seen[0] == have.repo_digest and time.monotonic() - seen[1] < self.resolve_ttl:
                     return have
                 with contextlib.suppress(ImagePullError):
                     digest = self._each_auth(parsed, auths, lambda af: self._resolve_digest(parsed, af))
-                    self._resolved[norm] = (digest, time.monotonic())
+                    self._resolved[key] = (digest, time.monotonic())
                     if digest == have.repo_digest:
                         return have
             return self._each_auth(parsed, auths, lambda af: self._pull(parsed, af))

@@ -179,6 +179,26 @@ def test_digest_pinned_references(
     assert store.get(f"{repo}@{wrong}") is None
 
 
+def test_pull_policies_against_a_moving_tag(
+    tmp_path: Path, auth_registry: Registry, lab_images: dict[str, Path], multi_layout: tuple[Path, dict[str, str]]
+) -> None:
+    creds = (USER, PASSWORD)
+    ref = auth_registry.push(lab_images["busybox"], "private/moving", creds=creds) + ":latest"
+    store = new_store(tmp_path, auth_registry)
+    secret = kubectl_secret(auth_registry.address)
+    first = store.ensure(ref, "IfNotPresent", pod_secrets(secret))
+    auth_registry.push(multi_layout[0], "private/moving", creds=creds, all_platforms=True)  # the tag moves
+    assert store.ensure(ref, "IfNotPresent", pod_secrets(secret)).image_id == first.image_id
+    assert store.ensure(ref, "Never").image_id == first.image_id
+    moved = store.ensure(ref, "Always", pod_secrets(secret))
+    assert moved.image_id != first.image_id and moved.manifest_digest == multi_layout[1]["amd64"]
+    # Always checks the registry with the pod's own credentials: a pod without the secret does not
+    # ride on the check another pod just made (the resolution cache is per credentials).
+    with pytest.raises(ImagePullError, match="authentication required"):
+        store.ensure(ref, "Always")
+    assert store.ensure(ref, "Always", pod_secrets(secret)).image_id == moved.image_id
+
+
 # ---- through the API server and noded ---------------------------------------------------------
 
 
