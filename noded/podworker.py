@@ -454,7 +454,12 @@ class PodWorker:
                         f'Back-off pulling image "{image_ref}": {notes.image_errors.get(image_ref, "")}',
                     )
                     return float(wait)
-            secrets = PullSecrets(pod, self.api.get_object)  # read only if the registry is asked
+            # Read only if the registry is asked; a missing secret is an event, as in kubelet.
+            secrets = PullSecrets(
+                pod,
+                self.api.get_object,
+                lambda msg: self.api.event(pod, "Warning", "FailedToRetrieveImagePullSecret", msg),
+            )
             try:
                 if self.images.get(image_ref) is None or policy == "Always":
                     self.api.event(pod, "Normal", "Pulling", f'Pulling image "{image_ref}"')

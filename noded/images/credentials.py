@@ -219,10 +219,11 @@ class PullSecrets:
     """A pod's ``imagePullSecrets``, read through ``getter`` the first time a pull needs them.
 
     A secret that does not exist is skipped with a warning (kubelet does the same and pulls with
-    what it has); ``missing`` lists their names for an event.
+    what it has); ``missing`` lists their names, and ``on_missing`` gets kubelet's message for its
+    ``FailedToRetrieveImagePullSecret`` event.
     """
 
-    def __init__(self, pod: Mapping[str, Any], getter: Getter) -> None:
+    def __init__(self, pod: Mapping[str, Any], getter: Getter, on_missing: Callable[[str], None] | None = None) -> None:
         self._namespace = (pod.get("metadata") or {}).get("namespace") or "default"
         self._names = [
             str(ref.get("name"))
@@ -230,6 +231,7 @@ class PullSecrets:
             if isinstance(ref, Mapping) and ref.get("name")
         ]
         self._getter = getter
+        self._on_missing = on_missing
         self._ring: DockerKeyring | None = None
         self.missing: list[str] = []
 
@@ -247,6 +249,11 @@ class PullSecrets:
                     self.missing.append(name)
                     continue
                 found.append(obj)
+            if self.missing and self._on_missing is not None:
+                self._on_missing(
+                    f"Unable to retrieve some image pull secrets ({', '.join(self.missing)}); "
+                    "attempting to pull the image may not succeed."
+                )
             self._ring = keyring_from_secrets(found)
         return self._ring
 

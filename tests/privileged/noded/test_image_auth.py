@@ -247,6 +247,12 @@ def test_pods_pull_private_and_multiplatform_images_with_image_pull_secrets(
     w = _waiting(c.wait_pod("nosecret", lambda p: _waiting(p).get("reason") == "ImagePullBackOff"))
     assert "authentication required" in w["message"]
     assert any(e["reason"] == "Failed" and "authentication required" in e["message"] for e in c.events("nosecret"))
+    # Naming a secret that does not exist: an event says so, and the pull goes on without it.
+    c.create("gonesecret", [{"name": "c", "image": private, "command": cmd}], imagePullSecrets=[{"name": "gone"}])
+    w = _waiting(c.wait_pod("gonesecret", lambda p: _waiting(p).get("reason") in ("ErrImagePull", "ImagePullBackOff")))
+    assert "authentication required" in w["message"]
+    missing = [e for e in c.events("gonesecret") if e["reason"] == "FailedToRetrieveImagePullSecret"]
+    assert missing and missing[0]["type"] == "Warning" and "(gone)" in missing[0]["message"]
     # The secret as kubectl makes it, then a pod that names it.
     c.kubectl(
         "create", "secret", "docker-registry", "regcred", f"--docker-server={addr}",

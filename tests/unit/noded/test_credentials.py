@@ -139,12 +139,14 @@ def test_pull_secrets_are_read_lazily_once_and_missing_ones_are_skipped() -> Non
         "metadata": {"name": "p", "namespace": "team"},
         "spec": {"imagePullSecrets": [{"name": "gone"}, {"name": "regcred"}], "containers": []},
     }
-    ps = PullSecrets(pod, getter)
+    told: list[str] = []
+    ps = PullSecrets(pod, getter, told.append)
     assert calls == [] and list(ps.names) == ["gone", "regcred"]
     assert users(ps.keyring().lookup("reg:5000/app")) == ["u"]
     ps.keyring()
     assert calls == [("secret", "team", "gone"), ("secret", "team", "regcred")]
     assert ps.missing == ["gone"]
+    assert told == ["Unable to retrieve some image pull secrets (gone); attempting to pull the image may not succeed."]
     # A pod without imagePullSecrets never calls the API.
     assert not PullSecrets({"metadata": {}, "spec": {}}, getter).keyring()
 
