@@ -281,3 +281,18 @@ def test_pull_policies_follow_a_moved_tag(tmp_path: Path) -> None:
     fake.calls.clear()
     assert s.ensure(f"{REG}/app:v1", "Always").image_id == moved.image_id
     assert [c[0][1] for c in fake.calls] == ["inspect"]
+
+
+def test_registry_reason_is_unescaped_from_skopeo_log_line() -> None:
+    from noded.images.store import _pull_reason
+
+    stderr = (
+        'time="2026-11-23T22:57:59Z" level=fatal msg="Error parsing image name \\"docker://r:5000/p/b:latest\\": '
+        "reading manifest latest in r:5000/p/b: errors:\\ndenied: requested access to the resource is denied\\n"
+        'unauthorized: authentication required\\n"\n'
+    )
+    assert _pull_reason("r:5000/p/b:latest", stderr) == (
+        'failed to pull and unpack image "r:5000/p/b:latest": reading manifest latest in r:5000/p/b: errors: '
+        "denied: requested access to the resource is denied; unauthorized: authentication required"
+    )
+    assert _pull_reason("x", "") == 'failed to pull and unpack image "x": unknown error'
