@@ -62,7 +62,7 @@ import subprocess
 import termios
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -774,6 +774,10 @@ class RuncTtyExecSession:
         self.master = -1
         self._done = False
         self._stderr = b""
+        # Guards ``master`` against the client's thread: once closed, its number may be reused.
+        self._lock = threading.Lock()
+        self._reading = False
+        self._read_done = threading.Event()
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         dfd = os.open(bundle, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -788,6 +792,7 @@ class RuncTtyExecSession:
                 stderr=subprocess.PIPE,
             )  # fmt: skip
             self.master = self._receive_master(listener)
+            os.set_blocking(self.master, False)  # writes must not hold the lock while blocked
         except BaseException:
             self._cleanup()
             raise
@@ -823,20 +828,28 @@ class RuncTtyExecSession:
         raise RuntimeOpError(err.decode(errors="replace").strip() or "runc exec sent no terminal")
 
     def write_stdin(self, data: bytes) -> None:
-        with contextlib.suppress(OSError):
-            os.write(self.master, data)
+        _write_stdin(self._lock, lambda: self.master, data)
 
     def close_stdin(self) -> None:
         # A terminal has no "close": type its end-of-file character, as a user would.
-        with contextlib.suppress(OSError):
-            os.write(self.master, bytes([termios.tcgetattr(self.master)[6][termios.VEOF][0]]))
+        with self._lock, contextlib.suppress(OSError):
+            if self.master >= 0:
+                os.write(self.master, bytes([termios.tcgetattr(self.master)[6][termios.VEOF][0]]))
 
     def resize(self, width: int, height: int) -> None:
-        with contextlib.suppress(OSError):
-            set_winsize(self.master, width, height)
+        with self._lock, contextlib.suppress(OSError):
+            if self.master >= 0:
+                set_winsize(self.master, width, height)
 
     def output(self) -> Iterator[tuple[int, bytes]]:
-        while True:
+        self._reading = True
+        try:
+            yield from self._output()
+        finally:
+            self._read_done.set()
+
+    def _output(self) -> Iterator[tuple[int, bytes]]:
+        while self.master >= 0:
             readable, _, _ = select.select([self.master], [], [], 0.2)
             if not readable:
                 # The session ends with its process, like the kubelet's: a background job that
@@ -846,6 +859,8 @@ class RuncTtyExecSession:
                 continue
             try:
                 chunk = os.read(self.master, 65536)
+            except BlockingIOError:
+                continue
             except OSError:  # EIO: every holder of the terminal's slave side is gone
                 break
             if not chunk:
@@ -861,6 +876,8 @@ class RuncTtyExecSession:
 
     def wait(self) -> int:
         code = self.proc.wait()
+        if self._reading:  # let the reader drain the terminal before it is closed
+            self._read_done.wait(5)
         self._cleanup()
         return code
 
@@ -875,9 +892,11 @@ class RuncTtyExecSession:
         if self._done:
             return
         self._done = True
-        if self.master >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.master)
+        with self._lock:
+            if self.master >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(self.master)
+                self.master = -1
         proc = getattr(self, "proc", None)
         if proc is not None and proc.stderr is not None:
             proc.stderr.close()
@@ -913,13 +932,14 @@ class RuncAttachSession:
         self.tty = bool(msg[0] & 1)
         self.stdin = bool(msg[0] & 2)
         self.fd = fds[0] if fds else -1
+        if self.fd >= 0:
+            # Shared with the shim (which never writes it; a terminal's master is already so).
+            os.set_blocking(self.fd, False)
         self._lock = threading.Lock()
 
     def write_stdin(self, data: bytes) -> None:
-        with self._lock:
-            if self.stdin and self.fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.write(self.fd, data)
+        if self.stdin:
+            _write_stdin(self._lock, lambda: self.fd, data)
 
     def close_stdin(self) -> None:
         """The client's stdin ended. A pipe: drop our end (the container sees EOF once the shim
@@ -975,6 +995,27 @@ class RuncAttachSession:
                 os.close(self.fd)
                 self.fd = -1
         self.sock.close()
+
+
+def _write_stdin(lock: threading.Lock, fd_of: Callable[[], int], data: bytes) -> None:
+    """Write all of ``data`` to a non-blocking stdin descriptor that another thread may close
+    (``fd_of`` returns -1 then): wait for room outside the lock, write under it, so a process
+    that does not read its stdin never keeps a session from closing."""
+    view = memoryview(data)
+    while view:
+        with lock:
+            fd = fd_of()
+            if fd < 0:
+                return
+            try:
+                view = view[os.write(fd, view) :]
+                continue
+            except BlockingIOError:
+                pass
+            except OSError:  # the reader is gone
+                return
+        with contextlib.suppress(OSError, ValueError):
+            select.select([], [fd], [], 0.2)
 
 
 def _proc_start(pid: int) -> int | None:

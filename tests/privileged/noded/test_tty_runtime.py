@@ -184,3 +184,24 @@ def test_stdin_pipe_container_attach_and_stdin_once_eof(
     assert st.exit_code == 7
     log = Path(st.log_path).read_text()
     assert " stdout F got-one" in log and " stderr F err-two" in log and " stdout F eof" in log
+
+
+def test_attach_closes_while_a_container_ignores_its_stdin(
+    runtime: RuncRuntime, sandbox: str, busybox: tuple[ImageStore, Image], tmp_path: Path
+) -> None:
+    import threading
+
+    cid = _start(runtime, sandbox, busybox, tmp_path, "deaf", ["sleep", "1000"], stdin=True)
+    session = runtime.attach(cid, stdin=True, tty=False)
+    # Far more than a pipe holds: the writer waits for room that never comes...
+    writer = threading.Thread(target=session.write_stdin, args=(b"x" * (4 << 20),), daemon=True)
+    writer.start()
+    writer.join(0.5)
+    assert writer.is_alive()
+    # ...yet the session closes at once, and the writer gives up.
+    closer = threading.Thread(target=lambda: (session.detach(), session.close()), daemon=True)
+    closer.start()
+    closer.join(5)
+    writer.join(5)
+    assert not closer.is_alive() and not writer.is_alive()
+    assert runtime.container_status(cid).state == ContainerState.RUNNING
