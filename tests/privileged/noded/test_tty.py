@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tests.helpers.wait import wait_for
-from tests.privileged.noded.test_noded_api import Cluster, running_ready
+from tests.privileged.noded.test_noded_api import NODE, Cluster, running_ready
 from tests.privileged.noded.test_noded_api import cluster as cluster
 
 
@@ -210,3 +210,22 @@ def test_kubectl_attach_it_to_a_tty_pod(cluster: Cluster) -> None:
     assert p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 5
     # Its terminal session is in its log, as kubectl logs shows it.
     assert "42" in cluster.kubectl("logs", "shelly").stdout
+
+
+def test_kubectl_run_it_creates_and_attaches(cluster: Cluster) -> None:
+    # No scheduler in this cluster: the override binds the pod to our node, as the scheduler would.
+    argv = kubectl_argv(
+        cluster, "run", "runner", "-it", "--restart=Never", f"--image={cluster.image('busybox')}",
+        "--overrides", '{"apiVersion":"v1","spec":{"nodeName":"' + NODE + '"}}', "--", "sh",
+    )  # fmt: skip
+    with terminal(argv, rows=25, cols=90) as t:
+        t.wait_text("If you don't see a command prompt, try pressing enter.")
+        wait_for(lambda: (t.type("\n"), "/ # " in t.text)[1], 20, interval=0.3, message=f"prompt:\n{t.text!r}")
+        wait_for(lambda: stty_size_becomes(t, "25 90"), 20, message=f"size; terminal:\n{t.text!r}")
+        t.type("exit 4\n")
+        code = t.wait_exit()
+    spec = cluster.pod("runner")["spec"]["containers"][0]
+    assert spec["stdin"] and spec["stdinOnce"] and spec["tty"]
+    p = cluster.wait_pod("runner", lambda p: "terminated" in _pod_state(cluster, "runner"))
+    assert p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
+    assert code == 4, t.text
