@@ -235,9 +235,10 @@ class Proxier:
             if full:
                 # Streamed: the backend starts writing the first service ports' chains while
                 # the rest are still being rendered (sorted: the order render() gives too).
+                # (A full sync writes every chain: no need to track which ones changed.)
                 stream = StreamedRuleset(
-                    self._render_groups(sorted(changed), options, touched),
-                    lambda: self._finish_ruleset(options, touched),
+                    self._render_groups(sorted(changed), options, None),
+                    lambda: self._finish_ruleset(options, None),
                 )
                 plan = self.backend.apply_full(stream)
                 ruleset = stream.finish()
@@ -247,7 +248,7 @@ class Proxier:
                 ruleset = self._finish_ruleset(options, touched)
                 plan = self.backend.apply(ruleset, full=False, touched=touched)
         except BackendError as exc:
-            ruleset = stream.finish() if stream is not None else self._finish_ruleset(options, touched)
+            ruleset = stream.finish() if stream is not None else self._finish_ruleset(options, None)
             duration = self.clock() - start
             log.error("sync failed (%s sync, %.3fs): %s", "full" if full else "partial", duration, exc)
             self.metrics.failures.inc()
@@ -269,7 +270,7 @@ class Proxier:
         self.metrics.last_sync.set(self.wall_clock())
         if full:  # counting 170k rules costs as much as a small sync: only when all were written
             for table, chains in ruleset.tables.items():
-                self.metrics.rules.labels(table).set(sum(len(r) for r in chains.values()))
+                self.metrics.rules.labels(table).set(sum(map(len, chains.values())))
         now = self.wall_clock()
         for trigger in self._pending_triggers:
             t = _parse_time(trigger)
@@ -316,7 +317,7 @@ class Proxier:
         return changed
 
     def _render_groups(
-        self, keys: list[str], options: ProxyOptions, touched: set[tuple[str, str]]
+        self, keys: list[str], options: ProxyOptions, touched: set[tuple[str, str]] | None
     ) -> Iterator[Mapping[str, list[str]]]:
         """Render each port in turn, yielding its nat chains (a full sync's stream)."""
         for key in keys:
@@ -324,7 +325,7 @@ class Proxier:
             if chains:
                 yield chains
 
-    def _finish_ruleset(self, options: ProxyOptions, touched: set[tuple[str, str]]) -> Ruleset:
+    def _finish_ruleset(self, options: ProxyOptions, touched: set[tuple[str, str]] | None) -> Ruleset:
         """After every changed port is rendered: the whole ruleset, with what was skipped."""
         self._rendered_options = options
         ruleset = self._assemble(options, touched)
@@ -334,23 +335,27 @@ class Proxier:
         self.metrics.skipped.set(len(ruleset.errors))
         return ruleset
 
-    def _assemble(self, options: ProxyOptions, touched: set[tuple[str, str]]) -> Ruleset:
+    def _assemble(self, options: ProxyOptions, touched: set[tuple[str, str]] | None) -> Ruleset:
         """The whole ruleset, rebuilding the shared chains only when a fragment's lines for them
         changed (otherwise the previous lists are reused, identical objects the planner skips)."""
         if self._order is None:
             self._order = sorted(self._fragments)
         if self._shared is None:
             self._shared = assemble((self._fragments[k] for k in self._order), options, service_chains=False)
-            touched.update((t, c) for t, chains in self._shared.tables.items() for c in chains)
+            if touched is not None:
+                touched.update((t, c) for t, chains in self._shared.tables.items() for c in chains)
         shared = self._shared
         tables = dict(shared.tables)
         tables["nat"] = {**shared.tables["nat"], **self._service_chains}
         return Ruleset(tables=tables, jumps=shared.jumps)
 
     def _render_port(
-        self, key: str, options: ProxyOptions, touched: set[tuple[str, str]]
+        self, key: str, options: ProxyOptions, touched: set[tuple[str, str]] | None
     ) -> Mapping[str, list[str]] | None:
         """Bring one port's fragment up to date; its nat chains (``None`` once it is gone).
+
+        ``touched`` collects the (table, chain) pairs that may have changed (partial syncs;
+        ``None`` on a full sync, which writes everything anyway).
 
         A port whose inputs (the ServicePort and its endpoints, same objects or equal ones, under
         the same options) did not change keeps its fragment: a periodic full resync then costs
@@ -378,7 +383,8 @@ class Proxier:
             if chain not in new_chains:
                 self._service_chains.pop(chain, None)
         self._service_chains.update(new_chains)
-        touched.update(("nat", c) for c in (*old_chains, *new_chains))
+        if touched is not None:
+            touched.update(("nat", c) for c in (*old_chains, *new_chains))
         if old is None or new is None or _shared_lines(old[1]) != _shared_lines(new):
             self._shared = None
         if sp is None or new is None:

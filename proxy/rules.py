@@ -273,13 +273,14 @@ def render_service_port(
     port = sp.port
     cluster_eps, local_eps, reachable, has_endpoints = categorize(sp, endpoints, options.node_name)
 
-    svc_chain = service_chain("KUBE-SVC-", spn, p)
-    svl_chain = service_chain("KUBE-SVL-", spn, p)
-    ext_chain = service_chain("KUBE-EXT-", spn, p)
-    fw_chain = service_chain("KUBE-FW-", spn, p)
+    hash_prefix = spn + p
+    h = _hash(hash_prefix)  # service_chain()'s hash, once for all four prefixes
+    svc_chain = "KUBE-SVC-" + h
+    svl_chain = "KUBE-SVL-" + h
+    ext_chain = "KUBE-EXT-" + h
+    fw_chain = "KUBE-FW-" + h
     # Per reachable endpoint: its "ip:port" and its chain, computed once (each is used 3-4 times).
     sep: dict[tuple[str, int], tuple[str, str]] = {}
-    hash_prefix = spn + p
     for e in reachable:
         text = f"{e.ip}:{e.port}"
         sep[(e.ip, e.port)] = (text, "KUBE-SEP-" + _hash(hash_prefix + text))

@@ -18,8 +18,8 @@ thread that started it.
 
 from __future__ import annotations
 
+import os
 import subprocess
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Protocol
@@ -80,15 +80,16 @@ class Feed(Protocol):
 
 
 class PipeFeed:
-    """A real process reading a pipe. Its output goes to temporary files, never to pipes we
-    would have to drain while writing (a chatty failure could otherwise block both sides)."""
+    """A real process reading a pipe. Its output goes to anonymous in-memory files (memfd),
+    never to pipes we would have to drain while writing (a chatty failure could otherwise block
+    both sides); memfds, unlike ``tempfile``, need no temporary directory to be found first."""
 
     def __init__(self, argv: list[str], *, check: bool = True) -> None:
         self.argv = argv
         self.check = check
         # Closed by close()/kill(): they outlive this call by design.
-        self._out: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        self._err: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
+        self._out: IO[bytes] = os.fdopen(os.memfd_create("feed-stdout"), "w+b")
+        self._err: IO[bytes] = os.fdopen(os.memfd_create("feed-stderr"), "w+b")
         self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self._out, stderr=self._err)
         assert self._proc.stdin is not None
         self._stdin: IO[bytes] = self._proc.stdin
