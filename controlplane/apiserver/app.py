@@ -9,7 +9,10 @@ kubelet proxy (``proxy_kubelet.py``).
 Why raw ASGI inside FastAPI: the app is a FastAPI instance (lifespan, and a familiar shell), but one
 ASGI middleware answers every request itself. Per-request routing objects, pydantic models and
 dependency injection cost more than the whole create path; here a request is parsed once, the
-store work and the JSON encoding run on a thread pool, and responses are orjson bytes.
+store work and the JSON encoding run on a thread pool, and responses are orjson bytes. Creates on a
+store with ``create_nowait`` (sqlite, memory) skip the pool: their CPU work runs on the loop and
+only the commit leaves it, to the store's committer thread, which batches every create waiting —
+no thread per request, no GIL hand-offs per request (the tail of a Python server under load).
 
 Invariants:
 - Every error is a ``Status`` body with the right code; an unexpected exception is logged with its
@@ -18,7 +21,8 @@ Invariants:
   all passed.
 
 Concurrency: request handlers run on the event loop; store calls run on a ``ThreadPoolExecutor``
-(``options.store_threads``); watch streams are asyncio tasks fed by the watch cache.
+(``options.store_threads``), except ``create_nowait`` writes, whose callbacks come back to the
+loop with ``call_soon_threadsafe``; watch streams are asyncio tasks fed by the watch cache.
 """
 
 from __future__ import annotations
@@ -66,10 +70,10 @@ from controlplane.apiserver.httpio import (
 from controlplane.apiserver.metrics import Metrics
 from controlplane.apiserver.options import ServerOptions
 from controlplane.apiserver.proxy_kubelet import KubeletProxy
-from controlplane.apiserver.resources import Obj, ResourceOps, conflict
+from controlplane.apiserver.resources import Obj, PendingCreate, ResourceOps, conflict
 from controlplane.apiserver.watch import Feeds, LineCache, WatchRequest, serve_watch
 from controlplane.apiserver.watchcache import WatchCache
-from controlplane.storage.interface import ConflictError, Store
+from controlplane.storage.interface import ConflictError, KeyExistsError, NowaitCreates, Store
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -82,6 +86,9 @@ _PATCH_TYPES = (
     "application/apply-patch+yaml",
 )
 _NOT_FOUND = "the server could not find the requested resource"
+# Create bodies up to this size are handled on the event loop (see ``create``); bigger ones on the
+# thread pool, so decoding a multi-megabyte body never holds up every other request.
+_INLINE_BODY_MAX = 64 * 1024
 _PORTFORWARD_UNSUPPORTED = (
     "port-forward is not supported by kubelab (it needs SPDY framing); reach the pod through a Service "
     "(ClusterIP from a node, or a NodePort) or use kubectl exec"
@@ -160,6 +167,8 @@ class ApiServer:
         self.allocators = ServiceAllocators(options.service_cluster_ip_range, options.service_node_port_range)
         self.admission = Admission(store, self.allocators)
         self.ops = ResourceOps(store, self.admission)
+        # Stores that queue a create without blocking (sqlite, memory): creates need no thread.
+        self.nowait: NowaitCreates | None = store if isinstance(store, NowaitCreates) else None
         self.watch_cache = WatchCache(store, prefix="/registry/", window=options.watch_cache_window)
         self.feeds = Feeds(self.watch_cache, options.watch_max_pending)
         self.lines = LineCache()
@@ -751,6 +760,15 @@ class ApiServer:
             return
 
         warn = req.q("fieldValidation") == "Warn"
+        if self.nowait is not None and len(raw) <= _INLINE_BODY_MAX:
+            # On the loop: decoding, admission and encoding are CPU only (the namespace and
+            # allocator state is in memory), and the store commits the write on its own thread.
+            body = decode_body(raw, ctype)
+            warnings = unknown_field_warnings(res, body) if warn else []
+            pending = self.ops.begin_create(res, route.namespace, body, dry_run=dry, strict=strict)
+            obj = pending.obj if pending.value is None else await self._write_create(pending, self.nowait)
+            await send_response(send, 201, orjson.dumps(obj), headers=warning_headers(warnings))
+            return
 
         def work() -> tuple[bytes, list[str]]:
             body = decode_body(raw, ctype)
@@ -759,6 +777,42 @@ class ApiServer:
 
         out, warnings = await self.run(work)
         await send_response(send, 201, out, headers=warning_headers(warnings))
+
+    async def _write_create(self, pending: PendingCreate, store: NowaitCreates) -> Obj:
+        """Write an admitted create through ``create_nowait``; the created object.
+
+        The outcome (allocations kept or released, a new generateName suffix after a collision)
+        is settled on the loop by the store's callback whether or not this coroutine is still
+        waiting, so a request cancelled mid-write leaves no allocation behind for a stored object.
+        """
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Obj] = loop.create_future()
+
+        def settle(rev: int | None, err: BaseException | None) -> None:
+            if err is None and rev is not None:
+                obj = pending.committed(rev)
+                if not answer.done():
+                    answer.set_result(obj)
+                return
+            try:
+                if not isinstance(err, KeyExistsError):
+                    pending.abort()
+                    raise err or errors.ApiError("the store answered neither a revision nor an error")
+                pending.collided()  # another generateName suffix, or AlreadyExists
+                store.create_nowait(pending.key, pending.value or b"", done)
+            except BaseException as exc:
+                if not answer.done():
+                    answer.set_exception(exc)
+
+        def done(rev: int | None, err: BaseException | None) -> None:  # on the store's thread
+            loop.call_soon_threadsafe(settle, rev, err)
+
+        try:
+            store.create_nowait(pending.key, pending.value or b"", done)
+        except BaseException:
+            pending.abort()
+            raise
+        return await answer
 
     async def update(self, req: Request, route: Route, send: Send) -> None:
         res, sub, name = route.res, route.subresource, route.name

@@ -13,6 +13,7 @@ the in-process scheduler/controllers run in their own threads and stop on a shar
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import logging
 import ssl
@@ -53,6 +54,45 @@ def open_store(kind: str, data_dir: Path, etcd_endpoints: list[str] | None) -> A
     return factory_open(kind, data_dir, etcd_endpoints)
 
 
+class CoalescingTransport:
+    """A transport whose writes made in one event-loop turn leave in one ``write`` (one TLS record).
+
+    uvicorn writes a response's status line and headers, then its body, as two ``write`` calls; on
+    TLS each costs an encryption, a record and a ``send`` system call. Here a write is held until
+    the next one (which takes it along) or the end of the current loop turn (``call_soon``),
+    whichever comes first: order is kept and nothing waits longer than the turn it was written in.
+    Everything else is the wrapped transport's.
+    """
+
+    __slots__ = ("_held", "_loop", "_transport")
+
+    def __init__(self, transport: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is None:
+            self._held = bytes(data)
+            self._loop.call_soon(self._flush)
+        else:
+            self._held = None
+            self._transport.write(held + data)
+
+    def _flush(self) -> None:
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 def _protocol_classes(peers: PeerIdentities) -> tuple[type[Any], type[Any]]:
     """uvicorn HTTP and WebSocket protocol classes that record the TLS peer's certificate subject."""
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -61,7 +101,7 @@ def _protocol_classes(peers: PeerIdentities) -> tuple[type[Any], type[Any]]:
     class HttpWithPeer(HttpToolsProtocol):
         def connection_made(self, transport: Any) -> None:
             self._kubelab_peer = peers.note(transport)
-            super().connection_made(transport)
+            super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
 
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)

@@ -315,34 +315,38 @@ class ResourceOps:
     def create(
         self, res: Resource, namespace: str | None, body: Any, *, dry_run: bool = False, strict: bool = False
     ) -> Obj:
+        pending = self.begin_create(res, namespace, body, dry_run=dry_run, strict=strict)
+        if pending.value is None:
+            return pending.obj  # dry run
+        while True:
+            try:
+                rev = self.store.create(pending.key, pending.value)
+            except KeyExistsError:
+                pending.collided()  # another name, or AlreadyExists
+                continue
+            except BaseException:
+                pending.abort()
+                raise
+            return pending.committed(rev)
+
+    def begin_create(
+        self, res: Resource, namespace: str | None, body: Any, *, dry_run: bool = False, strict: bool = False
+    ) -> PendingCreate:
+        """Everything of a create but the store write: checks, defaulting, admission, encoding.
+
+        The caller writes ``(key, value)`` with ``store.create`` (or ``create_nowait``) and then
+        calls ``committed(rev)``, ``collided()`` on ``KeyExistsError`` (then writes again), or
+        ``abort()`` on any other failure. For a dry run ``value`` is None and ``obj`` is the answer.
+        """
         if strict and isinstance(body, dict):
             strict_check(res, body)
         obj = self.prepare_new(res, namespace, body)
-        md = obj["metadata"]
         finish = self.admission.admit_create(res, obj)
         if dry_run:
             finish(False)
-            return obj
+            return PendingCreate(self, res, obj, finish, generated=False, dry_run=True)
         generated = isinstance(body, dict) and not (body.get("metadata") or {}).get("name")
-        for attempt in range(3):
-            key = res.storage_key(md["name"], md.get("namespace"))
-            try:
-                rev = self.store.create(key, self.encode(obj))
-                break
-            except KeyExistsError:
-                if generated and attempt < 2:
-                    # a generateName suffix collided: draw another one (Kubernetes retries too)
-                    md["name"] = str(md["generateName"]) + "".join(random.choices(_NAME_ALPHABET, k=5))
-                    continue
-                finish(False)
-                raise already_exists(res, md["name"]) from None
-            except BaseException:
-                finish(False)
-                raise
-        finish(True)
-        md["resourceVersion"] = str(rev)
-        self._changed(res, obj)
-        return obj
+        return PendingCreate(self, res, obj, finish, generated=generated)
 
     # -- update --------------------------------------------------------------------------------
 
@@ -621,6 +625,60 @@ class ResourceOps:
             self._changed(res, obj)
             return obj
         raise conflict(res, name)
+
+
+class PendingCreate:
+    """An admitted object waiting for its store write (see ``ResourceOps.begin_create``)."""
+
+    __slots__ = ("_attempts", "_finish", "_generated", "_ops", "key", "obj", "res", "value")
+
+    def __init__(
+        self,
+        ops: ResourceOps,
+        res: Resource,
+        obj: Obj,
+        finish: Callable[[bool], None],
+        *,
+        generated: bool,
+        dry_run: bool = False,
+    ) -> None:
+        self._ops = ops
+        self.res = res
+        self.obj = obj
+        self._finish = finish
+        self._generated = generated
+        self._attempts = 0
+        self.key = ""
+        self.value: bytes | None = None
+        if not dry_run:
+            self._encode()
+
+    def _encode(self) -> None:
+        md = self.obj["metadata"]
+        self.key = self.res.storage_key(md["name"], md.get("namespace"))
+        self.value = ResourceOps.encode(self.obj)
+
+    def collided(self) -> None:
+        """The key exists: draw another generateName suffix (Kubernetes retries too), or 409."""
+        self._attempts += 1
+        md = self.obj["metadata"]
+        if self._generated and self._attempts < 3:
+            md["name"] = str(md["generateName"]) + "".join(random.choices(_NAME_ALPHABET, k=5))
+            self._encode()
+            return
+        self._finish(False)
+        raise already_exists(self.res, md["name"])
+
+    def abort(self) -> None:
+        """The write failed: release what admission allocated."""
+        self._finish(False)
+
+    def committed(self, rev: int) -> Obj:
+        """The write is durable at ``rev``: the created object, as the API answers it."""
+        self._finish(True)
+        self.obj["metadata"]["resourceVersion"] = str(rev)
+        self._ops._changed(self.res, self.obj)
+        return self.obj
 
 
 def _noop(committed: bool) -> None:

@@ -21,8 +21,9 @@ blocks the calling thread; ``Watch.close`` may be called from another thread to 
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 class StoreError(Exception):
@@ -137,3 +138,24 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+#: ``create_nowait``'s completion: (new revision, None) or (None, the error ``create`` would raise).
+CreateDone = Callable[[int | None, BaseException | None], None]
+
+
+@runtime_checkable
+class NowaitCreates(Protocol):
+    """A store that can queue a create without blocking the caller (the SQLite and memory stores).
+
+    An event-loop server does its CPU work on the loop and hands only the write to the store, so
+    no request needs a thread of its own while the commit (one fsync for the whole batch) runs.
+    """
+
+    def create_nowait(self, key: str, value: bytes, done: CreateDone) -> None:
+        """Queue ``create(key, value)``; ``done`` is called once, after it is durable or failed.
+
+        ``done`` may run on any thread (the store's committer, or the caller's at once) and must be
+        quick and never raise. Durability and ordering are exactly ``create``'s.
+        """
+        ...

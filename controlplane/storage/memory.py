@@ -28,6 +28,7 @@ from controlplane.storage.index import IndexedReads
 from controlplane.storage.interface import (
     CompactedError,
     ConflictError,
+    CreateDone,
     Event,
     EventType,
     KeyExistsError,
@@ -72,6 +73,15 @@ class MemoryStore(IndexedReads):
             self._data[key] = KeyValue(key, value, rev, rev)
             self._append(Event(EventType.CREATE, key, value, rev, None))
             return rev
+
+    def create_nowait(self, key: str, value: bytes, done: CreateDone) -> None:
+        """``create`` now, in the caller's thread (nothing to wait for), then ``done``."""
+        try:
+            rev = self.create(key, value)
+        except KeyExistsError as exc:
+            done(None, exc)
+            return
+        done(rev, None)
 
     def update(self, key: str, value: bytes, expected_revision: int) -> int:
         _check_key(key)

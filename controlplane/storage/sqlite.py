@@ -25,7 +25,10 @@ ONE transaction, commits (one fsync for the whole batch), publishes the new stat
 wakes each caller with its result, and hands leadership to the first caller that queued
 meanwhile. A lone writer thus commits in its own thread with no hand-off; under load a batch
 holds as many writes as there are waiting callers, so throughput scales with concurrency while
-each caller still waits for at most about two commits. Reads (``get``/``list``) are served from the
+each caller still waits for at most about two commits. ``create_nowait`` queues a create in the
+same queue without blocking its caller (an event loop): when such an operation is at the front and
+nobody leads, the store's own committer thread leads, and the operation's callback runs after the
+commit, on whichever thread committed it. Reads (``get``/``list``) are served from the
 in-memory index under a lock — the table is the source of truth, the index is rebuilt from it at
 open. Watches read recent events from an in-memory ring and older ones from the table.
 """
@@ -34,12 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -47,6 +51,7 @@ from controlplane.storage.index import IndexedReads
 from controlplane.storage.interface import (
     CompactedError,
     ConflictError,
+    CreateDone,
     Event,
     EventType,
     KeyExistsError,
@@ -54,6 +59,8 @@ from controlplane.storage.interface import (
     KeyValue,
     StoreError,
 )
+
+log = logging.getLogger(__name__)
 
 # ``SqliteStore.list`` shadows the builtin inside the class body; annotate through an alias.
 _Events = list[Event]
@@ -105,15 +112,25 @@ class _Op:
     result: object = None
     error: BaseException | None = None
     lo: int = 0  # compact: the first revision of the chunk
-    # The caller sleeps on ``signal`` until its operation is finished, or until it is promoted to
-    # lead the next commit itself.
-    signal: threading.Event = field(default_factory=threading.Event)
+    # A blocking caller sleeps on ``signal`` until its operation is finished, or until it is
+    # promoted to lead the next commit itself. A queued (``create_nowait``) operation has ``done``
+    # instead and is never promoted: the committer thread leads for it.
+    signal: threading.Event | None = None
+    done: CreateDone | None = None
     finished: bool = False
     promoted: bool = False
 
     def finish(self) -> None:
         self.finished = True
-        self.signal.set()
+        if self.done is not None:
+            result = self.result if isinstance(self.result, int) else None
+            try:
+                self.done(result, self.error)
+            except Exception:  # a callback must not break the commit loop of everyone else
+                log.exception("create_nowait callback failed")
+        else:
+            assert self.signal is not None
+            self.signal.set()
 
 
 _Ops = list[_Op]
@@ -156,6 +173,10 @@ class SqliteStore(IndexedReads):
         self._queue: list[_Op] = []
         self._leading = False
         self._stopping = False
+        # The committer thread leads commits for queued (``create_nowait``) operations; started on
+        # first use. ``_committer_turn``: it has been handed the lead (guarded by _qcond).
+        self._committer: threading.Thread | None = None
+        self._committer_turn = False
         self.commit_count = 0  # write transactions committed (for tests and benchmarks)
 
     # -- reads (in-memory index) -----------------------------------------------------------
@@ -202,8 +223,44 @@ class SqliteStore(IndexedReads):
             self._submit(_Op("compact", "", b"", hi, lo=lo))
             lo = hi + 1
 
+    def create_nowait(self, key: str, value: bytes, done: CreateDone) -> None:
+        """Queue a create and return at once; ``done(revision, error)`` runs after the commit.
+
+        The operation joins the same queue and batches as blocking writes (so it is exactly as
+        durable and ordered); when nobody is leading, the store's committer thread leads, and
+        ``done`` runs on whichever thread committed the batch.
+        """
+        _check_key(key)
+        op = _Op("create", key, bytes(value), done=done)
+        with self._qcond:
+            if self._stopping:
+                raise RuntimeError("store is closed")
+            self._queue.append(op)
+            if not self._leading:
+                self._leading = True
+                self._hand_to_committer()
+
+    def _hand_to_committer(self) -> None:
+        """_qcond held: the committer thread leads next (started on first use)."""
+        self._committer_turn = True
+        if self._committer is None:
+            self._committer = threading.Thread(target=self._commit_loop, name="sqlite-commit", daemon=True)
+            self._committer.start()
+        self._qcond.notify_all()
+
+    def _commit_loop(self) -> None:
+        while True:
+            with self._qcond:
+                while not self._committer_turn and not self._stopping:
+                    self._qcond.wait()
+                if not self._committer_turn:
+                    return  # stopping, and nothing handed to us
+                self._committer_turn = False
+            self._lead()
+
     def _submit(self, op: _Op) -> object:
         """Queue ``op``; lead a commit if nobody is, else sleep until done (or promoted to lead)."""
+        op.signal = signal = threading.Event()
         with self._qcond:
             if self._stopping:
                 raise RuntimeError("store is closed")
@@ -212,7 +269,7 @@ class SqliteStore(IndexedReads):
             if lead:
                 self._leading = True
         if not lead:
-            op.signal.wait()
+            signal.wait()
         if not op.finished:  # we lead: our op is at the front of the queue
             self._lead()
         if op.error is not None:
@@ -243,8 +300,11 @@ class SqliteStore(IndexedReads):
             with self._qcond:
                 if self._queue:
                     nxt = self._queue[0]
-                    nxt.promoted = True
-                    nxt.signal.set()
+                    if nxt.signal is None:  # a queued op: the committer thread leads for it
+                        self._hand_to_committer()
+                    else:
+                        nxt.promoted = True
+                        nxt.signal.set()
                 else:
                     self._leading = False
                     self._qcond.notify_all()
@@ -422,6 +482,10 @@ class SqliteStore(IndexedReads):
             self._stopping = True
             while self._leading:  # let the last commit finish; queued operations still complete
                 self._qcond.wait()
+            self._qcond.notify_all()  # the committer thread, idle now, ends
+        committer = self._committer
+        if committer is not None and committer is not threading.current_thread():
+            committer.join(timeout=10)
         with self._cond:
             self._closed = True
             self._cond.notify_all()

@@ -24,6 +24,7 @@ from controlplane.storage.interface import (
     EventType,
     KeyExistsError,
     KeyNotFoundError,
+    NowaitCreates,
     Store,
     Watch,
 )
@@ -107,6 +108,29 @@ def test_create_then_get(store: Store) -> None:
         rev,
         rev,
     )
+    assert store.current_revision() == rev
+
+
+def test_create_nowait_reports_the_revision_or_the_error_once_durable(store: Store) -> None:
+    if not isinstance(store, NowaitCreates):
+        pytest.skip("this backend has only blocking creates")
+    results: list[tuple[int | None, BaseException | None]] = []
+    done = threading.Event()
+
+    def record(rev: int | None, err: BaseException | None) -> None:
+        results.append((rev, err))
+        if len(results) == 2:
+            done.set()
+
+    before = store.current_revision()
+    store.create_nowait("/k/a", b"one", record)
+    store.create_nowait("/k/a", b"two", record)
+    assert done.wait(10), f"callbacks: {results}"
+    (rev, err), (rev2, err2) = results
+    assert err is None and rev is not None and rev > before
+    assert rev2 is None and isinstance(err2, KeyExistsError) and err2.key == "/k/a"
+    kv = store.get("/k/a")
+    assert kv is not None and (kv.value, kv.mod_revision) == (b"one", rev)
     assert store.current_revision() == rev
 
 

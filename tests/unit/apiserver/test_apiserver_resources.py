@@ -58,3 +58,93 @@ def test_generate_name_collision_draws_again(monkeypatch: pytest.MonkeyPatch) ->
     body = {"metadata": {"generateName": "cm-"}}
     assert ops.create(registry.CONFIGMAPS, "default", dict(body))["metadata"]["name"] == "cm-aaaaa"
     assert ops.create(registry.CONFIGMAPS, "default", dict(body))["metadata"]["name"] == "cm-bbbbb"
+
+
+# -- creates through ``create_nowait`` (the event-loop path of the server) -------------------
+
+
+class _AllowAll:
+    def authorize(self, user: Any, attrs: Any) -> tuple[bool, str]:
+        return True, ""
+
+
+async def _asgi(server: Any, method: str, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    data = orjson.dumps(body)
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        "client": ("127.0.0.1", 5555),
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": data, "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await server(scope, receive, send)
+    return int(sent[0]["status"]), orjson.loads(sent[1]["body"])
+
+
+def test_event_loop_creates_retry_collisions_and_release_allocations_on_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from controlplane.apiserver import resources
+    from controlplane.apiserver.app import ApiServer
+    from controlplane.apiserver.options import ServerOptions
+    from controlplane.storage.interface import StoreError
+    from controlplane.storage.memory import MemoryStore
+
+    class FlakyStore(MemoryStore):
+        """create_nowait answers from another thread, and fails Service writes when told to."""
+
+        fail_services = False
+
+        def create_nowait(self, key: str, value: bytes, done: Any) -> None:
+            import threading
+
+            def later() -> None:
+                if self.fail_services and key.startswith("/registry/services/"):
+                    done(None, StoreError("disk full"))
+                else:
+                    super(FlakyStore, self).create_nowait(key, value, done)
+
+            threading.Thread(target=later).start()
+
+    async def main() -> None:
+        store = FlakyStore()
+        server = ApiServer(store, ServerOptions(authorizer=_AllowAll(), anonymous_auth=True, event_ttl=0))
+        await server.startup()
+        try:
+            assert server.nowait is store
+            draws = iter([list("aaaaa"), list("aaaaa"), list("bbbbb")])
+            monkeypatch.setattr(resources.random, "choices", lambda population, k: next(draws))
+            path = "/api/v1/namespaces/default/configmaps"
+            code, first = await _asgi(server, "POST", path, {"metadata": {"generateName": "cm-"}})
+            assert (code, first["metadata"]["name"]) == (201, "cm-aaaaa")
+            code, second = await _asgi(server, "POST", path, {"metadata": {"generateName": "cm-"}})
+            assert (code, second["metadata"]["name"]) == (201, "cm-bbbbb")  # drew again after a collision
+            assert (
+                int(second["metadata"]["resourceVersion"])
+                == store.get("/registry/configmaps/default/cm-bbbbb").mod_revision
+            )  # type: ignore[union-attr]
+            code, status = await _asgi(server, "POST", path, {"metadata": {"name": "cm-aaaaa"}})
+            assert (code, status["reason"]) == (409, "AlreadyExists")
+            # A Service whose write fails: 500, and its ClusterIP is free again for the next one.
+            svc = {"metadata": {"name": "s"}, "spec": {"clusterIP": "10.96.0.50", "ports": [{"port": 80}]}}
+            store.fail_services = True
+            code, _ = await _asgi(server, "POST", "/api/v1/namespaces/default/services", svc)
+            assert code == 500
+            store.fail_services = False
+            code, created = await _asgi(server, "POST", "/api/v1/namespaces/default/services", svc)
+            assert (code, created["spec"]["clusterIP"]) == (201, "10.96.0.50")
+        finally:
+            await server.shutdown()
+
+    asyncio.run(main())

@@ -9,11 +9,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from controlplane.storage.interface import CompactedError, Event, EventType, StoreError, Watch
+from controlplane.storage.interface import CompactedError, Event, EventType, KeyExistsError, StoreError, Watch
 from controlplane.storage.sqlite import SqliteStore
 from tests.helpers.wait import wait_for
 
@@ -44,10 +45,41 @@ WRITER = textwrap.dedent(
 )
 
 
-def test_every_acknowledged_write_survives_sigkill(tmp_path: Path) -> None:
+# The same, through create_nowait: a producer keeps 64 creates queued; each is acknowledged by its
+# callback (on the committer thread), never by the call that queued it.
+NOWAIT_WRITER = textwrap.dedent(
+    """
+    import sys, threading
+    from controlplane.storage.sqlite import SqliteStore
+
+    store = SqliteStore(sys.argv[1])
+    out = threading.Lock()
+    slots = threading.Semaphore(64)
+
+    def acked(key):
+        def done(rev, err):
+            if err is None:
+                with out:
+                    sys.stdout.write(f"{key} {rev}\\n")
+                    sys.stdout.flush()
+            slots.release()
+        return done
+
+    i = 0
+    while True:
+        slots.acquire()
+        key = f"/d/n/{i}"
+        store.create_nowait(key, f"value-{i}".encode(), acked(key))
+        i += 1
+    """
+)
+
+
+@pytest.mark.parametrize("writer", [WRITER, NOWAIT_WRITER], ids=["blocking", "nowait"])
+def test_every_acknowledged_write_survives_sigkill(tmp_path: Path, writer: str) -> None:
     db = tmp_path / "state.db"
     proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, str(db)],
+        [sys.executable, "-c", writer, str(db)],
         stdout=subprocess.PIPE,
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -190,6 +222,79 @@ def test_group_commit_batches_concurrent_writers(tmp_path: Path) -> None:
         assert store.commit_count < 320
     finally:
         store.close()
+
+
+def test_nowait_creates_share_commits_with_blocking_writers(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    barrier = threading.Barrier(9)
+    blocking: list[int] = []
+    nowait: dict[str, int] = {}
+    errors: list[BaseException] = []
+    all_done = threading.Event()
+    lock = threading.Lock()
+
+    def writer(n: int) -> None:
+        barrier.wait()
+        for i in range(20):
+            blocking.append(store.create(f"/k/b{n}/{i}", b"x"))
+
+    def queued(key: str) -> Callable[[int | None, BaseException | None], None]:
+        def done(rev: int | None, err: BaseException | None) -> None:
+            with lock:
+                if err is not None:
+                    errors.append(err)
+                else:
+                    assert rev is not None
+                    nowait[key] = rev
+                if len(nowait) + len(errors) == 161:
+                    all_done.set()
+
+        return done
+
+    try:
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        for i in range(160):
+            store.create_nowait(f"/k/n/{i}", b"y", queued(f"/k/n/{i}"))
+        store.create_nowait("/k/n/0", b"again", queued("dup"))  # exists by the time it commits
+        for t in threads:
+            t.join()
+        assert all_done.wait(10), f"{len(nowait)} callbacks of 161"
+        assert [type(e) for e in errors] == [KeyExistsError]
+        # One revision sequence for both kinds of writers, without holes, each revision once.
+        assert sorted(blocking + list(nowait.values())) == list(range(1, 321))
+        assert all((kv := store.get(k)) is not None and kv.mod_revision == r for k, r in nowait.items())
+        assert store.commit_count < 320  # batched
+    finally:
+        store.close()
+    assert not [t for t in threading.enumerate() if t.name == "sqlite-commit"], "committer thread left running"
+
+
+def test_close_completes_queued_nowait_creates_then_refuses(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    results: dict[str, int | BaseException | None] = {}
+
+    def done_for(key: str) -> Callable[[int | None, BaseException | None], None]:
+        def done(rev: int | None, err: BaseException | None) -> None:
+            assert key not in results, "a callback ran twice"
+            results[key] = err if err is not None else rev
+
+        return done
+
+    for i in range(500):
+        store.create_nowait(f"/k/{i}", b"v", done_for(f"/k/{i}"))
+    store.close()
+    # close() waited for every queued create: each was called back once, with its revision.
+    assert len(results) == 500 and all(isinstance(r, int) for r in results.values())
+    with pytest.raises(RuntimeError, match="closed"):
+        store.create_nowait("/k/late", b"v", done_for("/k/late"))
+    reopened = SqliteStore(tmp_path / "s.db")
+    try:
+        assert {kv.key: kv.mod_revision for kv in reopened.list("/k/")[0]} == results
+    finally:
+        reopened.close()
 
 
 def _drain(w: Watch, n: int) -> list[Event]:
