@@ -8,9 +8,14 @@ runner for a sync. ``sync()``:
 2. decides full or partial: full on the first sync, every ``sync_period``, after a failure,
    when the node's addresses changed, or when the canary chain is gone (someone flushed);
 3. folds the trackers' pending changes into its model and re-renders the fragments of the
-   service ports that changed (all of them on a full sync);
+   service ports that changed (on a full sync all of them, except those whose ServicePort and
+   endpoints are the very ones, or equal ones, they were rendered from: a periodic resync
+   reuses those fragments);
 4. assembles the ruleset and hands it to the backend once (the backend's plan writes only
-   chains that differ on a partial sync, everything on a full one, and removes stale chains);
+   chains that differ on a partial sync, everything on a full one, and removes stale chains).
+   A full sync is *streamed* (``StreamedRuleset``): the backend gets each service port's
+   chains as soon as they are rendered and can feed them to ``iptables-restore`` while the
+   rest render, then the finished ruleset for the shared chains and the plan;
 5. on success clears stale UDP conntrack entries and records network-programming latency;
    on failure logs the error with the offending lines, keeps the ruleset as "last failed",
    forces the next sync to be full and asks the runner to retry.
