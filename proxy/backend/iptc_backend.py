@@ -14,8 +14,9 @@ re-reads every parameter it sets through the extension's save function (measured
 200 services × 5 endpoints took ~40× a plain restore). A partial sync writes a few rules, and
 there libiptc wins: no process to start, one commit. So by default (``full_via_restore``) this
 backend sends *full* syncs through ``iptables-legacy-restore --noflush`` (the same legacy tables)
-and does partial syncs itself; ``full_via_restore=False`` does everything through libiptc. The
-benchmark reports both.
+and does partial syncs itself (a full sync is streamed into that restore as it renders: see
+``restore.py``); ``full_via_restore=False`` does everything through libiptc. The benchmark
+reports both.
 
 Rules arrive as iptables argument strings (the ``Ruleset``'s); ``build_rule`` turns one into an
 ``iptc.Rule``, understanding exactly the options ``rules.py`` emits (and ``!`` negation).

@@ -215,9 +215,9 @@ class RestoreBackend:
                 self.applied = plan.result
                 return plan
             nat = plan.tables["nat"]
-            # Chains we streamed that the finished ruleset does not want (never expected): gone.
-            nat.delete += sorted((declared | streamed) - nat.write.keys())
             declared |= streamed
+            if not declared <= nat.write.keys():  # the proxier guarantees it; never commit otherwise
+                raise BackendError(f"streamed chains missing from the ruleset: {sorted(declared - nat.write.keys())}")
             if self.mode == "legacy":
                 writer.lines(nat.restore_tail(declared, streamed))
                 for table in ("filter", "mangle"):

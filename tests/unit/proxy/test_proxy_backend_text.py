@@ -246,3 +246,13 @@ def test_render_error_mid_stream_kills_the_restore_before_any_commit() -> None:
     assert feed.killed and "COMMIT" not in "".join(feed.parts)
     assert not [a for a, _ in runner.calls if a[0] == "iptables-legacy-restore"]  # never ran to the end
     assert b.applied is None
+
+
+def test_stream_that_disagrees_with_its_ruleset_is_never_committed() -> None:
+    rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
+    runner = Scripted()
+    b = RestoreBackend("legacy", runner)
+    with pytest.raises(BackendError, match="KUBE-SEP-NOTINTHERULESET"):
+        b.apply_full(StreamedRuleset(iter([{"KUBE-SEP-NOTINTHERULESET": []}]), lambda: rs))
+    [feed] = runner.feeds
+    assert feed.killed and "COMMIT" not in "".join(feed.parts)
