@@ -449,28 +449,58 @@ def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _walk_unknown(schema: dict[str, Any], value: Any, path: str, out: list[str]) -> None:
-    schema = _resolve(schema)
-    if schema.get("x-kubernetes-preserve-unknown-fields"):
-        return
-    if isinstance(value, dict):
+class _Node:
+    """A schema with its ``$ref`` resolved and the parts the walk reads, looked up once."""
+
+    __slots__ = ("extra", "items", "preserve", "props")
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        schema = _resolve(schema)
+        self.preserve = bool(schema.get("x-kubernetes-preserve-unknown-fields"))
         props = schema.get("properties")
         extra = schema.get("additionalProperties")
-        if isinstance(props, dict):
-            for k, v in value.items():
-                sub = f"{path}.{k}" if path else str(k)
-                if k in props:
-                    _walk_unknown(props[k], v, sub, out)
-                else:
-                    out.append(sub)
-        elif isinstance(extra, dict):
-            for k, v in value.items():
-                _walk_unknown(extra, v, f"{path}[{k}]", out)
-    elif isinstance(value, list):
         items = schema.get("items")
-        if isinstance(items, dict):
+        self.props: dict[str, Any] | None = props if isinstance(props, dict) else None
+        self.extra: dict[str, Any] | None = extra if isinstance(extra, dict) else None
+        self.items: dict[str, Any] | None = items if isinstance(items, dict) else None
+
+
+# Schemas are module data that never change: their nodes are kept by identity.
+_NODES: dict[int, tuple[dict[str, Any], _Node]] = {}
+
+
+def _node(schema: dict[str, Any]) -> _Node:
+    hit = _NODES.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    node = _Node(schema)
+    _NODES[id(schema)] = (schema, node)  # the schema is kept alive, so its id stays its own
+    return node
+
+
+def _walk_unknown(schema: dict[str, Any], value: Any, path: str, out: list[str]) -> None:
+    node = _node(schema)
+    if node.preserve:
+        return
+    if isinstance(value, dict):
+        props = node.props
+        if props is not None:
+            for k, v in value.items():
+                sub = props.get(k)
+                if sub is None:
+                    out.append(f"{path}.{k}" if path else str(k))
+                elif isinstance(v, dict | list):  # scalars have no fields to be unknown
+                    _walk_unknown(sub, v, f"{path}.{k}" if path else str(k), out)
+        elif node.extra is not None:
+            for k, v in value.items():
+                if isinstance(v, dict | list):
+                    _walk_unknown(node.extra, v, f"{path}[{k}]", out)
+    elif isinstance(value, list):
+        items = node.items
+        if items is not None:
             for i, v in enumerate(value):
-                _walk_unknown(items, v, f"{path}[{i}]", out)
+                if isinstance(v, dict | list):
+                    _walk_unknown(items, v, f"{path}[{i}]", out)
 
 
 def unknown_fields(resource: Resource, obj: Any) -> list[str]:

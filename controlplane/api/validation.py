@@ -31,6 +31,7 @@ messages follow apimachinery's ``field.Error`` format (``Required value``, ``Inv
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import json
 import re
@@ -346,6 +347,13 @@ def parse_quantity(value: str | int | float) -> Decimal:
         raise ValueError(QUANTITY_FORMAT_MESSAGE)
     if isinstance(value, int | float):
         return Decimal(str(value))
+    return _parse_quantity_text(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_quantity_text(value: str) -> Decimal:
+    """``parse_quantity`` of a string, remembered: the same few quantities (``100m``, ``128Mi``)
+    come in object after object, and Decimals are immutable."""
     m = _QUANTITY.match(value.strip())
     if m is None:
         raise ValueError(QUANTITY_FORMAT_MESSAGE)

@@ -397,9 +397,8 @@ class ApiServer:
                 "%s %s%s → %d (%.1f ms)", req.method, req.path, _qs(scope), code, (time.perf_counter() - t0) * 1e3
             )
         if resource:
-            self.metrics.requests.labels(verb, resource, str(code)).inc()
-            if verb not in ("watch", "exec", "log"):
-                self.metrics.latency.labels(verb, resource).observe(time.perf_counter() - t0)
+            timed = verb not in ("watch", "exec", "log")
+            self.metrics.observe_request(verb, resource, code, time.perf_counter() - t0 if timed else None)
 
     def authenticate(self, req: Request) -> None:
         user = self.authn.authenticate(req.headers.get("authorization"), req.client)

@@ -10,6 +10,8 @@ several servers can live in one test process.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -19,6 +21,8 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # (verb, resource, code) → (request counter child, latency histogram child)
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.requests = Counter(
             "apiserver_request_total",
             "Requests by verb, resource and HTTP code.",
@@ -49,6 +53,17 @@ class Metrics:
             "Watch streams closed because the client did not keep up.",
             registry=self.registry,
         )
+
+    def observe_request(self, verb: str, resource: str, code: int, seconds: float | None) -> None:
+        """Count one request (and its latency unless None); label children are looked up once."""
+        key = (verb, resource, code)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.requests.labels(verb, resource, str(code)), self.latency.labels(verb, resource))
+            self._children[key] = children
+        children[0].inc()
+        if seconds is not None:
+            children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -12,6 +13,13 @@ from controlplane.api import errors, meta
 
 def test_now_is_rfc3339_utc_seconds() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", meta.now_rfc3339())
+
+
+def test_now_is_the_current_second_as_format_time_writes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clock that moves: the per-second cache must follow it, not keep the first answer.
+    for t in (1_795_474_628.999, 1_795_474_629.0, 1_795_474_629.5, 1_795_474_700.25):
+        monkeypatch.setattr(meta.time, "time", lambda t=t: t)
+        assert meta.now_rfc3339() == meta.format_time(datetime.fromtimestamp(t, UTC))
 
 
 def test_format_time_converts_to_utc() -> None:
@@ -40,6 +48,8 @@ def test_uids_are_unique_uuids() -> None:
     uids = {meta.new_uid() for _ in range(100)}
     assert len(uids) == 100
     assert all(re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", u) for u in uids)
+    parsed = [uuid.UUID(u) for u in uids]
+    assert all(p.version == 4 and p.variant == uuid.RFC_4122 and str(p) == u for p, u in zip(parsed, uids, strict=True))
 
 
 @pytest.mark.parametrize(
