@@ -784,34 +784,13 @@ class ApiServer:
         is settled on the loop by the store's callback whether or not this coroutine is still
         waiting, so a request cancelled mid-write leaves no allocation behind for a stored object.
         """
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Obj] = loop.create_future()
-
-        def settle(rev: int | None, err: BaseException | None) -> None:
-            if err is None and rev is not None:
-                obj = pending.committed(rev)
-                if not answer.done():
-                    answer.set_result(obj)
-                return
-            try:
-                if not isinstance(err, KeyExistsError):
-                    pending.abort()
-                    raise err or errors.ApiError("the store answered neither a revision nor an error")
-                pending.collided()  # another generateName suffix, or AlreadyExists
-                store.create_nowait(pending.key, pending.value or b"", done)
-            except BaseException as exc:
-                if not answer.done():
-                    answer.set_exception(exc)
-
-        def done(rev: int | None, err: BaseException | None) -> None:  # on the store's thread
-            loop.call_soon_threadsafe(settle, rev, err)
-
+        write = _CreateWrite(pending, store, asyncio.get_running_loop())
         try:
-            store.create_nowait(pending.key, pending.value or b"", done)
+            store.create_nowait(pending.key, pending.value or b"", write.done)
         except BaseException:
             pending.abort()
             raise
-        return await answer
+        return await write.answer
 
     async def update(self, req: Request, route: Route, send: Send) -> None:
         res, sub, name = route.res, route.subresource, route.name
@@ -1074,6 +1053,44 @@ class ApiServer:
         except Exception:
             log.exception("internal error serving websocket %s", req.path)
             await deny(errors.ApiError("an internal error occurred; see the server log"))
+
+
+class _CreateWrite:
+    """One ``create_nowait`` in flight (see ``ApiServer._write_create``).
+
+    A small object rather than two closures calling each other: such a pair is a reference cycle,
+    and one per request left every young garbage collection freeing thousands of objects (each
+    holding the request's whole pod) — milliseconds of pause, again and again, under load.
+    """
+
+    __slots__ = ("answer", "loop", "pending", "store")
+
+    def __init__(self, pending: PendingCreate, store: NowaitCreates, loop: asyncio.AbstractEventLoop) -> None:
+        self.pending = pending
+        self.store = store
+        self.loop = loop
+        self.answer: asyncio.Future[Obj] = loop.create_future()
+
+    def done(self, rev: int | None, err: BaseException | None) -> None:
+        """The store's callback, on its committer thread: settle on the loop."""
+        self.loop.call_soon_threadsafe(self.settle, rev, err)
+
+    def settle(self, rev: int | None, err: BaseException | None) -> None:
+        pending, answer = self.pending, self.answer
+        if err is None and rev is not None:
+            obj = pending.committed(rev)
+            if not answer.done():
+                answer.set_result(obj)
+            return
+        try:
+            if not isinstance(err, KeyExistsError):
+                pending.abort()
+                raise err or errors.ApiError("the store answered neither a revision nor an error")
+            pending.collided()  # another generateName suffix, or AlreadyExists
+            self.store.create_nowait(pending.key, pending.value or b"", self.done)
+        except BaseException as exc:
+            if not answer.done():
+                answer.set_exception(exc)
 
 
 def event_last_seen(ev: Obj) -> float | None:
