@@ -38,6 +38,8 @@ import shutil
 import ssl
 import tempfile
 import time
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -134,13 +136,15 @@ class FastConn(asyncio.Protocol):
 
     Requests are pre-built bytes; the answer is complete once the header block and
     ``Content-Length`` bytes of body are in (the API server answers creates with a length, never
-    chunked). One request at a time per connection, as HTTP/1.1 without pipelining.
+    chunked). One request at a time per connection, as HTTP/1.1 without pipelining. ``send``
+    calls back (no future, no task: the open loop drives everything from callbacks); ``request``
+    is the awaitable form.
     """
 
     def __init__(self) -> None:
         self.transport: Any = None  # uvloop's TLS transport is no asyncio.Transport subclass
         self.buf = bytearray()
-        self.waiter: asyncio.Future[tuple[int, bytes]] | None = None
+        self.on_answer: Callable[[int, bytes, BaseException | None], None] | None = None
 
     @classmethod
     async def open(cls, srv: RunningApiServer, ctx: ssl.SSLContext) -> FastConn:
@@ -155,12 +159,12 @@ class FastConn(asyncio.Protocol):
         buf = self.buf
         buf += data
         end = buf.find(b"\r\n\r\n")
-        if end < 0 or self.waiter is None:
+        if end < 0 or self.on_answer is None:
             return
         head = bytes(buf[:end]).lower()
         at = head.find(b"\r\ncontent-length:")
         if at < 0:
-            self._fail(RuntimeError(f"answer without Content-Length: {head[:200]!r}"))
+            self._answer(0, b"", RuntimeError(f"answer without Content-Length: {head[:200]!r}"))
             return
         stop = head.find(b"\r\n", at + 2)
         length = int(head[at + 17 : stop if stop > 0 else len(head)])
@@ -170,23 +174,34 @@ class FastConn(asyncio.Protocol):
         code = int(head[9:12])
         body = bytes(buf[end + 4 : total])
         del buf[:total]
-        waiter, self.waiter = self.waiter, None
-        if not waiter.done():
-            waiter.set_result((code, body))
+        self._answer(code, body, None)
 
-    def _fail(self, exc: BaseException) -> None:
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(exc)
+    def _answer(self, code: int, body: bytes, exc: BaseException | None) -> None:
+        cb, self.on_answer = self.on_answer, None
+        if cb is not None:
+            cb(code, body, exc)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(exc or ConnectionError("the server closed the connection"))
+        self._answer(0, b"", exc or ConnectionError("the server closed the connection"))
+
+    def send(self, data: bytes, on_answer: Callable[[int, bytes, BaseException | None], None]) -> None:
+        assert self.transport is not None and self.on_answer is None
+        self.on_answer = on_answer
+        self.transport.write(data)
 
     def request(self, data: bytes) -> asyncio.Future[tuple[int, bytes]]:
-        assert self.transport is not None and self.waiter is None
-        self.waiter = asyncio.get_running_loop().create_future()
-        self.transport.write(data)
-        return self.waiter
+        fut: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+
+        def answered(code: int, body: bytes, exc: BaseException | None) -> None:
+            if fut.done():
+                return
+            if exc is not None:
+                fut.set_exception(exc)
+            else:
+                fut.set_result((code, body))
+
+        self.send(data, answered)
+        return fut
 
     def close(self) -> None:
         if self.transport is not None:
@@ -274,44 +289,58 @@ async def create_pods(srv: RunningApiServer, clients: int, total: int, namespace
 async def open_loop(srv: RunningApiServer, conns_n: int, rate: float, total: int, namespace: str, prefix: str) -> Load:
     """Open loop: ``total`` creates offered at ``rate``/s over ``conns_n`` connections.
 
-    Request ``i`` is due at ``start + i / rate``. Due requests wait in one queue for a free
-    connection; each latency is measured from the due time, so waiting for the server (or for a
-    connection held by a slow request) is counted, never hidden by sending later.
+    Request ``i`` is due at ``start + i / rate``. A due request goes out on an idle connection at
+    once, or waits in a backlog for the next connection to come free; each latency is measured
+    from the due time, so waiting for the server (or for a connection held by a slow request) is
+    counted, never hidden by sending later. Driven by timer and answer callbacks (no task or
+    queue per request), so the generator itself stays cheap.
     """
+    loop = asyncio.get_running_loop()
     ctx = tls(srv)
     conns = [await FastConn.open(srv, ctx) for _ in range(conns_n)]
     path = f"/api/v1/namespaces/{namespace}/pods"
     requests = [create_request(path, f"{prefix}-{i}", namespace) for i in range(total)]
-    due: asyncio.Queue[int] = asyncio.Queue()
+    idle: deque[FastConn] = deque(conns)
+    backlog: deque[int] = deque()
     latencies: list[float] = []
     record = latencies.append
     clock = time.perf_counter  # (uvloop's loop.time() ticks in whole milliseconds)
-    start = clock() + 0.05
+    finished: asyncio.Future[None] = loop.create_future()
     interval = 1.0 / rate
+    start = clock() + 0.05
+    nxt = 0
 
-    async def worker(c: FastConn) -> None:
-        while True:
-            i = await due.get()
-            if i < 0:
-                return
-            code, resp = await c.request(requests[i])
+    def launch(c: FastConn, i: int) -> None:
+        def answered(code: int, body: bytes, exc: BaseException | None) -> None:
             record(clock() - (start + i * interval))
-            if code != 201:
-                raise RuntimeError(f"create answered {code}: {resp[:200]!r}")
+            if exc is not None or code != 201:
+                if not finished.done():
+                    finished.set_exception(exc or RuntimeError(f"create answered {code}: {body[:200]!r}"))
+                return
+            if backlog:
+                launch(c, backlog.popleft())
+            else:
+                idle.append(c)
+            if len(latencies) == total and not finished.done():
+                finished.set_result(None)
+
+        c.send(requests[i], answered)
+
+    def tick() -> None:
+        nonlocal nxt
+        now = clock()
+        while nxt < total and start + nxt * interval <= now:
+            if idle:
+                launch(idle.popleft(), nxt)
+            else:
+                backlog.append(nxt)
+            nxt += 1
+        if nxt < total:
+            loop.call_later(max(0.0, start + nxt * interval - clock()), tick)
 
     s0, c0 = server_cpu_seconds(srv), time.process_time()
-    workers = [asyncio.ensure_future(worker(c)) for c in conns]
-    i = 0
-    while i < total:
-        now = clock()
-        while i < total and start + i * interval <= now:
-            due.put_nowait(i)
-            i += 1
-        if i < total:
-            await asyncio.sleep(max(0.0, start + i * interval - clock()))
-    for _ in conns:
-        due.put_nowait(-1)
-    await asyncio.gather(*workers)
+    loop.call_later(max(0.0, start - clock()), tick)
+    await finished
     elapsed = clock() - start
     client_cpu, server_cpu = time.process_time() - c0, server_cpu_seconds(srv) - s0
     for c in conns:

@@ -94,7 +94,12 @@ def test_every_acknowledged_write_survives_sigkill(tmp_path: Path, writer: str) 
             acked[key] = int(rev)
     finally:
         os.kill(proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=10)
+        # Read the rest through the same buffered reader: communicate() reads the pipe's fd
+        # directly and would miss what readline() already buffered, starting mid-line (a torn
+        # "97 1234" once parsed as key "97" and looked like a lost write).
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        proc.wait(timeout=10)
     for line in out.decode().splitlines():  # acknowledged before the kill, still in the pipe
         if line.count(" ") == 1:
             key, rev = line.split()
