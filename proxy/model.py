@@ -105,7 +105,8 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class SliceInfo:
-    """A parsed EndpointSlice: its service, endpoints per (port name, protocol), trigger time."""
+    """A parsed EndpointSlice: its service, endpoints per (port name, protocol) sorted by
+    address, trigger time."""
 
     namespace: str
     name: str
@@ -296,6 +297,10 @@ def parse_endpoint_slice(es: Mapping[str, Any]) -> tuple[SliceInfo | None, list[
         ports[(p.get("name") or "", proto)] = tuple(
             Endpoint(ip, number, e.ready, e.serving, e.terminating, e.node_name) for ip, e in endpoints
         )
+    if len(endpoints) > 1:
+        # Sorted by address once, when the slice arrives (as kube-proxy's endpointSliceInfo
+        # is): merging a Service's only slice at sync time is then no work at all.
+        ports = {key: tuple(sorted(eps, key=Endpoint.sort_key)) for key, eps in ports.items()}
     trigger = (meta.get("annotations") or {}).get(TRIGGER_TIME_ANNOTATION)
     return (
         SliceInfo(ns, name, f"{ns}/{svc_name}", ports, trigger if isinstance(trigger, str) else None),
@@ -309,6 +314,11 @@ def merge_slices(slices: Iterable[SliceInfo]) -> dict[tuple[str, str], tuple[End
     The same ip:port in several slices (a slice being replaced) counts once; the copy that is
     ready wins. Endpoints are sorted by address so rules come out in a stable order.
     """
+    slices = list(slices)
+    if len(slices) == 1:  # the usual case: already sorted at parse time; only duplicates to drop
+        ports = slices[0].ports
+        if all(len({(e.ip, e.port) for e in eps}) == len(eps) for eps in ports.values()):
+            return dict(ports)
     merged: dict[tuple[str, str], dict[tuple[str, int], Endpoint]] = {}
     for sl in sorted(slices, key=lambda s: s.name):
         for key, eps in sl.ports.items():

@@ -136,9 +136,9 @@ def worker(n: int, backend_name: str) -> dict[str, Any]:
     # The floor: the same rules our first sync writes, as one plain text restored into empty tables.
     text = render(services, slices, options=options).text()
     empty = "*filter\nCOMMIT\n*nat\nCOMMIT\n*mangle\nCOMMIT\n"
-    reps = 5 if n <= 2000 else 1
+    reps = 5 if n <= 2000 and choice != "python-iptables-only" else 1  # libiptc alone: seconds each
     floors, fulls, resyncs = [], [], []
-    floor_cpus, full_cpus = [], []  # CPU seconds: the tool's; ours (Python + the tools it ran)
+    floor_cpus, full_cpus, py_cpus = [], [], []  # CPU s: the tool's; ours (Python + tools); Python
     p: Any = None
     for _ in range(reps):
         p = backend = None  # the previous proxy (its runner refers back to it: a cycle) goes
@@ -155,6 +155,7 @@ def worker(n: int, backend_name: str) -> dict[str, Any]:
         fulls.append(time.perf_counter() - t0)
         s1, c1 = cpu_now()
         full_cpus.append((s1 - s0) + (c1 - c0))
+        py_cpus.append(s1 - s0)
         assert p.last_applied is not None and p.last_applied.full
         p._needs_full = True
         t0 = time.perf_counter()
@@ -200,6 +201,7 @@ def worker(n: int, backend_name: str) -> dict[str, Any]:
         "full": ours_full,
         "floor_full_cpu": statistics.median(floor_cpus),
         "full_cpu": statistics.median(full_cpus),
+        "full_python_cpu": statistics.median(py_cpus),
         "resync": ours_resync,
         "partial": partial,
         "floor_partial": floor_partial,
@@ -410,6 +412,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--sizes", default="", help="comma-separated service counts (default 1000,10000)")
     ap.add_argument("--connections", type=int, default=1000, help="connections per data-path run (4 targets × 5 runs)")
     ap.add_argument("--data-path-only", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--no-data-path", action="store_true", help="only the control-plane (sync) table")
     ap.add_argument("--worker", nargs=2, metavar=("N", "BACKEND"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -424,7 +427,8 @@ def main(argv: list[str]) -> int:
     with safety.hold(f"bench-proxy-{os.getpid()}"):
         if not args.data_path_only:
             control_plane(sizes)
-        data_path(args.connections, 5)
+        if not args.no_data_path:
+            data_path(args.connections, 5)
     return 0
 
 

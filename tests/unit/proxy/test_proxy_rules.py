@@ -451,3 +451,14 @@ def test_masquerade_all_and_random_fully() -> None:
     assert svc_rules[0].endswith("--dport 80 -j KUBE-MARK-MASQ")  # no "! -s cluster CIDR"
     assert rs.tables["nat"]["KUBE-POSTROUTING"][-1].endswith("-j MASQUERADE --random-fully")
     assert Tracer.of(rs, (NODE_IP,)).trace("10.0.0.2", "172.30.0.41", 80).masq is True
+
+
+def test_endpoints_come_out_sorted_by_address_and_once_however_the_slices_list_them() -> None:
+    s = svc("ns", "web", "172.30.0.9")
+    want = render([s], [eps("ns", "web", [ep("10.180.0.2"), ep("10.180.0.10")])], options=OPTS)
+    one_slice = eps("ns", "web", [ep("10.180.0.10"), ep("10.180.0.2"), ep("10.180.0.10", ready=False)])
+    assert render([s], [one_slice], options=OPTS).tables == want.tables
+    first = eps("ns", "web", [ep("10.180.0.10", ready=False)])
+    second = eps("ns", "web", [ep("10.180.0.10"), ep("10.180.0.2")])
+    second["metadata"]["name"] = "web-2"
+    assert render([s], [first, second], options=OPTS).tables == want.tables  # the ready copy wins
