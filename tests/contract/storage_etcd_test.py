@@ -53,7 +53,10 @@ def test_watch_reports_a_broken_stream_and_resumes_after_restart(etcd: EtcdProce
 
         wait_for(broke, timeout=10, message="watch to report the lost stream")
         w.close()
-        etcd.restart()
+        # Writes while etcd is down fail with a clear error (the pooled connection is dead) ...
+        with pytest.raises(StoreError, match="etcd unreachable at http://"):
+            store.create("/k/b", b"x")
+        etcd.restart()  # ... and work again once it is back (the pool opens a new connection)
         w2 = store.watch("/k/", rev)
         r2 = store.update("/k/a", b"2", rev)
         events = wait_for(lambda: w2.next_batch(timeout=0.2), message="event after restart")
