@@ -147,6 +147,41 @@ def test_periodic_full_sync() -> None:
     assert backend.plans[-1].full
 
 
+def test_full_resync_reuses_fragments_of_unchanged_ports_and_writes_everything(monkeypatch: Any) -> None:
+    import proxy.proxier as proxier_module
+
+    rendered: list[str] = []
+    real = proxier_module.render_service_port
+
+    def counting(sp: Any, endpoints: Any, options: ProxyOptions) -> Any:
+        rendered.append(str(sp.name))
+        return real(sp, endpoints, options)
+
+    monkeypatch.setattr(proxier_module, "render_service_port", counting)
+    now = [0.0]
+    p, backend, _ = make(sync_period=30, clock=lambda: now[0])
+    for i in range(3):
+        p.on_service(svc("ns", f"s{i}", f"172.30.0.{i + 1}"))
+        p.on_endpoint_slice(eps("ns", f"s{i}", [ep(f"10.180.{i}.1")]))
+    ready(p)
+    p.sync()
+    assert sorted(rendered) == ["ns/s0:p80", "ns/s1:p80", "ns/s2:p80"] and backend.streamed_groups == 3
+    rendered.clear()
+    p.on_endpoint_slice(eps("ns", "s1", [ep("10.180.1.9")]))
+    p.on_service(svc("ns", "s2", "172.30.0.3"))  # the same Service again: equal, not re-rendered
+    now[0] = 31
+    p.sync()
+    assert backend.plans[-1].full and rendered == ["ns/s1:p80"]
+    services = [svc("ns", f"s{i}", f"172.30.0.{i + 1}") for i in range(3)]
+    slices = [eps("ns", f"s{i}", [ep("10.180.1.9" if i == 1 else f"10.180.{i}.1")]) for i in range(3)]
+    assert state_of(render(services, slices, options=OPTS)) == backend.applied  # everything, up to date
+    assert trace(backend, "172.30.0.2") == "10.180.1.9:80"
+    rendered.clear()
+    p.options = ProxyOptions(node_name="n1", cluster_cidr="10.0.0.0/16")  # every fragment depends on it
+    p.sync()
+    assert len(rendered) == 3
+
+
 def test_failure_keeps_previous_rules_reports_and_recovers() -> None:
     p, backend, _ = make()
     p.on_service(svc("ns", "a", "172.30.0.1"))
