@@ -1,0 +1,1 @@
+"""Cluster DNS: an authoritative server for ``cluster.local`` fed by Services and EndpointSlices."""

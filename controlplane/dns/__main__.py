@@ -1,0 +1,5 @@
+import sys
+
+from controlplane.dns.cli import main
+
+sys.exit(main())
