@@ -90,8 +90,8 @@ _NOT_FOUND = "the server could not find the requested resource"
 # thread pool, so decoding a multi-megabyte body never holds up every other request.
 _INLINE_BODY_MAX = 64 * 1024
 _PORTFORWARD_UNSUPPORTED = (
-    "port-forward is not supported by kubelab (it needs SPDY framing); reach the pod through a Service "
-    "(ClusterIP from a node, or a NodePort) or use kubectl exec"
+    "port-forward needs SPDY/3.1 inside a WebSocket (kubectl 1.31 or newer); kubelab does not serve "
+    "raw SPDY upgrades"
 )
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
@@ -1025,9 +1025,7 @@ class ApiServer:
                 return
             self.authenticate(req)
             route = parse_resource_path(req.path.strip("/").split("/"))
-            if route is not None and route.subresource == "portforward":
-                raise errors.BadRequest(_PORTFORWARD_UNSUPPORTED)
-            if route is None or route.subresource not in ("exec", "attach") or route.name is None:
+            if route is None or route.subresource not in ("exec", "attach", "portforward") or route.name is None:
                 raise errors.NotFound(_NOT_FOUND)
             self.authorize(
                 req,
@@ -1045,7 +1043,10 @@ class ApiServer:
             pod = await self.run(self.ops.get, route.res, route.namespace, route.name)
             self.metrics.longrunning.inc()
             try:
-                await self.kubelet.stream(req, pod, route.subresource or "exec", receive, send)
+                if route.subresource == "portforward":
+                    await self.kubelet.portforward(req, pod, receive, send)
+                else:
+                    await self.kubelet.stream(req, pod, route.subresource or "exec", receive, send)
             finally:
                 self.metrics.longrunning.dec()
         except errors.ApiError as e:
@@ -1073,7 +1074,12 @@ class _CreateWrite:
 
     def done(self, rev: int | None, err: BaseException | None) -> None:
         """The store's callback, on its committer thread: settle on the loop."""
-        self.loop.call_soon_threadsafe(self.settle, rev, err)
+        try:
+            self.loop.call_soon_threadsafe(self.settle, rev, err)
+        except RuntimeError:
+            # The loop is closed (the store finished queued writes while the server stopped):
+            # nobody waits for the answer any more; the write itself is done or failed as usual.
+            log.debug("create of %s finished after the event loop closed", self.pending.key)
 
     def settle(self, rev: int | None, err: BaseException | None) -> None:
         pending, answer = self.pending, self.answer
