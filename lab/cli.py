@@ -25,6 +25,7 @@ COMMANDS: list[str] = [
     "lab.labcmd",
     "lab.demo",
     "controlplane.storage.cli",
+    "controlplane.dns.cli",
 ]
 
 

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from controlplane.api.registry import ENDPOINTSLICES, SERVICES
 from controlplane.client.informer import Informer
@@ -126,8 +126,8 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # (uvloop's UDP transport is not a subclass of asyncio's: no isinstance check)
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         try:
@@ -164,7 +164,6 @@ class DnsServer:
         except OSError:
             self._tcp.close()
             raise
-        assert isinstance(transport, asyncio.DatagramTransport)
         self._udp = transport
         log.info("serving DNS on %s:%d (UDP and TCP)", self.host, self.port)
 
