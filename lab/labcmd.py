@@ -181,6 +181,17 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
             "log": str(logs / cp.name / "controlplane.log"),
         }
     )
+    # Cluster DNS beside the API server: it answers on the control plane's node IP and keeps
+    # kube-system/kube-dns (10.96.0.10, every pod's nameserver) pointing there, so the workers'
+    # proxies DNAT pods' queries to it. Until the API server is up it retries (and answers NXDOMAIN).
+    comps.append(
+        {
+            "name": "dns",
+            "node": cp.name,
+            "argv": python_cmd("dns", "--kubeconfig", str(state.ADMIN_KUBECONFIG), "--listen", f"{cp.ip}:53"),
+            "log": str(logs / cp.name / "dns.log"),
+        }
+    )
     for node in lab.workers:
         nd = state.STATE_DIR / "nodes" / node.name
         kubeconfig = str(nd / "kubeconfig")

@@ -214,6 +214,57 @@ def test_logs_and_exec_through_the_api(lab2: dict[str, str]) -> None:
     kubectl("delete", "pod", "logger", "--grace-period=1")
 
 
+DNS_OBJECTS = """\
+apiVersion: v1
+kind: Service
+metadata: {name: dnsweb}
+spec:
+  selector: {app: dnsweb}
+  ports: [{port: 80, targetPort: 8080}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: dnsclient}
+spec:
+  containers:
+  - name: main
+    image: 192.168.56.1:5000/library/busybox:latest
+    command: ["sleep", "3600"]
+"""
+
+
+def test_cluster_dns_answers_pods_through_the_kube_dns_vip(lab2: dict[str, str]) -> None:
+    kube_dns = kubectl_json("get", "service", "kube-dns", "-n", "kube-system")
+    assert kube_dns["spec"]["clusterIP"] == "10.96.0.10"
+    kubectl("apply", "-f", "-", input_text=DNS_OBJECTS)
+    try:
+        vip = kubectl_json("get", "service", "dnsweb")["spec"]["clusterIP"]
+        kubectl("wait", "--for=condition=Ready", "pod/dnsclient", "--timeout=60s")
+
+        def nslookup(name: str) -> str:
+            # busybox's nslookup tries every search domain and exits 1 if any fails: read its output
+            res = subprocess.run(
+                ["kubectl", "--kubeconfig", KUBECONFIG, "exec", "dnsclient", "--", "nslookup", name],
+                capture_output=True, text=True, timeout=20, check=False,
+            )  # fmt: skip
+            return res.stdout + res.stderr
+
+        # the pod's resolver (10.96.0.10) is DNATed by its node's proxy to the DNS server in kl-cp
+        wait_for(
+            lambda: f"Address: {vip}" in nslookup("dnsweb.default.svc.cluster.local"),
+            timeout=20, message="the service's ClusterIP from the cluster DNS",
+        )  # fmt: skip
+        # the short name through resolv.conf's search path
+        short = nslookup("dnsweb")
+        assert "Name:\tdnsweb.default.svc.cluster.local" in short and f"Address: {vip}" in short, short
+        assert "NXDOMAIN" in nslookup("nope.default.svc.cluster.local")
+        # names outside the cluster are refused, never forwarded off the machine
+        assert "REFUSED" in nslookup("example.org")
+    finally:
+        kubectl("delete", "pod", "dnsclient", "--grace-period=1", "--wait=false")
+        kubectl("delete", "service", "dnsweb")
+
+
 def test_a_deleted_pod_is_replaced_and_endpoints_and_rules_follow(lab2: dict[str, str]) -> None:
     victim = pods()[0]
     ip = victim["status"]["podIP"]
