@@ -11,6 +11,7 @@ Layout (DESIGN.md §3)::
     routes: unreachable 10.244.0.0/16, 10.96.0.0/12 (safety, metric 4242)
             10.244.N.0/24 via 192.168.56.10+N      (host → pods, once the node has its podCIDR)
             10.96.0.0/12 via 192.168.56.11 metric 100  (host → service VIPs through a worker)
+    kl-cp:  10.244.N.0/24 via 192.168.56.10+N      (replies from the API server and DNS to pods)
 
 Invariants:
 - Every object has a ``kl``-prefixed name (``kl0``, ``klv-*``, ``kl-*`` namespaces), so teardown
@@ -154,6 +155,14 @@ def apply(lab: LabNet) -> None:
             # routing ("network unreachable"). On a real node the default route does this; ours has
             # none, so the route is on-link on eth0: anything not rewritten stays on kl0.
             ip("route", "replace", SERVICE_NETWORK, "dev", "eth0", netns=node.name)
+    # The control plane answers pods directly (the `kubernetes` service → :6443, kube-dns → :53):
+    # a pod's packet DNATed to 192.168.56.10 keeps the pod's source address unless the CNI plugin
+    # masquerades it (ours does, the reference bridge in the lab does not), so kl-cp needs a route
+    # back to each worker's pods — host-gw, as the network agent gives the workers.
+    cp = lab.control_plane
+    for node in lab.workers:
+        if node.expected_pod_cidr:
+            ip("route", "replace", node.expected_pod_cidr, "via", node.ip, "dev", "eth0", netns=cp.name)
 
 
 def set_node_link(lab: LabNet, name: str, up: bool) -> None:
