@@ -20,6 +20,15 @@ Endpoints (the real kubelet's paths, which the API server's pods/log and pods/ex
   session ends when the client goes or the container exits. Containers without an attach socket
   (started by an older shim) get the output-only fallback: the log file followed from now on.
 
+- ``GET /portForward/{ns}/{pod}?port=N``: a WebSocket (subprotocol ``portforward.kubelab.io``) for ONE
+  forwarded connection — the API server opens one per connection kubectl accepts (it runs kubectl's
+  SPDY session itself). noded connects to ``127.0.0.1:N`` *inside the pod's network namespace*
+  (a socket made by a helper thread that ``setns`` into the sandbox's netns, ``noded.host.nsnet``;
+  host-network pods: the node's), so ports bound to the pod's loopback work as in Kubernetes, and
+  relays. Binary messages carry a channel byte: ``0`` data (both ways), ``1`` error text (noded →
+  API server, then close; e.g. connection refused), ``255 0`` "my sending side is done" (the
+  client's half-closes the pod socket; noded sends it when the pod closed, then closes).
+
 Built on the standard library (``ThreadingHTTPServer`` + ``ssl``; one thread per connection) with a
 minimal RFC 6455 framer: noded may not import the API server's framework.
 """
@@ -31,6 +40,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import socket
 import ssl
 import struct
 import threading
@@ -41,7 +51,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
-from noded.runtime.interface import AttachUnavailable, ContainerState, ContainerStatus
+from noded.host import nsnet
+from noded.runtime.interface import AttachUnavailable, ContainerState, ContainerStatus, SandboxState
 
 if TYPE_CHECKING:
     from noded.agent import Noded
@@ -51,6 +62,7 @@ log = logging.getLogger(__name__)
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+PORTFORWARD_SUBPROTOCOL = "portforward.kubelab.io"
 
 
 def parse_cri_line(line: str) -> tuple[str, str, str, str] | None:
@@ -157,6 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._logs(parts[1], parts[2], parts[3], q)
             elif len(parts) == 4 and parts[0] in ("exec", "attach"):
                 self._stream(parts[0], parts[1], parts[2], parts[3], q)
+            elif len(parts) == 3 and parts[0] == "portForward":
+                self._port_forward(parts[1], parts[2], q)
             else:
                 self._status(404, "NotFound", f"no such kubelet endpoint: {url.path}")
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
@@ -348,6 +362,98 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(0.1)
         ws.send(b"\x03" + json.dumps({"metadata": {}, "status": "Success"}).encode())
         ws.close()
+
+
+    # ---- port-forward ----------------------------------------------------------------------
+
+    def _pod_netns(self, ns: str, pod: str) -> str | None:
+        """The network namespace of the pod's ready sandbox (the node's for host-network pods)."""
+        noded = self.server.noded
+        obj = noded.pods.get(f"{ns}/{pod}")
+        if obj is None:
+            return None
+        ready = [s for s in noded.runtime.list_pod_sandboxes(obj["metadata"]["uid"]) if s.state == SandboxState.READY]
+        if not ready:
+            return None
+        sandbox = max(ready, key=lambda s: s.attempt)
+        return sandbox.netns_path or noded.cfg.node_netns_path
+
+    def _port_forward(self, ns: str, pod: str, q: dict[str, list[str]]) -> None:
+        offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        if self.headers.get("Upgrade", "").lower() != "websocket" or PORTFORWARD_SUBPROTOCOL not in offered:
+            self._status(400, "BadRequest", f"portForward needs a WebSocket upgrade ({PORTFORWARD_SUBPROTOCOL})")
+            return
+        raw = q.get("port", [""])[0]
+        port = int(raw) if raw.isdigit() else 0
+        if not 0 < port < 65536:
+            self._status(400, "BadRequest", f'invalid port "{raw}": a port-forward needs ?port=1..65535')
+            return
+        netns = self._pod_netns(ns, pod)
+        if netns is None:
+            self._status(404, "NotFound", f'pod "{pod}" in namespace "{ns}" has no running sandbox on this node')
+            return
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", PORTFORWARD_SUBPROTOCOL)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        ws = _WebSocket(self.rfile, self.wfile)
+        try:
+            sock = nsnet.connect("127.0.0.1", port, 5.0, netns)
+        except OSError as exc:
+            # kubelet's wording, so what kubectl prints reads the same.
+            reason = (exc.strerror or str(exc)).lower()  # Go's wording: "connect: connection refused"
+            ws.send(
+                b"\x01"
+                + f"error forwarding port {port} to pod {pod}: failed to connect to localhost:{port} "
+                f"inside the pod's network namespace: dial tcp4 127.0.0.1:{port}: connect: {reason}".encode()
+            )
+            ws.close()
+            return
+        sock.settimeout(None)
+        _relay_port(ws, sock, f"{ns}/{pod}:{port}")
+
+
+def _relay_port(ws: _WebSocket, sock: socket.socket, what: str) -> None:
+    """Relay one forwarded connection until both sides are done (see the module docstring)."""
+
+    def pod_to_client() -> None:
+        try:
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                ws.send(b"\x00" + data)
+        except OSError as exc:
+            log.debug("port-forward %s: %s", what, exc)
+            ws.send(b"\x01" + f"error forwarding {what}: {exc.strerror or exc}".encode())
+        ws.send(b"\xff\x00")
+        ws.close()
+
+    out = threading.Thread(target=pod_to_client, daemon=True, name="portforward-out")
+    out.start()
+    try:
+        while True:
+            msg = ws.recv()
+            if msg is None:
+                break
+            if msg[:1] == b"\x00":
+                sock.sendall(msg[1:])
+            elif msg[:2] == b"\xff\x00":
+                sock.shutdown(socket.SHUT_WR)
+    except OSError as exc:
+        log.debug("port-forward %s: %s", what, exc)
+    finally:
+        # The API server left (or the pod side ended): wake the reader, then let go of the socket.
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        out.join(10)
+        sock.close()
 
 
 def _flag(q: dict[str, list[str]], name: str) -> bool:

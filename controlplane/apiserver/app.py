@@ -9,10 +9,11 @@ kubelet proxy (``proxy_kubelet.py``).
 Why raw ASGI inside FastAPI: the app is a FastAPI instance (lifespan, and a familiar shell), but one
 ASGI middleware answers every request itself. Per-request routing objects, pydantic models and
 dependency injection cost more than the whole create path; here a request is parsed once, the
-store work and the JSON encoding run on a thread pool, and responses are orjson bytes. Creates on a
-store with ``create_nowait`` (sqlite, memory) skip the pool: their CPU work runs on the loop and
-only the commit leaves it, to the store's committer thread, which batches every create waiting —
-no thread per request, no GIL hand-offs per request (the tail of a Python server under load).
+store work and the JSON encoding run on a thread pool, and responses are orjson bytes. Creates
+skip the pool (every store has ``create_nowait``): their CPU work runs on the loop and only the
+write leaves it — on sqlite to the store's committer thread, which batches every create waiting,
+on etcd to the store's own writer threads — so there is no GIL hand-off per request (what makes
+the latency tail of a Python server under load).
 
 Invariants:
 - Every error is a ``Status`` body with the right code; an unexpected exception is logged with its
@@ -167,7 +168,7 @@ class ApiServer:
         self.allocators = ServiceAllocators(options.service_cluster_ip_range, options.service_node_port_range)
         self.admission = Admission(store, self.allocators)
         self.ops = ResourceOps(store, self.admission)
-        # Stores that queue a create without blocking (sqlite, memory): creates need no thread.
+        # Stores that queue a create without blocking: the request needs no thread of its own.
         self.nowait: NowaitCreates | None = store if isinstance(store, NowaitCreates) else None
         self.watch_cache = WatchCache(store, prefix="/registry/", window=options.watch_cache_window)
         self.feeds = Feeds(self.watch_cache, options.watch_max_pending)

@@ -16,6 +16,8 @@ Kubelet paths are the real kubelet's:
   are forwarded, which is all ``kubectl exec -it`` and ``kubectl attach -it`` need; see
   tests/privileged/noded/test_tty.py).
 
+``pods/portforward`` (kubectl ≥1.31: SPDY/3.1 inside a WebSocket) is served by ``portforward``.
+
 SPDY (kubectl ≤1.29) cannot be served from ASGI; such requests get a 400 ``Status`` saying so.
 
 Invariants: the kubelet's answer is relayed as is (a kubelet error ``Status`` reaches the client);
@@ -41,6 +43,7 @@ import websockets
 from websockets.typing import Subprotocol
 
 from controlplane.api import errors
+from controlplane.apiserver import portforward
 from controlplane.apiserver.httpio import Receive, Request, Send
 from controlplane.apiserver.options import ServerOptions
 
@@ -241,6 +244,20 @@ class KubeletProxy:
                 with contextlib.suppress(BaseException):
                     await t
             await upstream.close()
+
+    # -- port-forward ------------------------------------------------------------------------
+
+    async def portforward(self, req: Request, pod: Obj, receive: Receive, send: Send) -> None:
+        """kubectl's SPDY session runs here (``portforward``); each connection is its own kubelet
+        ``/portForward`` WebSocket."""
+        offered = [str(p) for p in req.scope.get("subprotocols") or []]
+        if portforward.SUBPROTOCOL not in offered:
+            raise errors.BadRequest(f"port-forward needs the WebSocket subprotocol {portforward.SUBPROTOCOL}")
+        host, port = await self._target(pod)
+        md = pod["metadata"]
+        base = f"wss://{_host(host)}:{port}/portForward/{quote(md['namespace'])}/{quote(md['name'])}"
+        await send({"type": "websocket.accept", "subprotocol": portforward.SUBPROTOCOL})
+        await portforward.serve(receive, send, portforward.kubelet_dialer(base, self.ssl, md["name"]), md["name"])
 
 
 def _host(host: str) -> str:

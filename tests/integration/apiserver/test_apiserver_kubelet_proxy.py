@@ -135,9 +135,17 @@ def test_port_forward_is_refused_clearly(server: RunningApiServer, kubelet: int,
         p = c.get("/api/v1/namespaces/default/pods/solo").json()
         p["status"] = {"phase": "Running"}
         assert c.put("/api/v1/namespaces/default/pods/solo/status", json=p).status_code == 200
-    r = kubectl(server, tmp_path, "port-forward", "pod/solo", "28080:80", "--pod-running-timeout=5s")
+    # kubectl ≤1.30 forwards over raw SPDY (an ASGI server cannot take over the socket): a clear
+    # refusal. ≥1.31 works over WebSocket (tests/privileged/noded/test_port_forward.py).
+    old = "/usr/lib/google-cloud-sdk/bin/kubectl.1.30"
+    args = ["port-forward", "pod/solo", f"{free_port()}:80", "--pod-running-timeout=5s"]
+    r = subprocess.run(
+        [old, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp_path / "cache"), *args],
+        capture_output=True,
+        timeout=60,
+    )
     assert r.returncode != 0
-    assert b"port-forward is not supported by kubelab" in r.stderr
+    assert b"port-forward needs SPDY/3.1 inside a WebSocket (kubectl 1.31 or newer)" in r.stderr, r.stderr
 
 
 def test_python_client_exec_and_logs(server: RunningApiServer, kubelet: int) -> None:
