@@ -43,8 +43,9 @@ Concurrency: everything here is pure; a ``View`` may be read from any number of 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,6 +140,13 @@ def undashed(label: str) -> str | None:
     return None
 
 
+def _reverse_name(ip: str) -> str:
+    """``10.96.0.20`` → ``20.0.96.10.in-addr.arpa`` (string work: dnspython's is 20× slower)."""
+    if "." in ip and ":" not in ip:
+        return ".".join(reversed(ip.split("."))) + ".in-addr.arpa"
+    return dns.reversename.from_address(ip).to_text(omit_final_dot=True)
+
+
 def _address(ip: str) -> dns.rdata.Rdata | None:
     try:
         addr = ipaddress.ip_address(ip)
@@ -207,15 +215,18 @@ def build_view(
     """The record table for these objects. Objects that make no sense (no name, a bad IP) are skipped."""
     zone = _key(zone)
     records: dict[str, dict[int, list[dns.rdata.Rdata]]] = {}
-    seen: dict[tuple[str, int], set[dns.rdata.Rdata]] = {}
+    # Duplicates are recognised by a cheap identity (rdtype + what the record says), never by
+    # hashing rdatas: dnspython hashes an rdata by rendering it to wire format (10× slower).
+    seen: set[tuple[str, int, object]] = set()
 
-    def add(owner: str, rd: dns.rdata.Rdata) -> None:
+    def add(owner: str, rdtype: int, ident: object, make: dns.rdata.Rdata | Callable[[], dns.rdata.Rdata]) -> None:
+        """``make``: the rdata, or a function building it (called only if the record is new)."""
         k = _key(owner)
-        bucket = seen.setdefault((k, rd.rdtype), set())
-        if rd in bucket:
+        if (k, rdtype, ident) in seen:
             return
-        bucket.add(rd)
-        records.setdefault(k, {}).setdefault(rd.rdtype, []).append(rd)
+        seen.add((k, rdtype, ident))
+        rd = make if isinstance(make, dns.rdata.Rdata) else make()
+        records.setdefault(k, {}).setdefault(rdtype, []).append(rd)
 
     # slices by (namespace, service name); the service-name label ties a slice to its service
     by_service: dict[tuple[str, str], list[Obj]] = {}
@@ -237,9 +248,10 @@ def build_view(
             ext = spec.get("externalName")
             if ext:
                 try:
-                    add(fqdn, _rd_cname(_abs(str(ext))))
+                    cname = _rd_cname(_abs(str(ext)))
                 except dns.exception.DNSException:
-                    pass
+                    continue
+                add(fqdn, CNAME, str(ext), cname)
             continue
         cluster_ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip]
         headless = not cluster_ips or cluster_ips[0] == "None"
@@ -248,57 +260,56 @@ def build_view(
                 rd = _address(ip)
                 if rd is None:
                     continue
-                add(fqdn, rd)
-                add(dns.reversename.from_address(ip).to_text(), _rd_ptr(target))
+                add(fqdn, rd.rdtype, ip, rd)
+                add(_reverse_name(ip), PTR, fqdn, functools.partial(_rd_ptr, target))
             named = [p for p in ports if p.get("name")]
             for p in named:
                 srv = _rd_srv(0, 100, int(p["port"]), target)
                 proto = str(p.get("protocol") or "TCP").lower()
-                add(f"_{str(p['name']).lower()}._{proto}.{fqdn}", srv)
-                add(fqdn, srv)
+                ident = (int(p["port"]), fqdn)
+                add(f"_{str(p['name']).lower()}._{proto}.{fqdn}", SRV, ident, srv)
+                add(fqdn, SRV, ident, srv)
             continue
         publish_all = bool(spec.get("publishNotReadyAddresses"))
-        endpoints: list[Endpoint] = []
+        endpoints: list[tuple[Endpoint, dns.rdata.Rdata]] = []
         for sl in by_service.get((ns, name), []):
             sports = _slice_ports(sl)
             for ep in sl.get("endpoints") or []:
                 if not _ready(ep, publish_all):
                     continue
                 for ip in ep.get("addresses") or []:
-                    if _address(ip) is None:
+                    addr = _address(ip)
+                    if addr is None:
                         continue
                     host = str(ep.get("hostname") or dashed(ip)).lower()
-                    endpoints.append(Endpoint(ip, host, sports))
+                    endpoints.append((Endpoint(ip, host, sports), addr))
         weight = max(1, 100 // max(1, len(endpoints)))
-        for e in endpoints:
-            rd = _address(e.ip)
-            assert rd is not None
+        for e, rd in endpoints:
             host_fqdn = f"{e.hostname}.{fqdn}"
-            add(fqdn, rd)
-            add(host_fqdn, rd)
-            add(
-                dns.reversename.from_address(e.ip).to_text(),
-                _rd_ptr(_abs(host_fqdn)),
-            )
+            host_name = _abs(host_fqdn)
+            add(fqdn, rd.rdtype, e.ip, rd)
+            add(host_fqdn, rd.rdtype, e.ip, rd)
+            add(_reverse_name(e.ip), PTR, host_fqdn, functools.partial(_rd_ptr, host_name))
             for pname, pnum, proto in e.ports:
                 if not pname:
                     continue
-                srv = _rd_srv(0, weight, pnum, _abs(host_fqdn))
-                add(f"_{pname.lower()}._{proto.lower()}.{fqdn}", srv)
-                add(fqdn, srv)
+                srv = _rd_srv(0, weight, pnum, host_name)
+                ident = (pnum, host_fqdn)
+                add(f"_{pname.lower()}._{proto.lower()}.{fqdn}", SRV, ident, srv)
+                add(fqdn, SRV, ident, srv)
         if not endpoints:
             # the service exists: its name must answer NODATA, not NXDOMAIN
             records.setdefault(_key(fqdn), {})
 
     # the zone apex and its name server (CoreDNS answers these the same way)
     apex_ns = f"ns.dns.{zone}"
-    add(zone, _soa(zone, serial, ttl))
-    add(zone, _rd_ns(_abs(apex_ns)))
-    if dns_service_ip and _address(dns_service_ip) is not None:
-        rd = _address(dns_service_ip)
-        assert rd is not None
-        add(apex_ns, rd)
-    add(f"dns-version.{zone}", dns.rdtypes.ANY.TXT.TXT(IN, TXT, [SCHEMA_VERSION]))
+    add(zone, SOA, None, lambda: _soa(zone, serial, ttl))
+    add(zone, NS, None, lambda: _rd_ns(_abs(apex_ns)))
+    if dns_service_ip:
+        ns_rd = _address(dns_service_ip)
+        if ns_rd is not None:
+            add(apex_ns, ns_rd.rdtype, None, ns_rd)
+    add(f"dns-version.{zone}", TXT, None, lambda: dns.rdtypes.ANY.TXT.TXT(IN, TXT, [SCHEMA_VERSION]))
 
     # every proper ancestor of an owner name inside the zone exists (empty non-terminals)
     ents: set[str] = {f"svc.{zone}", f"pod.{zone}"}
