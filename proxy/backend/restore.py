@@ -189,23 +189,23 @@ class RestoreBackend:
         head = ["*nat", *(f":{c} - [0:0]" for c in FIXED_CHAINS["nat"])]
         declared = set(FIXED_CHAINS["nat"])
         streamed: set[str] = set()
-        held: list[str] = []  # nf_tables: lines held back until the table proves big
+        held: list[str] = []  # nf_tables: text held back until the table proves big
         writer: _Writer | None = None
         try:
             if self.mode == "legacy":
                 writer = self._start(noflush=True)
                 writer.lines(head)
             for group in stream.groups:
-                lines = _group_lines(group)
+                text = _group_text(group)
                 streamed.update(group)
                 if writer is not None:
-                    writer.lines(lines)
+                    writer.text_lines(text)
                     continue
-                held += lines
+                held.append(text)
                 if len(declared) + len(streamed) > self.fresh_threshold:
                     writer = self._start(noflush=False)
                     writer.lines(head)
-                    writer.lines(held)
+                    writer.text_lines("".join(held))
                     held = []
             desired = stream.finish()
             observed = observing.result()
@@ -289,13 +289,15 @@ def fresh_table_tail(
     return out
 
 
-def _group_lines(group: Mapping[str, list[str]]) -> list[str]:
-    """One service port's chains: every declaration first (its rules jump between them)."""
-    out = [f":{c} - [0:0]" for c in group]
+def _group_text(group: Mapping[str, list[str]]) -> str:
+    """One service port's chains as restore lines (each ending in a newline): every
+    declaration first (its rules jump between them), then each chain's rules."""
+    out = [f":{c} - [0:0]\n" for c in group]
     for chain, rules in group.items():
-        prefix = f"-A {chain} "
-        out += [prefix + r for r in rules]
-    return out
+        if rules:
+            sep = f"\n-A {chain} "
+            out.append(sep[1:] + sep.join(rules) + "\n")
+    return "".join(out)
 
 
 class _Writer:
@@ -314,9 +316,11 @@ class _Writer:
         self.done = False
 
     def lines(self, lines: list[str]) -> None:
-        if not lines:
-            return
-        chunk = "\n".join(lines) + "\n"
+        if lines:
+            self.text_lines("\n".join(lines) + "\n")
+
+    def text_lines(self, chunk: str) -> None:
+        """Whole lines, each ending in a newline."""
         self.pending.append(chunk)
         self.size += len(chunk)
         if self.size >= self.CHUNK:
