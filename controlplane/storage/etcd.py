@@ -43,6 +43,7 @@ import socket
 import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -56,6 +57,7 @@ from etcd3gw import exceptions as etcd_exc
 from controlplane.storage.interface import (
     CompactedError,
     ConflictError,
+    CreateDone,
     Event,
     EventType,
     KeyExistsError,
@@ -68,6 +70,9 @@ _KVs = list[KeyValue]
 
 #: Gateway calls made through ``_GatewayPool`` (the per-request ones); the rest use etcd3gw.
 _FAST_PATHS = frozenset({"/kv/txn", "/kv/range"})
+
+#: Creates in flight at once through ``create_nowait``.
+NOWAIT_THREADS = 16
 
 #: Keys per range request when listing (paging bounds each gateway response to ~10-20 MB).
 PAGE = 10_000
@@ -204,6 +209,7 @@ class EtcdStore:
             timeout=timeout, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
         )
         self._closed = False
+        self._writers: ThreadPoolExecutor | None = None  # create_nowait's threads, started on first use
         self._watches: set[EtcdWatch] = set()
         self._call("/kv/range", {"key": _b64("/"), "limit": 1, "keys_only": True})  # reachable?
 
@@ -313,6 +319,29 @@ class EtcdStore:
             raise KeyExistsError(key)
         return int(res["header"]["revision"])
 
+    def create_nowait(self, key: str, value: bytes, done: CreateDone) -> None:
+        """``create`` on one of the store's own threads, then ``done`` there (``NowaitCreates``).
+
+        An etcd write is a network round trip: the API server hands it here and keeps its CPU
+        work on its event loop, instead of running the whole request on a thread of its own.
+        """
+        _check_key(key)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("store is closed")
+            if self._writers is None:
+                self._writers = ThreadPoolExecutor(max_workers=NOWAIT_THREADS, thread_name_prefix="etcd-create")
+            writers = self._writers
+        writers.submit(self._create_then, key, bytes(value), done)
+
+    def _create_then(self, key: str, value: bytes, done: CreateDone) -> None:
+        try:
+            rev = self.create(key, value)
+        except Exception as exc:
+            done(None, exc)
+            return
+        done(rev, None)
+
     def update(self, key: str, value: bytes, expected_revision: int) -> int:
         _check_key(key)
         k = _b64(key)
@@ -407,6 +436,10 @@ class EtcdStore:
     def close(self) -> None:
         if self._closed:
             return
+        with self._lock:
+            writers, self._writers = self._writers, None
+        if writers is not None:
+            writers.shutdown(wait=True)  # queued creates finish (and call back) first
         self._closed = True
         with self._lock:
             watches = list(self._watches)

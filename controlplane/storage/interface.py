@@ -146,7 +146,7 @@ CreateDone = Callable[[int | None, BaseException | None], None]
 
 @runtime_checkable
 class NowaitCreates(Protocol):
-    """A store that can queue a create without blocking the caller (the SQLite and memory stores).
+    """A store that can queue a create without blocking the caller (all three backends).
 
     An event-loop server does its CPU work on the loop and hands only the write to the store, so
     no request needs a thread of its own while the commit (one fsync for the whole batch) runs.
