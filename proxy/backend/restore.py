@@ -26,6 +26,11 @@ write per rule. A failure before ``COMMIT`` (a rendering error: the tool is kill
 rejecting a line) applies nothing of that table, and the error quotes the offending lines of
 the text sent so far. On nf_tables the head is held back until the nat table proves to be over
 ``fresh_threshold`` chains; below it, everything goes through one ``--noflush`` restore as before.
+The price on legacy: ``iptables-legacy-restore -w`` takes the xtables lock (``/run/xtables.lock``,
+one file for every namespace) when it starts, so a streamed restore holds it while the rest of
+the rules render too (measured: 1,000 services ≈ 40 ms, 10,000 ≈ 0.5 s of Python on top of the
+restore's own time); other ``iptables -w`` callers wait that much longer, callers without ``-w``
+fail as they would during any restore. nf_tables takes no such lock.
 
 Concurrency: one thread at a time (the sync runner's); ``apply_full`` runs its observation on a
 short-lived helper thread that touches nothing but its own result.
