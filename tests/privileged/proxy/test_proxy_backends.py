@@ -62,6 +62,7 @@ def test_backends_hold_the_same_rules(writer: str, netns: NetnsFactory, tmp_path
         rs = render(OVERALL_SERVICES, OVERALL_SLICES, options=OPTS)
         if writer.endswith("streamed"):
             b.apply_full(StreamedRuleset.of(rs))
+            b.apply_full(StreamedRuleset.of(rs))  # a full resync over our own chains
         else:
             b.apply(rs, full=True)
         plan = b.apply(render(OVERALL_SERVICES, CHANGED, options=OPTS), full=False)
