@@ -497,6 +497,14 @@ def _pump_client(ws: _WebSocket, session: ExecSession | AttachSession, on_close:
             session.close_stdin()
 
 
+def _unmask(payload: bytes, mask: bytes) -> bytes:
+    """XOR with the 4-byte client mask, as one big-integer operation (a per-byte loop made
+    port-forward uploads crawl at a few MB/s)."""
+    n = len(payload)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
 class _WebSocket:
     """Server side of RFC 6455: unmasked binary frames out, masked frames in."""
 
@@ -558,7 +566,7 @@ class _WebSocket:
             except (OSError, ValueError, struct.error):
                 return None
             if mask:
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+                payload = _unmask(payload, mask)
             if opcode == 0x8:
                 return None
             if opcode == 0x9:

@@ -35,7 +35,7 @@ KUBECTLS = {
 # httpd only on the pod's loopback (unreachable from outside the pod), and an echo server
 # (``cat`` per connection: answers only once the client half-closes, so half-close is tested).
 SERVER = (
-    "mkdir -p /www && echo hello-from-the-pod > /www/index.html && "
+    "mkdir -p /www && echo hello-from-the-pod > /www/index.html && seq 1 600000 > /www/big && "
     "httpd -p 127.0.0.1:8080 -h /www && exec nc -ll -p 9090 -e cat"
 )
 
@@ -157,3 +157,33 @@ def test_kubectl_port_forward_reaches_the_pods_loopback(cluster: Cluster, server
             and "error forwarding port 9999 to pod pf" in pf.stderr
             and "connect: connection refused" in pf.stderr
         ), pf.stderr
+
+
+def test_big_download_and_kubectl_going_away_closes_the_pod_side(cluster: Cluster, server_pod: str) -> None:
+    big = "".join(f"{i}\n" for i in range(1, 600001)).encode()  # what ``seq`` wrote in the pod (~4 MB)
+    with port_forward(cluster, KUBECTLS["1.33"], f"pod/{server_pod}", "0:8080", "0:9090") as pf:
+        web, echo_port = pf.local_ports(2)
+        with socket.create_connection(("127.0.0.1", web), timeout=30) as s:
+            s.sendall(b"GET /big HTTP/1.0\r\n\r\n")
+            head, _, body = read_all(s).partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.") and body == big
+        # A connection left open (the pod's ``cat`` answers each line at once) ...
+        held = socket.create_connection(("127.0.0.1", echo_port), timeout=15)
+        try:
+            held.sendall(b"still here\n")
+            assert held.recv(100) == b"still here\n"
+            assert established_on(cluster, server_pod, 9090) == 1
+            # ... is closed inside the pod when kubectl goes away (session → kubelet → pod socket).
+            pf.stop()
+            wait_for(lambda: established_on(cluster, server_pod, 9090) == 0, 20, message="pod-side connection closed")
+            assert held.recv(100) == b""
+        finally:
+            held.close()
+
+
+def established_on(cluster: Cluster, pod: str, port: int) -> int:
+    out = cluster.kubectl("exec", pod, "--", "netstat", "-tn").stdout
+    # Columns: proto recv-q send-q local foreign state; count the pod's server ends only (the
+    # pod-side client end, noded's socket in the pod's netns, is listed too).
+    rows = [line.split() for line in out.splitlines()]
+    return sum(1 for r in rows if len(r) >= 6 and r[3].endswith(f":{port}") and r[5] == "ESTABLISHED")
