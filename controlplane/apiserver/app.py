@@ -88,8 +88,10 @@ _PATCH_TYPES = (
 )
 _NOT_FOUND = "the server could not find the requested resource"
 # Create bodies up to this size are handled on the event loop (see ``create``); bigger ones on the
-# thread pool, so decoding a multi-megabyte body never holds up every other request.
+# thread pool, so decoding a multi-megabyte body never holds up every other request ...
 _INLINE_BODY_MAX = 64 * 1024
+# ... and only JSON (orjson decodes it in microseconds; YAML is parsed in pure Python).
+_INLINE_TYPES = ("application/json", "")
 _PORTFORWARD_UNSUPPORTED = (
     "port-forward needs SPDY/3.1 inside a WebSocket (kubectl 1.31 or newer); kubelab does not serve "
     "raw SPDY upgrades"
@@ -760,7 +762,7 @@ class ApiServer:
             return
 
         warn = req.q("fieldValidation") == "Warn"
-        if self.nowait is not None and len(raw) <= _INLINE_BODY_MAX:
+        if self.nowait is not None and len(raw) <= _INLINE_BODY_MAX and ctype in _INLINE_TYPES:
             # On the loop: decoding, admission and encoding are CPU only (the namespace and
             # allocator state is in memory), and the store commits the write on its own thread.
             body = decode_body(raw, ctype)
