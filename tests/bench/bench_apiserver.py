@@ -19,6 +19,9 @@ Two ways to load it with pod creates (both over 1/16/64 persistent TLS keep-aliv
   timetable (``--open-rate``, default 1,000/s) and handed to whichever of the 64 connections is
   free; each latency runs from the request's *scheduled* send time, so a request that had to wait
   for a busy server or a free connection counts that wait (no coordinated omission, as wrk2).
+  This answers the goal's question — p99 at 1,000 creates/s with 64 clients — directly. A store
+  that cannot keep up (etcd on this machine) shows it as an achieved rate below the offered one
+  and latencies that grow with the backlog over the run.
 
 The load generator runs on the same machine and shares its CPU, so it is kept cheap — one asyncio
 process on uvloop, a bare ``asyncio.Protocol`` per connection that writes pre-built HTTP/1.1
@@ -51,7 +54,7 @@ from tests.bench.stats import Summary, fmt_ms, fmt_ratio, print_table
 from tests.helpers.apiserver import RunningApiServer, start_apiserver
 
 CLIENTS = (1, 16, 64)
-OPS = {1: 300, 16: 1600, 64: 3200}
+OPS = {1: 500, 16: 3200, 64: 6400}
 LIST_N = 10_000
 WATCHERS = 100
 WATCH_EVENTS = 300
