@@ -202,5 +202,19 @@ def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
     assert len(sep_chains) >= 3, rules
     assert f"-d {vip}/32" in rules
 
+    # 8. Cluster DNS: a pod's resolver (10.96.0.10, DNATed to kubelab-dns on the control plane VM)
+    #    answers the service's name with its ClusterIP. busybox's nslookup walks the search path and
+    #    may exit 1 on the misses, so read its output.
+    client = sorted(pod_names)[0]
+
+    def nslookup() -> str:
+        argv = ["kubectl", "--kubeconfig", str(KUBECONFIG), "exec", client, "--"]
+        res = subprocess.run(
+            [*argv, "nslookup", "hello.default.svc.cluster.local"], capture_output=True, text=True, timeout=30
+        )
+        return res.stdout + res.stderr
+
+    wait_for(lambda: f"Address: {vip}" in nslookup(), timeout=120, interval=2, message="cluster DNS from a pod")
+
     TIMES["checks"] = time.monotonic() - t0
     print(f"[vagrant lab] checks: {TIMES['checks']:.0f} s", flush=True)

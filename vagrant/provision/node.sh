@@ -75,7 +75,11 @@ if [ "$role" = controlplane ]; then
   unit kubelab-controlplane "kubelab control plane (API server, scheduler, controllers)" \
     /usr/local/bin/kubelab controlplane --data-dir /var/lib/kubelab --listen 0.0.0.0:6443 \
     --advertise-address "$ip" --store sqlite --cluster-cidr 10.244.0.0/16
-  units=(kubelab-controlplane)
+  # Cluster DNS: kube-system/kube-dns (10.96.0.10, every pod's nameserver) pointing at this VM's
+  # private address; it retries (Restart=always) until the control plane has written the kubeconfig.
+  unit kubelab-dns "kubelab cluster DNS (kube-dns, cluster.local)" \
+    /usr/local/bin/kubelab dns --kubeconfig /var/lib/kubelab/admin.kubeconfig --listen "$ip:53"
+  units=(kubelab-controlplane kubelab-dns)
 else
   mkdir -p /var/lib/kubelab/cni-bin /etc/cni/net.d /var/lib/kubelab/noded/bin
   # noded's shim and pause, compiled on the host (the box has no compiler), with their stamps.
