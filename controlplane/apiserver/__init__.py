@@ -18,4 +18,11 @@ Module map (a request flows top to bottom):
 Invariants shared by all of them: objects are plain JSON dicts; ``metadata.resourceVersion`` is the
 store's ``mod_revision``; every error is a ``Status``; nothing reaches the store unless it passed
 authentication, authorization, decoding and admission.
+
+Where the CPU of a request goes (one event loop; Python runs one thread at a time): creates do all
+their work on the loop and hand only the write to the store (``Store.create_nowait``: sqlite's
+committer thread batches every waiting create into one fsync); other verbs run their store work
+on a thread pool. Responses leave in one TLS write; the watch cache keeps stored bytes, not
+decoded objects, and the process freezes its startup objects for the garbage collector — Python's
+collector stops the world, so cyclic garbage per request and big heaps show up as latency tails.
 """
