@@ -1,0 +1,709 @@
+"""``kubelab trace``: explain, step by step, the path of one new connection through the lab.
+
+``kubelab trace --from pod/client --to svc/hello:80 [--probe]`` answers the question lab users
+ask when cross-node Service traffic misbehaves (lab-faq §5 item 4): which chain DNATs, to which
+endpoints and with what chance, whether the packet is masqueraded (and why: off-cluster source,
+hairpin, NodePort), which route carries it to the endpoint's node, and how the reply comes back.
+Sources: ``pod/NAME``, ``node/NAME``, ``host``; targets: ``svc/NAME[:PORT]``, ``pod/NAME:PORT``,
+``IP:PORT`` (a ClusterIP, a pod IP, or a node IP with a NodePort).
+
+Structure (functional core, imperative shell):
+- ``explain(Facts) -> list[Step]`` is pure: the facts are the source node's ``iptables-save``
+  walked by ``proxy.trace.Tracer`` (a ``Walk``), the route lookups (``Route``, parsed from
+  ``ip -j route get``) and what the lab's objects say (which pod owns an IP, which node owns a
+  pod CIDR). ``render`` prints the steps. Both are unit-tested without a lab.
+- ``collect(...)`` gathers the facts from the running lab: the API (admin credentials in the
+  lab's state dir, as ``kubelab status``), ``nsenter --net=/var/run/netns/<node>`` running
+  ``iptables-save``, ``ip -j addr`` and ``ip -j route get``. It reads only, changes nothing.
+- ``--probe`` makes ONE connection from the source to the traced lab address (a Python one-shot
+  connect with a 2 s timeout, inside the source pod's netns for a pod) and reads the source
+  node's conntrack entry for it, which names the endpoint the kernel chose.
+
+Network safety: targets must be lab addresses (the pod network, the service network, the node
+network); anything else is refused before any lookup or packet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from proxy.trace import Hop, Tracer, Walk
+
+POD_NETWORK = ipaddress.IPv4Network("10.244.0.0/16")
+SERVICE_NETWORK = ipaddress.IPv4Network("10.96.0.0/12")
+NODE_NETWORK = ipaddress.IPv4Network("192.168.56.0/24")
+LAB_RANGES = (POD_NETWORK, SERVICE_NETWORK, NODE_NETWORK)
+HOST_IP = "192.168.56.1"
+NODEPORT_RANGE = range(30000, 32768)
+PROBE_TIMEOUT = 2.0
+
+
+class TraceError(Exception):
+    """Bad input or a lab that cannot answer: the message says which."""
+
+
+# --- facts (what the driver collects) ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Spot:
+    """Where a packet starts, or the owner of an address."""
+
+    kind: str  # "pod" | "node" | "host"
+    name: str  # "default/client" | "kl-node1" | "host"
+    ip: str
+    node: str = ""  # the node hosting the pod, the node itself, "" for the host
+    netns: str = ""  # the pod's or the node's netns ("" = the root namespace)
+
+
+@dataclass(frozen=True)
+class Target:
+    ip: str
+    port: int
+    proto: str  # "tcp" | "udp"
+    label: str  # how to name it: "service default/hello:80 (ClusterIP 10.96.0.2)"
+
+
+@dataclass(frozen=True)
+class Route:
+    """One ``ip -j route get`` answer, and where it was asked."""
+
+    where: str  # the netns it was looked up in ("" = the host)
+    query: str  # the command, for the reader to rerun
+    dev: str = ""
+    gateway: str = ""
+    prefsrc: str = ""
+    kind: str = "unicast"  # "unicast" | "local" | "unreachable" | "error: …"
+
+    @classmethod
+    def parse(cls, where: str, query: str, answer: str) -> Route:
+        try:
+            items = json.loads(answer)
+            r = items[0]
+        except (ValueError, IndexError, KeyError, TypeError):
+            return cls(where, query, kind="error: " + (answer.strip() or "no answer"))
+        return cls(where, query, r.get("dev", ""), r.get("gateway", ""), r.get("prefsrc", ""), r.get("type", "unicast"))
+
+    def text(self) -> str:
+        if self.kind.startswith("error"):
+            return self.kind
+        if self.kind not in ("unicast", ""):
+            return f"{self.kind} (dev {self.dev})" if self.dev else self.kind
+        via = f"via {self.gateway} " if self.gateway else ""
+        src = f" src {self.prefsrc}" if self.prefsrc else ""
+        return f"{via}dev {self.dev}{src}"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """The endpoint's side: the node it lives on, that node's route to it, and its owner."""
+
+    node: str
+    owner: Spot | None  # the pod (or node) holding the endpoint IP; None if nobody known does
+    route: Route | None = None  # on the endpoint's node (None when it is the source node)
+    veth: str = ""  # the pod's host-side veth on that node's cni0
+
+
+@dataclass
+class Facts:
+    source: Spot
+    target: Target
+    node: str  # the node whose rules decide (the source pod's node, the node, or the host's next hop)
+    walk: Walk
+    cluster_cidr: str = str(POD_NETWORK)
+    host_route: Route | None = None  # from the host: its route to the target
+    routes: dict[str, Route] = field(default_factory=dict)  # endpoint ip → route on the deciding node
+    arrivals: dict[str, Arrival] = field(default_factory=dict)  # endpoint ip → its side
+    addrs: dict[str, str] = field(default_factory=dict)  # deciding node's dev → its IPv4
+    probe: list[str] = field(default_factory=list)  # lines from --probe
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    lines: tuple[str, ...]
+
+
+# --- the explanation (pure) ----------------------------------------------------------------------
+
+
+def brief(hop: Hop) -> str:
+    """The rule without its comment (the comment is shown beside it)."""
+    words = hop.args()
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i] == "-m" and i + 1 < len(words) and words[i + 1] == "comment":
+            i += 2
+            continue
+        if words[i] == "--comment":
+            i += 2
+            continue
+        out.append(words[i])
+        i += 1
+    return " ".join(out)
+
+
+def hop_line(hop: Hop) -> str:
+    note = f'   "{hop.comment}"' if hop.comment else ""
+    return f"{hop.table} {hop.chain}: {brief(hop)}{note}"
+
+
+def common_prefix(paths: Sequence[tuple[Hop, ...]]) -> tuple[Hop, ...]:
+    if not paths:
+        return ()
+    n = min(len(p) for p in paths)
+    i = 0
+    while i < n and all(p[i] == paths[0][i] for p in paths):
+        i += 1
+    return paths[0][:i]
+
+
+def owner_text(spot: Spot | None) -> str:
+    if spot is None:
+        return "no pod or node of the lab holds this address"
+    if spot.kind == "pod":
+        return f"pod {spot.name} on {spot.node}"
+    return spot.name if spot.kind == "host" else f"node {spot.name}"
+
+
+def mark_reason(hop: Hop, src: str, cluster_cidr: str) -> str:
+    words = hop.args()
+    if hop.chain.startswith("KUBE-SEP-") and "-s" in words:
+        return (
+            f"hairpin: the endpoint {words[words.index('-s') + 1].removesuffix('/32')} is the source itself "
+            f"({hop.chain}); without SNAT it would answer itself directly and the reply would skip the un-DNAT"
+        )
+    if hop.chain.startswith(("KUBE-SVC-", "KUBE-SVL-")) and "-s" in words:
+        return f"the source {src} is not in the cluster CIDR {cluster_cidr} ({hop.chain}: ! -s {cluster_cidr})"
+    if hop.chain.startswith("KUBE-EXT-"):
+        return (
+            f'NodePort/external traffic ({hop.chain}: "{hop.comment}") is masqueraded '
+            "so the reply returns via this node"
+        )
+    return f"{hop.chain}: {hop.comment or brief(hop)}"
+
+
+def explain(f: Facts) -> list[Step]:
+    w, src, tgt = f.walk, f.source, f.target
+    steps: list[Step] = []
+
+    # 1. where it starts
+    start: list[str] = []
+    if src.kind == "pod":
+        start.append(f"pod {src.name}, IP {src.ip}, netns {src.netns}, on node {src.node}")
+        start.append(f"It leaves the pod's eth0 and arrives on {src.node}'s bridge cni0: nat PREROUTING runs there.")
+    elif src.kind == "node":
+        start.append(f"node {src.name} (netns {src.netns}), source address {w.packet.src}")
+        start.append(f"A packet {src.name} sends itself: nat OUTPUT runs in {src.name}.")
+    else:
+        start.append(f"the host (root namespace, {HOST_IP} on kl0)")
+        if f.host_route is not None:
+            start.append(f"`{f.host_route.query}` → {f.host_route.text()}")
+        start.append(f"It arrives on {f.node}'s eth0: nat PREROUTING runs in {f.node}.")
+    start.append(f"to {tgt.label}: {tgt.proto} {tgt.ip}:{tgt.port}")
+    steps.append(Step("Start", tuple(start)))
+
+    # 2. the nat walk on the deciding node
+    nat: list[str] = []
+    dnat = [b for b in w.branches if b.verdict == "DNAT"]
+    others = [b for b in w.branches if b.verdict != "DNAT"]
+    paths = [b.nat for b in w.branches]
+    shared = common_prefix(paths) if len(paths) > 1 else (paths[0] if paths else ())
+    nat.append(f"(iptables-save in {f.node}) nat {w.hook}:")
+    nat += ["  " + hop_line(h) for h in shared]
+    if dnat:
+        svc_chain = next((h.target for h in shared if h.target.startswith(("KUBE-SVC-", "KUBE-SVL-"))), "")
+        if len(dnat) > 1:
+            nat.append(f"  {svc_chain or 'the service chain'} picks one of {len(dnat)} endpoints at random "
+                       "(-m statistic --mode random; the last rule takes the rest):")  # fmt: skip
+        for b in dnat:
+            rest = b.nat[len(shared) :]
+            sep = next((h for h in b.nat if h.target.startswith("KUBE-SEP-")), None)
+            prob = "the only endpoint" if len(dnat) == 1 else "the rest"
+            if sep is not None and sep.probability is not None:
+                pick = next((h for h in b.nat if h.probability is not None and h.target == sep.target), sep)
+                prob = "--probability " + _prob_text(pick)
+            arrival = f.arrivals.get(b.packet.dst)
+            who = owner_text(arrival.owner if arrival else None)
+            nat.append(
+                f"  → {sep.target if sep else '?'} ({prob}; chance {b.chance:.1%}): DNAT to {b.endpoint} ({who})"
+            )
+            nat += ["      " + hop_line(h) for h in rest]
+        for chain, seconds in w.affinity:
+            nat.append(
+                f"  note: sessionAffinity ClientIP on {chain}: a client seen in the last {seconds} s goes back to "
+                "its endpoint (-m recent --rcheck); this first-connection view shows the random choice"
+            )
+    for b in others:
+        if b.verdict in ("REJECT", "DROP"):
+            nat.append(f"  no DNAT: the filter table decides ({b.verdict})")
+            nat += ["  " + hop_line(h) for h in deciding(b.filter)]
+            if b.verdict == "REJECT":
+                nat.append('  → the sender gets an ICMP port unreachable at once ("connection refused", not a hang)')
+            else:
+                nat.append("  → the packet is dropped (the sender times out)")
+        else:
+            nat.append(
+                f"  no KUBE-SERVICES rule matches {tgt.ip}:{tgt.port}/{tgt.proto}: not a service address or port; "
+                "the packet is routed unchanged"
+            )
+    steps.append(Step(f"{f.node}: the nat table (kube-proxy's rules)", tuple(nat)))
+
+    # 3. masquerade
+    masq: list[str] = []
+    for b in [x for x in w.branches if x.verdict not in ("REJECT", "DROP")]:
+        dest = b.endpoint or b.packet.dst
+        reasons = [mark_reason(h, w.packet.src, f.cluster_cidr) for h in b.mark_reasons]
+        snat = b.snat_rule
+        if b.masquerade and snat is not None:
+            route = f.routes.get(b.packet.dst)
+            addr = f.addrs.get(route.dev, "") if route else ""
+            to = f"{addr} ({f.node}'s address on {route.dev})" if route and addr else "the egress interface's address"
+            why = "; ".join(reasons) if reasons else f"{snat.chain}: {snat.comment or brief(snat)}"
+            by = (
+                "KUBE-POSTROUTING MASQUERADE (marked 0x4000 by KUBE-MARK-MASQ)"
+                if reasons
+                else snat.chain + " MASQUERADE"
+            )
+            masq.append(f"{dest}: SNAT by {by}: source {w.packet.src} → {to}")
+            masq.append(f"    why: {why}")
+        else:
+            who = "the endpoint" if b.endpoint else "the destination"
+            masq.append(f"{dest}: not marked for masquerade, no SNAT: {who} sees the source {w.packet.src}")
+    if not masq:
+        masq.append("nothing leaves: the connection is refused/dropped before POSTROUTING")
+    steps.append(Step("Masquerade (KUBE-MARK-MASQ → POSTROUTING)", tuple(masq)))
+
+    # 4. the route
+    route_lines: list[str] = []
+    for b in [x for x in w.branches if x.verdict not in ("REJECT", "DROP")]:
+        dst = b.packet.dst
+        r = f.routes.get(dst)
+        a = f.arrivals.get(dst)
+        if r is None:
+            route_lines.append(f"{dst}: (no route looked up)")
+            continue
+        route_lines.append(f"{dst}: `{r.query}` in {f.node} → {r.text()}")
+        if b.delivered_locally or r.kind == "local":
+            route_lines.append(f"    delivered to {f.node} itself")
+        elif a is not None and a.node == f.node and r.dev == "cni0":
+            route_lines.append(f"    the same node's bridge cni0 → {owner_text(a.owner)}" + _pod_end(a))
+        elif a is not None and r.gateway:
+            route_lines.append(f"    over kl0 to {a.node} ({r.gateway})")
+            if a.route is not None:
+                route_lines.append(f"    then on {a.node}: `{a.route.query}` → {a.route.text()}")
+            route_lines.append(f"    → {owner_text(a.owner)}" + _pod_end(a))
+        elif a is not None:
+            route_lines.append(f"    on the node network (kl0) → {owner_text(a.owner)}")
+    if not route_lines:
+        route_lines.append("no route: the packet does not leave " + f.node)
+    steps.append(Step("Route", tuple(route_lines)))
+
+    # 5. the reply
+    reply: list[str] = []
+    for b in [x for x in w.branches if x.verdict not in ("REJECT", "DROP")]:
+        dst = b.endpoint or f"{b.packet.dst}:{b.packet.dport}"
+        undo = []
+        if b.masquerade:
+            undo.append("un-SNAT")
+        if b.endpoint:
+            undo.append(f"un-DNAT (source back to {tgt.ip}:{tgt.port})")
+        a = f.arrivals.get(b.packet.dst)
+        if a is not None and a.owner is None:
+            reply.append(f"{dst}: nobody in the lab holds this address, so nothing answers (the connection times out)")
+            continue
+        how = f"conntrack on {f.node} reverses it: " + " and ".join(undo) if undo else "no NAT to undo"
+        back = ""
+        if a is not None and a.node and a.node != f.node:
+            back = f"routed back to {f.node} (where it was NATed) → "
+        reply.append(f"{dst} answers → {back}{how} → {src.name} {w.packet.src}")
+    if not reply:
+        reply.append("no reply: the connection was refused/dropped on " + f.node)
+    steps.append(Step("Reply", tuple(reply)))
+    if f.probe:
+        steps.append(Step("Probe (one real connection)", tuple(f.probe)))
+    return steps
+
+
+def _prob_text(hop: Hop) -> str:
+    words = hop.args()
+    return words[words.index("--probability") + 1] if "--probability" in words else f"{hop.probability}"
+
+
+def deciding(hops: Sequence[Hop]) -> list[Hop]:
+    """The hops on the way to the last one (the verdict), without detours that returned."""
+    kept: list[Hop] = []
+    for h in reversed(hops):
+        if not kept or h.target == kept[-1].chain:
+            kept.append(h)
+    return kept[::-1]
+
+
+def _pod_end(a: Arrival) -> str:
+    if a.owner is None or a.owner.kind != "pod":
+        return ""
+    veth = f" via {a.veth}" if a.veth else ""
+    return f" (netns {a.owner.netns}{veth})"
+
+
+def render(steps: Sequence[Step]) -> str:
+    out: list[str] = []
+    for i, s in enumerate(steps, 1):
+        out.append(f"{i}. {s.title}")
+        out += ["   " + line for line in s.lines]
+    return "\n".join(out) + "\n"
+
+
+def parse_conntrack(text: str, sport: int) -> tuple[str, str] | None:
+    """(reply source ip:port = the endpoint, the whole line) for the entry of our source port."""
+    for line in text.splitlines():
+        words = line.split()
+        kv = [w.split("=", 1) for w in words if "=" in w]
+        sports = [v for k, v in kv if k == "sport"]
+        if sports and sports[0] == str(sport):
+            srcs = [v for k, v in kv if k == "src"]
+            ports = [v for k, v in kv if k == "sport"]
+            if len(srcs) >= 2 and len(ports) >= 2:
+                return f"{srcs[1]}:{ports[1]}", line.strip()
+    return None
+
+
+# --- argument parsing (pure) ---------------------------------------------------------------------
+
+
+def in_lab(ip: str) -> bool:
+    try:
+        addr = ipaddress.IPv4Address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in LAB_RANGES)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    ip, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise TraceError(f"--to {text!r}: expected IP:PORT (e.g. 10.96.0.2:80)")
+    try:
+        ipaddress.IPv4Address(ip)
+    except ValueError:
+        raise TraceError(f"--to {text!r}: {ip!r} is not an IPv4 address") from None
+    if not in_lab(ip):
+        raise TraceError(
+            f"--to {text!r}: {ip} is not a lab address (pods {POD_NETWORK}, services {SERVICE_NETWORK}, "
+            f"nodes {NODE_NETWORK}); kubelab trace only looks at and probes the lab"
+        )
+    return ip, int(port)
+
+
+# --- the driver ----------------------------------------------------------------------------------
+
+
+def _run(argv: Sequence[str], timeout: float = 10) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def in_netns(netns: str, *argv: str) -> list[str]:
+    return ["nsenter", f"--net=/var/run/netns/{netns}", "--", *argv] if netns else list(argv)
+
+
+class Lab:
+    """The running lab, read-only: its plan, its API (admin credentials) and its namespaces."""
+
+    def __init__(self) -> None:
+        from lab import state, topology
+
+        plan = state.read_plan()
+        if plan is None:
+            raise TraceError("no lab is up: start one with `sudo kubelab up`")
+        if os.geteuid() != 0:
+            raise TraceError("kubelab trace reads the nodes' iptables and routes: run it with sudo")
+        self.net = topology.plan_lab(len(plan["workers"]))
+        self.node_ips = {n.ip: n.name for n in self.net.nodes}
+
+    def get(self, path: str) -> dict[str, Any]:
+        from lab import labcmd
+
+        try:
+            return labcmd.api("GET", path)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                raise KeyError(path) from None
+            raise TraceError(f"the API server answered {exc.code} for {path}") from exc
+        except OSError as exc:
+            raise TraceError(f"the lab's API server does not answer ({exc}): is the lab up? `kubelab status`") from exc
+
+    def pod(self, ns: str, name: str) -> dict[str, Any]:
+        try:
+            return self.get(f"/api/v1/namespaces/{ns}/pods/{name}")
+        except KeyError:
+            raise TraceError(f"no pod {ns}/{name} (kubectl get pods -n {ns})") from None
+
+    def pod_spot(self, pod: dict[str, Any]) -> Spot:
+        from noded import names
+
+        md = pod["metadata"]
+        ns, name = md.get("namespace", "default"), md["name"]
+        ip = (pod.get("status") or {}).get("podIP", "")
+        node = (pod.get("spec") or {}).get("nodeName", "")
+        if not ip or not node:
+            raise TraceError(f"pod {ns}/{name} has no IP yet (not running on a node)")
+        return Spot("pod", f"{ns}/{name}", ip, node, names.netns_name(ns, name, md.get("uid", "")))
+
+    def run(self, netns: str, *argv: str) -> str:
+        res = _run(in_netns(netns, *argv))
+        if res.returncode != 0:
+            raise TraceError(f"`{' '.join(in_netns(netns, *argv))}` failed: {res.stderr.strip()}")
+        return res.stdout
+
+    def route(self, netns: str, *args: str) -> Route:
+        q = ["ip", "-j", "route", "get", *args]
+        res = _run(in_netns(netns, *q))
+        return Route.parse(netns, " ".join(["ip", "route", "get", *args]), res.stdout or res.stderr)
+
+    def addrs(self, netns: str) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for link in json.loads(self.run(netns, "ip", "-j", "-4", "addr") or "[]"):
+            for a in link.get("addr_info", []):
+                out.setdefault(link["ifname"], a["local"])
+        return out
+
+    def save(self, node: str) -> str:
+        text = self.run(node, "iptables-save")
+        if "KUBE-SERVICES" not in text:  # the proxy may have used the other variant
+            legacy = _run(in_netns(node, "iptables-legacy-save"))
+            if "KUBE-SERVICES" in legacy.stdout:
+                return legacy.stdout
+        return text
+
+    def veth_of(self, pod_netns: str, node: str) -> str:
+        try:
+            links = json.loads(self.run(pod_netns, "ip", "-j", "link", "show", "eth0"))
+            peer = links[0].get("link_index")
+            for link in json.loads(self.run(node, "ip", "-j", "link")):
+                if link.get("ifindex") == peer:
+                    return str(link["ifname"])
+        except (TraceError, ValueError, IndexError, KeyError):
+            pass
+        return ""
+
+
+def resolve_source(lab: Lab, text: str, ns: str) -> Spot:
+    kind, _, name = text.partition("/")
+    if text == "host":
+        return Spot("host", "host", HOST_IP)
+    if kind == "pod" and name:
+        spot = lab.pod_spot(lab.pod(ns, name))
+        if not os.path.exists(f"/var/run/netns/{spot.netns}"):
+            raise TraceError(f"pod {spot.name}: its netns {spot.netns} is not on this machine")
+        return spot
+    if kind == "node" and name:
+        for n in lab.net.nodes:
+            if n.name == name:
+                return Spot("node", n.name, n.ip, n.name, n.name)
+        raise TraceError(f"no node {name!r} in this lab (nodes: {', '.join(n.name for n in lab.net.nodes)})")
+    raise TraceError(f"--from {text!r}: expected pod/NAME, node/NAME or host")
+
+
+def resolve_target(lab: Lab, text: str, ns: str, proto: str | None) -> Target:
+    kind, _, rest = text.partition("/")
+    if kind in ("svc", "service") and rest:
+        name, _, port_text = rest.partition(":")
+        try:
+            svc = lab.get(f"/api/v1/namespaces/{ns}/services/{name}")
+        except KeyError:
+            raise TraceError(f"no service {ns}/{name} (kubectl get services -n {ns})") from None
+        spec = svc.get("spec") or {}
+        ports = spec.get("ports") or []
+        listed = ", ".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" + (f" ({p['name']})" if p.get("name") else "")
+                           for p in ports)  # fmt: skip
+        if port_text:
+            chosen = [p for p in ports if str(p.get("port")) == port_text or p.get("name") == port_text]
+        else:
+            chosen = ports if len(ports) == 1 else []
+            if len(ports) > 1:
+                raise TraceError(f"service {ns}/{name} has several ports ({listed}): say which, svc/{name}:PORT")
+        if proto:
+            chosen = [p for p in chosen if p.get("protocol", "TCP").lower() == proto]
+        if not chosen:
+            what = f"port {port_text}" if port_text else "port"
+            raise TraceError(f"service {ns}/{name} has no {proto + ' ' if proto else ''}{what} "
+                             f"(its ports: {listed or 'none'})")  # fmt: skip
+        p = chosen[0]
+        vip = spec.get("clusterIP", "")
+        if not vip or vip == "None":
+            raise TraceError(f"service {ns}/{name} is headless (no ClusterIP): trace a pod instead")
+        label = f"service {ns}/{name}:{p.get('port')} (ClusterIP {vip})"
+        return Target(vip, int(p["port"]), p.get("protocol", "TCP").lower(), label)
+    if kind == "pod" and rest:
+        name, _, port_text = rest.partition(":")
+        if not port_text.isdigit():
+            raise TraceError(f"--to {text!r}: a pod needs a port, pod/{name}:PORT")
+        spot = lab.pod_spot(lab.pod(ns, name))
+        return Target(spot.ip, int(port_text), proto or "tcp", f"pod {spot.name} on {spot.node}")
+    ip, port = parse_address(text)
+    label = f"address {ip}"
+    if ipaddress.IPv4Address(ip) in SERVICE_NETWORK:
+        label = f"service address {ip}"
+        for svc in lab.get("/api/v1/services").get("items", []):
+            if (svc.get("spec") or {}).get("clusterIP") == ip:
+                md = svc["metadata"]
+                label = f"service {md.get('namespace')}/{md['name']}:{port} (ClusterIP {ip})"
+    elif ip in lab.node_ips:
+        label = f"node {lab.node_ips[ip]}"
+        if port in NODEPORT_RANGE:
+            label = f"NodePort {port} on node {lab.node_ips[ip]}"
+            for svc in lab.get("/api/v1/services").get("items", []):
+                if any(p.get("nodePort") == port for p in (svc.get("spec") or {}).get("ports") or []):
+                    md = svc["metadata"]
+                    label += f" (service {md.get('namespace')}/{md['name']})"
+    return Target(ip, port, proto or "tcp", label)
+
+
+def owners(lab: Lab) -> dict[str, Spot]:
+    """Every pod IP and node IP of the lab → its owner."""
+    out: dict[str, Spot] = {ip: Spot("node", name, ip, name, name) for ip, name in lab.node_ips.items()}
+    out[HOST_IP] = Spot("host", "host", HOST_IP)
+    for pod in lab.get("/api/v1/pods").get("items", []):
+        if (pod.get("status") or {}).get("podIP") and (pod.get("spec") or {}).get("nodeName"):
+            if (pod.get("spec") or {}).get("hostNetwork"):
+                continue
+            spot = lab.pod_spot(pod)
+            out.setdefault(spot.ip, spot)
+    return out
+
+
+def collect(lab: Lab, src: Spot, tgt: Target) -> Facts:
+    host_route = None
+    if src.kind == "host":
+        host_route = lab.route("", tgt.ip)
+        node = lab.node_ips.get(host_route.gateway) or lab.node_ips.get(tgt.ip, "")
+        if host_route.dev != "kl0" or not node:
+            raise TraceError(f"the host's route to {tgt.ip} ({host_route.text()}) does not lead into the lab")
+    else:
+        node = src.node
+    addrs = lab.addrs(node)
+    save = lab.save(node)
+    src_ip = src.ip
+    if src.kind == "node":
+        src_ip = lab.route(node, tgt.ip).prefsrc or src.ip
+    tracer = Tracer.from_save(save, (*addrs.values(),))
+    walk = tracer.walk(src_ip, tgt.ip, tgt.port, tgt.proto)
+    who = owners(lab)
+    facts = Facts(src, tgt, node, walk, host_route=host_route, addrs=addrs)
+    for b in walk.branches:
+        if b.verdict in ("REJECT", "DROP"):
+            continue
+        ep = b.packet.dst
+        if ep in facts.routes:
+            continue
+        if src.kind == "pod":
+            r = lab.route(node, ep, "from", src_ip, "iif", "cni0")
+        elif src.kind == "host":
+            r = lab.route(node, ep, "from", src_ip, "iif", "eth0")
+        else:
+            r = lab.route(node, ep)
+        facts.routes[ep] = r
+        owner = who.get(ep)
+        if r.gateway:
+            dest_node = lab.node_ips.get(r.gateway, "")
+        elif owner is not None and owner.kind == "pod":
+            dest_node = owner.node
+        else:
+            dest_node = owner.node if owner is not None else node
+        dest_route = None
+        if dest_node and dest_node != node and owner is not None and owner.kind == "pod":
+            seen_src = addrs.get(r.dev, src_ip) if b.masquerade else src_ip
+            dest_route = lab.route(dest_node, ep, "from", seen_src, "iif", "eth0")
+            if dest_route.kind.startswith("error"):
+                dest_route = lab.route(dest_node, ep)
+        veth = lab.veth_of(owner.netns, owner.node) if owner is not None and owner.kind == "pod" else ""
+        facts.arrivals[ep] = Arrival(dest_node, owner, dest_route, veth)
+    return facts
+
+
+PROBE = """
+import socket, sys
+ip, port, proto = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+s.settimeout(float(sys.argv[4]))
+s.bind(("0.0.0.0", 0))
+try:
+    s.connect((ip, port))
+    if proto == "udp":
+        s.send(b"kubelab trace probe\\n")
+    print(s.getsockname()[1], "connected")
+except OSError as e:
+    print(s.getsockname()[1], "failed:", e)
+s.close()
+"""
+
+
+def probe(lab: Lab, src: Spot, facts: Facts) -> list[str]:
+    """One connection from the source to the traced (lab) address, and its conntrack entry."""
+    tgt = facts.target
+    if not in_lab(tgt.ip):  # parse_address refused it already; never probe outside the lab
+        raise TraceError(f"refusing to probe {tgt.ip}: not a lab address")
+    netns = src.netns if src.kind in ("pod", "node") else ""
+    argv = in_netns(netns, sys.executable, "-c", PROBE, tgt.ip, str(tgt.port), tgt.proto, str(PROBE_TIMEOUT))
+    res = _run(argv, timeout=PROBE_TIMEOUT + 8)
+    where = f"netns {netns}" if netns else "the host"
+    first = (res.stdout.strip().splitlines() or [res.stderr.strip() or "no output"])[0]
+    lines = [f"from {where}: {tgt.proto} connect to {tgt.ip}:{tgt.port} (timeout {PROBE_TIMEOUT:.0f} s): {first}"]
+    sport_text = first.split()[0] if first.split() else ""
+    if not sport_text.isdigit():
+        return lines
+    sport = int(sport_text)
+    ct = _run(in_netns(facts.node, "conntrack", "-L", "-p", tgt.proto, "-d", tgt.ip, "--dport", str(tgt.port)))
+    found = parse_conntrack(ct.stdout, sport)
+    q = f"conntrack -L -p {tgt.proto} -d {tgt.ip} --dport {tgt.port}"
+    if found is None:
+        lines.append(f"`{q}` in {facts.node}: no entry for source port {sport} (refused before conntrack confirmed it)")
+        return lines
+    endpoint, line = found
+    lines.append(f"`{q}` in {facts.node}, source port {sport}:")
+    lines.append(f"  {line}")
+    lines.append(f"probed endpoint: {endpoint} (the reply tuple's source: the endpoint conntrack chose)")
+    return lines
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    try:
+        if args.to and ":" in args.to and "/" not in args.to:
+            parse_address(args.to)  # refuse non-lab addresses before looking for a lab
+        lab = Lab()
+        src = resolve_source(lab, args.source, args.namespace)
+        tgt = resolve_target(lab, args.to, args.namespace, args.proto)
+        facts = collect(lab, src, tgt)
+        if args.probe:
+            facts.probe = probe(lab, src, facts)
+    except TraceError as exc:
+        print(f"kubelab trace: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(render(explain(facts)))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "trace",
+        help="explain a connection's path: DNAT chain, endpoints, masquerade, routes, reply",
+        description="kubelab trace --from pod/client --to svc/hello:80 [--probe]",
+    )
+    p.add_argument("--from", dest="source", default="host", help="pod/NAME, node/NAME or host (default host)")
+    p.add_argument("--to", required=True, help="svc/NAME[:PORT], pod/NAME:PORT or IP:PORT (a lab address)")
+    p.add_argument("-n", "--namespace", default="default", help="namespace of pod/ and svc/ names")
+    p.add_argument(
+        "--proto", choices=["tcp", "udp"], default=None, help="protocol (default: the service port's, or tcp)"
+    )
+    p.add_argument("--probe", action="store_true", help="make one real connection and show its conntrack entry")
+    p.set_defaults(func=cmd_trace)
