@@ -26,6 +26,7 @@ COMMANDS: list[str] = [
     "lab.demo",
     "controlplane.storage.cli",
     "controlplane.dns.cli",
+    "lab.trace",
 ]
 
 
