@@ -120,7 +120,11 @@ def read_all(s: socket.socket) -> bytes:
 
 @pytest.fixture
 def server_pod(cluster: Cluster) -> str:
-    cluster.create("pf", [{"name": "c", "image": cluster.image("busybox"), "command": ["sh", "-c", SERVER]}])
+    # Ready only once both servers listen (writing the big file takes a moment before that).
+    listening = "netstat -tln | grep -q 127.0.0.1:8080 && netstat -tln | grep -q :9090"
+    ready = {"exec": {"command": ["sh", "-c", listening]}, "periodSeconds": 1}
+    container = {"name": "c", "image": cluster.image("busybox"), "command": ["sh", "-c", SERVER]}
+    cluster.create("pf", [{**container, "readinessProbe": ready}])
     cluster.wait_pod("pf", running_ready)
     return "pf"
 
