@@ -187,7 +187,10 @@ class PortForwardSession:
                     error = error or str(pump.exception())
         except PortForwardError as exc:
             error = str(exc)
-        except (ConnectionError, OSError) as exc:
+        except Exception as exc:
+            # Whatever broke, the client must still get its FINs (else kubectl waits forever on
+            # this connection) and a reason on the error stream.
+            log.warning("port-forward %s:%s failed", self._pod, req.port, exc_info=True)
             error = f"error forwarding port {req.port} to pod {self._pod}: {exc}"
         finally:
             req.finished = True

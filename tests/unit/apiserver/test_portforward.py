@@ -257,3 +257,37 @@ def test_serve_ends_on_bytes_that_are_not_spdy() -> None:
         assert sent == [{"type": "websocket.close", "code": 1000}]
 
     run(main)
+
+
+class BrokenUpstream(FakeUpstream):
+    async def read(self) -> bytes | None:
+        item = await self.from_pod.get()
+        if item == b"boom":
+            raise PortForwardError("error forwarding port 1 to pod p: connection reset by peer")
+        return item
+
+
+def test_errors_mid_stream_and_unexpected_failures_still_finish_both_streams() -> None:
+    async def main() -> None:
+        ups: list[BrokenUpstream] = []
+
+        async def dial(port: int) -> BrokenUpstream:
+            if port == 2:
+                raise RuntimeError("surprise")
+            ups.append(BrokenUpstream(port))
+            return ups[-1]
+
+        k = Kubectl(Dialer())
+        k.session = PortForwardSession(dial, k._on_bytes, "p")
+        err1, data1 = await k.open(0, 1)
+        await until(lambda: ups, "dialed")
+        await ups[0].from_pod.put(b"partial")
+        await ups[0].from_pod.put(b"boom")
+        await until(lambda: k.data_on(err1)[1], "first finished")
+        assert k.data_on(data1) == (b"partial", True)
+        assert b"connection reset by peer" in k.data_on(err1)[0] and ups[0].closed
+        err2, data2 = await k.open(1, 2)
+        await until(lambda: k.data_on(err2)[1], "second finished")
+        assert k.data_on(data2) == (b"", True) and b"surprise" in k.data_on(err2)[0]
+
+    run(main)
