@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from controlplane.api.registry import PODS, SERVICES
 from noded.host import nsnet
 from tests.helpers.wait import wait_for
 from tests.privileged.noded.test_noded_api import Cluster, running_ready
@@ -191,3 +192,20 @@ def established_on(cluster: Cluster, pod: str, port: int) -> int:
     # pod-side client end, noded's socket in the pod's netns, is listed too).
     rows = [line.split() for line in out.splitlines()]
     return sum(1 for r in rows if len(r) >= 6 and r[3].endswith(f":{port}") and r[5] == "ESTABLISHED")
+
+
+def test_port_forward_to_a_service_resolves_its_pod_and_target_port(cluster: Cluster, server_pod: str) -> None:
+    """``svc/…``: kubectl finds a pod by the selector and maps the service port to the
+    container's named port, then forwards to that pod like any other."""
+    cluster.client.patch(PODS, server_pod, {"metadata": {"labels": {"app": "pf"}}}, "default")
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "pf-svc", "namespace": "default"},
+        "spec": {"selector": {"app": "pf"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]},
+    }
+    cluster.client.create(SERVICES, svc, "default")
+    with port_forward(cluster, KUBECTLS["1.33"], "svc/pf-svc", "0:80") as pf:
+        (web,) = pf.local_ports(1)
+        assert "-> 8080" in pf.stdout
+        assert http_get(web).endswith(b"hello-from-the-pod\n")
