@@ -270,6 +270,11 @@ def explain(f: Facts) -> list[Step]:
             addr = f.addrs.get(route.dev, "") if route else ""
             to = f"{addr} ({f.node}'s address on {route.dev})" if route and addr else "the egress interface's address"
             why = "; ".join(reasons) if reasons else f"{snat.chain}: {snat.comment or brief(snat)}"
+            if not reasons and snat.chain.startswith("KLCNI-"):
+                why = (
+                    f'the CNI plugin\'s ipMasq ({snat.chain}, "{snat.comment}"): pod traffic to an address outside '
+                    f"the cluster CIDR {f.cluster_cidr} leaves with the node's address"
+                )
             by = (
                 "KUBE-POSTROUTING MASQUERADE (marked 0x4000 by KUBE-MARK-MASQ)"
                 if reasons

@@ -265,6 +265,36 @@ def test_cluster_dns_answers_pods_through_the_kube_dns_vip(lab2: dict[str, str])
         kubectl("delete", "service", "dnsweb")
 
 
+def test_trace_explains_a_pod_to_service_path_and_the_probe_agrees(lab2: dict[str, str]) -> None:
+    from proxy.rules import service_chain
+
+    ps = [p for p in pods() if ready(p)]
+    client = ps[0]
+    node = client["spec"]["nodeName"]
+    slices = kubectl_json("get", "endpointslices", "-l", "kubernetes.io/service-name=hello")["items"]
+    endpoints = {
+        f"{a}:8080": e.get("nodeName", "") for s in slices for e in s.get("endpoints") or [] for a in e["addresses"]
+    }
+    assert len(endpoints) == 3 and set(endpoints.values()) == {"kl-node1", "kl-node2"}
+    res = kubelab("trace", "--from", f"pod/{client['metadata']['name']}", "--to", "svc/hello:80", "--probe", timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
+    out = res.stdout
+    assert f"on node {node}" in out and "nat PREROUTING" in out
+    assert service_chain("KUBE-SVC-", "default/hello:http", "tcp") in out
+    for ep, ep_node in endpoints.items():
+        assert f"DNAT to {ep}" in out
+        if ep_node != node:  # a remote endpoint: the route to the other node, then its bridge
+            other_ip = f"192.168.56.1{ep_node.removeprefix('kl-node')}"
+            query = f"ip route get {ep.split(':')[0]} from {client['status']['podIP']} iif cni0"
+            assert f"{query}` in {node} → via {other_ip} dev eth0" in out
+            assert f"then on {ep_node}: `ip route get {ep.split(':')[0]}" in out
+    probed = next(line.split()[2] for line in out.splitlines() if "probed endpoint:" in line)
+    assert probed in endpoints
+    # not a lab address: refused before anything is looked up or sent
+    res = kubelab("trace", "--to", "8.8.8.8:53", timeout=30)
+    assert res.returncode == 1 and "not a lab address" in res.stderr
+
+
 def test_a_deleted_pod_is_replaced_and_endpoints_and_rules_follow(lab2: dict[str, str]) -> None:
     victim = pods()[0]
     ip = victim["status"]["podIP"]
