@@ -10,10 +10,12 @@ import pytest
 from lab.trace import (
     Arrival,
     Facts,
+    Lab,
     Route,
     Spot,
     Target,
     TraceError,
+    collect,
     explain,
     in_lab,
     parse_address,
@@ -186,3 +188,105 @@ def test_route_parse_and_text() -> None:
     r = Route.parse("kl-node1", "q", json.dumps(answer))
     assert r.text() == "via 192.168.56.12 dev eth0 src 192.168.56.11"
     assert Route.parse("kl-node1", "q", "RTNETLINK answers: Network is unreachable").text().startswith("error")
+
+
+# --- the driver's collection, against a fake lab ---------------------------------------------------
+
+
+class FakeLab(Lab):
+    """The running lab as data: kl-node1/kl-node2, the hello pods, routes answered from a table."""
+
+    def __init__(self, routes: dict[tuple[str, str], dict[str, str]]) -> None:
+        from lab import topology
+
+        self.net = topology.plan_lab(2)
+        self.node_ips = {n.ip: n.name for n in self.net.nodes}
+        self.routes = routes  # (netns, destination) → ip -j route get's answer
+        self.asked: list[tuple[str, tuple[str, ...]]] = []
+
+    def get(self, path: str) -> dict[str, Any]:
+        assert path == "/api/v1/pods"
+        items = []
+        for s in (CLIENT, LOCAL, REMOTE):
+            ns, name = s.name.split("/")
+            items.append({"metadata": {"namespace": ns, "name": name, "uid": s.netns[-8:]},
+                          "spec": {"nodeName": s.node}, "status": {"podIP": s.ip}})  # fmt: skip
+        return {"items": items}
+
+    def route(self, netns: str, *args: str) -> Route:
+        self.asked.append((netns, args))
+        answer = self.routes.get((netns, args[0]))
+        q = " ".join(["ip", "route", "get", *args])
+        return Route.parse(netns, q, json.dumps([answer]) if answer else "RTNETLINK answers: No route to host")
+
+    def addrs(self, netns: str) -> dict[str, str]:
+        return dict(ADDRS) if netns == "kl-node1" else {"eth0": "192.168.56.12", "cni0": "10.244.2.1"}
+
+    def save(self, node: str) -> str:
+        svcs, slices = objects([LOCAL, REMOTE])
+        tables = Tracer.of(render_rules(svcs, slices, options=OPTS)).tables
+        lines = []
+        for table, chains in tables.items():
+            lines += [f"*{table}", *(f":{c} - [0:0]" for c in chains)]
+            lines += [f"-A {c} {r}" for c, rules in chains.items() for r in rules]
+            lines.append("COMMIT")
+        return "\n".join(lines) + "\n"
+
+    def veth_of(self, pod_netns: str, node: str) -> str:
+        return "veth-" + pod_netns[-8:]
+
+
+NODE1_ROUTES = {
+    ("kl-node1", "10.244.1.2"): {"dev": "cni0"},
+    ("kl-node1", "10.244.2.2"): {"gateway": "192.168.56.12", "dev": "eth0"},
+    ("kl-node2", "10.244.2.2"): {"dev": "cni0"},
+    ("kl-node1", VIP): {"dev": "eth0", "prefsrc": "192.168.56.11"},
+    ("", VIP): {"gateway": "192.168.56.11", "dev": "kl0", "prefsrc": "192.168.56.1"},
+}
+HELLO = Target(VIP, 80, "tcp", "service default/hello:80")
+
+
+def test_collect_from_a_pod_asks_its_node_with_iif_cni0_and_the_other_node_for_its_pod() -> None:
+    lab = FakeLab(NODE1_ROUTES)
+    f = collect(lab, CLIENT, HELLO)
+    assert f.node == "kl-node1" and f.walk.hook == "PREROUTING" and sorted(f.routes) == ["10.244.1.2", "10.244.2.2"]
+    assert ("kl-node1", ("10.244.2.2", "from", "10.244.1.5", "iif", "cni0")) in lab.asked
+    # the remote pod's node is asked as the packet arrives there: from the pod, on eth0
+    assert ("kl-node2", ("10.244.2.2", "from", "10.244.1.5", "iif", "eth0")) in lab.asked
+    assert f.arrivals["10.244.2.2"].node == "kl-node2" and f.arrivals["10.244.2.2"].owner == REMOTE
+    assert f.arrivals["10.244.2.2"].veth == "veth-bbbbbbbb"
+    assert f.arrivals["10.244.1.2"].node == "kl-node1" and f.arrivals["10.244.1.2"].route is None
+
+
+def test_collect_from_the_host_follows_the_hosts_route_and_sees_the_snat_address_on_the_far_node() -> None:
+    lab = FakeLab(NODE1_ROUTES)
+    f = collect(lab, Spot("host", "host", "192.168.56.1"), HELLO)
+    assert f.node == "kl-node1" and f.host_route is not None and f.host_route.gateway == "192.168.56.11"
+    assert ("kl-node1", ("10.244.2.2", "from", "192.168.56.1", "iif", "eth0")) in lab.asked
+    # masqueraded on kl-node1: kl-node2 sees kl-node1's eth0 address as the source
+    assert ("kl-node2", ("10.244.2.2", "from", "192.168.56.11", "iif", "eth0")) in lab.asked
+
+
+def test_collect_from_a_node_uses_its_own_source_address_and_output() -> None:
+    lab = FakeLab(NODE1_ROUTES)
+    f = collect(lab, Spot("node", "kl-node1", "192.168.56.11", "kl-node1", "kl-node1"), HELLO)
+    assert f.walk.hook == "OUTPUT" and f.walk.packet.src == "192.168.56.11"
+    assert ("kl-node1", ("10.244.2.2",)) in lab.asked
+
+
+def test_collect_refuses_a_host_route_that_does_not_enter_the_lab() -> None:
+    routes = dict(NODE1_ROUTES)
+    routes[("", VIP)] = {"dev": "wlan0", "gateway": "192.168.1.1"}
+    with pytest.raises(TraceError, match="does not lead into the lab"):
+        collect(FakeLab(routes), Spot("host", "host", "192.168.56.1"), HELLO)
+
+
+def test_no_lab_up_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from lab import cli, state
+
+    monkeypatch.setattr(state, "read_plan", lambda: None)
+    assert cli.main(["trace", "--to", "svc/hello:80"]) == 1
+    assert "no lab is up" in capsys.readouterr().err
+    # a non-lab address is refused before even looking for a lab
+    assert cli.main(["trace", "--to", "1.1.1.1:80"]) == 1
+    assert "not a lab address" in capsys.readouterr().err
