@@ -54,6 +54,10 @@ def open_store(kind: str, data_dir: Path, etcd_endpoints: list[str] | None) -> A
     return factory_open(kind, data_dir, etcd_endpoints)
 
 
+#: Bodies up to this size are joined to the held headers; bigger ones are written after them.
+_COALESCE_MAX = 64 * 1024
+
+
 class CoalescingTransport:
     """A transport whose writes made in one event-loop turn leave in one ``write`` (one TLS record).
 
@@ -76,6 +80,10 @@ class CoalescingTransport:
         if held is None:
             self._held = bytes(data)
             self._loop.call_soon(self._flush)
+        elif len(data) > _COALESCE_MAX:  # a big body: one more record beats copying it
+            self._held = None
+            self._transport.write(held)
+            self._transport.write(data)
         else:
             self._held = None
             self._transport.write(held + data)
@@ -98,6 +106,8 @@ def _protocol_classes(peers: PeerIdentities) -> tuple[type[Any], type[Any]]:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
+    from controlplane.apiserver import spdy_upgrade
+
     class HttpWithPeer(HttpToolsProtocol):
         def connection_made(self, transport: Any) -> None:
             self._kubelab_peer = peers.note(transport)
@@ -106,6 +116,17 @@ def _protocol_classes(peers: PeerIdentities) -> tuple[type[Any], type[Any]]:
         def connection_lost(self, exc: Exception | None) -> None:
             super().connection_lost(exc)
             peers.forget(getattr(self, "_kubelab_peer", None))
+
+        # Raw SPDY port-forward (kubectl ≤1.30) takes the connection over: see spdy_upgrade.
+        # uvicorn asks only for requests that carry an Upgrade, so other requests pay nothing.
+        def _should_upgrade(self) -> bool:
+            return super()._should_upgrade() or spdy_upgrade.wanted(self.headers)
+
+        def handle_websocket_upgrade(self) -> None:
+            if spdy_upgrade.wanted(self.headers):
+                spdy_upgrade.take_over(self, lambda: peers.forget(getattr(self, "_kubelab_peer", None)))
+            else:
+                super().handle_websocket_upgrade()
 
     class WsWithPeer(WSProtocol):
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]

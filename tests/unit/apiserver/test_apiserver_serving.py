@@ -48,6 +48,18 @@ def test_writes_of_one_loop_turn_leave_in_one_write_in_order() -> None:
         await asyncio.sleep(0)
         assert len(raw.writes) == 3  # the scheduled flush found nothing left to write
 
+
+def test_a_big_body_is_written_after_the_headers_not_copied_onto_them() -> None:
+    async def main() -> None:
+        raw = FakeTransport()
+        t = CoalescingTransport(raw, asyncio.get_running_loop())
+        body = b"x" * (1 << 20)
+        t.write(b"HTTP/1.1 200 OK\r\n\r\n")
+        t.write(body)
+        assert raw.writes == [b"HTTP/1.1 200 OK\r\n\r\n", body]
+
+    asyncio.run(main())
+
     asyncio.run(main())
 
 
