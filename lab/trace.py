@@ -330,7 +330,7 @@ def explain(f: Facts) -> list[Step]:
         how = f"conntrack on {f.node} reverses it: " + " and ".join(undo) if undo else "no NAT to undo"
         back = ""
         if a is not None and a.node and a.node != f.node:
-            back = f"routed back to {f.node} (where it was NATed) → "
+            back = f"routed back to {f.node} (where it was NATed) → " if undo else f"routed back to {f.node} → "
         reply.append(f"{dst} answers → {back}{how} → {src.name} {w.packet.src}")
     if not reply:
         reply.append("no reply: the connection was refused/dropped on " + f.node)
@@ -677,7 +677,7 @@ def probe(lab: Lab, src: Spot, facts: Facts) -> list[str]:
     endpoint, line = found
     lines.append(f"`{q}` in {facts.node}, source port {sport}:")
     lines.append(f"  {line}")
-    lines.append(f"probed endpoint: {endpoint} (the reply tuple's source: the endpoint conntrack chose)")
+    lines.append(f"probed endpoint: {endpoint} (the source of the reply tuple conntrack expects)")
     return lines
 
 
