@@ -68,12 +68,26 @@ async def exec_ws(ws: WebSocket) -> None:
     await ws.close()
 
 
+async def port_forward_ws(ws: WebSocket) -> None:
+    """kubelab's /portForward channel protocol, with an upper-casing echo as the pod's port."""
+    await ws.accept(subprotocol="portforward.kubelab.io")
+    while True:
+        msg = await ws.receive_bytes()
+        if msg[:1] == b"\x00":
+            await ws.send_bytes(b"\x00" + msg[1:].upper())
+        elif msg[:2] == b"\xff\x00":
+            await ws.send_bytes(b"\xff\x00")
+            await ws.close()
+            return
+
+
 def main() -> None:
     port, cert, key, ca = sys.argv[1:5]
     app = Starlette(
         routes=[
             Route("/containerLogs/{ns}/{pod}/{container}", container_logs),
             WebSocketRoute("/exec/{ns}/{pod}/{container}", exec_ws),
+            WebSocketRoute("/portForward/{ns}/{pod}", port_forward_ws),
         ]
     )
     uvicorn.run(

@@ -130,22 +130,36 @@ def test_spdy_exec_gets_a_clear_400(server: RunningApiServer, kubelet: int) -> N
         assert "SPDY is not supported" in r.json()["message"]
 
 
-def test_port_forward_is_refused_clearly(server: RunningApiServer, kubelet: int, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["1.33", "1.30"])
+def test_port_forward_through_the_proxy(server: RunningApiServer, kubelet: int, tmp_path: Path, version: str) -> None:
+    """kubectl ≥1.31 sends SPDY inside a WebSocket, ≤1.30 raw SPDY after an HTTP upgrade; both
+    reach the kubelet's /portForward (the fake upper-cases what it gets)."""
     with server.http() as c:
         p = c.get("/api/v1/namespaces/default/pods/solo").json()
         p["status"] = {"phase": "Running"}
         assert c.put("/api/v1/namespaces/default/pods/solo/status", json=p).status_code == 200
-    # kubectl ≤1.30 forwards over raw SPDY (an ASGI server cannot take over the socket): a clear
-    # refusal. ≥1.31 works over WebSocket (tests/privileged/noded/test_port_forward.py).
-    old = "/usr/lib/google-cloud-sdk/bin/kubectl.1.30"
-    args = ["port-forward", "pod/solo", f"{free_port()}:80", "--pod-running-timeout=5s"]
-    r = subprocess.run(
-        [old, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp_path / "cache"), *args],
-        capture_output=True,
-        timeout=60,
+    binary = KUBECTL if version == "1.33" else f"/usr/lib/google-cloud-sdk/bin/kubectl.{version}"
+    port = free_port()
+    args = ["port-forward", "pod/solo", f"{port}:80"]
+    proc = subprocess.Popen(
+        [binary, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp_path / "cache"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
-    assert r.returncode != 0
-    assert b"port-forward needs SPDY/3.1 inside a WebSocket (kubectl 1.31 or newer)" in r.stderr, r.stderr
+    try:
+        wait_for(lambda: _listening(port) or proc.poll() is not None, timeout=20, message="kubectl listening")
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else b""
+        for word in (b"hello", b"again"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(word)
+                s.shutdown(socket.SHUT_WR)
+                got = b""
+                while chunk := s.recv(1024):
+                    got += chunk
+            assert got == word.upper()
+    finally:
+        proc.kill()
+        proc.wait(10)
 
 
 def test_python_client_exec_and_logs(server: RunningApiServer, kubelet: int) -> None:
