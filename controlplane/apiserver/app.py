@@ -93,8 +93,8 @@ _INLINE_BODY_MAX = 64 * 1024
 # ... and only JSON (orjson decodes it in microseconds; YAML is parsed in pure Python).
 _INLINE_TYPES = ("application/json", "")
 _PORTFORWARD_UNSUPPORTED = (
-    "port-forward needs SPDY/3.1 inside a WebSocket (kubectl 1.31 or newer); kubelab does not serve "
-    "raw SPDY upgrades"
+    "port-forward needs a WebSocket with subprotocol SPDY/3.1+portforward.k8s.io (kubectl 1.31 or newer) "
+    "or Upgrade: SPDY/3.1 with X-Stream-Protocol-Version: portforward.k8s.io (older kubectl)"
 )
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _UNDELETABLE_NAMESPACES = ("default", "kube-system", "kube-public")
