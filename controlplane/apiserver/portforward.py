@@ -2,6 +2,8 @@
 
 Role: kubectl ≥1.31 opens ``GET …/pods/{name}/portforward`` as a WebSocket with subprotocol
 ``SPDY/3.1+portforward.k8s.io`` and then speaks SPDY/3.1 inside binary messages (see ``spdy``).
+kubectl ≤1.30 sends the same stream on a raw ``Upgrade: SPDY/3.1`` connection, which
+``spdy_upgrade`` presents to the app as this very WebSocket.
 For every local TCP connection it accepts, kubectl opens two streams (SYN_STREAM) with headers
 ``streamtype: error|data``, ``port: <pod port>``, ``requestid: <n>`` — first the error stream,
 then the data stream. This module runs that session:

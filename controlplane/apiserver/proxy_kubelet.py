@@ -16,7 +16,8 @@ Kubelet paths are the real kubelet's:
   are forwarded, which is all ``kubectl exec -it`` and ``kubectl attach -it`` need; see
   tests/privileged/noded/test_tty.py).
 
-``pods/portforward`` (kubectl ≥1.31: SPDY/3.1 inside a WebSocket) is served by ``portforward``.
+``pods/portforward`` (kubectl ≥1.31: SPDY/3.1 inside a WebSocket; ≤1.30: raw SPDY, presented as the
+same WebSocket by ``spdy_upgrade``) is served by ``portforward``.
 
 SPDY (kubectl ≤1.29) cannot be served from ASGI; such requests get a 400 ``Status`` saying so.
 
