@@ -44,7 +44,7 @@ import websockets
 from websockets.typing import Subprotocol
 
 from controlplane.api import errors
-from controlplane.apiserver import portforward
+from controlplane.apiserver import portforward, spdy_exec
 from controlplane.apiserver.httpio import Receive, Request, Send
 from controlplane.apiserver.options import ServerOptions
 
@@ -181,7 +181,8 @@ class KubeletProxy:
 
     async def stream(self, req: Request, pod: Obj, sub: str, receive: Receive, send: Send) -> None:
         offered = [str(p) for p in req.scope.get("subprotocols") or []]
-        chosen = next((p for p in offered if p in SUBPROTOCOLS), None)
+        over_spdy = spdy_exec.SUBPROTOCOL in offered  # raw SPDY, taken over by spdy_upgrade
+        chosen = "v5.channel.k8s.io" if over_spdy else next((p for p in offered if p in SUBPROTOCOLS), None)
         if chosen is None:
             raise errors.BadRequest(
                 f"unsupported streaming protocol {offered or 'none'}: kubelab speaks "
@@ -207,10 +208,17 @@ class KubeletProxy:
                 open_timeout=10,
             )
         except Exception as e:
+            if over_spdy:
+                raise errors.ServiceUnavailable(f"error dialing the kubelet at {host}:{port}: {e}") from None
             await send({"type": "websocket.accept", "subprotocol": chosen})
             status = errors.ServiceUnavailable(f"error dialing the kubelet at {host}:{port}: {e}").to_status()
             await send({"type": "websocket.send", "bytes": b"\x03" + orjson.dumps(status)})
             await send({"type": "websocket.close", "code": 1000})
+            return
+        if over_spdy:
+            await send({"type": "websocket.accept", "subprotocol": spdy_exec.SUBPROTOCOL})
+            flags = [req.q_bool(k) for k in ("stdin", "stdout", "stderr", "tty")]
+            await spdy_exec.relay(upstream, receive, send, spdy_exec.expected_streams(*flags))
             return
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol or chosen})
 

@@ -1,5 +1,5 @@
-"""Raw SPDY port-forward (kubectl ≤1.30): an ``Upgrade: SPDY/3.1`` request served as if it were
-the WebSocket one.
+"""Raw SPDY (port-forward for kubectl ≤1.30, exec/attach for ≤1.29): an ``Upgrade: SPDY/3.1``
+request served as if it were the WebSocket one.
 
 Role: kubectl 1.27–1.30 forwards ports with ``POST …/pods/{name}/portforward``, ``Connection:
 Upgrade``, ``Upgrade: SPDY/3.1``, ``X-Stream-Protocol-Version: portforward.k8s.io``, and after a
@@ -16,8 +16,10 @@ and ``portforward.serve`` are the very code the WebSocket path runs:
   Status message);
 - bytes received → ``websocket.receive``; the connection ending → ``websocket.disconnect``.
 
-Only port-forward is taken over: exec/attach over SPDY (kubectl ≤1.29) still reach the app as plain
-POSTs and get their clear 400.
+exec/attach over SPDY (kubectl ≤1.29: ``X-Stream-Protocol-Version: v4.channel.k8s.io``) is taken
+over the same way, as subprotocol ``SPDY/3.1+v4.channel.k8s.io`` (``spdy_exec`` bridges it to the
+kubelet's WebSocket channels). Older-only offers (v3, v2) still reach the app as plain POSTs and get
+its clear 400.
 
 Concurrency: on the server's event loop; one task runs the app per connection.
 """
@@ -32,30 +34,44 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-from controlplane.apiserver.portforward import SUBPROTOCOL
+from controlplane.apiserver import spdy_exec
 
 log = logging.getLogger(__name__)
 
 PORTFORWARD_PROTOCOL = b"portforward.k8s.io"
+EXEC_PROTOCOL = spdy_exec.PROTOCOL.encode()
 
 
-def wanted(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Is this an ``Upgrade: SPDY/3.1`` port-forward request (names lowercase, as uvicorn keeps them)?"""
+def chosen(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The stream protocol we serve for an ``Upgrade: SPDY/3.1`` request (names lowercase, as uvicorn
+    keeps them): ``portforward.k8s.io``, or ``v4.channel.k8s.io`` for exec/attach (also when
+    kubectl 1.29 offers v5 first: over SPDY v5 adds nothing); None when it is not one of those."""
     upgrade = connection = False
-    version = False
+    offered: list[bytes] = []
     for name, value in headers:
         if name == b"upgrade":
             upgrade = value.strip().lower() == b"spdy/3.1"
         elif name == b"connection":
             connection = b"upgrade" in [t.strip().lower() for t in value.split(b",")]
         elif name == b"x-stream-protocol-version":
-            version = version or PORTFORWARD_PROTOCOL in [t.strip() for t in value.split(b",")]
-    return upgrade and connection and version
+            offered += [t.strip() for t in value.split(b",")]
+    if not (upgrade and connection):
+        return None
+    for proto in (PORTFORWARD_PROTOCOL, EXEC_PROTOCOL):
+        if proto in offered:
+            return proto
+    return None
+
+
+def wanted(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Is this a raw SPDY request we take over (see ``chosen``)?"""
+    return chosen(headers) is not None
 
 
 def take_over(http: Any, on_lost: Callable[[], None]) -> None:
     """Move the connection of uvicorn HTTP protocol ``http`` (its request headers just parsed) to a
     ``SpdyUpgrade`` running ``http.app``."""
+    proto_name = chosen(http.headers) or PORTFORWARD_PROTOCOL
     raw = bytes(http.url)
     raw_path, _, query = raw.partition(b"?")
     scope: dict[str, Any] = {
@@ -70,11 +86,11 @@ def take_over(http: Any, on_lost: Callable[[], None]) -> None:
         "raw_path": raw_path,
         "query_string": query,
         "headers": list(http.headers),
-        "subprotocols": [SUBPROTOCOL],
+        "subprotocols": ["SPDY/3.1+" + proto_name.decode()],
         "extensions": {"websocket.http.response": {}},
     }
     http.connections.discard(http)
-    proto = SpdyUpgrade(http.app, scope, on_lost)
+    proto = SpdyUpgrade(http.app, scope, on_lost, proto_name)
     http.transport.set_protocol(proto)
     proto.connection_made(http.transport)
 
@@ -82,8 +98,11 @@ def take_over(http: Any, on_lost: Callable[[], None]) -> None:
 class SpdyUpgrade(asyncio.Protocol):
     """One taken-over connection, shown to the app as an ASGI WebSocket (see the module docstring)."""
 
-    def __init__(self, app: Any, scope: dict[str, Any], on_lost: Callable[[], None]) -> None:
+    def __init__(
+        self, app: Any, scope: dict[str, Any], on_lost: Callable[[], None], protocol: bytes = PORTFORWARD_PROTOCOL
+    ) -> None:
         self.app = app
+        self.protocol = protocol
         self.scope = scope
         self.on_lost = on_lost
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -125,7 +144,7 @@ class SpdyUpgrade(asyncio.Protocol):
         if kind == "websocket.accept":
             self.transport.write(
                 b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
-                b"X-Stream-Protocol-Version: " + PORTFORWARD_PROTOCOL + b"\r\n\r\n"
+                b"X-Stream-Protocol-Version: " + self.protocol + b"\r\n\r\n"
             )
         elif kind == "websocket.send":
             data = msg.get("bytes")

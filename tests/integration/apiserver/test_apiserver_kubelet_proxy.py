@@ -119,12 +119,31 @@ def test_exec_websocket_relay_with_kubectl(server: RunningApiServer, kubelet: in
     assert r.returncode == 3, (r.returncode, r.stderr)
 
 
+@pytest.mark.parametrize("version", ["1.27", "1.29"])
+def test_exec_over_raw_spdy_with_old_kubectl(
+    server: RunningApiServer, kubelet: int, tmp_path: Path, version: str
+) -> None:
+    old = f"/usr/lib/google-cloud-sdk/bin/kubectl.{version}"
+    base = [old, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp_path / "cache")]
+    r = subprocess.run([*base, "exec", "solo", "--", "echo", "hello"], capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"echo hello\n"
+    r = subprocess.run(
+        [*base, "exec", "-i", "solo", "--", "cat"], input=b"some input\n", capture_output=True, timeout=60
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"cat\nSOME INPUT\n"
+    r = subprocess.run([*base, "exec", "solo", "--", "fail"], capture_output=True, timeout=60)
+    assert r.returncode == 3, (r.returncode, r.stderr)
+
+
 def test_spdy_exec_gets_a_clear_400(server: RunningApiServer, kubelet: int) -> None:
+    # Only v4 (and v5) channel protocols are bridged from raw SPDY; older ones get a clear 400.
     with server.http() as c:
         r = c.post(
             "/api/v1/namespaces/default/pods/solo/exec",
             params={"command": "ls"},
-            headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade", "X-Stream-Protocol-Version": "v4.channel.k8s.io"},
+            headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade", "X-Stream-Protocol-Version": "v3.channel.k8s.io"},
         )
         assert r.status_code == 400
         assert "SPDY is not supported" in r.json()["message"]

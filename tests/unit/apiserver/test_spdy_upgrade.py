@@ -24,8 +24,16 @@ UPGRADE = [
     [
         (UPGRADE, True),
         ([(b"connection", b"keep-alive, Upgrade"), *UPGRADE[1:]], True),
-        # exec over SPDY keeps its clear 400 from the app
-        ([*UPGRADE[:2], (b"x-stream-protocol-version", b"v4.channel.k8s.io")], False),
+        # exec over SPDY: v4 (kubectl 1.29 offers v5 first, then v4) is bridged; v3 and older are not
+        (
+            [
+                *UPGRADE[:2],
+                (b"x-stream-protocol-version", b"v5.channel.k8s.io"),
+                (b"x-stream-protocol-version", b"v4.channel.k8s.io"),
+            ],
+            True,
+        ),
+        ([*UPGRADE[:2], (b"x-stream-protocol-version", b"v3.channel.k8s.io")], False),
         ([(b"connection", b"Upgrade"), (b"upgrade", b"websocket"), UPGRADE[2]], False),
         (UPGRADE[1:], False),
     ],
@@ -130,3 +138,9 @@ def test_denial_is_an_http_answer_and_closes() -> None:
         assert transport.closed
 
     asyncio.run(main())
+
+
+def test_chosen_protocol() -> None:
+    v4 = [*UPGRADE[:2], (b"x-stream-protocol-version", b"v5.channel.k8s.io, v4.channel.k8s.io")]
+    assert spdy_upgrade.chosen(v4) == b"v4.channel.k8s.io"
+    assert spdy_upgrade.chosen(UPGRADE) == b"portforward.k8s.io"
