@@ -1001,7 +1001,8 @@ class ApiServer:
         else:
             raise errors.BadRequest(
                 f"{sub} needs a WebSocket upgrade (Sec-WebSocket-Protocol v5.channel.k8s.io or "
-                "v4.channel.k8s.io); SPDY is not supported by kubelab: use kubectl 1.30 or newer"
+                "v4.channel.k8s.io), or a SPDY/3.1 upgrade offering v4.channel.k8s.io; older SPDY is not "
+                "supported by kubelab: use kubectl 1.27 or newer"
             )
 
     async def handle_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

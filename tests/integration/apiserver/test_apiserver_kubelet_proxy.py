@@ -146,7 +146,7 @@ def test_spdy_exec_gets_a_clear_400(server: RunningApiServer, kubelet: int) -> N
             headers={"Upgrade": "SPDY/3.1", "Connection": "Upgrade", "X-Stream-Protocol-Version": "v3.channel.k8s.io"},
         )
         assert r.status_code == 400
-        assert "SPDY is not supported" in r.json()["message"]
+        assert "older SPDY is not supported" in r.json()["message"]
 
 
 @pytest.mark.parametrize("version", ["1.33", "1.30"])
