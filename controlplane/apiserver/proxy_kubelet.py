@@ -19,7 +19,10 @@ Kubelet paths are the real kubelet's:
 ``pods/portforward`` (kubectl ≥1.31: SPDY/3.1 inside a WebSocket; ≤1.30: raw SPDY, presented as the
 same WebSocket by ``spdy_upgrade``) is served by ``portforward``.
 
-SPDY (kubectl ≤1.29) cannot be served from ASGI; such requests get a 400 ``Status`` saying so.
+Raw SPDY exec/attach (kubectl ≤1.29, or any kubectl's fallback) cannot be served from ASGI itself:
+``spdy_upgrade`` takes the connection over and presents it as subprotocol ``SPDY/3.1+v4.channel.k8s.io``;
+``stream`` then dials the kubelet as usual and ``spdy_exec.relay`` maps SPDY streams to channels.
+SPDY offering only v3 or older gets a 400 ``Status`` saying so.
 
 Invariants: the kubelet's answer is relayed as is (a kubelet error ``Status`` reaches the client);
 a kubelet that cannot be reached gives 503 (logs) or a channel-3 ``Status`` (exec). Closing either
