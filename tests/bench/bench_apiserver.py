@@ -485,16 +485,20 @@ def run_store(store: str, scale: float, open_rate: float, rows: dict[str, list[l
             )
         # open loop: a fixed offered rate over 64 connections, latency from the scheduled time
         total = max(200, int(open_rate * OPEN_SECONDS * scale))
-        loads = [run_loop(open_loop(srv, 64, open_rate, total, "bench", f"o{r}")) for r in range(3)]
+        # (one round on etcd: it cannot keep up with 1,000/s here, so a round lasts ~3× longer and
+        # only shows the backlog growing; sqlite gets three, like the closed loop)
+        rounds = 3 if store == "sqlite" else 1
+        loads = [run_loop(open_loop(srv, 64, open_rate, total, "bench", f"o{r}")) for r in range(rounds)]
         lat = [x for ld in loads for x in ld.result.latencies]
         s = Summary.of(lat)
         achieved = sorted(ld.ops / ld.elapsed for ld in loads)
+        spread = f" ({achieved[0]:,.0f}–{achieved[-1]:,.0f})" if len(achieved) > 1 else ""
         rows["open"].append(
             [
                 store,
                 f"{open_rate:,.0f}/s",
                 "64",
-                f"{achieved[1]:,.0f}/s ({achieved[0]:,.0f}–{achieved[2]:,.0f})",
+                f"{achieved[len(achieved) // 2]:,.0f}/s{spread}",
                 fmt_ms(s.median),
                 fmt_ms(s.p99),
                 fmt_ms(max(lat)),
@@ -555,7 +559,7 @@ def main() -> None:
             "store",
             "offered",
             "connections",
-            "achieved (min–max of 3)",
+            "achieved (min–max of the rounds)",
             "p50",
             "p99",
             "max",
