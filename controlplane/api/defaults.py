@@ -375,6 +375,21 @@ def _default_secret(obj: Obj) -> None:
     obj.setdefault("type", "Opaque")
 
 
+def _default_networkpolicy(obj: Obj) -> None:
+    # SetDefaults_NetworkPolicy: a policy with no policyTypes is an Ingress policy, and also an
+    # Egress one when it lists egress rules; every port's protocol defaults to TCP.
+    spec = obj.get("spec")
+    if not isinstance(spec, dict):
+        return
+    if not isinstance(spec.get("podSelector"), dict):
+        spec["podSelector"] = {}  # a Go struct, never null on the wire
+    for rule in _dicts(spec.get("ingress")) + _dicts(spec.get("egress")):
+        for p in _dicts(rule.get("ports")):
+            p.setdefault("protocol", "TCP")
+    if not spec.get("policyTypes"):
+        spec["policyTypes"] = ["Ingress", "Egress"] if spec.get("egress") else ["Ingress"]
+
+
 def drop_type_dependent_fields(resource: Resource, obj: dict[str, Any], old: dict[str, Any]) -> None:
     """On a Service update that changes ``spec.type``, drop what the old type implied.
 
@@ -426,6 +441,7 @@ _BY_PLURAL: dict[str, Callable[[Obj], None]] = {
     "endpoints": _default_endpoints,
     "events": _default_event,
     "secrets": _default_secret,
+    "networkpolicies": _default_networkpolicy,
 }
 
 

@@ -70,6 +70,7 @@ _OP_GROUP = {
     "batch": "BatchV1",
     "coordination.k8s.io": "CoordinationV1",
     "discovery.k8s.io": "DiscoveryV1",
+    "networking.k8s.io": "NetworkingV1",
 }
 
 

@@ -51,6 +51,16 @@ DISCOVERY = {
     "ForZone",
     "ForNode",
 }
+NETWORKING = {
+    "NetworkPolicy",
+    "NetworkPolicyList",
+    "NetworkPolicySpec",
+    "NetworkPolicyIngressRule",
+    "NetworkPolicyEgressRule",
+    "NetworkPolicyPeer",
+    "NetworkPolicyPort",
+    "IPBlock",
+}
 AUTOSCALING = {"Scale", "ScaleSpec", "ScaleStatus"}
 POLICY = {"Eviction"}
 
@@ -76,6 +86,7 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("V1Job", "batch", "v1", "Job"),
     ("V1Lease", "coordination.k8s.io", "v1", "Lease"),
     ("V1EndpointSlice", "discovery.k8s.io", "v1", "EndpointSlice"),
+    ("V1NetworkPolicy", "networking.k8s.io", "v1", "NetworkPolicy"),
     ("V1Scale", "autoscaling", "v1", "Scale"),
     ("V1Eviction", "policy", "v1", "Eviction"),
     ("V1Status", "", "v1", "Status"),
@@ -95,6 +106,8 @@ def schema_name(py_name: str) -> str:
         return f"io.k8s.apimachinery.pkg.apis.meta.v1.{go}"
     if py_name.startswith("Discovery") or go in DISCOVERY:
         return f"io.k8s.api.discovery.v1.{go}"
+    if go in NETWORKING:
+        return f"io.k8s.api.networking.v1.{go}"
     if go in COORDINATION:
         return f"io.k8s.api.coordination.v1.{go}"
     if go in AUTOSCALING:

@@ -171,6 +171,7 @@ RESOURCES: tuple[Resource, ...] = (
     _r("batch", "Job", "jobs", categories=("all",), subresources=("status",)),
     _r("coordination.k8s.io", "Lease", "leases", has_generation=False),
     _r("discovery.k8s.io", "EndpointSlice", "endpointslices", has_generation=False),
+    _r("networking.k8s.io", "NetworkPolicy", "networkpolicies", short_names=("netpol",)),
 )
 
 _BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -214,3 +215,4 @@ CONTROLLERREVISIONS = _BY_PATH[("apps", "v1", "controllerrevisions")]
 JOBS = _BY_PATH[("batch", "v1", "jobs")]
 LEASES = _BY_PATH[("coordination.k8s.io", "v1", "leases")]
 ENDPOINTSLICES = _BY_PATH[("discovery.k8s.io", "v1", "endpointslices")]
+NETWORKPOLICIES = _BY_PATH[("networking.k8s.io", "v1", "networkpolicies")]

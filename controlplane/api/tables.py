@@ -603,6 +603,11 @@ def _lease_row(lease: Obj, now: datetime) -> list[Cell]:
     return [_name(lease), _str(_get(lease, "spec", "holderIdentity")), _age(lease, now)]
 
 
+def _networkpolicy_row(np: Obj, now: datetime) -> list[Cell]:
+    sel = _selector_string(_get(np, "spec", "podSelector") or {})
+    return [_name(np), sel or "<none>", _age(np, now)]
+
+
 def _configmap_row(cm: Obj, now: datetime) -> list[Cell]:
     n = len(cm.get("data") or {}) + len(cm.get("binaryData") or {})
     return [_name(cm), n, _age(cm, now)]
@@ -827,6 +832,10 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, datetime], list[Cell]]]]
         _endpointslice_row,
     ),
     "leases": ([_NAME, _c("Holder", "The holder of the lease"), _AGE], _lease_row),
+    "networkpolicies": (
+        [_NAME, _c("Pod-Selector", "A label selector is a label query over a set of resources."), _AGE],
+        _networkpolicy_row,
+    ),
     "configmaps": ([_NAME, _c("Data", "Number of keys in the config map", type_="integer"), _AGE], _configmap_row),
     "secrets": (
         [

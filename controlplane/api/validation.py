@@ -1055,6 +1055,103 @@ def _event(e: _Errors, obj: Mapping[str, Any], old: Mapping[str, Any] | None) ->
     e.enum(obj, "type", "type", ("Normal", "Warning"))
 
 
+def _label_selector(e: _Errors, raw: Any, path: str) -> None:
+    if not isinstance(raw, dict):
+        e.invalid(path, raw, "must be an object")
+        return
+    try:
+        LabelSelector.from_dict(raw)
+    except errors.BadRequest as err:
+        e.invalid(path, raw, err.message)
+
+
+def _ip_block(e: _Errors, block: Any, path: str) -> None:
+    if not isinstance(block, dict):
+        e.invalid(path, block, "must be an object")
+        return
+    cidr = block.get("cidr")
+    if not cidr:
+        e.required(f"{path}.cidr")
+        return
+    try:
+        net = ipaddress.ip_network(str(cidr), strict=False)
+    except ValueError:
+        e.invalid(f"{path}.cidr", cidr, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+        return
+    for i, ex in enumerate(e.list_at(block, "except", f"{path}.except")):
+        try:
+            exn = ipaddress.ip_network(str(ex), strict=False)
+        except ValueError:
+            e.invalid(f"{path}.except[{i}]", ex, "must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)")
+            continue
+        if exn.version != net.version or not exn.subnet_of(net) or exn.prefixlen <= net.prefixlen:  # type: ignore[arg-type]
+            e.invalid(f"{path}.except[{i}]", ex, "must be a strict subset of `cidr`")
+
+
+def _np_peer(e: _Errors, peer: Any, path: str) -> None:
+    if not isinstance(peer, dict):
+        e.invalid(path, peer, "must be an object")
+        return
+    n = 0
+    for key in ("podSelector", "namespaceSelector"):
+        if peer.get(key) is not None:
+            n += 1
+            _label_selector(e, peer[key], f"{path}.{key}")
+    if peer.get("ipBlock") is not None:
+        n += 1
+        _ip_block(e, peer["ipBlock"], f"{path}.ipBlock")
+    if n == 0:
+        e.required(path, "must specify a peer")
+    elif n > 1 and peer.get("ipBlock") is not None:
+        e.forbidden(path, "may not specify both ipBlock and another peer")
+
+
+def _np_port(e: _Errors, p: Any, path: str) -> None:
+    if not isinstance(p, dict):
+        e.invalid(path, p, "must be an object")
+        return
+    e.enum(p, "protocol", f"{path}.protocol", _PROTOCOLS)
+    port, end = p.get("port"), p.get("endPort")
+    if end is not None:
+        if port is None:
+            e.required(f"{path}.port", "when endPort is specified")
+        elif isinstance(port, str):
+            e.forbidden(f"{path}.endPort", "may not be specified when `port` is non-numeric")
+        elif isinstance(port, int) and isinstance(end, int) and not isinstance(end, bool) and end < port:
+            e.invalid(f"{path}.endPort", end, "must be greater than or equal to `port`")
+    if port is None:
+        return
+    if isinstance(port, str):
+        for msg in _iana_svc_name_errors(port):
+            e.invalid(f"{path}.port", port, msg)
+    else:
+        _port_in_range(e, f"{path}.port", port)
+        if end is not None:
+            _port_in_range(e, f"{path}.endPort", end)
+
+
+def _networkpolicy(e: _Errors, obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
+    # ValidateNetworkPolicySpec, with Kubernetes' field paths and wording.
+    spec = e.map_at(obj, "spec", "spec")
+    if spec.get("podSelector") is not None:
+        _label_selector(e, spec["podSelector"], "spec.podSelector")
+    for kind, peers in (("ingress", "from"), ("egress", "to")):
+        for i, rule in enumerate(e.list_at(spec, kind, f"spec.{kind}")):
+            if not isinstance(rule, dict):
+                e.invalid(f"spec.{kind}[{i}]", rule, "must be an object")
+                continue
+            for j, p in enumerate(e.list_at(rule, "ports", f"spec.{kind}[{i}].ports")):
+                _np_port(e, p, f"spec.{kind}[{i}].ports[{j}]")
+            for j, peer in enumerate(e.list_at(rule, peers, f"spec.{kind}[{i}].{peers}")):
+                _np_peer(e, peer, f"spec.{kind}[{i}].{peers}[{j}]")
+    types = e.list_at(spec, "policyTypes", "spec.policyTypes")
+    for i, t in enumerate(types):
+        if t not in ("Ingress", "Egress"):
+            e.not_supported(f"spec.policyTypes[{i}]", t, ("Egress", "Ingress"))
+    if len(types) > 2:
+        e.invalid("spec.policyTypes", types, "may not specify more than two policyTypes")
+
+
 _KINDS: dict[str, Callable[[_Errors, Mapping[str, Any], Mapping[str, Any] | None], None]] = {
     "pods": _pod,
     "services": _service,
@@ -1071,6 +1168,7 @@ _KINDS: dict[str, Callable[[_Errors, Mapping[str, Any], Mapping[str, Any] | None
     "endpointslices": _endpointslice,
     "leases": _lease,
     "events": _event,
+    "networkpolicies": _networkpolicy,
 }
 
 
