@@ -151,8 +151,9 @@ def test_kubectl_port_forward_reaches_the_pods_loopback(cluster: Cluster, server
             assert page.startswith(b"HTTP/1.") and page.endswith(b"hello-from-the-pod\n"), page[:200]
         assert echoes == payloads
         # Nothing listens on 9999: the pod side's error reaches kubectl on the error stream and it
-        # prints it. client-go (1.31–1.33) then closes its whole session on purpose ("lost
-        # connection to pod", exit 1) — what it does against a real kubelet too.
+        # prints it. client-go (since 1.23, kubernetes/kubernetes#103526; see kubectl#1169) then
+        # closes its whole session on purpose ("lost connection to pod", exit 1) — what it does
+        # against a real kubelet too.
         with socket.create_connection(("127.0.0.1", nothing), timeout=15) as s:
             assert read_all(s) == b""
         wait_for(lambda: pf.proc.poll() is not None, 20, message=f"kubectl exit; stderr: {pf.stderr!r}")
