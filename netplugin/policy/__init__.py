@@ -1,0 +1,1 @@
+"""NetworkPolicy enforcement on a node: ``plan`` (pure rules), ``driver`` (iptables), ``controller``."""
