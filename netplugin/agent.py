@@ -453,7 +453,29 @@ def register(subparsers: Any) -> None:
         default=True,
         help="run the CNI server (netplugin/cniserver.py) the plugin launchers hand requests to (default: yes)",
     )
+    p.add_argument(
+        "--network-policy",
+        type=_flag_bool,
+        default=True,
+        metavar="true|false",
+        help="enforce NetworkPolicies with iptables filter rules (netplugin/policy; default: true)",
+    )
+    p.add_argument(
+        "--policy-iptables",
+        choices=("", "nft", "legacy"),
+        default="",
+        help="iptables variant for the policy rules (default: the host's `iptables`)",
+    )
     p.set_defaults(func=run_cli)
+
+
+def _flag_bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return True
+    if v in ("false", "0", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def start_cni_server(netns: str | None = None) -> Any:
@@ -481,10 +503,21 @@ def run_cli(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = start_cni_server(args.netns) if args.cni_server else None
     agent.start()
-    log.info("netagent running node=%s cni_server=%s", args.node_name, bool(server))
+    policies = None
+    if args.network_policy:
+        from netplugin.policy.controller import PolicyController
+        from netplugin.policy.driver import IptablesDriver
+
+        policies = PolicyController(client, args.node_name, IptablesDriver(args.netns, args.policy_iptables))
+        policies.start()
+    log.info(
+        "netagent running node=%s cni_server=%s network_policy=%s", args.node_name, bool(server), bool(policies)
+    )
     try:
         stop.wait()
     finally:
+        if policies is not None:
+            policies.stop()
         agent.stop()
         if server is not None:
             server.terminate()
