@@ -295,6 +295,71 @@ def test_trace_explains_a_pod_to_service_path_and_the_probe_agrees(lab2: dict[st
     assert res.returncode == 1 and "not a lab address" in res.stderr
 
 
+NP_CLIENTS = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: np-ok, labels: {access: "true"}}
+spec:
+  containers: [{name: main, image: 192.168.56.1:5000/library/busybox:latest, command: ["sleep", "3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: np-no}
+spec:
+  containers: [{name: main, image: 192.168.56.1:5000/library/busybox:latest, command: ["sleep", "3600"]}]
+"""
+NP_POLICIES = """\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: hello-deny-ingress}
+spec:
+  podSelector: {matchLabels: {app: hello}}
+  policyTypes: [Ingress]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: hello-allow-access}
+spec:
+  podSelector: {matchLabels: {app: hello}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {access: "true"}}}]
+    ports: [{port: 8080}]
+"""
+
+
+def test_network_policy_admits_the_labelled_client_and_drops_the_other(lab2: dict[str, str]) -> None:
+    kubectl("apply", "-f", "-", input_text=NP_CLIENTS)
+    try:
+        vip = kubectl_json("get", "service", "hello")["spec"]["clusterIP"]
+        kubectl("wait", "--for=condition=Ready", "pod/np-ok", "pod/np-no", "--timeout=60s")
+
+        def answered(client: str) -> bool:
+            # busybox-static's `wget -T` crashes: bound the attempt with `timeout` instead
+            res = subprocess.run(
+                ["kubectl", "--kubeconfig", KUBECONFIG, "exec", client, "--",
+                 "timeout", "2", "wget", "-q", "-O", "-", f"http://{vip}/"],
+                capture_output=True, text=True, timeout=20, check=False,
+            )  # fmt: skip
+            return "Hello from" in res.stdout
+
+        assert answered("np-no")  # no policy yet: open
+        kubectl("apply", "-f", "-", input_text=NP_POLICIES)
+        assert "hello-allow-access   app=hello" in kubectl("get", "networkpolicy")
+        # the netagent on every node renders the policy into its KUBELAB-* chains; every hello
+        # pod is isolated, so whichever backend the VIP picks, the unlabelled client is dropped
+        wait_for(lambda: not answered("np-no"), timeout=15, interval=0, message="np-no dropped by the policy")
+        assert all(answered("np-ok") for _ in range(3))  # replies through any backend
+        assert "KUBELAB-FIREWALL" in sh("ip", "netns", "exec", "kl-node1", "iptables", "-S", "FORWARD")
+        kubectl("delete", "networkpolicy", "hello-deny-ingress", "hello-allow-access")
+        wait_for(lambda: answered("np-no"), timeout=15, interval=0, message="np-no answered once the policy is gone")
+    finally:
+        subprocess.run(
+            ["kubectl", "--kubeconfig", KUBECONFIG, "delete", "networkpolicy", "--all", "--wait=false"],
+            capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+        kubectl("delete", "pod", "np-ok", "np-no", "--grace-period=1", "--wait=false")
+
+
 def test_a_deleted_pod_is_replaced_and_endpoints_and_rules_follow(lab2: dict[str, str]) -> None:
     victim = pods()[0]
     ip = victim["status"]["podIP"]
