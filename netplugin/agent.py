@@ -28,7 +28,13 @@ deletes only routes with that protocol, so routes of the node's own (its bridge'
 route, a default route, the lab's) are never touched. A restarted agent finds its routes again by
 the same mark and removes those of nodes that vanished while it was down.
 
-Concurrency: informer thread(s) enqueue; exactly one worker thread mutates the kernel.
+NetworkPolicy: unless ``--network-policy=false``, the agent also runs
+``netplugin.policy.controller.PolicyController`` (its own informers and single worker), which keeps
+the node's ``KUBELAB-*`` filter chains equal to the policies selecting this node's pods and removes
+them when the agent stops (see ``netplugin/policy/plan.py`` for the chain layout).
+
+Concurrency: informer thread(s) enqueue; exactly one worker thread mutates the routes (and one,
+the policy controller's, the filter table).
 """
 
 from __future__ import annotations
