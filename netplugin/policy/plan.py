@@ -7,7 +7,7 @@ a driver.
 
 Chain layout (kube-router's ``KUBE-NWPLCY-*`` / Calico's per-endpoint chains, our prefix)::
 
-    FORWARD ─► KUBELAB-FIREWALL
+    FORWARD, INPUT ─► KUBELAB-FIREWALL
                  1. ctstate RELATED,ESTABLISHED → ACCEPT   (replies; a connection allowed when it
                                                             started stays allowed)
                  2. -s <pod IP> → KUBELAB-POD-EG-<hash>     one per local pod isolated for egress
@@ -74,8 +74,12 @@ PREFIXES = (
 ALLOW_MARK = "0x20000"
 # The jump from FORWARD: kept apart from the chains (iptables-restore --noflush cannot "ensure" a
 # rule in a chain it does not own), inserted first by the driver.
+# INPUT too: a local pod's packets to this node's own addresses (a service on the node) never
+# cross FORWARD, and egress policies cover them as well; the -d <pod IP> ingress jumps never
+# match there.
 JUMPS: tuple[tuple[str, list[str]], ...] = (
     ("FORWARD", ["-m", "comment", "--comment", "kubelab network policies", "-j", FIREWALL]),
+    ("INPUT", ["-m", "comment", "--comment", "kubelab network policies", "-j", FIREWALL]),
 )
 
 
@@ -129,6 +133,11 @@ def pod_info(pod: Obj) -> PodInfo | None:
     status = pod.get("status") or {}
     ip = status.get("podIP")
     if not ip or spec.get("hostNetwork") or status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    try:
+        if ipaddress.ip_address(str(ip)).version != 4:  # IPv4 rules (the lab is single-stack)
+            return None
+    except ValueError:
         return None
     ports: dict[tuple[str, str], int] = {}
     for c in list(spec.get("containers") or []) + list(spec.get("initContainers") or []):
@@ -258,11 +267,13 @@ class _World:
         block = raw.get("ipBlock")
         if isinstance(block, dict):
             try:
-                cidr = str(ipaddress.ip_network(str(block.get("cidr")), strict=False))
+                net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
                 excepts = tuple(str(ipaddress.ip_network(str(e), strict=False)) for e in block.get("except") or [])
             except ValueError:
                 return None
-            return _Peer(cidr=cidr, excepts=excepts)
+            if net.version != 4:  # these are IPv4 (iptables) rules; an IPv6 block matches no packet here
+                return None
+            return _Peer(cidr=str(net), excepts=excepts)
         ns_raw, pod_raw = raw.get("namespaceSelector"), raw.get("podSelector")
         if ns_raw is None and pod_raw is None:
             return None

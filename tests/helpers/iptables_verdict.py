@@ -1,7 +1,7 @@
 """A packet-verdict interpreter for the filter rules kubelab renders (tests only).
 
 ``verdict(restore_text, packet)`` parses ``iptables-restore`` input and walks a packet through
-FORWARD (our jump first, then the default ACCEPT policy of a node namespace), honouring exactly
+FORWARD or INPUT (our jump first, then the default ACCEPT policy of a node namespace), honouring exactly
 the matches and targets the policy planner emits: ``-s``/``-d`` CIDRs, ``-p``, ``--dport N[:M]``,
 ``--ctstate``, ``[!] --mark v/m``, ``-j ACCEPT|DROP|RETURN|MARK --set-xmark v/m|<chain>``. An
 option it does not know fails the test rather than being ignored.
@@ -94,8 +94,11 @@ def _walk(chains: dict[str, list[list[str]]], chain: str, pkt: Packet, trace: li
     return None
 
 
-def verdict(restore_text: str, pkt: Packet, trace: list[str] | None = None) -> str:
-    """ "ACCEPT" or "DROP" for ``pkt`` crossing this node's FORWARD chain."""
+def verdict(restore_text: str, pkt: Packet, trace: list[str] | None = None, hook: str = "FORWARD") -> str:
+    """The verdict, ACCEPT or DROP, for ``pkt`` crossing this node's ``hook`` chain (FORWARD:
+    routed or bridged through the node; INPUT: addressed to it), which jumps as ``plan.JUMPS`` say."""
+    from netplugin.policy import plan
+
     chains = parse(restore_text)
-    chains["FORWARD"] = [["-j", "KUBELAB-FIREWALL"]]
-    return _walk(chains, "FORWARD", pkt, trace if trace is not None else []) or "ACCEPT"
+    chains[hook] = [rule for chain, rule in plan.JUMPS if chain == hook]
+    return _walk(chains, hook, pkt, trace if trace is not None else []) or "ACCEPT"

@@ -155,3 +155,24 @@ def test_reapply_is_idempotent_and_keeps_one_jump(lab: PolicyLab) -> None:
     rules = sh("iptables", "-S", "FORWARD", netns=lab.node).splitlines()
     assert sum("KUBELAB-FIREWALL" in r for r in rules) == 1
     assert lab.connect("ok") and not lab.connect("other")
+
+
+def test_egress_policy_covers_the_node_itself_through_input(lab: PolicyLab) -> None:
+    node_server = subprocess.Popen(["ip", "netns", "exec", lab.node, sys.executable, "-c", SERVER, "9091"])
+    try:
+        wait_for(lambda: lab.connect("other", 9091, 0.3, dst="10.244.1.1"), timeout=10, message="the node's server")
+        deny_egress = {
+            "metadata": {"namespace": "default", "name": "no-egress"},
+            "spec": {
+                "podSelector": {"matchExpressions": [{"key": "access", "operator": "DoesNotExist"}]},
+                "policyTypes": ["Egress"],
+            },
+        }
+        lab.apply(deny_egress)
+        assert not lab.connect("other", 9091, dst="10.244.1.1")  # INPUT: a pod to its own node
+        assert not lab.connect("other", 8080, dst="10.244.1.10")  # FORWARD: a pod to a pod
+        assert lab.connect("ok", 9091, dst="10.244.1.1")  # not selected
+        assert "-j KUBELAB-FIREWALL" in sh("iptables", "-S", "INPUT", netns=lab.node)
+    finally:
+        node_server.kill()
+        node_server.wait(timeout=5)

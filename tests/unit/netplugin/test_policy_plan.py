@@ -299,3 +299,29 @@ def test_stale_chains_are_flushed_and_deleted() -> None:
 def test_malformed_selectors_select_nothing(bad: Any) -> None:
     text = rules(policy("bad", {"podSelector": bad}))
     assert judge(text, CLIENT_NO, HELLO) == "ACCEPT"
+
+
+def test_egress_to_the_node_itself_goes_through_input() -> None:
+    only_kubelet = policy(
+        "to-kubelet-only",
+        {
+            "podSelector": {"matchLabels": {"app": "hello"}},
+            "policyTypes": ["Egress"],
+            "egress": [
+                {"to": [{"ipBlock": {"cidr": "192.168.56.11/32"}}], "ports": [{"port": 10250, "protocol": "TCP"}]}
+            ],
+        },
+    )
+    text = rules(only_kubelet)
+    assert verdict(text, Packet(ip(HELLO), "10.244.1.1", 53, "udp"), hook="INPUT") == "DROP"
+    assert verdict(text, Packet(ip(HELLO), "192.168.56.11", 10250), hook="INPUT") == "ACCEPT"
+    assert verdict(text, Packet(ip(CLIENT_OK), "10.244.1.1", 53, "udp"), hook="INPUT") == "ACCEPT"
+    assert verdict(text, Packet("192.168.56.10", "192.168.56.11", 10250), hook="INPUT") == "ACCEPT"
+
+
+def test_ipv6_blocks_and_bad_pod_ips_never_reach_the_ipv4_rules() -> None:
+    v6 = policy("v6", {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "2001:db8::/64"}}]}]})
+    odd = pod("default", "odd", "not-an-ip", "kl-node1", {"access": "true"})
+    text = rules(v6, pods=[*PODS, odd])
+    assert "2001:db8" not in text and "not-an-ip" not in text
+    assert judge(text, CLIENT_OK, HELLO) == "DROP"  # isolated; the v6 block allows no IPv4 source
