@@ -9,7 +9,7 @@ matched by IP, so every pod's IP and labels are needed, not only this node's) an
 Level-triggered: one worker renders from the caches, and when the text differs from the last
 applied one (or ``resync`` seconds passed, so hand-made damage is repaired) it applies it with one
 ``iptables-restore --noflush`` — stale owned chains (pods gone, policies deleted) flushed and
-deleted in the same transaction — then makes sure FORWARD jumps to KUBELAB-FIREWALL. Syncs are
+deleted in the same transaction — then makes sure FORWARD and INPUT jump to KUBELAB-FIREWALL. Syncs are
 rate-limited: at most one per ``min_interval``, so a burst of pod updates costs one restore;
 failures retry with exponential backoff (0.2 s … 10 s).
 
