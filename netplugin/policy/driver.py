@@ -5,7 +5,7 @@ Verbs (the domain's, not iptables' flags):
 - ``restore(text)``: one ``iptables-restore --noflush`` of ``plan.Ruleset.restore_text``; atomic
   per table, and it touches only the chains the text declares (ours), so kube-proxy's chains
   and everyone else's rules are left alone;
-- ``ensure_jumps()`` / ``remove_jumps()``: the ``-j KUBELAB-FIREWALL`` rule at the top of FORWARD
+- ``ensure_jumps()`` / ``remove_jumps()``: the ``-j KUBELAB-FIREWALL`` rules at the top of FORWARD and INPUT
   (``-C`` then ``-I … 1``, as kube-proxy's ``EnsureRule``; removal repeats ``-D`` while ``-C`` finds
   one, so a duplicate left by a crash goes too);
 - ``cleanup()``: jumps first, then every owned chain flushed and deleted.
