@@ -5,9 +5,9 @@ Anchors (DESIGN.md §5, figures.md: "raw etcd"):
   ``INSERT`` + ``COMMIT`` per operation, two ways: a connection per client thread (SQLite's own
   busy-wait locking decides who writes) and one shared connection behind a lock (no busy-waiting,
   still one fsync per write — the best a commit-per-write design can do).
-- etcd: a plain ``PUT`` per operation through the same gRPC gateway (``/v3/kv/put``) with a
-  ``requests`` pool (the HTTP stack EtcdStore's writes use) — the cheapest write etcd offers
-  over HTTP, without our compare-and-swap ``Txn``.
+- etcd: a plain ``PUT`` per operation through the same gRPC gateway (``/v3/kv/put``) over one
+  keep-alive ``http.client`` connection per client (the HTTP stack EtcdStore's writes use) — the
+  cheapest write etcd offers over HTTP, without our compare-and-swap ``Txn``.
 Ours: ``SqliteStore.create`` and ``EtcdStore.create`` (create-if-absent, durable on return), at
 1, 16 and 64 concurrent client threads, alternating with the anchors; then listing 10,000 keys;
 then the delay from a create's acknowledgement to its delivery to 100 ``WatchCache`` subscribers,
@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import http.client
 import shutil
 import sqlite3
 import statistics
@@ -34,8 +35,6 @@ from pathlib import Path
 
 import httpx
 import orjson
-import requests
-import requests.adapters
 
 from controlplane.apiserver.watchcache import Subscription, WatchCache
 from controlplane.storage.etcd import EtcdStore
@@ -116,7 +115,7 @@ def rounds(*runs: Callable[[int], Result]) -> list[Result]:
     return [Result.merge(rs) for rs in results]
 
 
-def drive(clients: int, total: int, op: Callable[[int, int], None]) -> Result:
+def drive(clients: int, total: int, op: Callable[[int, int], object]) -> Result:
     """Run ``total`` operations split over ``clients`` threads; op(thread, i)."""
     per = max(1, total // clients)
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -192,32 +191,38 @@ def raw_sqlite_shared(path: Path, clients: int, total: int, run_id: str) -> Resu
 
 
 def ours_sqlite(store: SqliteStore, clients: int, total: int, run_id: str) -> Result:
-    return drive(clients, total, lambda t, i: store.create(f"/registry/pods/{run_id}/{t}/{i}", POD) and None)
+    return drive(clients, total, lambda t, i: store.create(f"/registry/pods/{run_id}/{t}/{i}", POD))
 
 
 # -- etcd -------------------------------------------------------------------------------------
 
 
 def raw_etcd(endpoint: str, clients: int, total: int, run_id: str) -> Result:
-    # requests with a pool as large as the client count: the same HTTP stack EtcdStore's writes use
-    # (httpx's sync pool serialises badly at 64 threads here, which would flatter us).
-    http = requests.Session()
-    http.mount("http://", requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=128))
+    # One keep-alive http.client connection per client thread: the same cheap HTTP stack
+    # EtcdStore's writes use (requests costs ~1 ms of CPU per call, which would make the anchor,
+    # not etcd, the bottleneck).
+    host, _, port = endpoint.split("//", 1)[1].partition(":")
     value = base64.b64encode(POD).decode()
+    conns = [http.client.HTTPConnection(host, int(port), timeout=30) for _ in range(clients)]
 
     def op(t: int, i: int) -> None:
         key = base64.b64encode(f"/raw/{run_id}/{t}/{i}".encode()).decode()
-        r = http.post(f"{endpoint}/v3/kv/put", data=orjson.dumps({"key": key, "value": value}), timeout=30)
-        r.raise_for_status()
+        conn = conns[t]
+        conn.request("POST", "/v3/kv/put", orjson.dumps({"key": key, "value": value}))
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"etcd put answered {r.status}")
 
     try:
         return drive(clients, total, op)
     finally:
-        http.close()
+        for conn in conns:
+            conn.close()
 
 
 def ours_etcd(store: EtcdStore, clients: int, total: int, run_id: str) -> Result:
-    return drive(clients, total, lambda t, i: store.create(f"/registry/pods/{run_id}/{t}/{i}", POD) and None)
+    return drive(clients, total, lambda t, i: store.create(f"/registry/pods/{run_id}/{t}/{i}", POD))
 
 
 # -- list -------------------------------------------------------------------------------------
@@ -238,6 +243,7 @@ def timed(fn: Callable[[], object], repeat: int = 5) -> Summary:
 def watch_lag(store: SqliteStore, watchers: int, events: int, clients: int = 16) -> tuple[Summary, Summary]:
     """Lag from a create's acknowledgement to its delivery: one direct store watch (the anchor)
     and ``watchers`` WatchCache subscribers on one asyncio loop (ours)."""
+    events = max(1, events // clients) * clients  # what ``drive`` writes (readers wait for all)
     acked: dict[str, float] = {}
     direct: dict[str, float] = {}
     start = store.current_revision()
@@ -355,7 +361,7 @@ def main() -> None:
                             lambda r, c=c, n=n: ours_etcd(est, c, n, f"c{c}r{r}"),  # type: ignore[misc]
                         )
                         rows.append(_row("etcd", c, anchor, ours))
-                    drive(16, list_n, lambda t, i: est.create(f"/registry/pods/list/p{t:02d}{i:05d}", POD) and None)
+                    drive(16, list_n, lambda t, i: est.create(f"/registry/pods/list/p{t:02d}{i:05d}", POD))
                     http = httpx.Client(timeout=60)
                     b64 = base64.b64encode
 
