@@ -396,6 +396,10 @@ class ResourceOps:
         obj = merge_server_fields(res, old, new, subresource)
         name = old["metadata"]["name"]
         finish = self.admission.admit_update(res, obj, old) if subresource is None else _noop
+        if subresource is None:
+            # Kubernetes compares specs after defaulting: re-applying an unchanged manifest (whose
+            # patch drops defaulted fields such as a port's protocol) must not bump generation.
+            _set_generation(res, obj, old)
         if _same(obj, old):
             finish(False)
             return old
@@ -820,11 +824,17 @@ def merge_server_fields(res: Resource, old: Obj, new: Obj, subresource: str | No
         md["finalizers"] = [f for f in (md.get("finalizers") or []) if f in oldf]
         if not md["finalizers"]:
             md.pop("finalizers")
+    _set_generation(res, obj, old)
+    return obj
+
+
+def _set_generation(res: Resource, obj: Obj, old: Obj) -> None:
+    """metadata.generation: the stored one, plus one when the spec changed."""
+    md = obj["metadata"]
     if res.has_generation:
-        gen = int(omd.get("generation") or 1)
+        gen = int(old["metadata"].get("generation") or 1)
         if obj.get("spec") != old.get("spec"):
             gen += 1
         md["generation"] = gen
     else:
         md.pop("generation", None)
-    return obj

@@ -172,6 +172,15 @@ def test_generation_bumps_only_on_spec_change(http: httpx.Client) -> None:
     d["status"] = {"replicas": 3}
     d = http.put(f"{path}/gen-dep/status", json=d).json()
     assert d["metadata"]["generation"] == 2 and d["status"] == {"replicas": 3}
+    # what `kubectl apply` of the unchanged manifest sends: the list again, without the fields the
+    # server defaulted (imagePullPolicy, terminationMessagePath …); specs compare after defaulting
+    same = {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+    merge = {"Content-Type": "application/merge-patch+json"}
+    d = http.patch(f"{path}/gen-dep", json=same, headers=merge).json()
+    assert d["metadata"]["generation"] == 2, d["metadata"]
+    changed = {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "j"}]}}}}
+    d = http.patch(f"{path}/gen-dep", json=changed, headers=merge).json()
+    assert d["metadata"]["generation"] == 3
 
 
 def test_cluster_scoped_and_namespaced_paths(http: httpx.Client) -> None:
