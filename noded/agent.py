@@ -40,11 +40,11 @@ from controlplane.api import errors, registry
 from controlplane.client.events import EventRecorder
 from controlplane.client.informer import Informer
 from controlplane.client.rest import ApiClient
-from controlplane.client.workqueue import WorkQueue
 from noded import names
 from noded.images.store import ImageStore
 from noded.network.cni import CniInvoker, render_conflist
 from noded.network.netns import NetnsManager
+from noded.podqueue import PodQueue
 from noded.podworker import PodWorker, WorkerConfig
 from noded.runtime.interface import ContainerRuntime
 
@@ -92,6 +92,19 @@ class NodedConfig:
 
 def _is_mirror(pod: dict[str, Any]) -> bool:
     return MIRROR_ANNOTATION in (pod.get("metadata", {}).get("annotations") or {})
+
+
+def _intent_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether an update changes what the pod should be (spec, labels, annotations, deletion) rather
+    than only its status — mostly the echo of noded's own status write, which must not jump the
+    queue ahead of pods a user is waiting for (see ``noded.podqueue``)."""
+    volatile = ("resourceVersion", "managedFields")
+
+    def intent(o: dict[str, Any]) -> dict[str, Any]:
+        md = {k: v for k, v in (o.get("metadata") or {}).items() if k not in volatile}
+        return {**{k: v for k, v in o.items() if k != "status"}, "metadata": md}
+
+    return intent(old) != intent(new)
 
 
 def micro_time(t: float | None = None) -> str:
@@ -172,7 +185,7 @@ class Noded:
         self.recorder = EventRecorder(client, "kubelet", host=cfg.node_name)
         self.pods = Informer(client, registry.PODS, field_selector=f"spec.nodeName={cfg.node_name}", name="pods")
         self.services = Informer(client, registry.SERVICES, name="services")
-        self.queue: WorkQueue[str] = WorkQueue(name="pods")
+        self.queue = PodQueue()
         self.cni = CniInvoker(
             cfg.cni_conf_dir, cfg.cni_bin_dirs, cfg.root_dir / "cni-cache", exec_prefix=cfg.cni_exec_prefix
         )
@@ -214,8 +227,8 @@ class Noded:
                 self._stop.wait(delay)
                 delay = min(delay * 2, 10.0)
         self.pods.add_handler(
-            on_add=lambda o: self.queue.add(names.pod_key(o)),
-            on_update=lambda old, new: self.queue.add(names.pod_key(new)),
+            on_add=self._on_add,
+            on_update=self._on_update,
             on_delete=self._on_delete,
         )
         self.services.start()
@@ -272,10 +285,20 @@ class Noded:
 
     # ---- pods ------------------------------------------------------------------------------
 
+    def _enqueue(self, key: str, why: str, *, urgent: bool) -> None:
+        log.debug("queue %s: %s%s (queue length %d)", key, why, " (urgent)" if urgent else "", len(self.queue))
+        self.queue.add(key, urgent=urgent)
+
+    def _on_add(self, obj: dict[str, Any]) -> None:
+        self._enqueue(names.pod_key(obj), "added", urgent=True)
+
+    def _on_update(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        self._enqueue(names.pod_key(new), "updated", urgent=_intent_changed(old, new))
+
     def _on_delete(self, obj: dict[str, Any]) -> None:
         key = names.pod_key(obj)
         self._deleted[key] = obj
-        self.queue.add(key)
+        self._enqueue(key, "deleted", urgent=True)
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -284,8 +307,11 @@ class Noded:
                 if self.queue.shutting_down:
                     return
                 continue
+            t0 = time.monotonic()
+            log.debug("sync %s: start", key)
             try:
                 delay = self.sync(key)
+                log.debug("sync %s: done in %.3fs (again in %s)", key, time.monotonic() - t0, delay)
                 self.queue.forget(key)
                 if delay is not None:
                     self.queue.add_after(key, delay)
@@ -667,7 +693,7 @@ class Noded:
             if (old or {}).get("metadata", {}).get("uid") != (new or {}).get("metadata", {}).get("uid"):
                 if old is not None:
                     self._deleted[key] = old  # replaced or gone: tear the old static pod down
-                self.queue.add(key)
+                self.queue.add(key, urgent=True)
         self._static_pods = want
         for key, pod in want.items():
             h = pod["metadata"]["annotations"][MIRROR_ANNOTATION]

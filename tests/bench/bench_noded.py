@@ -188,6 +188,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=30)
     ap.add_argument("--preload", type=int, default=100)
     ap.add_argument("--workers", type=int, default=8, help="noded --workers")
+    ap.add_argument("--keep-log", type=Path, default=None, help="copy noded's (debug) log here at the end")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_noded needs root (runc, namespaces); skipped")
@@ -274,7 +275,10 @@ def main() -> int:
             batch_all = time.monotonic() - t_batch
             have = 1 + args.samples + args.batch
             start([f"pre-{i}" for i in range(max(0, args.preload - have))])
-            loaded = [start([f"loaded-{i}"])[0] for i in range(args.samples)]
+            loaded = []
+            for i in range(args.samples):
+                loaded.append(start([f"loaded-{i}"])[0])
+                print(f"loaded-{i}: {loaded[-1] * 1000:.0f} ms (ended {time.time():.3f})", file=sys.stderr)
             assert cluster.proc is not None
             rss = psutil.Process(cluster.proc.pid).memory_info().rss
             n_pods = len(cluster.client.list(PODS, "default")["items"])
@@ -322,6 +326,8 @@ def main() -> int:
     finally:
         if cluster is not None:
             cluster.stop_noded()
+            if args.keep_log is not None:
+                shutil.copy(tmp / "noded.log", args.keep_log)
             subprocess.run(
                 [
                     sys.executable,

@@ -127,3 +127,38 @@ def test_missing_command_fails_clearly(
         cid = runtime.create_container(sid, _container(store, img, "bad", ["/no/such/binary"], tmp_path))
         runtime.start_container(cid)
     assert "/no/such/binary" in str(info.value)
+
+
+def test_one_pods_listing_reads_only_that_pods_runc_state(
+    runtime: RuncRuntime, netns: NetnsFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pod sync observes its own sandboxes and containers; deciding their state must not read
+    every other container's (issue 4: with 100 pods that made each sync ~100× dearer)."""
+    import noded.runtime.runc as runc_mod
+
+    uids = [str(uuid.uuid4()) for _ in range(3)]
+    sids = []
+    for i, uid in enumerate(uids):
+        ns = netns(f"p{i}")
+        sids.append(
+            runtime.run_pod_sandbox(
+                SandboxConfig(f"web{i}", "default", uid, 0, f"web{i}", f"/var/run/netns/{ns}", str(tmp_path / "logs"))
+            )
+        )
+    everything = runtime.list_pod_sandboxes()
+    pid_of = {sb.id: sb.pid for sb in everything}
+    assert sorted(pid_of) == sorted(sids) and all(pid_of.values())
+    read: list[int] = []
+    real = runc_mod._proc_start
+
+    def counting(pid: int) -> int | None:
+        read.append(pid)
+        return real(pid)
+
+    monkeypatch.setattr(runc_mod, "_proc_start", counting)
+    mine = runtime.list_pod_sandboxes(uids[1])
+    # The same answer as filtering the whole listing…
+    assert mine == [sb for sb in everything if sb.uid == uids[1]]
+    assert runtime.list_containers(sids[1]) == []
+    # …from the state of that pod's sandbox alone.
+    assert read == [pid_of[sids[1]]]
