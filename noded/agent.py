@@ -4,7 +4,10 @@ per-pod workers, housekeeping, and the kubelet API.
 Threads:
 - the pod informer (``spec.nodeName=<me>``) and the service informer (for service env vars) feed a
   work queue of pod keys; ``workers`` threads run ``PodWorker.sync_pod`` (one key never twice at
-  once — the queue guarantees it) and re-queue with the delay it returns (back-offs, retries);
+  once — the queue guarantees it) and re-queue with the delay it returns (back-offs, retries).
+  The queue (``noded.podqueue``) has an urgent lane: a pod that appears, a change of its spec or
+  its deletion, and static pods are synced before resyncs that only follow our own status
+  writes, probe results or PLEG events (kubelet's per-pod workers give it the same property);
 - ``_node_loop``: registers the Node, renews its Lease in ``kube-node-lease`` every 10 s, updates
   conditions and waits for ``spec.podCIDR`` to write the CNI config list;
 - ``_housekeeping``: static pod manifests → mirror pods; sandboxes whose pod is gone from the API

@@ -274,13 +274,21 @@ def main() -> int:
             batch_lat = start([f"batch-{i}" for i in range(args.batch)])
             batch_all = time.monotonic() - t_batch
             have = 1 + args.samples + args.batch
+            assert cluster.proc is not None
+            noded_proc = psutil.Process(cluster.proc.pid)
+
+            def cpu() -> float:  # noded's own CPU seconds (its threads; not runc/CNI children)
+                t = noded_proc.cpu_times()
+                return float(t.user + t.system)
+
             start([f"pre-{i}" for i in range(max(0, args.preload - have))])
+            cpu_loaded0 = cpu()
             loaded = []
             for i in range(args.samples):
                 loaded.append(start([f"loaded-{i}"])[0])
                 print(f"loaded-{i}: {loaded[-1] * 1000:.0f} ms (ended {time.time():.3f})", file=sys.stderr)
-            assert cluster.proc is not None
-            rss = psutil.Process(cluster.proc.pid).memory_info().rss
+            cpu_loaded = cpu() - cpu_loaded0
+            rss = noded_proc.memory_info().rss
             n_pods = len(cluster.client.list(PODS, "default")["items"])
             watcher.close()
 
@@ -321,6 +329,11 @@ def main() -> int:
                 [
                     [f"batch of {args.batch}: all Running", fmt_ms(batch_all)],
                     [f"noded RSS with {n_pods} pods", f"{rss / 2**20:.1f} MiB"],
+                    [
+                        f"noded CPU from the {n_pods - args.samples} pods Running to the last loaded sample",
+                        f"{cpu_loaded:.2f} s",
+                    ],
+                    ["noded CPU, whole run", f"{cpu():.2f} s"],
                 ],
             )
     finally:
