@@ -225,16 +225,25 @@ class KubeletProxy:
             return
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol or chosen})
 
+        client_gone = False
+
         async def client_to_kubelet() -> None:
+            nonlocal client_gone
             while True:
                 msg = await receive()
                 if msg["type"] == "websocket.disconnect":
+                    client_gone = True
                     return
                 data = msg.get("bytes")
                 if data is None and msg.get("text") is not None:
                     data = msg["text"].encode()
                 if data is not None:
-                    await upstream.send(data)
+                    try:
+                        await upstream.send(data)
+                    except websockets.ConnectionClosed:
+                        # The kubelet ended the session while the client still wrote (kubectl's
+                        # stdin EOF racing the exit status): what it sent still flows down.
+                        return
 
         async def kubelet_to_client() -> None:
             with contextlib.suppress(websockets.ConnectionClosed):
@@ -246,7 +255,11 @@ class KubeletProxy:
         down = asyncio.ensure_future(kubelet_to_client())
         try:
             await asyncio.wait({up, down}, return_when=asyncio.FIRST_COMPLETED)
-            if down.done() and not up.done():
+            if not client_gone:
+                if not down.done():
+                    # the upstream is closing: deliver its last frames (the status on channel 3)
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(asyncio.shield(down), timeout=5)
                 # kubelet finished (it sent the status on channel 3): close the client side.
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": 1000})
