@@ -136,7 +136,8 @@ def worker(n: int, backend_name: str) -> dict[str, Any]:
     # The floor: the same rules our first sync writes, as one plain text restored into empty tables.
     text = render(services, slices, options=options).text()
     empty = "*filter\nCOMMIT\n*nat\nCOMMIT\n*mangle\nCOMMIT\n"
-    reps = 5 if n <= 2000 and choice != "python-iptables-only" else 1  # libiptc alone: seconds each
+    # libiptc alone: seconds each; 10k: 3 (a single legacy restore of 170k rules varies 2.2–3.3 s here)
+    reps = 1 if choice == "python-iptables-only" else 5 if n <= 2000 else 3
     floors, fulls, resyncs = [], [], []
     floor_cpus, full_cpus, py_cpus = [], [], []  # CPU s: the tool's; ours (Python + tools); Python
     p: Any = None
