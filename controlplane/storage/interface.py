@@ -156,6 +156,8 @@ class NowaitCreates(Protocol):
         """Queue ``create(key, value)``; ``done`` is called once, after it is durable or failed.
 
         ``done`` may run on any thread (the store's committer, or the caller's at once) and must be
-        quick and never raise. Durability and ordering are exactly ``create``'s.
+        quick and never raise. Durability is exactly ``create``'s. Creates queued one after the
+        other may commit in either order (etcd runs them on a thread pool; SQLite and memory keep
+        queue order), as two concurrent ``create`` calls would.
         """
         ...
