@@ -5,7 +5,7 @@ Threads:
 - the pod informer (``spec.nodeName=<me>``) and the service informer (for service env vars) feed a
   work queue of pod keys; ``workers`` threads run ``PodWorker.sync_pod`` (one key never twice at
   once — the queue guarantees it) and re-queue with the delay it returns (back-offs, retries).
-  The queue (``noded.podqueue``) has an urgent lane: a pod that appears, a change of its spec or
+  The work queue (``controlplane.client.workqueue``) has an urgent lane: a pod that appears, a change of its spec or
   its deletion, and static pods are synced before resyncs that only follow our own status
   writes, probe results or PLEG events (kubelet's per-pod workers give it the same property);
 - ``_node_loop``: registers the Node, renews its Lease in ``kube-node-lease`` every 10 s, updates
@@ -43,11 +43,11 @@ from controlplane.api import errors, registry
 from controlplane.client.events import EventRecorder
 from controlplane.client.informer import Informer
 from controlplane.client.rest import ApiClient
+from controlplane.client.workqueue import WorkQueue
 from noded import names
 from noded.images.store import ImageStore
 from noded.network.cni import CniInvoker, render_conflist
 from noded.network.netns import NetnsManager
-from noded.podqueue import PodQueue
 from noded.podworker import PodWorker, WorkerConfig
 from noded.runtime.interface import ContainerRuntime
 
@@ -100,7 +100,7 @@ def _is_mirror(pod: dict[str, Any]) -> bool:
 def _intent_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
     """Whether an update changes what the pod should be (spec, labels, annotations, deletion) rather
     than only its status — mostly the echo of noded's own status write, which must not jump the
-    queue ahead of pods a user is waiting for (see ``noded.podqueue``)."""
+    queue ahead of pods a user is waiting for (see ``controlplane.client.workqueue``)."""
     volatile = ("resourceVersion", "managedFields")
 
     def intent(o: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +188,7 @@ class Noded:
         self.recorder = EventRecorder(client, "kubelet", host=cfg.node_name)
         self.pods = Informer(client, registry.PODS, field_selector=f"spec.nodeName={cfg.node_name}", name="pods")
         self.services = Informer(client, registry.SERVICES, name="services")
-        self.queue = PodQueue()
+        self.queue: WorkQueue[str] = WorkQueue("pods")
         self.cni = CniInvoker(
             cfg.cni_conf_dir, cfg.cni_bin_dirs, cfg.root_dir / "cni-cache", exec_prefix=cfg.cni_exec_prefix
         )

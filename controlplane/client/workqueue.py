@@ -13,6 +13,14 @@ controllers depend on three guarantees, the same as client-go's ``workqueue``:
    backoff ``base * 2**failures`` capped at ``max_delay`` (client-go's default item limiter: 5 ms
    to 1000 s), reset by ``forget``.
 
+and one of our own: **priority**. ``add(key, urgent=True)`` puts a key in an urgent lane handed out
+before every key of the normal lane; a key already queued normally moves up (no duplicate) when
+added urgently again, and a key added urgently while it is processed is re-queued urgently by
+``done``. Within a lane the order is FIFO; delayed and rate-limited keys land in the normal lane.
+Controllers leave it unused. noded needs it: kubelet runs one goroutine per pod, so a new pod
+starts at once, while noded's bounded pool of workers with one FIFO made a new pod wait behind
+every resync already queued (after a burst: ~100 syncs, 5–9 s).
+
 Concurrency: one lock and one condition guard everything; there is no background thread — due
 delayed keys are moved onto the queue by whichever ``get``/``len`` looks first. After ``shutdown``,
 ``add`` is ignored and ``get`` returns None at once (level-triggered: nothing is lost by not
@@ -68,8 +76,10 @@ class WorkQueue(Generic[K]):
         self._clock: Clock = clock or RealClock()
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
-        self._queue: deque[K] = deque()
-        self._dirty: set[K] = set()
+        self._queue: deque[K] = deque()  # the normal lane
+        self._urgent: deque[K] = deque()
+        self._dirty: set[K] = set()  # queued (in a lane) or to be re-queued by ``done``
+        self._dirty_urgent: set[K] = set()  # the dirty keys that go to the urgent lane
         self._processing: set[K] = set()
         # Delaying heap of (ready_at, seq, key); ``_waiting`` holds each key's earliest ready_at so
         # an entry superseded by an earlier one is skipped when popped.
@@ -80,17 +90,27 @@ class WorkQueue(Generic[K]):
         self._shutting_down = False
 
     # -- adding ----------------------------------------------------------------------------------
-    def add(self, key: K) -> None:
+    def add(self, key: K, *, urgent: bool = False) -> None:
         with self._lock:
-            self._add_locked(key)
+            self._add_locked(key, urgent)
 
-    def _add_locked(self, key: K) -> None:
-        if self._shutting_down or key in self._dirty:
+    def _add_locked(self, key: K, urgent: bool = False) -> None:
+        if self._shutting_down:
+            return
+        if key in self._dirty:
+            if urgent and key not in self._dirty_urgent:
+                # Already waiting in the normal lane (or for ``done``): promote it.
+                self._dirty_urgent.add(key)
+                if key not in self._processing:
+                    self._queue.remove(key)
+                    self._urgent.append(key)
             return
         self._dirty.add(key)
+        if urgent:
+            self._dirty_urgent.add(key)
         if key in self._processing:
             return  # ``done`` will re-queue it
-        self._queue.append(key)
+        (self._urgent if urgent else self._queue).append(key)
         self._cond.notify()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -139,18 +159,20 @@ class WorkQueue(Generic[K]):
         return None
 
     def get(self, timeout: float | None = None) -> K | None:
-        """The next key to process (now exclusively yours until ``done``), or None on shutdown or
-        when ``timeout`` clock seconds pass first."""
+        """The next key to process (urgent lane first; now exclusively yours until ``done``), or
+        None on shutdown or when ``timeout`` clock seconds pass first."""
         with self._lock:
             deadline = None if timeout is None else self._clock.monotonic() + timeout
             while True:
                 if self._shutting_down:
                     return None
                 next_due = self._promote_due_locked()
-                if self._queue:
-                    key = self._queue.popleft()
+                lane = self._urgent or self._queue
+                if lane:
+                    key = lane.popleft()
                     self._processing.add(key)
                     self._dirty.discard(key)
+                    self._dirty_urgent.discard(key)
                     return key
                 wait = next_due
                 if deadline is not None:
@@ -164,7 +186,7 @@ class WorkQueue(Generic[K]):
         with self._lock:
             self._processing.discard(key)
             if key in self._dirty and not self._shutting_down:
-                self._queue.append(key)
+                (self._urgent if key in self._dirty_urgent else self._queue).append(key)
                 self._cond.notify()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -179,10 +201,10 @@ class WorkQueue(Generic[K]):
             return self._shutting_down
 
     def len(self) -> int:
-        """Keys ready to be handed out now (delayed keys count once due)."""
+        """Keys ready to be handed out now, both lanes (delayed keys count once due)."""
         with self._lock:
             self._promote_due_locked()
-            return len(self._queue)
+            return len(self._urgent) + len(self._queue)
 
     def __len__(self) -> int:
         return self.len()
@@ -195,3 +217,8 @@ class WorkQueue(Generic[K]):
     def processing(self) -> int:
         with self._lock:
             return len(self._processing)
+
+    def urgent_len(self) -> int:
+        """Keys ready in the urgent lane."""
+        with self._lock:
+            return len(self._urgent)

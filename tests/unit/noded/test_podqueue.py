@@ -1,12 +1,12 @@
-"""PodQueue: the work queue's guarantees plus the urgent lane (no threads, a fake clock)."""
+"""noded's pod queue: the work queue's guarantees plus the urgent lane (no threads, a fake clock)."""
 
 from __future__ import annotations
 
 from controlplane.client.clock import FakeClock
-from noded.podqueue import PodQueue
+from controlplane.client.workqueue import WorkQueue
 
 
-def drain(q: PodQueue) -> list[str]:
+def drain(q: WorkQueue[str]) -> list[str]:
     out = []
     while (k := q.get(timeout=0)) is not None:
         out.append(k)
@@ -15,7 +15,7 @@ def drain(q: PodQueue) -> list[str]:
 
 
 def test_urgent_keys_are_handed_out_before_every_queued_normal_key() -> None:
-    q = PodQueue(clock=FakeClock())
+    q = WorkQueue[str](clock=FakeClock())
     for i in range(100):
         q.add(f"default/resync-{i}")
     q.add("default/new", urgent=True)
@@ -26,7 +26,7 @@ def test_urgent_keys_are_handed_out_before_every_queued_normal_key() -> None:
 
 
 def test_coalescing_and_promotion_to_the_urgent_lane_without_a_duplicate() -> None:
-    q = PodQueue(clock=FakeClock())
+    q = WorkQueue[str](clock=FakeClock())
     q.add("a")
     q.add("b")
     q.add("b")
@@ -37,7 +37,7 @@ def test_coalescing_and_promotion_to_the_urgent_lane_without_a_duplicate() -> No
 
 
 def test_a_key_is_never_handed_out_twice_at_once_and_an_urgent_add_mid_sync_is_kept() -> None:
-    q = PodQueue(clock=FakeClock())
+    q = WorkQueue[str](clock=FakeClock())
     q.add("p")
     q.add("other")
     assert q.get(timeout=0) == "p"
@@ -54,7 +54,7 @@ def test_a_key_is_never_handed_out_twice_at_once_and_an_urgent_add_mid_sync_is_k
 
 def test_delays_and_rate_limits_land_in_the_normal_lane() -> None:
     clock = FakeClock()
-    q = PodQueue(clock=clock, base_delay=1.0)
+    q = WorkQueue[str](clock=clock, base_delay=1.0)
     q.add_after("retry", 5)
     q.add_after("retry", 2)  # the earliest wins
     q.add_rate_limited("failing")  # 1 s
@@ -74,7 +74,7 @@ def test_delays_and_rate_limits_land_in_the_normal_lane() -> None:
 
 
 def test_shutdown_ignores_adds_and_ends_gets() -> None:
-    q = PodQueue(clock=FakeClock())
+    q = WorkQueue[str](clock=FakeClock())
     q.add("a", urgent=True)
     q.shutdown()
     q.add("b")
