@@ -140,6 +140,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 
+    def _upgrade(self, subprotocol: str) -> _WebSocket:
+        """Answer the WebSocket handshake (101 with the chosen subprotocol) and take the stream over."""
+        key = self.headers.get("Sec-WebSocket-Key", "")
+        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", accept)
+        self.send_header("Sec-WebSocket-Protocol", subprotocol)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        return _WebSocket(self.rfile, self.wfile)
+
     def _find(self, ns: str, pod: str, container: str, previous: bool = False) -> ContainerStatus | None:
         noded = self.server.noded
         obj = noded.pods.get(f"{ns}/{pod}")
@@ -282,17 +296,7 @@ class _Handler(BaseHTTPRequestHandler):
         if c is None or c.state != ContainerState.RUNNING:
             self._status(404, "NotFound", f'container "{container}" in pod "{pod}" is not running')
             return
-        key = self.headers.get("Sec-WebSocket-Key", "")
-        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-        self.send_response(101, "Switching Protocols")
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.send_header("Sec-WebSocket-Protocol", proto)
-        self.end_headers()
-        self.wfile.flush()
-        self.close_connection = True
-        ws = _WebSocket(self.rfile, self.wfile)
+        ws = self._upgrade(proto)
         if kind == "exec":
             self._exec(ws, c.id, q)
         else:
@@ -400,17 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
         if netns is None:
             self._status(404, "NotFound", f'pod "{pod}" in namespace "{ns}" has no running sandbox on this node')
             return
-        key = self.headers.get("Sec-WebSocket-Key", "")
-        accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
-        self.send_response(101, "Switching Protocols")
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", accept)
-        self.send_header("Sec-WebSocket-Protocol", PORTFORWARD_SUBPROTOCOL)
-        self.end_headers()
-        self.wfile.flush()
-        self.close_connection = True
-        ws = _WebSocket(self.rfile, self.wfile)
+        ws = self._upgrade(PORTFORWARD_SUBPROTOCOL)
         try:
             sock = nsnet.connect("127.0.0.1", port, 5.0, netns)
         except OSError as exc:
