@@ -22,12 +22,20 @@ while read -r program package group flags _; do
   [[ $groups == *" $group "* ]] || continue
   flags=${flags%%#*}
   [[ ,$flags, == *,essential,* ]] && continue           # on every Debian; nothing to install
+  [[ ,$flags, == *,guest,* ]] && continue               # inside the Vagrant box, not on the host
   # onpath (kubectl): any on PATH will do; the package is the fallback.
   [[ ,$flags, == *,onpath,* ]] && command -v "$program" >/dev/null 2>&1 && continue
   [ -n "${seen[$package]:-}" ] && continue
   seen[$package]=1
   APT_PACKAGES+=("$package")
 done < <(sed 's/#.*//' "$MANIFEST")
+
+# `deps.sh --list`: the packages this run would want (the manifest as bash reads it; the unit tests
+# compare it with lab/programs.py's reading), nothing installed.
+if [ "${1:-}" = --list ]; then
+  printf '%s\n' "${APT_PACKAGES[@]}"
+  exit 0
+fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
