@@ -322,3 +322,19 @@ def test_the_package_only_lines_name_real_packages() -> None:
 def test_the_manifest_path_is_the_one_deps_sh_reads() -> None:
     assert Path(programs.MANIFEST) == REPO / "lab" / "programs.txt"
     assert "MANIFEST=lab/programs.txt" in (REPO / "lab" / "deps.sh").read_text()
+
+
+@pytest.mark.skipif(shutil.which("dpkg-query") is None, reason="no dpkg: not a Debian machine")
+def test_essential_entries_are_on_every_debian() -> None:
+    """``essential`` lines are skipped by deps.sh: their packages must be Essential or priority required."""
+    for e in ENTRIES:
+        if "essential" not in e.flags:
+            continue
+        res = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Essential} ${Priority}", e.package], capture_output=True, text=True, check=False
+        )
+        if res.returncode != 0:
+            continue  # not installed here: nothing to ask dpkg
+        assert res.stdout.split()[0] == "yes" or res.stdout.split()[-1] == "required", (
+            f"lab/programs.txt:{e.line}: {e.package} is flagged essential but is {res.stdout!r}"
+        )
