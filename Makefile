@@ -1,4 +1,4 @@
-# kubelab — the two commands: `sudo make demo` and `sudo make test` (see README.md).
+# kubelab — the two commands, as root (or with sudo): `make demo` and `make test` (see README.md).
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
@@ -6,6 +6,7 @@ PACKAGES := controlplane noded netplugin proxy lab
 
 .PHONY: deps test lint unit bench demo down
 
+# System packages from lab/programs.txt (the manifest of every program the project runs) and .venv.
 deps:
 	@./lab/deps.sh
 

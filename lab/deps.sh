@@ -1,22 +1,40 @@
 #!/usr/bin/env bash
 # Install everything kubelab needs on a Debian/Ubuntu machine, idempotently:
-#  1. the system packages (only the missing ones; `apt-get update` only when something is missing),
+#  1. the system packages of lab/programs.txt (the manifest of every program the project executes):
+#     the `core` group always, `vagrant` with KUBELAB_VAGRANT=1, `cleanroom` with KUBELAB_CLEANROOM=1;
+#     only the missing ones, and `apt-get update` only when something is missing;
 #  2. .venv with the project and its test extras (re-installed only when pyproject.toml changed).
 # A second run finds everything in place and returns in about a second.
+# Runs on a minimal Debian as root with no sudo and no python3 yet: plain bash reads the manifest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(
-  runc iptables busybox-static etcd-server containernetworking-plugins docker-registry
-  skopeo umoci curl iproute2 conntrack kmod procps psmisc python3-venv ca-certificates
-  gcc libc6-dev util-linux
-)
-# kubectl: any on PATH will do (kubelab is tested with 1.27–1.33); Debian's is the fallback.
-command -v kubectl >/dev/null 2>&1 || APT_PACKAGES+=(kubernetes-client)
-# The Vagrant lab: `vagrant validate` runs in `make test`; `make test-vagrant` adds libvirt and QEMU.
-APT_PACKAGES+=(vagrant vagrant-libvirt)
-if [ "${KUBELAB_VAGRANT:-0}" = 1 ]; then
-  APT_PACKAGES+=(libvirt-daemon-system libvirt-clients dnsmasq-base qemu-system-x86 qemu-utils debootstrap parted grub-pc-bin e2fsprogs rsync)
+MANIFEST=lab/programs.txt
+groups=" core "
+[ "${KUBELAB_VAGRANT:-0}" = 1 ] && groups+="vagrant "
+[ "${KUBELAB_CLEANROOM:-0}" = 1 ] && groups+="cleanroom "
+
+# The packages of the wanted groups, each once, in manifest order.
+APT_PACKAGES=()
+declare -A seen=()
+while read -r program package group flags _; do
+  case "$program" in '' | '#'*) continue ;; esac
+  [[ $groups == *" $group "* ]] || continue
+  flags=${flags%%#*}
+  [[ ,$flags, == *,essential,* ]] && continue           # on every Debian; nothing to install
+  [[ ,$flags, == *,guest,* ]] && continue               # inside the Vagrant box, not on the host
+  # onpath (kubectl): any on PATH will do; the package is the fallback.
+  [[ ,$flags, == *,onpath,* ]] && command -v "$program" >/dev/null 2>&1 && continue
+  [ -n "${seen[$package]:-}" ] && continue
+  seen[$package]=1
+  APT_PACKAGES+=("$package")
+done < <(sed 's/#.*//' "$MANIFEST")
+
+# `deps.sh --list`: the packages this run would want (the manifest as bash reads it; the unit tests
+# compare it with lab/programs.py's reading), nothing installed.
+if [ "${1:-}" = --list ]; then
+  printf '%s\n' "${APT_PACKAGES[@]}"
+  exit 0
 fi
 
 missing=()
