@@ -88,6 +88,14 @@ class RunningApiServer:
             tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
             self.kill()
             raise AssertionError(f"apiserver did not become ready; log tail:\n{tail}") from None
+        if self.controlplane and "ServiceAccount" not in " ".join(self.extra_args):
+            # Like Kubernetes' e2e framework: pods can be admitted once the namespace has its
+            # default ServiceAccount (the controller-manager makes it right after it starts).
+            wait_for(self._default_sa, timeout=timeout, message="the default ServiceAccount in namespace default")
+
+    def _default_sa(self) -> bool:
+        with self.http() as c:
+            return c.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
 
     def _ready(self) -> bool:
         assert self.proc is not None
