@@ -237,12 +237,10 @@ class TokenVerifier:
                     algorithms=[ALGORITHM],
                     audience=list(self.audiences),
                     issuer=self.issuer,
-                    leeway=LEEWAY,
-                    options={"require": ["exp", "iat", "sub"], "verify_iat": False},
+                    # expiry and not-before are checked below against this verifier's clock
+                    options={"require": ["exp", "iat", "sub"], "verify_exp": False, "verify_nbf": False, "verify_iat": False},
                 )
                 break
-            except jwt.ExpiredSignatureError:
-                raise TokenInvalid("service account token has expired") from None
             except jwt.InvalidAudienceError:
                 raise TokenInvalid("token audiences do not match the API server's") from None
             except jwt.InvalidSignatureError:
@@ -251,6 +249,15 @@ class TokenVerifier:
                 raise TokenInvalid(str(exc)) from None
         if claims is None:
             raise TokenInvalid("invalid signature")
+        now = self._clock()
+        try:
+            exp, nbf = float(claims["exp"]), float(claims.get("nbf", claims["iat"]))
+        except (TypeError, ValueError):
+            raise TokenInvalid("malformed exp/nbf claims") from None
+        if now > exp + LEEWAY:
+            raise TokenInvalid("service account token has expired")
+        if now < nbf - LEEWAY:
+            raise TokenInvalid("service account token is not valid yet")
         self.check_bindings(claims)
         return claims
 
