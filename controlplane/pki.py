@@ -324,9 +324,7 @@ def ensure_service_account_key(pki: Pki) -> None:
     if pki.sa_key.exists() and pki.sa_pub.exists():
         return
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     _write(pki.sa_key, pem, private=True)
     _write(pki.sa_pub, pub)

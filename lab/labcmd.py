@@ -237,7 +237,9 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
                 "name": "netagent",
                 "node": node.name,
                 "wanted": False,
-                "argv": python_cmd("netagent", "--node-name", node.name, "--kubeconfig", str(nd / "netagent.kubeconfig")),
+                "argv": python_cmd(
+                    "netagent", "--node-name", node.name, "--kubeconfig", str(nd / "netagent.kubeconfig")
+                ),
                 "log": str(logs / node.name / "netagent.log"),
             }
         )

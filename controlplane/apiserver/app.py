@@ -71,8 +71,8 @@ from controlplane.apiserver.httpio import (
 from controlplane.apiserver.metrics import Metrics
 from controlplane.apiserver.options import ServerOptions
 from controlplane.apiserver.proxy_kubelet import KubeletProxy
-from controlplane.apiserver.serviceaccounts import ServiceAccounts
 from controlplane.apiserver.resources import Obj, PendingCreate, ResourceOps, conflict
+from controlplane.apiserver.serviceaccounts import ServiceAccounts
 from controlplane.apiserver.watch import Feeds, LineCache, WatchRequest, serve_watch
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage.interface import ConflictError, KeyExistsError, NowaitCreates, Store

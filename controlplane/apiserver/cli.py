@@ -211,7 +211,10 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
         help="the iss of ServiceAccount tokens",
     )
     p.add_argument(
-        "--service-account-signing-key-file", type=Path, default=None, help="signs tokens (default <data-dir>/pki/sa.key)"
+        "--service-account-signing-key-file",
+        type=Path,
+        default=None,
+        help="signs tokens (default <data-dir>/pki/sa.key)",
     )
     p.add_argument(
         "--service-account-key-file", type=Path, action="append", default=[], help="extra token verification key"

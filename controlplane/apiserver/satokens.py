@@ -238,7 +238,12 @@ class TokenVerifier:
                     audience=list(self.audiences),
                     issuer=self.issuer,
                     # expiry and not-before are checked below against this verifier's clock
-                    options={"require": ["exp", "iat", "sub"], "verify_exp": False, "verify_nbf": False, "verify_iat": False},
+                    options={
+                        "require": ["exp", "iat", "sub"],
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                        "verify_iat": False,
+                    },
                 )
                 break
             except jwt.InvalidAudienceError:

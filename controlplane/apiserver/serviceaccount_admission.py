@@ -52,7 +52,9 @@ def token_volume_source() -> dict[str, Any]:
             {"configMap": {"name": ROOT_CA_CONFIGMAP, "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
             {
                 "downwardAPI": {
-                    "items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]
+                    "items": [
+                        {"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}
+                    ]
                 }
             },
         ],
@@ -164,9 +166,7 @@ def admit_pod(pod: dict[str, Any], lookup: Lookup, sleep: Callable[[float], None
     namespace = str(md.get("namespace") or "")
     sa = get_service_account(lookup, namespace, name, sleep)
     if sa is None:
-        raise _forbidden(
-            pod, f'error looking up service account {namespace}/{name}: serviceaccount "{name}" not found'
-        )
+        raise _forbidden(pod, f'error looking up service account {namespace}/{name}: serviceaccount "{name}" not found')
     if _should_automount(sa, spec):
         mount_token_volume(spec)
     if not spec.get("imagePullSecrets") and sa.get("imagePullSecrets"):

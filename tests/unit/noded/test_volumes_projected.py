@@ -78,7 +78,7 @@ def test_atomic_writer_layout_and_swap(tmp_path: Path) -> None:
     assert not (target / "dir").exists() and not first.exists()  # old payload and stale links gone
     names = sorted(p.name for p in target.iterdir())
     assert names == sorted(["..data", data.resolve().name, "a"])
-    with pytest.raises(VolumeError, match="without '..'"):
+    with pytest.raises(VolumeError, match=r"without '\.\.'"):
         write_atomic(target, {"../escape": b"x"})
 
 
@@ -96,7 +96,7 @@ def test_projected_service_account_volume(tmp_path: Path) -> None:
     assert (ns, sa) == ("shop", "builder")
     assert body["spec"]["expirationSeconds"] == 3607
     assert body["spec"]["boundObjectRef"] == {"apiVersion": "v1", "kind": "Pod", "name": "web", "uid": "pod-1"}
-    with pytest.raises(VolumeError, match='configmaps "kube-root-ca.crt" not found'):
+    with pytest.raises(VolumeError, match=r'configmaps "kube-root-ca\.crt" not found'):
         prepare_volumes(POD, tmp_path / "pod2", lambda *a: None, tokens)
 
 
