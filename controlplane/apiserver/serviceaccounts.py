@@ -129,9 +129,11 @@ class ServiceAccounts:
         exp = spec.get("expirationSeconds")
         if exp is None:
             exp = satokens.DEFAULT_EXPIRATION
+        if isinstance(exp, bool) or not isinstance(exp, int):
+            raise errors.BadRequest(f"spec.expirationSeconds must be an integer number of seconds, got {exp!r}")
         spec["expirationSeconds"] = exp
         causes = []
-        if not isinstance(exp, int) or exp < satokens.MIN_EXPIRATION:
+        if exp < satokens.MIN_EXPIRATION:
             causes.append(
                 errors.Cause(
                     "spec.expirationSeconds",

@@ -238,6 +238,7 @@ def test_token_request_defaults_and_binding(sas: ServiceAccounts) -> None:
         ),
         ("builder", {"spec": {"audiences": "vault"}}, errors.BadRequest, "spec.audiences must be a list of strings"),
         ("builder", [], errors.BadRequest, "must be a TokenRequest object"),
+        ("builder", {"spec": {"expirationSeconds": "1h"}}, errors.BadRequest, "must be an integer number of seconds"),
     ],
 )
 def test_token_request_errors(sas: ServiceAccounts, name: str, body: Any, err: type[Exception], message: str) -> None:
