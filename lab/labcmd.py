@@ -524,7 +524,8 @@ def print_summary() -> None:
   look inside: ip netns list                                   # nodes (kl-*) and pods
                ip netns exec {workers[0] if workers else "kl-node1"} ip route            # a node's routes
                ip netns exec {workers[0] if workers else "kl-node1"} iptables -t nat -S KUBE-SERVICES
-  try:         kubelab demo""")
+  try:         kubelab demo
+  users:       kubelab user add alice   # prints a kubeconfig of alice's own (practise RBAC with it)""")
 
 
 # --- down ---------------------------------------------------------------------------------------
