@@ -77,8 +77,13 @@ def mirror_deprecated_field(pod: dict[str, Any]) -> None:
 
 def _forbidden(pod: dict[str, Any], message: str) -> errors.Forbidden:
     md = pod.get("metadata") or {}
-    # admission.NewForbidden names the object by name, else by generateName, else "Unknown".
-    name = str(md.get("name") or md.get("generateName") or "Unknown")
+    # admission.NewForbidden names the object by name, else by generateName, else "Unknown". In
+    # Kubernetes this plugin runs before the name is generated; here the generated name (generateName
+    # plus 5 characters) is already set, so it is recognised and the generateName reported.
+    gen, name = str(md.get("generateName") or ""), str(md.get("name") or "")
+    if gen and name.startswith(gen) and len(name) == len(gen) + 5:
+        name = gen
+    name = name or gen or "Unknown"
     return errors.Forbidden(f'pods "{name}" is forbidden: {message}', kind="pods", name=name)
 
 

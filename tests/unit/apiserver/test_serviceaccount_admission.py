@@ -93,7 +93,7 @@ def test_missing_service_account_is_forbidden_with_kubernetes_wording() -> None:
     )
     assert look.calls == [("shop", "builder")] and look.sleeps == []  # one attempt for a named SA
     gen = pod()
-    gen["metadata"] = {"generateName": "web-", "namespace": "shop"}
+    gen["metadata"] = {"generateName": "web-", "name": "web-x7k2p", "namespace": "shop"}  # generated already
     with pytest.raises(errors.Forbidden, match=r'^pods "web-" is forbidden: .*serviceaccount "default" not found'):
         sa_adm.admit_pod(gen, look, look.sleep)
     # default is retried 10 times, 100–200 ms apart (the controller may be about to create it)
