@@ -2,12 +2,17 @@
 
 Role: on the first start of the control plane, make everything a TLS cluster needs under the data
 directory (``pki/ca.crt``, ``pki/apiserver.crt``, ``pki/admin.crt``, ``pki/apiserver-kubelet-client.crt``,
-their keys, and ``admin.kubeconfig``); on later starts, reuse what is there so kubeconfigs handed out
-earlier stay valid.
+their keys, the service-account signing key ``pki/sa.key``/``pki/sa.pub``, and the kubeconfigs
+``admin.kubeconfig``, ``scheduler.kubeconfig``, ``controller-manager.kubeconfig``); on later starts,
+reuse what is there so kubeconfigs handed out earlier stay valid. ``issue_client`` gives any other
+identity (a node, the proxy, a learner's user) its own certificate and kubeconfig.
 
 Invariants:
 - Identity follows Kubernetes: a client certificate's CN is the user name and each O is a group
-  (the admin certificate is ``CN=kubernetes-admin, O=system:masters``).
+  (the admin certificate is ``CN=kubernetes-admin, O=system:masters``). Every component has its
+  own identity, named as kubeadm names them (``system:kube-scheduler``,
+  ``system:kube-controller-manager``, ``system:node:<name>`` in ``system:nodes``,
+  ``system:kube-proxy``); only people use the admin credentials.
 - A serving certificate whose SANs do not cover the addresses asked for is re-issued from the same
   CA (the CA itself is never replaced once it exists).
 - Private keys are written with mode 0600.
@@ -27,8 +32,9 @@ from pathlib import Path
 
 import yaml
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_SERVER_IPS: tuple[str, ...] = ("127.0.0.1", "192.168.56.10", "10.96.0.1")
@@ -40,6 +46,22 @@ DEFAULT_SERVER_NAMES: tuple[str, ...] = (
     "kubernetes.default.svc.cluster.local",
 )
 _VALIDITY = datetime.timedelta(days=3650)
+
+# The user names of the cluster's own components (kubeadm's; the bootstrap RBAC roles bind these).
+ADMIN_USER = "kubernetes-admin"
+MASTERS_GROUP = "system:masters"
+SCHEDULER_USER = "system:kube-scheduler"
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
+PROXY_USER = "system:kube-proxy"
+DNS_USER = "system:kubelab-dns"
+NETAGENT_USER = "system:kubelab-netagent"
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+NODES_GROUP = "system:nodes"
+
+
+def node_user(node: str) -> str:
+    """A node's user name (the Node authorizer recognises this prefix)."""
+    return f"system:node:{node}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +88,29 @@ class Pki:
     @property
     def ca(self) -> CertificateAuthority:
         return CertificateAuthority(self.ca_cert.read_bytes(), self.ca_key.read_bytes())
+
+    @property
+    def sa_key(self) -> Path:
+        """The service-account token signing key (RSA, PKCS#8 PEM; kubeadm's ``sa.key``)."""
+        return self.dir / "sa.key"
+
+    @property
+    def sa_pub(self) -> Path:
+        """Its public half (``sa.pub``): what verifies tokens and what ``/openid/v1/jwks`` serves."""
+        return self.dir / "sa.pub"
+
+    @property
+    def scheduler_kubeconfig(self) -> Path:
+        return self.admin_kubeconfig.with_name("scheduler.kubeconfig")
+
+    @property
+    def controller_manager_kubeconfig(self) -> Path:
+        return self.admin_kubeconfig.with_name("controller-manager.kubeconfig")
+
+    @property
+    def users_dir(self) -> Path:
+        """Certificates issued to people (``kubelab user add``): ``pki/users/<name>.crt``."""
+        return self.dir / "users"
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -216,6 +261,75 @@ def write_kubeconfig(
     _write(Path(path), yaml.safe_dump(doc, sort_keys=False).encode(), private=True)
 
 
+def cert_subject(cert_pem: bytes) -> tuple[str, tuple[str, ...]]:
+    """(CN, O entries) of a certificate: the user name and groups it authenticates as."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    cn = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    orgs = tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME))
+    return (cn[0] if cn else ""), orgs
+
+
+def ensure_client_cert(
+    ca: CertificateAuthority, cert_path: Path, key_path: Path, cn: str, groups: Sequence[str]
+) -> tuple[bytes, bytes]:
+    """Reuse the certificate at ``cert_path`` when it names exactly ``cn``/``groups`` and was signed
+    by ``ca``; otherwise issue a new one. Returns ``(cert_pem, key_pem)``."""
+    try:
+        cert_pem, key_pem = cert_path.read_bytes(), key_path.read_bytes()
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        ca_cert = x509.load_pem_x509_certificate(ca.cert_pem)
+        if cert_subject(cert_pem) == (cn, tuple(groups)) and cert.issuer == ca_cert.subject:
+            cert.verify_directly_issued_by(ca_cert)
+            return cert_pem, key_pem
+    except (OSError, ValueError, TypeError, InvalidSignature):
+        pass  # missing, unreadable, or signed by an earlier CA: issue anew
+    cert_pem, key_pem = issue_cert(ca, cn, groups)
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    _write(key_path, key_pem, private=True)
+    _write(cert_path, cert_pem)
+    return cert_pem, key_pem
+
+
+def issue_client(
+    ca: CertificateAuthority,
+    kubeconfig: Path | str,
+    server: str,
+    cn: str,
+    groups: Sequence[str] = (),
+    *,
+    cert_dir: Path | None = None,
+    cluster: str = "kubelab",
+) -> Path:
+    """A client identity ``cn``/``groups`` and its kubeconfig at ``kubeconfig``.
+
+    With ``cert_dir`` the certificate and key are also kept there (``<stem>.crt``/``.key``, the
+    stem being the kubeconfig's) and reused on later calls; without, a fresh pair is issued.
+    """
+    path = Path(kubeconfig)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if cert_dir is not None:
+        stem = path.name.removesuffix(".kubeconfig")
+        cert, key = ensure_client_cert(ca, cert_dir / f"{stem}.crt", cert_dir / f"{stem}.key", cn, groups)
+    else:
+        cert, key = issue_cert(ca, cn, groups)
+    write_kubeconfig(path, server, ca.cert_pem, cert, key, user=cn, cluster=cluster)
+    return path
+
+
+def ensure_service_account_key(pki: Pki) -> None:
+    """The key that signs ServiceAccount tokens: RSA 2048 as kubeadm makes it (tokens are RS256).
+
+    Never replaced once it exists: every token issued so far is signed with it.
+    """
+    if pki.sa_key.exists() and pki.sa_pub.exists():
+        return
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    _write(pki.sa_key, pem, private=True)
+    _write(pki.sa_pub, pub)
+
+
 def _covers(cert_path: Path, ips: Sequence[str], names: Sequence[str]) -> bool:
     try:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -268,11 +382,11 @@ def ensure_cluster_pki(
         _write(pki.serving_key, key, private=True)
         _write(pki.serving_cert, cert)
     if not (pki.admin_cert.exists() and pki.admin_key.exists()):
-        cert, key = issue_cert(ca, "kubernetes-admin", ("system:masters",))
+        cert, key = issue_cert(ca, ADMIN_USER, (MASTERS_GROUP,))
         _write(pki.admin_key, key, private=True)
         _write(pki.admin_cert, cert)
     if not (pki.kubelet_client_cert.exists() and pki.kubelet_client_key.exists()):
-        cert, key = issue_cert(ca, "kube-apiserver-kubelet-client", ("system:masters",))
+        cert, key = issue_cert(ca, KUBELET_CLIENT_USER, (MASTERS_GROUP,))
         _write(pki.kubelet_client_key, key, private=True)
         _write(pki.kubelet_client_cert, cert)
     url = server_url or f"https://{ips[0] if ips else '127.0.0.1'}:6443"
@@ -282,6 +396,11 @@ def ensure_cluster_pki(
         ca.cert_pem,
         pki.admin_cert.read_bytes(),
         pki.admin_key.read_bytes(),
-        user="kubernetes-admin",
+        user=ADMIN_USER,
     )
+    ensure_service_account_key(pki)
+    # The in-process scheduler and controller-manager (``kubelab controlplane``) connect with
+    # their own identities, as kubeadm's scheduler.conf and controller-manager.conf do.
+    issue_client(ca, pki.scheduler_kubeconfig, url, SCHEDULER_USER, cert_dir=pdir)
+    issue_client(ca, pki.controller_manager_kubeconfig, url, CONTROLLER_MANAGER_USER, cert_dir=pdir)
     return pki

@@ -27,6 +27,7 @@ COMMANDS: list[str] = [
     "controlplane.storage.cli",
     "controlplane.dns.cli",
     "lab.trace",
+    "lab.users",
 ]
 
 

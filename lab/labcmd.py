@@ -7,7 +7,11 @@ take all of it away again. The steps of ``up`` (each printed as it runs):
  1. check: root, the commands the lab needs, no lab already up, the registry port free;
  2. hold the safety routes (DESIGN.md §3) — before any address exists;
  3. network: kl0, kl-cp, kl-nodeN, their links;
- 4. PKI: cluster CA, apiserver serving cert, admin and per-node client certs and kubeconfigs;
+ 4. PKI: cluster CA, apiserver serving cert, admin credentials, and one identity per component
+    (``identity_plan``: each node's noded as ``system:node:<node>``, its proxy as
+    ``system:kube-proxy``, its network agent as ``system:kubelab-netagent``, the DNS server as
+    ``system:kubelab-dns``; the scheduler and controller-manager get theirs from the control plane's
+    PKI). No component uses the admin credentials;
  5. images: pause, hello, busybox built offline and pushed to a real registry at 192.168.56.1:5000;
  6. control plane (and etcd with ``--store etcd``) in kl-cp, supervised; wait for /readyz;
  7. Node objects with their podCIDRs (worker N owns 10.244.N.0/24), then each worker's noded,
@@ -188,7 +192,7 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
         {
             "name": "dns",
             "node": cp.name,
-            "argv": python_cmd("dns", "--kubeconfig", str(state.ADMIN_KUBECONFIG), "--listen", f"{cp.ip}:53"),
+            "argv": python_cmd("dns", "--kubeconfig", str(state.DNS_KUBECONFIG), "--listen", f"{cp.ip}:53"),
             "log": str(logs / cp.name / "dns.log"),
         }
     )
@@ -233,7 +237,9 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
                 "name": "netagent",
                 "node": node.name,
                 "wanted": False,
-                "argv": python_cmd("netagent", "--node-name", node.name, "--kubeconfig", kubeconfig),
+                "argv": python_cmd(
+                    "netagent", "--node-name", node.name, "--kubeconfig", str(nd / "netagent.kubeconfig")
+                ),
                 "log": str(logs / node.name / "netagent.log"),
             }
         )
@@ -247,7 +253,7 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
                     "--node-name",
                     node.name,
                     "--kubeconfig",
-                    kubeconfig,
+                    str(nd / "proxy.kubeconfig"),
                     "--cluster-cidr",
                     topology.POD_NETWORK,
                     "--min-sync-period",
@@ -326,11 +332,11 @@ def _up(args: argparse.Namespace) -> None:
         server_ips=[topology.CONTROL_PLANE_IP, "127.0.0.1", "10.96.0.1"],
         server_names=[*pki.DEFAULT_SERVER_NAMES, "kl-cp"],
     )
+    for kubeconfig, user, groups in identity_plan(lab):
+        pki.issue_client(cluster.ca, kubeconfig, APISERVER_URL, user, groups)
     for node in lab.workers:
         nd = state.STATE_DIR / "nodes" / node.name
         (nd / "pki").mkdir(parents=True, exist_ok=True)
-        cert, key = pki.issue_cert(cluster.ca, f"system:node:{node.name}", ["system:nodes"], client=True)
-        pki.write_kubeconfig(nd / "kubeconfig", APISERVER_URL, cluster.ca.cert_pem, cert, key)
         scert, skey = pki.issue_cert(cluster.ca, node.name, [], ips=[node.ip], dns=[node.name], server=True)
         (nd / "pki" / "kubelet.crt").write_bytes(scert)
         (nd / "pki" / "kubelet.key").write_bytes(skey)
@@ -378,6 +384,20 @@ def _up(args: argparse.Namespace) -> None:
     done(f"10.244.N.0/24 via each worker; {topology.SERVICE_NETWORK} via {lab.workers[0].name}")
 
 
+def identity_plan(lab: topology.LabNet) -> list[tuple[Path, str, tuple[str, ...]]]:
+    """(kubeconfig path, user, groups) of every lab component that runs outside the control plane
+    process: each its own client certificate, with the user names the bootstrap RBAC roles bind."""
+    from controlplane import pki
+
+    plan: list[tuple[Path, str, tuple[str, ...]]] = [(state.DNS_KUBECONFIG, pki.DNS_USER, ())]
+    for node in lab.workers:
+        nd = state.STATE_DIR / "nodes" / node.name
+        plan.append((nd / "kubeconfig", pki.node_user(node.name), (pki.NODES_GROUP,)))
+        plan.append((nd / "proxy.kubeconfig", pki.PROXY_USER, ()))
+        plan.append((nd / "netagent.kubeconfig", pki.NETAGENT_USER, ()))
+    return plan
+
+
 def write_admin_kubeconfig() -> None:
     from controlplane import pki
 
@@ -388,6 +408,7 @@ def write_admin_kubeconfig() -> None:
         (d / "ca.crt").read_bytes(),
         (d / "admin.crt").read_bytes(),
         (d / "admin.key").read_bytes(),
+        user=pki.ADMIN_USER,
     )
 
 
@@ -503,7 +524,8 @@ def print_summary() -> None:
   look inside: ip netns list                                   # nodes (kl-*) and pods
                ip netns exec {workers[0] if workers else "kl-node1"} ip route            # a node's routes
                ip netns exec {workers[0] if workers else "kl-node1"} iptables -t nat -S KUBE-SERVICES
-  try:         kubelab demo""")
+  try:         kubelab demo
+  users:       kubelab user add alice   # prints a kubeconfig of alice's own (practise RBAC with it)""")
 
 
 # --- down ---------------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ LOG_DIR = Path("/var/log/kubelab")
 PLAN_FILE = RUN_DIR / "lab.json"
 SOCKET = RUN_DIR / "supervisor.sock"
 ADMIN_KUBECONFIG = STATE_DIR / "admin.kubeconfig"
+DNS_KUBECONFIG = STATE_DIR / "dns.kubeconfig"  # system:kubelab-dns (components never use the admin's)
+USERS_DIR = STATE_DIR / "users"  # kubeconfigs of `kubelab user add` users (``<name>.kubeconfig``)
 
 
 class LabBusy(Exception):

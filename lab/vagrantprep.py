@@ -4,10 +4,14 @@ The guests sit on isolated networks with no route out, so everything they need c
 - ``vagrant/.prep/wheels``: kubelab's Python dependencies as wheels, repacked from the host's venv
   (no package index is contacted; kubelab itself runs from the rsynced source tree);
 - ``vagrant/.prep/kl-cp/pki``: the cluster PKI (CA, API server serving cert, admin and
-  apiserver-kubelet-client certs) made here with ``controlplane.pki``, so the host's
-  ``vagrant/admin.kubeconfig`` works the moment the control plane is up;
-- ``vagrant/.prep/kl-nodeN``: each worker's kubeconfig (``system:node:kl-nodeN``), kubelet serving
-  cert and the CA;
+  apiserver-kubelet-client certs, the service-account signing key) made here with
+  ``controlplane.pki``, so the host's ``vagrant/admin.kubeconfig`` works the moment the control
+  plane is up; ``vagrant/.prep/kl-cp/dns.kubeconfig`` is the DNS server's own identity
+  (``system:kubelab-dns``);
+- ``vagrant/.prep/kl-nodeN``: each worker's kubeconfigs — ``kubeconfig`` for noded
+  (``system:node:kl-nodeN`` in ``system:nodes``), ``proxy.kubeconfig`` (``system:kube-proxy``),
+  ``netagent.kubeconfig`` (``system:kubelab-netagent``) — its kubelet serving cert and the CA.
+  No component uses the admin credentials, as on the one-machine lab;
 - ``vagrant/.prep/bin``: noded's shim and pause binaries, compiled here (the box has no compiler);
 - the image registry at 192.168.56.1:5000 on the private network's bridge, with the lab's images
   (the same three names as the one-machine lab).
@@ -137,12 +141,15 @@ def prepare_pki(workers: int) -> None:
         ca.cert_pem,
         cluster.admin_cert.read_bytes(),
         cluster.admin_key.read_bytes(),
+        user=pki.ADMIN_USER,
     )
+    pki.issue_client(ca, cp_dir / "dns.kubeconfig", APISERVER_URL, pki.DNS_USER)
     for node in lab.workers:
         nd = PREP / node.name
         nd.mkdir(parents=True, exist_ok=True)
-        cert, key = pki.issue_cert(ca, f"system:node:{node.name}", ["system:nodes"], client=True)
-        pki.write_kubeconfig(nd / "kubeconfig", APISERVER_URL, ca.cert_pem, cert, key)
+        pki.issue_client(ca, nd / "kubeconfig", APISERVER_URL, pki.node_user(node.name), [pki.NODES_GROUP])
+        pki.issue_client(ca, nd / "proxy.kubeconfig", APISERVER_URL, pki.PROXY_USER)
+        pki.issue_client(ca, nd / "netagent.kubeconfig", APISERVER_URL, pki.NETAGENT_USER)
         scert, skey = pki.issue_cert(ca, node.name, [], ips=[node.ip], dns=[node.name], client=False, server=True)
         (nd / "kubelet.crt").write_bytes(scert)
         (nd / "kubelet.key").write_bytes(skey)

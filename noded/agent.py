@@ -172,6 +172,13 @@ class ApiPodSink:
     def services(self) -> list[dict[str, Any]]:
         return self._services()
 
+    def request_token(self, namespace: str, service_account: str, body: dict[str, Any]) -> dict[str, Any]:
+        """TokenRequest for a projected ServiceAccount token (``noded.volumes.TokenManager``)."""
+        answer: dict[str, Any] = self.client.post_subresource(
+            registry.SERVICEACCOUNTS, service_account, "token", body, namespace=namespace
+        )
+        return answer
+
 
 class Noded:
     def __init__(

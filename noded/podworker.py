@@ -46,7 +46,14 @@ from noded.runtime.interface import (
     SandboxConfig,
     SandboxState,
 )
-from noded.volumes import VolumeError, container_mounts, prepare_volumes, remove_pod_dir, write_pod_files
+from noded.volumes import (
+    TokenManager,
+    VolumeError,
+    container_mounts,
+    prepare_volumes,
+    remove_pod_dir,
+    write_pod_files,
+)
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +125,8 @@ class PodWorker:
         self._lock = threading.Lock()
         self._killers = ThreadPoolExecutor(max_workers=16, thread_name_prefix="kill")
         self.started_at = clock()
+        # ServiceAccount tokens of projected volumes, through the API's TokenRequest (bound to the pod).
+        self.tokens = TokenManager(getattr(api, "request_token", None), clock=clock)
 
     # ---- helpers ---------------------------------------------------------------------------
 
@@ -221,6 +230,8 @@ class PodWorker:
                 )
         if acts.sandbox_id and acts.start:
             retry += self._start_containers(pod, acts, obs)
+        if acts.sandbox_id:
+            retry += self._refresh_tokens(pod)
         # Step 7: status; tell the caller when to look again.
         obs = self.observe(pod)
         running = {c.name: c.id for c in obs.containers if c.state == ContainerState.RUNNING}
@@ -346,6 +357,7 @@ class PodWorker:
         netns_name = names.netns_name(md.get("namespace", "default"), md["name"], uid, self.cfg.netns_prefix)
         self.netns.delete(netns_name)
         remove_pod_dir(self.pod_dir(uid))
+        self.tokens.forget(uid)
         import shutil
 
         shutil.rmtree(self._log_dir(pod), ignore_errors=True)
@@ -406,7 +418,7 @@ class PodWorker:
         uid = pod["metadata"]["uid"]
         notes = self.notes(uid)
         try:
-            volumes = prepare_volumes(pod, self.pod_dir(uid), self._get)
+            volumes = prepare_volumes(pod, self.pod_dir(uid), self._get, self.tokens)
         except VolumeError as exc:
             for s in acts.start:
                 notes.waiting[s.name] = (exc.reason, str(exc))
@@ -418,6 +430,21 @@ class PodWorker:
             if delay is not None:
                 retry.append(delay)
         return retry
+
+    def _refresh_tokens(self, pod: dict[str, Any]) -> list[float]:
+        """Rewrite the pod's volumes when a projected token is due (kubelet: 80% of its lifetime);
+        returns when to look again (nothing for pods without token projections)."""
+        due = self.tokens.refresh_in(pod)
+        if due is None:
+            return []
+        if due <= 0:
+            try:
+                prepare_volumes(pod, self.pod_dir(pod["metadata"]["uid"]), self._get, self.tokens)
+            except VolumeError as exc:
+                self.api.event(pod, "Warning", "FailedMount", str(exc))
+                return [10.0]
+            due = self.tokens.refresh_in(pod) or 0.0
+        return [max(due, 1.0)]
 
     def _get(self, kind: str, ns: str, name: str) -> dict[str, Any] | None:
         return self.api.get_object(kind, ns, name)

@@ -1,14 +1,18 @@
 """The admission chain: what happens to an object between decoding and the store.
 
 Role: in Kubernetes' order — mutating (defaulting, ClusterIP/NodePort allocation), then validating
-(field validation, namespace lifecycle). Each step either changes the object in place or raises an
+(field validation, namespace lifecycle), then the ServiceAccount plugin for pods
+(``serviceaccount_admission.py``: default ``serviceAccountName``, refuse a missing ServiceAccount,
+mount the ``kube-api-access-*`` projected volume). Each step either changes the object in place or raises an
 ``errors.ApiError`` (422 ``Invalid`` with one cause per field, 403/404 for namespace lifecycle), so a
 refused request changes nothing: allocations made by an earlier step are released by ``abort``.
 
 Invariants: admission never writes to the store itself; ``commit``/``abort`` bracket every
 allocation so the allocators always mirror the stored Services.
 
-Concurrency: called from the server's store threads; allocators lock internally.
+Concurrency: called from the server's store threads, and for small creates from the event loop
+(``inline_ok`` says when a create may run there: never when a step may wait on the store, as the
+ServiceAccount lookup of a pod does); allocators lock internally.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from controlplane.api import defaults, errors, registry, validation
 from controlplane.api.registry import Resource
+from controlplane.apiserver import serviceaccount_admission
 from controlplane.storage.interface import Store
 
 log = logging.getLogger(__name__)
@@ -33,6 +40,8 @@ class Admission:
         self.store = store
         self.allocators = allocators
         self._ns_lookup: Callable[[str], dict[str, Any] | None] | None = None
+        # The ServiceAccount admission plugin (on, as in kube-apiserver; --disable-admission-plugins).
+        self.service_accounts = True
 
     def set_namespace_lookup(self, fn: Callable[[str], dict[str, Any] | None]) -> None:
         self._ns_lookup = fn
@@ -65,6 +74,22 @@ class Admission:
                 name=namespace,
             )
 
+    def inline_ok(self, res: Resource) -> bool:
+        """Whether a create of ``res`` may be admitted on the event loop (no step waits on the store)."""
+        return not (self.service_accounts and res is registry.PODS)
+
+    def admit_service_account(self, res: Resource, obj: dict[str, Any]) -> None:
+        if res is not registry.PODS:
+            return
+        if self.service_accounts:
+            serviceaccount_admission.admit_pod(obj, self._service_account)
+        else:
+            serviceaccount_admission.mirror_deprecated_field(obj)
+
+    def _service_account(self, namespace: str, name: str) -> dict[str, Any] | None:
+        kv = self.store.get(registry.SERVICEACCOUNTS.storage_key(name, namespace))
+        return orjson.loads(kv.value) if kv is not None else None
+
     # -- the chain --------------------------------------------------------------------------
 
     def admit_create(self, res: Resource, obj: dict[str, Any]) -> Callable[[bool], None]:
@@ -74,6 +99,7 @@ class Admission:
         try:
             self.validate(res, obj, None)
             self.check_namespace(res, str(obj["metadata"].get("namespace") or ""))
+            self.admit_service_account(res, obj)
         except BaseException:
             finish(False)
             raise
@@ -81,6 +107,8 @@ class Admission:
 
     def admit_update(self, res: Resource, obj: dict[str, Any], old: dict[str, Any]) -> Callable[[bool], None]:
         self.default(res, obj)
+        if res is registry.PODS:
+            serviceaccount_admission.mirror_deprecated_field(obj)
         finish = self._allocate(res, obj, old)
         try:
             self.validate(res, obj, old)

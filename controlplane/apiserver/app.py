@@ -72,6 +72,7 @@ from controlplane.apiserver.metrics import Metrics
 from controlplane.apiserver.options import ServerOptions
 from controlplane.apiserver.proxy_kubelet import KubeletProxy
 from controlplane.apiserver.resources import Obj, PendingCreate, ResourceOps, conflict
+from controlplane.apiserver.serviceaccounts import ServiceAccounts
 from controlplane.apiserver.watch import Feeds, LineCache, WatchRequest, serve_watch
 from controlplane.apiserver.watchcache import WatchCache
 from controlplane.storage.interface import ConflictError, KeyExistsError, NowaitCreates, Store
@@ -178,6 +179,10 @@ class ApiServer:
         tokens = TokenFile.load(options.token_auth_file) if options.token_auth_file else None
         self.authn = Authenticator(tokens, options.peer_identities, options.anonymous_auth)
         self.authz: Authorizer = options.authorizer or AllowAuthenticated()
+        # ServiceAccount tokens: TokenRequest, issuer discovery, JWT authentication, admission.
+        self.serviceaccounts = ServiceAccounts(store, options)
+        self.authn.service_account_tokens = self.serviceaccounts.verifier
+        self.admission.service_accounts = "ServiceAccount" not in options.disable_admission_plugins
         self.kubelet: Any = None
         self.compactor: Any = None
         self.namespaces: dict[str, Obj] = {}
@@ -430,6 +435,8 @@ class ApiServer:
             else:
                 await send_response(send, 200, b"ok", "text/plain; charset=utf-8")
             return "get", ""
+        if await self.serviceaccounts.serve_discovery(req, path, send):  # public, as in Kubernetes
+            return "get", ""
         self.authenticate(req)
         if path == "/version":
             self._only(req, "GET")
@@ -520,7 +527,7 @@ class ApiServer:
             verb = "create" if method in ("GET", "POST") else None
         elif sub == "log":
             verb = "get" if method == "GET" else None
-        elif sub in ("binding", "eviction"):
+        elif sub in ("binding", "eviction", "token"):
             verb = "create" if method == "POST" else None
         elif sub == "finalize":
             verb = "update" if method == "PUT" else None
@@ -745,6 +752,10 @@ class ApiServer:
     async def create(self, req: Request, route: Route, send: Send) -> None:
         res, sub = route.res, route.subresource
         dry, strict = self._dry_run(req), self._strict(req)
+        if sub == "token":
+            assert route.name is not None and route.namespace is not None
+            await self.serviceaccounts.token_request(self, req, route.namespace, route.name, send)
+            return
         raw = await self._body(req)
         ctype = req.content_type
         if sub == "binding":
@@ -762,7 +773,8 @@ class ApiServer:
             return
 
         warn = req.q("fieldValidation") == "Warn"
-        if self.nowait is not None and len(raw) <= _INLINE_BODY_MAX and ctype in _INLINE_TYPES:
+        inline = self.admission.inline_ok(res)  # False when admission may wait on the store (pods' SA)
+        if inline and self.nowait is not None and len(raw) <= _INLINE_BODY_MAX and ctype in _INLINE_TYPES:
             # On the loop: decoding, admission and encoding are CPU only (the namespace and
             # allocator state is in memory), and the store commits the write on its own thread.
             body = decode_body(raw, ctype)

@@ -1,7 +1,8 @@
 """Authentication and authorization: who is calling, and may they do this.
 
-Role: turn a request into a ``UserInfo`` (x509 client certificate signed by the cluster CA, or a
-bearer token from a static token file in kube-apiserver's CSV format) and ask the ``Authorizer``
+Role: turn a request into a ``UserInfo`` (x509 client certificate signed by the cluster CA, a
+bearer token from a static token file in kube-apiserver's CSV format, or a ServiceAccount token —
+a JWT checked by ``satokens.TokenVerifier``) and ask the ``Authorizer``
 hook whether that user may perform the request. Unauthenticated requests get 401, refused ones 403.
 
 x509 works below ASGI: uvicorn verifies the client certificate during the TLS handshake (against
@@ -151,11 +152,23 @@ class TokenFile:
         return None
 
 
+class BearerTokenAuthenticator(Protocol):
+    def authenticate(self, token: str) -> UserInfo | None: ...
+
+
 class Authenticator:
-    def __init__(self, tokens: TokenFile | None, peers: PeerIdentities | None, anonymous: bool = False) -> None:
+    def __init__(
+        self,
+        tokens: TokenFile | None,
+        peers: PeerIdentities | None,
+        anonymous: bool = False,
+        service_account_tokens: BearerTokenAuthenticator | None = None,
+    ) -> None:
         self.tokens = tokens
         self.peers = peers
         self.anonymous = anonymous
+        # ServiceAccount JWTs (``satokens.TokenVerifier``); set by the app when it has keys.
+        self.service_account_tokens = service_account_tokens
 
     def authenticate(self, authorization: str | None, client: Any) -> UserInfo | None:
         """The user, or None when the request carries no valid credentials."""
@@ -163,6 +176,10 @@ class Authenticator:
             scheme, _, value = authorization.partition(" ")
             if scheme.lower() == "bearer" and value.strip() and self.tokens is not None:
                 user = self.tokens.authenticate(value.strip())
+                if user is not None:
+                    return user
+            if scheme.lower() == "bearer" and value.strip() and self.service_account_tokens is not None:
+                user = self.service_account_tokens.authenticate(value.strip())
                 if user is not None:
                     return user
             if scheme.lower() == "bearer":

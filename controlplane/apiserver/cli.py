@@ -205,6 +205,24 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch-max-pending", type=int, default=10_000, help=argparse.SUPPRESS)
     p.add_argument("--store-threads", type=int, default=16, help=argparse.SUPPRESS)
     p.add_argument("--anonymous-auth", action="store_true", help="serve requests without credentials as anonymous")
+    p.add_argument(
+        "--service-account-issuer",
+        default="https://kubernetes.default.svc.cluster.local",
+        help="the iss of ServiceAccount tokens",
+    )
+    p.add_argument(
+        "--service-account-signing-key-file",
+        type=Path,
+        default=None,
+        help="signs tokens (default <data-dir>/pki/sa.key)",
+    )
+    p.add_argument(
+        "--service-account-key-file", type=Path, action="append", default=[], help="extra token verification key"
+    )
+    p.add_argument("--api-audiences", default="", help="comma-separated audiences tokens must name (default: issuer)")
+    p.add_argument(
+        "--disable-admission-plugins", default="", help="comma-separated, e.g. ServiceAccount (needs no controllers)"
+    )
 
 
 def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, Any]:
@@ -258,6 +276,11 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         watch_max_pending=args.watch_max_pending,
         store_threads=args.store_threads,
         on_started=started,
+        service_account_signing_key_file=args.service_account_signing_key_file or pki.sa_key,
+        service_account_key_files=tuple(args.service_account_key_file),
+        service_account_issuer=args.service_account_issuer,
+        api_audiences=tuple(a for a in args.api_audiences.split(",") if a),
+        disable_admission_plugins=tuple(a.strip() for a in args.disable_admission_plugins.split(",") if a.strip()),
     )
     app = create_app(store, options=options)
     http_cls, ws_cls = _protocol_classes(peers)
@@ -327,7 +350,8 @@ def run_controlplane(args: argparse.Namespace) -> int:
 
     def start_components() -> None:
         # Runs once the server is serving (from its startup hook): the components talk to it over
-        # HTTPS with the admin kubeconfig, exactly as they would from another machine.
+        # HTTPS, each with its own identity (scheduler.kubeconfig, controller-manager.kubeconfig),
+        # exactly as they would from another machine.
         def runner() -> None:
             try:
                 rest = importlib.import_module("controlplane.client.rest")
@@ -335,6 +359,7 @@ def run_controlplane(args: argparse.Namespace) -> int:
                 log.warning("controlplane.client is not available: running the API server only")
                 return
             client = rest.ApiClient.from_kubeconfig(str(kubeconfig[0]))
+            cm_client = rest.ApiClient.from_kubeconfig(str(kubeconfig[1]))
             try:
                 sched = importlib.import_module("controlplane.scheduler")
                 run_scheduler = sched.run_scheduler
@@ -365,6 +390,8 @@ def run_controlplane(args: argparse.Namespace) -> int:
                 # Elected by default, so a second `kubelab controlplane` on the same etcd waits as a
                 # hot standby and takes over when the leader's Lease expires (issue 3).
                 "leader_elect": args.leader_elect,
+                # the CA the root-ca-cert-publisher puts into every namespace's kube-root-ca.crt
+                "root_ca_file": str(root_ca[0]),
             }
             copts: Any = None
             if opts_cls is not None:
@@ -375,15 +402,17 @@ def run_controlplane(args: argparse.Namespace) -> int:
                 )
                 copts = opts_cls(**{k: v for k, v in kw.items() if k in fields})
             t = threading.Thread(
-                target=mgr.run_controller_manager, args=(client, stop, copts), name="controller-manager", daemon=True
+                target=mgr.run_controller_manager, args=(cm_client, stop, copts), name="controller-manager", daemon=True
             )
             t.start()
             threads.append(t)
 
         threading.Thread(target=runner, name="components", daemon=True).start()
 
+    root_ca: list[Path] = []
     config, store, pki = build(args, on_started=start_components)
-    kubeconfig.append(pki.admin_kubeconfig)
+    kubeconfig += [pki.scheduler_kubeconfig, pki.controller_manager_kubeconfig]
+    root_ca.append(pki.ca_cert)
     try:
         _server(config, on_shutdown=stop.set).run()
     finally:

@@ -45,6 +45,17 @@ class ServerOptions:
     event_ttl: float = 3600.0  # Events older than this are deleted (kube-apiserver's --event-ttl)
     compaction_interval: float = 300.0  # seconds between store compactions (0: never)
     git_version: str = "v1.33.0-kubelab"
+    # ServiceAccount tokens (kube-apiserver's --service-account-* and --api-audiences flags): the
+    # key that signs TokenRequests, extra public keys that verify tokens, the issuer (``iss``),
+    # the audiences the server accepts (default: the issuer) and the advertised JWKS address.
+    service_account_signing_key_file: Path | None = None
+    service_account_key_files: tuple[Path, ...] = ()
+    service_account_issuer: str = "https://kubernetes.default.svc.cluster.local"
+    api_audiences: tuple[str, ...] = ()
+    service_account_jwks_uri: str = ""
+    # Admission plugins switched off (kube-apiserver's --disable-admission-plugins), e.g.
+    # ("ServiceAccount",) for an API server that runs without a controller-manager.
+    disable_admission_plugins: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
     # Called once the app has started (tests and ``kubelab controlplane`` use it).
     on_started: Callable[[], None] | None = None

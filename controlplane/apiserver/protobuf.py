@@ -200,12 +200,36 @@ SCHEMAS: dict[str, dict[int, F]] = {
         5: _f("dryRun", "string", repeated=True),
     },
     "Preconditions": {1: _f("uid", "string"), 2: _f("resourceVersion", "string")},
+    # authentication/v1 (``kubectl create token``)
+    "TokenRequest": {1: _f("metadata", "ObjectMeta"), 2: _f("spec", "TokenRequestSpec")},
+    "TokenRequestSpec": {
+        1: _f("audiences", "string", repeated=True),
+        3: _f("boundObjectRef", "BoundObjectReference"),
+        4: _f("expirationSeconds", "int", keep=True),
+    },
+    "BoundObjectReference": {
+        1: _f("kind", "string"),
+        2: _f("apiVersion", "string"),
+        3: _f("name", "string"),
+        4: _f("uid", "string"),
+    },
 }
 
 
 # Kinds a request body may carry (the rest of SCHEMAS are nested messages).
 TOP_LEVEL = frozenset(
-    {"Namespace", "ConfigMap", "Secret", "ServiceAccount", "Service", "Deployment", "Job", "Eviction", "DeleteOptions"}
+    {
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "ServiceAccount",
+        "Service",
+        "Deployment",
+        "Job",
+        "Eviction",
+        "DeleteOptions",
+        "TokenRequest",
+    }
 )
 
 

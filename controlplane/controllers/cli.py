@@ -48,6 +48,7 @@ def add_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--terminated-pod-gc-threshold", type=int, default=12500)
     p.add_argument("--controllers", default="*", help="comma-separated: '*' all, 'name' add, '-name' drop")
     p.add_argument("--identity", default="", help="leader election identity (default host_pid)")
+    p.add_argument("--root-ca-file", default="", help="CA published to every namespace as ConfigMap kube-root-ca.crt")
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
@@ -69,6 +70,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
     )
     if args.identity:
         kw["identity"] = args.identity
+    if args.root_ca_file:
+        kw["root_ca_file"] = args.root_ca_file
     opts = ControllerOptions(**kw)
     enabled(opts.controllers, list(_factories(opts)))
     if opts.allocate_node_cidrs:

@@ -65,6 +65,9 @@ class ControllerOptions:
     # Which controllers to run: "*" = all; "-name" removes one (like --controllers).
     controllers: tuple[str, ...] = ("*",)
     sync_timeout: float = 60.0
+    # kube-controller-manager's --root-ca-file: published to every namespace as kube-root-ca.crt
+    # (the root-ca-cert-publisher runs only when it is set, as in Kubernetes).
+    root_ca_file: str = ""
 
     def __post_init__(self) -> None:
         for f in (
@@ -116,6 +119,13 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
         "serviceaccount": ServiceAccountController,
         "podgc": lambda ctx: PodGCController(ctx, terminated_threshold=opts.terminated_pod_gc_threshold),
     }
+    if opts.root_ca_file:
+        from pathlib import Path
+
+        from controlplane.controllers.rootcacertpublisher import RootCACertPublisher
+
+        root_ca = Path(opts.root_ca_file).read_bytes()
+        f["root-ca-cert-publisher"] = lambda ctx: RootCACertPublisher(ctx, root_ca)
     if opts.allocate_node_cidrs:
         f["nodeipam"] = lambda ctx: NodeIpamController(ctx, opts.cluster_cidr, opts.node_cidr_mask_size)
     return f

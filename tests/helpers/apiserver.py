@@ -4,6 +4,10 @@
 under ``tmp_path``, waits for ``/readyz`` and returns a ``RunningApiServer``. The process is
 stopped by pid (``stop``: SIGTERM then SIGKILL; ``kill``: SIGKILL at once); ``restart`` brings it
 back on the same port and data dir. Server output goes to ``<data_dir>/apiserver.log``.
+
+A bare ``kubelab apiserver`` runs with the ServiceAccount admission plugin off unless asked
+(``service_account_admission=True``): without a controller-manager no namespace ever gets its
+``default`` ServiceAccount, so every pod would be refused, as a real kube-apiserver alone would.
 """
 
 from __future__ import annotations
@@ -84,6 +88,14 @@ class RunningApiServer:
             tail = self.log_path.read_text(errors="replace")[-3000:] if self.log_path.exists() else ""
             self.kill()
             raise AssertionError(f"apiserver did not become ready; log tail:\n{tail}") from None
+        if self.controlplane and "ServiceAccount" not in " ".join(self.extra_args):
+            # Like Kubernetes' e2e framework: pods can be admitted once the namespace has its
+            # default ServiceAccount (the controller-manager makes it right after it starts).
+            wait_for(self._default_sa, timeout=timeout, message="the default ServiceAccount in namespace default")
+
+    def _default_sa(self) -> bool:
+        with self.http() as c:
+            return c.get("/api/v1/namespaces/default/serviceaccounts/default").status_code == 200
 
     def _ready(self) -> bool:
         assert self.proc is not None
@@ -153,8 +165,13 @@ def start_apiserver(
     extra_args: Sequence[str] = (),
     port: int | None = None,
     timeout: float = 30.0,
+    service_account_admission: bool | None = None,
 ) -> RunningApiServer:
     """Start the server (data dir ``tmp_path/apiserver``); the caller must ``stop()`` it."""
+    if service_account_admission is None:
+        service_account_admission = controlplane
+    if not service_account_admission and not any(a.startswith("--disable-admission-plugins") for a in extra_args):
+        extra_args = [*extra_args, "--disable-admission-plugins", "ServiceAccount"]
     last: BaseException | None = None
     for _attempt in range(3):  # a free port can be taken between probing and binding
         srv = RunningApiServer(

@@ -47,6 +47,7 @@ install -d -m 0755 /etc/kubelab /var/lib/kubelab
 if [ "$role" = controlplane ]; then
   install -d -m 0700 /var/lib/kubelab/pki
   cp -a "$prep/$name/pki/." /var/lib/kubelab/pki/
+  install -m 0600 "$prep/$name/dns.kubeconfig" /etc/kubelab/dns.kubeconfig
 else
   cp -a "$prep/$name/." /etc/kubelab/
   chmod 600 /etc/kubelab/*.key
@@ -76,9 +77,10 @@ if [ "$role" = controlplane ]; then
     /usr/local/bin/kubelab controlplane --data-dir /var/lib/kubelab --listen 0.0.0.0:6443 \
     --advertise-address "$ip" --store sqlite --cluster-cidr 10.244.0.0/16
   # Cluster DNS: kube-system/kube-dns (10.96.0.10, every pod's nameserver) pointing at this VM's
-  # private address; it retries (Restart=always) until the control plane has written the kubeconfig.
+  # private address, with its own identity (system:kubelab-dns); it retries (Restart=always) until
+  # the control plane answers.
   unit kubelab-dns "kubelab cluster DNS (kube-dns, cluster.local)" \
-    /usr/local/bin/kubelab dns --kubeconfig /var/lib/kubelab/admin.kubeconfig --listen "$ip:53"
+    /usr/local/bin/kubelab dns --kubeconfig /etc/kubelab/dns.kubeconfig --listen "$ip:53"
   units=(kubelab-controlplane kubelab-dns)
 else
   mkdir -p /var/lib/kubelab/cni-bin /etc/cni/net.d /var/lib/kubelab/noded/bin
@@ -94,10 +96,10 @@ else
     --tls-cert-file /etc/kubelab/kubelet.crt --tls-private-key-file /etc/kubelab/kubelet.key \
     --client-ca-file /etc/kubelab/ca.crt --insecure-registry 192.168.56.1:5000
   unit kubelab-proxy "kubelab service proxy" \
-    /usr/local/bin/kubelab proxy --node-name "$name" --node-ip "$ip" --kubeconfig /etc/kubelab/kubeconfig \
+    /usr/local/bin/kubelab proxy --node-name "$name" --node-ip "$ip" --kubeconfig /etc/kubelab/proxy.kubeconfig \
     --cluster-cidr 10.244.0.0/16
   unit kubelab-netagent "kubelab node network agent (routes to other nodes' pods)" \
-    /usr/local/bin/kubelab netagent --node-name "$name" --kubeconfig /etc/kubelab/kubeconfig
+    /usr/local/bin/kubelab netagent --node-name "$name" --kubeconfig /etc/kubelab/netagent.kubeconfig
   # The node itself reaching a service VIP (`curl 10.96.x.y` on the VM): the route lookup happens
   # before the proxy's DNAT, and the guests have no default route, so the service network gets a
   # route on the private NIC (in this VM only; the DNAT then sends it to a pod).

@@ -8,6 +8,8 @@ import importlib.metadata
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from lab import vagrantprep
 
 
@@ -35,3 +37,31 @@ def test_repacked_wheel_installs_what_was_installed(tmp_path: Path) -> None:
                 data = zf.read(path)
                 want = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
                 assert digest == f"sha256={want}" and int(size) == len(data), path
+
+
+def _subject(kubeconfig: Path) -> tuple[str, tuple[str, ...]]:
+    import yaml
+
+    from controlplane import pki
+
+    doc = yaml.safe_load(kubeconfig.read_text())
+    return pki.cert_subject(base64.b64decode(doc["users"][0]["user"]["client-certificate-data"]))
+
+
+def test_every_vm_component_gets_its_own_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_vagrant_dir = vagrantprep.VAGRANT_DIR
+    monkeypatch.setattr(vagrantprep, "PREP", tmp_path / ".prep")
+    monkeypatch.setattr(vagrantprep, "VAGRANT_DIR", tmp_path)
+    vagrantprep.prepare_pki(2)
+    prep = tmp_path / ".prep"
+    assert _subject(tmp_path / "admin.kubeconfig") == ("kubernetes-admin", ("system:masters",))
+    assert _subject(prep / "kl-cp" / "dns.kubeconfig") == ("system:kubelab-dns", ())
+    assert (prep / "kl-cp" / "pki" / "sa.key").exists()
+    for n in ("kl-node1", "kl-node2"):
+        assert _subject(prep / n / "kubeconfig") == (f"system:node:{n}", ("system:nodes",))
+        assert _subject(prep / n / "proxy.kubeconfig") == ("system:kube-proxy", ())
+        assert _subject(prep / n / "netagent.kubeconfig") == ("system:kubelab-netagent", ())
+    provision = (real_vagrant_dir / "provision" / "node.sh").read_text()
+    for flag in ("dns.kubeconfig", "proxy.kubeconfig", "netagent.kubeconfig"):
+        assert f"--kubeconfig /etc/kubelab/{flag}" in provision
+    assert "admin.kubeconfig" not in provision  # no component runs as the admin
