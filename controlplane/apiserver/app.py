@@ -117,6 +117,47 @@ class _Started:
         await self.send(message)
 
 
+# HTTP method → API verb, on a collection path and on an object path (kube-apiserver's
+# RequestInfoFactory, k8s.io/apiserver/pkg/endpoints/request/requestinfo.go). Which of those verbs
+# a path then accepts comes from one table only: the resource's discovery ``verbs``
+# (``registry.Resource.verbs``) and the subresource verbs discovery publishes.
+_COLLECTION_VERBS = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}
+_OBJECT_VERBS = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "POST": "create"}
+# Subresources served over a streaming connection: kube-apiserver authorizes both GET and POST
+# of exec/attach/portforward as "create" (they are connect verbs).
+_CONNECT = ("exec", "attach", "portforward")
+# What an all-namespaces path (``/api/v1/pods`` for a namespaced kind) accepts: reads only.
+# kube-apiserver registers create and deletecollection only under ``/namespaces/{ns}/``, so
+# ``DELETE /api/v1/configmaps`` is a 405 there, never "every ConfigMap in every namespace".
+_ALL_NAMESPACES_VERBS = ("list", "watch")
+# genericapiserver's answer to a method a path does not accept (``NewGenericServerResponse`` for
+# 405, k8s.io/apimachinery/pkg/api/errors/errors.go): this exact message, reason MethodNotAllowed.
+_METHOD_NOT_ALLOWED = "the server does not allow this method on the requested resource"
+
+
+def request_verb(route: Route, method: str, watch: bool) -> str | None:
+    """The API verb of ``method`` on ``route``, or None when Kubernetes does not serve it there (405)."""
+    res, sub = route.res, route.subresource
+    if route.name is None:
+        verb = _COLLECTION_VERBS.get(method)
+        if verb == "list" and watch:
+            verb = "watch"
+        if res.namespaced and route.namespace is None and verb not in _ALL_NAMESPACES_VERBS:
+            return None
+        return verb if verb in res.verbs else None
+    if sub is None:
+        verb = _OBJECT_VERBS.get(method)
+        return verb if verb in res.verbs and verb != "create" else None
+    if sub in _CONNECT:
+        return "create" if method in ("GET", "POST") else None
+    verb = _OBJECT_VERBS.get(method)
+    return verb if verb in discovery.subresource_verbs(sub) and sub in _SERVED_SUBRESOURCES else None
+
+
+# Subresources this server implements (discovery may list more, e.g. serviceaccounts/token).
+_SERVED_SUBRESOURCES = ("status", "scale", "binding", "eviction", "log", "finalize", *_CONNECT)
+
+
 class Route:
     """A parsed resource path."""
 
@@ -430,11 +471,13 @@ class ApiServer:
             else:
                 await send_response(send, 200, b"ok", "text/plain; charset=utf-8")
             return "get", ""
-        self.authenticate(req)
         if path == "/version":
+            # Served to anyone, like /healthz: kube-apiserver's system:public-info-viewer role
+            # lets every user, authenticated or not, GET /version, /healthz, /livez and /readyz.
             self._only(req, "GET")
             await send_json(send, 200, discovery.version_info(self.options.git_version))
             return "get", ""
+        self.authenticate(req)
         if path in ("/api", "/apis"):
             self._only(req, "GET")
             agg = discovery.negotiate_aggregated(req.headers.get("accept", ""))
@@ -488,9 +531,7 @@ class ApiServer:
     @staticmethod
     def _only(req: Request, *methods: str) -> None:
         if req.method not in methods and not (req.method == "HEAD" and "GET" in methods):
-            raise errors.MethodNotAllowed(
-                f"the server does not allow this method on the requested resource ({req.method})"
-            )
+            raise errors.MethodNotAllowed(_METHOD_NOT_ALLOWED)
 
     async def openapi_v3(self, path: str, send: Send) -> None:
         if path == "/openapi/v3":
@@ -508,31 +549,9 @@ class ApiServer:
         res, sub, method = route.res, route.subresource, req.method
         if method == "HEAD":
             method = "GET"
-        if route.name is None:
-            verb = {
-                "GET": "watch" if req.q_bool("watch") else "list",
-                "POST": "create",
-                "DELETE": "deletecollection",
-            }.get(method)
-            if verb == "create" and res.namespaced and route.namespace is None:
-                verb = None
-        elif sub in ("exec", "attach", "portforward"):
-            verb = "create" if method in ("GET", "POST") else None
-        elif sub == "log":
-            verb = "get" if method == "GET" else None
-        elif sub in ("binding", "eviction"):
-            verb = "create" if method == "POST" else None
-        elif sub == "finalize":
-            verb = "update" if method == "PUT" else None
-        else:
-            verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete" if sub is None else None}.get(
-                method
-            )
+        verb = request_verb(route, method, req.q_bool("watch"))
         if verb is None:
-            raise errors.MethodNotAllowed(
-                f"the server does not allow this method on the requested resource ({method} {res.plural}"
-                f"{'/' + sub if sub else ''})"
-            )
+            raise errors.MethodNotAllowed(_METHOD_NOT_ALLOWED)
         self.authorize(
             req,
             RequestAttributes(
@@ -625,9 +644,9 @@ class ApiServer:
         ns = route.namespace or pinned
         table = self._wants_table(req)
         include = self._include_object(req) if table else "Metadata"
-        limit = req.q_int("limit") or 0
-        if limit < 0:
-            raise errors.BadRequest(f"invalid limit {limit}: must not be negative")
+        # A negative limit means no limit, as in kube-apiserver (``ListOptions.Limit`` is only
+        # used when > 0: k8s.io/apiserver/pkg/storage/cacher, "limit > 0").
+        limit = max(req.q_int("limit") or 0, 0)
         token = req.q("continue")
         start_after, pinned_rv = _decode_continue(token, res.storage_prefix(ns)) if token else ("", 0)
         if req.q("resourceVersion") == "0" and not token:
@@ -962,7 +981,8 @@ class ApiServer:
     def update_scale(self, res: Resource, namespace: str | None, name: str, body: Any, dry: bool) -> Obj:
         if not isinstance(body, dict):
             raise errors.BadRequest("the request body must be a Scale object")
-        replicas = (body.get("spec") or {}).get("replicas")
+        spec = body.get("spec")
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise errors.invalid("Scale", name, [errors.Cause("spec.replicas", "must be a non-negative integer")])
         kv = self.ops.get_kv(res, namespace, name)
