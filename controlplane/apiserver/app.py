@@ -474,7 +474,11 @@ class ApiServer:
         if path == "/version":
             # Served to anyone, like /healthz: kube-apiserver's system:public-info-viewer role
             # lets every user, authenticated or not, GET /version, /healthz, /livez and /readyz.
+            # A bearer token is still checked (an invalid one is a 401 there too); anything else
+            # — no credentials, Basic auth nobody authenticates — is served as anonymous.
             self._only(req, "GET")
+            if req.headers.get("authorization", "")[:7].lower() == "bearer ":
+                self.authenticate(req)
             await send_json(send, 200, discovery.version_info(self.options.git_version))
             return "get", ""
         self.authenticate(req)
