@@ -154,9 +154,7 @@ class _BoundedLoader(yaml.SafeLoader):
             event = self.peek_event()  # type: ignore[no-untyped-call]
             target = self.anchors.get(event.anchor)
             if target is not None and id(target) not in self._sizes:
-                raise ComposerError(
-                    None, None, f"anchor {event.anchor!r} value contains itself", event.start_mark
-                )
+                raise ComposerError(None, None, f"anchor {event.anchor!r} value contains itself", event.start_mark)
             self._aliases = True
             return super().compose_node(parent, index)  # type: ignore[return-value]
         self._depth += 1

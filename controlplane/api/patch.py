@@ -416,9 +416,7 @@ def _apply_json_patch(ops: list[Any], doc: Any) -> Any:
             doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
         except jsonpatch.JsonPatchTestFailed:
             path = op.get("path") if isinstance(op, dict) else None
-            raise jsonpatch.JsonPatchTestFailed(
-                f"testing value {limits.echo(str(path))} failed: test failed"
-            ) from None
+            raise jsonpatch.JsonPatchTestFailed(f"testing value {limits.echo(str(path))} failed: test failed") from None
     return doc
 
 

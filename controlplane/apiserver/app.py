@@ -42,7 +42,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import FastAPI
 
-from controlplane.api import errors, openapi, registry, tables
+from controlplane.api import errors, limits, openapi, registry, tables
 from controlplane.api.fields import check_field_selector, field_set
 from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.api.registry import Resource
@@ -594,13 +594,15 @@ class ApiServer:
         values = req.query.get("dryRun", [])
         for v in values:
             if v != "All":
-                raise errors.BadRequest(f'unsupported dryRun value {v!r}: only "All" is supported')
+                raise errors.BadRequest(f'unsupported dryRun value {limits.show(v)}: only "All" is supported')
         return bool(values)
 
     def _strict(self, req: Request) -> bool:
         v = req.q("fieldValidation")
         if v not in ("", "Strict", "Warn", "Ignore"):
-            raise errors.BadRequest(f'invalid fieldValidation {v!r}: must be one of "Strict", "Warn", "Ignore"')
+            raise errors.BadRequest(
+                f'invalid fieldValidation {limits.show(v)}: must be one of "Strict", "Warn", "Ignore"'
+            )
         return v == "Strict"
 
     async def _body(self, req: Request) -> bytes:
@@ -618,7 +620,9 @@ class ApiServer:
     def _include_object(self, req: Request) -> str:
         v = req.q("includeObject") or "Metadata"
         if v not in ("None", "Metadata", "Object"):
-            raise errors.BadRequest(f'invalid includeObject {v!r}: must be one of "None", "Metadata", "Object"')
+            raise errors.BadRequest(
+                f'invalid includeObject {limits.show(v)}: must be one of "None", "Metadata", "Object"'
+            )
         return v
 
     def _matcher(self, req: Request, res: Resource) -> tuple[Callable[[Obj], bool] | None, str | None]:
@@ -847,7 +851,7 @@ class ApiServer:
         ctype = req.content_type
         if ctype not in _PATCH_TYPES:
             raise errors.UnsupportedMediaType(
-                f"the body of the request was in an unknown format ({ctype or 'no Content-Type'}); "
+                f"the body of the request was in an unknown format ({limits.echo(ctype) or 'no Content-Type'}); "
                 f"accepted media types include: {', '.join(_PATCH_TYPES)}"
             )
         raw = await self._body(req)
@@ -883,7 +887,7 @@ class ApiServer:
         policy = opts.get("propagationPolicy")
         if policy not in (None, "Orphan", "Background", "Foreground"):
             raise errors.BadRequest(
-                f'invalid propagationPolicy {policy!r}: must be "Orphan", "Background" or "Foreground"'
+                f'invalid propagationPolicy {limits.show(policy)}: must be "Orphan", "Background" or "Foreground"'
             )
         if "dryRun" in opts and opts["dryRun"] not in ([], ["All"], None):
             raise errors.BadRequest('unsupported dryRun value: only "All" is supported')
@@ -1203,7 +1207,7 @@ def _decode_continue(token: str, prefix: str) -> tuple[str, int]:
         doc = orjson.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
         key, rev = doc["start"], int(doc["rv"])
     except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
-        raise errors.BadRequest(f"invalid continue token {token!r}") from None
+        raise errors.BadRequest(f"invalid continue token {limits.show(token)}") from None
     if not isinstance(key, str) or not key.startswith(prefix):
         raise errors.BadRequest("the continue token does not belong to this list (different resource or namespace)")
     return key, rev

@@ -115,7 +115,7 @@ def decode_body(body: bytes, content_type: str) -> Any:
 
             return protobuf.decode(body)
         raise errors.UnsupportedMediaType(
-            f"unsupported content type {content_type!r}; send application/json or application/yaml"
+            f"unsupported content type {limits.show(content_type)}; send application/json or application/yaml"
         )
     try:
         return limits.yaml_load(body)
