@@ -575,7 +575,9 @@ class ResourceOps:
             if grace > 0:
                 if existing is not None and int(existing) <= grace:
                     return new if finalizers != list(md.get("finalizers") or []) else obj
-                nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=grace))
+                # gracePeriodSeconds is any int64; the timestamp is capped where dates end (a grace
+                # of centuries means "never" either way), so no OverflowError answers a 500.
+                nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=min(grace, _MAX_GRACE_SECONDS)))
                 nmd["deletionGracePeriodSeconds"] = grace
                 return new
             # grace 0: gone now unless finalizers hold it
@@ -744,6 +746,7 @@ def check_body(res: Resource, body: Any) -> Obj:
     return obj
 
 
+_MAX_GRACE_SECONDS = 100 * 365 * 24 * 3600
 _GO_JSON_TYPES = ((bool, "bool"), (str, "string"), (int, "number"), (float, "number"), (list, "array"))
 
 

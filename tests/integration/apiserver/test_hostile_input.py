@@ -548,3 +548,21 @@ def test_unexpected_exception_is_a_500_status(monkeypatch: pytest.MonkeyPatch) -
     for b in bodies:
         assert b["kind"] == "Status" and b["reason"] == "InternalError" and b["code"] == 500
         assert "Traceback" not in b["message"] and "recursion" not in b["message"]
+
+
+def test_int64_grace_period_is_no_500(server: RunningApiServer, http: httpx.Client) -> None:
+    """The largest int64 gracePeriodSeconds on a pod bound to a node: marked for deletion, no overflow."""
+    pods = f"/api/v1/namespaces/{NS_A}/pods"
+    pod = {"metadata": {"name": "slow"}, "spec": {"nodeName": "nowhere", "containers": [{"name": "c", "image": "i"}]}}
+    assert http.post(pods, json=pod).status_code == 201
+    try:
+        r = http.delete(f"{pods}/slow", params={"gracePeriodSeconds": str(2**63 - 1)})
+        assert r.status_code == 200, r.text
+        md = r.json()["metadata"]
+        assert md["deletionGracePeriodSeconds"] == 2**63 - 1 and md["deletionTimestamp"]
+        r = http.delete(f"{pods}/slow", params={"gracePeriodSeconds": "9" * 30})
+        assert_status(r, 400, "BadRequest")
+        assert_alive(server, http)
+    finally:
+        http.delete(f"{pods}/slow", params={"gracePeriodSeconds": "0"})
+    assert http.get(f"{pods}/slow").status_code == 404
