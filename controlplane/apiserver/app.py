@@ -20,6 +20,9 @@ Invariants:
   traceback at ERROR and answered with a 500 ``Status`` that carries no traceback. The server stays up.
 - Nothing is written to the store unless authentication, authorization, decoding and admission
   all passed.
+- The verbs a path accepts are exactly those discovery publishes for it (``request_verb``: one
+  table, ``Resource.verbs`` and the subresource verbs); any other method is a 405
+  ``MethodNotAllowed``. Decoding is bounded by ``controlplane.api.limits``.
 
 Concurrency: request handlers run on the event loop; store calls run on a ``ThreadPoolExecutor``
 (``options.store_threads``), except ``create_nowait`` writes, whose callbacks come back to the

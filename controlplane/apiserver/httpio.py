@@ -5,7 +5,10 @@ parses what it needs from the scope (path, query, headers), reads the body under
 sends complete JSON responses or chunked streams. Bodies are encoded with orjson.
 
 Invariants: every error response is a ``Status`` object (``errors.ApiError.to_status``); a body
-larger than the limit is refused with 413 before it is read completely.
+larger than the limit is refused with 413 before it is read completely; bodies and integer query
+parameters are decoded only through ``controlplane.api.limits`` (the one owner of every
+request-decoding limit: body size, YAML aliases and depth, JSON depth, echoed values, header size
+and read time, int64 parameters — each documented there with its Kubernetes source).
 
 Concurrency: a ``Request`` belongs to one ASGI call on the event loop.
 """
