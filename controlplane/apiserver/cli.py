@@ -128,32 +128,40 @@ def _protocol_classes(
     from controlplane.apiserver import spdy_upgrade
 
     class HttpWithPeer(HttpToolsProtocol):
+        # Header read deadline: one timer per connection, not per request (a timer armed and
+        # cancelled per request cost several µs on the create path). A request's start time is
+        # noted; the timer, when it fires, closes the connection if headers are still incomplete
+        # past the deadline, re-arms for the rest of the time if they are incomplete but younger,
+        # and lapses otherwise (the next request arms it again).
         _kubelab_in_headers = True  # until the first request's headers are complete
         _kubelab_header_bytes = 0
+        _kubelab_header_start = 0.0
         _kubelab_header_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
             self._kubelab_peer = peers.note(transport)
             super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
-            self._kubelab_arm_header_timer()
+            self._kubelab_header_start = self.loop.time()
+            self._kubelab_arm_header_timer(read_header_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._kubelab_disarm_header_timer()
-            super().connection_lost(exc)
-            peers.forget(getattr(self, "_kubelab_peer", None))
-
-        def _kubelab_arm_header_timer(self) -> None:
-            self._kubelab_disarm_header_timer()
-            self._kubelab_header_timer = self.loop.call_later(read_header_timeout, self._kubelab_header_timeout)
-
-        def _kubelab_disarm_header_timer(self) -> None:
             if self._kubelab_header_timer is not None:
                 self._kubelab_header_timer.cancel()
                 self._kubelab_header_timer = None
+            super().connection_lost(exc)
+            peers.forget(getattr(self, "_kubelab_peer", None))
 
-        def _kubelab_header_timeout(self) -> None:
+        def _kubelab_arm_header_timer(self, delay: float) -> None:
+            self._kubelab_header_timer = self.loop.call_later(delay, self._kubelab_header_deadline)
+
+        def _kubelab_header_deadline(self) -> None:
             self._kubelab_header_timer = None
-            if self._kubelab_in_headers and not self.transport.is_closing():
+            if not self._kubelab_in_headers or self.transport.is_closing():
+                return
+            left = self._kubelab_header_start + read_header_timeout - self.loop.time()
+            if left > 0.01:
+                self._kubelab_arm_header_timer(left)  # a later request: its own deadline
+            else:
                 self.transport.close()
 
         def data_received(self, data: bytes) -> None:
@@ -172,11 +180,12 @@ def _protocol_classes(
             super().on_message_begin()
             self._kubelab_in_headers = True
             self._kubelab_header_bytes = 0
-            self._kubelab_arm_header_timer()
+            self._kubelab_header_start = self.loop.time()
+            if self._kubelab_header_timer is None:
+                self._kubelab_arm_header_timer(read_header_timeout)
 
         def on_headers_complete(self) -> None:
             self._kubelab_in_headers = False
-            self._kubelab_disarm_header_timer()
             super().on_headers_complete()
 
         # Raw SPDY port-forward (kubectl ≤1.30) takes the connection over: see spdy_upgrade.
