@@ -578,3 +578,32 @@ def test_int64_grace_period_is_no_500(server: RunningApiServer, http: httpx.Clie
     finally:
         http.delete(f"{pods}/slow", params={"gracePeriodSeconds": "0"})
     assert http.get(f"{pods}/slow").status_code == 404
+
+
+def test_kubectl_delete_across_namespaces_still_works(
+    server: RunningApiServer, http: httpx.Client, tmp_path: Path
+) -> None:
+    """kubectl never sends a namespace-less collection DELETE: ``delete -A -l`` deletes object by object."""
+    cm = {"metadata": {"name": "by-kubectl", "labels": {"hostile": "kubectl"}}}
+    for ns in (NS_A, NS_B):
+        assert http.post(f"/api/v1/namespaces/{ns}/configmaps", json=cm).status_code == 201
+    try:
+        r = subprocess.run(
+            [
+                *(KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp_path / "cache")),
+                *("delete", "configmaps", "-A", "-l", "hostile=kubectl"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            stdin=subprocess.DEVNULL,
+        )
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count('configmap "by-kubectl" deleted') == 2, r.stdout
+        assert http.get("/api/v1/configmaps", params={"labelSelector": "hostile=kubectl"}).json()["items"] == []
+        assert {(NS_A, "keep"), (NS_B, "keep")} <= {
+            (p_ns, n) for p, p_ns, n, _ in snapshot(http) if p == "/api/v1/configmaps"
+        }
+    finally:
+        for ns in (NS_A, NS_B):
+            http.delete(f"/api/v1/namespaces/{ns}/configmaps/by-kubectl")
