@@ -347,6 +347,8 @@ def _resource_paths(r: Resource) -> dict[str, Any]:
             ),
             "parameters": [_path_param("name", f"name of the {kind_word}"), *common],
         }
+    if "deletecollection" not in r.verbs:  # e.g. namespaces: the path answers 405, publish no operation
+        out[base].pop("delete", None)
     return out
 
 

@@ -42,7 +42,7 @@ import jsonpatch
 import orjson
 import yaml
 
-from controlplane.api import errors
+from controlplane.api import errors, limits
 from controlplane.api.registry import Resource
 
 __all__ = [
@@ -382,21 +382,42 @@ def _media_type(content_type: str) -> str:
 
 
 def _decode_json(body: bytes, what: str) -> Any:
+    """A patch document, within ``limits`` (depth): the merges below recurse on its nesting."""
     try:
-        return orjson.loads(body)
+        return limits.json_loads(body)
+    except limits.LimitExceeded as e:
+        raise _bad(f"error decoding {what}: json: {e}") from None
     except orjson.JSONDecodeError as e:
         raise _bad(f"error decoding {what}: {e}") from None
 
 
 def _decode_apply(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
+        return limits.json_loads(body)
+    except limits.LimitExceeded as e:
+        raise _bad(f"error decoding YAML apply patch: json: {e}") from None
     except orjson.JSONDecodeError:
         pass
     try:
-        return yaml.safe_load(body)
+        return limits.yaml_load(body)
     except yaml.YAMLError as e:
         raise _bad(f"error decoding YAML apply patch: {e}") from None
+
+
+def _apply_json_patch(ops: list[Any], doc: Any) -> Any:
+    """RFC 6902 ops applied in order; a failed ``test`` answers as Kubernetes' JSON patch does.
+
+    evanphx/json-patch (what kube-apiserver applies JSON patches with) reports a failed test as
+    ``testing value <path> failed: test failed``; the ``jsonpatch`` library's own message would
+    show Python type names. Ops are applied one by one so the failing op's path is known.
+    """
+    for op in ops:
+        try:
+            doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=True)
+        except jsonpatch.JsonPatchTestFailed:
+            path = op.get("path") if isinstance(op, dict) else None
+            raise jsonpatch.JsonPatchTestFailed(f"testing value {limits.echo(str(path))} failed: test failed") from None
+    return doc
 
 
 def apply_patch(resource: Resource, original: dict[str, Any], body: bytes, content_type: str) -> dict[str, Any]:
@@ -407,8 +428,7 @@ def apply_patch(resource: Resource, original: dict[str, Any], body: bytes, conte
         if not isinstance(ops, list):
             raise _bad("json patch must be a JSON array of operations")
         try:
-            patch = jsonpatch.JsonPatch(ops)
-            result = patch.apply(copy.deepcopy(original))
+            result = _apply_json_patch(ops, copy.deepcopy(original))
         except jsonpatch.InvalidJsonPatch as e:
             raise _bad(f"invalid json patch: {e}") from None
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException) as e:

@@ -101,6 +101,8 @@ RESOURCES: tuple[Resource, ...] = (
         namespaced=False,
         short_names=("ns",),
         subresources=("status", "finalize"),
+        # Kubernetes has no deletecollection for namespaces (so no "DELETE /api/v1/namespaces").
+        verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
         has_generation=False,
     ),
     _r(

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from controlplane.api import errors
+from controlplane.api import errors, limits
 from controlplane.api.errors import Cause
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import LabelSelector, label_value_errors, qualified_name_errors
@@ -128,19 +128,8 @@ _NAME_FNS: dict[str, Callable[[str], list[str]]] = {
 
 
 def _show(v: Any) -> str:
-    """A value as apimachinery prints it in ``Invalid value: …``."""
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, int | float):
-        return str(v)
-    if isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, str) for k, x in v.items()):
-        # Go's %#v of a map[string]string, which is what kube-apiserver prints for labels
-        return "map[string]string{" + ", ".join(f"{json.dumps(k)}:{json.dumps(v[k])}" for k in sorted(v)) + "}"
-    return json.dumps(v, separators=(",", ":"), sort_keys=True)
+    """A value as apimachinery prints it in ``Invalid value: …``, bounded (``limits.show``)."""
+    return limits.show(v)
 
 
 class _Errors:

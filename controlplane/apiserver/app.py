@@ -20,6 +20,9 @@ Invariants:
   traceback at ERROR and answered with a 500 ``Status`` that carries no traceback. The server stays up.
 - Nothing is written to the store unless authentication, authorization, decoding and admission
   all passed.
+- The verbs a path accepts are exactly those discovery publishes for it (``request_verb``: one
+  table, ``Resource.verbs`` and the subresource verbs); any other method is a 405
+  ``MethodNotAllowed``. Decoding is bounded by ``controlplane.api.limits``.
 
 Concurrency: request handlers run on the event loop; store calls run on a ``ThreadPoolExecutor``
 (``options.store_threads``), except ``create_nowait`` writes, whose callbacks come back to the
@@ -42,7 +45,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import FastAPI
 
-from controlplane.api import errors, openapi, registry, tables
+from controlplane.api import errors, limits, openapi, registry, tables
 from controlplane.api.fields import check_field_selector, field_set
 from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.api.registry import Resource
@@ -116,6 +119,47 @@ class _Started:
             self.started = True
             self.code = int(message["status"])
         await self.send(message)
+
+
+# HTTP method → API verb, on a collection path and on an object path (kube-apiserver's
+# RequestInfoFactory, k8s.io/apiserver/pkg/endpoints/request/requestinfo.go). Which of those verbs
+# a path then accepts comes from one table only: the resource's discovery ``verbs``
+# (``registry.Resource.verbs``) and the subresource verbs discovery publishes.
+_COLLECTION_VERBS = {"GET": "list", "POST": "create", "DELETE": "deletecollection"}
+_OBJECT_VERBS = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete", "POST": "create"}
+# Subresources served over a streaming connection: kube-apiserver authorizes both GET and POST
+# of exec/attach/portforward as "create" (they are connect verbs).
+_CONNECT = ("exec", "attach", "portforward")
+# What an all-namespaces path (``/api/v1/pods`` for a namespaced kind) accepts: reads only.
+# kube-apiserver registers create and deletecollection only under ``/namespaces/{ns}/``, so
+# ``DELETE /api/v1/configmaps`` is a 405 there, never "every ConfigMap in every namespace".
+_ALL_NAMESPACES_VERBS = ("list", "watch")
+# genericapiserver's answer to a method a path does not accept (``NewGenericServerResponse`` for
+# 405, k8s.io/apimachinery/pkg/api/errors/errors.go): this exact message, reason MethodNotAllowed.
+_METHOD_NOT_ALLOWED = "the server does not allow this method on the requested resource"
+
+
+def request_verb(route: Route, method: str, watch: bool) -> str | None:
+    """The API verb of ``method`` on ``route``, or None when Kubernetes does not serve it there (405)."""
+    res, sub = route.res, route.subresource
+    if route.name is None:
+        verb = _COLLECTION_VERBS.get(method)
+        if verb == "list" and watch:
+            verb = "watch"
+        if res.namespaced and route.namespace is None and verb not in _ALL_NAMESPACES_VERBS:
+            return None
+        return verb if verb in res.verbs else None
+    if sub is None:
+        verb = _OBJECT_VERBS.get(method)
+        return verb if verb in res.verbs and verb != "create" else None
+    if sub in _CONNECT:
+        return "create" if method in ("GET", "POST") else None
+    verb = _OBJECT_VERBS.get(method)
+    return verb if verb in discovery.subresource_verbs(sub) and sub in _SERVED_SUBRESOURCES else None
+
+
+# Subresources this server implements (discovery lists no more than these).
+_SERVED_SUBRESOURCES = ("status", "scale", "binding", "eviction", "log", "finalize", "token", *_CONNECT)
 
 
 class Route:
@@ -437,11 +481,17 @@ class ApiServer:
             return "get", ""
         if await self.serviceaccounts.serve_discovery(req, path, send):  # public, as in Kubernetes
             return "get", ""
-        self.authenticate(req)
         if path == "/version":
+            # Served to anyone, like /healthz: kube-apiserver's system:public-info-viewer role
+            # lets every user, authenticated or not, GET /version, /healthz, /livez and /readyz.
+            # A bearer token is still checked (an invalid one is a 401 there too); anything else
+            # — no credentials, Basic auth nobody authenticates — is served as anonymous.
             self._only(req, "GET")
+            if req.headers.get("authorization", "")[:7].lower() == "bearer ":
+                self.authenticate(req)
             await send_json(send, 200, discovery.version_info(self.options.git_version))
             return "get", ""
+        self.authenticate(req)
         if path in ("/api", "/apis"):
             self._only(req, "GET")
             agg = discovery.negotiate_aggregated(req.headers.get("accept", ""))
@@ -495,9 +545,7 @@ class ApiServer:
     @staticmethod
     def _only(req: Request, *methods: str) -> None:
         if req.method not in methods and not (req.method == "HEAD" and "GET" in methods):
-            raise errors.MethodNotAllowed(
-                f"the server does not allow this method on the requested resource ({req.method})"
-            )
+            raise errors.MethodNotAllowed(_METHOD_NOT_ALLOWED)
 
     async def openapi_v3(self, path: str, send: Send) -> None:
         if path == "/openapi/v3":
@@ -515,31 +563,9 @@ class ApiServer:
         res, sub, method = route.res, route.subresource, req.method
         if method == "HEAD":
             method = "GET"
-        if route.name is None:
-            verb = {
-                "GET": "watch" if req.q_bool("watch") else "list",
-                "POST": "create",
-                "DELETE": "deletecollection",
-            }.get(method)
-            if verb == "create" and res.namespaced and route.namespace is None:
-                verb = None
-        elif sub in ("exec", "attach", "portforward"):
-            verb = "create" if method in ("GET", "POST") else None
-        elif sub == "log":
-            verb = "get" if method == "GET" else None
-        elif sub in ("binding", "eviction", "token"):
-            verb = "create" if method == "POST" else None
-        elif sub == "finalize":
-            verb = "update" if method == "PUT" else None
-        else:
-            verb = {"GET": "get", "PUT": "update", "PATCH": "patch", "DELETE": "delete" if sub is None else None}.get(
-                method
-            )
+        verb = request_verb(route, method, req.q_bool("watch"))
         if verb is None:
-            raise errors.MethodNotAllowed(
-                f"the server does not allow this method on the requested resource ({method} {res.plural}"
-                f"{'/' + sub if sub else ''})"
-            )
+            raise errors.MethodNotAllowed(_METHOD_NOT_ALLOWED)
         self.authorize(
             req,
             RequestAttributes(
@@ -578,13 +604,15 @@ class ApiServer:
         values = req.query.get("dryRun", [])
         for v in values:
             if v != "All":
-                raise errors.BadRequest(f'unsupported dryRun value {v!r}: only "All" is supported')
+                raise errors.BadRequest(f'unsupported dryRun value {limits.show(v)}: only "All" is supported')
         return bool(values)
 
     def _strict(self, req: Request) -> bool:
         v = req.q("fieldValidation")
         if v not in ("", "Strict", "Warn", "Ignore"):
-            raise errors.BadRequest(f'invalid fieldValidation {v!r}: must be one of "Strict", "Warn", "Ignore"')
+            raise errors.BadRequest(
+                f'invalid fieldValidation {limits.show(v)}: must be one of "Strict", "Warn", "Ignore"'
+            )
         return v == "Strict"
 
     async def _body(self, req: Request) -> bytes:
@@ -602,7 +630,9 @@ class ApiServer:
     def _include_object(self, req: Request) -> str:
         v = req.q("includeObject") or "Metadata"
         if v not in ("None", "Metadata", "Object"):
-            raise errors.BadRequest(f'invalid includeObject {v!r}: must be one of "None", "Metadata", "Object"')
+            raise errors.BadRequest(
+                f'invalid includeObject {limits.show(v)}: must be one of "None", "Metadata", "Object"'
+            )
         return v
 
     def _matcher(self, req: Request, res: Resource) -> tuple[Callable[[Obj], bool] | None, str | None]:
@@ -632,9 +662,9 @@ class ApiServer:
         ns = route.namespace or pinned
         table = self._wants_table(req)
         include = self._include_object(req) if table else "Metadata"
-        limit = req.q_int("limit") or 0
-        if limit < 0:
-            raise errors.BadRequest(f"invalid limit {limit}: must not be negative")
+        # A negative limit means no limit, as in kube-apiserver (``ListOptions.Limit`` is only
+        # used when > 0: k8s.io/apiserver/pkg/storage/cacher, "limit > 0").
+        limit = max(req.q_int("limit") or 0, 0)
         token = req.q("continue")
         start_after, pinned_rv = _decode_continue(token, res.storage_prefix(ns)) if token else ("", 0)
         if req.q("resourceVersion") == "0" and not token:
@@ -836,7 +866,7 @@ class ApiServer:
         ctype = req.content_type
         if ctype not in _PATCH_TYPES:
             raise errors.UnsupportedMediaType(
-                f"the body of the request was in an unknown format ({ctype or 'no Content-Type'}); "
+                f"the body of the request was in an unknown format ({limits.echo(ctype) or 'no Content-Type'}); "
                 f"accepted media types include: {', '.join(_PATCH_TYPES)}"
             )
         raw = await self._body(req)
@@ -872,7 +902,7 @@ class ApiServer:
         policy = opts.get("propagationPolicy")
         if policy not in (None, "Orphan", "Background", "Foreground"):
             raise errors.BadRequest(
-                f'invalid propagationPolicy {policy!r}: must be "Orphan", "Background" or "Foreground"'
+                f'invalid propagationPolicy {limits.show(policy)}: must be "Orphan", "Background" or "Foreground"'
             )
         if "dryRun" in opts and opts["dryRun"] not in ([], ["All"], None):
             raise errors.BadRequest('unsupported dryRun value: only "All" is supported')
@@ -974,7 +1004,8 @@ class ApiServer:
     def update_scale(self, res: Resource, namespace: str | None, name: str, body: Any, dry: bool) -> Obj:
         if not isinstance(body, dict):
             raise errors.BadRequest("the request body must be a Scale object")
-        replicas = (body.get("spec") or {}).get("replicas")
+        spec = body.get("spec")
+        replicas = spec.get("replicas") if isinstance(spec, dict) else None
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise errors.invalid("Scale", name, [errors.Cause("spec.replicas", "must be a non-negative integer")])
         kv = self.ops.get_kv(res, namespace, name)
@@ -1191,7 +1222,7 @@ def _decode_continue(token: str, prefix: str) -> tuple[str, int]:
         doc = orjson.loads(base64.urlsafe_b64decode(token.encode() + b"=" * (-len(token) % 4)))
         key, rev = doc["start"], int(doc["rv"])
     except (ValueError, TypeError, KeyError, orjson.JSONDecodeError):
-        raise errors.BadRequest(f"invalid continue token {token!r}") from None
+        raise errors.BadRequest(f"invalid continue token {limits.show(token)}") from None
     if not isinstance(key, str) or not key.startswith(prefix):
         raise errors.BadRequest("the continue token does not belong to this list (different resource or namespace)")
     return key, rev

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from controlplane import pki as pkimod
+from controlplane.api import limits
 from controlplane.apiserver.auth import PeerIdentities
 from controlplane.apiserver.options import ServerOptions
 
@@ -101,21 +102,91 @@ class CoalescingTransport:
         return getattr(self._transport, name)
 
 
-def _protocol_classes(peers: PeerIdentities) -> tuple[type[Any], type[Any]]:
-    """uvicorn HTTP and WebSocket protocol classes that record the TLS peer's certificate subject."""
+#: Go's answer to a header section over ``MaxHeaderBytes`` (net/http server.go), then it closes.
+_HEADERS_TOO_LARGE = (
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Connection: close\r\n\r\n431 Request Header Fields Too Large"
+)
+
+
+def _protocol_classes(
+    peers: PeerIdentities,
+    read_header_timeout: float = limits.READ_HEADER_TIMEOUT,
+    max_header_bytes: int = limits.MAX_HEADER_BYTES,
+) -> tuple[type[Any], type[Any]]:
+    """uvicorn HTTP and WebSocket protocol classes that record the TLS peer's certificate subject.
+
+    The HTTP class also holds the header limits of ``controlplane.api.limits`` (httptools has
+    none): a request whose headers are not complete ``read_header_timeout`` seconds after the
+    connection opened or the request began is closed, and one whose header section exceeds
+    ``max_header_bytes`` gets Go's 431 and is closed. Bytes are counted as they arrive, so the
+    check costs one addition per read, and nothing once the headers are in.
+    """
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
     from uvicorn.protocols.websockets.wsproto_impl import WSProtocol
 
     from controlplane.apiserver import spdy_upgrade
 
     class HttpWithPeer(HttpToolsProtocol):
+        # Header read deadline: one timer per connection, not per request (a timer armed and
+        # cancelled per request cost several µs on the create path). A request's start time is
+        # noted; the timer, when it fires, closes the connection if headers are still incomplete
+        # past the deadline, re-arms for the rest of the time if they are incomplete but younger,
+        # and lapses otherwise (the next request arms it again).
+        _kubelab_in_headers = True  # until the first request's headers are complete
+        _kubelab_header_bytes = 0
+        _kubelab_header_start = 0.0
+        _kubelab_header_timer: asyncio.TimerHandle | None = None
+
         def connection_made(self, transport: Any) -> None:
             self._kubelab_peer = peers.note(transport)
             super().connection_made(CoalescingTransport(transport, asyncio.get_running_loop()))  # type: ignore[arg-type]
+            self._kubelab_header_start = self.loop.time()
+            self._kubelab_arm_header_timer(read_header_timeout)
 
         def connection_lost(self, exc: Exception | None) -> None:
+            if self._kubelab_header_timer is not None:
+                self._kubelab_header_timer.cancel()
+                self._kubelab_header_timer = None
             super().connection_lost(exc)
             peers.forget(getattr(self, "_kubelab_peer", None))
+
+        def _kubelab_arm_header_timer(self, delay: float) -> None:
+            self._kubelab_header_timer = self.loop.call_later(delay, self._kubelab_header_deadline)
+
+        def _kubelab_header_deadline(self) -> None:
+            self._kubelab_header_timer = None
+            if not self._kubelab_in_headers or self.transport.is_closing():
+                return
+            left = self._kubelab_header_start + read_header_timeout - self.loop.time()
+            if left > 0.01:
+                self._kubelab_arm_header_timer(left)  # a later request: its own deadline
+            else:
+                self.transport.close()
+
+        def data_received(self, data: bytes) -> None:
+            if self._kubelab_in_headers:
+                self._kubelab_header_bytes += len(data)
+            super().data_received(data)
+            if (
+                self._kubelab_in_headers
+                and self._kubelab_header_bytes > max_header_bytes
+                and not self.transport.is_closing()
+            ):
+                self.transport.write(_HEADERS_TOO_LARGE)
+                self.transport.close()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._kubelab_in_headers = True
+            self._kubelab_header_bytes = 0
+            self._kubelab_header_start = self.loop.time()
+            if self._kubelab_header_timer is None:
+                self._kubelab_arm_header_timer(read_header_timeout)
+
+        def on_headers_complete(self) -> None:
+            self._kubelab_in_headers = False
+            super().on_headers_complete()
 
         # Raw SPDY port-forward (kubectl ≤1.30) takes the connection over: see spdy_upgrade.
         # uvicorn asks only for requests that carry an Upgrade, so other requests pay nothing.
@@ -204,6 +275,12 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch-cache-window", type=int, default=100_000, help=argparse.SUPPRESS)
     p.add_argument("--watch-max-pending", type=int, default=10_000, help=argparse.SUPPRESS)
     p.add_argument("--store-threads", type=int, default=16, help=argparse.SUPPRESS)
+    p.add_argument(
+        "--read-header-timeout",
+        type=_parse_duration,
+        default=limits.READ_HEADER_TIMEOUT,
+        help=argparse.SUPPRESS,  # kube-apiserver's 32 s; tests shorten it
+    )
     p.add_argument("--anonymous-auth", action="store_true", help="serve requests without credentials as anonymous")
     p.add_argument(
         "--service-account-issuer",
@@ -283,7 +360,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         disable_admission_plugins=tuple(a.strip() for a in args.disable_admission_plugins.split(",") if a.strip()),
     )
     app = create_app(store, options=options)
-    http_cls, ws_cls = _protocol_classes(peers)
+    http_cls, ws_cls = _protocol_classes(peers, read_header_timeout=args.read_header_timeout)
     config = uvicorn.Config(
         DirectApp(app),
         host=host,

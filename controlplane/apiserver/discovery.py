@@ -37,6 +37,12 @@ _SUBRESOURCES: dict[str, tuple[str, str, str | None, tuple[str, ...]]] = {
 }
 
 
+def subresource_verbs(sub: str) -> tuple[str, ...]:
+    """The verbs discovery publishes for a subresource (what the server accepts on its path)."""
+    entry = _SUBRESOURCES.get(sub)
+    return entry[3] if entry is not None else ()
+
+
 def _sub(res: Resource, sub: str) -> tuple[str, str, str, tuple[str, ...]]:
     group, version, kind, verbs = _SUBRESOURCES.get(sub, ("", "", None, ("get",)))
     if kind is None:  # same kind as the parent (status)

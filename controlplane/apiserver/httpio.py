@@ -5,7 +5,10 @@ parses what it needs from the scope (path, query, headers), reads the body under
 sends complete JSON responses or chunked streams. Bodies are encoded with orjson.
 
 Invariants: every error response is a ``Status`` object (``errors.ApiError.to_status``); a body
-larger than the limit is refused with 413 before it is read completely.
+larger than the limit is refused with 413 before it is read completely; bodies and integer query
+parameters are decoded only through ``controlplane.api.limits`` (the one owner of every
+request-decoding limit: body size, YAML aliases and depth, JSON depth, echoed values, header size
+and read time, int64 parameters — each documented there with its Kubernetes source).
 
 Concurrency: a ``Request`` belongs to one ASGI call on the event loop.
 """
@@ -19,7 +22,7 @@ from urllib.parse import parse_qs
 import orjson
 import yaml
 
-from controlplane.api import errors
+from controlplane.api import errors, limits
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -65,10 +68,7 @@ class Request:
         v = self.q(name)
         if v == "":
             return None
-        try:
-            return int(v)
-        except ValueError as e:
-            raise errors.BadRequest(f"invalid value for query parameter {name}: {v!r} is not an integer") from e
+        return limits.query_int(name, v)  # int64, as Kubernetes parses it (400 beyond)
 
     @property
     def content_type(self) -> str:
@@ -96,12 +96,18 @@ class Request:
 
 
 def decode_body(body: bytes, content_type: str) -> Any:
-    """JSON or YAML → Python value. Missing content type means JSON (the Python client sends none)."""
+    """JSON or YAML → Python value. Missing content type means JSON (the Python client sends none).
+
+    Both decoders are the bounded ones of ``controlplane.api.limits`` (nesting depth, YAML alias
+    expansion): a body beyond them is a 400 before anything is expanded.
+    """
     if not body.strip():
         raise errors.BadRequest("the request body is empty")
     if content_type in ("", JSON, "*/*", "text/json"):
         try:
-            return orjson.loads(body)
+            return limits.json_loads(body)
+        except limits.LimitExceeded as e:
+            raise errors.BadRequest(f"the request body is not valid JSON: json: {e}") from None
         except orjson.JSONDecodeError as e:
             if content_type:
                 raise errors.BadRequest(f"the request body is not valid JSON: {e}") from e
@@ -112,10 +118,10 @@ def decode_body(body: bytes, content_type: str) -> Any:
 
             return protobuf.decode(body)
         raise errors.UnsupportedMediaType(
-            f"unsupported content type {content_type!r}; send application/json or application/yaml"
+            f"unsupported content type {limits.show(content_type)}; send application/json or application/yaml"
         )
     try:
-        return yaml.safe_load(body)
+        return limits.yaml_load(body)
     except yaml.YAMLError as e:
         raise errors.BadRequest(f"the request body is not valid JSON or YAML: {e}") from e
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from controlplane.api import limits
+
 if TYPE_CHECKING:
     from controlplane.apiserver.auth import Authorizer, PeerIdentities
 
-DEFAULT_MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's limit for a request body (3 MiB)
+DEFAULT_MAX_BODY = limits.MAX_BODY_BYTES  # kube-apiserver's limit for a request body (3 MiB)
 
 
 @dataclass(frozen=True)

@@ -558,7 +558,7 @@ class ResourceOps:
             nmd.setdefault("deletionTimestamp", meta.format_time(now))
             nmd.setdefault("deletionGracePeriodSeconds", 0)
             new.setdefault("status", {})["phase"] = "Terminating"
-            if not (new.get("spec") or {}).get("finalizers") and not finalizers:
+            if not spec_of(new).get("finalizers") and not finalizers:
                 return None
             return new
 
@@ -575,7 +575,9 @@ class ResourceOps:
             if grace > 0:
                 if existing is not None and int(existing) <= grace:
                     return new if finalizers != list(md.get("finalizers") or []) else obj
-                nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=grace))
+                # gracePeriodSeconds is any int64; the timestamp is capped where dates end (a grace
+                # of centuries means "never" either way), so no OverflowError answers a 500.
+                nmd["deletionTimestamp"] = meta.format_time(now + timedelta(seconds=min(grace, _MAX_GRACE_SECONDS)))
                 nmd["deletionGracePeriodSeconds"] = grace
                 return new
             # grace 0: gone now unless finalizers hold it
@@ -612,7 +614,8 @@ class ResourceOps:
             kv = self.get_kv(res, None, name)
             old = self.decode(kv)
             obj = clone(old)
-            obj.setdefault("spec", {})["finalizers"] = list((new.get("spec") or {}).get("finalizers") or [])
+            obj["spec"] = dict(spec_of(obj))  # a stored non-object spec (older data) is replaced
+            obj["spec"]["finalizers"] = list(spec_of(new).get("finalizers") or [])
             if not obj["spec"]["finalizers"]:
                 obj["spec"].pop("finalizers")
             md = obj["metadata"]
@@ -691,7 +694,7 @@ def _noop(committed: bool) -> None:
 
 def _finalizers_done(res: Resource, obj: Obj) -> bool:
     if res is registry.NAMESPACES:
-        return not (obj.get("spec") or {}).get("finalizers")
+        return not spec_of(obj).get("finalizers")
     if res is registry.PODS:
         # a pod being deleted gracefully goes when its node says so (grace 0), not on finalizer removal
         return not obj["metadata"].get("deletionGracePeriodSeconds")
@@ -721,11 +724,12 @@ def check_body(res: Resource, body: Any) -> Obj:
     md = body.get("metadata")
     if md is None:
         md = {}
-    if not isinstance(md, dict):
-        raise errors.BadRequest("metadata must be an object")
+    known = known_top_fields(res)
+    for field, value in (("metadata", md), ("spec", body.get("spec")), ("status", body.get("status"))):
+        if value is not None and not isinstance(value, dict) and field in known:
+            raise _not_a_struct(res, field, value)
     # Unknown fields are dropped, as Kubernetes' typed decoding does (``fieldValidation=Strict``
     # refuses them earlier instead).
-    known = known_top_fields(res)
     obj = {k: v for k, v in body.items() if k in known}
     obj["apiVersion"] = res.api_version
     obj["kind"] = res.kind
@@ -740,6 +744,32 @@ def check_body(res: Resource, body: Any) -> Obj:
                 [errors.Cause(f"metadata.{field}", "must be a map of string keys to string values")],
             )
     return obj
+
+
+_MAX_GRACE_SECONDS = 100 * 365 * 24 * 3600
+_GO_JSON_TYPES = ((bool, "bool"), (str, "string"), (int, "number"), (float, "number"), (list, "array"))
+
+
+def _not_a_struct(res: Resource, field: str, value: Any) -> errors.BadRequest:
+    """What kube-apiserver answers when a struct-typed top-level field holds another JSON type.
+
+    Its typed decoder fails and ``transformDecodeError`` (k8s.io/apiserver/pkg/endpoints/handlers/
+    rest.go) wraps encoding/json's ``UnmarshalTypeError``: ``Namespace in version "v1" cannot be
+    handled as a Namespace: json: cannot unmarshal string into Go struct field Namespace.spec of
+    type v1.NamespaceSpec``.
+    """
+    got = next((name for t, name in _GO_JSON_TYPES if isinstance(value, t)), "object")
+    go_type = "v1.ObjectMeta" if field == "metadata" else f"v1.{res.kind}{field.capitalize()}"
+    return errors.BadRequest(
+        f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: json: cannot unmarshal '
+        f"{got} into Go struct field {res.kind}.{field} of type {go_type}"
+    )
+
+
+def spec_of(obj: Obj) -> Obj:
+    """``obj.spec`` as a dict ({} when missing — or not an object, in data stored before that was refused)."""
+    spec = obj.get("spec")
+    return spec if isinstance(spec, dict) else {}
 
 
 _PATH_PART = re.compile(r"([^.\[\]]+)((?:\[\d+\])*)")
@@ -811,8 +841,8 @@ def merge_server_fields(res: Resource, old: Obj, new: Obj, subresource: str | No
     elif res is registry.NAMESPACES:
         obj["status"] = old.get("status", {})
         # spec.finalizers of a namespace only changes through /finalize
-        spec = dict(obj.get("spec") or {})
-        ospec = old.get("spec") or {}
+        spec = dict(spec_of(obj))
+        ospec = spec_of(old)
         if "finalizers" in ospec:
             spec["finalizers"] = ospec["finalizers"]
         else:
