@@ -141,11 +141,15 @@ class FailureLog:
             return 0.0
         return float(min(self.cap, self.initial * 2.0 ** min(self.consecutive - 1, 62)))
 
-    def failure(self, err: BaseException | str, *, level: int = logging.ERROR) -> float:
-        """Record a failed attempt; log it if due; return the back-off before the next one."""
+    def failure(self, err: BaseException | str, *, level: int = logging.ERROR, traceback: bool = False) -> float:
+        """Record a failed attempt; log it if due; return the back-off before the next one.
+
+        ``traceback``: attach the exception's traceback to the first line of this error only (for
+        errors that are bugs, not conditions of the host)."""
         text = describe(err)
         now = self.clock()
         line: str | None = None
+        first = False
         with self._lock:
             self.consecutive += 1
             self.total += 1
@@ -157,6 +161,7 @@ class FailureLog:
                     del self._seen[min(self._seen, key=lambda k: self._seen[k].last_logged)]
                 self._seen[text] = _Seen(now)
                 line = f"{self.what} failed: {text}"
+                first = True
             elif now - seen.last_logged >= self.interval:
                 count = seen.suppressed + 1
                 line = (
@@ -168,7 +173,8 @@ class FailureLog:
                 seen.suppressed += 1
             delay = self._delay()
         if line is not None:
-            self.logger.log(level, "%s; retrying with back-off (next in %.1fs)", line, delay)
+            exc_info = err if traceback and first and isinstance(err, BaseException) else None
+            self.logger.log(level, "%s; retrying with back-off (next in %.1fs)", line, delay, exc_info=exc_info)
         return delay
 
     def success(self) -> None:
