@@ -73,7 +73,7 @@ def missing_program(program: str) -> str:
     pkg = PROGRAM_PACKAGES.get(name)
     fix = f"install the {pkg} package" if pkg else f"install the package that provides {name}"
     if "/" in program:
-        return f'fork/exec {program}: no such file or directory ({fix})'
+        return f"fork/exec {program}: no such file or directory ({fix})"
     return f'exec: "{program}": executable file not found in $PATH ({fix})'
 
 
@@ -164,10 +164,7 @@ class FailureLog:
                 first = True
             elif now - seen.last_logged >= self.interval:
                 count = seen.suppressed + 1
-                line = (
-                    f"{self.what} failed: {text} (repeated {count} times in the last "
-                    f"{now - seen.last_logged:.0f}s)"
-                )
+                line = f"{self.what} failed: {text} (repeated {count} times in the last {now - seen.last_logged:.0f}s)"
                 seen.last_logged, seen.suppressed = now, 0
             else:
                 seen.suppressed += 1

@@ -99,9 +99,7 @@ def test_missing_tool_is_one_error_line_503_and_heals_without_restart(caplog: py
     clock = Clock()
     runner = ScriptedRunner()
     backend = RestoreBackend("nft", runner)  # type: ignore[arg-type]
-    p = Proxier(
-        backend, ProxyOptions(node_name="n1"), min_sync_period=0, sync_period=2, clock=clock, wall_clock=clock
-    )
+    p = Proxier(backend, ProxyOptions(node_name="n1"), min_sync_period=0, sync_period=2, clock=clock, wall_clock=clock)
     p.expect_sources("services", "endpointslices")
     p.on_service(svc("ns", "a", "172.30.0.1"))
     p.on_endpoint_slice(eps("ns", "a", [ep("10.180.0.1")]))
