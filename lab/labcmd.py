@@ -545,8 +545,10 @@ def wait_healthy(timeout: float) -> list[health.Health]:
         own_since = {h.key: own_since.get(h.key, now) for h in bad if h.own}
         stuck = [h for h in bad if h.own and now - own_since[h.key] >= health.OWN_ERROR_GRACE]
         if stuck:
+            failing = [h for h in bad if h.own]
             raise LabError(
-                f"{len(stuck)} component(s) kept failing for {health.OWN_ERROR_GRACE:.0f}s:\n" + unhealthy_report(stuck)
+                f"{len(failing)} component(s) report errors (for {health.OWN_ERROR_GRACE:.0f}s or more):\n"
+                + unhealthy_report(failing)
             )
         if now >= deadline:
             raise LabError(f"timed out after {timeout:.0f}s waiting for every component to be healthy:\n"
