@@ -84,3 +84,36 @@ def test_up_waits_while_components_start(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setattr(labcmd, "component_health", states)
     assert labcmd.wait_healthy(120)[0].healthy and now[0] == 5
+
+
+def test_status_shows_each_components_health_and_last_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = 'exec: "nft": executable file not found in $PATH (install the nftables package)'
+    comps = [
+        {"node": "kl-cp", "name": "controlplane", "pid": 10, "wanted": True, "restarts": 0, "log": "/l/cp.log"},
+        {"node": "kl-node1", "name": "proxy", "pid": 11, "wanted": True, "restarts": 0, "log": "/l/proxy.log"},
+        {"node": "kl-node1", "name": "noded", "pid": None, "wanted": False, "restarts": 0, "log": "/l/noded.log"},
+    ]
+    monkeypatch.setattr(
+        labcmd.state, "read_plan", lambda: {"workers": ["kl-node1"], "store": "sqlite", "cni": "kubelab"}
+    )
+    monkeypatch.setattr(labcmd.supervisor, "request", lambda *a, **k: {"ok": True, "pid": 1, "components": comps})
+    monkeypatch.setattr(labcmd, "api", lambda *a, **k: {"items": []})
+    monkeypatch.setattr(labcmd, "lab_cluster", lambda plan: None)
+    monkeypatch.setattr(
+        health,
+        "check",
+        lambda c, cl: [
+            Health("kl-cp", "controlplane", True, log="/l/cp.log"),
+            Health("kl-node1", "proxy", False, err, own=True, log="/l/proxy.log"),
+            Health("kl-node1", "noded", True, log="/l/noded.log", stopped=True),
+        ],
+    )
+    assert labcmd.cmd_status(None) == 0  # type: ignore[arg-type]
+    out = capsys.readouterr().out
+    rows = {tuple(line.split()[:2]): line.split()[4] for line in out.splitlines() if line.startswith("kl-")}
+    assert rows[("kl-cp", "controlplane")] == "healthy"
+    assert rows[("kl-node1", "proxy")] == "UNHEALTHY"
+    assert rows[("kl-node1", "noded")] == "stopped"
+    assert f"proxy on kl-node1: {err}" in out and "log: /l/proxy.log" in out
