@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
 
-from lab import health, labcmd
+from lab import health, labcmd, state, supervisor
 from lab.health import Health, judge_http, judge_lease, judge_node
 
 
@@ -54,8 +55,8 @@ def test_judge_lease() -> None:
 
 def test_up_fails_with_the_components_own_error_and_log(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [0.0]
-    monkeypatch.setattr(labcmd.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(labcmd.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
     err = 'sync failed: exec: "nft": executable file not found in $PATH (install the nftables package)'
     monkeypatch.setattr(
         labcmd,
@@ -74,8 +75,8 @@ def test_up_fails_with_the_components_own_error_and_log(monkeypatch: pytest.Monk
 
 def test_up_waits_while_components_start(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [0.0]
-    monkeypatch.setattr(labcmd.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(labcmd.time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(time, "sleep", lambda s: now.__setitem__(0, now[0] + s))
 
     def states() -> list[Health]:
         if now[0] < 5:
@@ -95,10 +96,8 @@ def test_status_shows_each_components_health_and_last_error(
         {"node": "kl-node1", "name": "proxy", "pid": 11, "wanted": True, "restarts": 0, "log": "/l/proxy.log"},
         {"node": "kl-node1", "name": "noded", "pid": None, "wanted": False, "restarts": 0, "log": "/l/noded.log"},
     ]
-    monkeypatch.setattr(
-        labcmd.state, "read_plan", lambda: {"workers": ["kl-node1"], "store": "sqlite", "cni": "kubelab"}
-    )
-    monkeypatch.setattr(labcmd.supervisor, "request", lambda *a, **k: {"ok": True, "pid": 1, "components": comps})
+    monkeypatch.setattr(state, "read_plan", lambda: {"workers": ["kl-node1"], "store": "sqlite", "cni": "kubelab"})
+    monkeypatch.setattr(supervisor, "request", lambda *a, **k: {"ok": True, "pid": 1, "components": comps})
     monkeypatch.setattr(labcmd, "api", lambda *a, **k: {"items": []})
     monkeypatch.setattr(labcmd, "lab_cluster", lambda plan: None)
     monkeypatch.setattr(
