@@ -71,3 +71,22 @@ def test_describe() -> None:
     assert "ENOENT" in describe(FileNotFoundError(2, "No such file or directory", "/proc/x"))
     assert describe(ProgramNotFound("mystery")).endswith("(install the package that provides mystery)")
     assert describe(RuntimeError("route sync incomplete")) == "route sync incomplete"
+
+
+def test_fix_hints_agree_with_the_programs_manifest() -> None:
+    """The hints name the package lab/programs.txt (the one manifest, issue 18 §1) installs."""
+    from pathlib import Path
+
+    from controlplane.client.failures import PROGRAM_PACKAGES
+
+    manifest = Path(__file__).resolve().parents[3] / "lab" / "programs.txt"
+    if not manifest.exists():
+        pytest.skip("lab/programs.txt is not in this checkout")
+    packages: dict[str, set[str]] = {}
+    for line in manifest.read_text().splitlines():
+        words = line.split("#", 1)[0].split()
+        if len(words) >= 2 and words[0] != "-":
+            packages.setdefault(words[0], set()).add(words[1])
+    for program, package in PROGRAM_PACKAGES.items():
+        assert program in packages, f"{program} is not in lab/programs.txt"
+        assert package in packages[program], f"{program}: hint says {package}, manifest says {packages[program]}"
