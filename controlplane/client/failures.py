@@ -30,8 +30,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# The Debian package that provides each program the node agents execute (the project's manifest
-# of external programs is the source of truth for installing them; this is only the hint).
+# The Debian package that provides each program the node agents execute, for the fix in the error
+# line. lab/programs.txt (the project's one manifest, which lab/deps.sh installs from) is the source
+# of truth; tests/unit/client/test_client_failures.py checks that these hints agree with it.
 PROGRAM_PACKAGES = {
     "nft": "nftables",
     "iptables": "iptables",
