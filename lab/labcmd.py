@@ -15,10 +15,13 @@ take all of it away again. The steps of ``up`` (each printed as it runs):
  5. images: pause, hello, busybox built offline and pushed to a real registry at 192.168.56.1:5000;
  6. control plane (and etcd with ``--store etcd``) in kl-cp, supervised; wait for /readyz;
  7. Node objects with their podCIDRs (worker N owns 10.244.N.0/24), then each worker's noded,
-    proxy and network agent, supervised; wait until every node is Ready;
+    proxy and network agent, supervised; wait until every node is Ready and every component
+    says it is healthy (``lab/health.py`` asks each one's own health endpoint); a component that
+    keeps reporting its own error fails ``up`` with that error and its log path;
  8. host routes to the pod network and the service network; print where to look.
 
-Any failure rolls back everything done so far (``down``). ``up`` on a running lab reports it and
+Any failure rolls back everything done so far (``down``), except the logs, which stay in
+/var/log/kubelab for the error to point at (``kubelab down`` removes them). ``up`` on a running lab reports it and
 changes nothing. Concurrency: one lab command at a time (``state.locked``).
 """
 
@@ -39,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import safety, state, supervisor, topology
+from lab import health, safety, state, supervisor, topology
 
 REGISTRY_ADDR = f"{topology.HOST_IP}:5000"
 APISERVER_URL = f"https://{topology.CONTROL_PLANE_IP}:6443"
@@ -301,8 +304,8 @@ def cmd_up(args: argparse.Namespace) -> int:
             try:
                 _up(args)
             except BaseException:
-                say("! something failed: rolling back everything the lab made")
-                _down(quiet=True)
+                say(f"! something failed: rolling back everything the lab made (logs kept in {state.LOG_DIR})")
+                _down(quiet=True, keep_logs=True)
                 raise
             finally:
                 safety.release(marker)
@@ -376,8 +379,8 @@ def _up(args: argparse.Namespace) -> None:
         ensure_node_object(node)
     for node in lab.workers:
         supervisor.request(state.SOCKET, {"cmd": "start-node", "node": node.name})
-    wait_until(lambda: all_nodes_ready([n.name for n in lab.workers]), 120, "every node to be Ready")
-    done(f"{len(lab.workers)} nodes Ready")
+    healthy = wait_healthy(120)
+    done(f"{len(lab.workers)} nodes Ready; {len(healthy)} components healthy")
 
     done = step("host routes: pod network and service VIPs through the nodes")
     topology.install_host_routes(lab, {n.name: n.expected_pod_cidr or "" for n in lab.workers}, lab.workers[0].ip)
@@ -505,6 +508,75 @@ def all_nodes_ready(names: list[str]) -> bool:
     return all(name in nodes and node_ready(nodes[name]) for name in names)
 
 
+def lab_cluster(plan: dict[str, Any]) -> health.Cluster:
+    lab = topology.plan_lab(len(plan["workers"]))
+    return health.Cluster(
+        host_ip=topology.HOST_IP,
+        control_plane=lab.control_plane.name,
+        control_plane_ip=lab.control_plane.ip,
+        node_ips={n.name: n.ip for n in lab.nodes},
+        api=lambda path: api("GET", path),
+        tls=admin_ssl_context(),
+        apiserver_url=APISERVER_URL,
+    )
+
+
+def component_health() -> list[health.Health]:
+    st = supervisor.request(state.SOCKET, {"cmd": "status"}, timeout=5)
+    return health.check(st.get("components", []), lab_cluster(state.read_plan() or {"workers": []}))
+
+
+def unhealthy_report(bad: list[health.Health]) -> str:
+    lines = []
+    for h in bad:
+        lines.append(f"  {h.name} on {h.node}: {h.error}")
+        if h.log:
+            tail = _last_line(h.log) if h.error.startswith("not running") else ""
+            lines.append(f"    log: {h.log}" + (f"  (last line: {tail})" if tail else ""))
+    return "\n".join(lines)
+
+
+def _last_line(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def wait_healthy(timeout: float) -> list[health.Health]:
+    """Every wanted component healthy (nodes Ready included); fail with the components' own errors.
+
+    Fails early when a component has reported an error of its own for ``OWN_ERROR_GRACE``
+    seconds (a missing program does not heal by waiting), else at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    own_since: dict[str, float] = {}
+    while True:
+        try:
+            result = component_health()
+        except (OSError, ValueError) as exc:
+            result = [health.Health("lab", "health check", False, str(exc))]
+        bad = [h for h in result if not h.healthy]
+        if not bad:
+            return result
+        now = time.monotonic()
+        own_since = {h.key: own_since.get(h.key, now) for h in bad if h.own}
+        stuck = [h for h in bad if h.own and now - own_since[h.key] >= health.OWN_ERROR_GRACE]
+        if stuck:
+            failing = [h for h in bad if h.own]
+            raise LabError(
+                f"{len(failing)} component(s) report errors (for {health.OWN_ERROR_GRACE:.0f}s or more):\n"
+                + unhealthy_report(failing)
+            )
+        if now >= deadline:
+            raise LabError(f"timed out after {timeout:.0f}s waiting for every component to be healthy:\n"
+                           + unhealthy_report(bad))
+        time.sleep(1.0)
+
+
 def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -546,7 +618,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 0
 
 
-def _down(quiet: bool) -> list[str]:
+def _down(quiet: bool, keep_logs: bool = False) -> list[str]:
     removed: list[str] = []
     marker = safety.acquire("kubelab-down")
     try:
@@ -570,6 +642,8 @@ def _down(quiet: bool) -> list[str]:
                 cleanup_node(node)
         removed += topology.teardown()
         for path in (state.STATE_DIR, state.LOG_DIR, state.RUN_DIR):
+            if path == state.LOG_DIR and keep_logs:
+                continue
             if path.exists():
                 # keep the lock file of RUN_DIR until we return (we hold it)
                 if path == state.RUN_DIR:
@@ -629,10 +703,20 @@ def cmd_status(args: argparse.Namespace) -> int:
             say(f"{n['metadata']['name']:<11} {node_ready(n)!s:<6} {n['spec'].get('podCIDR', ''):<17} {addr}")
     except (OSError, ValueError) as exc:
         say(f"\n(API server not answering: {exc})")
-    say("\nNODE        COMPONENT     PID      RESTARTS  LOG")
+    healths: dict[str, health.Health] = {}
+    try:
+        healths = {h.key: h for h in health.check(st["components"], lab_cluster(plan))}
+    except (OSError, ValueError) as exc:
+        say(f"\n(component health unknown: {exc})")
+    say("\nNODE        COMPONENT     PID      RESTARTS  HEALTH     LOG")
     for c in st["components"]:
         pid = str(c["pid"]) if c["pid"] else ("stopped" if not c["wanted"] else "starting")
-        say(f"{c['node']:<11} {c['name']:<13} {pid:<8} {c['restarts']:<9} {c['log']}")
+        h = healths.get(f"{c['node']}/{c['name']}")
+        verdict = "unknown" if h is None else ("stopped" if h.stopped else "healthy" if h.healthy else "UNHEALTHY")
+        say(f"{c['node']:<11} {c['name']:<13} {pid:<8} {c['restarts']:<9} {verdict:<10} {c['log']}")
+    bad = [h for h in healths.values() if not h.healthy]
+    if bad:
+        say("\nLast errors:\n" + unhealthy_report(bad))
     say(f"\nkubeconfig: {state.ADMIN_KUBECONFIG}")
     return 0
 

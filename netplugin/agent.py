@@ -33,19 +33,31 @@ NetworkPolicy: unless ``--network-policy=false``, the agent also runs
 the node's ``KUBELAB-*`` filter chains equal to the policies selecting this node's pods and removes
 them when the agent stops (see ``netplugin/policy/plan.py`` for the chain layout).
 
+Health (``--healthz-bind-address``, default 127.0.0.1:9099 — calico-node's health port): ``GET
+/healthz`` answers 200 once the routes are programmed and the last sync (and the policy
+controller's) succeeded, 503 otherwise, with JSON ``{"lastUpdated", "currentTime", "routes",
+"lastError"}`` — the error that keeps the routes or the filter rules from being programmed.
+A failing sync is one log line per distinct error, at most once a minute with a count, retried
+with back-off (``controlplane.client.failures``): never a traceback per attempt.
+
 Concurrency: informer thread(s) enqueue; exactly one worker thread mutates the routes (and one,
-the policy controller's, the filter table).
+the policy controller's, the filter table); the health server's threads only read.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import ipaddress
+import json
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from controlplane.client.failures import FailureLog
 
 log = logging.getLogger("netplugin.agent")
 
@@ -398,12 +410,35 @@ class NetAgent:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.syncs = 0
-        self.last_error: str | None = None
+        self.routes = 0
+        self.failures = FailureLog(log, "route sync", initial=0.2, cap=10.0)
+        self.policies: Any = None  # the PolicyController, when NetworkPolicy is enforced
 
         def poke(*_objs: Any) -> None:
             self._poke.set()
 
         self.informer.add_handler(on_add=poke, on_update=poke, on_delete=poke)
+
+    @property
+    def last_error(self) -> str | None:
+        return self.failures.last_error
+
+    def health(self) -> tuple[int, bytes]:
+        """(status, JSON body) of ``GET /healthz`` (module docstring)."""
+        error = self.failures.last_error
+        synced = self.failures.last_success_time
+        if error is None and synced is None:
+            error = "routes not programmed yet: waiting for the first route sync"
+        policy_error = getattr(self.policies, "last_error", None)
+        if error is None and policy_error:
+            error = f"network policy rules not programmed: {policy_error}"
+        body = {
+            "lastUpdated": _rfc3339(synced),
+            "currentTime": _rfc3339(time.time()),
+            "routes": self.routes,
+            "lastError": error or "",
+        }
+        return (503 if error else 200), json.dumps(body).encode()
 
     def start(self) -> None:
         self.informer.start()
@@ -412,20 +447,21 @@ class NetAgent:
 
     def _run(self) -> None:
         self.informer.wait_for_sync(None)
-        backoff = 0.2
         while not self._stop.is_set():
             self._poke.clear()
-            try:
-                self.reconciler.sync(self.informer.list())
-                self.last_error = None
-                backoff = 0.2
-                wait = self.resync
-            except Exception as exc:
-                self.last_error = str(exc)
-                log.warning("sync failed (retrying in %.1fs): %s", backoff, exc)
-                wait, backoff = backoff, min(backoff * 2, 10.0)
-            self.syncs += 1
+            wait = self.sync_once()
             self._poke.wait(wait)
+
+    def sync_once(self) -> float:
+        """One level-triggered sync of the informer's Nodes; the seconds until the next one."""
+        self.syncs += 1
+        try:
+            self.reconciler.sync(self.informer.list())
+            self.routes = len(self.reconciler.driver.owned())
+        except Exception as exc:  # one line a minute per distinct error; retried with back-off
+            return self.failures.failure(exc)
+        self.failures.success()
+        return self.resync
 
     def stop(self) -> None:
         self._stop.set()
@@ -472,7 +508,55 @@ def register(subparsers: Any) -> None:
         default="",
         help="iptables variant for the policy rules (default: the host's `iptables`)",
     )
+    p.add_argument(
+        "--healthz-bind-address",
+        default="127.0.0.1:9099",
+        metavar="ADDR:PORT",
+        help="serve /healthz here (routes and policy rules programmed?); '' disables it",
+    )
     p.set_defaults(func=run_cli)
+
+
+def _rfc3339(t: float | None) -> str:
+    if t is None:
+        return ""
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def serve_health(agent: NetAgent, bind: str, stop: threading.Event) -> None:
+    """``GET /healthz`` on ``bind`` in a daemon thread; a bind failure is logged and retried (5 s)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            code, body = agent.health() if self.path.split("?", 1)[0] == "/healthz" else (404, b"not found\n")
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json" if code != 404 else "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:  # no access log
+            return
+
+    host, _, port = bind.rpartition(":")
+    failures = FailureLog(log, f"starting the health server on {bind}", initial=5.0, cap=5.0)
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                server = ThreadingHTTPServer((host or "127.0.0.1", int(port or 9099)), Handler)
+            except OSError as exc:
+                stop.wait(failures.failure(exc))
+                continue
+            server.daemon_threads = True
+            threading.Thread(target=server.serve_forever, name="netagent-healthz-http", daemon=True).start()
+            stop.wait()
+            server.shutdown()
+            server.server_close()
+            return
+
+    threading.Thread(target=run, name="netagent-healthz", daemon=True).start()
 
 
 def _flag_bool(value: str) -> bool:
@@ -516,6 +600,9 @@ def run_cli(args: argparse.Namespace) -> int:
 
         policies = PolicyController(client, args.node_name, IptablesDriver(args.netns, args.policy_iptables))
         policies.start()
+        agent.policies = policies
+    if args.healthz_bind_address:
+        serve_health(agent, args.healthz_bind_address, stop)
     log.info(
         "netagent running node=%s cni_server=%s network_policy=%s", args.node_name, bool(server), bool(policies)
     )

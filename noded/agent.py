@@ -9,7 +9,10 @@ Threads:
   its deletion, and static pods are synced before resyncs that only follow our own status
   writes, probe results or PLEG events (kubelet's per-pod workers give it the same property);
 - ``_node_loop``: registers the Node, renews its Lease in ``kube-node-lease`` every 10 s, updates
-  conditions and waits for ``spec.podCIDR`` to write the CNI config list;
+  conditions and waits for ``spec.podCIDR`` to write the CNI config list; every 5 s it checks the
+  runtime and the CNI network (``noded.readiness``, kubelet's ``updateRuntimeUp``) and posts the
+  status at once when Ready flips (``Ready=False`` with kubelet's reason and message while the
+  runtime or the network is unusable, ``Ready=True`` again when the cause is gone);
 - ``_housekeeping``: static pod manifests → mirror pods; sandboxes whose pod is gone from the API
   are torn down; image GC by disk use;
 - the kubelet API server (``noded.server``) when TLS files are given.
@@ -41,6 +44,7 @@ import yaml
 
 from controlplane.api import errors, registry
 from controlplane.client.events import EventRecorder
+from controlplane.client.failures import FailureLog
 from controlplane.client.informer import Informer
 from controlplane.client.rest import ApiClient
 from controlplane.client.workqueue import WorkQueue
@@ -49,6 +53,7 @@ from noded.images.store import ImageStore
 from noded.network.cni import CniInvoker, render_conflist
 from noded.network.netns import NetnsManager
 from noded.podworker import PodWorker, WorkerConfig
+from noded.readiness import RuntimeState
 from noded.runtime.interface import ContainerRuntime
 
 log = logging.getLogger(__name__)
@@ -221,6 +226,9 @@ class Noded:
         self._static_pods: dict[str, dict[str, Any]] = {}  # key -> static pod (from its manifest)
         self.server: Any = None
         self.node_registered = threading.Event()
+        self.readiness = RuntimeState()
+        self._status_failures = FailureLog(log, "node status/lease update")
+        self._pleg_failures = FailureLog(log, "pleg relist")
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -451,6 +459,7 @@ class Noded:
         with contextlib.suppress(OSError, ValueError):
             pid_max = int(Path("/proc/sys/kernel/pid_max").read_text())
         net_ready = self.cni.ready()
+        ready, ready_reason, ready_message = self.readiness.ready()
 
         def cond(type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
             s = "True" if status else "False"
@@ -497,18 +506,11 @@ class Noded:
                 if not net_ready
                 else "CNI network config written for the node's podCIDR",
             ),
-            cond(
-                "Ready",
-                net_ready,
-                "KubeletReady" if net_ready else "KubeletNotReady",
-                "kubelet is posting ready status"
-                if net_ready
-                else "container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady "
-                "message:Network plugin returns error: cni plugin not initialized",
-            ),
+            cond("Ready", ready, ready_reason, ready_message),
         ]
 
     def register_node(self) -> None:
+        self.readiness.check(self.runtime, self.cni, force=True)
         node = self.node_object()
         try:
             self.client.create(registry.NODES, node)
@@ -571,6 +573,7 @@ class Noded:
 
     def _node_loop(self) -> None:
         last_lease = last_status = 0.0
+        posted = self.readiness.ready()[:2]  # (status, reason) last posted
         while not self._stop.is_set():
             now = time.monotonic()
             try:
@@ -581,17 +584,27 @@ class Noded:
                 if need_cni or now - last_status >= self.cfg.status_period:
                     node = self.client.get(registry.NODES, self.cfg.node_name)
                     wrote = self.ensure_cni_config(node)
+                    if wrote and need_cni:
+                        self.readiness.check(self.runtime, self.cni, force=True)
                     if (wrote and need_cni) or now - last_status >= self.cfg.status_period:
                         self.update_node_status()
                         last_status = now
+                        posted = self.readiness.ready()[:2]
                         if wrote and need_cni:
                             for pod in self.pods.list():
                                 self.queue.add(names.pod_key(pod))
+                # kubelet's updateRuntimeUp (every 5 s): a Ready flip is posted at once.
+                if self.readiness.check(self.runtime, self.cni) and self.readiness.ready()[:2] != posted:
+                    self.update_node_status()
+                    last_status = time.monotonic()
+                    posted = self.readiness.ready()[:2]
             except errors.NotFound:
                 with contextlib.suppress(Exception):
                     self.register_node()
             except Exception as exc:
-                log.warning("node status/lease update failed: %s", exc)
+                self._status_failures.failure(exc, level=logging.WARNING)
+            else:
+                self._status_failures.success()
             self._stop.wait(0.5 if not self.cni.ready() else 1.0)
 
     # ---- PLEG ------------------------------------------------------------------------------
@@ -614,8 +627,10 @@ class Noded:
                     if last.get(cid) != state and cid in owner:
                         self.queue.add(owner[cid])
                 last = now
+                self.readiness.pleg_relisted()
+                self._pleg_failures.success()
             except Exception as exc:
-                log.warning("pleg relist failed: %s", exc)
+                self._pleg_failures.failure(exc, level=logging.WARNING)
 
     # ---- housekeeping ----------------------------------------------------------------------
 

@@ -2,9 +2,10 @@
 
 - ``kubelab proxy --node-name N --kubeconfig K [--backend auto|iptables-restore|python-iptables]
   [--cluster-cidr 10.244.0.0/16] [--min-sync-period 1s] [--sync-period 30s]
-  [--metrics-bind 127.0.0.1:10249]`` watches Services, EndpointSlices and its Node and keeps the
-  node's iptables in kube-proxy's shape. Run it inside the node's network namespace. Instead of
-  ``--kubeconfig``, ``--objects-file F`` reads the objects from a file (re-read on change).
+  [--metrics-bind 127.0.0.1:10249] [--healthz-bind-address 0.0.0.0:10256]`` watches Services,
+  EndpointSlices and its Node and keeps the node's iptables in kube-proxy's shape. Run it inside
+  the node's network namespace. Instead of ``--kubeconfig``, ``--objects-file F`` reads the
+  objects from a file (re-read on change).
 - ``kubelab proxy render -f objects.yaml [--node-name --cluster-cidr --node-ip ...]`` prints the
   rules for the objects in the file, in iptables-save form, touching nothing.
 - ``kubelab proxy cleanup [--backend ...]`` removes every chain the proxy owns and its hooks in
@@ -92,6 +93,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--min-sync-period", type=parse_duration, default=1.0, metavar="DURATION")
     p.add_argument("--sync-period", type=parse_duration, default=30.0, metavar="DURATION")
     p.add_argument("--metrics-bind", default="127.0.0.1:10249", metavar="ADDR:PORT")
+    p.add_argument(
+        "--healthz-bind-address",
+        default="0.0.0.0:10256",
+        metavar="ADDR:PORT",
+        help="kube-proxy's healthz server (/healthz, /livez); '' disables it",
+    )
     p.set_defaults(func=run_daemon)
     sub = p.add_subparsers(dest="proxy_command", metavar="SUBCOMMAND")
     r = sub.add_parser("render", help="print the rules for objects in a file (touches nothing)")
@@ -156,7 +163,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     from proxy.backend.conntrack import Conntrack
     from proxy.backend.detect import make_backend
     from proxy.proxier import Proxier
-    from proxy.server import serve
+    from proxy.server import HealthzServer, serve
     from proxy.sources import FileSource, InformerSource
 
     if not args.node_name:
@@ -190,6 +197,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     server = serve(proxier, args.metrics_bind)
     log.info("serving /debug/rules, /metrics, /healthz on %s:%d", *server.server_address[:2])
+    healthz = HealthzServer(proxier, args.healthz_bind_address, stop) if args.healthz_bind_address else None
     source: FileSource | InformerSource
     if args.objects_file:
         source = FileSource(proxier, args.objects_file, args.node_name)
@@ -210,4 +218,6 @@ def run_daemon(args: argparse.Namespace) -> int:
         if isinstance(source, InformerSource):
             source.stop()
         server.shutdown()
+        if healthz is not None:
+            healthz.shutdown()
     return 0

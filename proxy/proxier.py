@@ -17,8 +17,11 @@ runner for a sync. ``sync()``:
    chains as soon as they are rendered and can feed them to ``iptables-restore`` while the
    rest render, then the finished ruleset for the shared chains and the plan;
 5. on success clears stale UDP conntrack entries and records network-programming latency;
-   on failure logs the error with the offending lines, keeps the ruleset as "last failed",
-   forces the next sync to be full and asks the runner to retry.
+   on failure keeps the ruleset as "last failed", forces the next sync to be full and asks the
+   runner to retry with back-off. The error (with the offending lines) is logged once per
+   distinct error and then at most once a minute with a count (``controlplane.client.failures``),
+   never as a traceback; ``health`` (``proxy.healthz``, kube-proxy's healthz logic) turns 503 once
+   a pending change is older than 2 × ``sync_period`` and carries the last error.
 
 Concurrency: ``on_*`` from any thread; ``sync`` only on the runner's thread. ``debug_state``
 and metrics are read by the HTTP server's threads (a lock guards the last-applied/failed).
@@ -36,9 +39,11 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from controlplane.client.failures import FailureLog, describe
 from proxy.backend.conntrack import StaleFlow
 from proxy.backend.interface import Backend, BackendError, StreamedRuleset
 from proxy.changes import EndpointsChangeTracker, ServiceChangeTracker
+from proxy.healthz import ProxyHealth
 from proxy.model import Endpoint, ServicePort, node_addresses
 from proxy.rules import (
     Fragment,
@@ -139,6 +144,12 @@ class Proxier:
         self.services = ServiceChangeTracker()
         self.endpoint_slices = EndpointsChangeTracker()
         self.runner = BoundedFrequencyRunner("sync-proxy-rules", self.sync, min_sync_period, sync_period, clock)
+        # kube-proxy: NewProxyHealthServer(addr, 2*syncPeriod); Updated() once at the start of
+        # the sync loop "in case Sync() never succeeds".
+        self.health = ProxyHealth(2 * sync_period, clock=clock, wall=wall_clock)
+        self.health.updated()
+        # Retries back off from 1 s up to the sync period (kube-proxy retries after syncPeriod).
+        self.failures = FailureLog(log, "sync", cap=max(1.0, sync_period), clock=clock, wall=wall_clock)
         # The model, touched only by sync():
         self._ports: dict[str, dict[str, ServicePort]] = {}  # service key -> port key -> port
         self._endpoints: dict[str, dict[tuple[str, str], tuple[Endpoint, ...]]] = {}  # service key -> ...
@@ -166,16 +177,22 @@ class Proxier:
     # --- event handlers (any thread) -------------------------------------------------------
     def on_service(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
         self.services.update(obj, deleted=deleted)
-        self.runner.run()
+        self._queue_sync()
 
     def on_endpoint_slice(self, obj: Mapping[str, Any], *, deleted: bool = False) -> None:
         self.endpoint_slices.update(obj, deleted=deleted)
-        self.runner.run()
+        self._queue_sync()
 
     def on_node(self, obj: Mapping[str, Any] | None) -> None:
         ips = tuple(node_addresses(obj))
         with self._lock:
             self._node_ips = ips
+        self.health.sync_node(obj)
+        self._queue_sync()
+
+    def _queue_sync(self) -> None:
+        """kube-proxy's ``Sync()``: a change is pending (health) and a sync is asked for."""
+        self.health.queued_update()
         self.runner.run()
 
     def request_canary_check(self) -> None:
@@ -187,7 +204,7 @@ class Proxier:
         """Record that a source (informer) has its initial list; sync once all have."""
         with self._lock:
             self._synced_sources[source] = synced
-        self.runner.run()
+        self._queue_sync()
 
     def expect_sources(self, *sources: str) -> None:
         with self._lock:
@@ -252,16 +269,18 @@ class Proxier:
                     self._render_port(key, options, touched)
                 ruleset = self._finish_ruleset(options, touched)
                 plan = self.backend.apply(ruleset, full=False, touched=touched)
-        except BackendError as exc:
+        except (BackendError, OSError) as exc:  # OSError: a kernel call failed outside the backend's tools
             ruleset = stream.finish() if stream is not None else self._finish_ruleset(options, None)
             duration = self.clock() - start
-            log.error("sync failed (%s sync, %.3fs): %s", "full" if full else "partial", duration, exc)
             self.metrics.failures.inc()
+            text = exc.text if isinstance(exc, BackendError) else ""
             with self._lock:
-                self.last_failed = SyncRecord(self.wall_clock(), full, duration, exc.text or ruleset.text(), str(exc))
+                self.last_failed = SyncRecord(self.wall_clock(), full, duration, text or ruleset.text(), describe(exc))
                 self.consecutive_failures += 1
             self._needs_full = True
-            self.runner.retry_after(min(self.sync_period, 2.0 ** (self.consecutive_failures - 1)))
+            self.health.failed(describe(exc).split("\n", 1)[0])
+            # One line per distinct error (previous rules stay in place), then once a minute.
+            self.runner.retry_after(self.failures.failure(exc))
             return
         duration = self.clock() - start
         if full:
@@ -288,6 +307,8 @@ class Proxier:
         with self._lock:
             self.last_applied = SyncRecord(now, full, duration, "", chains_written=plan.chains_written())
             self.consecutive_failures = 0
+        self.health.updated()
+        self.failures.success()
         log.info(
             "synced proxy rules (%s): %d chains written, %d service ports, %.3fs",
             kind,
@@ -412,8 +433,8 @@ class Proxier:
 
     # --- introspection (HTTP threads) ------------------------------------------------------
     def healthy(self) -> bool:
-        with self._lock:
-            return self.consecutive_failures < 2
+        """kube-proxy's ``IsHealthy`` (ignoring the node): no pending change older than 2 × sync period."""
+        return self.health.is_healthy()
 
     def debug_text(self) -> str:
         with self._lock:

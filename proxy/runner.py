@@ -16,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from controlplane.client.failures import FailureLog
+
 log = logging.getLogger(__name__)
 
 
@@ -40,6 +42,7 @@ class BoundedFrequencyRunner:
         self._retry_at: float | None = None
         self._last_run: float | None = None
         self.runs = 0
+        self._bugs = FailureLog(log, f"{name}: sync raised", cap=max_interval, clock=clock)
 
     def run(self) -> None:
         """Ask for a call as soon as ``min_interval`` allows."""
@@ -81,9 +84,12 @@ class BoundedFrequencyRunner:
             self.runs += 1
             try:
                 self.fn()
-            except Exception:  # the sync logs and retries its own failures; this is a bug
-                log.exception("%s: sync raised", self.name)
-                self.retry_after(self.min_interval or 1.0)
+            except Exception as exc:  # the sync logs and retries its own failures; this is a bug
+                # The loop survives it (never a dead worker): the traceback once, then one line
+                # a minute with a count, retried with back-off.
+                self.retry_after(max(self.min_interval, self._bugs.failure(exc, traceback=True)))
+            else:
+                self._bugs.success()
 
     def wake(self) -> None:
         with self._cond:

@@ -1,46 +1,54 @@
-"""The proxy's HTTP endpoint on ``--metrics-bind``: ``/debug/rules``, ``/metrics``, ``/healthz``.
+"""The proxy's HTTP endpoints.
+
+On ``--metrics-bind`` (127.0.0.1:10249): ``/debug/rules``, ``/metrics``, ``/healthz``.
+On ``--healthz-bind-address`` (0.0.0.0:10256, kube-proxy's healthz server): ``/healthz``, ``/livez``.
 
 - ``GET /debug/rules``: the last ruleset applied (iptables-save form, with when and how), then
   the last one that failed with its error and offending lines (kubernetes#74677).
 - ``GET /metrics``: Prometheus text (sync durations, full/partial counts, failures,
   network programming latency).
-- ``GET /healthz``: 200 while syncs succeed, 503 once they keep failing.
+- ``GET /healthz`` / ``/livez``: kube-proxy's answers (``proxy.healthz``): 200, or 503 once a
+  change has waited for a successful sync longer than 2 × the sync period; JSON with
+  ``lastUpdated``, ``currentTime``, ``nodeEligible`` and the ``lastError``.
 
-Concurrency: ``ThreadingHTTPServer`` in a daemon thread; it only reads the proxier's state.
+A healthz address that cannot be bound is logged and retried every 5 s, as kube-proxy does; the
+proxy keeps syncing meanwhile.
+
+Concurrency: ``ThreadingHTTPServer`` in daemon threads; they only read the proxier's state.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from controlplane.client.failures import FailureLog
 from proxy.proxier import Proxier
 
+log = logging.getLogger(__name__)
 
-def serve(proxier: Proxier, bind: str) -> ThreadingHTTPServer:
-    """Start serving on ``host:port`` (port 0 picks one: read ``server.server_address``)."""
-    host, _, port = bind.rpartition(":")
 
+def _handler(proxier: Proxier, *, debug: bool) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            if path == "/debug/rules":
+            if debug and path == "/debug/rules":
                 self._send(200, "text/plain; charset=utf-8", proxier.debug_text().encode())
-            elif path == "/metrics":
+            elif debug and path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, generate_latest(proxier.metrics.registry))
             elif path in ("/healthz", "/livez"):
-                if proxier.healthy():
-                    self._send(200, "text/plain", b"ok\n")
-                else:
-                    self._send(503, "text/plain", f"syncs failing ({proxier.consecutive_failures})\n".encode())
+                code, body = proxier.health.healthz() if path == "/healthz" else proxier.health.livez()
+                self._send(code, "application/json", body)
             else:
                 self._send(404, "text/plain", b"not found\n")
 
         def _send(self, code: int, ctype: str, body: bytes) -> None:
             self.send_response(code)
             self.send_header("Content-Type", ctype)
+            self.send_header("X-Content-Type-Options", "nosniff")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -48,7 +56,49 @@ def serve(proxier: Proxier, bind: str) -> ThreadingHTTPServer:
         def log_message(self, format: str, *args: object) -> None:  # quiet: no access log
             return
 
-    server = ThreadingHTTPServer((host or "127.0.0.1", int(port or 10249)), Handler)
+    return Handler
+
+
+def _start(server: ThreadingHTTPServer, name: str) -> ThreadingHTTPServer:
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="proxy-http", daemon=True).start()
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     return server
+
+
+def serve(proxier: Proxier, bind: str) -> ThreadingHTTPServer:
+    """Start serving on ``host:port`` (port 0 picks one: read ``server.server_address``)."""
+    host, _, port = bind.rpartition(":")
+    server = ThreadingHTTPServer((host or "127.0.0.1", int(port or 10249)), _handler(proxier, debug=True))
+    return _start(server, "proxy-http")
+
+
+class HealthzServer:
+    """kube-proxy's healthz server on ``bind``; binding is retried every ``retry`` seconds."""
+
+    def __init__(self, proxier: Proxier, bind: str, stop: threading.Event, retry: float = 5.0) -> None:
+        host, _, port = bind.rpartition(":")
+        self.addr = (host or "0.0.0.0", int(port or 10256))
+        self.proxier = proxier
+        self.stop = stop
+        self.retry = retry
+        self.server: ThreadingHTTPServer | None = None
+        self.bound = threading.Event()
+        self._failures = FailureLog(log, f"starting the healthz server on {bind}", initial=retry, cap=retry)
+        threading.Thread(target=self._run, name="proxy-healthz", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                server = ThreadingHTTPServer(self.addr, _handler(self.proxier, debug=False))
+            except OSError as exc:
+                self.stop.wait(self._failures.failure(exc))
+                continue
+            self._failures.success()
+            self.server = _start(server, "proxy-healthz-http")
+            self.bound.set()
+            return
+
+    def shutdown(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()

@@ -24,6 +24,7 @@ import threading
 import time
 from typing import Any
 
+from controlplane.client.failures import FailureLog
 from netplugin.policy import plan
 from netplugin.policy.driver import PolicyDriver, cleanup
 
@@ -56,7 +57,7 @@ class PolicyController:
         self.last_text: str | None = None
         self.syncs = 0
         self.restores = 0
-        self.last_error: str | None = None
+        self.failures = FailureLog(log, "network policy sync", initial=0.2, cap=10.0)
 
         def poke(*_objs: Any) -> None:
             self._poke.set()
@@ -83,6 +84,10 @@ class PolicyController:
         )
         return True
 
+    @property
+    def last_error(self) -> str | None:
+        return self.failures.last_error
+
     def start(self) -> None:
         for inf in (self.policies, self.pods, self.namespaces):
             inf.start()
@@ -93,7 +98,6 @@ class PolicyController:
         for inf in (self.policies, self.pods, self.namespaces):
             while not self._stop.is_set() and not inf.wait_for_sync(1.0):
                 pass
-        backoff = 0.2
         last_full = 0.0
         while not self._stop.is_set():
             self._poke.clear()
@@ -102,14 +106,11 @@ class PolicyController:
                 self.sync(force=force)
                 if force:
                     last_full = time.monotonic()
-                self.last_error = None
-                backoff = 0.2
+                self.failures.success()
                 wait = self.resync
-            except Exception as exc:
-                self.last_error = str(exc)
+            except Exception as exc:  # one line a minute per distinct error, retried with back-off
                 self.last_text = None  # unknown state: rewrite next time
-                log.warning("network policy sync failed (retrying in %.1fs): %s", backoff, exc)
-                wait, backoff = backoff, min(backoff * 2, 10.0)
+                wait = self.failures.failure(exc, level=logging.WARNING)
             self.syncs += 1
             self._poke.wait(wait)
             self._stop.wait(self.min_interval)  # rate limit: coalesce a burst of events

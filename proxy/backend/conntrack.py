@@ -8,7 +8,9 @@ endpoint that is gone until the entry times out; kube-proxy deletes such entries
   that were DNAT-ed to it (``conntrack -D -p udp --orig-dst VIP --dst-nat EP``);
 - a UDP service port got its first endpoint: delete flows to its IPs that were recorded while it
   had none (``conntrack -D -p udp --orig-dst VIP``), which would otherwise black-hole.
-``conntrack -D`` exits 1 when nothing matched; that is success for us.
+``conntrack -D`` exits 1 when nothing matched; that is success for us. A missing ``conntrack``
+program or a failing call never fails the sync (the rules are in; kube-proxy only logs too): it
+is one error line a minute with a count (``controlplane.client.failures``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from proxy.backend.exec import CommandRunner
+from controlplane.client.failures import FailureLog
+from proxy.backend.exec import CommandError, CommandRunner
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +47,19 @@ class StaleFlow:
 class Conntrack:
     def __init__(self, runner: CommandRunner | None = None) -> None:
         self.runner = runner or CommandRunner()
+        self.failures = FailureLog(log, "conntrack cleanup of stale UDP flows")
 
     def clear(self, flows: list[StaleFlow]) -> None:
         for flow in flows:
-            res = self.runner.run(flow.argv(), check=False)
+            try:
+                res = self.runner.run(flow.argv(), check=False)
+            except CommandError as exc:
+                self.failures.failure(exc, level=logging.WARNING)
+                continue
             if res.returncode not in (0, 1):
-                log.warning("conntrack cleanup failed: %s: %s", " ".join(flow.argv()), res.stderr.strip())
+                self.failures.failure(f"{' '.join(flow.argv())}: {res.stderr.strip()}", level=logging.WARNING)
             else:
+                self.failures.success()
                 log.info("conntrack cleared: %s", " ".join(flow.argv()[1:]))
 
 

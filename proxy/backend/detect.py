@@ -5,13 +5,17 @@ Order of evidence (kubernetes-sigs/iptables-wrappers): a ``KUBE-IPTABLES-HINT`` 
 variant holding more rules (``iptables-legacy-save`` vs ``iptables-nft-save`` line counts);
 otherwise the mode ``iptables -V`` prints. Then: legacy → python-iptables, nf_tables →
 ``iptables-restore`` (python-iptables cannot write nf_tables), unless ``--backend`` says.
+
+A missing tool is no evidence (it counts as an empty variant) and never stops the daemon: with no
+``iptables`` at all it picks nf_tables, and each sync then reports the missing program until it is
+installed (the rules appear without a restart).
 """
 
 from __future__ import annotations
 
 import logging
 
-from proxy.backend.exec import CommandRunner
+from proxy.backend.exec import CommandRunner, Completed, ToolMissing
 from proxy.backend.interface import Backend
 
 log = logging.getLogger(__name__)
@@ -20,8 +24,16 @@ BACKENDS = ("auto", "iptables-restore", "python-iptables")
 _HINTS = ("KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY")
 
 
+def _run(runner: CommandRunner, argv: list[str]) -> Completed:
+    try:
+        return runner.run(argv, check=False)
+    except ToolMissing as exc:
+        log.warning("%s", exc)
+        return Completed(127, "", str(exc))
+
+
 def _rule_count(runner: CommandRunner, mode: str) -> int:
-    res = runner.run([f"iptables-{mode}-save"], check=False)
+    res = _run(runner, [f"iptables-{mode}-save"])
     return sum(1 for line in res.stdout.splitlines() if line.startswith("-"))
 
 
@@ -33,7 +45,7 @@ def _legacy_tables_exist(runner: CommandRunner) -> bool:
     very confusion kubernetes#107965 reports. The kernel lists the existing ones in
     ``/proc/net/ip_tables_names`` (per network namespace), so look there first.
     """
-    res = runner.run(["cat", "/proc/net/ip_tables_names"], check=False)
+    res = _run(runner, ["cat", "/proc/net/ip_tables_names"])
     return res.returncode != 0 or bool(res.stdout.strip())  # unreadable: assume they may exist
 
 
@@ -42,7 +54,7 @@ def detect_mode(runner: CommandRunner | None = None) -> tuple[str, str]:
     runner = runner or CommandRunner()
     modes = ("legacy", "nft") if _legacy_tables_exist(runner) else ("nft",)
     for mode in modes:
-        res = runner.run([f"iptables-{mode}-save", "-t", "mangle"], check=False)
+        res = _run(runner, [f"iptables-{mode}-save", "-t", "mangle"])
         if any(f":{h} " in res.stdout for h in _HINTS):
             return mode, f"kubelet's hint chain is in the {mode} mangle table"
     legacy = _rule_count(runner, "legacy") if "legacy" in modes else 0
@@ -51,7 +63,7 @@ def detect_mode(runner: CommandRunner | None = None) -> tuple[str, str]:
         return "legacy", f"iptables-legacy-save shows more rules ({legacy} > {nft})"
     if nft > legacy:
         return "nft", f"iptables-nft-save shows more rules ({nft} > {legacy})"
-    version = runner.run(["iptables", "-V"], check=False).stdout
+    version = _run(runner, ["iptables", "-V"]).stdout
     if "legacy" in version:
         return "legacy", f"`iptables -V` says {version.strip()!r}"
     return "nft", f"`iptables -V` says {version.strip()!r}"

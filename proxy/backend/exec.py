@@ -12,6 +12,11 @@ sees the rest of its input (for iptables-restore: no ``COMMIT``, so nothing is a
 Test runners that script answers can return a ``BufferedFeed``, which collects the input and
 hands it to their ``run`` at ``close``.
 
+A program that cannot be executed (not on ``$PATH``) raises ``ToolMissing`` even with
+``check=False``: its absence is not an exit status a caller may mistake for "nothing found", and
+its message says which package to install (``controlplane.client.failures``). A command that
+outlives its timeout is killed and reported as a ``CommandError``, never a bare ``TimeoutExpired``.
+
 Concurrency: ``CommandRunner`` is stateless and safe from any thread; a ``Feed`` belongs to the
 thread that started it.
 """
@@ -25,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import IO, Protocol
 
+from controlplane.client.failures import missing_program
+
 
 class CommandError(OSError):
     """A command failed: argv, exit code and stderr (the backends translate it)."""
@@ -34,6 +41,17 @@ class CommandError(OSError):
         self.argv = list(argv)
         self.returncode = returncode
         self.stderr = stderr
+
+
+class ToolMissing(CommandError):
+    """The program is not on ``$PATH``: nothing ran. The message names the package to install."""
+
+    def __init__(self, argv: Sequence[str]) -> None:
+        OSError.__init__(self, missing_program(argv[0]))
+        self.argv = list(argv)
+        self.returncode = 127
+        self.stderr = missing_program(argv[0])
+        self.program = argv[0]
 
 
 @dataclass(frozen=True)
@@ -54,7 +72,12 @@ class CommandRunner:
         self, argv: Sequence[str], *, input: str | None = None, check: bool = True, timeout: float = 600
     ) -> Completed:
         full = self.argv(argv)
-        res = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+        try:
+            res = subprocess.run(full, input=input, capture_output=True, text=True, timeout=timeout, check=False)
+        except (FileNotFoundError, PermissionError) as exc:
+            raise ToolMissing(full) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise CommandError(full, -1, f"timed out after {timeout:.0f}s") from exc
         if check and res.returncode != 0:
             raise CommandError(full, res.returncode, res.stderr)
         return Completed(res.returncode, res.stdout, res.stderr)
@@ -91,7 +114,12 @@ class PipeFeed:
         # Closed by close()/kill(): they outlive this call by design.
         self._out: IO[bytes] = os.fdopen(os.memfd_create("feed-stdout"), "w+b")
         self._err: IO[bytes] = os.fdopen(os.memfd_create("feed-stderr"), "w+b")
-        self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self._out, stderr=self._err)
+        try:
+            self._proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self._out, stderr=self._err)
+        except (FileNotFoundError, PermissionError) as exc:
+            self._out.close()
+            self._err.close()
+            raise ToolMissing(argv) from exc
         assert self._proc.stdin is not None
         self._stdin: IO[bytes] = self._proc.stdin
         try:

@@ -45,7 +45,7 @@ import threading
 from collections.abc import Callable, Container, Mapping
 from typing import Generic, TypeVar
 
-from proxy.backend.exec import CommandError, CommandRunner, Feed
+from proxy.backend.exec import CommandError, CommandRunner, Feed, ToolMissing
 from proxy.backend.interface import (
     BUILTIN_CHAINS,
     BackendError,
@@ -104,6 +104,8 @@ class RestoreBackend:
         self._last_text, self._last_writer = text, None
         try:
             self.runner.run(argv, input=text)
+        except ToolMissing as exc:
+            raise BackendError(str(exc), text=text) from exc
         except CommandError as exc:
             context = offending_lines(text, exc.stderr)
             raise BackendError(f"{argv[0]} failed: {exc.stderr.strip()}", context=context, text=text) from exc
@@ -156,17 +158,23 @@ class RestoreBackend:
 
     # --- applying --------------------------------------------------------------------------
     def apply(self, desired: Ruleset, *, full: bool, touched: set[tuple[str, str]] | None = None) -> Plan:
+        """Make the kernel match ``desired``; any failure (a tool missing or failing) is a
+        ``BackendError`` and leaves the previous rules in place."""
+        try:
+            return self._apply(desired, full=full, touched=touched)
+        except ToolMissing as exc:
+            raise BackendError(str(exc)) from exc
+        except CommandError as exc:
+            raise BackendError(f"{exc.argv[0]} failed: {exc.stderr.strip() or exc}") from exc
+
+    def _apply(self, desired: Ruleset, *, full: bool, touched: set[tuple[str, str]] | None = None) -> Plan:
         full = full or self.applied is None
         observed: Observed | None = None
         if full:
             observed = self._observe_full()
         plan = make_plan(desired, None if full else self.applied, observed, full=full, touched=touched)
         self.applied = None  # unknown until this batch is in
-        try:
-            self._apply_plan(plan, observed)
-        except BackendError:
-            log.error("iptables-restore failed; previous rules stay in place")
-            raise
+        self._apply_plan(plan, observed)
         self.applied = plan.result
         return plan
 
@@ -189,6 +197,14 @@ class RestoreBackend:
 
     def apply_full(self, stream: StreamedRuleset) -> Plan:
         """A full sync streamed into the restore while it is rendered (module docstring)."""
+        try:
+            return self._apply_full(stream)
+        except ToolMissing as exc:
+            raise BackendError(str(exc)) from exc
+        except CommandError as exc:
+            raise BackendError(f"{exc.argv[0]} failed: {exc.stderr.strip() or exc}") from exc
+
+    def _apply_full(self, stream: StreamedRuleset) -> Plan:
         self.applied = None  # unknown until this batch is in
         observing = _Background(self._observe_full)
         head = ["*nat", *(f":{c} - [0:0]" for c in FIXED_CHAINS["nat"])]
@@ -232,9 +248,6 @@ class RestoreBackend:
                 writer.lines(fresh_table_tail(nat, observed["nat"], declared, streamed))
                 writer.close()
                 self._apply_plan(plan, observed, ("filter", "mangle"))
-        except BackendError:
-            log.error("iptables-restore failed; previous rules stay in place")
-            raise
         finally:
             if writer is not None:
                 writer.abandon()  # a no-op once closed; otherwise nothing gets committed
@@ -250,7 +263,10 @@ class RestoreBackend:
         return writer
 
     def canary_present(self) -> bool:
-        res = self.runner.run([self._tool("iptables"), "-w", "-t", "mangle", "-S", CANARY], check=False)
+        try:
+            res = self.runner.run([self._tool("iptables"), "-w", "-t", "mangle", "-S", CANARY], check=False)
+        except CommandError:  # the tool is missing or hung: we cannot see it, so resync in full
+            return False
         return res.returncode == 0
 
     def cleanup(self) -> None:

@@ -409,6 +409,11 @@ def test_status_names_processes_and_logs(lab2: dict[str, str]) -> None:
     for comp in ("controlplane", "noded", "proxy", "netagent", "registry"):
         assert comp in res.stdout
     assert "/var/log/kubelab/kl-node1/noded.log" in res.stdout
+    # Every component's own health endpoint says it is healthy (lab/health.py).
+    rows = [line.split() for line in res.stdout.splitlines() if line.startswith(("host ", "kl-"))]
+    health = {f"{r[0]}/{r[1]}": r[4] for r in rows if len(r) >= 6}
+    assert {"kl-node1/proxy", "kl-node1/netagent", "kl-node1/noded", "kl-cp/controlplane", "kl-cp/dns"} <= set(health)
+    assert set(health.values()) == {"healthy"}, res.stdout
 
 
 def test_a_killed_noded_is_restarted_not_lost(lab2: dict[str, str]) -> None:

@@ -129,3 +129,41 @@ def test_plan_vxlan_derives_vteps_from_node_objects() -> None:
         ("10.244.3.0/24", "10.244.3.0", "0a:58:0a:f4:03:00", "192.168.56.13"),
     ]
     assert plan_vxlan(NODES, "unknown")[0] is None
+
+
+def test_agent_health_says_when_routes_are_not_programmed(caplog: pytest.LogCaptureFixture) -> None:
+    import json
+    import logging
+
+    from netplugin.agent import NetAgent
+
+    caplog.set_level(logging.INFO, logger="netplugin.agent")
+    drv = FakeRouteDriver()
+    agent = NetAgent(object(), "kl-node1", drv)
+
+    class Nodes:
+        def list(self) -> list[dict[str, Any]]:
+            return NODES
+
+    agent.informer = Nodes()  # type: ignore[assignment]
+    code, body = agent.health()
+    assert code == 503 and "routes not programmed yet" in json.loads(body)["lastError"]
+    drv.fail_replace = {"10.244.2.0/24"}
+    delays = [agent.sync_once() for _ in range(5)]
+    assert delays == [0.2, 0.4, 0.8, 1.6, 3.2]  # back-off
+    code, body = agent.health()
+    doc = json.loads(body)
+    assert code == 503 and "10.244.2.0/24 via 192.168.56.12: injected failure" in doc["lastError"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].exc_info is None  # one line, no traceback
+    drv.fail_replace = set()
+    assert agent.sync_once() == agent.resync
+    code, body = agent.health()
+    assert code == 200 and json.loads(body)["routes"] == 2 and json.loads(body)["lastError"] == ""
+
+    class Policies:
+        last_error = "exec: \"iptables-restore\": executable file not found in $PATH (install the iptables package)"
+
+    agent.policies = Policies()
+    code, body = agent.health()
+    assert code == 503 and "network policy rules not programmed" in json.loads(body)["lastError"]

@@ -6,6 +6,7 @@ Addresses as in test_proxy_rules.py: cluster IPs 172.30.0.x, endpoints 10.180.0.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -183,7 +184,8 @@ def test_full_resync_reuses_fragments_of_unchanged_ports_and_writes_everything(m
 
 
 def test_failure_keeps_previous_rules_reports_and_recovers() -> None:
-    p, backend, _ = make()
+    now = [0.0]
+    p, backend, _ = make(sync_period=30, clock=lambda: now[0], wall_clock=lambda: 1e9 + now[0])
     p.on_service(svc("ns", "a", "172.30.0.1"))
     p.on_endpoint_slice(eps("ns", "a", [ep("10.180.0.1")]))
     ready(p)
@@ -193,9 +195,14 @@ def test_failure_keeps_previous_rules_reports_and_recovers() -> None:
     p.on_endpoint_slice(eps("ns", "a", [ep("10.180.0.2")]))
     p.sync()
     assert backend.tables == before  # the failed batch changed nothing
-    assert p.healthy()  # one failure is not yet unhealthy
+    assert p.healthy()  # the change is pending, but not yet for 2 × the sync period
+    now[0] = 59.9
     p.sync()
+    assert p.healthy()
+    now[0] = 60.0
     assert not p.healthy()
+    code, body = p.health.healthz()
+    assert code == 503 and "injected failure" in json.loads(body)["lastError"]
     text = p.debug_text()
     assert "# last failed" in text and "injected failure" in text and ">>" in text
     assert p.metrics.failures._value.get() == 2

@@ -1,0 +1,67 @@
+"""`kubelab up` on a machine where the proxy's `nft` is missing (issue 18 §3): it does not claim the
+lab is up; it fails naming the proxy's own error and its log, the proxy logged that error once (no
+traceback), and `kubelab down` then leaves the machine as it was.
+
+The machine's programs stay installed: the lab runs with ``PATH`` set to a directory of symlinks
+to every program on the usual PATH except ``nft`` (removed at the end). Runs with no lab up.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_lab import kubelab, machine_snapshot, sh
+
+DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+@pytest.fixture
+def path_without_nft(tmp_path: Path) -> Iterator[str]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for d in DIRS:
+        if not Path(d).is_dir():
+            continue
+        for entry in Path(d).iterdir():
+            link = bindir / entry.name
+            if entry.name != "nft" and not link.exists() and not link.is_symlink():
+                link.symlink_to(entry)
+    assert not (bindir / "nft").exists()
+    yield str(bindir)
+
+
+def test_up_without_nft_fails_with_the_proxys_error_and_log(path_without_nft: str) -> None:
+    before = lab_owned(machine_snapshot())
+    log = Path("/var/log/kubelab/kl-node1/proxy.log")
+    try:
+        res = kubelab("up", "--workers", "1", env={**os.environ, "PATH": path_without_nft}, timeout=400)
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "The lab is up" not in res.stdout
+        assert (
+            'proxy on kl-node1: exec: "nft": executable file not found in $PATH (install the nftables package)'
+            in res.stdout
+        ), res.stdout
+        assert f"log: {log}" in res.stdout
+        text = log.read_text(errors="replace")  # kept for the error to point at
+        errors = [line for line in text.splitlines() if " ERROR " in line]
+        assert len(errors) == 1 and "install the nftables package" in errors[0], text[-3000:]
+        assert "Traceback" not in text
+    finally:
+        down = kubelab("down")
+        assert down.returncode == 0, down.stdout + down.stderr
+    assert lab_owned(machine_snapshot()) == before
+    assert not Path("/var/log/kubelab").exists()
+    assert "kl0" not in sh("ip", "-br", "link").split()
+
+
+def lab_owned(snapshot: dict[str, str]) -> dict[str, str]:
+    """What the lab owns (the machine is shared: other tests' namespaces and routes come and go)."""
+    netns = " ".join(sorted(w for w in snapshot["netns"].split() if w.startswith("kl-")))
+    routes = "\n".join(line for line in snapshot["routes"].splitlines() if "kl0" in line or "klv-" in line)
+    mounts = "\n".join(line for line in snapshot["mounts"].splitlines() if "kubelab" in line or "/netns/kl-" in line)
+    keep = ("runc", "state", "processes")
+    return {"netns": netns, "routes": routes, "mounts": mounts, **{k: snapshot[k] for k in keep}}
