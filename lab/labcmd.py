@@ -42,21 +42,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import health, safety, state, supervisor, topology
+from lab import health, programs, safety, state, supervisor, topology
 
 REGISTRY_ADDR = f"{topology.HOST_IP}:5000"
 APISERVER_URL = f"https://{topology.CONTROL_PLANE_IP}:6443"
-REQUIRED_COMMANDS = {
-    "ip": "iproute2",
-    "nsenter": "util-linux",
-    "runc": "runc",
-    "iptables": "iptables",
-    "docker-registry": "docker-registry",
-    "skopeo": "skopeo",
-    "umoci": "umoci",
-    "busybox": "busybox-static",
-    "conntrack": "conntrack",
-}
 # Short lab timings so that `kubelab node stop` shows a failover within a minute.
 NODE_MONITOR_GRACE = "10s"
 POD_EVICTION_TIMEOUT = "15s"
@@ -92,12 +81,22 @@ def check_prerequisites(store: str) -> None:
         raise LabError(
             "kubelab up needs root (it creates network namespaces, bridges and containers): run it with sudo"
         )
-    needed = dict(REQUIRED_COMMANDS)
-    if store == "etcd":
-        needed["etcd"] = "etcd-server"
-    missing = [f"{cmd} (Debian package {pkg})" for cmd, pkg in needed.items() if shutil.which(cmd) is None]
+    missing = [f"{cmd} (Debian package {pkg})" for cmd, pkg in required_programs() if shutil.which(cmd) is None]
     if missing:
-        raise LabError("missing: " + ", ".join(missing) + ". Run `sudo make deps` to install them.")
+        raise LabError("missing: " + ", ".join(missing) + ". Run `make deps` (as root) to install them.")
+
+
+def required_programs() -> list[tuple[str, str]]:
+    """(program, package) for every non-optional program of the manifest's core group (lab/programs.txt).
+
+    One list: what `make deps` installs is what `kubelab up` checks for, so the two cannot drift
+    (the proxy's `nft` was missing from a second, hand-kept list here once).
+    """
+    return [
+        (e.program, e.package)
+        for e in programs.load_manifest()
+        if e.program and e.group == "core" and not e.flags & {"optional", "guest", "onpath"}
+    ]
 
 
 def port_free(host: str, port: int) -> bool:
