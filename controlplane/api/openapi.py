@@ -42,6 +42,7 @@ __all__ = [
     "V2_CONTENT_TYPE",
     "group_version_paths",
     "schema_for_kind",
+    "schemas",
     "strict_decoding_error",
     "unknown_fields",
     "v2_protobuf",
@@ -84,6 +85,11 @@ def _schemas() -> dict[str, dict[str, Any]]:
     data = json.loads(_SCHEMAS_FILE.read_text())
     schemas: dict[str, dict[str, Any]] = data["schemas"]
     return schemas
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """All component schemas by name (shared, immutable module data: do not modify)."""
+    return _schemas()
 
 
 def schema_name(group: str, kind: str) -> str:
