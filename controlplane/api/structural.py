@@ -454,12 +454,63 @@ def first_error(res: Resource, obj: Any) -> str | None:
     return None
 
 
-def _dump(v: Any) -> str:
-    """Compact JSON of a decoded body (integers beyond 64 bits, which orjson refuses, included)."""
-    try:
-        return orjson.dumps(v).decode()
-    except TypeError:
-        return json.dumps(v, separators=(",", ":"), default=str)
+_SHOWN = 1024  # most characters of a patched object echoed in a patch error (bounded, whatever its size)
+_PREVIEW_DEPTH = 32  # deeper values are shown as "..." (the preview never recurses without bound)
+
+
+def _preview(v: Any, limit: int, go: bool = False) -> str:
+    """A bounded rendering of a decoded body: compact JSON, or Go's ``%+v`` when ``go``.
+
+    At most ``limit`` characters (then ``...``) and ``_PREVIEW_DEPTH`` levels, whatever the value:
+    error messages echo request bodies, which may be huge or nested thousands deep.
+    """
+    out: list[str] = []
+    size = 0
+
+    def emit(s: str) -> bool:
+        nonlocal size
+        out.append(s)
+        size += len(s)
+        return size <= limit
+
+    def walk(x: Any, depth: int) -> bool:
+        if depth > _PREVIEW_DEPTH:
+            return emit("...")
+        if isinstance(x, dict):
+            if not emit("map[" if go else "{"):
+                return False
+            items = sorted(x.items(), key=lambda kv: str(kv[0])) if go else list(x.items())
+            for i, (k, y) in enumerate(items):
+                sep = " " if go else ","
+                if not emit((sep if i else "") + (f"{k}:" if go else json.dumps(str(k)) + ":")):
+                    return False
+                if not walk(y, depth + 1):
+                    return False
+            return emit("]" if go else "}")
+        if isinstance(x, list):
+            if not emit("["):
+                return False
+            for i, y in enumerate(x):
+                if (i and not emit(" " if go else ",")) or not walk(y, depth + 1):
+                    return False
+            return emit("]")
+        if go:
+            text = "<nil>" if x is None else ("true" if x is True else "false" if x is False else str(x))
+            return emit(text if isinstance(x, str) else _scalar(x, text))
+        return emit(_scalar(x, json.dumps(x) if not isinstance(x, int | float) or isinstance(x, bool) else ""))
+
+    walk(v, 0)
+    text = "".join(out)
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _scalar(x: Any, text: str) -> str:
+    if isinstance(x, int | float) and not isinstance(x, bool):
+        try:
+            return repr(x)
+        except ValueError:  # an integer with more digits than Python prints
+            return "<a very large number>"
+    return text
 
 
 def decode_error(res: Resource, obj: Any, detail: str) -> StructuralError:
@@ -469,9 +520,7 @@ def decode_error(res: Resource, obj: Any, detail: str) -> StructuralError:
         api_version = obj.get("apiVersion") if isinstance(obj.get("apiVersion"), str) else ""
         version = api_version.rsplit("/", 1)[-1] if api_version else ""
         return StructuralError(f'{kind} in version "{version}" cannot be handled as a {res.kind}: {detail}', detail)
-    summary = _dump(obj)
-    if len(summary) > 30:
-        summary = summary[:30] + " ..."
+    summary = _preview(obj, 30)
     return StructuralError(
         f"the object provided is unrecognized (must be of type {res.kind}): {detail} ({summary})", detail
     )
@@ -490,19 +539,6 @@ def check(res: Resource, obj: Any, body: Any = None) -> None:
         raise decode_error(res, obj if body is None else body, detail)
 
 
-def _go_value(v: Any) -> str:
-    """Go's ``%+v`` of a decoded JSON value (what the strategic-merge path prints of the patch)."""
-    if isinstance(v, dict):
-        return "map[" + " ".join(f"{k}:{_go_value(v[k])}" for k in sorted(v)) + "]"
-    if isinstance(v, list):
-        return "[" + " ".join(_go_value(x) for x in v) + "]"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "<nil>"
-    return str(v)
-
-
 def patch_error(res: Resource, patched: Any, content_type: str, patch: bytes) -> errors.ApiError | None:
     """The error of a patch whose result its kind cannot decode, as kube-apiserver answers it.
 
@@ -519,13 +555,11 @@ def patch_error(res: Resource, patched: Any, content_type: str, patch: bytes) ->
         return decode_error(res, patched, detail)
     if content_type == "application/strategic-merge-patch+json":
         try:
-            shown = _go_value(orjson.loads(patch))
-        except orjson.JSONDecodeError:
-            shown = patch.decode(errors="replace")
+            shown = _preview(orjson.loads(patch), _SHOWN, go=True)
+        except orjson.JSONDecodeError:  # (too deep for orjson: show the raw text)
+            shown = patch[:_SHOWN].decode(errors="replace")
     else:
-        shown = _dump(patched)
-    if len(shown) > 1024:  # bounded, whatever the object's size
-        shown = shown[:1024] + "..."
+        shown = _preview(patched, _SHOWN)
     value = json.dumps(shown)
     cause = errors.Cause("patch", f"Invalid value: {value}: {detail}", "FieldValueInvalid")
     return errors.Invalid(f'"" is invalid: patch: {cause.message}', kind="", name="", causes=[cause])
