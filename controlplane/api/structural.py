@@ -94,6 +94,7 @@ _QUANTITY_RE = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
 _QUANTITY_FORMAT_WRONG = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
 _QUANTITY_SUFFIXES = {"", "n", "u", "m", "k", "M", "G", "T", "P", "E", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei"}
 _QUANTITY_EXPONENT = re.compile(r"^[eE][-+]?[0-9]+$")
+_GOOD_QUANTITIES: set[Any] = set()  # strings already parsed (bounded; adding is atomic under the GIL)
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$")
 _RFC3339_LAYOUT = "2006-01-02T15:04:05Z07:00"
 
@@ -211,7 +212,7 @@ def _int_or_string(v: Any) -> None:
 
 def _quantity(v: Any) -> None:
     # resource.Quantity.UnmarshalJSON: a string, or the raw JSON text of anything else
-    if v is None:
+    if v is None or (v.__class__ is str and v in _GOOD_QUANTITIES):
         return
     if v.__class__ is str:
         text = v.strip()
@@ -227,6 +228,8 @@ def _quantity(v: Any) -> None:
         raise _Hard("unable to parse quantity's suffix")
     if number.count(".") > 1 or number.strip("+-") in ("", "."):
         raise _Hard("unable to parse quantity's numeric part")
+    if v.__class__ is str and len(_GOOD_QUANTITIES) < 4096:  # the same few quantities recur on every pod
+        _GOOD_QUANTITIES.add(v)
 
 
 def _date_time(v: Any) -> None:
@@ -364,14 +367,15 @@ class _Compiler:
                 raise _Mismatch(_json_kind(v), gotype)
             for k, x in v.items():
                 f = get(k)
-                if f is not None:
-                    try:
-                        f(x)
-                    except _Mismatch as m:
-                        if m.struct is None:
-                            m.struct = struct_name
-                        m.fields.append(k)
-                        raise
+                if f is None or (f is _string and x.__class__ is str):
+                    continue  # unknown field, or the commonest case (a string) without a call
+                try:
+                    f(x)
+                except _Mismatch as m:
+                    if m.struct is None:
+                        m.struct = struct_name
+                    m.fields.append(k)
+                    raise
 
         return check
 
