@@ -211,3 +211,41 @@ def _well_typed(draw: st.DrawFn) -> tuple[registry.Resource, dict[str, Any]]:
 def test_values_of_the_schema_types_are_never_refused(case: tuple[registry.Resource, dict[str, Any]]) -> None:
     res, obj = case
     assert structural.first_error(res, obj) is None, obj
+
+
+def test_objects_stored_before_the_check_are_served_deletable_and_must_be_fixed_by_writes() -> None:
+    """The module docstring's decision for ill-typed objects already in the store."""
+    import orjson
+
+    from controlplane.apiserver.admission import Admission
+    from controlplane.apiserver.resources import ResourceOps
+    from controlplane.storage.memory import MemoryStore
+
+    store = MemoryStore()
+    ops = ResourceOps(store, Admission(store))
+    ops.create(registry.NAMESPACES, None, {"metadata": {"name": "default"}})
+    legacy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "old", "namespace": "default", "uid": "u", "generation": 1},
+        "spec": {
+            "replicas": 2**31,
+            "selector": {"matchLabels": {"a": "b"}},
+            "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
+        },
+    }
+    store.create(DEPLOY.storage_key("old", "default"), orjson.dumps(legacy))  # written before the check existed
+    assert ops.get(DEPLOY, "default", "old")["spec"]["replicas"] == 2**31  # served as stored
+    stored = ops.get(DEPLOY, "default", "old")
+    with pytest.raises(structural.StructuralError):  # a write must fix it
+        ops.update(DEPLOY, "default", "old", {**stored, "metadata": {"name": "old", "labels": {"x": "y"}}})
+    with pytest.raises(errors.Invalid):  # also a patch that leaves the bad field as it is
+        ops.patch(DEPLOY, "default", "old", b'{"metadata":{"labels":{"x":"y"}}}', "application/merge-patch+json")
+    fixed = {**stored, "spec": {**stored["spec"], "replicas": 3}}
+    assert ops.update(DEPLOY, "default", "old", fixed)["spec"]["replicas"] == 3
+    kv = store.get(DEPLOY.storage_key("old", "default"))
+    assert kv is not None
+    store.update(kv.key, orjson.dumps(legacy), kv.mod_revision)  # ill-typed again
+    ops.delete(DEPLOY, "default", "old", {})  # deletes are never checked
+    with pytest.raises(errors.NotFound):
+        ops.get(DEPLOY, "default", "old")
