@@ -546,6 +546,24 @@ def _server_with_env(tmp: Path, env: dict[str, str]) -> RunningApiServer:
                 os.environ[k] = v
 
 
+def check_time_per_pod(n: int = 20_000) -> str:
+    """The check alone, in this process, on the bench's pod body: median of 5 runs of ``n``.
+
+    Immune to the noise of a shared machine that the throughput columns suffer from.
+    """
+    from controlplane.api import registry, structural
+
+    pod = orjson.loads(pod_body("p", "bench"))
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            structural.first_error(registry.PODS, pod)
+        runs.append((time.perf_counter() - t0) / n)
+    s = Summary.of(runs)
+    return f"{s.median * 1e6:.1f} µs ({min(runs) * 1e6:.1f}–{max(runs) * 1e6:.1f})"
+
+
 def structural_cost(scale: float, rows: dict[str, list[list[str]]]) -> None:
     """Issue 11's budget: pod creates at 64 clients on sqlite, structural typing on vs off, same run.
 
@@ -574,7 +592,9 @@ def structural_cost(scale: float, rows: dict[str, list[list[str]]]) -> None:
             m, s = merged[k], Summary.of(merged[k].latencies)
             cells += [f"{m.rate:,.0f}/s ({min(m.rates):,.0f}–{max(m.rates):,.0f})", fmt_ms(s.median), fmt_ms(s.p99)]
             cells.append(cpu_columns(loads[k])[0])
-        rows["structural"].append(["sqlite", "64", *cells, fmt_ratio(merged["on"].rate, merged["off"].rate)])
+        rows["structural"].append(
+            ["sqlite", "64", *cells, fmt_ratio(merged["on"].rate, merged["off"].rate), check_time_per_pod()]
+        )
     finally:
         for srv in servers:
             srv.stop()
@@ -598,6 +618,7 @@ def print_structural(rows: dict[str, list[list[str]]]) -> None:
             "p99",
             "server CPU per create",
             "on/off",
+            "the check alone per pod (in-process)",
         ],
         rows["structural"],
     )
