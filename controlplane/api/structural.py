@@ -50,7 +50,8 @@ with no allocation on the success path (exceptions only build the message on fai
 is measured by ``make bench`` (check on vs off, ``KUBELAB_STRUCTURAL_CHECK=off`` turns it off —
 for that benchmark only).
 
-Concurrency: pure; compilation is idempotent, so a race at first use only compiles twice.
+Concurrency: checking is pure and lock-free; compiling (once per kind, at its first write) holds a
+lock, so no thread sees a half-compiled checker.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from functools import cache
@@ -430,9 +432,15 @@ def _compiler() -> _Compiler:
     return _Compiler()
 
 
+# Compilation runs under this lock: a schema being compiled is briefly a forward reference that
+# another thread must not call before it is filled in.
+_COMPILING = threading.RLock()
+
+
 def compile_schema(schema_name: str) -> Checker:
     """The checker of one component schema (``io.k8s.api.apps.v1.Deployment``); compiled once."""
-    return _compiler().named_checker(schema_name)
+    with _COMPILING:
+        return _compiler().named_checker(schema_name)
 
 
 @cache
