@@ -3,9 +3,9 @@
 For the core kinds, hypothesis takes a valid object, picks a field path from the kind's own
 OpenAPI schema (what ``/openapi/v3`` serves) and puts there either a well-typed value of that
 field's Go type or a hostile one (wrong JSON type, integers beyond int32/int64, floats, deep
-nesting, odd unicode, long strings); then it sends it as a create, an update, or one of the four
-patch types (json, merge, strategic-merge, apply) to the real ``kubelab apiserver`` subprocess on
-loopback. Properties, per request:
+nesting, odd unicode, long strings); then it sends it as a create, an update, a ``status`` or
+``scale`` subresource write, or one of the four patch types (json, merge, strategic-merge, apply)
+to the real ``kubelab apiserver`` subprocess on loopback. Properties, per request:
 - the answer is never a 5xx;
 - an error answer is a JSON ``Status`` with ``kind: Status`` and ``code`` equal to the HTTP status;
 - whatever was stored decodes as its kind's Go type (``structural.first_error`` finds nothing in
@@ -65,7 +65,7 @@ BASES: dict[str, dict[str, Any]] = {
 }
 KINDS = sorted(BASES)
 BY_KIND: dict[str, Resource] = {r.kind: r for r in registry.RESOURCES if r.kind in BASES}
-OPS = ("create", "update", "json", "merge", "strategic", "apply")
+OPS = ("create", "update", "status", "scale", "json", "merge", "strategic", "apply")
 PATCH_TYPES = {
     "json": "application/json-patch+json",
     "merge": "application/merge-patch+json",
@@ -183,10 +183,19 @@ def test_writes_never_5xx_and_store_only_decodable_objects(
         return
     name = base_name(kind)
     url = f"{base}/{name}"
-    if op == "update":
+    if op in ("update", "status"):
+        if op == "status" and "status" not in res.subresources:
+            op, path = "update", ("metadata", "labels", "fz")
         current = http.get(url).json()
         body = set_path(current, path, value)
-        r = http.put(url, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+        target = f"{url}/status" if op == "status" else url
+        r = http.put(target, content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    elif op == "scale":
+        if "scale" not in res.subresources:
+            return
+        scale = http.get(f"{url}/scale").json()
+        body = set_path(scale, ("spec", "replicas"), value)
+        r = http.put(f"{url}/scale", content=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     elif op == "json":
         patch: Any = [{"op": "add", "path": json_pointer(path), "value": value}]
         r = http.patch(url, content=json.dumps(patch).encode(), headers={"Content-Type": PATCH_TYPES[op]})
