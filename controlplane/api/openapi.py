@@ -17,7 +17,8 @@ Each GV document holds:
   with patch-strategy extensions from ``patch.STRATEGY``), so ``explain pods.spec.containers``
   and apply's patch computation find complete, nested schemas.
 
-The same schemas answer ``unknown_fields(resource, obj)`` for ``fieldValidation=Strict``/``Warn``
+The same schemas drive ``structural`` (the typed-decode check of every write: ``schemas()``) and
+answer ``unknown_fields(resource, obj)`` for ``fieldValidation=Strict``/``Warn``
 (kube-apiserver's strict decoding: ``strict decoding error: unknown field "spec.replica"``).
 
 Invariants: documents are built once per process and cached (they are immutable); the

@@ -37,7 +37,13 @@ Errors: the first error in document order wins (Go's decoder keeps the first one
 and updates it is the 400 above (``decode_error``); for json/merge/strategic patches
 kube-apiserver reports the decode failure of the patched object as 422 ``Invalid`` on field
 ``patch`` (``handlers/patch.go``: ``field.Invalid(field.NewPath("patch"), …)``), which
-``patch_error`` builds.
+``patch_error`` builds; an apply patch gets the 400 (kube-apiserver's own apply message comes from
+structured-merge-diff's typed conversion and is not reproduced). Echoed bodies are bounded
+(``_preview``: at most 1,024 characters and 32 levels), however large or deep the request.
+
+Where it runs: ``resources.check_body`` (every create, update and status/scale write, on the body
+as decoded) and ``ResourceOps.patch`` (on the patched object, before ``check_body``) — one line
+each; deletes and reads do not run it.
 
 Objects already stored that fail the check (written before it existed) are served as they are:
 reads never re-check (reads are hot, and a read cannot make things worse), deletes are never
