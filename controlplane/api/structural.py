@@ -67,7 +67,7 @@ import os
 import re
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from typing import Any
 
@@ -140,7 +140,7 @@ class StructuralError(errors.BadRequest):
 
 def _json_kind(v: Any) -> str:
     """How Go's decoder names a JSON value in ``cannot unmarshal <value>``."""
-    if isinstance(v, str):
+    if isinstance(v, str | date):  # (YAML's unquoted timestamps: strings once in JSON, as in Kubernetes)
         return "string"
     if isinstance(v, bool):
         return "bool"
@@ -171,12 +171,12 @@ def _go_type(schema_name: str) -> str:
 
 
 def _string(v: Any) -> None:
-    if v.__class__ is not str and v is not None:
+    if v.__class__ is not str and v is not None and not isinstance(v, date):
         raise _Mismatch(_json_kind(v), "string")
 
 
 def _byte_string(v: Any) -> None:
-    if v.__class__ is not str and v is not None:
+    if v.__class__ is not str and v is not None and not isinstance(v, date):
         raise _Mismatch(_json_kind(v), "[]uint8")
 
 
@@ -213,7 +213,7 @@ _INT32 = _integer("int32")
 
 def _int_or_string(v: Any) -> None:
     # intstr.IntOrString.UnmarshalJSON: a quoted value is a string, anything else an int32
-    if v.__class__ is str or v is None:
+    if v.__class__ is str or v is None or isinstance(v, date):
         return
     _INT32(v)
 
@@ -242,6 +242,10 @@ def _quantity(v: Any) -> None:
 
 def _date_time(v: Any) -> None:
     # metav1.Time.UnmarshalJSON: a JSON string, then time.Parse(time.RFC3339, …)
+    if isinstance(v, datetime) and v.tzinfo is not None:
+        return  # an unquoted YAML timestamp with a zone: an RFC 3339 string in Kubernetes' JSON
+    if isinstance(v, date):
+        v = v.isoformat()
     if v.__class__ is str:
         if _RFC3339.match(v) is not None:
             try:
@@ -399,7 +403,7 @@ class _Compiler:
                     raise _Mismatch(_json_kind(v), gotype)
                 for x in v.values():
                     if x.__class__ is not str and x is not None:
-                        raise _Mismatch(_json_kind(x), "string")
+                        _string(x)
 
             return check_strings
 

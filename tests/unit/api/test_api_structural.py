@@ -249,3 +249,18 @@ def test_objects_stored_before_the_check_are_served_deletable_and_must_be_fixed_
     ops.delete(DEPLOY, "default", "old", {})  # deletes are never checked
     with pytest.raises(errors.NotFound):
         ops.get(DEPLOY, "default", "old")
+
+
+def test_unquoted_yaml_timestamps_are_strings_as_in_kubernetes_json() -> None:
+    import yaml
+
+    body = yaml.safe_load(
+        "metadata: {name: x, annotations: {a: 2024-01-01T00:00:00Z}}\n"
+        "spec: {containers: [{name: c, image: i, args: [2024-01-01],"
+        " ports: [{containerPort: 80, name: 2024-01-01}]}]}\n"
+        "status: {startTime: 2024-01-01T00:00:00Z}\n"
+    )
+    assert structural.first_error(POD, body) is None
+    assert structural.first_error(POD, yaml.safe_load("status: {startTime: 2024-01-01}")) == (
+        'parsing time "2024-01-01" as "2006-01-02T15:04:05Z07:00": cannot parse "2024-01-01" as "2006"'
+    )
