@@ -17,7 +17,8 @@ Each GV document holds:
   with patch-strategy extensions from ``patch.STRATEGY``), so ``explain pods.spec.containers``
   and apply's patch computation find complete, nested schemas.
 
-The same schemas answer ``unknown_fields(resource, obj)`` for ``fieldValidation=Strict``/``Warn``
+The same schemas drive ``structural`` (the typed-decode check of every write: ``schemas()``) and
+answer ``unknown_fields(resource, obj)`` for ``fieldValidation=Strict``/``Warn``
 (kube-apiserver's strict decoding: ``strict decoding error: unknown field "spec.replica"``).
 
 Invariants: documents are built once per process and cached (they are immutable); the
@@ -42,6 +43,7 @@ __all__ = [
     "V2_CONTENT_TYPE",
     "group_version_paths",
     "schema_for_kind",
+    "schemas",
     "strict_decoding_error",
     "unknown_fields",
     "v2_protobuf",
@@ -84,6 +86,11 @@ def _schemas() -> dict[str, dict[str, Any]]:
     data = json.loads(_SCHEMAS_FILE.read_text())
     schemas: dict[str, dict[str, Any]] = data["schemas"]
     return schemas
+
+
+def schemas() -> dict[str, dict[str, Any]]:
+    """All component schemas by name (shared, immutable module data: do not modify)."""
+    return _schemas()
 
 
 def schema_name(group: str, kind: str) -> str:

@@ -16,7 +16,13 @@ Invariants of the output:
 - lists with a strategic-merge strategy carry ``x-kubernetes-patch-strategy`` /
   ``x-kubernetes-patch-merge-key`` taken from ``patch.STRATEGY`` (one source of truth with the
   server's patcher), plus ``conditions`` lists of status types (merge by ``type``);
-- top-level kinds carry ``x-kubernetes-group-version-kind``.
+- top-level kinds carry ``x-kubernetes-group-version-kind``;
+- integers are ``format: int32`` unless the Go field is an ``int64`` (``_INT64``: the client models
+  say only ``int``), ``resource.Quantity`` strings carry ``format: quantity`` (``_QUANTITY``: they
+  decode from a JSON string *or number*), and the string enums that kube-apiserver's validation
+  enforces carry ``enum`` (``_ENUMS``). ``controlplane.api.structural`` checks every write against
+  these types, so the tables are the Go types of ``k8s.io/api`` (``core/v1/types.go``,
+  ``apps/v1/types.go``, ``batch/v1/types.go``, ``meta/v1/types.go``).
 
 Deterministic: keys are sorted, so regenerating with the same client version is a no-op.
 """
@@ -233,6 +239,76 @@ _FIELD_DESCRIPTIONS: dict[tuple[str, str], str] = {
 }
 
 
+# Go ``int64`` fields (everything else the client models call ``int`` is ``int32``), as
+# ``(Go struct, JSON field)``.
+_INT64 = {
+    ("ControllerRevision", "revision"), ("DaemonSetStatus", "observedGeneration"),
+    ("DeploymentStatus", "observedGeneration"), ("ReplicaSetStatus", "observedGeneration"),
+    ("StatefulSetStatus", "observedGeneration"), ("JobSpec", "activeDeadlineSeconds"),
+    ("ContainerImage", "sizeBytes"), ("LinuxContainerUser", "gid"), ("LinuxContainerUser", "uid"),
+    ("LinuxContainerUser", "supplementalGroups"), ("NodeSwapStatus", "capacity"),
+    ("PodCondition", "observedGeneration"), ("PodStatus", "observedGeneration"),
+    ("PodSecurityContext", "fsGroup"), ("PodSecurityContext", "runAsGroup"), ("PodSecurityContext", "runAsUser"),
+    ("PodSecurityContext", "supplementalGroups"), ("PodSpec", "activeDeadlineSeconds"),
+    ("PodSpec", "terminationGracePeriodSeconds"), ("Probe", "terminationGracePeriodSeconds"),
+    ("SecurityContext", "runAsGroup"), ("SecurityContext", "runAsUser"),
+    ("ServiceAccountTokenProjection", "expirationSeconds"), ("SleepAction", "seconds"),
+    ("Toleration", "tolerationSeconds"), ("Condition", "observedGeneration"),
+    ("DeleteOptions", "gracePeriodSeconds"), ("ListMeta", "remainingItemCount"),
+    ("ObjectMeta", "deletionGracePeriodSeconds"), ("ObjectMeta", "generation"),
+    # uid/gid-valued fields of newer projected volumes: user IDs are int64 in Go
+    ("ClusterTrustBundleProjection", "user"), ("ConfigMapVolumeSource", "defaultUser"),
+    ("DownwardAPIVolumeFile", "user"), ("DownwardAPIVolumeSource", "defaultUser"), ("KeyToPath", "user"),
+    ("PodCertificateProjection", "user"), ("ProjectedVolumeSource", "defaultUser"),
+    ("SecretVolumeSource", "defaultUser"), ("ServiceAccountTokenProjection", "user"),
+}  # fmt: skip
+
+# ``resource.Quantity`` fields (maps of them, or one), which the client models type as strings.
+_QUANTITY = {
+    ("ResourceRequirements", "limits"), ("ResourceRequirements", "requests"),
+    ("VolumeResourceRequirements", "limits"), ("VolumeResourceRequirements", "requests"),
+    ("ContainerStatus", "allocatedResources"), ("PodStatus", "allocatedResources"),
+    ("PersistentVolumeClaimStatus", "allocatedResources"), ("PersistentVolumeClaimStatus", "capacity"),
+    ("NodeStatus", "allocatable"), ("NodeStatus", "capacity"), ("PodSpec", "overhead"),
+    ("EmptyDirVolumeSource", "sizeLimit"), ("ResourceFieldSelector", "divisor"),
+    ("NodeAllocatableMappedResources", "quantity"),
+}  # fmt: skip
+
+# String enums kube-apiserver's validation enforces ("Unsupported value"), as its v3 documents list them.
+_ENUMS: dict[tuple[str, str], list[str]] = {
+    ("Container", "imagePullPolicy"): ["Always", "IfNotPresent", "Never"],
+    ("Container", "terminationMessagePolicy"): ["FallbackToLogsOnError", "File"],
+    ("ContainerPort", "protocol"): ["SCTP", "TCP", "UDP"],
+    ("ServicePort", "protocol"): ["SCTP", "TCP", "UDP"],
+    ("PodSpec", "restartPolicy"): ["Always", "Never", "OnFailure"],
+    ("PodSpec", "dnsPolicy"): ["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"],
+    ("ServiceSpec", "type"): ["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"],
+    ("ServiceSpec", "sessionAffinity"): ["ClientIP", "None"],
+    ("ServiceSpec", "externalTrafficPolicy"): ["Cluster", "Local"],
+    ("ServiceSpec", "internalTrafficPolicy"): ["Cluster", "Local"],
+    ("DeploymentStrategy", "type"): ["Recreate", "RollingUpdate"],
+    ("DaemonSetUpdateStrategy", "type"): ["OnDelete", "RollingUpdate"],
+    ("StatefulSetUpdateStrategy", "type"): ["OnDelete", "RollingUpdate"],
+    ("StatefulSetSpec", "podManagementPolicy"): ["OrderedReady", "Parallel"],
+    ("JobSpec", "completionMode"): ["Indexed", "NonIndexed"],
+    ("Toleration", "operator"): ["Equal", "Exists"],
+    ("Taint", "effect"): ["NoExecute", "NoSchedule", "PreferNoSchedule"],
+}
+
+
+def _typed(go: str, json_name: str, prop: dict[str, Any]) -> dict[str, Any]:
+    """``prop`` with the Go type's format (int64, quantity) and enum, where the tables have them."""
+    key = (go, json_name)
+    inner = prop.get("items") or prop.get("additionalProperties") or prop
+    if key in _INT64 and inner.get("format") == "int32":
+        inner["format"] = "int64"
+    if key in _QUANTITY and inner.get("type") == "string":
+        inner["format"] = "quantity"
+    if key in _ENUMS and prop.get("type") == "string":
+        prop["enum"] = list(_ENUMS[key])
+    return prop
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"allOf": [{"$ref": f"#/components/schemas/{name}"}], "default": {}}
 
@@ -292,7 +368,7 @@ class Generator:
         for attr, type_str in cls.openapi_types.items():
             json_name = cls.attribute_map[attr]
             field = cls.model_fields.get(attr)
-            prop = self.type_schema(type_str, field.annotation if field is not None else None)
+            prop = _typed(go, json_name, self.type_schema(type_str, field.annotation if field is not None else None))
             if field is not None and field.description:
                 prop["description"] = field.description
             elif (go, json_name) in _FIELD_DESCRIPTIONS:

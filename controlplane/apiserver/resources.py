@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from controlplane.api import errors, meta, registry
+from controlplane.api import errors, meta, registry, structural
 from controlplane.api.registry import Resource
 from controlplane.apiserver.admission import Admission
 from controlplane.storage.interface import ConflictError, KeyExistsError, KeyNotFoundError, KeyValue, Store
@@ -476,6 +476,7 @@ class ResourceOps:
             for field in ("name", "namespace"):
                 if new_md.get(field, old["metadata"].get(field)) != old["metadata"].get(field):
                     raise errors.BadRequest(f"metadata.{field} cannot be changed by a patch")
+            structural.raise_for_patch(res, new, content_type, body)
             new = check_body(res, new)
             try:
                 return self._write(res, kv, new, subresource=subresource, dry_run=dry_run), False
@@ -735,6 +736,7 @@ def check_body(res: Resource, body: Any) -> Obj:
     obj["kind"] = res.kind
     obj["metadata"] = {k: v for k, v in md.items() if k in _META_FIELDS}
     prune_unknown(res, obj)
+    structural.check(res, obj, body)  # kube-apiserver's typed decode: wrong JSON types never get stored
     for field in ("labels", "annotations"):
         value = md.get(field)
         if value is not None and (not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())):

@@ -29,7 +29,12 @@ requests and parses only the status line and ``Content-Length`` — and its CPU 
 printed beside the figures (``time.process_time`` of this process; the server's from ``/proc`` via
 psutil), together with the server's CPU time per create.
 
-Run: ``python -m tests.bench.bench_apiserver [--scale 0.2] [--stores sqlite,etcd] [--open-rate 1000]``.
+A last table prices issue 11's structural typing (``controlplane.api.structural``): 64-client pod
+creates on sqlite against two servers side by side, one with ``KUBELAB_STRUCTURAL_CHECK=off``,
+rounds alternating; the ratio on/off is its cost (the budget: at most 10%).
+
+Run: ``python -m tests.bench.bench_apiserver [--scale 0.2] [--stores sqlite,etcd] [--open-rate 1000]
+[--structural-only]``.
 """
 
 from __future__ import annotations
@@ -524,18 +529,122 @@ def run_store(store: str, scale: float, open_rate: float, rows: dict[str, list[l
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+STRUCTURAL_ROUNDS = 5
+
+
+def _server_with_env(tmp: Path, env: dict[str, str]) -> RunningApiServer:
+    """A sqlite ``kubelab apiserver`` started with ``env`` added to this process's environment."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return start_apiserver(tmp, store="sqlite")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def check_time_per_pod(n: int = 20_000) -> str:
+    """The check alone, in this process, on the bench's pod body: median of 5 runs of ``n``.
+
+    Immune to the noise of a shared machine that the throughput columns suffer from.
+    """
+    from controlplane.api import registry, structural
+
+    pod = orjson.loads(pod_body("p", "bench"))
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(n):
+            structural.first_error(registry.PODS, pod)
+        runs.append((time.perf_counter() - t0) / n)
+    s = Summary.of(runs)
+    return f"{s.median * 1e6:.1f} µs ({min(runs) * 1e6:.1f}–{max(runs) * 1e6:.1f})"
+
+
+def structural_cost(scale: float, rows: dict[str, list[list[str]]]) -> None:
+    """Issue 11's budget: pod creates at 64 clients on sqlite, structural typing on vs off, same run.
+
+    Two servers side by side (the idle one costs nothing), rounds alternating between them so
+    machine noise hits both alike; ``KUBELAB_STRUCTURAL_CHECK=off`` is the only difference.
+    """
+    tmp_on = Path(tempfile.mkdtemp(prefix="bench-structural-on-"))
+    tmp_off = Path(tempfile.mkdtemp(prefix="bench-structural-off-"))
+    servers: list[RunningApiServer] = []
+    try:
+        on = _server_with_env(tmp_on, {"KUBELAB_STRUCTURAL_CHECK": "on"})
+        servers.append(on)
+        off = _server_with_env(tmp_off, {"KUBELAB_STRUCTURAL_CHECK": "off"})
+        servers.append(off)
+        total = max(64, int(OPS[64] * scale))
+        loads: dict[str, list[Load]] = {"on": [], "off": []}
+        for srv in (on, off):
+            run_loop(ensure_namespace(srv, "bench"))
+            run_loop(create_pods(srv, 16, 320, "bench", "warm"))
+        for r in range(STRUCTURAL_ROUNDS):
+            for label, srv in (("on", on), ("off", off)) if r % 2 == 0 else (("off", off), ("on", on)):
+                loads[label].append(run_loop(create_pods(srv, 64, total, "bench", f"s{r}")))
+        merged = {k: Result.merge([x.result for x in v]) for k, v in loads.items()}
+        cells: list[str] = []
+        for k in ("on", "off"):
+            m, s = merged[k], Summary.of(merged[k].latencies)
+            cells += [f"{m.rate:,.0f}/s ({min(m.rates):,.0f}–{max(m.rates):,.0f})", fmt_ms(s.median), fmt_ms(s.p99)]
+            cells.append(cpu_columns(loads[k])[0])
+        rows["structural"].append(
+            ["sqlite", "64", *cells, fmt_ratio(merged["on"].rate, merged["off"].rate), check_time_per_pod()]
+        )
+    finally:
+        for srv in servers:
+            srv.stop()
+        shutil.rmtree(tmp_on, ignore_errors=True)
+        shutil.rmtree(tmp_off, ignore_errors=True)
+
+
+def print_structural(rows: dict[str, list[list[str]]]) -> None:
+    print_table(
+        f"API server: cost of structural typing (issue 11) — pod creates, closed loop, check on vs off, "
+        f"{STRUCTURAL_ROUNDS} alternating rounds each",
+        [
+            "store",
+            "clients",
+            "check on: creates/s (min–max)",
+            "p50",
+            "p99",
+            "server CPU per create",
+            "check off: creates/s (min–max)",
+            "p50",
+            "p99",
+            "server CPU per create",
+            "on/off",
+            "the check alone per pod (in-process)",
+        ],
+        rows["structural"],
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--stores", default="sqlite,etcd")
     ap.add_argument("--open-rate", type=float, default=1000.0, help="creates/s offered in the open-loop run")
+    ap.add_argument(
+        "--structural-only", action="store_true", help="run only the structural-typing cost row (check on vs off)"
+    )
     args = ap.parse_args()
-    rows: dict[str, list[list[str]]] = {"create": [], "open": [], "list": [], "watch": []}
+    rows: dict[str, list[list[str]]] = {"create": [], "open": [], "list": [], "watch": [], "structural": []}
+    if args.structural_only:
+        structural_cost(args.scale, rows)
+        print_structural(rows)
+        return
     for store in args.stores.split(","):
         try:
             run_store(store, args.scale, args.open_rate, rows)
         except FileNotFoundError as e:  # etcd not installed
             print(f"(skipping {store}: {e})")
+    if "sqlite" in args.stores.split(","):
+        structural_cost(args.scale, rows)
     load = os.getloadavg()
     print(f"\n(load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs)")
     print_table(
@@ -579,6 +688,8 @@ def main() -> None:
         ["store", "watchers", "events", "lag p50", "lag p99", "samples"],
         rows["watch"],
     )
+    if rows["structural"]:
+        print_structural(rows)
 
 
 if __name__ == "__main__":
