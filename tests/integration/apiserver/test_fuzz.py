@@ -236,18 +236,8 @@ def _nested(depth: int) -> Any:
     return v
 
 
-_CASE3 = "issue 11 case 3 (api-limits branch): nesting limits of the patch/YAML decoders; drop after merging"
-_KNOWN_5XX = {
-    (500, "merge"): _CASE3 + " — RecursionError in patch.json_merge_patch",
-    (500, "json"): _CASE3 + " — RecursionError in the json-patch apply",
-    (1100, "apply"): _CASE3 + " — RecursionError in the YAML composer",
-}
 _DEEP = [
-    pytest.param(
-        depth,
-        op,
-        marks=[pytest.mark.xfail(reason=_KNOWN_5XX[(depth, op)], strict=False)] if (depth, op) in _KNOWN_5XX else [],
-    )
+    (depth, op)
     for depth in (300, 500, 1100)
     for op in ("create", "merge", "strategic", "json", "apply")
 ]
