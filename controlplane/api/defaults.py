@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from controlplane.api import rbac
 from controlplane.api.registry import Resource
 
 __all__ = ["apply_defaults", "default_pod_spec", "drop_type_dependent_fields", "image_pull_policy", "qos_class"]
@@ -443,6 +444,9 @@ _BY_PLURAL: dict[str, Callable[[Obj], None]] = {
     "secrets": _default_secret,
     "networkpolicies": _default_networkpolicy,
 }
+
+
+_BY_PLURAL.update(rbac.DEFAULTS)
 
 
 def apply_defaults(resource: Resource, obj: dict[str, Any]) -> None:

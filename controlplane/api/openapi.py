@@ -73,6 +73,9 @@ _OP_GROUP = {
     "coordination.k8s.io": "CoordinationV1",
     "discovery.k8s.io": "DiscoveryV1",
     "networking.k8s.io": "NetworkingV1",
+    "rbac.authorization.k8s.io": "RbacAuthorizationV1",
+    "authorization.k8s.io": "AuthorizationV1",
+    "authentication.k8s.io": "AuthenticationV1",
 }
 
 
@@ -240,6 +243,18 @@ def _resource_paths(r: Resource) -> dict[str, Any]:
     item = f"{base}/{{name}}"
     common = [_NAMESPACE_PARAM, _PRETTY] if r.namespaced else [_PRETTY]
     name_param = _path_param("name", f"name of the {r.kind}")
+    if r.verbs == ("create",):  # reviews: a POST to the collection, nothing else (as kube-apiserver)
+        post = _op(
+            "post",
+            f"create{g}{ns}{r.kind}",
+            f"create a {r.kind}",
+            gvk,
+            name,
+            params=[_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
+            body=_body(name),
+            created=True,
+        )
+        return {base: {"post": post, "parameters": common}}
     out: dict[str, Any] = {
         base: {
             "get": _op(

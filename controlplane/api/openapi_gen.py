@@ -43,7 +43,7 @@ OUT = Path(__file__).with_name("openapi_schemas.json")
 META = {
     "ObjectMeta", "ListMeta", "LabelSelector", "LabelSelectorRequirement", "OwnerReference",
     "ManagedFieldsEntry", "Condition", "Status", "StatusDetails", "StatusCause", "DeleteOptions",
-    "Preconditions",
+    "Preconditions", "FieldSelectorRequirement",
 }  # fmt: skip
 APPS_PREFIXES = ("Deployment", "ReplicaSet", "DaemonSet", "StatefulSet", "ControllerRevision", "RollingUpdate")
 BATCH_PREFIXES = ("Job", "CronJob", "PodFailurePolicy", "UncountedTerminatedPods", "SuccessPolicy")
@@ -69,6 +69,19 @@ NETWORKING = {
 }
 AUTOSCALING = {"Scale", "ScaleSpec", "ScaleStatus"}
 POLICY = {"Eviction"}
+RBAC = {
+    "Role", "RoleList", "RoleBinding", "RoleBindingList", "ClusterRole", "ClusterRoleList", "ClusterRoleBinding",
+    "ClusterRoleBindingList", "PolicyRule", "RoleRef", "Subject", "AggregationRule",
+}  # fmt: skip
+AUTHORIZATION = {
+    "SelfSubjectAccessReview", "SelfSubjectAccessReviewSpec", "SelfSubjectRulesReview",
+    "SelfSubjectRulesReviewSpec", "SubjectAccessReview", "SubjectAccessReviewSpec", "SubjectAccessReviewStatus",
+    "LocalSubjectAccessReview", "SubjectRulesReviewStatus", "ResourceAttributes", "NonResourceAttributes",
+    "ResourceRule", "NonResourceRule", "FieldSelectorAttributes", "LabelSelectorAttributes",
+}  # fmt: skip
+AUTHENTICATION = {
+    "SelfSubjectReview", "SelfSubjectReviewStatus", "TokenReview", "TokenReviewSpec", "TokenReviewStatus", "UserInfo",
+}  # fmt: skip
 
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 
@@ -95,6 +108,16 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("V1NetworkPolicy", "networking.k8s.io", "v1", "NetworkPolicy"),
     ("V1Scale", "autoscaling", "v1", "Scale"),
     ("V1Eviction", "policy", "v1", "Eviction"),
+    ("V1Role", "rbac.authorization.k8s.io", "v1", "Role"),
+    ("V1RoleBinding", "rbac.authorization.k8s.io", "v1", "RoleBinding"),
+    ("V1ClusterRole", "rbac.authorization.k8s.io", "v1", "ClusterRole"),
+    ("V1ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", "ClusterRoleBinding"),
+    ("V1SelfSubjectAccessReview", "authorization.k8s.io", "v1", "SelfSubjectAccessReview"),
+    ("V1SelfSubjectRulesReview", "authorization.k8s.io", "v1", "SelfSubjectRulesReview"),
+    ("V1SubjectAccessReview", "authorization.k8s.io", "v1", "SubjectAccessReview"),
+    ("V1LocalSubjectAccessReview", "authorization.k8s.io", "v1", "LocalSubjectAccessReview"),
+    ("V1SelfSubjectReview", "authentication.k8s.io", "v1", "SelfSubjectReview"),
+    ("V1TokenReview", "authentication.k8s.io", "v1", "TokenReview"),
     ("V1Status", "", "v1", "Status"),
     ("V1DeleteOptions", "", "v1", "DeleteOptions"),
 ]
@@ -120,6 +143,12 @@ def schema_name(py_name: str) -> str:
         return f"io.k8s.api.autoscaling.v1.{go}"
     if go in POLICY:
         return f"io.k8s.api.policy.v1.{go}"
+    if go in RBAC:
+        return f"io.k8s.api.rbac.v1.{go}"
+    if go in AUTHORIZATION:
+        return f"io.k8s.api.authorization.v1.{go}"
+    if go in AUTHENTICATION:
+        return f"io.k8s.api.authentication.v1.{go}"
     if go.startswith(APPS_PREFIXES):
         return f"io.k8s.api.apps.v1.{go}"
     if go.startswith(BATCH_PREFIXES):

@@ -81,6 +81,9 @@ class Resource:
         )
 
 
+RBAC_GROUP = "rbac.authorization.k8s.io"
+
+
 def _r(group: str, kind: str, plural: str, namespaced: bool = True, **kw: object) -> Resource:
     return Resource(
         group=group,
@@ -174,6 +177,18 @@ RESOURCES: tuple[Resource, ...] = (
     _r("coordination.k8s.io", "Lease", "leases", has_generation=False),
     _r("discovery.k8s.io", "EndpointSlice", "endpointslices", has_generation=False),
     _r("networking.k8s.io", "NetworkPolicy", "networkpolicies", short_names=("netpol",)),
+    # RBAC (rbac.authorization.k8s.io/v1): stored like every kind; no generation, as Kubernetes.
+    _r(RBAC_GROUP, "Role", "roles", has_generation=False),
+    _r(RBAC_GROUP, "RoleBinding", "rolebindings", has_generation=False),
+    _r(RBAC_GROUP, "ClusterRole", "clusterroles", namespaced=False, has_generation=False),
+    _r(RBAC_GROUP, "ClusterRoleBinding", "clusterrolebindings", namespaced=False, has_generation=False),
+    # Reviews: create-only, never stored (the server answers them; see apiserver/authz/reviews.py).
+    _r("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", False, verbs=("create",)),
+    _r("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", False, verbs=("create",)),
+    _r("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", False, verbs=("create",)),
+    _r("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", verbs=("create",)),
+    _r("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", False, verbs=("create",)),
+    _r("authentication.k8s.io", "TokenReview", "tokenreviews", False, verbs=("create",)),
 )
 
 _BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -218,3 +233,9 @@ JOBS = _BY_PATH[("batch", "v1", "jobs")]
 LEASES = _BY_PATH[("coordination.k8s.io", "v1", "leases")]
 ENDPOINTSLICES = _BY_PATH[("discovery.k8s.io", "v1", "endpointslices")]
 NETWORKPOLICIES = _BY_PATH[("networking.k8s.io", "v1", "networkpolicies")]
+ROLES = _BY_PATH[(RBAC_GROUP, "v1", "roles")]
+ROLEBINDINGS = _BY_PATH[(RBAC_GROUP, "v1", "rolebindings")]
+CLUSTERROLES = _BY_PATH[(RBAC_GROUP, "v1", "clusterroles")]
+CLUSTERROLEBINDINGS = _BY_PATH[(RBAC_GROUP, "v1", "clusterrolebindings")]
+# Kinds answered by the server without storage (create-only reviews).
+REVIEWS = frozenset(r for r in RESOURCES if r.group in ("authorization.k8s.io", "authentication.k8s.io"))

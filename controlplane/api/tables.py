@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from controlplane.api import errors
+from controlplane.api import errors, rbac
 from controlplane.api.meta import parse_time
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import LabelSelector
@@ -634,6 +634,15 @@ def _controllerrevision_row(cr: Obj, now: datetime) -> list[Cell]:
     return [_name(cr), controller, _int(cr.get("revision")), _age(cr, now)]
 
 
+def _role_row(role: Obj, now: datetime) -> list[Cell]:
+    return rbac.role_row(_name(role), role, now)
+
+
+def _binding_row(binding: Obj, now: datetime) -> list[Cell]:
+    ref, users, groups, sas = rbac.binding_cells(binding)
+    return [_name(binding), ref, _age(binding, now), users, groups, sas]
+
+
 def _default_row(obj: Obj, now: datetime) -> list[Cell]:
     return [_name(obj), _age(obj, now)]
 
@@ -641,6 +650,16 @@ def _default_row(obj: Obj, now: datetime) -> list[Cell]:
 _CONTAINERS = _c("Containers", "Names of each container in the template.", priority=1)
 _IMAGES = _c("Images", "Images referenced by each container in the template.", priority=1)
 _SELECTOR = _c("Selector", "Label selector for pods.", priority=1)
+
+_CREATED_AT = Column("Created At", type="date", description=AGE_DESC)
+_BINDING_COLUMNS = [
+    _NAME,
+    _c("Role", "RoleRef is the reference to the role the binding grants."),
+    _AGE,
+    _c("Users", "Users in the binding", priority=1),
+    _c("Groups", "Groups in the binding", priority=1),
+    _c("ServiceAccounts", "ServiceAccounts in the binding", priority=1),
+]
 
 _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, datetime], list[Cell]]]] = {
     "pods": (
@@ -859,6 +878,11 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, datetime], list[Cell]]]]
         ],
         _controllerrevision_row,
     ),
+    # pkg/printers/internalversion/printers.go: roleColumnDefinitions, roleBindingsColumnDefinitions
+    "roles": ([_NAME, _CREATED_AT], _role_row),
+    "clusterroles": ([_NAME, _CREATED_AT], _role_row),
+    "rolebindings": (_BINDING_COLUMNS, _binding_row),
+    "clusterrolebindings": (_BINDING_COLUMNS, _binding_row),
 }
 
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from controlplane.api import errors, limits
+from controlplane.api import errors, limits, rbac
 from controlplane.api.errors import Cause
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import LabelSelector, label_value_errors, qualified_name_errors
@@ -124,6 +124,7 @@ def _iana_svc_name_errors(value: str) -> list[str]:
 _NAME_FNS: dict[str, Callable[[str], list[str]]] = {
     "namespaces": dns1123_label_errors,
     "services": dns1035_label_errors,
+    **dict.fromkeys(("roles", "clusterroles", "rolebindings", "clusterrolebindings"), rbac.path_segment_name_errors),
 }
 
 
@@ -1158,6 +1159,7 @@ _KINDS: dict[str, Callable[[_Errors, Mapping[str, Any], Mapping[str, Any] | None
     "leases": _lease,
     "events": _event,
     "networkpolicies": _networkpolicy,
+    **rbac.VALIDATORS,
 }
 
 

@@ -7,6 +7,8 @@ Module map (a request flows top to bottom):
 - ``app.py``        ``create_app(store, options=...)``: routing of every path kube-apiserver serves,
                     authentication/authorization, content negotiation (JSON, Table), subresources.
 - ``auth.py``       x509 client certificates and static bearer tokens → ``UserInfo``; the authorizer hook.
+- ``authz/``        ``--authorization-mode`` (Node, RBAC): bootstrap policy, impersonation, RBAC escalation
+                    prevention, NodeRestriction, SubjectAccessReview & co. (see its ``__init__``).
 - ``httpio.py``     raw ASGI request/response helpers; JSON/YAML/protobuf body decoding (``protobuf.py``).
 - ``resources.py``  the generic registry: Kubernetes object semantics over the revisioned store.
 - ``admission.py``  defaulting, validation, namespace lifecycle, Service IP/port allocation (``allocators.py``).

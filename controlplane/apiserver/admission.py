@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from contextvars import ContextVar
+from typing import Any, Protocol
 
 import orjson
 
@@ -29,6 +30,18 @@ from controlplane.apiserver import serviceaccount_admission
 from controlplane.storage.interface import Store
 
 log = logging.getLogger(__name__)
+
+# The authenticated (or impersonated) user of the request being served: set by the server when it
+# authenticates, carried to store threads by ``ApiServer.run`` (contextvars), read by user-aware
+# plugins (RBAC escalation prevention, NodeRestriction).
+REQUEST_USER: ContextVar[Any] = ContextVar("kubelab_request_user", default=None)
+
+
+class UserAdmission(Protocol):
+    def admit(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None, user: Any) -> None:
+        """Raise an ``errors.ApiError`` to refuse the create (``old`` None) or update."""
+        ...
+
 
 # Kinds that may be created in a namespace that is being deleted (Kubernetes lets events through so
 # controllers can report why deletion is slow).
@@ -42,6 +55,7 @@ class Admission:
         self._ns_lookup: Callable[[str], dict[str, Any] | None] | None = None
         # The ServiceAccount admission plugin (on, as in kube-apiserver; --disable-admission-plugins).
         self.service_accounts = True
+        self.plugins: list[UserAdmission] = []  # validating plugins that need the request's user
 
     def set_namespace_lookup(self, fn: Callable[[str], dict[str, Any] | None]) -> None:
         self._ns_lookup = fn
@@ -100,6 +114,7 @@ class Admission:
             self.validate(res, obj, None)
             self.check_namespace(res, str(obj["metadata"].get("namespace") or ""))
             self.admit_service_account(res, obj)
+            self._plugins(res, obj, None)
         except BaseException:
             finish(False)
             raise
@@ -112,10 +127,17 @@ class Admission:
         finish = self._allocate(res, obj, old)
         try:
             self.validate(res, obj, old)
+            self._plugins(res, obj, old)
         except BaseException:
             finish(False)
             raise
         return finish
+
+    def _plugins(self, res: Resource, obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+        if self.plugins:
+            user = REQUEST_USER.get()
+            for plugin in self.plugins:
+                plugin.admit(res, obj, old, user)
 
     def deleted(self, res: Resource, obj: dict[str, Any]) -> None:
         if self.allocators is not None and res is registry.SERVICES:

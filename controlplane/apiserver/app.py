@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
 import ipaddress
 import logging
 import threading
@@ -51,15 +52,10 @@ from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import FieldSelector, LabelSelector
 from controlplane.apiserver import discovery
-from controlplane.apiserver.admission import Admission
+from controlplane.apiserver.admission import REQUEST_USER, Admission
 from controlplane.apiserver.allocators import ServiceAllocators
-from controlplane.apiserver.auth import (
-    AllowAuthenticated,
-    Authenticator,
-    Authorizer,
-    RequestAttributes,
-    TokenFile,
-)
+from controlplane.apiserver.auth import ANONYMOUS, Authenticator, RequestAttributes, TokenFile
+from controlplane.apiserver.authz.wiring import Authorization
 from controlplane.apiserver.httpio import (
     JSON,
     Receive,
@@ -222,11 +218,13 @@ class ApiServer:
         self.lines = LineCache()
         tokens = TokenFile.load(options.token_auth_file) if options.token_auth_file else None
         self.authn = Authenticator(tokens, options.peer_identities, options.anonymous_auth)
-        self.authz: Authorizer = options.authorizer or AllowAuthenticated()
         # ServiceAccount tokens: TokenRequest, issuer discovery, JWT authentication, admission.
         self.serviceaccounts = ServiceAccounts(store, options)
         self.authn.service_account_tokens = self.serviceaccounts.verifier
         self.admission.service_accounts = "ServiceAccount" not in options.disable_admission_plugins
+        self.authorization = Authorization(options, self.authn)
+        self.authz = self.authorization.authorizer
+        self.admission.plugins.extend(self.authorization.admission_plugins())
         self.kubelet: Any = None
         self.compactor: Any = None
         self.namespaces: dict[str, Obj] = {}
@@ -240,7 +238,9 @@ class ApiServer:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        # The request's context (its user, for user-aware admission) goes along to the store thread.
+        ctx = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self.pool, ctx.run, fn, *args)
 
     async def startup(self) -> None:
         self.stopping = asyncio.Event()
@@ -256,7 +256,9 @@ class ApiServer:
         self.kubelet = KubeletProxy(self.options, node_lookup)
         if self.options.bootstrap:
             await self.run(self.bootstrap)
+            await self.run(self.authorization.bootstrap, self.ops)
         await self._start_namespace_cache()
+        await self.authorization.start(self.store, self.run, self.feeds)
         if self.options.event_ttl > 0:
             self._event_task = asyncio.ensure_future(self._expire_events())
         if self.options.compaction_interval > 0:
@@ -344,6 +346,7 @@ class ApiServer:
             self._event_task.cancel()
         if self._ns_task is not None:
             self._ns_task.cancel()
+        self.authorization.stop()
         if self.compactor is not None:
             await self.run(self.compactor.stop)
         await self.run(self.watch_cache.stop)
@@ -452,28 +455,38 @@ class ApiServer:
             timed = verb not in ("watch", "exec", "log")
             self.metrics.observe_request(verb, resource, code, time.perf_counter() - t0 if timed else None)
 
-    def authenticate(self, req: Request) -> None:
+    def authenticate(self, req: Request, anonymous: bool = False) -> None:
+        """Who is calling (401 without valid credentials); ``anonymous``: no credentials is system:anonymous.
+
+        Impersonation headers are applied here (checked with the ``impersonate`` verb), and the
+        resulting user is put in the request's context for user-aware admission.
+        """
         user = self.authn.authenticate(req.headers.get("authorization"), req.client)
         if user is None:
-            raise errors.Unauthorized("Unauthorized")
+            # Only a bearer token is a login attempt; Basic auth (which nobody authenticates) is anonymous.
+            if not anonymous or req.headers.get("authorization", "")[:7].lower() == "bearer ":
+                raise errors.Unauthorized("Unauthorized")
+            user = ANONYMOUS
+        user = self.authorization.impersonate(req.scope.get("headers", ()), user)
         req.user = user
+        REQUEST_USER.set(user)
 
     def authorize(self, req: Request, attrs: RequestAttributes) -> None:
-        allowed, reason = self.authz.authorize(req.user, attrs)
-        if not allowed:
-            what = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
-            raise errors.Forbidden(
-                f'{what or attrs.path} is forbidden: User "{req.user.name}" cannot {attrs.verb} '
-                f"resource {what!r}: {reason}",
-                kind=attrs.resource,
-                name=attrs.name,
-            )
+        self.authorization.check(req.user, attrs)
+
+    def authorize_path(self, req: Request) -> None:
+        """A non-resource request (``/version``, ``/api``, ``/healthz``…): verb is the lowercased method."""
+        verb = "get" if req.method == "HEAD" else req.method.lower()
+        self.authorization.check(req.user, RequestAttributes(verb=verb, path=req.path, resource_request=False))
 
     async def dispatch(self, req: Request, send: Send) -> tuple[str, str]:
         path = req.path
         if len(path) > 1 and path.endswith("/"):
             path = path.rstrip("/")
         if path in ("/healthz", "/livez", "/readyz") or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            # Public through the system:public-info-viewer binding (system:unauthenticated), as Kubernetes.
+            self.authenticate(req, anonymous=True)
+            self.authorize_path(req)
             if path.startswith("/readyz") and not self.ready:
                 await send_response(send, 503, b"not ready", "text/plain; charset=utf-8")
             else:
@@ -481,17 +494,16 @@ class ApiServer:
             return "get", ""
         if await self.serviceaccounts.serve_discovery(req, path, send):  # public, as in Kubernetes
             return "get", ""
+        # /version (like /healthz) is public through the system:public-info-viewer binding: without a
+        # bearer token the request is system:anonymous and the binding decides; an invalid token is a 401.
+        self.authenticate(req, anonymous=path == "/version")
+        segments = path.strip("/").split("/")
+        if not ((segments[0] == "api" and len(segments) >= 3) or (segments[0] == "apis" and len(segments) >= 4)):
+            self.authorize_path(req)  # discovery, OpenAPI, /version, /metrics, unknown paths
         if path == "/version":
-            # Served to anyone, like /healthz: kube-apiserver's system:public-info-viewer role
-            # lets every user, authenticated or not, GET /version, /healthz, /livez and /readyz.
-            # A bearer token is still checked (an invalid one is a 401 there too); anything else
-            # — no credentials, Basic auth nobody authenticates — is served as anonymous.
             self._only(req, "GET")
-            if req.headers.get("authorization", "")[:7].lower() == "bearer ":
-                self.authenticate(req)
             await send_json(send, 200, discovery.version_info(self.options.git_version))
             return "get", ""
-        self.authenticate(req)
         if path in ("/api", "/apis"):
             self._only(req, "GET")
             agg = discovery.negotiate_aggregated(req.headers.get("accept", ""))
@@ -518,7 +530,6 @@ class ApiServer:
             self._only(req, "GET")
             await self.openapi_v3(path, send)
             return "get", ""
-        segments = path.strip("/").split("/")
         if len(segments) == 2 and segments[0] == "api":
             self._only(req, "GET")
             doc = discovery.resource_list("", segments[1])
@@ -540,7 +551,24 @@ class ApiServer:
         route = parse_resource_path(segments)
         if route is None:
             raise errors.NotFound(_NOT_FOUND)
+        if route.res in registry.REVIEWS:
+            return await self.review(req, route, send)
         return await self.resource_request(req, route, send)
+
+    async def review(self, req: Request, route: Route, send: Send) -> tuple[str, str]:
+        """POST of a review kind: authorized ``create``, answered from authorization state, never stored."""
+        res = route.res
+        if req.method != "POST" or route.name is not None or (res.namespaced and route.namespace is None):
+            raise errors.MethodNotAllowed(_METHOD_NOT_ALLOWED)
+        attrs = RequestAttributes(
+            verb="create", group=res.group, resource=res.plural, namespace=route.namespace or "", path=req.path
+        )
+        self.authorize(req, attrs)
+        raw = await self._body(req)
+        body = decode_body(raw, req.content_type)
+        answer = self.authorization.review(res.plural, body, req.user, route.namespace or "")
+        await send_json(send, 201, answer)
+        return "create", res.plural
 
     @staticmethod
     def _only(req: Request, *methods: str) -> None:

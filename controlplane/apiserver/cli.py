@@ -300,6 +300,11 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--disable-admission-plugins", default="", help="comma-separated, e.g. ServiceAccount (needs no controllers)"
     )
+    p.add_argument(
+        "--authorization-mode",
+        default="Node,RBAC",
+        help="ordered authorizers, comma-separated: Node, RBAC, AlwaysAllow, AlwaysDeny (default Node,RBAC)",
+    )
 
 
 def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, Any]:
@@ -341,6 +346,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         token_auth_file=args.token_auth_file,
         peer_identities=peers,
         anonymous_auth=args.anonymous_auth,
+        authorization_mode=args.authorization_mode,
         kubelet_client_cert=pki.kubelet_client_cert,
         kubelet_client_key=pki.kubelet_client_key,
         kubelet_ca=args.kubelet_certificate_authority,

@@ -29,7 +29,8 @@ class ServerOptions:
     token_auth_file: Path | None = None
     # x509 identities of TLS peers (filled by the server's protocol classes; None = no x509 auth)
     peer_identities: PeerIdentities | None = None
-    authorizer: Authorizer | None = None  # None: every authenticated user may do everything
+    authorizer: Authorizer | None = None  # set: used instead of the --authorization-mode chain (tests)
+    authorization_mode: str = "Node,RBAC"  # kube-apiserver's --authorization-mode (Node, RBAC, AlwaysAllow)
     anonymous_auth: bool = False  # True: requests without credentials run as system:anonymous
     kubelet_client_cert: Path | None = None
     kubelet_client_key: Path | None = None

@@ -213,6 +213,68 @@ SCHEMAS: dict[str, dict[int, F]] = {
         3: _f("name", "string"),
         4: _f("uid", "string"),
     },
+    # rbac.authorization.k8s.io/v1 (kubectl create role|clusterrole|rolebinding|clusterrolebinding)
+    "Role": {1: _f("metadata", "ObjectMeta"), 2: _f("rules", "PolicyRule", repeated=True)},
+    "ClusterRole": {
+        1: _f("metadata", "ObjectMeta"),
+        2: _f("rules", "PolicyRule", repeated=True),
+        3: _f("aggregationRule", "AggregationRule"),
+    },
+    "AggregationRule": {1: _f("clusterRoleSelectors", "LabelSelector", repeated=True)},
+    "PolicyRule": {
+        1: _f("verbs", "string", repeated=True),
+        2: _f("apiGroups", "string", repeated=True),
+        3: _f("resources", "string", repeated=True),
+        4: _f("resourceNames", "string", repeated=True),
+        5: _f("nonResourceURLs", "string", repeated=True),
+    },
+    "RoleBinding": {
+        1: _f("metadata", "ObjectMeta"),
+        2: _f("subjects", "Subject", repeated=True),
+        3: _f("roleRef", "RoleRef"),
+    },
+    "ClusterRoleBinding": {
+        1: _f("metadata", "ObjectMeta"),
+        2: _f("subjects", "Subject", repeated=True),
+        3: _f("roleRef", "RoleRef"),
+    },
+    "Subject": {
+        1: _f("kind", "string"),
+        2: _f("apiGroup", "string"),
+        3: _f("name", "string"),
+        4: _f("namespace", "string"),
+    },
+    "RoleRef": {1: _f("apiGroup", "string"), 2: _f("kind", "string"), 3: _f("name", "string")},
+    # authorization.k8s.io/v1 and authentication.k8s.io/v1 (kubectl auth can-i | whoami)
+    "SelfSubjectAccessReview": {1: _f("metadata", "ObjectMeta"), 2: _f("spec", "SelfSubjectAccessReviewSpec")},
+    "SelfSubjectAccessReviewSpec": {
+        1: _f("resourceAttributes", "ResourceAttributes"),
+        2: _f("nonResourceAttributes", "NonResourceAttributes"),
+    },
+    "ResourceAttributes": {
+        1: _f("namespace", "string"),
+        2: _f("verb", "string"),
+        3: _f("group", "string"),
+        4: _f("version", "string"),
+        5: _f("resource", "string"),
+        6: _f("subresource", "string"),
+        7: _f("name", "string"),
+    },
+    "NonResourceAttributes": {1: _f("path", "string"), 2: _f("verb", "string")},
+    "SelfSubjectRulesReview": {1: _f("metadata", "ObjectMeta"), 2: _f("spec", "SelfSubjectRulesReviewSpec")},
+    "SelfSubjectRulesReviewSpec": {1: _f("namespace", "string")},
+    "SubjectAccessReview": {1: _f("metadata", "ObjectMeta"), 2: _f("spec", "SubjectAccessReviewSpec")},
+    "LocalSubjectAccessReview": {1: _f("metadata", "ObjectMeta"), 2: _f("spec", "SubjectAccessReviewSpec")},
+    "SubjectAccessReviewSpec": {
+        1: _f("resourceAttributes", "ResourceAttributes"),
+        2: _f("nonResourceAttributes", "NonResourceAttributes"),
+        3: _f("user", "string"),
+        4: _f("groups", "string", repeated=True),
+        6: _f("uid", "string"),
+    },
+    "SelfSubjectReview": {1: _f("metadata", "ObjectMeta")},
+    "TokenReview": {1: _f("metadata", "ObjectMeta"), 2: _f("spec", "TokenReviewSpec")},
+    "TokenReviewSpec": {1: _f("token", "string"), 2: _f("audiences", "string", repeated=True)},
 }
 
 
@@ -230,6 +292,8 @@ TOP_LEVEL = frozenset(
         "DeleteOptions",
         "TokenRequest",
     }
+    | {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "TokenReview", "SelfSubjectReview"}
+    | {"SelfSubjectAccessReview", "SelfSubjectRulesReview", "SubjectAccessReview", "LocalSubjectAccessReview"}
 )
 
 

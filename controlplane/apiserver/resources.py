@@ -90,6 +90,10 @@ _TOP_FIELDS: dict[str, set[str]] = {
     "serviceaccounts": {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
     "endpointslices": {"addressType", "endpoints", "ports"},
     "controllerrevisions": {"data", "revision"},
+    "roles": {"rules"},
+    "clusterroles": {"rules", "aggregationRule"},
+    "rolebindings": {"roleRef", "subjects"},
+    "clusterrolebindings": {"roleRef", "subjects"},
 }
 
 

@@ -87,6 +87,7 @@ class ControllerOptions:
 
 def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext], Controller]]:
     # Imported here so that a broken optional controller cannot stop the module from importing.
+    from controlplane.controllers.clusterroleaggregation import ClusterRoleAggregationController
     from controlplane.controllers.daemonset import DaemonSetController
     from controlplane.controllers.deployment import DeploymentController
     from controlplane.controllers.endpoints import EndpointsController, EndpointSliceController
@@ -118,6 +119,7 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
         "garbagecollector": GarbageCollector,
         "serviceaccount": ServiceAccountController,
         "podgc": lambda ctx: PodGCController(ctx, terminated_threshold=opts.terminated_pod_gc_threshold),
+        "clusterrole-aggregation": ClusterRoleAggregationController,
     }
     if opts.root_ca_file:
         from pathlib import Path

@@ -18,7 +18,7 @@ from tests.helpers.apiserver import RunningApiServer, start_apiserver
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApiServer]:
     tmp = tmp_path_factory.mktemp("apiserver")
     token_file = tmp / "tokens.csv"
-    token_file.write_text('secret-token,alice,uid-alice,"devs,ops"\n')
+    token_file.write_text('secret-token,alice,uid-alice,"devs,ops"\nmasters-token,root,uid-root,system:masters\n')
     srv = start_apiserver(
         tmp, store="memory", extra_args=["--token-auth-file", str(token_file), "--watch-bookmark-interval", "1s"]
     )

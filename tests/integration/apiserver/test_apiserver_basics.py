@@ -40,9 +40,12 @@ def test_no_credentials_is_401_status(server: RunningApiServer) -> None:
 
 def test_bearer_token_from_token_file(server: RunningApiServer) -> None:
     with server.http(auth=False) as c:
-        r = c.get(PODS, headers={"Authorization": "Bearer secret-token"})
+        r = c.get(PODS, headers={"Authorization": "Bearer masters-token"})
         assert r.status_code == 200, r.text
         assert r.json()["kind"] == "PodList"
+        # alice's token authenticates too; with no RBAC binding she is refused by name (403, not 401)
+        r = c.get(PODS, headers={"Authorization": "Bearer secret-token"})
+        assert r.status_code == 403 and 'User "alice"' in r.json()["message"], r.text
 
 
 def test_version_reports_minor_33(http: httpx.Client) -> None:
