@@ -31,6 +31,15 @@ Endpoints (the real kubelet's paths, which the API server's pods/log and pods/ex
 
 Built on the standard library (``ThreadingHTTPServer`` + ``ssl``; one thread per connection) with a
 minimal RFC 6455 framer: noded may not import the API server's framework.
+
+TLS 1.3 session tickets: none are sent (``num_tickets = 0``). OpenSSL sends them as records right
+after the handshake, i.e. while a WebSocket client is already writing its upgrade request. A
+client that reads on one thread and writes on another — websockets' sync client, whose reader
+thread is already in ``SSL_read`` when the request goes out — then drives one OpenSSL object
+from two threads at once, which OpenSSL does not support: under load the request was lost, the
+handler waited for it and the client for the 101, both forever (issue 18 §5; seen as "the
+attach handshake never completed"). Nobody resumes sessions with the kubelet API, so the
+tickets bought nothing; without them nothing reaches a client before it has spoken.
 """
 
 from __future__ import annotations
@@ -595,6 +604,8 @@ class KubeletServer:
         ctx.load_cert_chain(str(cert), str(key))
         ctx.verify_mode = ssl.CERT_REQUIRED  # only clients with a certificate from the cluster CA
         ctx.load_verify_locations(str(client_ca))
+        # No TLS 1.3 session tickets (see "TLS 1.3 session tickets" in the module docstring).
+        ctx.num_tickets = 0
         self.httpd = _Server((host, port), _Handler, bind_and_activate=False)
         self.httpd.allow_reuse_address = True
         self.httpd.server_bind()

@@ -9,6 +9,8 @@ only channel 1), and the last message must be the channel-3 Status with the exit
 from __future__ import annotations
 
 import json
+import select
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,6 +162,29 @@ def test_attach_stdin_is_ignored_for_a_container_without_stdin(env: Env) -> None
         frames = _drain(ws)
     assert [f for f in frames if f[0] == 1] == []
     assert _status(frames)["status"] == "Success"
+
+
+def test_tls_handshake_is_followed_by_silence_until_the_client_speaks(env: Env) -> None:
+    """No TLS 1.3 session tickets (issue 18 §5). A ticket is a record the server sends right after
+    the handshake; a client that reads on one thread while another writes (websockets' sync
+    client: its reader thread is already in ``SSL_read`` when the upgrade request goes out) then
+    drives one OpenSSL object from two threads, which OpenSSL does not support: the request was
+    lost, noded waited for it and the client for the 101, both forever. Nothing may arrive before
+    the client has spoken; the 0.5 s window is how long "nothing" is watched for (the tickets
+    came within a millisecond of the handshake)."""
+    raw = socket.create_connection(("127.0.0.1", env.server.port), timeout=10)
+    tls = env.ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        assert tls.version() == "TLSv1.3"
+        readable, _, _ = select.select([tls], [], [], 0.5)
+        assert readable == [] and tls.pending() == 0
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := tls.recv(4096):
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"ok")
+    finally:
+        tls.close()
 
 
 @pytest.mark.parametrize(
