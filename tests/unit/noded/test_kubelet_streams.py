@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from controlplane.pki import issue_cert, new_ca
 from noded.runtime.fake import FakeAttachSession, FakeExecSession, FakeRuntime
@@ -75,7 +76,7 @@ class Env:
         self.ctx.load_cert_chain(str(tmp / "client.crt"), str(tmp / "client.key"))
 
     def connect(self, path: str, proto: str = "v5.channel.k8s.io") -> ClientConnection:
-        return connect(f"wss://127.0.0.1:{self.server.port}{path}", ssl=self.ctx, subprotocols=[proto])
+        return connect(f"wss://127.0.0.1:{self.server.port}{path}", ssl=self.ctx, subprotocols=[Subprotocol(proto)])
 
 
 @pytest.fixture
@@ -201,3 +202,19 @@ def test_tls_handshake_is_followed_by_silence_until_the_client_speaks(env: Env) 
 )
 def test_parse_resize(data: bytes, want: tuple[int, int] | None) -> None:
     assert parse_resize(data) == want
+
+
+def test_a_client_that_never_says_hello_blocks_nobody_else(env: Env) -> None:
+    """The TLS handshake runs on the connection's own thread: a connection that stays silent
+    (a port scanner, a stuck client) must not hold up the next client's handshake."""
+    silent = socket.create_connection(("127.0.0.1", env.server.port), timeout=10)
+    try:
+        raw = socket.create_connection(("127.0.0.1", env.server.port), timeout=10)
+        with env.ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := tls.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"ok")
+    finally:
+        silent.close()
