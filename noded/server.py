@@ -29,8 +29,18 @@ Endpoints (the real kubelet's paths, which the API server's pods/log and pods/ex
   API server, then close; e.g. connection refused), ``255 0`` "my sending side is done" (the
   client's half-closes the pod socket; noded sends it when the pod closed, then closes).
 
-Built on the standard library (``ThreadingHTTPServer`` + ``ssl``; one thread per connection) with a
-minimal RFC 6455 framer: noded may not import the API server's framework.
+Built on the standard library (``ThreadingHTTPServer`` + ``ssl``; one thread per connection, which
+also runs the TLS handshake, within ``HANDSHAKE_TIMEOUT``) with a minimal RFC 6455 framer: noded may
+not import the API server's framework.
+
+TLS 1.3 session tickets: none are sent (``num_tickets = 0``). OpenSSL sends them as records right
+after the handshake, i.e. while a WebSocket client is already writing its upgrade request. A
+client that reads on one thread and writes on another — websockets' sync client, whose reader
+thread is already in ``SSL_read`` when the request goes out — then drives one OpenSSL object
+from two threads at once, which OpenSSL does not support: under load the request was lost, the
+handler waited for it and the client for the 101, both forever (issue 18 §5; seen as "the
+attach handshake never completed"). Nobody resumes sessions with the kubelet API, so the
+tickets bought nothing; without them nothing reaches a client before it has spoken.
 """
 
 from __future__ import annotations
@@ -43,6 +53,7 @@ import logging
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +74,7 @@ log = logging.getLogger(__name__)
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 PORTFORWARD_SUBPROTOCOL = "portforward.kubelab.io"
+HANDSHAKE_TIMEOUT = 10.0  # seconds a client has to complete the TLS handshake
 
 
 def parse_cri_line(line: str) -> tuple[str, str, str, str] | None:
@@ -107,6 +119,13 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("kubelet api: " + format, *args)
 
     def setup(self) -> None:
+        # The TLS handshake runs here, on the connection's own thread and with a deadline, not in
+        # the accept loop: there a client that connects and never says hello blocked every
+        # later connection (and the accept loop) for as long as it stayed.
+        conn = self.request
+        conn.settimeout(HANDSHAKE_TIMEOUT)
+        conn.do_handshake()
+        conn.settimeout(None)
         super().setup()
         # Small writes (WebSocket frames; the 101 right after TLS 1.3's session tickets) must not
         # wait for the peer's delayed ACK (Nagle): that cost ~40 ms per exchange, twice per
@@ -375,7 +394,6 @@ class _Handler(BaseHTTPRequestHandler):
         ws.send(b"\x03" + json.dumps({"metadata": {}, "status": "Success"}).encode())
         ws.close()
 
-
     # ---- port-forward ----------------------------------------------------------------------
 
     def _pod_netns(self, ns: str, pod: str) -> str | None:
@@ -586,6 +604,15 @@ class _Server(ThreadingHTTPServer):
     noded: Noded
     stopping: threading.Event
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A failed handshake or a connection reset is the client's business: one debug line,
+        no traceback on stderr (socketserver's default)."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):  # ssl.SSLError, TimeoutError and resets are OSErrors
+            log.debug("kubelet api: connection from %s: %s", client_address, exc)
+            return
+        log.exception("kubelet api: connection from %s failed", client_address)
+
 
 class KubeletServer:
     def __init__(
@@ -595,11 +622,13 @@ class KubeletServer:
         ctx.load_cert_chain(str(cert), str(key))
         ctx.verify_mode = ssl.CERT_REQUIRED  # only clients with a certificate from the cluster CA
         ctx.load_verify_locations(str(client_ca))
+        # No TLS 1.3 session tickets (see "TLS 1.3 session tickets" in the module docstring).
+        ctx.num_tickets = 0
         self.httpd = _Server((host, port), _Handler, bind_and_activate=False)
         self.httpd.allow_reuse_address = True
         self.httpd.server_bind()
         self.httpd.server_activate()
-        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
         self.httpd.noded = noded
         self.httpd.stopping = threading.Event()
         self.port = self.httpd.server_address[1]

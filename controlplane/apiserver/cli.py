@@ -28,6 +28,14 @@ from controlplane.apiserver.options import ServerOptions
 
 log = logging.getLogger(__name__)
 
+# TLS 1.2 suites (TLS 1.3 is unaffected): ECDHE with AEAD or SHA-2 MACs only, at OpenSSL security
+# level 0 so that a client sending no signature_algorithms extension (busybox wget's own TLS, i.e.
+# every busybox pod) gets the SHA-1 server signature RFC 5246 §7.4.1.4.1 prescribes, as Go's
+# crypto/tls (kube-apiserver) gives it (crypto/tls/auth.go); level 2, OpenSSL's default, refused
+# the handshake. The suite list keeps out what level 0 would otherwise let in (no RSA key
+# exchange, no SHA-1 MACs, so no TLS < 1.2 either).
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES:!aNULL:!SHA1:@SECLEVEL=0"
+
 
 def _parse_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
@@ -384,6 +392,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         ssl_keyfile=str(pki.serving_key),
         ssl_ca_certs=str(pki.ca_cert),
         ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        ssl_ciphers=TLS12_CIPHERS,
         timeout_graceful_shutdown=2,
         # Clients pool connections for long (client-go: 90 s idle); closing them after uvicorn's
         # default 5 s makes some clients fail a request on a connection the server just dropped.

@@ -9,6 +9,8 @@ only channel 1), and the last message must be the channel-3 Status with the exit
 from __future__ import annotations
 
 import json
+import select
+import socket
 import ssl
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 from websockets.sync.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from controlplane.pki import issue_cert, new_ca
 from noded.runtime.fake import FakeAttachSession, FakeExecSession, FakeRuntime
@@ -73,7 +76,7 @@ class Env:
         self.ctx.load_cert_chain(str(tmp / "client.crt"), str(tmp / "client.key"))
 
     def connect(self, path: str, proto: str = "v5.channel.k8s.io") -> ClientConnection:
-        return connect(f"wss://127.0.0.1:{self.server.port}{path}", ssl=self.ctx, subprotocols=[proto])
+        return connect(f"wss://127.0.0.1:{self.server.port}{path}", ssl=self.ctx, subprotocols=[Subprotocol(proto)])
 
 
 @pytest.fixture
@@ -162,6 +165,29 @@ def test_attach_stdin_is_ignored_for_a_container_without_stdin(env: Env) -> None
     assert _status(frames)["status"] == "Success"
 
 
+def test_tls_handshake_is_followed_by_silence_until_the_client_speaks(env: Env) -> None:
+    """No TLS 1.3 session tickets (issue 18 §5). A ticket is a record the server sends right after
+    the handshake; a client that reads on one thread while another writes (websockets' sync
+    client: its reader thread is already in ``SSL_read`` when the upgrade request goes out) then
+    drives one OpenSSL object from two threads, which OpenSSL does not support: the request was
+    lost, noded waited for it and the client for the 101, both forever. Nothing may arrive before
+    the client has spoken; the 0.5 s window is how long "nothing" is watched for (the tickets
+    came within a millisecond of the handshake)."""
+    raw = socket.create_connection(("127.0.0.1", env.server.port), timeout=10)
+    tls = env.ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        assert tls.version() == "TLSv1.3"
+        readable, _, _ = select.select([tls], [], [], 0.5)
+        assert readable == [] and tls.pending() == 0
+        tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n")
+        reply = b""
+        while chunk := tls.recv(4096):
+            reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"ok")
+    finally:
+        tls.close()
+
+
 @pytest.mark.parametrize(
     ("data", "want"),
     [
@@ -176,3 +202,19 @@ def test_attach_stdin_is_ignored_for_a_container_without_stdin(env: Env) -> None
 )
 def test_parse_resize(data: bytes, want: tuple[int, int] | None) -> None:
     assert parse_resize(data) == want
+
+
+def test_a_client_that_never_says_hello_blocks_nobody_else(env: Env) -> None:
+    """The TLS handshake runs on the connection's own thread: a connection that stays silent
+    (a port scanner, a stuck client) must not hold up the next client's handshake."""
+    silent = socket.create_connection(("127.0.0.1", env.server.port), timeout=10)
+    try:
+        raw = socket.create_connection(("127.0.0.1", env.server.port), timeout=10)
+        with env.ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: kubelet\r\nConnection: close\r\n\r\n")
+            reply = b""
+            while chunk := tls.recv(4096):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"ok")
+    finally:
+        silent.close()
