@@ -27,6 +27,7 @@ COMMANDS: list[str] = [
     "controlplane.storage.cli",
     "controlplane.dns.cli",
     "lab.trace",
+    "controlplane.metricsserver.cli",
 ]
 
 
