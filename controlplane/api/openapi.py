@@ -71,6 +71,7 @@ _OP_GROUP = {
     "coordination.k8s.io": "CoordinationV1",
     "discovery.k8s.io": "DiscoveryV1",
     "networking.k8s.io": "NetworkingV1",
+    "apiregistration.k8s.io": "ApiregistrationV1",
 }
 
 
@@ -87,6 +88,8 @@ def _schemas() -> dict[str, dict[str, Any]]:
 
 
 def schema_name(group: str, kind: str) -> str:
+    if group == "apiregistration.k8s.io":  # served by kube-aggregator, named after its package
+        return f"io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.{kind}"
     pkg = _GROUP_PKG.get(group, group.split(".")[0])
     return f"io.k8s.api.{pkg}.v1.{kind}"
 

@@ -172,6 +172,7 @@ RESOURCES: tuple[Resource, ...] = (
     _r("coordination.k8s.io", "Lease", "leases", has_generation=False),
     _r("discovery.k8s.io", "EndpointSlice", "endpointslices", has_generation=False),
     _r("networking.k8s.io", "NetworkPolicy", "networkpolicies", short_names=("netpol",)),
+    _r("apiregistration.k8s.io", "APIService", "apiservices", namespaced=False, subresources=("status",)),
 )
 
 _BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -216,3 +217,4 @@ JOBS = _BY_PATH[("batch", "v1", "jobs")]
 LEASES = _BY_PATH[("coordination.k8s.io", "v1", "leases")]
 ENDPOINTSLICES = _BY_PATH[("discovery.k8s.io", "v1", "endpointslices")]
 NETWORKPOLICIES = _BY_PATH[("networking.k8s.io", "v1", "networkpolicies")]
+APISERVICES = _BY_PATH[("apiregistration.k8s.io", "v1", "apiservices")]

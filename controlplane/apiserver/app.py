@@ -49,6 +49,7 @@ from controlplane.api.registry import Resource
 from controlplane.api.selectors import FieldSelector, LabelSelector
 from controlplane.apiserver import discovery
 from controlplane.apiserver.admission import Admission
+from controlplane.apiserver.aggregator import Aggregator
 from controlplane.apiserver.allocators import ServiceAllocators
 from controlplane.apiserver.auth import (
     AllowAuthenticated,
@@ -179,6 +180,7 @@ class ApiServer:
         self.authn = Authenticator(tokens, options.peer_identities, options.anonymous_auth)
         self.authz: Authorizer = options.authorizer or AllowAuthenticated()
         self.kubelet: Any = None
+        self.aggregator: Any = None  # aggregator.Aggregator once started (APIServices, /apis/<remote group>)
         self.compactor: Any = None
         self.namespaces: dict[str, Obj] = {}
         self._ns_revs: dict[str, int] = {}
@@ -205,6 +207,7 @@ class ApiServer:
                 return None
 
         self.kubelet = KubeletProxy(self.options, node_lookup)
+        self.aggregator = Aggregator(self).start()
         if self.options.bootstrap:
             await self.run(self.bootstrap)
         await self._start_namespace_cache()
@@ -300,6 +303,8 @@ class ApiServer:
         await self.run(self.watch_cache.stop)
         if self.kubelet is not None:
             await self.kubelet.close()
+        if self.aggregator is not None:
+            await self.aggregator.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def bootstrap(self) -> None:
@@ -431,6 +436,8 @@ class ApiServer:
                 await send_response(send, 200, b"ok", "text/plain; charset=utf-8")
             return "get", ""
         self.authenticate(req)
+        if self.aggregator is not None and await self.aggregator.handle(req, path, send):
+            return req.method.lower(), "apiservices"
         if path == "/version":
             self._only(req, "GET")
             await send_json(send, 200, discovery.version_info(self.options.git_version))

@@ -231,6 +231,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
     data_dir: Path = args.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = pkimod.ensure_cluster_pki(data_dir, ips, names, server_url=f"https://{url_host}:{port}")
+    agg = pkimod.ensure_aggregator_pki(data_dir, f"https://{url_host}:{port}")  # --proxy-client-cert-file
     endpoints = [e for e in args.etcd_endpoints.split(",") if e]
     store = open_store(args.store, data_dir, endpoints or None)
     peers = PeerIdentities()
@@ -258,6 +259,10 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         watch_max_pending=args.watch_max_pending,
         store_threads=args.store_threads,
         on_started=started,
+        extra={
+            "proxy_client_cert": str(agg.front_proxy_client_cert),
+            "proxy_client_key": str(agg.front_proxy_client_key),
+        },
     )
     app = create_app(store, options=options)
     http_cls, ws_cls = _protocol_classes(peers)
