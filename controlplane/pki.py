@@ -334,6 +334,17 @@ def ensure_aggregator_pki(data_dir: Path | str, server_url: str = "https://192.1
         metrics_client_key=pdir / "metrics-server-client.key",
         metrics_kubeconfig=root / "metrics-server.kubeconfig",
     )
+    # The API server and the metrics server may both start first (systemd units, the lab's
+    # supervisor): an exclusive lock makes one of them create the files and the other reuse them.
+    import fcntl
+
+    with open(pdir / ".aggregator.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _ensure_aggregator_files(a, pdir, server_url)
+    return a
+
+
+def _ensure_aggregator_files(a: AggregatorPki, pdir: Path, server_url: str) -> None:
     if not (a.front_proxy_ca_cert.exists() and a.front_proxy_ca_key.exists()):
         fp = new_ca("front-proxy-ca")
         _write(a.front_proxy_ca_key, fp.key_pem, private=True)
@@ -363,4 +374,3 @@ def ensure_aggregator_pki(data_dir: Path | str, server_url: str = "https://192.1
         a.metrics_client_key.read_bytes(),
         user="system:metrics-server",
     )
-    return a

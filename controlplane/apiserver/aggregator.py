@@ -41,6 +41,8 @@ from controlplane.apiserver.auth import RequestAttributes
 from controlplane.apiserver.httpio import JSON, send_json
 
 log = logging.getLogger(__name__)
+# httpx logs every request at INFO: one line per APIService every few seconds is noise in the server log.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 APISERVICES = registry.lookup("apiregistration.k8s.io", "v1", "apiservices")
 CHECK_TIMEOUT = 5.0
@@ -225,7 +227,9 @@ class Aggregator:
         spec = apisvc["spec"]
         disc = f"{url}/apis/{spec['group']}/{spec['version']}"
         try:
-            resp = await self._client(tls_for(apisvc)).get(disc, timeout=CHECK_TIMEOUT)
+            # As the controller does: the front-proxy identity system:kube-aggregator in system:masters.
+            hdrs = [("X-Remote-User", "system:kube-aggregator"), ("X-Remote-Group", "system:masters")]
+            resp = await self._client(tls_for(apisvc)).get(disc, headers=hdrs, timeout=CHECK_TIMEOUT)
         except (httpx.HTTPError, ssl.SSLError, OSError) as e:
             return condition("False", "FailedDiscoveryCheck", f"failing or missing response from {disc}: {e}"), None, []
         if not 200 <= resp.status_code < 300:

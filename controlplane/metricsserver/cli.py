@@ -69,15 +69,28 @@ def registration_objects(address: str, port: int, ca_pem: bytes) -> list[tuple[s
     ]
 
 
-def register_apiservice(client: Any, address: str, port: int, ca_pem: bytes) -> None:
+def register_apiservice(client: Any, address: str, port: int, ca_pem: bytes, timeout: float = 300.0) -> None:
+    """Create the three objects (those that exist are left alone); retry while the API server starts."""
+    import time
+
+    import httpx
+
     from controlplane.api import errors
 
+    deadline = time.monotonic() + timeout
     for path, obj in registration_objects(address, port, ca_pem):
-        try:
-            client.request("POST", path, body=obj)
-            log.info("created %s %s", obj["kind"], obj["metadata"]["name"])
-        except errors.AlreadyExists:
-            pass
+        while True:
+            try:
+                client.request("POST", path, body=obj)
+                log.info("created %s %s", obj["kind"], obj["metadata"]["name"])
+                break
+            except errors.AlreadyExists:
+                break
+            except (httpx.HTTPError, OSError, errors.ServiceUnavailable) as e:
+                if time.monotonic() > deadline:
+                    raise
+                log.info("waiting for the API server to register %s: %s", obj["kind"], e)
+                time.sleep(1.0)
 
 
 def run(args: argparse.Namespace) -> int:
