@@ -75,6 +75,7 @@ def working_set(d: Path) -> int:
 
 
 def cores(q: str) -> float:
+    """A CPU quantity in cores (``2410117n``, ``250m``, ``1``)."""
     units = {"n": 1e-9, "u": 1e-6, "m": 1e-3}
     return float(q[:-1]) * units[q[-1]] if q[-1] in units else float(q)
 
@@ -140,8 +141,17 @@ def _check(lab2: dict[str, str]) -> None:
     assert len(hello) == 3
 
     def pods_ok() -> bool:
+        # kubectl rounds to 1m and 1Mi (an idle hello pod holds ~550Ki: "0Mi"): non-zero is checked
+        # on the API's own quantities, presence on kubectl's table.
         rows = top_rows("pods", "-A")
-        return all(p in rows and cores(rows[p][2]) > 0 and mem_bytes(rows[p][3]) > 0 for p in hello)
+        if not all(p in rows for p in hello):
+            return False
+        metrics = [pod_metrics(p) for p in hello]
+        return all(
+            m is not None
+            and all(cores(c["usage"]["cpu"]) > 0 and mem_bytes(c["usage"]["memory"]) > 0 for c in m["containers"])
+            for m in metrics
+        )
 
     wait_for(pods_ok, timeout=60, interval=1, message="kubectl top pods -A to show the demo pods")
     per_container = kubectl("top", "pod", hello[0], "--containers")
@@ -181,7 +191,10 @@ def _check(lab2: dict[str, str]) -> None:
     finally:
         stop.set()
         t.join(timeout=5)
-    assert kernel_cores > 0.3, f"the burner got only {kernel_cores:.2f} cores"
+    # ~1 core on an idle machine; on a shared 2-core machine it gets what the scheduler leaves it,
+    # so the check is the API against the kernel's own count over the same window.
+    print(f"cpu-burner: metrics API {api_cores:.3f} cores, cgroup {kernel_cores:.3f} cores")
+    assert kernel_cores > 0.05, f"the burner got only {kernel_cores:.2f} cores"
     assert abs(api_cores - kernel_cores) <= 0.2 * kernel_cores, (api_cores, kernel_cores)
 
     # the memory holder: 50 MiB in its cgroup, as the API reports it
