@@ -471,19 +471,24 @@ def provider_for(noded: Any) -> StatsProvider:
         return p
 
 
-def serve(noded: Any, path: str) -> tuple[bytes, str]:
-    """Body and content type for ``GET /stats/summary`` or ``GET /metrics/resource``."""
+def serve(noded: Any, path: str) -> tuple[int, bytes, str]:
+    """Status, body and content type for ``GET /stats/summary`` or ``GET /metrics/resource``.
+
+    A failure to collect is never a dead request thread: the Summary answers a 500 ``Status``,
+    the resource metrics answer 200 with ``resource_scrape_error 1`` (as kubelet's collector does).
+    """
     import json
     import logging
 
-    provider = provider_for(noded)
     try:
-        summary: Obj | None = provider.summary()
-    except Exception:  # a scrape error is reported (resource_scrape_error 1), never a dead thread
+        summary: Obj | None = provider_for(noded).summary()
+    except Exception as e:
         logging.getLogger(__name__).exception("collecting resource stats failed")
         if path == "/stats/summary":
-            raise
+            status = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                      "message": f"failed to get node stats: {e}", "reason": "InternalError", "code": 500}  # fmt: skip
+            return 500, json.dumps(status).encode(), "application/json"
         summary = None
     if path == "/stats/summary":
-        return json.dumps(summary).encode(), "application/json"
-    return render_resource_metrics(summary).encode(), "text/plain; version=0.0.4; charset=utf-8"
+        return 200, json.dumps(summary).encode(), "application/json"
+    return 200, render_resource_metrics(summary).encode(), "text/plain; version=0.0.4; charset=utf-8"

@@ -147,6 +147,7 @@ class Aggregator:
         self.cert = cert
         self._clients: dict[int, httpx.AsyncClient] = {}
         self.task: asyncio.Future[None] | None = None
+        self._registered = False
 
     def start(self) -> Aggregator:
         self.task = asyncio.ensure_future(self._loop())
@@ -189,8 +190,36 @@ class Aggregator:
         except errors.NotFound:
             return None
 
+    def autoregister(self) -> None:
+        """Local APIServices for every built-in group/version (kube-aggregator's autoregister
+        controller): ``v1.`` for the core group, ``v1.apps`` …, so ``kubectl get apiservices`` lists
+        them as it does on kube-apiserver. Existing ones are left alone."""
+        assert APISERVICES is not None
+        for i, (group, version) in enumerate(registry.groups()):
+            obj = {
+                "apiVersion": "apiregistration.k8s.io/v1",
+                "kind": "APIService",
+                "metadata": {
+                    "name": f"{version}.{group}",
+                    "labels": {"kube-aggregator.kubernetes.io/automanaged": "onstart"},
+                },
+                "spec": {
+                    "group": group,
+                    "version": version,
+                    "groupPriorityMinimum": 18000 - 100 * i,
+                    "versionPriority": 15,
+                },
+            }
+            try:
+                self.server.ops.create(APISERVICES, None, obj)
+            except errors.AlreadyExists:
+                pass
+
     async def sync_all(self) -> None:
         assert APISERVICES is not None
+        if not self._registered:
+            await self.server.run(self.autoregister)
+            self._registered = True
         items, _rv = await self.server.run(self.server.ops.list, APISERVICES, None, None)
         remote: dict[tuple[str, str], Remote] = {}
         unavailable: dict[tuple[str, str], str] = {}

@@ -159,7 +159,10 @@ def test_aggregated_metrics_api(cluster: tuple[RunningApiServer, Backend]) -> No
     got = _kubectl(srv, "1.33", "get", "apiservices")
     assert got.returncode == 0, got.stderr
     assert got.stdout.split("\n")[0].split() == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
-    assert "v1beta1.metrics.k8s.io   kube-system/metrics-server   True" in got.stdout
+    rows = {line.split()[0]: line.split()[1:3] for line in got.stdout.splitlines()[1:]}
+    assert rows["v1beta1.metrics.k8s.io"] == ["kube-system/metrics-server", "True"], got.stdout
+    # the built-in groups are Local APIServices, as kube-aggregator's autoregister makes them
+    assert rows["v1."] == ["Local", "True"] and rows["v1.apps"] == ["Local", "True"], got.stdout
 
     backend.stop()
     wait_for(lambda: _available(srv) == "False:FailedDiscoveryCheck", timeout=20, message="the APIService to fail")

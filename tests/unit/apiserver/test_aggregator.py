@@ -97,3 +97,30 @@ def test_table_columns_as_kubectl_shows() -> None:
         ["v1beta1.metrics.k8s.io", "kube-system/ms", "False (FailedDiscoveryCheck)", "5m"],
         ["v1.apps", "Local", "True", "5m"],
     ]
+
+
+def _causes(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    from controlplane.api.validation import validate
+
+    return [(c.field, c.message) for c in validate(registry.APISERVICES, obj)]
+
+
+def test_validation_as_kube_aggregator() -> None:
+    ok = {**APISVC, "spec": {**APISVC["spec"], "groupPriorityMinimum": 100, "versionPriority": 100}}
+    assert _causes(ok) == []
+    local = {
+        "metadata": {"name": "v1."},
+        "spec": {"group": "", "version": "v1", "groupPriorityMinimum": 18000, "versionPriority": 15},
+    }
+    assert _causes(local) == []
+    bad = {
+        "metadata": {"name": "v1beta1.metrics"},
+        "spec": {"group": "metrics.k8s.io", "version": "v1beta1", "versionPriority": 100},
+    }
+    causes = _causes(bad)
+    assert (
+        "metadata.name",
+        'Invalid value: "v1beta1.metrics": must be `spec.version+"."+spec.group`: "v1beta1.metrics.k8s.io"',
+    ) in causes
+    assert ("spec.groupPriorityMinimum", "Invalid value: 0: must be positive and less than 20000") in causes
+    assert ("spec.service.namespace", "Required value") not in causes  # local: no service needed

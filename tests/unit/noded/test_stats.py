@@ -179,3 +179,25 @@ def test_label_values_are_escaped() -> None:
     s = {"node": {}, "pods": [{"podRef": {"name": 'a"b', "namespace": "n"}, "containers": [], "memory": {
         "time": "1970-01-01T00:00:01Z", "workingSetBytes": 1}}]}  # fmt: skip
     assert 'pod_memory_working_set_bytes{namespace="n",pod="a\\"b"} 1 1000' in render_resource_metrics(s)
+
+
+class _BrokenRuntime:
+    cgroup_parent = "/kubelab/x"
+
+    def list_pod_sandboxes(self, pod_uid: str | None = None) -> list[SandboxStatus]:
+        raise OSError("runc state: no such file")
+
+    def list_containers(self, sandbox_id: str | None = None) -> list[ContainerStatus]:
+        raise OSError("runc state: no such file")
+
+
+def test_serve_reports_a_failed_collection_without_dying() -> None:
+    from types import SimpleNamespace
+
+    from noded import stats
+
+    noded = SimpleNamespace(runtime=_BrokenRuntime(), cfg=SimpleNamespace(node_name="n"))
+    code, body, ctype = stats.serve(noded, "/metrics/resource")
+    assert code == 200 and ctype.startswith("text/plain") and b"resource_scrape_error 1" in body
+    code, body, ctype = stats.serve(noded, "/stats/summary")
+    assert code == 500 and b'"reason": "InternalError"' in body and b"runc state" in body
