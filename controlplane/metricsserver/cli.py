@@ -93,8 +93,28 @@ def register_apiservice(client: Any, address: str, port: int, ca_pem: bytes, tim
                 time.sleep(1.0)
 
 
-def run(args: argparse.Namespace) -> int:
+def aggregator_pki(data: Path, apiserver_url: str) -> Any:
+    """The files of ``pki.ensure_aggregator_pki``, made by it only when one is missing: the PKI module
+    pulls in ``cryptography`` (~11 MB of RSS) that a running metrics server otherwise never needs."""
+    from types import SimpleNamespace
+
+    p = data / "pki"
+    a = SimpleNamespace(
+        front_proxy_ca_cert=p / "front-proxy-ca.crt",
+        metrics_server_cert=p / "metrics-server.crt",
+        metrics_server_key=p / "metrics-server.key",
+        metrics_client_cert=p / "metrics-server-client.crt",
+        metrics_client_key=p / "metrics-server-client.key",
+        metrics_kubeconfig=data / "metrics-server.kubeconfig",
+    )
+    if all(Path(f).exists() for f in vars(a).values()):
+        return a
     from controlplane import pki
+
+    return pki.ensure_aggregator_pki(data, apiserver_url)
+
+
+def run(args: argparse.Namespace) -> int:
     from controlplane.api import registry
     from controlplane.client.informer import Informer
     from controlplane.client.rest import ApiClient
@@ -103,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     from controlplane.metricsserver.storage import MetricsStore
 
     data: Path = args.data_dir
-    a = pki.ensure_aggregator_pki(data, args.apiserver_url)
+    a = aggregator_pki(data, args.apiserver_url)
     client = ApiClient.from_kubeconfig(str(args.kubeconfig or a.metrics_kubeconfig))
     ca = data / "pki" / "ca.crt"
     if args.register_apiservice:

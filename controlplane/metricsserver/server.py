@@ -37,9 +37,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-
 from controlplane.api import errors
 from controlplane.api.selectors import LabelSelector
 from controlplane.metricsserver.storage import MetricsStore
@@ -73,26 +70,31 @@ def user_from_request_headers(headers: Any) -> User | None:
     return User(name, groups, extra)
 
 
+Peer = dict[str, Any]  # ssl's decoded certificate: {"subject": ((("commonName", "x"),), …), "issuer": …}
+
+
+def _attrs(name: Any, key: str) -> list[str]:
+    return [str(v) for rdn in name or () for k, v in rdn if k == key]
+
+
 def user_from_cert(
-    der: bytes | None, front_proxy_ca: x509.Certificate, allowed: tuple[str, ...], headers: Any
+    peer: Peer | None, front_proxy_issuers: list[Any], allowed: tuple[str, ...], headers: Any
 ) -> User | None:
-    """Who a request is from, given its verified client certificate (DER) and headers."""
-    if not der:
+    """Who a request is from, given its client certificate as ``ssl`` verified and decoded it.
+
+    TLS already checked the chain against the cluster CA or the requestheader (front-proxy) CA, so
+    the issuer's name tells which one signed it (the two CAs have distinct names): a front-proxy
+    certificate speaks for the user in the headers (if its CN is allowed); a cluster one is its CN/O.
+    """
+    if not peer:
         return None
-    cert = x509.load_der_x509_certificate(der)
-    cns = [a.value for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    cn = str(cns[0]) if cns else ""
-    try:
-        cert.verify_directly_issued_by(front_proxy_ca)
-        from_front_proxy = True
-    except (ValueError, TypeError, InvalidSignature):  # another issuer: not the front proxy
-        from_front_proxy = False
-    if from_front_proxy:
+    cns = _attrs(peer.get("subject"), "commonName")
+    cn = cns[0] if cns else ""
+    if peer.get("issuer") in front_proxy_issuers:
         if allowed and cn not in allowed:
             return None
         return user_from_request_headers(headers)
-    orgs = tuple(str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.ORGANIZATION_NAME))
-    return User(cn, orgs)
+    return User(cn, tuple(_attrs(peer.get("subject"), "organizationName")))
 
 
 def resource_list() -> Obj:
@@ -279,8 +281,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         s = self.server
         try:
-            der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
-            user = user_from_cert(der, s.front_proxy_ca, s.allowed_names, self.headers)
+            peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+            user = user_from_cert(peer, s.front_proxy_issuers, s.allowed_names, self.headers)
             if user is None:
                 raise errors.Unauthorized("Unauthorized")
             route = parse_path(url.path)
@@ -316,7 +318,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     api: MetricsAPI
     authorizer: SarAuthorizer
-    front_proxy_ca: x509.Certificate
+    front_proxy_issuers: list[Any]  # subjects of the requestheader CA certificates
     allowed_names: tuple[str, ...]
 
 
@@ -345,7 +347,9 @@ def serve_https(
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     httpd.api = api
     httpd.authorizer = authorizer
-    httpd.front_proxy_ca = x509.load_pem_x509_certificate(requestheader_ca.read_bytes())
+    rh = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # only to have ssl decode the CA file (no cryptography import)
+    rh.load_verify_locations(str(requestheader_ca))
+    httpd.front_proxy_issuers = [c["subject"] for c in rh.get_ca_certs()]
     httpd.allowed_names = allowed_names
     return httpd
 

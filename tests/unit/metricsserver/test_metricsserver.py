@@ -192,25 +192,33 @@ def test_request_headers() -> None:
     assert user_from_request_headers(_headers([])) is None
 
 
-def _der(pem: bytes) -> bytes:
-    from cryptography.hazmat.primitives.serialization import Encoding
+def _peer(pem: bytes) -> dict[str, Any]:
+    """The certificate as ``ssl.SSLSocket.getpeercert()`` decodes it (subject/issuer RDN tuples)."""
+    c = x509.load_pem_x509_certificate(pem)
+    keys = {"CN": "commonName", "O": "organizationName"}
 
-    return x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    def name(n: x509.Name) -> tuple[Any, ...]:
+        return tuple(((keys[a.rfc4514_attribute_name], str(a.value)),) for a in n)
+
+    return {"subject": name(c.subject), "issuer": name(c.issuer)}
 
 
 def test_front_proxy_cert_uses_headers_cluster_cert_does_not(tmp_path: Path) -> None:
     pki.ensure_cluster_pki(tmp_path)
     a = pki.ensure_aggregator_pki(tmp_path)
-    fp_ca = x509.load_pem_x509_certificate(a.front_proxy_ca_cert.read_bytes())
+    issuers = [_peer(a.front_proxy_ca_cert.read_bytes())["subject"]]
     hdrs = _headers([("X-Remote-User", "alice"), ("X-Remote-Group", "dev")])
-    fp_der = _der(a.front_proxy_client_cert.read_bytes())
-    assert user_from_cert(fp_der, fp_ca, ("front-proxy-client",), hdrs) == User("alice", ("dev",))
+    fp = _peer(a.front_proxy_client_cert.read_bytes())
+    assert user_from_cert(fp, issuers, ("front-proxy-client",), hdrs) == User("alice", ("dev",))
     # a front-proxy certificate whose CN is not an allowed name is refused
-    assert user_from_cert(fp_der, fp_ca, ("someone-else",), hdrs) is None
+    assert user_from_cert(fp, issuers, ("someone-else",), hdrs) is None
     # a cluster-CA certificate is its own identity: the headers are ignored (no impersonation)
-    admin = _der((tmp_path / "pki" / "admin.crt").read_bytes())
-    assert user_from_cert(admin, fp_ca, ("front-proxy-client",), hdrs) == User("kubernetes-admin", ("system:masters",))
-    assert user_from_cert(None, fp_ca, (), hdrs) is None
+    admin = _peer((tmp_path / "pki" / "admin.crt").read_bytes())
+    assert user_from_cert(admin, issuers, ("front-proxy-client",), hdrs) == User(
+        "kubernetes-admin", ("system:masters",)
+    )
+    assert user_from_cert(None, issuers, (), hdrs) is None
+    assert user_from_cert({}, issuers, (), hdrs) is None  # no certificate presented
 
 
 def test_sar_review_body_cache_and_denial() -> None:
