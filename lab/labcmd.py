@@ -193,10 +193,11 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
         }
     )
     # Resource metrics (issue 13): the metrics server beside the API server, scraping every kubelet each
-    # 5 s and registering itself as the APIService v1beta1.metrics.k8s.io (kubectl top).
-    ms_args = ["metrics-server", "--data-dir", str(state.STATE_DIR), "--apiserver-url", APISERVER_URL]
-    ms_args += ["--bind-address", cp.ip, "--register-apiservice", cp.ip]
-    comps.append({"name": "metrics-server", "node": cp.name, "argv": python_cmd(*ms_args),
+    # 5 s and registering itself as the APIService v1beta1.metrics.k8s.io (kubectl top). Run as
+    # `python -m controlplane.metricsserver` (= `kubelab metrics-server`): ~18 MB less than the CLI.
+    ms_args = [sys.executable, "-m", "controlplane.metricsserver", "--data-dir", str(state.STATE_DIR)]
+    ms_args += ["--apiserver-url", APISERVER_URL, "--bind-address", cp.ip, "--register-apiservice", cp.ip]
+    comps.append({"name": "metrics-server", "node": cp.name, "argv": ms_args,
                   "log": str(logs / cp.name / "metrics-server.log")})  # fmt: skip
     for node in lab.workers:
         nd = state.STATE_DIR / "nodes" / node.name
