@@ -82,7 +82,8 @@ def _register(srv: RunningApiServer, port: int) -> None:
     meta = {"name": "metrics-server", "namespace": "kube-system"}
     with srv.http() as h:
         for path, obj in [
-            ("/api/v1/namespaces/kube-system/services", {"metadata": meta, "spec": {"ports": [{"name": "https", "port": 443, "targetPort": port}]}}),
+            ("/api/v1/namespaces/kube-system/services", {"metadata": meta, "spec": {"ports": [
+                {"name": "https", "port": 443, "targetPort": port}]}}),
             ("/api/v1/namespaces/kube-system/endpoints", {"metadata": meta, "subsets": [
                 {"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": port}]}]}),
             ("/apis/apiregistration.k8s.io/v1/apiservices", {
