@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import glob
 import json
+import ssl
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -99,6 +101,14 @@ def pod_metrics(name: str) -> dict[str, Any] | None:
     return obj
 
 
+def kubelet_get(ip: str, path: str, parse: bool = True) -> Any:
+    ctx = ssl.create_default_context(cafile="/var/lib/kubelab/pki/ca.crt")
+    ctx.load_cert_chain("/var/lib/kubelab/pki/admin.crt", "/var/lib/kubelab/pki/admin.key")
+    with urllib.request.urlopen(f"https://{ip}:10250{path}", context=ctx, timeout=10) as resp:
+        body = resp.read().decode()
+    return json.loads(body) if parse else body
+
+
 def top_rows(*args: str) -> dict[str, list[str]]:
     lines = kubectl("top", *args).strip().splitlines()[1:]
     return {line.split()[0] if "-A" not in args else line.split()[1]: line.split() for line in lines}
@@ -154,6 +164,11 @@ def _check(lab2: dict[str, str]) -> None:
         )
 
     wait_for(pods_ok, timeout=60, interval=1, message="kubectl top pods -A to show the demo pods")
+    # kubelet's Summary API on a worker's kubelet port (any cluster client certificate: the admin's)
+    summary = kubelet_get("192.168.56.11", "/stats/summary")
+    assert summary["node"]["nodeName"] == "kl-node1" and summary["node"]["cpu"]["usageCoreNanoSeconds"] > 0
+    assert all(p["podRef"]["namespace"] and p["memory"]["workingSetBytes"] > 0 for p in summary["pods"])
+    assert "node_cpu_usage_seconds_total " in kubelet_get("192.168.56.11", "/metrics/resource", parse=False)
     per_container = kubectl("top", "pod", hello[0], "--containers")
     assert per_container.splitlines()[0].split()[:2] == ["POD", "NAME"] and hello[0] in per_container
 
