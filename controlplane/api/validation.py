@@ -1185,7 +1185,8 @@ def _apiservice(e: _Errors, obj: Mapping[str, Any]) -> None:
     # kube-aggregator's ValidateAPIService, with its field paths and wording.
     spec = e.map_at(obj, "spec", "spec")
     group, version = str(spec.get("group") or ""), str(spec.get("version") or "")
-    name = str((obj.get("metadata") or {}).get("name") or "")
+    meta = obj.get("metadata")
+    name = str(meta.get("name") or "") if isinstance(meta, dict) else ""
     if name and name != f"{version}.{group}":
         e.invalid("metadata.name", name, f'must be `spec.version+"."+spec.group`: "{version}.{group}"')
     if not group and version != "v1":
