@@ -404,3 +404,92 @@ def ensure_cluster_pki(
     issue_client(ca, pki.scheduler_kubeconfig, url, SCHEDULER_USER, cert_dir=pdir)
     issue_client(ca, pki.controller_manager_kubeconfig, url, CONTROLLER_MANAGER_USER, cert_dir=pdir)
     return pki
+
+
+# ---- the aggregation layer: front-proxy CA and the metrics server's identities (issue 13) -------
+
+
+@dataclass(frozen=True)
+class AggregatorPki:
+    """kubeadm's front-proxy files, plus what the metrics server serves and scrapes with.
+
+    - ``front-proxy-ca``: a CA of its own (kubeadm: ``front-proxy-ca.crt``), trusted only for the
+      requestheader client certificates — so no cluster client certificate can pose as the proxy;
+    - ``front-proxy-client`` (CN ``front-proxy-client``, kube-apiserver's
+      ``--proxy-client-cert-file``): what the API server presents to aggregated API servers;
+    - ``metrics-server.crt``: its serving certificate (cluster CA; the APIService's caBundle);
+    - ``metrics-server-client.crt`` (CN ``system:metrics-server``): its identity towards the API
+      server and the kubelets, and its ``metrics-server.kubeconfig``.
+    """
+
+    front_proxy_ca_cert: Path
+    front_proxy_ca_key: Path
+    front_proxy_client_cert: Path
+    front_proxy_client_key: Path
+    metrics_server_cert: Path
+    metrics_server_key: Path
+    metrics_client_cert: Path
+    metrics_client_key: Path
+    metrics_kubeconfig: Path
+
+
+METRICS_SERVER_IPS: tuple[str, ...] = ("127.0.0.1", "192.168.56.10")
+METRICS_SERVER_NAMES: tuple[str, ...] = ("localhost", "metrics-server.kube-system.svc")
+
+
+def ensure_aggregator_pki(data_dir: Path | str, server_url: str = "https://192.168.56.10:6443") -> AggregatorPki:
+    """Create (or reuse) the front-proxy CA and client, and the metrics server's certificates."""
+    root = Path(data_dir)
+    pdir = root / "pki"
+    pdir.mkdir(parents=True, exist_ok=True)
+    a = AggregatorPki(
+        front_proxy_ca_cert=pdir / "front-proxy-ca.crt",
+        front_proxy_ca_key=pdir / "front-proxy-ca.key",
+        front_proxy_client_cert=pdir / "front-proxy-client.crt",
+        front_proxy_client_key=pdir / "front-proxy-client.key",
+        metrics_server_cert=pdir / "metrics-server.crt",
+        metrics_server_key=pdir / "metrics-server.key",
+        metrics_client_cert=pdir / "metrics-server-client.crt",
+        metrics_client_key=pdir / "metrics-server-client.key",
+        metrics_kubeconfig=root / "metrics-server.kubeconfig",
+    )
+    # The API server and the metrics server may both start first (systemd units, the lab's
+    # supervisor): an exclusive lock makes one of them create the files and the other reuse them.
+    import fcntl
+
+    with open(pdir / ".aggregator.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _ensure_aggregator_files(a, pdir, server_url)
+    return a
+
+
+def _ensure_aggregator_files(a: AggregatorPki, pdir: Path, server_url: str) -> None:
+    if not (a.front_proxy_ca_cert.exists() and a.front_proxy_ca_key.exists()):
+        fp = new_ca("front-proxy-ca")
+        _write(a.front_proxy_ca_key, fp.key_pem, private=True)
+        _write(a.front_proxy_ca_cert, fp.cert_pem)
+        a.front_proxy_client_cert.unlink(missing_ok=True)
+    if not (a.front_proxy_client_cert.exists() and a.front_proxy_client_key.exists()):
+        fp = CertificateAuthority(a.front_proxy_ca_cert.read_bytes(), a.front_proxy_ca_key.read_bytes())
+        cert, key = issue_cert(fp, "front-proxy-client")
+        _write(a.front_proxy_client_key, key, private=True)
+        _write(a.front_proxy_client_cert, cert)
+    ca = CertificateAuthority((pdir / "ca.crt").read_bytes(), (pdir / "ca.key").read_bytes())
+    if not (a.metrics_server_key.exists() and _covers(a.metrics_server_cert, METRICS_SERVER_IPS, METRICS_SERVER_NAMES)):
+        cert, key = issue_cert(
+            ca, "metrics-server", (), METRICS_SERVER_IPS, METRICS_SERVER_NAMES, client=False, server=True
+        )
+        _write(a.metrics_server_key, key, private=True)
+        _write(a.metrics_server_cert, cert)
+    if not (a.metrics_client_cert.exists() and a.metrics_client_key.exists()):
+        cert, key = issue_cert(ca, "system:metrics-server")
+        _write(a.metrics_client_key, key, private=True)
+        _write(a.metrics_client_cert, cert)
+    write_kubeconfig(
+        a.metrics_kubeconfig,
+        server_url,
+        ca.cert_pem,
+        a.metrics_client_cert.read_bytes(),
+        a.metrics_client_key.read_bytes(),
+        user="system:metrics-server",
+    )

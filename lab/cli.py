@@ -28,6 +28,7 @@ COMMANDS: list[str] = [
     "controlplane.dns.cli",
     "lab.trace",
     "lab.users",
+    "controlplane.metricsserver.cli",
 ]
 
 

@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+from noded import stats
 from noded.host import nsnet
 from noded.runtime.interface import AttachUnavailable, ContainerState, ContainerStatus, SandboxState
 
@@ -206,6 +207,8 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             elif url.path == "/metrics":
                 self._send(200, self._metrics(), "text/plain; version=0.0.4")
+            elif url.path in stats.ROUTES:  # /stats/summary, /metrics/resource (noded/stats.py)
+                self._send(*stats.serve(self.server.noded, url.path))
             elif len(parts) == 4 and parts[0] == "containerLogs":
                 self._logs(parts[1], parts[2], parts[3], q)
             elif len(parts) == 4 and parts[0] in ("exec", "attach"):

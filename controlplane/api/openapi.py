@@ -76,6 +76,7 @@ _OP_GROUP = {
     "rbac.authorization.k8s.io": "RbacAuthorizationV1",
     "authorization.k8s.io": "AuthorizationV1",
     "authentication.k8s.io": "AuthenticationV1",
+    "apiregistration.k8s.io": "ApiregistrationV1",
 }
 
 
@@ -97,6 +98,8 @@ def schemas() -> dict[str, dict[str, Any]]:
 
 
 def schema_name(group: str, kind: str) -> str:
+    if group == "apiregistration.k8s.io":  # served by kube-aggregator, named after its package
+        return f"io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.{kind}"
     pkg = _GROUP_PKG.get(group, group.split(".")[0])
     return f"io.k8s.api.{pkg}.v1.{kind}"
 

@@ -67,6 +67,7 @@ NETWORKING = {
     "NetworkPolicyPort",
     "IPBlock",
 }
+APIREGISTRATION = {"APIService", "APIServiceList", "APIServiceSpec", "APIServiceStatus", "APIServiceCondition"}
 AUTOSCALING = {"Scale", "ScaleSpec", "ScaleStatus"}
 POLICY = {"Eviction"}
 RBAC = {
@@ -106,6 +107,7 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("V1Lease", "coordination.k8s.io", "v1", "Lease"),
     ("V1EndpointSlice", "discovery.k8s.io", "v1", "EndpointSlice"),
     ("V1NetworkPolicy", "networking.k8s.io", "v1", "NetworkPolicy"),
+    ("V1APIService", "apiregistration.k8s.io", "v1", "APIService"),
     ("V1Scale", "autoscaling", "v1", "Scale"),
     ("V1Eviction", "policy", "v1", "Eviction"),
     ("V1Role", "rbac.authorization.k8s.io", "v1", "Role"),
@@ -135,6 +137,8 @@ def schema_name(py_name: str) -> str:
         return f"io.k8s.apimachinery.pkg.apis.meta.v1.{go}"
     if py_name.startswith("Discovery") or go in DISCOVERY:
         return f"io.k8s.api.discovery.v1.{go}"
+    if go in APIREGISTRATION or py_name.startswith("Apiregistration"):
+        return f"io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.{go}"
     if go in NETWORKING:
         return f"io.k8s.api.networking.v1.{go}"
     if go in COORDINATION:

@@ -189,6 +189,7 @@ RESOURCES: tuple[Resource, ...] = (
     _r("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", verbs=("create",)),
     _r("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", False, verbs=("create",)),
     _r("authentication.k8s.io", "TokenReview", "tokenreviews", False, verbs=("create",)),
+    _r("apiregistration.k8s.io", "APIService", "apiservices", namespaced=False, subresources=("status",)),
 )
 
 _BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -239,3 +240,4 @@ CLUSTERROLES = _BY_PATH[(RBAC_GROUP, "v1", "clusterroles")]
 CLUSTERROLEBINDINGS = _BY_PATH[(RBAC_GROUP, "v1", "clusterrolebindings")]
 # Kinds answered by the server without storage (create-only reviews).
 REVIEWS = frozenset(r for r in RESOURCES if r.group in ("authorization.k8s.io", "authentication.k8s.io"))
+APISERVICES = _BY_PATH[("apiregistration.k8s.io", "v1", "apiservices")]

@@ -608,6 +608,17 @@ def _networkpolicy_row(np: Obj, now: datetime) -> list[Cell]:
     return [_name(np), sel or "<none>", _age(np, now)]
 
 
+def _apiservice_row(a: Obj, now: datetime) -> list[Cell]:
+    # kube-aggregator's printers: SERVICE is ns/name or "Local"; AVAILABLE "True" or "False (Reason)".
+    ref = _get(a, "spec", "service")
+    svc = f"{ref.get('namespace', '')}/{ref.get('name', '')}" if ref else "Local"
+    cond = next((c for c in _get(a, "status", "conditions") or [] if c.get("type") == "Available"), None)
+    avail = "Unknown" if cond is None else cond.get("status", "Unknown")
+    if cond is not None and avail != "True":
+        avail = f"{avail} ({cond.get('reason', '')})"
+    return [_name(a), svc, avail, _age(a, now)]
+
+
 def _configmap_row(cm: Obj, now: datetime) -> list[Cell]:
     n = len(cm.get("data") or {}) + len(cm.get("binaryData") or {})
     return [_name(cm), n, _age(cm, now)]
@@ -854,6 +865,15 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, datetime], list[Cell]]]]
     "networkpolicies": (
         [_NAME, _c("Pod-Selector", "A label selector is a label query over a set of resources."), _AGE],
         _networkpolicy_row,
+    ),
+    "apiservices": (
+        [
+            _NAME,
+            _c("Service", "The reference to the service that hosts this API endpoint."),
+            _c("Available", "Whether this service is available."),
+            _AGE,
+        ],
+        _apiservice_row,
     ),
     "configmaps": ([_NAME, _c("Data", "Number of keys in the config map", type_="integer"), _AGE], _configmap_row),
     "secrets": (

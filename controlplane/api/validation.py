@@ -121,10 +121,18 @@ def _iana_svc_name_errors(value: str) -> list[str]:
     return msgs
 
 
+def _path_segment_name_errors(value: str) -> list[str]:
+    # path.IsValidPathSegmentName (APIService names such as "v1." are no DNS subdomains)
+    if value in (".", ".."):
+        return [f"may not be '{value}'"]
+    return [f"may not contain '{c}'" for c in ("/", "%") if c in value]
+
+
 _NAME_FNS: dict[str, Callable[[str], list[str]]] = {
     "namespaces": dns1123_label_errors,
     "services": dns1035_label_errors,
     **dict.fromkeys(("roles", "clusterroles", "rolebindings", "clusterrolebindings"), rbac.path_segment_name_errors),
+    "apiservices": _path_segment_name_errors,
 }
 
 
@@ -1160,7 +1168,41 @@ _KINDS: dict[str, Callable[[_Errors, Mapping[str, Any], Mapping[str, Any] | None
     "events": _event,
     "networkpolicies": _networkpolicy,
     **rbac.VALIDATORS,
+    "apiservices": lambda e, obj, old: _apiservice(e, obj),
 }
+
+
+def _apiservice(e: _Errors, obj: Mapping[str, Any]) -> None:
+    # kube-aggregator's ValidateAPIService, with its field paths and wording.
+    spec = e.map_at(obj, "spec", "spec")
+    group, version = str(spec.get("group") or ""), str(spec.get("version") or "")
+    meta = obj.get("metadata")
+    name = str(meta.get("name") or "") if isinstance(meta, dict) else ""
+    if name and name != f"{version}.{group}":
+        e.invalid("metadata.name", name, f'must be `spec.version+"."+spec.group`: "{version}.{group}"')
+    if not group and version != "v1":
+        e.required("spec.group", "only v1 may have an empty group and it better be legacy kube")
+    for msg in dns1123_subdomain_errors(group) if group else []:
+        e.invalid("spec.group", group, msg)
+    for msg in dns1035_label_errors(version):
+        e.invalid("spec.version", version, msg)
+    for field, top in (("groupPriorityMinimum", 20000), ("versionPriority", 1000)):
+        v = spec.get(field) or 0
+        if not isinstance(v, int) or not 0 < v <= top:
+            e.invalid(f"spec.{field}", v, f"must be positive and less than {top}")
+    svc = spec.get("service")
+    if not svc:
+        if spec.get("caBundle"):
+            size = f"{len(str(spec['caBundle']))} bytes"
+            e.invalid("spec.caBundle", size, "local APIServices may not have a caBundle")
+        if spec.get("insecureSkipTLSVerify"):
+            e.invalid("spec.insecureSkipTLSVerify", True, "local APIServices may not have insecureSkipTLSVerify")
+        return
+    for f in ("namespace", "name"):
+        if not isinstance(svc, dict) or not svc.get(f):
+            e.required(f"spec.service.{f}")
+    if spec.get("insecureSkipTLSVerify") and spec.get("caBundle"):
+        e.invalid("spec.insecureSkipTLSVerify", True, "may not be true if caBundle is present")
 
 
 def validate(resource: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[Cause]:

@@ -53,6 +53,7 @@ from controlplane.api.registry import Resource
 from controlplane.api.selectors import FieldSelector, LabelSelector
 from controlplane.apiserver import discovery
 from controlplane.apiserver.admission import REQUEST_USER, Admission
+from controlplane.apiserver.aggregator import Aggregator
 from controlplane.apiserver.allocators import ServiceAllocators
 from controlplane.apiserver.auth import ANONYMOUS, Authenticator, RequestAttributes, TokenFile
 from controlplane.apiserver.authz.wiring import Authorization
@@ -226,6 +227,7 @@ class ApiServer:
         self.authz = self.authorization.authorizer
         self.admission.plugins.extend(self.authorization.admission_plugins())
         self.kubelet: Any = None
+        self.aggregator: Any = None  # aggregator.Aggregator once started (APIServices, /apis/<remote group>)
         self.compactor: Any = None
         self.namespaces: dict[str, Obj] = {}
         self._ns_revs: dict[str, int] = {}
@@ -254,6 +256,7 @@ class ApiServer:
                 return None
 
         self.kubelet = KubeletProxy(self.options, node_lookup)
+        self.aggregator = Aggregator(self).start()
         if self.options.bootstrap:
             await self.run(self.bootstrap)
             await self.run(self.authorization.bootstrap, self.ops)
@@ -352,6 +355,8 @@ class ApiServer:
         await self.run(self.watch_cache.stop)
         if self.kubelet is not None:
             await self.kubelet.close()
+        if self.aggregator is not None:
+            await self.aggregator.stop()
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def bootstrap(self) -> None:
@@ -497,6 +502,8 @@ class ApiServer:
         # /version (like /healthz) is public through the system:public-info-viewer binding: without a
         # bearer token the request is system:anonymous and the binding decides; an invalid token is a 401.
         self.authenticate(req, anonymous=path == "/version")
+        if self.aggregator is not None and await self.aggregator.handle(req, path, send):
+            return req.method.lower(), "apiservices"
         segments = path.strip("/").split("/")
         if not ((segments[0] == "api" and len(segments) >= 3) or (segments[0] == "apis" and len(segments) >= 4)):
             self.authorize_path(req)  # discovery, OpenAPI, /version, /metrics, unknown paths

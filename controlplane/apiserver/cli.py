@@ -339,6 +339,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
     data_dir: Path = args.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     pki = pkimod.ensure_cluster_pki(data_dir, ips, names, server_url=f"https://{url_host}:{port}")
+    agg = pkimod.ensure_aggregator_pki(data_dir, f"https://{url_host}:{port}")  # --proxy-client-cert-file
     endpoints = [e for e in args.etcd_endpoints.split(",") if e]
     store = open_store(args.store, data_dir, endpoints or None)
     peers = PeerIdentities()
@@ -372,6 +373,10 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         service_account_issuer=args.service_account_issuer,
         api_audiences=tuple(a for a in args.api_audiences.split(",") if a),
         disable_admission_plugins=tuple(a.strip() for a in args.disable_admission_plugins.split(",") if a.strip()),
+        extra={
+            "proxy_client_cert": str(agg.front_proxy_client_cert),
+            "proxy_client_key": str(agg.front_proxy_client_key),
+        },
     )
     app = create_app(store, options=options)
     http_cls, ws_cls = _protocol_classes(peers, read_header_timeout=args.read_header_timeout)

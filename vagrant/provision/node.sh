@@ -81,7 +81,11 @@ if [ "$role" = controlplane ]; then
   # the control plane answers.
   unit kubelab-dns "kubelab cluster DNS (kube-dns, cluster.local)" \
     /usr/local/bin/kubelab dns --kubeconfig /etc/kubelab/dns.kubeconfig --listen "$ip:53"
-  units=(kubelab-controlplane kubelab-dns)
+  # Resource metrics (kubectl top): scrapes every kubelet, registers the APIService v1beta1.metrics.k8s.io.
+  unit kubelab-metrics-server "kubelab metrics server (metrics.k8s.io)" \
+    /usr/local/bin/kubelab metrics-server --data-dir /var/lib/kubelab --apiserver-url "https://$ip:6443" \
+    --bind-address "$ip" --register-apiservice "$ip"
+  units=(kubelab-controlplane kubelab-dns kubelab-metrics-server)
 else
   mkdir -p /var/lib/kubelab/cni-bin /etc/cni/net.d /var/lib/kubelab/noded/bin
   # noded's shim and pause, compiled on the host (the box has no compiler), with their stamps.

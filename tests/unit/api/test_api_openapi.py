@@ -48,6 +48,7 @@ def test_root_lists_every_group_version_with_its_hash() -> None:
         "apis/rbac.authorization.k8s.io/v1",
         "apis/authorization.k8s.io/v1",
         "apis/authentication.k8s.io/v1",
+        "apis/apiregistration.k8s.io/v1",
     }
     url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
     path, _, query = url.partition("?")
