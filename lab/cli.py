@@ -28,6 +28,8 @@ COMMANDS: list[str] = [
     "controlplane.dns.cli",
     "lab.trace",
     "lab.users",
+    "lab.topology",
+    "lab.dashboard.cli",
 ]
 
 
