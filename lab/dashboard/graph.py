@@ -161,12 +161,13 @@ def build(snap: Snapshot) -> Graph:
             if ip:
                 host_routes.append(f"{cidr} via {ip}")
     # routes between nodes' pod CIDRs (host-gw, kept by each node's network agent): one line per pair
-    for a in nodes:
-        for b in nodes:
+    # of nodes, labelled with the route each of the two holds to the other
+    routed = [n for n in nodes if (n.get("spec") or {}).get("podCIDR") and node_ip(n)]
+    for i, a in enumerate(routed):
+        for b in routed[i + 1 :]:
             an, bn = a["metadata"]["name"], b["metadata"]["name"]
-            cidr = str((b.get("spec") or {}).get("podCIDR") or "")
-            if an != bn and cidr and node_ip(b) and (a.get("spec") or {}).get("podCIDR"):
-                g.edges.append(Edge(f"cni0:{an}", f"cni0:{bn}", "route", f"{an}: {cidr} via {node_ip(b)}"))
+            label = f"{an}: {b['spec']['podCIDR']} via {node_ip(b)}\\n{bn}: {a['spec']['podCIDR']} via {node_ip(a)}"
+            g.edges.append(Edge(f"cni0:{an}", f"cni0:{bn}", "route", label))
     route_text = "".join(f"\\l{r}" for r in host_routes)
     g.boxes.insert(0, Box("host", f"host (root namespace)\\n{topology.HOST_IP} on {topology.BRIDGE}{route_text}\\l",
                           "host"))  # fmt: skip
@@ -218,7 +219,7 @@ EDGE_STYLE = {
     "wire": 'dir=none penwidth=2 color="#c07a00"',
     "forward": 'dir=none color="#888888"',
     "veth": 'dir=none color="#2f7d32"',
-    "route": 'style=dashed color="#1f5fbf" fontcolor="#1f5fbf" constraint=false',
+    "route": 'dir=both style=dashed color="#1f5fbf" fontcolor="#1f5fbf" constraint=false',
     "endpoint": 'color="#8e3bb5" fontcolor="#8e3bb5"',
 }
 

@@ -141,7 +141,7 @@ def test_deleting_a_pod_changes_the_picture_within_a_second_without_reload(brows
     print(f"\ndashboard update latency: {latency * 1000:.0f} ms from starting kubectl delete, "
           f"{after_kubectl * 1000:.0f} ms after it returned")  # fmt: skip
     assert browser.execute_script("return window.__kubelabNoReload") is True
-    assert after_kubectl <= UPDATE_BUDGET, f"the page changed {after_kubectl:.2f}s after the delete"
+    assert latency <= UPDATE_BUDGET, f"the page changed {latency:.2f}s after the delete started"
     # the Deployment replaces it: the new pod appears and the old one goes, still without a reload
     wait_for(lambda: f"pod:{victim}" not in topology_ids(browser) and
              {f"pod:{k}" for k in demo_pods()} <= topology_ids(browser) and len(demo_pods()) == 3,
@@ -245,3 +245,19 @@ def test_screenshot_is_not_blank_and_dashboard_rss(browser: Any) -> None:
           + f"; total {sum(rss.values()) / 1024:.0f}")  # fmt: skip
     assert "host/dashboard" in rss
     assert rss["host/dashboard"] < 100 * 1024, f"the dashboard uses {rss['host/dashboard'] / 1024:.0f} MB"
+
+
+def test_kubelab_topology_writes_the_same_picture(demo_lab: str, tmp_path: Path) -> None:
+    svg_path, png_path = tmp_path / "lab.svg", tmp_path / "lab.png"
+    res = kubelab("topology", "--svg", str(svg_path), "--png", str(png_path), timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    svg = svg_path.read_text().replace("&#45;", "-")
+    for k in demo_pods():
+        assert f'id="pod:{k}"' in svg
+    assert 'id="svc:default/hello"' in svg and "veth" in svg
+    assert png_pixels_vary(png_path.read_bytes())
+    keep = os.environ.get("KUBELAB_TOPOLOGY_SVG")  # where a maintainer wants the README's picture
+    if keep:
+        shutil.copy(svg_path, keep)
+    bad = kubelab("topology", timeout=60)
+    assert bad.returncode == 2 and "--svg FILE" in bad.stdout
