@@ -208,14 +208,17 @@ class Hub:
         inf = self.informers
         pods = inf["pods"].list()
         veths: dict[str, str] = {}
-        for p in pods:
-            uid = str(p["metadata"].get("uid", ""))
-            if uid in self._veths:
-                veths[graph.key(p)] = self._veths[uid]
-            elif (p.get("status") or {}).get("podIP") and not (p.get("spec") or {}).get("hostNetwork"):
-                self._veth_wanted[uid] = p
-        if self._veth_wanted:
-            self._veth_event.set()
+        with self._lock:
+            uids = {str(p["metadata"].get("uid", "")) for p in pods}
+            self._veths = {u: v for u, v in self._veths.items() if u in uids}  # forget deleted pods
+            for p in pods:
+                uid = str(p["metadata"].get("uid", ""))
+                if uid in self._veths:
+                    veths[graph.key(p)] = self._veths[uid]
+                elif (p.get("status") or {}).get("podIP") and not (p.get("spec") or {}).get("hostNetwork"):
+                    self._veth_wanted[uid] = p
+            if self._veth_wanted:
+                self._veth_event.set()
         return graph.Snapshot(inf["nodes"].list(), pods, inf["services"].list(), inf["slices"].list(), veths, self.lab)
 
     def render_once(self) -> State:
@@ -252,14 +255,16 @@ class Hub:
         while not self._stop.is_set():
             self._veth_event.wait()
             self._veth_event.clear()
-            wanted, self._veth_wanted = self._veth_wanted, {}
+            with self._lock:
+                wanted, self._veth_wanted = self._veth_wanted, {}
             found = False
             for uid, pod in wanted.items():
                 if self.veth_of is None or self._stop.is_set():
                     continue
-                veth = self.veth_of(pod)
+                veth = self.veth_of(pod)  # subprocesses: outside the lock
                 if veth:
-                    self._veths[uid] = veth
+                    with self._lock:
+                        self._veths[uid] = veth
                     found = True
             if found:
                 self.changed()
