@@ -56,7 +56,7 @@ def component() -> dict[str, Any]:
         "node": "host",
         "netns": False,
         "argv": [
-            *(sys.executable, "-m", "lab", "dashboard", "--kubeconfig", str(KUBECONFIG)),
+            *(sys.executable, "-m", "lab.dashboard", "--kubeconfig", str(KUBECONFIG)),  # kubelab dashboard, slim
             *("--token-file", str(TOKEN_FILE), "--tls-cert-file", str(CERT), "--tls-private-key-file", str(KEY)),
             *("--listen", f"{topology.HOST_IP}:{PORT}"),
         ],

@@ -244,7 +244,7 @@ def test_screenshot_is_not_blank_and_dashboard_rss(browser: Any) -> None:
     print("\nRSS (MB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(rss.items()))
           + f"; total {sum(rss.values()) / 1024:.0f}")  # fmt: skip
     assert "host/dashboard" in rss
-    assert rss["host/dashboard"] < 100 * 1024, f"the dashboard uses {rss['host/dashboard'] / 1024:.0f} MB"
+    assert rss["host/dashboard"] < 80 * 1024, f"the dashboard uses {rss['host/dashboard'] / 1024:.0f} MB"
 
 
 def test_kubelab_topology_writes_the_same_picture(demo_lab: str, tmp_path: Path) -> None:
