@@ -179,6 +179,29 @@ def test_clicking_the_vip_shows_the_trace_and_a_pod_its_netns(browser: Any) -> N
     assert "ip netns exec" in text and "eth0" in text
 
 
+def test_following_a_pods_log(browser: Any) -> None:
+    """The pods table's log button follows the container's log through the API's pods/log."""
+    kubectl("run", "ticker", "--image=192.168.56.1:5000/library/busybox", "--restart=Never", "--",
+            "sh", "-c", "i=0; while true; echo tick $i; i=$((i+1)); sleep 0.5; done")  # fmt: skip
+    try:
+        wait_for(lambda: kubectl_json("get", "pod", "ticker")["status"].get("phase") == "Running", timeout=60,
+                 message="the ticker pod Running")  # fmt: skip
+        button = """return [...document.querySelectorAll('#pods tbody tr')]
+                      .find(tr => tr.cells[1].textContent === 'default/ticker')?.querySelector('button')"""
+        wait_for(lambda: browser.execute_script(button), timeout=20, message="ticker's log button")
+        browser.execute_script(button.replace("return ", "") + "?.click()")
+
+        def ticks() -> list[int]:
+            text = str(browser.execute_script("return document.querySelector('#logs-text').textContent"))
+            return [int(w.split()[1]) for w in text.splitlines() if w.startswith("tick ") and w.split()[1].isdigit()]
+
+        first = wait_for(lambda: ticks(), timeout=20, message="the first log lines")
+        wait_for(lambda: ticks()[-1] >= first[-1] + 2, timeout=20, message="new lines while following")
+        assert not browser.execute_script("return document.querySelector('#logs-text').textContent.includes('! ')")
+    finally:
+        kubectl("delete", "pod", "ticker", "--wait=false")
+
+
 def png_pixels_vary(data: bytes) -> bool:
     """Decode a PNG with the stdlib (zlib) and tell whether its pixels are not all the same."""
     assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
@@ -232,13 +255,8 @@ def test_png_check_tells_blank_from_drawn() -> None:
     assert png_pixels_vary(png([white, b"\xff\xff\xff" * 3 + b"\x00\x00\x00"], 4))
 
 
-def test_screenshot_is_not_blank_and_dashboard_rss(browser: Any) -> None:
-    wait_for(lambda: "svc:default/hello" in topology_ids(browser), timeout=20, message="the picture drawn")
-    assert browser.save_screenshot(str(SCREENSHOT))
-    data = SCREENSHOT.read_bytes()
-    assert len(data) > 20_000, f"screenshot is only {len(data)} bytes"
-    assert png_pixels_vary(data), "the screenshot is one colour"
-    # RSS of each lab process (the supervisor knows their pids): reported, the dashboard bounded
+def lab_rss(when: str) -> dict[str, int]:
+    """RSS (kB) of each lab process (the supervisor knows their pids, `kubelab status` lists them), printed."""
     status = subprocess.run([sys.executable, "-m", "lab", "status"], capture_output=True, text=True, check=False)
     rss: dict[str, int] = {}
     for line in status.stdout.splitlines():
@@ -247,8 +265,18 @@ def test_screenshot_is_not_blank_and_dashboard_rss(browser: Any) -> None:
             kb = next(int(x.split()[1]) for x in Path(f"/proc/{parts[2]}/status").read_text().splitlines()
                       if x.startswith("VmRSS:"))  # fmt: skip
             rss[f"{parts[0]}/{parts[1]}"] = kb
-    print("\nRSS (MB): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(rss.items()))
+    print(f"\nRSS (MB, {when}): " + ", ".join(f"{k} {v / 1024:.0f}" for k, v in sorted(rss.items()))
           + f"; total {sum(rss.values()) / 1024:.0f}")  # fmt: skip
+    return rss
+
+
+def test_screenshot_is_not_blank_and_dashboard_rss(browser: Any) -> None:
+    wait_for(lambda: "svc:default/hello" in topology_ids(browser), timeout=20, message="the picture drawn")
+    assert browser.save_screenshot(str(SCREENSHOT))
+    data = SCREENSHOT.read_bytes()
+    assert len(data) > 20_000, f"screenshot is only {len(data)} bytes"
+    assert png_pixels_vary(data), "the screenshot is one colour"
+    rss = lab_rss("3 demo pods")
     assert "host/dashboard" in rss
     assert rss["host/dashboard"] < 80 * 1024, f"the dashboard uses {rss['host/dashboard'] / 1024:.0f} MB"
 
@@ -285,5 +313,6 @@ def test_with_100_pods_the_page_still_updates_within_a_second(browser: Any) -> N
                  message="all 100 pods drawn")  # fmt: skip
         latency = delete_and_time(browser, demo_pods()[50])
         assert latency <= UPDATE_BUDGET, f"with 100 pods the page changed {latency:.2f}s after the delete started"
+        lab_rss("100 demo pods")
     finally:
         kubectl("scale", "deployment", "hello", "--replicas", "3")
