@@ -179,10 +179,21 @@ def test_clicking_the_vip_shows_the_trace_and_a_pod_its_netns(browser: Any) -> N
     assert "ip netns exec" in text and "eth0" in text
 
 
+TICKER_POD = """\
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  containers:
+  - name: main
+    image: 192.168.56.1:5000/library/busybox:latest
+    command: ["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.5; done"]
+"""
+
+
 def test_following_a_pods_log(browser: Any) -> None:
     """The pods table's log button follows the container's log through the API's pods/log."""
-    kubectl("run", "ticker", "--image=192.168.56.1:5000/library/busybox", "--restart=Never", "--",
-            "sh", "-c", "i=0; while true; echo tick $i; i=$((i+1)); sleep 0.5; done")  # fmt: skip
+    kubectl("apply", "-f", "-", input_text=TICKER_POD)
     try:
         wait_for(lambda: kubectl_json("get", "pod", "ticker")["status"].get("phase") == "Running", timeout=60,
                  message="the ticker pod Running")  # fmt: skip
