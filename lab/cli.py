@@ -29,6 +29,8 @@ COMMANDS: list[str] = [
     "lab.trace",
     "lab.users",
     "controlplane.metricsserver.cli",
+    "lab.topology",
+    "lab.dashboard.cli",
 ]
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from lab import health, programs, safety, state, supervisor, topology
+from lab.dashboard import setup as dashboard
 
 REGISTRY_ADDR = f"{topology.HOST_IP}:5000"
 APISERVER_URL = f"https://{topology.CONTROL_PLANE_IP}:6443"
@@ -361,6 +362,9 @@ def _up(args: argparse.Namespace) -> None:
     done = step(f"images: pause, hello, busybox (built offline), pushed to the registry at {REGISTRY_ADDR}")
     write_registry_config(state.STATE_DIR / "registry")
     comps = build_components(lab, args.store, args.cni, args.proxy_backend)
+    if args.dashboard:  # the dashboard (lab/dashboard): its credentials from the CA, its process on the host side
+        dashboard.prepare(cluster.ca, APISERVER_URL)
+        comps.append(dashboard.component())
     plan = {
         "workers": [n.name for n in lab.workers],
         "store": args.store,
@@ -605,6 +609,8 @@ def print_summary() -> None:
                ip netns exec {workers[0] if workers else "kl-node1"} iptables -t nat -S KUBE-SERVICES
   try:         kubelab demo
   users:       kubelab user add alice   # prints a kubeconfig of alice's own (practise RBAC with it)""")
+    if dashboard.summary(plan):
+        say(dashboard.summary(plan))
 
 
 # --- down ---------------------------------------------------------------------------------------
@@ -725,6 +731,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if bad:
         say("\nLast errors:\n" + unhealthy_report(bad))
     say(f"\nkubeconfig: {state.ADMIN_KUBECONFIG}")
+    if dashboard.summary(plan):
+        say(dashboard.summary(plan).strip())
     return 0
 
 
@@ -774,6 +782,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="pod networking: our CNI plugins or the reference bridge + host-local",
     )
     up.add_argument("--proxy-backend", choices=["auto", "iptables-restore", "python-iptables"], default="auto")
+    up.add_argument("--no-dashboard", dest="dashboard", action="store_false", help="do not start the web dashboard")
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop the lab and remove everything it made")
     down.set_defaults(func=cmd_down)

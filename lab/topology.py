@@ -21,12 +21,17 @@ Invariants:
 - The root namespace's ``ip_forward`` and iptables are left alone: the host only ever originates or
   receives lab traffic, it never routes it.
 
+``kubelab topology --svg FILE | --png FILE`` draws this layout as the live cluster fills it (nodes,
+bridges, pods, Service VIPs): ``register`` below; the picture is ``lab/dashboard/graph.py``'s, the one
+the dashboard shows.
+
 Concurrency: called from one process (``kubelab up``/``down``/``node``) at a time; the lab's state
 lock (``lab/state.py``) serialises them.
 """
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import subprocess
 from dataclasses import dataclass, field
@@ -217,3 +222,24 @@ def teardown(lab_names: list[str] | None = None) -> list[str]:
 
 def is_lab_netns(name: str) -> bool:
     return name == CONTROL_PLANE_NAME or (name.startswith("kl-node") and name[7:].isdigit())
+
+
+def cmd_topology(args: argparse.Namespace) -> int:
+    from lab.dashboard import cli  # the picture's code loads only when asked for
+
+    return cli.cmd_topology(args)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("topology", help="draw the running lab (nodes, bridges, pods, VIPs) as SVG or PNG")
+    p.add_argument("--svg", metavar="FILE", default="", help="write the picture as SVG")
+    p.add_argument("--png", metavar="FILE", default="", help="write the picture as PNG")
+    p.add_argument("--kubeconfig", default="", help="read the cluster with this kubeconfig (default: the lab's admin)")
+    p.set_defaults(func=cmd_topology_checked)
+
+
+def cmd_topology_checked(args: argparse.Namespace) -> int:
+    if not args.svg and not args.png:
+        print("kubelab topology: say where: --svg FILE and/or --png FILE", flush=True)
+        return 2
+    return cmd_topology(args)
