@@ -7,7 +7,8 @@ and their ``system:aggregate-to-*`` parts, ``system:basic-user``, ``system:disco
 ``system:public-info-viewer``, the component roles ``system:kube-scheduler``,
 ``system:kube-controller-manager``, ``system:node-proxier`` (user ``system:kube-proxy``),
 ``system:node`` (used by the Node authorizer, bound to nobody), the ``system:controller:*`` roles
-of the controllers kubelab runs, and two of our own: ``system:kubelab-dns`` and
+of the controllers kubelab runs, ``system:metrics-server`` (with what our metrics server registers),
+and three of our own: ``system:kubelab-dashboard``, ``system:kubelab-dns`` and
 ``system:kubelab-netagent`` (exactly what ``controlplane/dns`` and ``netplugin/agent.py`` +
 ``netplugin/policy`` read and write).
 
@@ -295,6 +296,34 @@ def _component_roles() -> list[Obj]:
                 rule(("list", "watch"), ("networking.k8s.io",), ("networkpolicies",)),
             ],
         ),
+        # controlplane/metricsserver: Kubernetes' system:metrics-server (read pods and nodes, the kubelet's
+        # metrics) and system:auth-delegator (TokenReview/SubjectAccessReview for the requests the
+        # aggregator forwards), plus what our metrics server does at start that a deployer does in
+        # Kubernetes: register kube-system/metrics-server's Service, Endpoints and the APIService.
+        _role(
+            "system:metrics-server",
+            [
+                rule(READ, ("",), ("pods", "nodes")),
+                rule(("get",), ("",), ("nodes/metrics", "nodes/stats")),
+                rule(("create",), ("authentication.k8s.io",), ("tokenreviews",)),
+                rule(("create",), ("authorization.k8s.io",), ("subjectaccessreviews",)),
+                rule(("create",), ("",), ("services", "endpoints")),
+                rule(("get", "update"), ("",), ("services", "endpoints"), ("metrics-server",)),
+                rule(("create",), ("apiregistration.k8s.io",), ("apiservices",)),
+                rule(("get", "update"), ("apiregistration.k8s.io",), ("apiservices",), ("v1beta1.metrics.k8s.io",)),
+            ],
+        ),
+        # lab/dashboard: read-only informers on Nodes, Pods, Services, EndpointSlices and Events, pod logs,
+        # and resource metrics. Never a write.
+        _role(
+            "system:kubelab-dashboard",
+            [
+                rule(READ, ("",), ("nodes", "pods", "pods/log", "services", "endpoints", "events", "namespaces")),
+                rule(READ, ("discovery.k8s.io",), ("endpointslices",)),
+                rule(READ, ("events.k8s.io",), ("events",)),
+                rule(READ, ("metrics.k8s.io",), ("nodes", "pods")),
+            ],
+        ),
     ]
 
 
@@ -434,6 +463,8 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("system:node", "system:node", []),  # the Node authorizer grants these; bound to nobody
         _binding("system:kubelab-dns", "system:kubelab-dns", [_subject(u, "system:kubelab-dns")]),
         _binding("system:kubelab-netagent", "system:kubelab-netagent", [_subject(u, "system:kubelab-netagent")]),
+        _binding("system:metrics-server", "system:metrics-server", [_subject(u, "system:metrics-server")]),
+        _binding("system:kubelab-dashboard", "system:kubelab-dashboard", [_subject(u, "system:kubelab-dashboard")]),
     ]
     for name in controller_roles():
         full = "system:controller:" + name
