@@ -133,6 +133,14 @@ RESOURCES: tuple[Resource, ...] = (
         subresources=("status",),
         has_generation=False,
     ),
+    _r(
+        "",
+        "ReplicationController",
+        "replicationcontrollers",
+        short_names=("rc",),
+        categories=("all",),
+        subresources=("status", "scale"),
+    ),
     _r("", "Event", "events", short_names=("ev",), has_generation=False),
     _r("", "ConfigMap", "configmaps", short_names=("cm",), has_generation=False),
     _r("", "Secret", "secrets", has_generation=False),
@@ -171,6 +179,7 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     _r("apps", "ControllerRevision", "controllerrevisions", has_generation=False),
     _r("batch", "Job", "jobs", categories=("all",), subresources=("status",)),
+    _r("batch", "CronJob", "cronjobs", short_names=("cj",), categories=("all",), subresources=("status",)),
     _r("coordination.k8s.io", "Lease", "leases", has_generation=False),
     _r("discovery.k8s.io", "EndpointSlice", "endpointslices", has_generation=False),
     _r("networking.k8s.io", "NetworkPolicy", "networkpolicies", short_names=("netpol",)),
@@ -215,6 +224,8 @@ DAEMONSETS = _BY_PATH[("apps", "v1", "daemonsets")]
 STATEFULSETS = _BY_PATH[("apps", "v1", "statefulsets")]
 CONTROLLERREVISIONS = _BY_PATH[("apps", "v1", "controllerrevisions")]
 JOBS = _BY_PATH[("batch", "v1", "jobs")]
+CRONJOBS = _BY_PATH[("batch", "v1", "cronjobs")]
+REPLICATIONCONTROLLERS = _BY_PATH[("", "v1", "replicationcontrollers")]
 LEASES = _BY_PATH[("coordination.k8s.io", "v1", "leases")]
 ENDPOINTSLICES = _BY_PATH[("discovery.k8s.io", "v1", "endpointslices")]
 NETWORKPOLICIES = _BY_PATH[("networking.k8s.io", "v1", "networkpolicies")]
