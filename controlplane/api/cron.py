@@ -166,8 +166,11 @@ def missed_times(sched: Schedule, earliest: datetime, now: datetime, zone: tzinf
                 steps = int((now - t).total_seconds() // sched.every)
                 last = t + timedelta(seconds=steps * sched.every)
             else:
-                probe = croniter(sched.expression, now.astimezone(zone)).get_prev(datetime)
+                probe: datetime = croniter(sched.expression, now.astimezone(zone)).get_prev(datetime)
                 last = probe.astimezone(UTC)
+                on_now = sched.next_after(last, zone)  # get_prev is strictly before ``now``
+                if on_now is not None and on_now <= now:
+                    last = on_now
             break
         t = sched.next_after(t, zone)
     return last, count

@@ -462,7 +462,8 @@ def _default_replicationcontroller(obj: Obj) -> None:
     if spec is None:
         return
     tmpl = spec.get("template")
-    tlabels = ((tmpl.get("metadata") or {}).get("labels") if isinstance(tmpl, dict) else None) or {}
+    tmeta = tmpl.get("metadata") if isinstance(tmpl, dict) else None
+    tlabels = tmeta.get("labels") if isinstance(tmeta, dict) else None
     if isinstance(tlabels, dict) and tlabels:
         if not spec.get("selector"):
             spec["selector"] = dict(tlabels)

@@ -27,7 +27,8 @@ CRONJOB_NAME_MAX = 52  # DNS1035LabelMaxLength (63) − 11
 
 
 def _cronjob(e: _Errors, obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
-    name = (obj.get("metadata") or {}).get("name")
+    md = obj.get("metadata")
+    name = md.get("name") if isinstance(md, dict) else None
     if old is None and isinstance(name, str) and len(name) > CRONJOB_NAME_MAX:
         e.invalid("metadata.name", name, f"must be no more than {CRONJOB_NAME_MAX} characters")
     spec = obj.get("spec")
