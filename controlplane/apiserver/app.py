@@ -1183,6 +1183,8 @@ def to_scale(res: Resource, obj: Obj) -> Obj:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     selector = spec.get("selector") or {}
+    if res is registry.REPLICATIONCONTROLLERS and isinstance(selector, dict):
+        selector = {"matchLabels": selector}  # an RC's selector is an equality map
     sel = ""
     if isinstance(selector, dict):
         try:
