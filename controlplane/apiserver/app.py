@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import orjson
 from fastapi import FastAPI
 
-from controlplane.api import errors, limits, openapi, registry, tables
+from controlplane.api import errors, limits, openapi, openapi_v2, registry, tables
 from controlplane.api.fields import check_field_selector, field_set
 from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.api.registry import Resource
@@ -512,7 +512,10 @@ class ApiServer:
             return "get", ""
         if path == "/openapi/v2" or path == "/swagger-2.0.0.pb-v1":
             self._only(req, "GET")
-            await send_response(send, 200, openapi.v2_protobuf(), openapi.V2_CONTENT_TYPE)
+            if path == "/openapi/v2" and openapi_v2.wants_json(req.headers.get("accept", "")):
+                await send_response(send, 200, openapi_v2.document_bytes(), "application/json")
+            else:
+                await send_response(send, 200, openapi.v2_protobuf(), openapi.V2_CONTENT_TYPE)
             return "get", ""
         if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
             self._only(req, "GET")

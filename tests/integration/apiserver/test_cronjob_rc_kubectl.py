@@ -162,3 +162,21 @@ def test_cronjob_controller_runs_jobs(tmp_path: Path) -> None:
             assert job["metadata"]["name"] in [r["name"] for r in st["active"]]
     finally:
         srv.stop()
+
+
+def test_openapi_v2_json(server: RunningApiServer) -> None:
+    with server.http() as c:
+        r = c.get("/openapi/v2", headers={"Accept": "application/json"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+        doc = r.json()
+        assert doc["swagger"] == "2.0"
+        cronjob = doc["definitions"]["io.k8s.api.batch.v1.CronJob"]
+        assert cronjob["x-kubernetes-group-version-kind"] == [{"group": "batch", "kind": "CronJob", "version": "v1"}]
+        assert cronjob["properties"]["spec"]["$ref"] == "#/definitions/io.k8s.api.batch.v1.CronJobSpec"
+        strategy = doc["definitions"]["io.k8s.api.apps.v1.DeploymentStrategy"]["properties"]["type"]
+        assert strategy["enum"] == ["Recreate", "RollingUpdate"]
+        post = doc["paths"]["/api/v1/namespaces/{namespace}/replicationcontrollers"]["post"]
+        assert post["parameters"][0]["in"] == "body" and post["x-kubernetes-action"] == "post"
+        # kubectl's protobuf request keeps its (empty) protobuf answer
+        pb = c.get("/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"})
+        assert pb.status_code == 200 and pb.headers["content-type"].startswith("application/com.github.proto-openapi")
