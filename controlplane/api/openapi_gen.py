@@ -92,6 +92,7 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("V1Job", "batch", "v1", "Job"),
     ("V1CronJob", "batch", "v1", "CronJob"),
     ("V1ReplicationController", "", "v1", "ReplicationController"),
+    ("V1ComponentStatus", "", "v1", "ComponentStatus"),
     ("V1Lease", "coordination.k8s.io", "v1", "Lease"),
     ("V1EndpointSlice", "discovery.k8s.io", "v1", "EndpointSlice"),
     ("V1NetworkPolicy", "networking.k8s.io", "v1", "NetworkPolicy"),

@@ -74,11 +74,7 @@ class Resource:
     @property
     def storage_name(self) -> str:
         # events and endpointslices live under their group to keep keys unambiguous
-        return (
-            f"{self.group}/{self.plural}"
-            if self.group and self.group not in ("apps", "batch")
-            else self.plural
-        )
+        return f"{self.group}/{self.plural}" if self.group and self.group not in ("apps", "batch") else self.plural
 
 
 def _r(group: str, kind: str, plural: str, namespaced: bool = True, **kw: object) -> Resource:
@@ -140,6 +136,16 @@ RESOURCES: tuple[Resource, ...] = (
         short_names=("rc",),
         categories=("all",),
         subresources=("status", "scale"),
+    ),
+    # computed on each request (controlplane.apiserver.componentstatus), never stored
+    _r(
+        "",
+        "ComponentStatus",
+        "componentstatuses",
+        namespaced=False,
+        short_names=("cs",),
+        verbs=("get", "list"),
+        has_generation=False,
     ),
     _r("", "Event", "events", short_names=("ev",), has_generation=False),
     _r("", "ConfigMap", "configmaps", short_names=("cm",), has_generation=False),
@@ -226,6 +232,7 @@ CONTROLLERREVISIONS = _BY_PATH[("apps", "v1", "controllerrevisions")]
 JOBS = _BY_PATH[("batch", "v1", "jobs")]
 CRONJOBS = _BY_PATH[("batch", "v1", "cronjobs")]
 REPLICATIONCONTROLLERS = _BY_PATH[("", "v1", "replicationcontrollers")]
+COMPONENTSTATUSES = _BY_PATH[("", "v1", "componentstatuses")]
 LEASES = _BY_PATH[("coordination.k8s.io", "v1", "leases")]
 ENDPOINTSLICES = _BY_PATH[("discovery.k8s.io", "v1", "endpointslices")]
 NETWORKPOLICIES = _BY_PATH[("networking.k8s.io", "v1", "networkpolicies")]

@@ -460,6 +460,16 @@ def _replicationcontroller_row(rc: Obj, now: datetime) -> list[Cell]:
     ]
 
 
+def _componentstatus_row(cs: Obj, now: datetime) -> list[Cell]:
+    # printers.go printComponentStatus: the Healthy condition's status, message and error
+    status, message, error = "Unknown", "", ""
+    for c in _maps(_get(cs, "conditions")):
+        if c.get("type") == "Healthy":
+            status = {"True": "Healthy", "False": "Unhealthy"}.get(_str(c.get("status")), "Unknown")
+            message, error = _str(c.get("message")), _str(c.get("error"))
+    return [_name(cs), status, message, error]
+
+
 def _job_row(job: Obj, now: datetime) -> list[Cell]:
     spec, status = _get(job, "spec") or {}, _get(job, "status") or {}
     succeeded = _int(_get(status, "succeeded"))
@@ -823,6 +833,15 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, datetime], list[Cell]]]]
             _SELECTOR,
         ],
         _cronjob_row,
+    ),
+    "componentstatuses": (
+        [
+            _NAME,
+            _c("Status", "Status of the component conditions"),
+            _c("Message", "Message of the component conditions"),
+            _c("Error", "Error of the component conditions"),
+        ],
+        _componentstatus_row,
     ),
     "replicationcontrollers": (
         [

@@ -180,3 +180,35 @@ def test_openapi_v2_json(server: RunningApiServer) -> None:
         # kubectl's protobuf request keeps its (empty) protobuf answer
         pb = c.get("/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"})
         assert pb.status_code == 200 and pb.headers["content-type"].startswith("application/com.github.proto-openapi")
+
+
+def test_get_componentstatuses(k: Kubectl, server: RunningApiServer) -> None:
+    from datetime import UTC, datetime
+
+    name = "kube-scheduler"
+    renewed = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": name, "namespace": "kube-system"},
+        "spec": {"holderIdentity": "test", "leaseDurationSeconds": 300, "renewTime": renewed},
+    }
+    with server.http() as c:
+        created = c.post("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases", json=lease)
+        assert created.status_code == 201, created.text
+        try:
+            r = k("get", "cs")
+            assert "Warning: v1 ComponentStatus is deprecated in v1.19+" in r.stderr
+            lines = [line.split() for line in r.stdout.splitlines()]
+            assert lines[0] == ["NAME", "STATUS", "MESSAGE", "ERROR"]
+            assert lines[1] == ["scheduler", "Healthy", "ok"]
+            assert lines[2][:2] == ["controller-manager", "Unhealthy"]
+            assert lines[3][:2] == ["memory", "Healthy"]
+            one = k.json("get", "componentstatus", "scheduler")
+            assert one["kind"] == "ComponentStatus" and one["conditions"][0]["status"] == "True"
+            missing = k("get", "cs", "nope", ok=False)
+            assert 'componentstatuses "nope" not found' in missing.stderr
+            refused = c.delete("/api/v1/componentstatuses/scheduler")
+            assert refused.status_code == 405
+        finally:
+            c.delete(f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}")
