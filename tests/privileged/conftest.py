@@ -12,3 +12,4 @@ def netns() -> Iterator[NetnsFactory]:
     """Make throwaway namespaces: ``ns = netns("host")``; all are removed at teardown."""
     with netns_factory() as factory:
         yield factory
+

@@ -236,7 +236,11 @@ def _nested(depth: int) -> Any:
     return v
 
 
-_DEEP = [(depth, op) for depth in (300, 500, 1100) for op in ("create", "merge", "strategic", "json", "apply")]
+_DEEP = [
+    (depth, op)
+    for depth in (300, 500, 1100)
+    for op in ("create", "merge", "strategic", "json", "apply")
+]
 
 
 @pytest.mark.parametrize(("depth", "op"), _DEEP)

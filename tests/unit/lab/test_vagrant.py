@@ -46,4 +46,4 @@ def test_every_vm_address_is_the_designs() -> None:
     assert f'ip: "{topology.CONTROL_PLANE_IP}"' in text
     # workers: 192.168.56.(10 + i), as topology.plan_lab computes
     assert 'ip: "192.168.56.#{10 + i}"' in text
-    assert 'libvirt__forward_mode: "none"' in text and 'management_network_mode = "none"' in text
+    assert "libvirt__forward_mode: \"none\"" in text and "management_network_mode = \"none\"" in text

@@ -162,7 +162,7 @@ def test_agent_health_says_when_routes_are_not_programmed(caplog: pytest.LogCapt
     assert code == 200 and json.loads(body)["routes"] == 2 and json.loads(body)["lastError"] == ""
 
     class Policies:
-        last_error = 'exec: "iptables-restore": executable file not found in $PATH (install the iptables package)'
+        last_error = "exec: \"iptables-restore\": executable file not found in $PATH (install the iptables package)"
 
     agent.policies = Policies()
     code, body = agent.health()

@@ -133,10 +133,7 @@ def test_probabilities_in_dispatch_chain_are_one_over_n_minus_i() -> None:
     chain = rs.tables["nat"][service_chain("KUBE-SVC-", "ns/s:p80", "tcp")]
     probs = [r.split("--probability ")[1].split()[0] for r in chain if "--probability" in r]
     assert probs == ["0.2500000000", "0.3333333333", "0.5000000000"]
-    assert (
-        chain[-1]
-        == f'-m comment --comment "ns/s:p80 -> 10.180.0.4:80" -j {endpoint_chain("ns/s:p80", "tcp", "10.180.0.4:80")}'
-    )
+    assert chain[-1] == f'-m comment --comment "ns/s:p80 -> 10.180.0.4:80" -j {endpoint_chain("ns/s:p80", "tcp", "10.180.0.4:80")}'
 
 
 # --- golden rulesets per kind of service ------------------------------------------------------
@@ -287,13 +284,8 @@ def test_overall_ruleset_matches_kube_proxys_golden() -> None:
 
 
 def test_session_affinity_clientip_uses_recent() -> None:
-    s = svc(
-        "ns",
-        "aff",
-        "172.30.0.41",
-        sessionAffinity="ClientIP",
-        sessionAffinityConfig={"clientIP": {"timeoutSeconds": 300}},
-    )
+    s = svc("ns", "aff", "172.30.0.41", sessionAffinity="ClientIP",
+            sessionAffinityConfig={"clientIP": {"timeoutSeconds": 300}})
     rs = render([s], [eps("ns", "aff", [ep("10.180.0.1"), ep("10.180.0.2")])], options=OPTS)
     spn = "ns/aff:p80"
     sep1, sep2 = (endpoint_chain(spn, "tcp", f"10.180.0.{i}:80") for i in (1, 2))
@@ -329,10 +321,7 @@ def test_internal_traffic_policy_local() -> None:
     svl = service_chain("KUBE-SVL-", spn, "tcp")
     assert rs.tables["nat"]["KUBE-SERVICES"][0].endswith(f"-j {svl}")
     assert service_chain("KUBE-SVC-", spn, "tcp") not in rs.tables["nat"]
-    assert (
-        rs.tables["nat"][svl][-1]
-        == f'-m comment --comment "{spn} -> 10.180.0.1:80" -j {endpoint_chain(spn, "tcp", "10.180.0.1:80")}'
-    )
+    assert rs.tables["nat"][svl][-1] == f'-m comment --comment "{spn} -> 10.180.0.1:80" -j {endpoint_chain(spn, "tcp", "10.180.0.1:80")}'
     # No local endpoint at all: DROP with "has no local endpoints" (not REJECT).
     rs2 = render([s], [eps("ns", "itp", [remote_ep])], options=OPTS)
     assert rs2.tables["filter"]["KUBE-SERVICES"] == [
