@@ -212,3 +212,10 @@ def test_get_componentstatuses(k: Kubectl, server: RunningApiServer) -> None:
             assert refused.status_code == 405
         finally:
             c.delete(f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{name}")
+
+
+def test_explain_shows_enums(k: Kubectl, request: pytest.FixtureRequest) -> None:
+    out = k("explain", "deployment.spec.strategy.type").stdout
+    assert "FIELD: type <string>" in out
+    if request.node.callspec.id != "1.27":  # kubectl's plaintext template prints ENUM: since 1.28
+        assert "ENUM:\n    Recreate\n    RollingUpdate" in out, out
