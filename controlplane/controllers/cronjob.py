@@ -238,7 +238,8 @@ class CronJobController(Controller):
             self.queue.add(f"{namespace_of(job)}/{ref.get('name')}")
 
     def _jobs_of(self, cj: Obj) -> list[Obj]:
-        jobs = [j for j in self.job_informer.by_index(OWNER_INDEX, uid_of(cj)) if controller_ref(j) is not None]
+        uid = uid_of(cj)
+        jobs = [j for j in self.job_informer.by_index(OWNER_INDEX, uid) if (controller_ref(j) or {}).get("uid") == uid]
         known = {uid_of(j) for j in jobs}
         # An active Job the cache does not have yet may just be new: ask the server before
         # calling it missing (as syncCronJob does).
