@@ -259,6 +259,7 @@ def _default_replicaset(obj: Obj) -> None:
         return
     spec.setdefault("replicas", 1)
     _default_template(spec)
+    _status_ints(obj, "replicas")
 
 
 def _default_daemonset(obj: Obj) -> None:
@@ -275,6 +276,7 @@ def _default_daemonset(obj: Obj) -> None:
                 ru.setdefault("maxSurge", 0)
     spec.setdefault("revisionHistoryLimit", 10)
     _default_template(spec)
+    _status_ints(obj, "currentNumberScheduled", "numberMisscheduled", "desiredNumberScheduled", "numberReady")
 
 
 def _default_statefulset(obj: Obj) -> None:
@@ -292,6 +294,7 @@ def _default_statefulset(obj: Obj) -> None:
                 ru.setdefault("partition", 0)
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("persistentVolumeClaimRetentionPolicy", {"whenDeleted": "Retain", "whenScaled": "Retain"})
+    _status_ints(obj, "replicas", "availableReplicas")
     _default_template(spec)
 
 
@@ -428,7 +431,54 @@ def drop_type_dependent_fields(resource: Resource, obj: dict[str, Any], old: dic
                 del spec[key]
 
 
+def _status_ints(obj: Obj, *names: str) -> None:
+    """Status integers Go serializes without ``omitempty``: 0 from creation, as Kubernetes returns them
+    (the official clients' typed models reject an object without them)."""
+    status = _dict(obj, "status")
+    if status is not None:
+        for n in names:
+            status.setdefault(n, 0)
+
+
+def _default_cronjob(obj: Obj) -> None:
+    # pkg/apis/batch/v1/defaults.go SetDefaults_CronJob; the job template gets the pod defaults
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    spec.setdefault("concurrencyPolicy", "Allow")
+    spec.setdefault("suspend", False)
+    spec.setdefault("successfulJobsHistoryLimit", 3)
+    spec.setdefault("failedJobsHistoryLimit", 1)
+    jt = _dict(spec, "jobTemplate")
+    if jt is not None:
+        jspec = _dict(jt, "spec")
+        if jspec is not None:
+            _default_template(jspec)
+
+
+def _default_replicationcontroller(obj: Obj) -> None:
+    # pkg/apis/core/v1/defaults.go SetDefaults_ReplicationController: selector and labels from the
+    # template's labels when empty, one replica
+    spec = _dict(obj, "spec")
+    if spec is None:
+        return
+    tmpl = spec.get("template")
+    tmeta = tmpl.get("metadata") if isinstance(tmpl, dict) else None
+    tlabels = tmeta.get("labels") if isinstance(tmeta, dict) else None
+    if isinstance(tlabels, dict) and tlabels:
+        if not spec.get("selector"):
+            spec["selector"] = dict(tlabels)
+        meta = _dict(obj, "metadata")
+        if meta is not None and not meta.get("labels"):
+            meta["labels"] = dict(tlabels)
+    spec.setdefault("replicas", 1)
+    _default_template(spec)
+    _status_ints(obj, "replicas")
+
+
 _BY_PLURAL: dict[str, Callable[[Obj], None]] = {
+    "cronjobs": _default_cronjob,
+    "replicationcontrollers": _default_replicationcontroller,
     "pods": _default_pod,
     "services": _default_service,
     "deployments": _default_deployment,

@@ -74,11 +74,7 @@ class Resource:
     @property
     def storage_name(self) -> str:
         # events and endpointslices live under their group to keep keys unambiguous
-        return (
-            f"{self.group}/{self.plural}"
-            if self.group and self.group not in ("apps", "batch")
-            else self.plural
-        )
+        return f"{self.group}/{self.plural}" if self.group and self.group not in ("apps", "batch") else self.plural
 
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
@@ -136,6 +132,24 @@ RESOURCES: tuple[Resource, ...] = (
         subresources=("status",),
         has_generation=False,
     ),
+    _r(
+        "",
+        "ReplicationController",
+        "replicationcontrollers",
+        short_names=("rc",),
+        categories=("all",),
+        subresources=("status", "scale"),
+    ),
+    # computed on each request (controlplane.apiserver.componentstatus), never stored
+    _r(
+        "",
+        "ComponentStatus",
+        "componentstatuses",
+        namespaced=False,
+        short_names=("cs",),
+        verbs=("get", "list"),
+        has_generation=False,
+    ),
     _r("", "Event", "events", short_names=("ev",), has_generation=False),
     _r("", "ConfigMap", "configmaps", short_names=("cm",), has_generation=False),
     _r("", "Secret", "secrets", has_generation=False),
@@ -174,6 +188,7 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     _r("apps", "ControllerRevision", "controllerrevisions", has_generation=False),
     _r("batch", "Job", "jobs", categories=("all",), subresources=("status",)),
+    _r("batch", "CronJob", "cronjobs", short_names=("cj",), categories=("all",), subresources=("status",)),
     _r("coordination.k8s.io", "Lease", "leases", has_generation=False),
     _r("discovery.k8s.io", "EndpointSlice", "endpointslices", has_generation=False),
     _r("networking.k8s.io", "NetworkPolicy", "networkpolicies", short_names=("netpol",)),
@@ -231,6 +246,9 @@ DAEMONSETS = _BY_PATH[("apps", "v1", "daemonsets")]
 STATEFULSETS = _BY_PATH[("apps", "v1", "statefulsets")]
 CONTROLLERREVISIONS = _BY_PATH[("apps", "v1", "controllerrevisions")]
 JOBS = _BY_PATH[("batch", "v1", "jobs")]
+CRONJOBS = _BY_PATH[("batch", "v1", "cronjobs")]
+REPLICATIONCONTROLLERS = _BY_PATH[("", "v1", "replicationcontrollers")]
+COMPONENTSTATUSES = _BY_PATH[("", "v1", "componentstatuses")]
 LEASES = _BY_PATH[("coordination.k8s.io", "v1", "leases")]
 ENDPOINTSLICES = _BY_PATH[("discovery.k8s.io", "v1", "endpointslices")]
 NETWORKPOLICIES = _BY_PATH[("networking.k8s.io", "v1", "networkpolicies")]

@@ -234,9 +234,7 @@ def pod_status_reason(pod: Obj) -> tuple[str, int, int, int, str | None]:
                     reason = f"Init:ExitCode:{_int(term.get('exitCode'))}"
             else:
                 reason = "Init:" + _str(term.get("reason"))
-        elif (
-            isinstance(waiting, dict) and _str(waiting.get("reason")) and waiting.get("reason") != "PodInitializing"
-        ):
+        elif isinstance(waiting, dict) and _str(waiting.get("reason")) and waiting.get("reason") != "PodInitializing":
             reason = "Init:" + _str(waiting.get("reason"))
         else:
             reason = f"Init:{i}/{len(init_specs)}"
@@ -422,6 +420,54 @@ def _statefulset_row(sts: Obj, now: datetime) -> list[Cell]:
         containers,
         images,
     ]
+
+
+def _cronjob_row(cj: Obj, now: datetime) -> list[Cell]:
+    # printers.go printCronJob: <none> for no time zone / no schedule yet, printBoolPtr for suspend
+    spec, status = _get(cj, "spec") or {}, _get(cj, "status") or {}
+    suspend = _get(spec, "suspend")
+    last = _get(status, "lastScheduleTime")
+    active = _get(status, "active")
+    jspec = _get(spec, "jobTemplate", "spec")
+    containers, images = _containers_images(_get(jspec, "template", "spec"))
+    return [
+        _name(cj),
+        _str(_get(spec, "schedule")),
+        _str(_get(spec, "timeZone")) or "<none>",
+        ("True" if suspend else "False") if isinstance(suspend, bool) else "<unset>",
+        len(active) if isinstance(active, list) else 0,
+        _since(last, now) if last else "<none>",
+        _age(cj, now),
+        containers,
+        images,
+        _selector_string(_get(jspec, "selector")),
+    ]
+
+
+def _replicationcontroller_row(rc: Obj, now: datetime) -> list[Cell]:
+    # printers.go printReplicationController: the selector is a plain label map
+    spec, status = _get(rc, "spec") or {}, _get(rc, "status") or {}
+    containers, images = _containers_images(_get(spec, "template", "spec"))
+    return [
+        _name(rc),
+        _int(_get(spec, "replicas")),
+        _int(_get(status, "replicas")),
+        _int(_get(status, "readyReplicas")),
+        _age(rc, now),
+        containers,
+        images,
+        _format_labels(_get(spec, "selector")),
+    ]
+
+
+def _componentstatus_row(cs: Obj, now: datetime) -> list[Cell]:
+    # printers.go printComponentStatus: the Healthy condition's status, message and error
+    status, message, error = "Unknown", "", ""
+    for c in _maps(_get(cs, "conditions")):
+        if c.get("type") == "Healthy":
+            status = {"True": "Healthy", "False": "Unhealthy"}.get(_str(c.get("status")), "Unknown")
+            message, error = _str(c.get("message")), _str(c.get("error"))
+    return [_name(cs), status, message, error]
 
 
 def _job_row(job: Obj, now: datetime) -> list[Cell]:
@@ -799,6 +845,46 @@ _PRINTERS: dict[str, tuple[list[Column], Callable[[Obj, datetime], list[Cell]]]]
             _SELECTOR,
         ],
         _job_row,
+    ),
+    "cronjobs": (
+        [
+            _NAME,
+            _c("Schedule", "The schedule in Cron format, see https://en.wikipedia.org/wiki/Cron."),
+            _c(
+                "Timezone",
+                "The time zone name for the given schedule, see https://en.wikipedia.org/wiki/List_of_tz_database_time_zones.",
+            ),
+            _c("Suspend", "This flag tells the controller to suspend subsequent executions.", type_="boolean"),
+            _c("Active", "A list of pointers to currently running jobs.", type_="integer"),
+            _c("Last Schedule", "Information when was the last time the job was successfully scheduled."),
+            _AGE,
+            _CONTAINERS,
+            _IMAGES,
+            _SELECTOR,
+        ],
+        _cronjob_row,
+    ),
+    "componentstatuses": (
+        [
+            _NAME,
+            _c("Status", "Status of the component conditions"),
+            _c("Message", "Message of the component conditions"),
+            _c("Error", "Error of the component conditions"),
+        ],
+        _componentstatus_row,
+    ),
+    "replicationcontrollers": (
+        [
+            _NAME,
+            _c("Desired", "Replicas is the number of desired replicas.", type_="integer"),
+            _c("Current", "Replicas is the most recently observed number of replicas.", type_="integer"),
+            _c("Ready", "The number of ready replicas for this replication controller.", type_="integer"),
+            _AGE,
+            _CONTAINERS,
+            _IMAGES,
+            _SELECTOR,
+        ],
+        _replicationcontroller_row,
     ),
     "nodes": (
         [

@@ -1227,3 +1227,10 @@ def validate_or_raise(resource: Resource, obj: dict[str, Any], old: dict[str, An
         assert isinstance(meta, dict)
         name = str(meta.get("name") or meta.get("generateName") or "")
         raise errors.invalid(resource.kind, name, causes)
+
+
+# CronJob and ReplicationController checks live in their own module (this one is long); it imports
+# the helpers above, so it is imported last.
+from controlplane.api import validation_workloads as _workloads  # noqa: E402
+
+_KINDS.update(_workloads.KINDS)

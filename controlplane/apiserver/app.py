@@ -41,17 +41,18 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
 from fastapi import FastAPI
 
-from controlplane.api import errors, limits, openapi, registry, tables
+from controlplane.api import errors, limits, openapi, openapi_v2, registry, tables
 from controlplane.api.fields import check_field_selector, field_set
 from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import FieldSelector, LabelSelector
-from controlplane.apiserver import discovery
+from controlplane.apiserver import componentstatus, discovery
 from controlplane.apiserver.admission import REQUEST_USER, Admission
 from controlplane.apiserver.aggregator import Aggregator
 from controlplane.apiserver.allocators import ServiceAllocators
@@ -531,7 +532,10 @@ class ApiServer:
             return "get", ""
         if path == "/openapi/v2" or path == "/swagger-2.0.0.pb-v1":
             self._only(req, "GET")
-            await send_response(send, 200, openapi.v2_protobuf(), openapi.V2_CONTENT_TYPE)
+            if path == "/openapi/v2" and openapi_v2.wants_json(req.headers.get("accept", "")):
+                await send_response(send, 200, openapi_v2.document_bytes(), "application/json")
+            else:
+                await send_response(send, 200, openapi.v2_protobuf(), openapi.V2_CONTENT_TYPE)
             return "get", ""
         if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
             self._only(req, "GET")
@@ -614,6 +618,9 @@ class ApiServer:
             ),
         )
         metric_res = f"{res.plural}/{sub}" if sub else res.plural
+        if res is registry.COMPONENTSTATUSES:
+            await self.component_statuses(req, route, send)
+            return verb, metric_res
         if sub in ("exec", "attach", "portforward", "log"):
             await self.kubelet_request(req, route, send)
             return ("log" if sub == "log" else "exec"), metric_res
@@ -634,6 +641,28 @@ class ApiServer:
         elif verb == "delete":
             await self.delete(req, route, send)
         return verb, metric_res
+
+    async def component_statuses(self, req: Request, route: Route, send: Send) -> None:
+        """``kubectl get cs``: computed now from the leader Leases and a store read (never stored)."""
+
+        def work() -> list[Obj]:
+            leases, store_error = componentstatus.read_inputs(
+                lambda name: self.ops.get(registry.LEASES, componentstatus.LEASE_NAMESPACE, name),
+                lambda: self.store.get(registry.NAMESPACES.storage_key("default")),
+            )
+            now = datetime.now(UTC)
+            return componentstatus.component_statuses(leases, componentstatus.store_name(self.store), store_error, now)
+
+        items = await self.run(work)
+        if route.name is not None:
+            body: Obj = componentstatus.lookup(items, route.name)
+            if self._wants_table(req):
+                body = self._table(route.res, [body], "", self._include_object(req))
+        elif self._wants_table(req):
+            body = self._table(route.res, items, "", self._include_object(req))
+        else:
+            body = componentstatus.as_list(items)
+        await send_response(send, 200, orjson.dumps(body), headers=warning_headers([componentstatus.WARNING]))
 
     def _dry_run(self, req: Request) -> bool:
         values = req.query.get("dryRun", [])
@@ -1218,6 +1247,8 @@ def to_scale(res: Resource, obj: Obj) -> Obj:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
     selector = spec.get("selector") or {}
+    if res is registry.REPLICATIONCONTROLLERS and isinstance(selector, dict):
+        selector = {"matchLabels": selector}  # an RC's selector is an equality map
     sel = ""
     if isinstance(selector, dict):
         try:

@@ -1,6 +1,6 @@
 """Decode the Kubernetes protobuf encoding of the objects kubectl's typed clients send.
 
-Role: ``kubectl create namespace|configmap|secret|deployment|service|serviceaccount|job`` and
+Role: ``kubectl create namespace|configmap|secret|deployment|service|serviceaccount|job|cronjob`` and
 ``kubectl drain`` (evictions) POST ``application/vnd.kubernetes.protobuf`` bodies (measured with
 kubectl 1.33), while everything else kubelab sees is JSON. This module turns such a body into the
 same JSON-shaped dict that kubectl would have sent as JSON, so the rest of the server never sees
@@ -150,6 +150,19 @@ SCHEMAS: dict[str, dict[int, F]] = {
         9: _f("completionMode", "string"),
         10: _f("suspend", "bool", keep=True),
     },
+    # batch/v1 generated.proto (``kubectl create cronjob``)
+    "CronJob": {1: _f("metadata", "ObjectMeta"), 2: _f("spec", "CronJobSpec")},
+    "CronJobSpec": {
+        1: _f("schedule", "string"),
+        2: _f("startingDeadlineSeconds", "int", keep=True),
+        3: _f("concurrencyPolicy", "string"),
+        4: _f("suspend", "bool", keep=True),
+        5: _f("jobTemplate", "JobTemplateSpec"),
+        6: _f("successfulJobsHistoryLimit", "int", keep=True),
+        7: _f("failedJobsHistoryLimit", "int", keep=True),
+        8: _f("timeZone", "string", keep=True),
+    },
+    "JobTemplateSpec": {1: _f("metadata", "ObjectMeta"), 2: _f("spec", "JobSpec")},
     "PodTemplateSpec": {1: _f("metadata", "ObjectMeta"), 2: _f("spec", "PodSpec")},
     "PodSpec": {
         2: _f("containers", "Container", repeated=True),
@@ -288,6 +301,7 @@ TOP_LEVEL = frozenset(
         "Service",
         "Deployment",
         "Job",
+        "CronJob",
         "Eviction",
         "DeleteOptions",
         "TokenRequest",

@@ -88,6 +88,7 @@ class ControllerOptions:
 def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext], Controller]]:
     # Imported here so that a broken optional controller cannot stop the module from importing.
     from controlplane.controllers.clusterroleaggregation import ClusterRoleAggregationController
+    from controlplane.controllers.cronjob import CronJobController
     from controlplane.controllers.daemonset import DaemonSetController
     from controlplane.controllers.deployment import DeploymentController
     from controlplane.controllers.endpoints import EndpointsController, EndpointSliceController
@@ -98,6 +99,7 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
     from controlplane.controllers.podgc import PodGCController
     from controlplane.controllers.replicaset import ReplicaSetController
+    from controlplane.controllers.replicationcontroller import ReplicationControllerController
     from controlplane.controllers.serviceaccount import ServiceAccountController
     from controlplane.controllers.statefulset import StatefulSetController
 
@@ -107,6 +109,8 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
         "daemonset": DaemonSetController,
         "statefulset": StatefulSetController,
         "job": JobController,
+        "cronjob": CronJobController,
+        "replicationcontroller": ReplicationControllerController,
         "endpoints": EndpointsController,
         "endpointslice": EndpointSliceController,
         "nodelifecycle": lambda ctx: NodeLifecycleController(

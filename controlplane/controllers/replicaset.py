@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from controlplane.api import errors
-from controlplane.api.registry import PODS, REPLICASETS
+from controlplane.api.registry import PODS, REPLICASETS, Resource
 from controlplane.controllers.base import (
     NAMESPACE_INDEX,
     OWNER_INDEX,
@@ -214,13 +214,24 @@ def status_changed(old: dict[str, Any] | None, new: dict[str, Any]) -> bool:
 
 
 class ReplicaSetController(Controller):
+    """Also the ReplicationController's controller, through ``resource``/``owner_kind``/``selector_of``
+    (Kubernetes runs the same code for both: pkg/controller/replication wraps the RS manager)."""
+
     name = "replicaset"
     workers = 4
+    resource: Resource = REPLICASETS
+    owner_kind = "ReplicaSet"
+
+    @staticmethod
+    def selector_of(owner: Obj) -> dict[str, Any] | None:
+        """The owner's selector as a LabelSelector dict (set-based for ReplicaSets)."""
+        sel = (owner.get("spec") or {}).get("selector")
+        return sel if isinstance(sel, dict) else None
 
     def __init__(self, ctx: ControllerContext) -> None:
         super().__init__(ctx)
         self.expectations = Expectations()
-        self.rs_informer = ctx.informers.get(REPLICASETS)
+        self.rs_informer = ctx.informers.get(self.resource)
         self.pod_informer = ctx.informers.get(PODS)
         self.rs_informer.add_handler(
             on_add=self.enqueue, on_update=lambda _o, n: self.enqueue(n), on_delete=self._rs_deleted
@@ -230,7 +241,7 @@ class ReplicaSetController(Controller):
     # -- handlers: map pod events to owner keys, and observe expectations ----------------------
     def _owner_key(self, pod: Obj) -> str | None:
         ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
+        if ref is None or ref.get("kind") != self.owner_kind:
             return None
         return f"{namespace_of(pod)}/{ref.get('name')}"
 
@@ -241,7 +252,7 @@ class ReplicaSetController(Controller):
     def _enqueue_matching(self, pod: Obj) -> None:
         # An orphan: any ReplicaSet whose selector matches may adopt it.
         for rs in self.rs_informer.by_index(NAMESPACE_INDEX, namespace_of(pod)):
-            if selector_matches((rs.get("spec") or {}).get("selector"), labels_of(pod)):
+            if selector_matches(self.selector_of(rs), labels_of(pod)):
                 self.enqueue(rs)
 
     def _pod_added(self, pod: Obj) -> None:
@@ -280,7 +291,7 @@ class ReplicaSetController(Controller):
             return
         ns, _ = split_key(key)
         spec = rs.get("spec") or {}
-        selector = spec.get("selector")
+        selector = self.selector_of(rs)
         needs_sync = self.expectations.satisfied(key) and not is_deleting(rs)
 
         # Step 3: claim.
@@ -341,7 +352,7 @@ class ReplicaSetController(Controller):
             return
         new = dict(rs)
         new["status"] = status
-        ignore_not_found(lambda: self.client.update_status(REPLICASETS, new))
+        ignore_not_found(lambda: self.client.update_status(self.resource, new))
 
 
 def owned_pods(informer: Any, owner: Obj) -> list[Obj]:

@@ -389,6 +389,19 @@ def controller_roles() -> dict[str, list[Obj]]:
             rule(READ, ("",), ("nodes",)),
             rule(("patch",), ("",), ("pods/status",)),
         ],
+        "cronjob-controller": [
+            rule((*READ, "update"), ("batch",), ("cronjobs",)),
+            rule((*READ, "create", "update", "delete", "patch"), ("batch",), ("jobs",)),
+            rule(("update",), ("batch",), ("cronjobs/status", "cronjobs/finalizers")),
+            rule(("list", "delete"), ("",), ("pods",)),
+            ev,
+        ],
+        "replication-controller": [
+            rule((*READ, "update"), ("",), ("replicationcontrollers",)),
+            rule(("update",), ("",), ("replicationcontrollers/status", "replicationcontrollers/finalizers")),
+            rule(("list", "watch", "patch", "create", "delete"), ("",), ("pods",)),
+            ev,
+        ],
         "replicaset-controller": [
             rule((*READ, "update"), ("apps", "extensions"), ("replicasets",)),
             rule(("update",), ("apps", "extensions"), ("replicasets/status", "replicasets/finalizers")),
