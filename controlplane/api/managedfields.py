@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 __all__ = [
     "ANCIENT",
@@ -87,9 +90,10 @@ _STRIPPED_META = (
     "deletionGracePeriodSeconds",
 )
 # Non-pointer structs of the Go types: present (``{}``) in the zero object a create is compared to,
-# so a create does not mark them as members themselves (no ``.`` under them).
+# so a create does not mark them as members themselves (no ``.`` under them); ``containers`` has
+# no omitempty, so it is present (null) too.
 _ALWAYS_PRESENT = frozenset(
-    {"metadata", "spec", "status", "template", "strategy", "updateStrategy", "containers"}  # containers: no omitempty
+    {"metadata", "spec", "status", "template", "strategy", "updateStrategy", "containers", "resources"}
 )
 
 
@@ -111,6 +115,7 @@ class Entry:
     time: str
     fields: Tree = field(default_factory=dict)
     subresource: str = ""
+    ordered: bool = False  # ``fields`` already in canonical order (a create's entry)
 
     def ident(self) -> tuple[str, str, str, str]:
         # Appliers are one manager whatever the version they apply (BuildManagerIdentifier).
@@ -133,7 +138,7 @@ class Entry:
             "apiVersion": self.api_version,
             "time": self.time,
             "fieldsType": "FieldsV1",
-            "fieldsV1": canonical(self.fields),
+            "fieldsV1": self.fields if self.ordered else canonical(self.fields),
         }
         if self.subresource:
             d["subresource"] = self.subresource
@@ -153,7 +158,7 @@ def _list_key(name: str, item: Any) -> tuple[str, ...] | None:
 
 def _item_key(keys: tuple[str, ...], item: dict[str, Any]) -> str:
     vals = {k: item.get(k, _DEFAULT_KEY_VALUES.get(k)) for k in sorted(keys)}
-    return "k:" + json.dumps({k: v for k, v in vals.items() if v is not None}, separators=(",", ":"))
+    return "k:" + orjson.dumps({k: v for k, v in vals.items() if v is not None}).decode()
 
 
 def _is_granular_list(name: str, value: list[Any]) -> bool:
@@ -168,7 +173,7 @@ def _list_items(name: str, value: list[Any]) -> dict[str, Any]:
         if keys is not None and isinstance(item, dict):
             out[_item_key(keys, item)] = item
         else:
-            out["v:" + json.dumps(item, separators=(",", ":"))] = item
+            out["v:" + orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()] = item
     return out
 
 
@@ -228,6 +233,58 @@ def _changed(old: Any, new: Any, name: str, present: bool) -> Tree | None:
     if present and old == new:
         return None
     return {}
+
+
+def _added(new: Any, name: str) -> Tree:
+    """``_changed`` of a new object against nothing (a create), built in canonical key order."""
+    if isinstance(new, dict) and new and name not in ATOMIC_FIELDS:
+        out: Tree = {} if name in _ALWAYS_PRESENT else {".": {}}
+        for k in sorted(new):
+            v = new[k]
+            # Scalars (most fields) are leaves: no call for them.
+            out["f:" + k] = _added(v, k) if isinstance(v, dict | list) else {}
+        return out
+    if isinstance(new, list) and new and _is_granular_list(name, new):
+        items = _list_items(name, new)
+        out = {} if name in _ALWAYS_PRESENT else {".": {}}
+        for ek in sorted(items):
+            item = items[ek]
+            if isinstance(item, dict) and item:
+                node = _added(item, name)
+                node.pop(".", None)
+                out[ek] = {".": {}, **node}
+            else:
+                out[ek] = {}
+        return out
+    return {}
+
+
+# Field sets of creates by shape: a controller's pods differ only in fields the manager never
+# tracks (name, uid, timestamps), so the create hot path mostly pays a lookup and a copy.
+_CREATED: dict[bytes, bytes] = {}
+_CREATED_MAX = 512
+_VOLATILE_META = frozenset(("name", "generateName", "uid", "creationTimestamp", "resourceVersion", "managedFields"))
+
+
+def _created_set(new: dict[str, Any], status_only: bool | None) -> Tree:
+    """``_added`` of a create, stripped, memoized on the object's tracked content."""
+    md = new.get("metadata")
+    shape = (
+        {**new, "metadata": {k: v for k, v in md.items() if k not in _VOLATILE_META}} if isinstance(md, dict) else new
+    )
+    try:
+        key = orjson.dumps([status_only, shape])
+    except TypeError:  # not JSON (cannot come from a request): no memo
+        return _strip(_added(new, ""), status_only)
+    hit = _CREATED.get(key)
+    if hit is not None:
+        tree: Tree = orjson.loads(hit)  # a copy: callers may hold and change what they get
+        return tree
+    created = _strip(_added(new, ""), status_only)
+    if len(_CREATED) >= _CREATED_MAX:
+        _CREATED.clear()
+    _CREATED[key] = orjson.dumps(created)
+    return created
 
 
 def _removed(old: Any, new: Any, name: str) -> Tree:
@@ -437,8 +494,16 @@ def _strip(t: Tree, status_only: bool | None) -> Tree:
     return out
 
 
+_clock: list[Any] = [-1, ""]  # (second, its RFC 3339 form): formatting once a second is enough
+
+
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # second resolution, as metav1.Time
+    """The time of an entry, at second resolution as metav1.Time."""
+    sec = int(time.time())
+    if _clock[0] != sec:
+        _clock[1] = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        _clock[0] = sec
+    return str(_clock[1])
 
 
 def manager_from_user_agent(user_agent: str) -> str:
@@ -481,6 +546,11 @@ def record_update(
     The writer owns what it added or changed (taking it from others, as a forced update); fields it
     removed leave every set (merge/update.go Updater.update with force).
     """
+    if old is None and not entries:
+        created = _created_set(new, status_only)
+        if not created:
+            return []
+        return [Entry(manager, "Update", api_version, now(), created, subresource, ordered=True)]
     changed = _strip(_changed(old or {}, new, "", old is not None) or {}, status_only)
     removed = _strip(_removed(old, new, ""), status_only) if old is not None else {}
     taken = union(changed, removed)

@@ -484,8 +484,9 @@ class ResourceOps:
         ssa = patchlib.media_type(content_type) == patchlib.APPLY_PATCH and subresource is None
         config: Obj = {}
         if ssa:
+            config = patchlib.decode_apply(res, body)  # a malformed body is a 400 whatever the options
             manager = fieldmanager.require_manager(manager)
-            config = patchlib.decode_apply(res, body)
+            structural.raise_for_patch(res, config, content_type, body)  # a type error before conflicts
             cmd = config.setdefault("metadata", {})
             if isinstance(cmd, dict):
                 cmd.setdefault("name", name)

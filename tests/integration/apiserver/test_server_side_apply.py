@@ -146,7 +146,13 @@ def test_kubectl_server_side_apply_sequence(kubectl: Any, http: httpx.Client, cm
     assert r.returncode == 1
     assert r.stderr.startswith('error: Apply failed with 1 conflict: conflict with "kubectl": .data.key\n')
     r = kubectl(
-        "apply", "--server-side", "--field-manager=other", "--force-conflicts", "-f", "-", input=cm_yaml(cm_name, key="z")
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        "-",
+        input=cm_yaml(cm_name, key="z"),
     )
     assert r.returncode == 0, r.stderr
     r = kubectl("apply", "--server-side", "-f", "-", input=cm_yaml(cm_name, key="z"))  # drops "other"
