@@ -22,7 +22,7 @@ from controlplane.api import managedfields as mf
 from controlplane.api.registry import Resource
 from controlplane.apiserver.httpio import Request
 
-__all__ = ["LAST_APPLIED", "apply", "entries_of", "field_manager", "record", "require_manager"]
+__all__ = ["LAST_APPLIED", "apply", "entries_of", "field_manager", "forbid_force", "record", "require_manager"]
 
 Obj = dict[str, Any]
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
@@ -94,6 +94,15 @@ def record(
             status_only=_status_only(res, subresource),
         )
     _store(obj, entries)
+
+
+def forbid_force() -> None:
+    """``force`` on a patch that is not an apply (apimachinery validation ValidatePatchOptions)."""
+    raise errors.invalid(
+        "PatchOptions.meta.k8s.io",
+        "",
+        [errors.Cause("force", "Forbidden: may not be specified for non-apply patch", "FieldValueForbidden")],
+    )
 
 
 def require_manager(manager: str | None) -> str:

@@ -483,6 +483,8 @@ class ResourceOps:
 
         ssa = patchlib.media_type(content_type) == patchlib.APPLY_PATCH and subresource is None
         config: Obj = {}
+        if force and not ssa:
+            fieldmanager.forbid_force()
         if ssa:
             config = patchlib.decode_apply(res, body)  # a malformed body is a 400 whatever the options
             manager = fieldmanager.require_manager(manager)

@@ -84,6 +84,21 @@ def test_apply_needs_a_field_manager(http: httpx.Client, cm_name: str) -> None:
     assert http.get(f"{CM}/{cm_name}").status_code == 404
 
 
+def test_force_is_only_for_apply(http: httpx.Client, cm_name: str) -> None:
+    assert http.post(CM, json={"metadata": {"name": cm_name}}).status_code == 201
+    r = http.patch(
+        f"{CM}/{cm_name}",
+        params={"force": "true"},
+        content=b'{"data":{"a":"1"}}',
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert r.status_code == 422
+    assert r.json()["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: force: Forbidden: may not be specified for non-apply patch'
+    )
+    assert "data" not in http.get(f"{CM}/{cm_name}").json()
+
+
 def test_writers_are_recorded_as_update_managers(http: httpx.Client, cm_name: str) -> None:
     r = http.post(
         CM,
@@ -185,3 +200,32 @@ def test_kubectl_client_side_apply_upgrades_to_server_side(kubectl: Any, http: h
     managers = owners(after)
     assert ("kubectl-client-side-apply", "Update") not in managers
     assert managers[("kubectl", "Apply")] == {"f:data": {"f:a": {}}, "f:metadata": {"f:labels": {"f:app": {}}}}
+
+
+def test_status_writes_are_their_own_entries(http: httpx.Client) -> None:
+    deploys = "/apis/apps/v1/namespaces/default/deployments"
+    body = {
+        "metadata": {"name": "ssa-status"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "s"}},
+            "template": {"metadata": {"labels": {"app": "s"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}},
+        },
+        "status": {"replicas": 3},
+    }
+    try:
+        r = http.post(deploys, json=body, params={"fieldManager": "maker"})
+        assert r.status_code == 201
+        (entry,) = r.json()["metadata"]["managedFields"]
+        assert "f:status" not in entry["fieldsV1"] and "subresource" not in entry  # status is reset on create
+        r = http.patch(
+            f"{deploys}/ssa-status/status",
+            params={"fieldManager": "kube-controller-manager"},
+            content=b'{"status":{"replicas":1}}',
+            headers={"Content-Type": "application/merge-patch+json"},
+        )
+        assert r.status_code == 200
+        status_entry = next(e for e in r.json()["metadata"]["managedFields"] if e.get("subresource") == "status")
+        assert status_entry["manager"] == "kube-controller-manager" and status_entry["operation"] == "Update"
+        assert status_entry["fieldsV1"] == {"f:status": {"f:replicas": {}}}  # status is a Go struct: no "."
+    finally:
+        http.delete(f"{deploys}/ssa-status")
