@@ -14,10 +14,11 @@ it would an update.
   ``mountPath`` …) and lists of scalars (finalizers) as sets. Directives:
   ``{"$patch": "replace"|"delete"|"merge"}`` in a map or as a list element,
   ``$setElementOrder/<list>``, ``$retainKeys``, ``$deleteFromPrimitiveList/<list>``.
-- ``application/apply-patch+yaml`` — server-side apply. The body (YAML or JSON) is the user's
-  full intent; it is merged onto the live object with SMP semantics (no managedFields
-  bookkeeping, so fields dropped from a manifest are not pruned). An empty ``original`` means
-  the object does not exist yet and the apply creates it.
+- ``application/apply-patch+yaml`` — server-side apply. ``decode_apply`` checks the body (YAML or
+  JSON: the user's full intent, of this resource's kind, no directives). Main-resource applies
+  are merged with field ownership by ``controlplane.api.managedfields`` (driven by
+  ``apiserver/fieldmanager.py``); ``apply_patch`` still merges an apply onto a subresource with
+  SMP semantics (no ownership). An empty ``original`` means the object does not exist yet.
 
 The SMP schema is ``STRATEGY``: per Go type, the fields whose patch strategy is not the
 default, plus the struct-valued fields needed to reach them. Fields not listed merge as in a

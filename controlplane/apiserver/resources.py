@@ -424,7 +424,9 @@ class ResourceOps:
         old = self.decode(kv)
         obj = merge_server_fields(res, old, new, subresource)
         if applied:
-            obj["metadata"]["managedFields"] = new["metadata"].get("managedFields") or []
+            applied_fields = new["metadata"].get("managedFields")
+            if applied_fields:
+                obj["metadata"]["managedFields"] = applied_fields
         else:
             fieldmanager.record(res, old, new, obj, manager=manager, subresource=subresource)
         name = old["metadata"]["name"]
