@@ -14,10 +14,11 @@ it would an update.
   ``mountPath`` …) and lists of scalars (finalizers) as sets. Directives:
   ``{"$patch": "replace"|"delete"|"merge"}`` in a map or as a list element,
   ``$setElementOrder/<list>``, ``$retainKeys``, ``$deleteFromPrimitiveList/<list>``.
-- ``application/apply-patch+yaml`` — server-side apply. The body (YAML or JSON) is the user's
-  full intent; it is merged onto the live object with SMP semantics (no managedFields
-  bookkeeping, so fields dropped from a manifest are not pruned). An empty ``original`` means
-  the object does not exist yet and the apply creates it.
+- ``application/apply-patch+yaml`` — server-side apply. ``decode_apply`` checks the body (YAML or
+  JSON: the user's full intent, of this resource's kind, no directives). Main-resource applies
+  are merged with field ownership by ``controlplane.api.managedfields`` (driven by
+  ``apiserver/fieldmanager.py``); ``apply_patch`` still merges an apply onto a subresource with
+  SMP semantics (no ownership). An empty ``original`` means the object does not exist yet.
 
 The SMP schema is ``STRATEGY``: per Go type, the fields whose patch strategy is not the
 default, plus the struct-valued fields needed to reach them. Fields not listed merge as in a
@@ -55,7 +56,9 @@ __all__ = [
     "STRATEGY",
     "FieldStrategy",
     "apply_patch",
+    "decode_apply",
     "json_merge_patch",
+    "media_type",
     "strategic_merge_patch",
 ]
 
@@ -377,7 +380,7 @@ def strategic_merge_patch(
 # --- entry point ---------------------------------------------------------------------------
 
 
-def _media_type(content_type: str) -> str:
+def media_type(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
@@ -422,7 +425,7 @@ def _apply_json_patch(ops: list[Any], doc: Any) -> Any:
 
 def apply_patch(resource: Resource, original: dict[str, Any], body: bytes, content_type: str) -> dict[str, Any]:
     """Patch ``original`` with ``body`` of ``content_type``; returns the new object."""
-    media = _media_type(content_type)
+    media = media_type(content_type)
     if media == JSON_PATCH:
         ops = _decode_json(body, "json patch")
         if not isinstance(ops, list):
@@ -451,25 +454,30 @@ def apply_patch(resource: Resource, original: dict[str, Any], body: bytes, conte
             raise _bad("strategic merge patch must be a JSON object")
         return strategic_merge_patch(resource, original, doc)
     if media == APPLY_PATCH:
-        doc = _decode_apply(body)
-        if not isinstance(doc, dict):
-            raise _bad("apply patch must be an object (the full manifest)")
-        api_version, kind = doc.get("apiVersion"), doc.get("kind")
-        if not api_version or not kind:
-            raise _bad("apply patch must set apiVersion and kind")
-        if api_version != resource.api_version or kind != resource.kind:
-            raise _bad(
-                f"apply patch for {kind} ({api_version}) sent to {resource.plural}: "
-                f"expected {resource.kind} ({resource.api_version})"
-            )
-        for k in _walk_keys(doc):
-            if k.startswith("$"):
-                raise _bad(f"apply patch may not contain patch directives ({k})")
-        return strategic_merge_patch(resource, original, doc)
+        return strategic_merge_patch(resource, original, decode_apply(resource, body))
     raise errors.UnsupportedMediaType(
         f"the body of the request was in an unknown format - accepted media types include: "
         f"{', '.join(PATCH_CONTENT_TYPES)}"
     )
+
+
+def decode_apply(resource: Resource, body: bytes) -> dict[str, Any]:
+    """The configuration of an apply patch, checked: an object of ``resource``'s kind, no directives."""
+    doc = _decode_apply(body)
+    if not isinstance(doc, dict):
+        raise _bad("apply patch must be an object (the full manifest)")
+    api_version, kind = doc.get("apiVersion"), doc.get("kind")
+    if not api_version or not kind:
+        raise _bad("apply patch must set apiVersion and kind")
+    if api_version != resource.api_version or kind != resource.kind:
+        raise _bad(
+            f"apply patch for {kind} ({api_version}) sent to {resource.plural}: "
+            f"expected {resource.kind} ({resource.api_version})"
+        )
+    for k in _walk_keys(doc):
+        if k.startswith("$"):
+            raise _bad(f"apply patch may not contain patch directives ({k})")
+    return doc
 
 
 def _walk_keys(value: Any) -> list[str]:

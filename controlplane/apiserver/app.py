@@ -58,6 +58,7 @@ from controlplane.apiserver.aggregator import Aggregator
 from controlplane.apiserver.allocators import ServiceAllocators
 from controlplane.apiserver.auth import ANONYMOUS, Authenticator, RequestAttributes, TokenFile
 from controlplane.apiserver.authz.wiring import Authorization
+from controlplane.apiserver.fieldmanager import field_manager
 from controlplane.apiserver.httpio import (
     JSON,
     Receive,
@@ -82,6 +83,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _NS_SUBRESOURCES = ("status", "finalize")
+_APPLY = "application/apply-patch+yaml"
 _PATCH_TYPES = (
     "application/json-patch+json",
     "application/merge-patch+json",
@@ -873,7 +875,9 @@ class ApiServer:
             # allocator state is in memory), and the store commits the write on its own thread.
             body = decode_body(raw, ctype)
             warnings = unknown_field_warnings(res, body) if warn else []
-            pending = self.ops.begin_create(res, route.namespace, body, dry_run=dry, strict=strict)
+            pending = self.ops.begin_create(
+                res, route.namespace, body, dry_run=dry, strict=strict, manager=field_manager(req)
+            )
             obj = pending.obj if pending.value is None else await self._write_create(pending, self.nowait)
             await send_response(send, 201, orjson.dumps(obj), headers=warning_headers(warnings))
             return
@@ -881,7 +885,8 @@ class ApiServer:
         def work() -> tuple[bytes, list[str]]:
             body = decode_body(raw, ctype)
             warnings = unknown_field_warnings(res, body) if warn else []
-            return orjson.dumps(self.ops.create(res, route.namespace, body, dry_run=dry, strict=strict)), warnings
+            obj = self.ops.create(res, route.namespace, body, dry_run=dry, strict=strict, manager=field_manager(req))
+            return orjson.dumps(obj), warnings
 
         out, warnings = await self.run(work)
         await send_response(send, 201, out, headers=warning_headers(warnings))
@@ -917,7 +922,10 @@ class ApiServer:
             if sub == "scale":
                 return orjson.dumps(self.update_scale(res, route.namespace, name, body, dry)), []
             warnings = unknown_field_warnings(res, body) if warn else []
-            obj = self.ops.update(res, route.namespace, name, body, subresource=sub, dry_run=dry, strict=strict)
+            manager = field_manager(req)
+            obj = self.ops.update(
+                res, route.namespace, name, body, subresource=sub, dry_run=dry, strict=strict, manager=manager
+            )
             return orjson.dumps(obj), warnings
 
         out, warnings = await self.run(work)
@@ -941,7 +949,16 @@ class ApiServer:
             if sub == "scale":
                 return orjson.dumps(self.patch_scale(res, route.namespace, name, raw, ctype, dry)), False
             obj, created = self.ops.patch(
-                res, route.namespace, name, raw, ctype, subresource=sub, dry_run=dry, strict=strict
+                res,
+                route.namespace,
+                name,
+                raw,
+                ctype,
+                subresource=sub,
+                dry_run=dry,
+                strict=strict,
+                manager=req.q("fieldManager") if ctype == _APPLY else field_manager(req),
+                force=req.q_bool("force"),
             )
             return orjson.dumps(obj), created
 

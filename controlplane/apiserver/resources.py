@@ -33,6 +33,7 @@ import orjson
 
 from controlplane.api import errors, meta, registry, structural
 from controlplane.api.registry import Resource
+from controlplane.apiserver import fieldmanager
 from controlplane.apiserver.admission import Admission
 from controlplane.storage.interface import ConflictError, KeyExistsError, KeyNotFoundError, KeyValue, Store
 
@@ -317,9 +318,19 @@ class ResourceOps:
         return obj
 
     def create(
-        self, res: Resource, namespace: str | None, body: Any, *, dry_run: bool = False, strict: bool = False
+        self,
+        res: Resource,
+        namespace: str | None,
+        body: Any,
+        *,
+        dry_run: bool = False,
+        strict: bool = False,
+        manager: str | None = None,
+        applied: ObjList | None = None,
     ) -> Obj:
-        pending = self.begin_create(res, namespace, body, dry_run=dry_run, strict=strict)
+        pending = self.begin_create(
+            res, namespace, body, dry_run=dry_run, strict=strict, manager=manager, applied=applied
+        )
         if pending.value is None:
             return pending.obj  # dry run
         while True:
@@ -334,18 +345,32 @@ class ResourceOps:
             return pending.committed(rev)
 
     def begin_create(
-        self, res: Resource, namespace: str | None, body: Any, *, dry_run: bool = False, strict: bool = False
+        self,
+        res: Resource,
+        namespace: str | None,
+        body: Any,
+        *,
+        dry_run: bool = False,
+        strict: bool = False,
+        manager: str | None = None,
+        applied: ObjList | None = None,
     ) -> PendingCreate:
         """Everything of a create but the store write: checks, defaulting, admission, encoding.
 
         The caller writes ``(key, value)`` with ``store.create`` (or ``create_nowait``) and then
         calls ``committed(rev)``, ``collided()`` on ``KeyExistsError`` (then writes again), or
         ``abort()`` on any other failure. For a dry run ``value`` is None and ``obj`` is the answer.
+        ``manager`` records an Update entry for the object as admitted (defaults included);
+        ``applied``: the managedFields of a create by server-side apply.
         """
         if strict and isinstance(body, dict):
             strict_check(res, body)
         obj = self.prepare_new(res, namespace, body)
         finish = self.admission.admit_create(res, obj)
+        if applied:
+            obj["metadata"]["managedFields"] = applied
+        elif manager:
+            fieldmanager.record(res, None, obj, obj, manager=manager, subresource=None)
         if dry_run:
             finish(False)
             return PendingCreate(self, res, obj, finish, generated=False, dry_run=True)
@@ -364,6 +389,7 @@ class ResourceOps:
         subresource: str | None = None,
         dry_run: bool = False,
         strict: bool = False,
+        manager: str | None = None,
     ) -> Obj:
         if strict and isinstance(body, dict):
             strict_check(res, body)
@@ -381,7 +407,7 @@ class ResourceOps:
         want_rv = md.get("resourceVersion")
         if want_rv not in (None, "") and str(want_rv) != str(kv.mod_revision):
             raise conflict(res, name)
-        return self._write(res, kv, obj, subresource=subresource, dry_run=dry_run)
+        return self._write(res, kv, obj, subresource=subresource, dry_run=dry_run, manager=manager)
 
     def _write(
         self,
@@ -391,13 +417,22 @@ class ResourceOps:
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        manager: str | None = None,
+        applied: bool = False,
     ) -> Obj:
         """Store ``new`` over the stored ``kv`` (compare-and-swap on its revision).
 
         Raises ``errors.Conflict`` if the store moved on meanwhile (callers may retry).
+        ``applied``: ``new`` carries the managedFields a server-side apply computed.
         """
         old = self.decode(kv)
         obj = merge_server_fields(res, old, new, subresource)
+        if applied:
+            applied_fields = new["metadata"].get("managedFields")
+            if applied_fields:
+                obj["metadata"]["managedFields"] = applied_fields
+        else:
+            fieldmanager.record(res, old, new, obj, manager=manager, subresource=subresource)
         name = old["metadata"]["name"]
         finish = self.admission.admit_update(res, obj, old) if subresource is None else _noop
         if subresource is None:
@@ -446,28 +481,42 @@ class ResourceOps:
         subresource: str | None = None,
         dry_run: bool = False,
         strict: bool = False,
+        manager: str | None = None,
+        force: bool = False,
     ) -> tuple[Obj, bool]:
         """Returns (object, created). Server-side apply creates a missing object."""
         from controlplane.api import patch as patchlib
 
+        ssa = patchlib.media_type(content_type) == patchlib.APPLY_PATCH and subresource is None
+        config: Obj = {}
+        if force and not ssa:
+            fieldmanager.forbid_force()
+        if ssa:
+            config = patchlib.decode_apply(res, body)  # a malformed body is a 400 whatever the options
+            manager = fieldmanager.require_manager(manager)
+            structural.raise_for_patch(res, config, content_type, body)  # a type error before conflicts
+            cmd = config.setdefault("metadata", {})
+            if isinstance(cmd, dict):
+                cmd.setdefault("name", name)
+
         for attempt in range(_PATCH_RETRIES):
             kv = self.store.get(res.storage_key(name, namespace))
             if kv is None:
-                if content_type == "application/apply-patch+yaml" and subresource is None:
-                    from controlplane.apiserver.httpio import decode_body
-
-                    doc = decode_body(body, "application/yaml")
-                    if isinstance(doc, dict):
-                        doc.setdefault("metadata", {})
-                        if isinstance(doc["metadata"], dict):
-                            doc["metadata"].setdefault("name", name)
+                if ssa:
+                    assert manager is not None
+                    doc = fieldmanager.apply(res, None, clone(config), manager=manager, force=force)
+                    applied = doc["metadata"].pop("managedFields", None)
                     try:
-                        return self.create(res, namespace, doc, dry_run=dry_run, strict=strict), True
+                        return self.create(res, namespace, doc, dry_run=dry_run, strict=strict, applied=applied), True
                     except errors.AlreadyExists:
                         continue
                 raise not_found(res, name)
             old = self.decode(kv)
-            new = patchlib.apply_patch(res, clone(old), body, content_type)
+            if ssa:
+                assert manager is not None
+                new = fieldmanager.apply(res, clone(old), clone(config), manager=manager, force=force)
+            else:
+                new = patchlib.apply_patch(res, clone(old), body, content_type)
             if not isinstance(new, dict):
                 raise errors.BadRequest("the patch must produce an object")
             if strict:
@@ -483,7 +532,9 @@ class ResourceOps:
             structural.raise_for_patch(res, new, content_type, body)
             new = check_body(res, new)
             try:
-                return self._write(res, kv, new, subresource=subresource, dry_run=dry_run), False
+                return self._write(
+                    res, kv, new, subresource=subresource, dry_run=dry_run, manager=manager, applied=ssa
+                ), False
             except errors.Conflict:
                 if attempt == _PATCH_RETRIES - 1:
                     raise

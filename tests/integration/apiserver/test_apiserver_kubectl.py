@@ -132,7 +132,13 @@ def test_apply_reapply_get_describe_scale_label_patch_delete(k: Kubectl, tmp_pat
     k("set", "image", "deploy/web", "nginx=nginx:1.27")
     d = k.json("get", "deploy", "web")
     assert d["spec"]["replicas"] == 4 and d["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:1.27"
-    assert "serverside-applied" in k("apply", "--server-side", "-f", str(f)).stdout
+    # The fields kubectl patch/set image changed are theirs now (server-side apply): Kubernetes refuses.
+    r = k("apply", "--server-side", "-f", str(f), ok=False)
+    assert r.returncode == 1 and r.stderr.startswith(
+        'error: Apply failed with 2 conflicts: conflicts with "kubectl-patch" using apps/v1:\n- .spec.replicas\n'
+        'conflicts with "kubectl-set" using apps/v1:\n- .spec.template.spec.containers[name="nginx"].image\n'
+    ), r.stderr
+    assert "serverside-applied" in k("apply", "--server-side", "--force-conflicts", "-f", str(f)).stdout
 
     out = k("delete", "-f", str(f)).stdout
     assert 'deployment.apps "web" deleted' in out and 'service "web" deleted' in out
