@@ -59,8 +59,8 @@ say() { printf '[clean-room %5ss] %s\n' "$(( $(date +%s) - T0 ))" "$*"; }
 die() { say "FAILED: $*" >&2; exit 1; }
 
 # --- stage 2: runs as PID 1 of the new PID namespace, still seeing the host's files -------------
-if [ "${1:-}" = __stage2 ]; then
-  R=$2
+stage2() {
+  local R=$1
   mount --make-rprivate /
   mount --bind "$R" "$R"
   mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
@@ -108,8 +108,10 @@ if [ "${1:-}" = __stage2 ]; then
   exec env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
     LANG=C.UTF-8 TERM=dumb KUBELAB_CLEANROOM_TESTS="${KUBELAB_CLEANROOM_TESTS:-all}" \
     /bin/bash /cleanroom/inside.sh
-fi
+}
 
+# --- stage 1: on the host ------------------------------------------------------------------
+main() {
 [ "$(id -u)" = 0 ] || die "run as root (it builds a root file system and namespaces)"
 for tool in debootstrap tinyproxy unshare nsenter pivot_root ip git tar flock; do
   command -v "$tool" >/dev/null || die "'$tool' not found: run 'KUBELAB_CLEANROOM=1 ./lab/deps.sh' first"
@@ -340,3 +342,7 @@ phase_done
 if [ -f "$ROOT/cleanroom/logs/timings" ]; then
   say "timings inside: $(tr '\n' ' ' <"$ROOT/cleanroom/logs/timings")"
 fi
+}
+
+# Bash reads a script as it runs it; all of it is in functions, so editing this file during a run is safe.
+if [ "${1:-}" = __stage2 ]; then stage2 "$2"; else main "$@"; fi; exit

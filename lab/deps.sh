@@ -36,10 +36,6 @@ if [ "${1:-}" = --list ]; then
   printf '%s\n' "${APT_PACKAGES[@]}"
   exit 0
 fi
-# `make test-clean-room` (lab/cleanroom.sh): the minimal Debian root and the proxy to the registries.
-if [ "${KUBELAB_CLEANROOM:-0}" = 1 ]; then
-  APT_PACKAGES+=(debootstrap tinyproxy-bin git util-linux iproute2)
-fi
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
