@@ -38,9 +38,10 @@ down: deps
 # (base cached under /var/cache/kubelab), apt-get install git make, make demo (VIP checked), make down,
 # make test — in its own namespaces, reaching only the package registries. Root; leaves nothing.
 # CLEANROOM_TESTS=all|tiers|none (tiers: only tests/e2e and tests/privileged inside).
+CLEANROOM_TESTS ?= all
 test-clean-room:
 	@KUBELAB_CLEANROOM=1 ./lab/deps.sh
-	KUBELAB_CLEANROOM_TESTS=$(or $(CLEANROOM_TESTS),all) ./lab/cleanroom.sh
+	KUBELAB_CLEANROOM_TESTS=$(CLEANROOM_TESTS) ./lab/cleanroom.sh
 
 # --- the Vagrant lab (VMs): see vagrant/Vagrantfile and vagrant/README.md ------------------------
 VAGRANT_ENV := VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1

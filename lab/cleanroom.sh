@@ -162,13 +162,13 @@ cleanup() {
   [ -n "$ROOM_PID" ] && kill -KILL "$ROOM_PID" 2>/dev/null
   # PID 1 of the room dies with unshare (--kill-child), and the kernel kills its whole namespace;
   # anything left in our cgroups is killed by pid until none is left.
-  local deadline=$(( $(date +%s) + 60 )) pids
+  local deadline pids
+  deadline=$(( $(date +%s) + 60 ))
   while :; do
     pids=$(room_pids)
     [ -z "$pids" ] && break
     if [ "$(date +%s)" -ge "$deadline" ]; then say "WARNING: processes left: $pids" >&2; break; fi
-    # shellcheck disable=SC2086
-    kill -KILL $pids 2>/dev/null
+    for pid in $pids; do kill -KILL "$pid" 2>/dev/null; done
     sleep 0.2
   done
   [ -n "$ROOM_PID" ] && wait "$ROOM_PID" 2>/dev/null
