@@ -111,6 +111,84 @@ stage2() {
 }
 
 # --- stage 1: on the host ------------------------------------------------------------------
+
+# Our cgroup in every hierarchy, under the current one (the host's limits still apply): <base>/room
+# holds the room (its cgroup namespace is rooted there, so all runc makes inside is under it) and
+# <base>/proxy the proxy. Killing every pid under <base> is how cleanup knows nothing is left.
+cgroup_bases() {
+  local mnt fstype opts key cur
+  while read -r mnt fstype opts; do
+    if [ "$fstype" = cgroup2 ]; then key=""; else key=$opts; fi
+    cur=$(awk -F: -v k="$key" '$2 == k { print $3 }' /proc/self/cgroup | head -n 1)
+    echo "$mnt${cur%/}/$CGROUP_NAME"
+  done < <(cgroup_mounts)
+}
+
+make_cgroups() {
+  local d sub
+  for d in "${CGROUP_DIRS[@]}"; do
+    for sub in "" /room /proxy; do
+      mkdir -p "$d$sub"
+      if [ -f "$d$sub/cpuset.cpus" ] && [ -z "$(cat "$d$sub/cpuset.cpus")" ]; then
+        cat "$(dirname "$d$sub")/cpuset.cpus" >"$d$sub/cpuset.cpus"
+        cat "$(dirname "$d$sub")/cpuset.mems" >"$d$sub/cpuset.mems"
+      fi
+    done
+  done
+}
+
+join_cgroup() {
+  local d
+  for d in "${CGROUP_DIRS[@]}"; do echo "$BASHPID" >"$d/$1/cgroup.procs"; done
+}
+
+room_pids() {
+  local d
+  for d in "${CGROUP_DIRS[@]}"; do
+    [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
+  done | sort -un
+}
+
+# Kill every process in our cgroups, polling until none is left (60 s at most).
+kill_room() {
+  local deadline pids pid
+  deadline=$(( $(date +%s) + 60 ))
+  while :; do
+    pids=$(room_pids)
+    [ -z "$pids" ] && return 0
+    if [ "$(date +%s)" -ge "$deadline" ]; then say "WARNING: processes left: $pids" >&2; return 1; fi
+    for pid in $pids; do kill -KILL "$pid" 2>/dev/null; done
+    sleep 0.2
+  done
+}
+
+remove_host_state() {
+  local d
+  ip link del "$HOST_IF" 2>/dev/null
+  ip netns del "$NETNS" 2>/dev/null
+  for d in "${CGROUP_DIRS[@]}"; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+  done
+  return 0
+}
+
+# A run killed with SIGKILL cannot clean up: the next one (holding the lock, so none is running)
+# removes what it left — processes in our cgroups, the netns and veth, the cgroups, old roots.
+reap_stale() {
+  local d found=
+  ip netns list 2>/dev/null | grep -q "^$NETNS\b" && found=1
+  ip link show "$HOST_IF" >/dev/null 2>&1 && found=1
+  for d in "${CGROUP_DIRS[@]}"; do [ -d "$d" ] && found=1; done
+  for d in "$PARENT"/kubelab-cleanroom.*; do [ -d "$d" ] && found=1; done
+  [ -z "$found" ] && return 0
+  say "removing what an earlier, killed run left"
+  kill_room
+  remove_host_state
+  for d in "$PARENT"/kubelab-cleanroom.*; do
+    [ -d "$d" ] && ! grep -qF " $d" /proc/self/mountinfo && rm -rf --one-file-system "$d"
+  done
+  return 0
+}
 main() {
 [ "$(id -u)" = 0 ] || die "run as root (it builds a root file system and namespaces)"
 for tool in debootstrap tinyproxy unshare nsenter pivot_root ip git tar flock; do
@@ -121,11 +199,13 @@ exec 9>/run/lock/kubelab-cleanroom.lock
 flock -n 9 || die "another clean room is running (/run/lock/kubelab-cleanroom.lock)"
 
 PARENT=${KUBELAB_CLEANROOM_DIR:-/var/tmp}
+CGROUP_DIRS=()
+while read -r d; do CGROUP_DIRS+=("$d"); done < <(cgroup_bases)
+reap_stale
 WORK=$(mktemp -d "$PARENT/kubelab-cleanroom.XXXXXX")
 ROOT=$WORK/root
 ROOM_PID=
 PROXY_PID=
-CGROUP_DIRS=()
 PHASE=setup
 PHASE_LOG=
 
@@ -143,13 +223,6 @@ tail_log() {
   echo "-----" >&2
 }
 
-room_pids() {
-  local d
-  for d in "${CGROUP_DIRS[@]}"; do
-    [ -d "$d" ] && find "$d" -name cgroup.procs -exec cat {} + 2>/dev/null
-  done | sort -un
-}
-
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM HUP
@@ -161,32 +234,20 @@ cleanup() {
   say "cleanup: processes, proxy, network, cgroups, root"
   [ -n "$ROOM_PID" ] && kill -KILL "$ROOM_PID" 2>/dev/null
   # PID 1 of the room dies with unshare (--kill-child), and the kernel kills its whole namespace;
-  # anything left in our cgroups is killed by pid until none is left.
-  local deadline pids
-  deadline=$(( $(date +%s) + 60 ))
-  while :; do
-    pids=$(room_pids)
-    [ -z "$pids" ] && break
-    if [ "$(date +%s)" -ge "$deadline" ]; then say "WARNING: processes left: $pids" >&2; break; fi
-    for pid in $pids; do kill -KILL "$pid" 2>/dev/null; done
-    sleep 0.2
-  done
+  # anything left in our cgroups (the proxy too) is killed by pid until none is left.
+  kill_room
   [ -n "$ROOM_PID" ] && wait "$ROOM_PID" 2>/dev/null
-  if [ -n "$PROXY_PID" ]; then kill "$PROXY_PID" 2>/dev/null; wait "$PROXY_PID" 2>/dev/null; fi
-  ip link del "$HOST_IF" 2>/dev/null
-  ip netns del "$NETNS" 2>/dev/null
+  [ -n "$PROXY_PID" ] && wait "$PROXY_PID" 2>/dev/null
+  remove_host_state
   local d
-  for d in "${CGROUP_DIRS[@]}"; do
-    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
-  done
   if [ -d "$ROOT/cleanroom/logs" ] && [ -n "${KUBELAB_CLEANROOM_KEEP_LOGS:-}" ]; then
     mkdir -p "$KUBELAB_CLEANROOM_KEEP_LOGS" && cp -a "$ROOT/cleanroom/logs/." "$KUBELAB_CLEANROOM_KEEP_LOGS/"
     say "logs kept in $KUBELAB_CLEANROOM_KEEP_LOGS"
   fi
   # Mounts were made in the room's private mount namespace; refuse to delete through one anyway.
-  if grep -qF " $WORK" /proc/self/mountinfo; then
+  if [ -n "$WORK" ] && grep -qF " $WORK/" /proc/self/mountinfo; then
     say "WARNING: mounts under $WORK on the host; unmounting" >&2
-    grep -F " $WORK" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
+    grep -F " $WORK/" /proc/self/mountinfo | awk '{print $5}' | sort -r | xargs -r -n1 umount -l
   fi
   rm -rf --one-file-system "$WORK"
   # Say what is left, if anything: the lead's "leaves nothing on the host".
@@ -209,6 +270,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM HUP
+make_cgroups
 
 # --- 1. the pristine base --------------------------------------------------------------------
 phase "base: debootstrap --variant=minbase $SUITE (cache $BASE_TAR)" "$WORK/debootstrap.log"
@@ -296,7 +358,7 @@ FilterURLs Off
 FilterDefaultDeny Yes
 ConnectPort 443
 EOF
-tinyproxy -d -c "$WORK/tinyproxy.conf" >>"$WORK/tinyproxy.log" 2>&1 9>&- &
+( join_cgroup proxy; exec tinyproxy -d -c "$WORK/tinyproxy.conf" ) >>"$WORK/tinyproxy.log" 2>&1 9>&- &
 PROXY_PID=$!
 deadline=$(( $(date +%s) + 20 ))
 until ip netns exec "$NETNS" bash -c "exec 3<>/dev/tcp/$HOST_IP/$PROXY_PORT" 2>/dev/null; do
@@ -309,20 +371,8 @@ phase_done
 
 # --- 4. inside: namespaces, pivot_root, the README's commands ---------------------------------
 phase "inside: unshare mount/pid/uts/ipc/cgroup in $NETNS, pivot_root, the README's commands"
-# Our own cgroup in every hierarchy (under the current one: the host's limits still apply); the
-# room's cgroup namespace is rooted there, so all it creates is under it and removed at cleanup.
-while read -r mnt fstype opts; do
-  if [ "$fstype" = cgroup2 ]; then key=""; else key=$opts; fi
-  cur=$(awk -F: -v k="$key" '$2 == k { print $3 }' /proc/self/cgroup | head -1)
-  d="$mnt${cur%/}/$CGROUP_NAME"
-  mkdir -p "$d"
-  CGROUP_DIRS+=("$d")
-  if [ -f "$d/cpuset.cpus" ] && [ -z "$(cat "$d/cpuset.cpus")" ]; then
-    cat "$(dirname "$d")/cpuset.cpus" >"$d/cpuset.cpus"; cat "$(dirname "$d")/cpuset.mems" >"$d/cpuset.mems"
-  fi
-done < <(cgroup_mounts)
 (
-  for d in "${CGROUP_DIRS[@]}"; do echo "$BASHPID" >"$d/cgroup.procs"; done
+  join_cgroup room
   exec nsenter --net="/run/netns/$NETNS" \
     unshare --mount --pid --uts --ipc --cgroup --fork --kill-child --propagation private \
     env KUBELAB_CLEANROOM_TESTS="${KUBELAB_CLEANROOM_TESTS:-all}" bash "$REPO/lab/cleanroom.sh" __stage2 "$ROOT"
