@@ -3,8 +3,9 @@
 ``kubelab demo`` exits 0 even when every request failed (it prints ``error: …`` as the answer), so
 the clean room reads its output: the ``curl`` loop from the root namespace must have 10 answers,
 all ``Hello from <pod> on <node>``; the ``kubectl exec <pod> -- wget`` of the VIP from a pod must
-answer too; the hello pods must be spread over at least two nodes (so "from a pod on the other
-node" means something); every NodePort must answer.
+answer too, and that pod must be on the other node than the one the root namespace reaches the
+VIPs through (``kubelab up``'s "10.96.0.0/12 via <node>"); the hello pods must be spread over at
+least two nodes; every NodePort must answer.
 
 Input: the demo's log, one line per output line, optionally prefixed with a Unix time stamp (the
 clean room's logs are). Pure, stdlib only: it runs with the room's python3 before the .venv is
@@ -17,6 +18,8 @@ import re
 import sys
 
 STAMP = re.compile(r"^\d{9,11} ")
+# `kubelab up`'s last step: "✓ 10.244.N.0/24 via each worker; 10.96.0.0/12 via kl-node1".
+VIP_ROUTE = re.compile(r"10\.96\.0\.0/12 via (\S+)")
 HELLO = re.compile(r"^Hello from (\S+) on (\S+)$")
 
 
@@ -37,7 +40,10 @@ def blocks(lines: list[str]) -> dict[str, list[str]]:
 def check(lines: list[str]) -> list[str]:
     """Return the failed checks (empty: the demo showed the VIP at work)."""
     problems: list[str] = []
-    cmds = blocks([STAMP.sub("", ln.rstrip("\n")) for ln in lines])
+    text = [STAMP.sub("", ln.rstrip("\n")) for ln in lines]
+    cmds = blocks(text)
+    # The root namespace reaches the VIPs through this node; "a pod on the other node" is elsewhere.
+    host_via = next((m.group(1) for ln in text if (m := VIP_ROUTE.search(ln))), None)
 
     pods = next((v for k, v in cmds.items() if k.startswith("kubectl get pods -o wide")), None)
     pod_node: dict[str, str] = {}
@@ -78,6 +84,8 @@ def check(lines: list[str]) -> list[str]:
             problems.append(f"VIP from pod {client}: {out!r}")
         else:
             print(f"VIP from pod {client} on {pod_node.get(client, '?')}: answered by {m.group(1)} on {m.group(2)}")
+        if host_via and pod_node.get(client) == host_via:
+            problems.append(f"VIP from a pod: {client} is on {host_via}, the node the root namespace goes through")
 
     ports = {k: v for k, v in cmds.items() if k.startswith("curl http://") and ":30080" in k}
     if not ports:

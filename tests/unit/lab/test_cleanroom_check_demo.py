@@ -6,6 +6,8 @@ from __future__ import annotations
 from lab import cleanroom_check_demo as check_demo
 
 GOOD = """\
+  ✓ 10.244.N.0/24 via each worker; 10.96.0.0/12 via kl-node1
+
 $ kubectl get pods -o wide
 NAME                    READY   STATUS    RESTARTS   AGE   IP           NODE       NOMINATED NODE   READINESS GATES
 hello-5d4b6f5db-6brdn   1/1     Running   0          1s    10.244.2.2   kl-node2   <none>           <none>
@@ -69,3 +71,9 @@ def test_an_empty_log_fails_naming_each_missing_part() -> None:
     problems = check_demo.check([])
     assert "no curl loop of the VIP from the root namespace in the output" in problems
     assert any("kubectl exec" in p for p in problems)
+
+
+def test_the_pod_must_be_on_the_other_node_than_the_hosts_vip_route() -> None:
+    bad = GOOD.replace("10.96.0.0/12 via kl-node1", "10.96.0.0/12 via kl-node2")
+    problems = check_demo.check(bad.splitlines())
+    assert any("is on kl-node2, the node the root namespace goes through" in p for p in problems)
