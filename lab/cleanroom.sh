@@ -21,7 +21,11 @@
 #               make demo (checked), make down, make test.
 #   5. cleanup  (trap, also on failure or Ctrl-C) kill every process of the clean room (its PID
 #               namespace and its cgroups), stop the proxy, delete the netns and veth, remove the
-#               cgroups and the root. It then checks that nothing is left and says so.
+#               cgroups and the root. It then checks that nothing is left and says so. A run killed
+#               with SIGKILL (no trap runs) leaves that work to the next run, which does it first.
+#
+# TLS: the host's network may inspect TLS with its own CA; the room's pip trusts the host's CA
+# bundle (as the host's pip does) and nothing else of the host's configuration comes in.
 #
 # Invariants: nothing runs in the host's network namespace but tinyproxy (bound to the veth's host
 # address); no route, rule, namespace, mount or process outlives the run. One clean room at a time
@@ -189,26 +193,6 @@ reap_stale() {
   done
   return 0
 }
-main() {
-[ "$(id -u)" = 0 ] || die "run as root (it builds a root file system and namespaces)"
-for tool in debootstrap tinyproxy unshare nsenter pivot_root ip git tar flock; do
-  command -v "$tool" >/dev/null || die "'$tool' not found: run 'KUBELAB_CLEANROOM=1 ./lab/deps.sh' first"
-done
-
-exec 9>/run/lock/kubelab-cleanroom.lock
-flock -n 9 || die "another clean room is running (/run/lock/kubelab-cleanroom.lock)"
-
-PARENT=${KUBELAB_CLEANROOM_DIR:-/var/tmp}
-CGROUP_DIRS=()
-while read -r d; do CGROUP_DIRS+=("$d"); done < <(cgroup_bases)
-reap_stale
-WORK=$(mktemp -d "$PARENT/kubelab-cleanroom.XXXXXX")
-ROOT=$WORK/root
-ROOM_PID=
-PROXY_PID=
-PHASE=setup
-PHASE_LOG=
-
 phase() {
   PHASE=$1; PHASE_LOG=${2:-}; PHASE_T=$(date +%s)
   say "▶ $PHASE"
@@ -267,81 +251,82 @@ cleanup() {
   say "total $(( $(date +%s) - T0 ))s — $([ "$rc" = 0 ] && echo PASSED || echo FAILED)"
   exit "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM HUP
-make_cgroups
 
 # --- 1. the pristine base --------------------------------------------------------------------
-phase "base: debootstrap --variant=minbase $SUITE (cache $BASE_TAR)" "$WORK/debootstrap.log"
-if [ -f "$BASE_TAR" ] && [ "${KUBELAB_CLEANROOM_REFRESH_BASE:-0}" != 1 ] \
-   && [ -n "$(find "$BASE_TAR" -mtime -"$BASE_MAX_AGE_DAYS")" ]; then
-  say "  cached base from $(date -r "$BASE_TAR" +%F)"
-else
-  mkdir -p "$CACHE_DIR" "$WORK/base"
-  debootstrap --variant=minbase --arch="$ARCH" "$SUITE" "$WORK/base" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
-    || die "debootstrap failed"
-  tar --numeric-owner -C "$WORK/base" -cpf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
-  rm -rf --one-file-system "$WORK/base"
-  say "  base cached: $(du -h "$BASE_TAR" | cut -f1)"
-fi
-phase_done
+base_phase() {
+  phase "base: debootstrap --variant=minbase $SUITE (cache $BASE_TAR)" "$WORK/debootstrap.log"
+  if [ -f "$BASE_TAR" ] && [ "${KUBELAB_CLEANROOM_REFRESH_BASE:-0}" != 1 ] \
+     && [ -n "$(find "$BASE_TAR" -mtime -"$BASE_MAX_AGE_DAYS")" ]; then
+    say "  cached base from $(date -r "$BASE_TAR" +%F)"
+  else
+    mkdir -p "$CACHE_DIR" "$WORK/base"
+    debootstrap --variant=minbase --arch="$ARCH" "$SUITE" "$WORK/base" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+      || die "debootstrap failed"
+    tar --numeric-owner -C "$WORK/base" -cpf "$BASE_TAR.tmp" . && mv "$BASE_TAR.tmp" "$BASE_TAR"
+    rm -rf --one-file-system "$WORK/base"
+    say "  base cached: $(du -h "$BASE_TAR" | cut -f1)"
+  fi
+  phase_done
+}
 
 # --- 2. the root and the checkout ------------------------------------------------------------
-phase "root: unpack the base, clone the checkout's HEAD ($(git -C "$REPO" rev-parse --short HEAD))"
-mkdir -p "$ROOT"
-tar --numeric-owner -C "$ROOT" -xpf "$BASE_TAR"
-git clone -q --no-hardlinks "$REPO" "$ROOT/root/kubelab"
-git -C "$ROOT/root/kubelab" checkout -q --detach "$(git -C "$REPO" rev-parse HEAD)"
-git -C "$ROOT/root/kubelab" remote remove origin
-if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no)" ]; then
-  say "  note: uncommitted changes in $REPO are not in the clean room (it tests HEAD)"
-fi
-mkdir -p "$ROOT/cleanroom/logs"
-cp "$REPO/lab/cleanroom-inside.sh" "$ROOT/cleanroom/inside.sh"
-cp "$REPO/lab/cleanroom_check_demo.py" "$ROOT/cleanroom/check_demo.py"
-cat >"$ROOT/etc/apt/sources.list" <<EOF
+root_phase() {
+  phase "root: unpack the base, clone the checkout's HEAD ($(git -C "$REPO" rev-parse --short HEAD))"
+  mkdir -p "$ROOT"
+  tar --numeric-owner -C "$ROOT" -xpf "$BASE_TAR"
+  git clone -q --no-hardlinks "$REPO" "$ROOT/root/kubelab"
+  git -C "$ROOT/root/kubelab" checkout -q --detach "$(git -C "$REPO" rev-parse HEAD)"
+  git -C "$ROOT/root/kubelab" remote remove origin
+  if [ -n "$(git -C "$REPO" status --porcelain --untracked-files=no)" ]; then
+    say "  note: uncommitted changes in $REPO are not in the clean room (it tests HEAD)"
+  fi
+  mkdir -p "$ROOT/cleanroom/logs"
+  cp "$REPO/lab/cleanroom-inside.sh" "$ROOT/cleanroom/inside.sh"
+  cp "$REPO/lab/cleanroom_check_demo.py" "$ROOT/cleanroom/check_demo.py"
+  cat >"$ROOT/etc/apt/sources.list" <<EOF
 deb $MIRROR $SUITE main
 deb $MIRROR $SUITE-updates main
 deb http://deb.debian.org/debian-security $SUITE-security main
 EOF
-cat >"$ROOT/etc/apt/apt.conf.d/00kubelab-cleanroom-proxy" <<EOF
+  cat >"$ROOT/etc/apt/apt.conf.d/00kubelab-cleanroom-proxy" <<EOF
 // The clean room reaches only Debian's mirror and PyPI, through the host's proxy.
 Acquire::http::Proxy "http://$HOST_IP:$PROXY_PORT";
 Acquire::https::Proxy "http://$HOST_IP:$PROXY_PORT";
 EOF
-cat >"$ROOT/etc/pip.conf" <<EOF
+  cat >"$ROOT/etc/pip.conf" <<EOF
 # The clean room reaches only Debian's mirror and PyPI, through the host's proxy.
 [global]
 proxy = http://$HOST_IP:$PROXY_PORT
 EOF
-# The host's network may inspect TLS with its own CA (then the host's bundle has it, and the
-# host's pip is told to use that bundle): the room's pip trusts what the host trusts; nothing else
-# of the host's pip configuration (PIP_* variables, find-links) comes in.
-if [ -s /etc/ssl/certs/ca-certificates.crt ]; then
-  mkdir -p "$ROOT/etc/ssl"
-  cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/kubelab-cleanroom-host-ca.crt"
-  echo "cert = /etc/ssl/kubelab-cleanroom-host-ca.crt" >>"$ROOT/etc/pip.conf"
-fi
-echo kubelab-cleanroom >"$ROOT/etc/hostname"
-printf '127.0.0.1\tlocalhost\n127.0.1.1\tkubelab-cleanroom\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
-: >"$ROOT/etc/resolv.conf"
-phase_done
+  # The host's network may inspect TLS with its own CA (then the host's bundle has it, and the
+  # host's pip is told to use that bundle): the room's pip trusts what the host trusts; nothing else
+  # of the host's pip configuration (PIP_* variables, find-links) comes in.
+  if [ -s /etc/ssl/certs/ca-certificates.crt ]; then
+    mkdir -p "$ROOT/etc/ssl"
+    cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/kubelab-cleanroom-host-ca.crt"
+    echo "cert = /etc/ssl/kubelab-cleanroom-host-ca.crt" >>"$ROOT/etc/pip.conf"
+  fi
+  echo kubelab-cleanroom >"$ROOT/etc/hostname"
+  printf '127.0.0.1\tlocalhost\n127.0.1.1\tkubelab-cleanroom\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
+  : >"$ROOT/etc/resolv.conf"
+  phase_done
+}
 
 # --- 3. network: a netns with a veth to the host, and the proxy -------------------------------
-phase "network: netns $NETNS, veth $HOST_IF $HOST_IP/30 ↔ $ROOM_IF $ROOM_IP/30, tinyproxy" "$WORK/tinyproxy.log"
-ip netns add "$NETNS"
-ip link add "$HOST_IF" type veth peer name "$ROOM_IF" netns "$NETNS"
-ip addr add "$HOST_IP/30" dev "$HOST_IF"
-ip link set "$HOST_IF" up
-ip -n "$NETNS" link set lo up
-ip -n "$NETNS" addr add "$ROOM_IP/30" dev "$ROOM_IF"
-ip -n "$NETNS" link set "$ROOM_IF" up
-{
-  for h in "${ALLOWED_HOSTS[@]}"; do printf '^%s$\n' "${h//./\\.}"; done
-} >"$WORK/tinyproxy.filter"
-touch "$WORK/tinyproxy.log"; chown nobody "$WORK/tinyproxy.log"; chmod 755 "$WORK"
-cat >"$WORK/tinyproxy.conf" <<EOF
+network_phase() {
+  phase "network: netns $NETNS, veth $HOST_IF $HOST_IP/30 ↔ $ROOM_IF $ROOM_IP/30, tinyproxy" "$WORK/tinyproxy.log"
+  ip netns add "$NETNS"
+  ip link add "$HOST_IF" type veth peer name "$ROOM_IF" netns "$NETNS"
+  ip addr add "$HOST_IP/30" dev "$HOST_IF"
+  ip link set "$HOST_IF" up
+  ip -n "$NETNS" link set lo up
+  ip -n "$NETNS" addr add "$ROOM_IP/30" dev "$ROOM_IF"
+  ip -n "$NETNS" link set "$ROOM_IF" up
+  {
+    for h in "${ALLOWED_HOSTS[@]}"; do printf '^%s$\n' "${h//./\\.}"; done
+  } >"$WORK/tinyproxy.filter"
+  touch "$WORK/tinyproxy.log"; chown nobody "$WORK/tinyproxy.log"; chmod 755 "$WORK"
+  cat >"$WORK/tinyproxy.conf" <<EOF
 User nobody
 Group nogroup
 Port $PROXY_PORT
@@ -358,40 +343,72 @@ FilterURLs Off
 FilterDefaultDeny Yes
 ConnectPort 443
 EOF
-( join_cgroup proxy; exec tinyproxy -d -c "$WORK/tinyproxy.conf" ) >>"$WORK/tinyproxy.log" 2>&1 9>&- &
-PROXY_PID=$!
-deadline=$(( $(date +%s) + 20 ))
-until ip netns exec "$NETNS" bash -c "exec 3<>/dev/tcp/$HOST_IP/$PROXY_PORT" 2>/dev/null; do
-  kill -0 "$PROXY_PID" 2>/dev/null || die "tinyproxy exited"
-  [ "$(date +%s)" -lt "$deadline" ] || die "tinyproxy not listening on $HOST_IP:$PROXY_PORT"
-  sleep 0.2
-done
-[ -z "$(ip -n "$NETNS" route show default)" ] || die "the clean room has a default route"
-phase_done
+  ( join_cgroup proxy; exec tinyproxy -d -c "$WORK/tinyproxy.conf" ) >>"$WORK/tinyproxy.log" 2>&1 9>&- &
+  PROXY_PID=$!
+  deadline=$(( $(date +%s) + 20 ))
+  until ip netns exec "$NETNS" bash -c "exec 3<>/dev/tcp/$HOST_IP/$PROXY_PORT" 2>/dev/null; do
+    kill -0 "$PROXY_PID" 2>/dev/null || die "tinyproxy exited"
+    [ "$(date +%s)" -lt "$deadline" ] || die "tinyproxy not listening on $HOST_IP:$PROXY_PORT"
+    sleep 0.2
+  done
+  [ -z "$(ip -n "$NETNS" route show default)" ] || die "the clean room has a default route"
+  phase_done
+}
 
 # --- 4. inside: namespaces, pivot_root, the README's commands ---------------------------------
-phase "inside: unshare mount/pid/uts/ipc/cgroup in $NETNS, pivot_root, the README's commands"
-(
-  join_cgroup room
-  exec nsenter --net="/run/netns/$NETNS" \
-    unshare --mount --pid --uts --ipc --cgroup --fork --kill-child --propagation private \
-    env KUBELAB_CLEANROOM_TESTS="${KUBELAB_CLEANROOM_TESTS:-all}" bash "$REPO/lab/cleanroom.sh" __stage2 "$ROOT"
-) </dev/null 9>&- &
-ROOM_PID=$!
-set +e
-wait "$ROOM_PID"
-room_rc=$?
-set -e
-ROOM_PID=
-if [ "$room_rc" != 0 ]; then
-  failed=$(cat "$ROOT/cleanroom/logs/FAILED" 2>/dev/null || true)
-  [ -n "$failed" ] && PHASE="inside: $failed" && PHASE_LOG="$ROOT/cleanroom/logs/$failed.log"
-  exit "$room_rc"
-fi
-phase_done
-if [ -f "$ROOT/cleanroom/logs/timings" ]; then
-  say "timings inside: $(tr '\n' ' ' <"$ROOT/cleanroom/logs/timings")"
-fi
+inside_phase() {
+  phase "inside: unshare mount/pid/uts/ipc/cgroup in $NETNS, pivot_root, the README's commands"
+  (
+    join_cgroup room
+    exec nsenter --net="/run/netns/$NETNS" \
+      unshare --mount --pid --uts --ipc --cgroup --fork --kill-child --propagation private \
+      env KUBELAB_CLEANROOM_TESTS="${KUBELAB_CLEANROOM_TESTS:-all}" bash "$REPO/lab/cleanroom.sh" __stage2 "$ROOT"
+  ) </dev/null 9>&- &
+  ROOM_PID=$!
+  set +e
+  wait "$ROOM_PID"
+  room_rc=$?
+  set -e
+  ROOM_PID=
+  if [ "$room_rc" != 0 ]; then
+    failed=$(cat "$ROOT/cleanroom/logs/FAILED" 2>/dev/null || true)
+    [ -n "$failed" ] && PHASE="inside: $failed" && PHASE_LOG="$ROOT/cleanroom/logs/$failed.log"
+    exit "$room_rc"
+  fi
+  phase_done
+  if [ -f "$ROOT/cleanroom/logs/timings" ]; then
+    say "timings inside: $(tr '\n' ' ' <"$ROOT/cleanroom/logs/timings")"
+  fi
+}
+
+main() {
+  [ "$(id -u)" = 0 ] || die "run as root (it builds a root file system and namespaces)"
+  for tool in debootstrap tinyproxy unshare nsenter pivot_root ip git tar flock; do
+    command -v "$tool" >/dev/null || die "'$tool' not found: run 'KUBELAB_CLEANROOM=1 ./lab/deps.sh' first"
+  done
+
+  exec 9>/run/lock/kubelab-cleanroom.lock
+  flock -n 9 || die "another clean room is running (/run/lock/kubelab-cleanroom.lock)"
+
+  PARENT=${KUBELAB_CLEANROOM_DIR:-/var/tmp}
+  CGROUP_DIRS=()
+  while read -r d; do CGROUP_DIRS+=("$d"); done < <(cgroup_bases)
+  reap_stale
+  WORK=$(mktemp -d "$PARENT/kubelab-cleanroom.XXXXXX")
+  ROOT=$WORK/root
+  ROOM_PID=
+  PROXY_PID=
+  PHASE=setup
+  PHASE_LOG=
+
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM HUP
+  make_cgroups
+  base_phase
+  root_phase
+  network_phase
+  inside_phase
 }
 
 # Bash reads a script as it runs it; all of it is in functions, so editing this file during a run is safe.
