@@ -84,7 +84,8 @@ stage2() {
     if [ "$fstype" = cgroup2 ]; then mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$R$mnt"
     else mount -t cgroup -o "nosuid,nodev,noexec,$opts" cgroup "$R$mnt"; fi
   done < <(cgroup_mounts)
-  mount -o remount,bind,ro "$R/sys/fs/cgroup" 2>/dev/null || true
+  # The tmpfs that holds the v1 mount points (not a unified cgroup2 there) is read-only, as on hosts.
+  if [ "$(stat -f -c %T "$R/sys/fs/cgroup")" = tmpfs ]; then mount -o remount,bind,ro "$R/sys/fs/cgroup"; fi
   # /dev: the usual nodes only (bind-mounted from the host), its own devpts, shm and mqueue.
   mount -t tmpfs -o nosuid,mode=755,size=64m tmpfs "$R/dev"
   for n in null zero full random urandom tty; do touch "$R/dev/$n"; mount --bind "/dev/$n" "$R/dev/$n"; done
