@@ -165,7 +165,7 @@ kill_room() {
   while :; do
     pids=$(room_pids)
     [ -z "$pids" ] && return 0
-    if [ "$(date +%s)" -ge "$deadline" ]; then say "WARNING: processes left: $pids" >&2; return 1; fi
+    if [ "$(date +%s)" -ge "$deadline" ]; then say "WARNING: processes left: $pids"; return 1; fi
     for pid in $pids; do kill -KILL "$pid" 2>/dev/null; done
     sleep 0.2
   done
@@ -224,9 +224,12 @@ cleanup() {
   [ -n "$ROOM_PID" ] && kill -KILL "$ROOM_PID" 2>/dev/null
   # PID 1 of the room dies with unshare (--kill-child), and the kernel kills its whole namespace;
   # anything left in our cgroups (the proxy too) is killed by pid until none is left.
-  kill_room
-  [ -n "$ROOM_PID" ] && wait "$ROOM_PID" 2>/dev/null
-  [ -n "$PROXY_PID" ] && wait "$PROXY_PID" 2>/dev/null
+  # (stderr: bash's "Killed" notices of our own background jobs are noise here)
+  {
+    kill_room
+    [ -n "$ROOM_PID" ] && wait "$ROOM_PID"
+    [ -n "$PROXY_PID" ] && wait "$PROXY_PID"
+  } 2>/dev/null
   remove_host_state
   local d
   if [ -d "$ROOT/cleanroom/logs" ] && [ -n "${KUBELAB_CLEANROOM_KEEP_LOGS:-}" ]; then
