@@ -217,7 +217,10 @@ cleanup() {
   trap - EXIT INT TERM HUP
   set +e
   if [ "$rc" != 0 ]; then
-    say "FAILED in phase '$PHASE' (exit $rc)" >&2
+    case $rc in
+      130|143) say "INTERRUPTED in phase '$PHASE' (exit $rc)" >&2 ;;
+      *) say "FAILED in phase '$PHASE' (exit $rc)" >&2 ;;
+    esac
     tail_log "$PHASE_LOG"
   fi
   say "cleanup: processes, proxy, network, cgroups, root"
