@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 PYTEST := $(VENV)/bin/pytest
 PACKAGES := controlplane noded netplugin proxy lab
 
-.PHONY: deps test lint unit bench demo down
+.PHONY: deps test lint unit bench demo down test-clean-room
 
 # System packages from lab/programs.txt (the manifest of every program the project runs) and .venv.
 deps:
@@ -33,6 +33,15 @@ demo: deps
 
 down: deps
 	$(PY) -m lab down
+
+# The README's first command on a minimal Debian 12 that has nothing (lab/cleanroom.sh): debootstrap
+# (base cached under /var/cache/kubelab), apt-get install git make, make demo (VIP checked), make down,
+# make test — in its own namespaces, reaching only the package registries. Root; leaves nothing.
+# CLEANROOM_TESTS=all|tiers|none (tiers: only tests/e2e and tests/privileged inside).
+CLEANROOM_TESTS ?= all
+test-clean-room:
+	@KUBELAB_CLEANROOM=1 ./lab/deps.sh
+	KUBELAB_CLEANROOM_TESTS=$(CLEANROOM_TESTS) ./lab/cleanroom.sh
 
 # --- the Vagrant lab (VMs): see vagrant/Vagrantfile and vagrant/README.md ------------------------
 VAGRANT_ENV := VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1

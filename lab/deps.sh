@@ -3,7 +3,8 @@
 #  1. the system packages of lab/programs.txt (the manifest of every program the project executes):
 #     the `core` group always, `vagrant` with KUBELAB_VAGRANT=1, `cleanroom` with KUBELAB_CLEANROOM=1;
 #     only the missing ones, and `apt-get update` only when something is missing;
-#  2. .venv with the project and its test extras (re-installed only when pyproject.toml changed).
+#  2. .venv with the project and its test extras (re-installed only when pyproject.toml changed);
+#  3. kubectl >= 1.27 when none is on PATH (lab/kubectl.sh: the upstream release, pinned).
 # A second run finds everything in place and returns in about a second.
 # Runs on a minimal Debian as root with no sudo and no python3 yet: plain bash reads the manifest.
 set -euo pipefail
@@ -23,8 +24,8 @@ while read -r program package group flags _; do
   flags=${flags%%#*}
   [[ ,$flags, == *,essential,* ]] && continue           # on every Debian; nothing to install
   [[ ,$flags, == *,guest,* ]] && continue               # inside the Vagrant box, not on the host
-  # onpath (kubectl): any on PATH will do; the package is the fallback.
-  [[ ,$flags, == *,onpath,* ]] && command -v "$program" >/dev/null 2>&1 && continue
+  # onpath (kubectl): not an apt package here; lab/kubectl.sh checks PATH and installs it when needed.
+  [[ ,$flags, == *,onpath,* ]] && continue
   [ -n "${seen[$package]:-}" ] && continue
   seen[$package]=1
   APT_PACKAGES+=("$package")
@@ -63,3 +64,5 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/pip install -q -e '.[test]'
   echo "$want" > "$stamp"
 fi
+
+./lab/kubectl.sh

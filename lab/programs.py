@@ -97,7 +97,7 @@ def packages(entries: Iterable[Entry], groups: Iterable[str], on_path: Callable[
     for e in entries:
         if e.group not in wanted or e.flags & {"essential", "guest"} or e.package in out:
             continue
-        if "onpath" in e.flags and e.program and on_path(e.program):
+        if "onpath" in e.flags:  # lab/kubectl.sh's business (a version check, then a pinned release)
             continue
         out.append(e.package)
     return out
