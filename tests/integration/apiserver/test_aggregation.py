@@ -27,9 +27,9 @@ from controlplane.api import errors
 from controlplane.metricsserver.server import MetricsAPI, SarAuthorizer, serve_https
 from controlplane.metricsserver.storage import MetricsStore, NodeBatch, Point
 from tests.helpers.apiserver import RunningApiServer, free_port, start_apiserver
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 
-KUBECTL = {v: Path(f"/usr/lib/google-cloud-sdk/bin/kubectl.{v}") for v in ("1.33", "1.27")}
 NODE = {"metadata": {"name": "kl-node1", "labels": {"role": "worker"}}}
 
 
@@ -106,7 +106,7 @@ def _available(srv: RunningApiServer) -> str:
 
 def _kubectl(srv: RunningApiServer, version: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(KUBECTL[version]), "--kubeconfig", str(srv.kubeconfig), *args],
+        [kubectl_binary(version), "--kubeconfig", str(srv.kubeconfig), *args],
         capture_output=True,
         text=True,
         timeout=60,

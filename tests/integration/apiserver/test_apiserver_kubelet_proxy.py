@@ -17,10 +17,10 @@ import pytest
 
 from controlplane import pki
 from tests.helpers.apiserver import RunningApiServer, free_port
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 
 FAKE = Path(__file__).with_name("fake_kubelet.py")
-KUBECTL = "/usr/bin/kubectl"
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def kubectl(
     server: RunningApiServer, tmp: Path, *args: str, input: bytes | None = None
 ) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        [KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp / "cache"), *args],
+        [kubectl_binary(), "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp / "cache"), *args],
         capture_output=True,
         input=input,
         timeout=60,
@@ -123,7 +123,7 @@ def test_exec_websocket_relay_with_kubectl(server: RunningApiServer, kubelet: in
 def test_exec_over_raw_spdy_with_old_kubectl(
     server: RunningApiServer, kubelet: int, tmp_path: Path, version: str
 ) -> None:
-    old = f"/usr/lib/google-cloud-sdk/bin/kubectl.{version}"
+    old = kubectl_binary(version)
     base = [old, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp_path / "cache")]
     r = subprocess.run([*base, "exec", "solo", "--", "echo", "hello"], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
@@ -157,7 +157,7 @@ def test_port_forward_through_the_proxy(server: RunningApiServer, kubelet: int, 
         p = c.get("/api/v1/namespaces/default/pods/solo").json()
         p["status"] = {"phase": "Running"}
         assert c.put("/api/v1/namespaces/default/pods/solo/status", json=p).status_code == 200
-    binary = KUBECTL if version == "1.33" else f"/usr/lib/google-cloud-sdk/bin/kubectl.{version}"
+    binary = kubectl_binary(version)
     port = free_port()
     args = ["port-forward", "pod/solo", f"{port}:80"]
     proc = subprocess.Popen(

@@ -14,12 +14,10 @@ from typing import Any
 import pytest
 
 from tests.helpers.apiserver import RunningApiServer, start_apiserver
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 
-KUBECTLS = {
-    "1.27": "/usr/lib/google-cloud-sdk/bin/kubectl.1.27",
-    "1.33": "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
-}
+KUBECTLS = ("1.27", "1.33")
 
 RC = """
 apiVersion: v1
@@ -54,7 +52,7 @@ class Kubectl:
 
 @pytest.fixture(params=sorted(KUBECTLS))
 def k(request: pytest.FixtureRequest, server: RunningApiServer, tmp_path: Path) -> Kubectl:
-    return Kubectl(KUBECTLS[request.param], server, tmp_path / "cache")
+    return Kubectl(kubectl_binary(request.param), server, tmp_path / "cache")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.apiserver import RunningApiServer
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 
 KUBECTLS = {
@@ -37,9 +38,7 @@ class Kubectl:
 
 @pytest.fixture(params=list(KUBECTLS))
 def kubectl(request: pytest.FixtureRequest, server: RunningApiServer, tmp_path: Path) -> Kubectl:
-    binary = KUBECTLS[request.param]
-    if not Path(binary).exists():
-        pytest.skip(f"{binary} is not installed")
+    binary = kubectl_binary(request.param)
     return Kubectl(binary, server, tmp_path / "cache")
 
 
@@ -109,7 +108,7 @@ def test_create_and_describe_rbac_objects(kubectl: Kubectl, namespace: str) -> N
 
 
 def test_whoami(server: RunningApiServer, tmp_path: Path) -> None:
-    kubectl = Kubectl(KUBECTLS["1.33"], server, tmp_path / "cache")
+    kubectl = Kubectl(kubectl_binary("1.33"), server, tmp_path / "cache")
     out = kubectl("auth", "whoami").stdout
     assert "kubernetes-admin" in out and "system:masters" in out and "system:authenticated" in out
     out = kubectl("auth", "whoami", "--as", "alice", "--as-group", "team").stdout
@@ -148,7 +147,7 @@ def test_python_client_create_rbac_role_from_yaml(
 
 
 def test_explain_and_bootstrap_roles(server: RunningApiServer, tmp_path: Path) -> None:
-    kubectl = Kubectl(KUBECTLS["1.33"], server, tmp_path / "cache")
+    kubectl = Kubectl(kubectl_binary("1.33"), server, tmp_path / "cache")
     out = kubectl("explain", "clusterrole.aggregationRule").stdout
     assert "clusterRoleSelectors" in out
     names = kubectl("get", "clusterroles", "-o", "name").stdout.split()

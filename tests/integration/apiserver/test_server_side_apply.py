@@ -14,10 +14,11 @@ import pytest
 import yaml
 
 from tests.helpers.apiserver import RunningApiServer
+from tests.helpers.kubectl import kubectl_binary
 
 CM = "/api/v1/namespaces/default/configmaps"
 APPLY = {"Content-Type": "application/apply-patch+yaml"}
-KUBECTLS = ["/usr/lib/google-cloud-sdk/bin/kubectl.1.27", "/usr/lib/google-cloud-sdk/bin/kubectl.1.33"]
+KUBECTLS = ["1.27", "1.33"]
 
 
 def manifest(name: str, **data: str) -> str:
@@ -139,9 +140,7 @@ def test_bad_managed_fields_are_refused(http: httpx.Client, cm_name: str) -> Non
 
 @pytest.fixture(params=KUBECTLS, ids=["1.27", "1.33"])
 def kubectl(request: pytest.FixtureRequest, server: RunningApiServer, tmp_path: Path) -> Any:
-    binary = request.param
-    if not Path(binary).exists():
-        pytest.skip(f"{binary} is not installed")
+    binary = kubectl_binary(request.param)
 
     def run(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
         cmd = [binary, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp_path / "cache"), *args]

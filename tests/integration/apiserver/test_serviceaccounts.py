@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from tests.helpers.apiserver import REPO, RunningApiServer, start_apiserver
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 
-KUBECTL = "/usr/lib/google-cloud-sdk/bin/kubectl.1.33"
 MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
@@ -138,7 +138,8 @@ def test_issuer_discovery_is_public(cp: RunningApiServer, http: httpx.Client, na
 def test_kubectl_create_token(cp: RunningApiServer, http: httpx.Client, namespace: str, tmp_path: Path) -> None:
     wait_for(lambda: http.get(f"/api/v1/namespaces/{namespace}/serviceaccounts/default").status_code == 200)
     pod = http.post(f"/api/v1/namespaces/{namespace}/pods", json={**POD, "metadata": {"name": "web"}}).json()
-    base = [KUBECTL, "--kubeconfig", str(cp.kubeconfig), "--cache-dir", str(tmp_path / "cache"), "-n", namespace]
+    cache = str(tmp_path / "cache")
+    base = [kubectl_binary("1.33"), "--kubeconfig", str(cp.kubeconfig), "--cache-dir", cache, "-n", namespace]
     r = subprocess.run(
         [*base, "create", "token", "default", "--duration", "20m", "--audience", "vault",
          "--bound-object-kind", "Pod", "--bound-object-name", "web"],
@@ -162,7 +163,7 @@ def _user_kubectl(cp: RunningApiServer, tmp_path: Path, name: str) -> list[str]:
         cwd=REPO, capture_output=True, text=True, timeout=60, check=True,
     ).stdout.strip()  # fmt: skip
     assert out.endswith(f"users/{name}.kubeconfig")
-    return [KUBECTL, "--kubeconfig", out, "--cache-dir", str(tmp_path / "cache")]
+    return [kubectl_binary("1.33"), "--kubeconfig", out, "--cache-dir", str(tmp_path / "cache")]
 
 
 def test_user_from_kubelab_user_add_authenticates(cp: RunningApiServer, tmp_path: Path) -> None:

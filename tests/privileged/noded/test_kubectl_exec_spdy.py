@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import subprocess
 
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 from tests.privileged.noded.test_noded_api import Cluster, running_ready
 from tests.privileged.noded.test_noded_api import cluster as cluster
 from tests.privileged.noded.test_tty import stty_size_becomes, terminal
 
-OLD = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27"
-
 
 def test_old_kubectl_exec_over_spdy(cluster: Cluster) -> None:
     cluster.create("spdy", [{"name": "c", "image": cluster.image("busybox"), "command": ["sleep", "3600"]}])
     cluster.wait_pod("spdy", running_ready)
-    base = [OLD, "--kubeconfig", str(cluster.api.kubeconfig), "exec"]
+    base = [kubectl_binary("1.27"), "--kubeconfig", str(cluster.api.kubeconfig), "exec"]
     r = subprocess.run([*base, "spdy", "--", "sh", "-c", "echo out; echo err >&2"], capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert (r.stdout, r.stderr) == (b"out\n", b"err\n")

@@ -17,22 +17,19 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
 from controlplane.api.registry import PODS, SERVICES
 from noded.host import nsnet
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 from tests.privileged.noded.test_noded_api import Cluster, running_ready
 from tests.privileged.noded.test_noded_api import cluster as cluster
 
 # ≥1.31: SPDY/3.1 inside a WebSocket; ≤1.30: raw SPDY after an HTTP upgrade (spdy_upgrade).
-KUBECTLS = {
-    "1.33": "/usr/bin/kubectl",
-    # Each transport at both ends of its range (1.28, 1.29 and 1.32 passed too; kept out for time).
-    **{f"1.{m}": f"/usr/lib/google-cloud-sdk/bin/kubectl.1.{m}" for m in (31, 30, 27)},
-}
+# Each transport at both ends of its range (1.28, 1.29 and 1.32 passed too; kept out for time).
+KUBECTLS = ("1.33", "1.31", "1.30", "1.27")
 
 # httpd only on the pod's loopback (unreachable from outside the pod), and an echo server
 # (``cat`` per connection: answers only once the client half-closes, so half-close is tested).
@@ -133,9 +130,7 @@ def server_pod(cluster: Cluster) -> str:
 
 @pytest.mark.parametrize("version", sorted(KUBECTLS))
 def test_kubectl_port_forward_reaches_the_pods_loopback(cluster: Cluster, server_pod: str, version: str) -> None:
-    kubectl = KUBECTLS[version]
-    if not Path(kubectl).exists():
-        pytest.skip(f"kubectl {version} is not installed at {kubectl}")
+    kubectl = kubectl_binary(version)
     # The web server listens on the pod's 127.0.0.1 only: nothing outside the pod can reach it.
     pod_ip = cluster.pod(server_pod)["status"]["podIP"]
     with pytest.raises(ConnectionRefusedError):
@@ -168,7 +163,7 @@ def test_kubectl_port_forward_reaches_the_pods_loopback(cluster: Cluster, server
 
 def test_big_download_and_kubectl_going_away_closes_the_pod_side(cluster: Cluster, server_pod: str) -> None:
     big = "".join(f"{i}\n" for i in range(1, 600001)).encode()  # what ``seq`` wrote in the pod (~4 MB)
-    with port_forward(cluster, KUBECTLS["1.33"], f"pod/{server_pod}", "0:8080", "0:9090") as pf:
+    with port_forward(cluster, kubectl_binary("1.33"), f"pod/{server_pod}", "0:8080", "0:9090") as pf:
         web, echo_port = pf.local_ports(2)
         with socket.create_connection(("127.0.0.1", web), timeout=30) as s:
             s.sendall(b"GET /big HTTP/1.0\r\n\r\n")
@@ -207,7 +202,7 @@ def test_port_forward_to_a_service_resolves_its_pod_and_target_port(cluster: Clu
         "spec": {"selector": {"app": "pf"}, "ports": [{"name": "web", "port": 80, "targetPort": 8080}]},
     }
     cluster.client.create(SERVICES, svc, "default")
-    with port_forward(cluster, KUBECTLS["1.33"], "svc/pf-svc", "0:80") as pf:
+    with port_forward(cluster, kubectl_binary("1.33"), "svc/pf-svc", "0:80") as pf:
         (web,) = pf.local_ports(1)
         assert "-> 8080" in pf.stdout
         assert http_get(web).endswith(b"hello-from-the-pod\n")
