@@ -157,9 +157,8 @@ def _default_pod(obj: Obj) -> None:
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec.setdefault("serviceAccountName", sa)
     spec.setdefault("serviceAccount", sa)
-    # Priority admission without PriorityClasses: everyone gets 0 and the default policy
-    spec.setdefault("priority", 0)
-    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    # spec.priority and preemptionPolicy are set by the Priority admission plugin on create
+    # (controlplane/apiserver/priority_admission.py), not by defaulting
     # requests default to limits (SetDefaults_Pod)
     for key in ("initContainers", "containers"):
         for c in _dicts(spec.get(key)):
@@ -427,6 +426,12 @@ def drop_type_dependent_fields(resource: Resource, obj: dict[str, Any], old: dic
                 del spec[key]
 
 
+def _default_priorityclass(obj: Obj) -> None:
+    # SetDefaults_PriorityClass: preemptionPolicy PreemptLowerPriority
+    if not obj.get("preemptionPolicy"):
+        obj["preemptionPolicy"] = "PreemptLowerPriority"
+
+
 _BY_PLURAL: dict[str, Callable[[Obj], None]] = {
     "pods": _default_pod,
     "services": _default_service,
@@ -442,6 +447,7 @@ _BY_PLURAL: dict[str, Callable[[Obj], None]] = {
     "events": _default_event,
     "secrets": _default_secret,
     "networkpolicies": _default_networkpolicy,
+    "priorityclasses": _default_priorityclass,
 }
 
 

@@ -67,8 +67,12 @@ NETWORKING = {
     "NetworkPolicyPort",
     "IPBlock",
 }
+# Ingress, IngressClass and their parts (HTTPIngressPath, IngressBackend, ServiceBackendPort …)
+NETWORKING_PREFIXES = ("Ingress", "HTTPIngress", "ServiceBackendPort")
 AUTOSCALING = {"Scale", "ScaleSpec", "ScaleStatus"}
 POLICY = {"Eviction"}
+POLICY_PREFIXES = ("PodDisruptionBudget",)
+SCHEDULING = {"PriorityClass", "PriorityClassList"}
 
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 
@@ -93,6 +97,12 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("V1Lease", "coordination.k8s.io", "v1", "Lease"),
     ("V1EndpointSlice", "discovery.k8s.io", "v1", "EndpointSlice"),
     ("V1NetworkPolicy", "networking.k8s.io", "v1", "NetworkPolicy"),
+    ("V1ResourceQuota", "", "v1", "ResourceQuota"),
+    ("V1LimitRange", "", "v1", "LimitRange"),
+    ("V1PodDisruptionBudget", "policy", "v1", "PodDisruptionBudget"),
+    ("V1PriorityClass", "scheduling.k8s.io", "v1", "PriorityClass"),
+    ("V1Ingress", "networking.k8s.io", "v1", "Ingress"),
+    ("V1IngressClass", "networking.k8s.io", "v1", "IngressClass"),
     ("V1Scale", "autoscaling", "v1", "Scale"),
     ("V1Eviction", "policy", "v1", "Eviction"),
     ("V1Status", "", "v1", "Status"),
@@ -112,8 +122,12 @@ def schema_name(py_name: str) -> str:
         return f"io.k8s.apimachinery.pkg.apis.meta.v1.{go}"
     if py_name.startswith("Discovery") or go in DISCOVERY:
         return f"io.k8s.api.discovery.v1.{go}"
-    if go in NETWORKING:
+    if go in NETWORKING or go.startswith(NETWORKING_PREFIXES):
         return f"io.k8s.api.networking.v1.{go}"
+    if go in SCHEDULING:
+        return f"io.k8s.api.scheduling.v1.{go}"
+    if go.startswith(POLICY_PREFIXES):
+        return f"io.k8s.api.policy.v1.{go}"
     if go in COORDINATION:
         return f"io.k8s.api.coordination.v1.{go}"
     if go in AUTOSCALING:
@@ -254,6 +268,7 @@ _INT64 = {
     ("SecurityContext", "runAsGroup"), ("SecurityContext", "runAsUser"),
     ("ServiceAccountTokenProjection", "expirationSeconds"), ("SleepAction", "seconds"),
     ("Toleration", "tolerationSeconds"), ("Condition", "observedGeneration"),
+    ("PodDisruptionBudgetStatus", "observedGeneration"),
     ("DeleteOptions", "gracePeriodSeconds"), ("ListMeta", "remainingItemCount"),
     ("ObjectMeta", "deletionGracePeriodSeconds"), ("ObjectMeta", "generation"),
     # uid/gid-valued fields of newer projected volumes: user IDs are int64 in Go
@@ -272,6 +287,9 @@ _QUANTITY = {
     ("NodeStatus", "allocatable"), ("NodeStatus", "capacity"), ("PodSpec", "overhead"),
     ("EmptyDirVolumeSource", "sizeLimit"), ("ResourceFieldSelector", "divisor"),
     ("NodeAllocatableMappedResources", "quantity"),
+    ("ResourceQuotaSpec", "hard"), ("ResourceQuotaStatus", "hard"), ("ResourceQuotaStatus", "used"),
+    ("LimitRangeItem", "default"), ("LimitRangeItem", "defaultRequest"), ("LimitRangeItem", "max"),
+    ("LimitRangeItem", "min"), ("LimitRangeItem", "maxLimitRequestRatio"),
 }  # fmt: skip
 
 # String enums kube-apiserver's validation enforces ("Unsupported value"), as its v3 documents list them.
@@ -293,6 +311,11 @@ _ENUMS: dict[tuple[str, str], list[str]] = {
     ("JobSpec", "completionMode"): ["Indexed", "NonIndexed"],
     ("Toleration", "operator"): ["Equal", "Exists"],
     ("Taint", "effect"): ["NoExecute", "NoSchedule", "PreferNoSchedule"],
+    ("PriorityClass", "preemptionPolicy"): ["Never", "PreemptLowerPriority"],
+    ("PodSpec", "preemptionPolicy"): ["Never", "PreemptLowerPriority"],
+    ("IngressSpec", "pathType"): ["Exact", "ImplementationSpecific", "Prefix"],
+    ("HTTPIngressPath", "pathType"): ["Exact", "ImplementationSpecific", "Prefix"],
+    ("PodDisruptionBudgetSpec", "unhealthyPodEvictionPolicy"): ["AlwaysAllow", "IfHealthyBudget"],
 }
 
 

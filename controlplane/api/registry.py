@@ -74,11 +74,7 @@ class Resource:
     @property
     def storage_name(self) -> str:
         # events and endpointslices live under their group to keep keys unambiguous
-        return (
-            f"{self.group}/{self.plural}"
-            if self.group and self.group not in ("apps", "batch")
-            else self.plural
-        )
+        return f"{self.group}/{self.plural}" if self.group and self.group not in ("apps", "batch") else self.plural
 
 
 def _r(group: str, kind: str, plural: str, namespaced: bool = True, **kw: object) -> Resource:
@@ -174,6 +170,19 @@ RESOURCES: tuple[Resource, ...] = (
     _r("coordination.k8s.io", "Lease", "leases", has_generation=False),
     _r("discovery.k8s.io", "EndpointSlice", "endpointslices", has_generation=False),
     _r("networking.k8s.io", "NetworkPolicy", "networkpolicies", short_names=("netpol",)),
+    _r("", "ResourceQuota", "resourcequotas", short_names=("quota",), subresources=("status",), has_generation=False),
+    _r("", "LimitRange", "limitranges", short_names=("limits",), has_generation=False),
+    _r("policy", "PodDisruptionBudget", "poddisruptionbudgets", short_names=("pdb",), subresources=("status",)),
+    _r(
+        "scheduling.k8s.io",
+        "PriorityClass",
+        "priorityclasses",
+        namespaced=False,
+        short_names=("pc",),
+        has_generation=False,
+    ),
+    _r("networking.k8s.io", "Ingress", "ingresses", short_names=("ing",), subresources=("status",)),
+    _r("networking.k8s.io", "IngressClass", "ingressclasses", namespaced=False),
 )
 
 _BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -218,3 +227,9 @@ JOBS = _BY_PATH[("batch", "v1", "jobs")]
 LEASES = _BY_PATH[("coordination.k8s.io", "v1", "leases")]
 ENDPOINTSLICES = _BY_PATH[("discovery.k8s.io", "v1", "endpointslices")]
 NETWORKPOLICIES = _BY_PATH[("networking.k8s.io", "v1", "networkpolicies")]
+RESOURCEQUOTAS = _BY_PATH[("", "v1", "resourcequotas")]
+LIMITRANGES = _BY_PATH[("", "v1", "limitranges")]
+PODDISRUPTIONBUDGETS = _BY_PATH[("policy", "v1", "poddisruptionbudgets")]
+PRIORITYCLASSES = _BY_PATH[("scheduling.k8s.io", "v1", "priorityclasses")]
+INGRESSES = _BY_PATH[("networking.k8s.io", "v1", "ingresses")]
+INGRESSCLASSES = _BY_PATH[("networking.k8s.io", "v1", "ingressclasses")]

@@ -90,6 +90,7 @@ _TOP_FIELDS: dict[str, set[str]] = {
     "serviceaccounts": {"secrets", "imagePullSecrets", "automountServiceAccountToken"},
     "endpointslices": {"addressType", "endpoints", "ports"},
     "controllerrevisions": {"data", "revision"},
+    "priorityclasses": {"value", "globalDefault", "description", "preemptionPolicy"},
 }
 
 

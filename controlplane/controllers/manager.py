@@ -89,6 +89,7 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
     # Imported here so that a broken optional controller cannot stop the module from importing.
     from controlplane.controllers.daemonset import DaemonSetController
     from controlplane.controllers.deployment import DeploymentController
+    from controlplane.controllers.disruption import DisruptionController
     from controlplane.controllers.endpoints import EndpointsController, EndpointSliceController
     from controlplane.controllers.garbagecollector import GarbageCollector
     from controlplane.controllers.job import JobController
@@ -97,6 +98,7 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
     from controlplane.controllers.nodelifecycle import NodeLifecycleController
     from controlplane.controllers.podgc import PodGCController
     from controlplane.controllers.replicaset import ReplicaSetController
+    from controlplane.controllers.resourcequota import ResourceQuotaController
     from controlplane.controllers.serviceaccount import ServiceAccountController
     from controlplane.controllers.statefulset import StatefulSetController
 
@@ -118,6 +120,8 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
         "garbagecollector": GarbageCollector,
         "serviceaccount": ServiceAccountController,
         "podgc": lambda ctx: PodGCController(ctx, terminated_threshold=opts.terminated_pod_gc_threshold),
+        "disruption": DisruptionController,
+        "resourcequota": ResourceQuotaController,
     }
     if opts.root_ca_file:
         from pathlib import Path
