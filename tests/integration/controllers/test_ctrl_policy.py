@@ -128,12 +128,15 @@ def test_priorityclass_and_priority_admission(cluster: Cluster, k: Kubectl, ns: 
         assert "created" in k("create", "priorityclass", name, "--value=1000", "--description=test").stdout
         rows = [line.split() for line in k("get", "priorityclass").stdout.splitlines()]
         assert rows[0] == ["NAME", "VALUE", "GLOBAL-DEFAULT", "AGE", "PREEMPTIONPOLICY"]
-        assert rows[
-            [r[0] for r in rows].index("system-node-critical")
-        ][:3] == ["system-node-critical", "2000001000", "false"]
-        assert rows[[r[0] for r in rows].index("system-cluster-critical")][
-            :2
-        ] == ["system-cluster-critical", "2000000000"]
+        assert rows[[r[0] for r in rows].index("system-node-critical")][:3] == [
+            "system-node-critical",
+            "2000001000",
+            "false",
+        ]
+        assert rows[[r[0] for r in rows].index("system-cluster-critical")][:2] == [
+            "system-cluster-critical",
+            "2000000000",
+        ]
         pod = _pod("p")
         pod["spec"]["priorityClassName"] = name
         made = cluster.client.create(registry.PODS, pod, namespace=ns)
@@ -209,3 +212,47 @@ def test_pdb_blocks_drain_until_the_budget_allows(cluster: Cluster, k: Kubectl, 
         )
     finally:
         k("uncordon", node, ok=False)
+
+
+def test_high_priority_pod_preempts_a_lower_one(cluster: Cluster, k: Kubectl, ns: str) -> None:
+    low, high = f"{ns}-low", f"{ns}-high"
+    try:
+        k("create", "priorityclass", low, "--value=10")
+        k("create", "priorityclass", high, "--value=1000")
+        nodes = [n["metadata"]["name"] for n in cluster.client.list(registry.NODES)["items"]]
+        for i in range(len(nodes)):  # one 3-cpu pod fills each 4-cpu node
+            p = _pod(f"low-{i}", cpu="3")
+            p["spec"]["priorityClassName"] = low
+            cluster.client.create(registry.PODS, p, namespace=ns)
+
+        def pods() -> dict[str, Any]:
+            return {p["metadata"]["name"]: p for p in cluster.client.list(registry.PODS, namespace=ns)["items"]}
+
+        wait_for(lambda: all(p["spec"].get("nodeName") for p in pods().values()), timeout=30, message="low pods bound")
+        before = {n: p["spec"]["nodeName"] for n, p in pods().items()}
+        h = _pod("important", cpu="2")
+        h["spec"]["priorityClassName"] = high
+        cluster.client.create(registry.PODS, h, namespace=ns)
+        wait_for(
+            lambda: (pods().get("important") or {}).get("spec", {}).get("nodeName"),
+            timeout=40,
+            message="the high-priority pod bound after preemption",
+        )
+        now = pods()
+        node = now["important"]["spec"]["nodeName"]
+        victims = [n for n, at in before.items() if at == node]
+        assert len(victims) == 1 and victims[0] not in now  # the one low pod on that node was preempted
+        assert sum(1 for n in before if n in now) == len(nodes) - 1  # the other low pods untouched
+        events = cluster.client.list(registry.EVENTS, namespace=ns)["items"]
+        assert any(
+            e.get("reason") == "Preempted" and e["involvedObject"]["name"] == victims[0] and node in e["message"]
+            for e in events
+        )
+        header = k("get", "pods", "-o", "wide", "-n", ns).stdout.splitlines()[0]
+        assert "NOMINATED NODE" in header
+    finally:
+        for name in (low, high):
+            try:
+                cluster.client.delete(registry.PRIORITYCLASSES, name)
+            except errors.NotFound:
+                pass
