@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from controlplane.api import errors
 from controlplane.api.meta import parse_time
 from controlplane.api.selectors import LabelSelector
 
@@ -36,6 +37,13 @@ def selects(pdb: Obj, pod: Obj) -> bool:
         return False
     labels = (pod.get("metadata") or {}).get("labels") or {}
     return LabelSelector.from_dict(sel).matches(labels)
+
+
+def _time(ts: Any) -> datetime | None:
+    try:
+        return parse_time(ts) if isinstance(ts, str) else None
+    except (ValueError, errors.ApiError):
+        return None
 
 
 def pod_ready(pod: Obj) -> bool:
@@ -67,7 +75,7 @@ def compute_status(pdb: Obj, pods: Sequence[Obj], now: datetime) -> dict[str, An
     # disruptedPods: evicted but not yet gone; they do not count as healthy (until the timeout)
     disrupted: dict[str, str] = {}
     for name, ts in (old.get("disruptedPods") or {}).items():
-        at = parse_time(ts)
+        at = _time(ts)
         pod = next((p for p in mine if (p.get("metadata") or {}).get("name") == name), None)
         gone = pod is None or (pod.get("metadata") or {}).get("deletionTimestamp")
         if at is not None and not gone and now - at < DELETION_TIMEOUT:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from controlplane.api import errors
 from controlplane.api import tables as _t
 from controlplane.api.meta import parse_time
 
@@ -23,28 +24,36 @@ Cell = _t.Cell
 
 
 def _intstr(v: Any) -> str:
-    return "N/A" if v is None else str(v)
+    return str(v) if isinstance(v, int | str) and not isinstance(v, bool) else "N/A"
+
+
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
 
 
 def _quota_row(q: Obj, now: datetime) -> list[Cell]:
     # printResourceQuota: "pods: 1/2" per resource, limits.* under LIMIT, the rest under REQUEST
-    hard = _t._get(q, "status", "hard") or _t._get(q, "spec", "hard") or {}
-    used = _t._get(q, "status", "used") or {}
+    hard = _dict(_t._get(q, "status", "hard")) or _dict(_t._get(q, "spec", "hard"))
+    used = _dict(_t._get(q, "status", "used"))
     requests: list[str] = []
     limits: list[str] = []
-    for name in sorted(hard) if isinstance(hard, dict) else []:
-        text = f"{name}: {used.get(name, '0') if isinstance(used, dict) else '0'}/{hard[name]}"
+    for name in sorted(hard, key=str):
+        text = f"{name}: {used.get(name, '0')}/{hard[name]}"
         (limits if name.startswith("limits.") else requests).append(text)
     return [_t._name(q), _t._age(q, now), ", ".join(requests), ", ".join(limits)]
 
 
 def _limitrange_row(lr: Obj, now: datetime) -> list[Cell]:
-    ts = parse_time(_t._get(lr, "metadata", "creationTimestamp"))
+    raw = _t._get(lr, "metadata", "creationTimestamp")
+    try:
+        ts = parse_time(raw) if isinstance(raw, str) else None
+    except (ValueError, errors.ApiError):
+        ts = None
     return [_t._name(lr), ts.strftime("%Y-%m-%dT%H:%M:%SZ") if ts is not None else "<unknown>"]
 
 
 def _pdb_row(pdb: Obj, now: datetime) -> list[Cell]:
-    spec = pdb.get("spec") or {}
+    spec = _dict(pdb.get("spec"))
     return [
         _t._name(pdb),
         _intstr(spec.get("minAvailable")),
@@ -66,7 +75,7 @@ def _priorityclass_row(pc: Obj, now: datetime) -> list[Cell]:
 
 def _ingress_hosts(ing: Obj) -> str:
     # formatHosts: every rule's host ("*" for none), three at most then "+ N more..."
-    hosts = [str(r.get("host") or "*") for r in _t._maps(_t._get(ing, "spec", "rules"))]
+    hosts = [_t._str(r.get("host")) or "*" for r in _t._maps(_t._get(ing, "spec", "rules"))]
     if not hosts:
         return "*"
     if len(hosts) > 3:
@@ -75,16 +84,16 @@ def _ingress_hosts(ing: Obj) -> str:
 
 
 def _ingress_row(ing: Obj, now: datetime) -> list[Cell]:
-    spec = ing.get("spec") or {}
-    cls = spec.get("ingressClassName") or "<none>"
+    spec = _dict(ing.get("spec"))
+    cls = _t._str(spec.get("ingressClassName")) or "<none>"
     lbs = _t._maps(_t._get(ing, "status", "loadBalancer", "ingress"))
-    address = ",".join(str(lb.get("ip") or lb.get("hostname") or "") for lb in lbs)
+    address = ",".join(_t._str(lb.get("ip")) or _t._str(lb.get("hostname")) for lb in lbs)
     ports = "80, 443" if _t._list(spec.get("tls")) else "80"
     return [_t._name(ing), str(cls), _ingress_hosts(ing), address, ports, _t._age(ing, now)]
 
 
 def _ingressclass_row(ic: Obj, now: datetime) -> list[Cell]:
-    spec = ic.get("spec") or {}
+    spec = _dict(ic.get("spec"))
     params = spec.get("parameters")
     text = "<none>"
     if isinstance(params, dict):
