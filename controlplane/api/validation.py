@@ -1183,3 +1183,9 @@ def validate_or_raise(resource: Resource, obj: dict[str, Any], old: dict[str, An
         assert isinstance(meta, dict)
         name = str(meta.get("name") or meta.get("generateName") or "")
         raise errors.invalid(resource.kind, name, causes)
+
+
+# The policy kinds' checks live in their own module (which reads this one's helpers).
+from controlplane.api.validation_policy import KINDS as _POLICY_KINDS  # noqa: E402
+
+_KINDS.update(_POLICY_KINDS)

@@ -274,3 +274,49 @@ def test_tables_of_policy_kinds() -> None:
         ["Name", "Created At"],
         ["lr", "2026-01-01T00:00:00Z"],
     ]
+
+
+# -- validation ------------------------------------------------------------------------------------
+
+
+def causes(res: registry.Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    from controlplane.api import validation
+
+    if res.namespaced:
+        obj["metadata"].setdefault("namespace", "ns")
+    return [(c.field, c.message) for c in validation.validate(res, obj, old)]
+
+
+def test_validation_of_policy_kinds() -> None:
+    both = causes(registry.PODDISRUPTIONBUDGETS, pdb(minAvailable=1, maxUnavailable=1))
+    assert [f for f, m in both if m.endswith(": minAvailable and maxUnavailable cannot be both set")] == ["spec"]
+    assert causes(registry.PODDISRUPTIONBUDGETS, pdb(minAvailable="150%")) == [
+        ("spec.minAvailable", 'Invalid value: "150%": must not be greater than 100%')
+    ]
+    assert causes(registry.PODDISRUPTIONBUDGETS, pdb(maxUnavailable="50%")) == []
+    pc = {"metadata": {"name": "huge"}, "value": 2000000000}
+    assert causes(registry.PRIORITYCLASSES, pc) == [
+        ("value", "Forbidden: maximum allowed value of a user defined priority is 1000000000")
+    ]
+    fake = {"metadata": {"name": "system-mine"}, "value": 5}
+    assert causes(registry.PRIORITYCLASSES, fake)[0][0] == "metadata.name"
+    for sys_class in priority_admission.system_classes():
+        assert causes(registry.PRIORITYCLASSES, sys_class) == []
+    changed = causes(
+        registry.PRIORITYCLASSES, {"metadata": {"name": "a"}, "value": 2}, {"metadata": {"name": "a"}, "value": 1}
+    )
+    assert ("value", "Forbidden: may not be changed in an update.") in changed
+    ing = {
+        "metadata": {"name": "i"},
+        "spec": {"rules": [{"http": {"paths": [{"path": "x", "pathType": "Prefix", "backend": {}}]}}]},
+    }
+    assert causes(registry.INGRESSES, ing) == [
+        ("spec.rules[0].http.paths[0].path", 'Invalid value: "x": must be an absolute path'),
+        ("spec.rules[0].http.paths[0].backend", 'Invalid value: "": resource or service backend is required'),
+    ]
+    del ing["spec"]["rules"][0]["http"]["paths"][0]["pathType"]
+    assert ("spec.rules[0].http.paths[0].pathType", "Required value: pathType must be specified") in causes(
+        registry.INGRESSES, ing
+    )
+    bad_lr = {"metadata": {"name": "l"}, "spec": {"limits": [{"type": "Node"}]}}
+    assert causes(registry.LIMITRANGES, bad_lr)[0][0] == "spec.limits[0].type"
