@@ -51,7 +51,8 @@ def _pdb(e: _E, obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
 
 
 def _priorityclass(e: _E, obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
-    name = str((obj.get("metadata") or {}).get("name") or "")
+    meta = obj.get("metadata")
+    name = str(meta.get("name") or "") if isinstance(meta, dict) else ""
     value = e.int_at(obj, "value", "value")
     if value is None and "value" not in obj:
         value = 0
