@@ -176,7 +176,8 @@ def forbidden(res: Resource, obj: Obj, reason: str) -> errors.Forbidden:
     """``admission.NewForbidden``: named by ``name`` or, before generation, ``generateName``."""
     md = obj.get("metadata") or {}
     name = str(md.get("name") or md.get("generateName") or "Unknown")
-    return errors.Forbidden(f'{res.plural} "{name}" is forbidden: {reason}', kind=res.plural, name=name)
+    resource = f"{res.plural}.{res.group}" if res.group else res.plural  # a GroupResource
+    return errors.Forbidden(f'{resource} "{name}" is forbidden: {reason}', kind=res.plural, group=res.group, name=name)
 
 
 class Quota:

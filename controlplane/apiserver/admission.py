@@ -81,7 +81,7 @@ class Admission:
 
     def inline_ok(self, res: Resource) -> bool:
         """Whether a create of ``res`` may be admitted on the event loop (no step waits on the store)."""
-        if res is registry.PODS:
+        if res in (registry.PODS, registry.PRIORITYCLASSES, registry.LIMITRANGES):
             return False  # ServiceAccount, LimitRanger, Priority and quota all read the store
         return not (res.namespaced and self._quotas_exist())
 
@@ -103,6 +103,8 @@ class Admission:
         """Priority and LimitRanger defaulting of a pod being created."""
         if res is registry.LIMITRANGES:
             limitranger.default_limit_range(obj)
+        if res is registry.PRIORITYCLASSES:
+            self._one_global_default(obj)
         if res is not registry.PODS:
             return
         reason = priority_admission.admit_pod(obj, self._priority_class, self._priority_classes)
@@ -115,6 +117,20 @@ class Admission:
             reason = limitranger.validate_pod(obj, limit_ranges)
             if reason is not None:
                 raise quota_admission.forbidden(res, obj, reason)
+
+    def _one_global_default(self, pc: dict[str, Any]) -> None:
+        # admitPriorityClass: at most one class may be the global default
+        if pc.get("globalDefault") is not True:
+            return
+        name = (pc.get("metadata") or {}).get("name")
+        for other in self._priority_classes():
+            other_name = (other.get("metadata") or {}).get("name")
+            if other.get("globalDefault") is True and other_name != name:
+                raise quota_admission.forbidden(
+                    registry.PRIORITYCLASSES,
+                    pc,
+                    f"PriorityClass {other_name} is already marked as default. Only one default can exist",
+                )
 
     def _priority_class(self, name: str) -> dict[str, Any] | None:
         kv = self.store.get(registry.PRIORITYCLASSES.storage_key(name))
@@ -166,6 +182,8 @@ class Admission:
         finish = self._allocate(res, obj, old)
         try:
             self.validate(res, obj, old)
+            if res is registry.PRIORITYCLASSES:
+                self._one_global_default(obj)
         except BaseException:
             finish(False)
             raise

@@ -256,3 +256,23 @@ def test_high_priority_pod_preempts_a_lower_one(cluster: Cluster, k: Kubectl, ns
                 cluster.client.delete(registry.PRIORITYCLASSES, name)
             except errors.NotFound:
                 pass
+
+
+def test_only_one_global_default_priorityclass(cluster: Cluster, k: Kubectl, ns: str) -> None:
+    first, second = f"{ns}-d1", f"{ns}-d2"
+    try:
+        k("create", "priorityclass", first, "--value=5", "--global-default")
+        r = k("create", "priorityclass", second, "--value=6", "--global-default", ok=False)
+        assert r.returncode != 0
+        assert (
+            f'priorityclasses.scheduling.k8s.io "{second}" is forbidden: PriorityClass {first} is already marked '
+            "as default. Only one default can exist"
+        ) in r.stderr
+        made = cluster.client.create(registry.PODS, _pod("plain"), namespace=ns)
+        assert made["spec"]["priority"] == 5 and made["spec"]["priorityClassName"] == first
+    finally:
+        for name in (first, second):
+            try:
+                cluster.client.delete(registry.PRIORITYCLASSES, name)
+            except errors.NotFound:
+                pass
