@@ -74,7 +74,11 @@ class Resource:
     @property
     def storage_name(self) -> str:
         # events and endpointslices live under their group to keep keys unambiguous
-        return f"{self.group}/{self.plural}" if self.group and self.group not in ("apps", "batch") else self.plural
+        return (
+            f"{self.group}/{self.plural}"
+            if self.group and self.group not in ("apps", "batch")
+            else self.plural
+        )
 
 
 def _r(group: str, kind: str, plural: str, namespaced: bool = True, **kw: object) -> Resource:

@@ -234,7 +234,9 @@ def pod_status_reason(pod: Obj) -> tuple[str, int, int, int, str | None]:
                     reason = f"Init:ExitCode:{_int(term.get('exitCode'))}"
             else:
                 reason = "Init:" + _str(term.get("reason"))
-        elif isinstance(waiting, dict) and _str(waiting.get("reason")) and waiting.get("reason") != "PodInitializing":
+        elif (
+            isinstance(waiting, dict) and _str(waiting.get("reason")) and waiting.get("reason") != "PodInitializing"
+        ):
             reason = "Init:" + _str(waiting.get("reason"))
         else:
             reason = f"Init:{i}/{len(init_specs)}"
