@@ -426,6 +426,15 @@ def drop_type_dependent_fields(resource: Resource, obj: dict[str, Any], old: dic
                 del spec[key]
 
 
+def _default_pdb(obj: Obj) -> None:
+    # PodDisruptionBudgetStatus' four int32 fields have no omitempty: Kubernetes returns them as 0
+    # from creation (typed clients such as the Python one require them)
+    status = _dict(obj, "status")
+    if status is not None:
+        for key in ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"):
+            status.setdefault(key, 0)
+
+
 def _default_priorityclass(obj: Obj) -> None:
     # SetDefaults_PriorityClass: preemptionPolicy PreemptLowerPriority
     if not obj.get("preemptionPolicy"):
@@ -448,6 +457,7 @@ _BY_PLURAL: dict[str, Callable[[Obj], None]] = {
     "secrets": _default_secret,
     "networkpolicies": _default_networkpolicy,
     "priorityclasses": _default_priorityclass,
+    "poddisruptionbudgets": _default_pdb,
 }
 
 
