@@ -15,6 +15,9 @@ from ``status.used``, which the quota controller keeps for display), so a quota 
 its controller has caught up; terminal pods (Succeeded/Failed) and pods being deleted are not
 charged, as in ``pods.go`` ``QuotaV1Pod``.
 
+Shared by the API server's admission chain (``apiserver/admission.py``) and the resourcequota
+controller (``controllers/resourcequota.py``), hence its place in ``controlplane.api``.
+
 Concurrency: called from the store threads; two creates racing in the same namespace can both be
 admitted (Kubernetes serialises them through the quota's resourceVersion — a known gap here).
 """

@@ -3,7 +3,9 @@
 Role: in Kubernetes' order — mutating (defaulting, ClusterIP/NodePort allocation), then validating
 (field validation, namespace lifecycle), then the ServiceAccount plugin for pods
 (``serviceaccount_admission.py``: default ``serviceAccountName``, refuse a missing ServiceAccount,
-mount the ``kube-api-access-*`` projected volume). Each step either changes the object in place or raises an
+mount the ``kube-api-access-*`` projected volume), then Priority (``priority_admission.py``) and
+LimitRanger (``limitranger.py``) for pods, and ResourceQuota (``controlplane.api.quota``) for every
+namespaced create. Each step either changes the object in place or raises an
 ``errors.ApiError`` (422 ``Invalid`` with one cause per field, 403/404 for namespace lifecycle), so a
 refused request changes nothing: allocations made by an earlier step are released by ``abort``.
 
