@@ -248,6 +248,7 @@ def test_high_priority_pod_preempts_a_lower_one(cluster: Cluster, k: Kubectl, ns
             e.get("reason") == "Preempted" and e["involvedObject"]["name"] == victims[0] and node in e["message"]
             for e in events
         )
+        assert now["important"]["status"].get("nominatedNodeName") == node  # set by the scheduler
         header = k("get", "pods", "-o", "wide", "-n", ns).stdout.splitlines()[0]
         assert "NOMINATED NODE" in header
     finally:
