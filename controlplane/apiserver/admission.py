@@ -88,8 +88,9 @@ class Admission:
         return not (res.namespaced and self._quotas_exist())
 
     def _quotas_exist(self) -> bool:
-        # Remembered for a second: the quota step is skipped on the loop only while no quota exists
-        # anywhere (the common case), and Kubernetes' own quota admission reads a lagging informer too.
+        # Remembered for a second (so the event loop lists the store at most once a second): creates
+        # are admitted on the loop, skipping the quota step, only while no quota exists anywhere (the
+        # common case); Kubernetes' own quota admission reads a lagging informer too.
         at, seen = self._quota_seen
         now = time.monotonic()
         if now - at > 1.0:
@@ -165,7 +166,10 @@ class Admission:
             self.check_namespace(res, str(obj["metadata"].get("namespace") or ""))
             self.admit_service_account(res, obj)
             self.admit_policy_mutating(res, obj)
-            self.quota.admit_create(res, obj)
+            if res is registry.RESOURCEQUOTAS:
+                self._quota_seen = (time.monotonic(), True)  # the next creates check quotas at once
+            if res is registry.PODS or (res.namespaced and self._quotas_exist()):
+                self.quota.admit_create(res, obj)
         except BaseException:
             finish(False)
             raise

@@ -103,3 +103,23 @@ def test_eviction_refused_by_budget_is_429(api: client.ApiClient) -> None:
     core.create_namespaced_pod_eviction("g", NS, eviction)
     after = pol.read_namespaced_pod_disruption_budget("guard", NS).status
     assert after.disruptions_allowed == 0 and "g" in (after.disrupted_pods or {})
+
+
+def test_object_count_quota_holds_right_after_it_is_created(api: client.ApiClient) -> None:
+    core = client.CoreV1Api(api)
+    hard = {"count/configmaps": "1", "configmaps": "1"}
+    core.create_namespaced_resource_quota(NS, {"metadata": {"name": "cm-count"}, "spec": {"hard": hard}})
+    try:
+        core.create_namespaced_config_map(NS, {"metadata": {"name": "one"}})
+        with pytest.raises(ApiException) as e:
+            core.create_namespaced_config_map(NS, {"metadata": {"name": "two"}})
+        assert e.value.status == 403
+        assert json.loads(e.value.body)["message"] == (
+            'configmaps "two" is forbidden: exceeded quota: cm-count, requested: configmaps=1,count/configmaps=1, '
+            "used: configmaps=1,count/configmaps=1, limited: configmaps=1,count/configmaps=1"
+        )
+        with pytest.raises(ApiException):
+            core.read_namespaced_config_map("two", NS)
+    finally:
+        core.delete_namespaced_resource_quota("cm-count", NS)
+        core.delete_namespaced_config_map("one", NS)
