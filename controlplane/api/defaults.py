@@ -158,9 +158,8 @@ def _default_pod(obj: Obj) -> None:
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec.setdefault("serviceAccountName", sa)
     spec.setdefault("serviceAccount", sa)
-    # Priority admission without PriorityClasses: everyone gets 0 and the default policy
-    spec.setdefault("priority", 0)
-    spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+    # spec.priority and preemptionPolicy are set by the Priority admission plugin on create
+    # (controlplane/apiserver/priority_admission.py), not by defaulting
     # requests default to limits (SetDefaults_Pod)
     for key in ("initContainers", "containers"):
         for c in _dicts(spec.get(key)):
@@ -474,6 +473,19 @@ def _default_replicationcontroller(obj: Obj) -> None:
     spec.setdefault("replicas", 1)
     _default_template(spec)
     _status_ints(obj, "replicas")
+def _default_pdb(obj: Obj) -> None:
+    # PodDisruptionBudgetStatus' four int32 fields have no omitempty: Kubernetes returns them as 0
+    # from creation (typed clients such as the Python one require them)
+    status = _dict(obj, "status")
+    if status is not None:
+        for key in ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"):
+            status.setdefault(key, 0)
+
+
+def _default_priorityclass(obj: Obj) -> None:
+    # SetDefaults_PriorityClass: preemptionPolicy PreemptLowerPriority
+    if not obj.get("preemptionPolicy"):
+        obj["preemptionPolicy"] = "PreemptLowerPriority"
 
 
 _BY_PLURAL: dict[str, Callable[[Obj], None]] = {
@@ -493,6 +505,8 @@ _BY_PLURAL: dict[str, Callable[[Obj], None]] = {
     "events": _default_event,
     "secrets": _default_secret,
     "networkpolicies": _default_networkpolicy,
+    "priorityclasses": _default_priorityclass,
+    "poddisruptionbudgets": _default_pdb,
 }
 
 

@@ -37,7 +37,11 @@ class Cause:
     reason: str = "FieldValueInvalid"  # FieldValueRequired, FieldValueNotSupported, FieldValueDuplicate …
 
     def to_dict(self) -> dict[str, str]:
-        return {"reason": self.reason, "message": self.message, "field": self.field}
+        # StatusCause.Field is ``omitempty`` (e.g. the eviction's DisruptionBudget cause has none)
+        out = {"reason": self.reason, "message": self.message}
+        if self.field:
+            out["field"] = self.field
+        return out
 
 
 class ApiError(Exception):

@@ -83,6 +83,10 @@ AUTHORIZATION = {
 AUTHENTICATION = {
     "SelfSubjectReview", "SelfSubjectReviewStatus", "TokenReview", "TokenReviewSpec", "TokenReviewStatus", "UserInfo",
 }  # fmt: skip
+# Ingress, IngressClass and their parts (HTTPIngressPath, IngressBackend, ServiceBackendPort …)
+NETWORKING_PREFIXES = ("Ingress", "HTTPIngress", "ServiceBackendPort")
+POLICY_PREFIXES = ("PodDisruptionBudget",)
+SCHEDULING = {"PriorityClass", "PriorityClassList"}
 
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 
@@ -111,6 +115,12 @@ ROOTS: list[tuple[str, str, str, str]] = [
     ("V1EndpointSlice", "discovery.k8s.io", "v1", "EndpointSlice"),
     ("V1NetworkPolicy", "networking.k8s.io", "v1", "NetworkPolicy"),
     ("V1APIService", "apiregistration.k8s.io", "v1", "APIService"),
+    ("V1ResourceQuota", "", "v1", "ResourceQuota"),
+    ("V1LimitRange", "", "v1", "LimitRange"),
+    ("V1PodDisruptionBudget", "policy", "v1", "PodDisruptionBudget"),
+    ("V1PriorityClass", "scheduling.k8s.io", "v1", "PriorityClass"),
+    ("V1Ingress", "networking.k8s.io", "v1", "Ingress"),
+    ("V1IngressClass", "networking.k8s.io", "v1", "IngressClass"),
     ("V1Scale", "autoscaling", "v1", "Scale"),
     ("V1Eviction", "policy", "v1", "Eviction"),
     ("V1Role", "rbac.authorization.k8s.io", "v1", "Role"),
@@ -142,8 +152,12 @@ def schema_name(py_name: str) -> str:
         return f"io.k8s.api.discovery.v1.{go}"
     if go in APIREGISTRATION or py_name.startswith("Apiregistration"):
         return f"io.k8s.kube-aggregator.pkg.apis.apiregistration.v1.{go}"
-    if go in NETWORKING:
+    if go in NETWORKING or go.startswith(NETWORKING_PREFIXES):
         return f"io.k8s.api.networking.v1.{go}"
+    if go in SCHEDULING:
+        return f"io.k8s.api.scheduling.v1.{go}"
+    if go.startswith(POLICY_PREFIXES):
+        return f"io.k8s.api.policy.v1.{go}"
     if go in COORDINATION:
         return f"io.k8s.api.coordination.v1.{go}"
     if go in AUTOSCALING:
@@ -291,6 +305,7 @@ _INT64 = {
     ("SecurityContext", "runAsGroup"), ("SecurityContext", "runAsUser"),
     ("ServiceAccountTokenProjection", "expirationSeconds"), ("SleepAction", "seconds"),
     ("Toleration", "tolerationSeconds"), ("Condition", "observedGeneration"),
+    ("PodDisruptionBudgetStatus", "observedGeneration"),
     ("DeleteOptions", "gracePeriodSeconds"), ("ListMeta", "remainingItemCount"),
     ("ObjectMeta", "deletionGracePeriodSeconds"), ("ObjectMeta", "generation"),
     # uid/gid-valued fields of newer projected volumes: user IDs are int64 in Go
@@ -309,6 +324,9 @@ _QUANTITY = {
     ("NodeStatus", "allocatable"), ("NodeStatus", "capacity"), ("PodSpec", "overhead"),
     ("EmptyDirVolumeSource", "sizeLimit"), ("ResourceFieldSelector", "divisor"),
     ("NodeAllocatableMappedResources", "quantity"),
+    ("ResourceQuotaSpec", "hard"), ("ResourceQuotaStatus", "hard"), ("ResourceQuotaStatus", "used"),
+    ("LimitRangeItem", "default"), ("LimitRangeItem", "defaultRequest"), ("LimitRangeItem", "max"),
+    ("LimitRangeItem", "min"), ("LimitRangeItem", "maxLimitRequestRatio"),
 }  # fmt: skip
 
 # String enums kube-apiserver's validation enforces ("Unsupported value"), as its v3 documents list them.
@@ -331,6 +349,11 @@ _ENUMS: dict[tuple[str, str], list[str]] = {
     ("CronJobSpec", "concurrencyPolicy"): ["Allow", "Forbid", "Replace"],
     ("Toleration", "operator"): ["Equal", "Exists"],
     ("Taint", "effect"): ["NoExecute", "NoSchedule", "PreferNoSchedule"],
+    ("PriorityClass", "preemptionPolicy"): ["Never", "PreemptLowerPriority"],
+    ("PodSpec", "preemptionPolicy"): ["Never", "PreemptLowerPriority"],
+    ("IngressSpec", "pathType"): ["Exact", "ImplementationSpecific", "Prefix"],
+    ("HTTPIngressPath", "pathType"): ["Exact", "ImplementationSpecific", "Prefix"],
+    ("PodDisruptionBudgetSpec", "unhealthyPodEvictionPolicy"): ["AlwaysAllow", "IfHealthyBudget"],
 }
 
 

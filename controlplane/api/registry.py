@@ -205,6 +205,19 @@ RESOURCES: tuple[Resource, ...] = (
     _r("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", False, verbs=("create",)),
     _r("authentication.k8s.io", "TokenReview", "tokenreviews", False, verbs=("create",)),
     _r("apiregistration.k8s.io", "APIService", "apiservices", namespaced=False, subresources=("status",)),
+    _r("", "ResourceQuota", "resourcequotas", short_names=("quota",), subresources=("status",), has_generation=False),
+    _r("", "LimitRange", "limitranges", short_names=("limits",), has_generation=False),
+    _r("policy", "PodDisruptionBudget", "poddisruptionbudgets", short_names=("pdb",), subresources=("status",)),
+    _r(
+        "scheduling.k8s.io",
+        "PriorityClass",
+        "priorityclasses",
+        namespaced=False,
+        short_names=("pc",),
+        has_generation=False,
+    ),
+    _r("networking.k8s.io", "Ingress", "ingresses", short_names=("ing",), subresources=("status",)),
+    _r("networking.k8s.io", "IngressClass", "ingressclasses", namespaced=False),
 )
 
 _BY_PATH: dict[tuple[str, str, str], Resource] = {(r.group, r.version, r.plural): r for r in RESOURCES}
@@ -259,3 +272,9 @@ CLUSTERROLEBINDINGS = _BY_PATH[(RBAC_GROUP, "v1", "clusterrolebindings")]
 # Kinds answered by the server without storage (create-only reviews).
 REVIEWS = frozenset(r for r in RESOURCES if r.group in ("authorization.k8s.io", "authentication.k8s.io"))
 APISERVICES = _BY_PATH[("apiregistration.k8s.io", "v1", "apiservices")]
+RESOURCEQUOTAS = _BY_PATH[("", "v1", "resourcequotas")]
+LIMITRANGES = _BY_PATH[("", "v1", "limitranges")]
+PODDISRUPTIONBUDGETS = _BY_PATH[("policy", "v1", "poddisruptionbudgets")]
+PRIORITYCLASSES = _BY_PATH[("scheduling.k8s.io", "v1", "priorityclasses")]
+INGRESSES = _BY_PATH[("networking.k8s.io", "v1", "ingresses")]
+INGRESSCLASSES = _BY_PATH[("networking.k8s.io", "v1", "ingressclasses")]

@@ -66,8 +66,8 @@ AGE_DESC = (
     "guaranteed to be set in happens-before order across separate operations. Clients may not set this value. "
     "It is represented in RFC3339 form and is in UTC."
 )
-_NAME = Column("Name", format="name", description=NAME_DESC)
-_AGE = Column("Age", description=AGE_DESC)
+_NAME: Column = Column("Name", format="name", description=NAME_DESC)
+_AGE: Column = Column("Age", description=AGE_DESC)
 
 
 def _c(name: str, desc: str = "", *, type_: str = "string", priority: int = 0) -> Column:
@@ -1043,3 +1043,9 @@ def to_table(
         "columnDefinitions": [c.to_dict() for c in columns] if include_column_definitions else [],
         "rows": rows,
     }
+
+
+# The policy kinds' printers live in their own module (which reads this one's helpers).
+from controlplane.api.tables_policy import PRINTERS as _POLICY_PRINTERS  # noqa: E402
+
+_PRINTERS.update(_POLICY_PRINTERS)

@@ -1234,3 +1234,7 @@ def validate_or_raise(resource: Resource, obj: dict[str, Any], old: dict[str, An
 from controlplane.api import validation_workloads as _workloads  # noqa: E402
 
 _KINDS.update(_workloads.KINDS)
+# The policy kinds' checks live in their own module (which reads this one's helpers).
+from controlplane.api.validation_policy import KINDS as _POLICY_KINDS  # noqa: E402
+
+_KINDS.update(_POLICY_KINDS)

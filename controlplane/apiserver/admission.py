@@ -3,7 +3,9 @@
 Role: in Kubernetes' order — mutating (defaulting, ClusterIP/NodePort allocation), then validating
 (field validation, namespace lifecycle), then the ServiceAccount plugin for pods
 (``serviceaccount_admission.py``: default ``serviceAccountName``, refuse a missing ServiceAccount,
-mount the ``kube-api-access-*`` projected volume). Each step either changes the object in place or raises an
+mount the ``kube-api-access-*`` projected volume), then Priority (``priority_admission.py``) and
+LimitRanger (``limitranger.py``) for pods, and ResourceQuota (``controlplane.api.quota``) for every
+namespaced create. Each step either changes the object in place or raises an
 ``errors.ApiError`` (422 ``Invalid`` with one cause per field, 403/404 for namespace lifecycle), so a
 refused request changes nothing: allocations made by an earlier step are released by ``abort``.
 
@@ -18,6 +20,7 @@ ServiceAccount lookup of a pod does); allocators lock internally.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -25,8 +28,9 @@ from typing import Any, Protocol
 import orjson
 
 from controlplane.api import defaults, errors, registry, validation
+from controlplane.api import quota as quota_admission
 from controlplane.api.registry import Resource
-from controlplane.apiserver import serviceaccount_admission
+from controlplane.apiserver import limitranger, priority_admission, serviceaccount_admission
 from controlplane.storage.interface import Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +60,9 @@ class Admission:
         # The ServiceAccount admission plugin (on, as in kube-apiserver; --disable-admission-plugins).
         self.service_accounts = True
         self.plugins: list[UserAdmission] = []  # validating plugins that need the request's user
+        # ResourceQuota, LimitRanger and Priority (policy_admission hooks; on, as in kube-apiserver).
+        self.quota = quota_admission.Quota(self._list_objects)
+        self._quota_seen = (0.0, False)
 
     def set_namespace_lookup(self, fn: Callable[[str], dict[str, Any] | None]) -> None:
         self._ns_lookup = fn
@@ -90,7 +97,65 @@ class Admission:
 
     def inline_ok(self, res: Resource) -> bool:
         """Whether a create of ``res`` may be admitted on the event loop (no step waits on the store)."""
-        return not (self.service_accounts and res is registry.PODS)
+        if res in (registry.PODS, registry.PRIORITYCLASSES, registry.LIMITRANGES):
+            return False  # ServiceAccount, LimitRanger, Priority and quota all read the store
+        return not (res.namespaced and self._quotas_exist())
+
+    def _quotas_exist(self) -> bool:
+        # Remembered for a second (so the event loop lists the store at most once a second): creates
+        # are admitted on the loop, skipping the quota step, only while no quota exists anywhere (the
+        # common case); Kubernetes' own quota admission reads a lagging informer too.
+        at, seen = self._quota_seen
+        now = time.monotonic()
+        if now - at > 1.0:
+            seen = bool(self.store.list(registry.RESOURCEQUOTAS.storage_prefix())[0])
+            self._quota_seen = (now, seen)
+        return seen
+
+    def _list_objects(self, res: Resource, namespace: str) -> list[dict[str, Any]]:
+        kvs, _ = self.store.list(res.storage_prefix(namespace))
+        return [orjson.loads(kv.value) for kv in kvs]
+
+    def admit_policy_mutating(self, res: Resource, obj: dict[str, Any]) -> None:
+        """Priority and LimitRanger defaulting of a pod being created."""
+        if res is registry.LIMITRANGES:
+            limitranger.default_limit_range(obj)
+        if res is registry.PRIORITYCLASSES:
+            self._one_global_default(obj)
+        if res is not registry.PODS:
+            return
+        reason = priority_admission.admit_pod(obj, self._priority_class, self._priority_classes)
+        if reason is not None:
+            raise quota_admission.forbidden(res, obj, reason)
+        ns = str(obj["metadata"].get("namespace") or "")
+        limit_ranges = self._list_objects(registry.LIMITRANGES, ns) if ns else []
+        if limit_ranges:
+            limitranger.default_pod(obj, limit_ranges)
+            reason = limitranger.validate_pod(obj, limit_ranges)
+            if reason is not None:
+                raise quota_admission.forbidden(res, obj, reason)
+
+    def _one_global_default(self, pc: dict[str, Any]) -> None:
+        # admitPriorityClass: at most one class may be the global default
+        if pc.get("globalDefault") is not True:
+            return
+        name = (pc.get("metadata") or {}).get("name")
+        for other in self._priority_classes():
+            other_name = (other.get("metadata") or {}).get("name")
+            if other.get("globalDefault") is True and other_name != name:
+                raise quota_admission.forbidden(
+                    registry.PRIORITYCLASSES,
+                    pc,
+                    f"PriorityClass {other_name} is already marked as default. Only one default can exist",
+                )
+
+    def _priority_class(self, name: str) -> dict[str, Any] | None:
+        kv = self.store.get(registry.PRIORITYCLASSES.storage_key(name))
+        return orjson.loads(kv.value) if kv is not None else None
+
+    def _priority_classes(self) -> list[dict[str, Any]]:
+        kvs, _ = self.store.list(registry.PRIORITYCLASSES.storage_prefix())
+        return [orjson.loads(kv.value) for kv in kvs]
 
     def admit_service_account(self, res: Resource, obj: dict[str, Any]) -> None:
         if res is not registry.PODS:
@@ -114,7 +179,12 @@ class Admission:
             self.validate(res, obj, None)
             self.check_namespace(res, str(obj["metadata"].get("namespace") or ""))
             self.admit_service_account(res, obj)
+            self.admit_policy_mutating(res, obj)
             self._plugins(res, obj, None)
+            if res is registry.RESOURCEQUOTAS:
+                self._quota_seen = (time.monotonic(), True)  # the next creates check quotas at once
+            if res is registry.PODS or (res.namespaced and self._quotas_exist()):
+                self.quota.admit_create(res, obj)
         except BaseException:
             finish(False)
             raise
@@ -124,10 +194,18 @@ class Admission:
         self.default(res, obj)
         if res is registry.PODS:
             serviceaccount_admission.mirror_deprecated_field(obj)
+            # priority is set once, by Priority admission at create; an update omitting it keeps it
+            spec, old_spec = obj.get("spec"), old.get("spec") or {}
+            if isinstance(spec, dict):
+                for key in ("priority", "preemptionPolicy"):
+                    if key in old_spec:
+                        spec.setdefault(key, old_spec[key])
         finish = self._allocate(res, obj, old)
         try:
             self.validate(res, obj, old)
             self._plugins(res, obj, old)
+            if res is registry.PRIORITYCLASSES:
+                self._one_global_default(obj)
         except BaseException:
             finish(False)
             raise

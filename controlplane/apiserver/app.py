@@ -52,7 +52,7 @@ from controlplane.api.fields import check_field_selector, field_set
 from controlplane.api.meta import now_rfc3339, parse_time
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import FieldSelector, LabelSelector
-from controlplane.apiserver import componentstatus, discovery
+from controlplane.apiserver import componentstatus, discovery, evictions, priority_admission
 from controlplane.apiserver.admission import REQUEST_USER, Admission
 from controlplane.apiserver.aggregator import Aggregator
 from controlplane.apiserver.allocators import ServiceAllocators
@@ -367,6 +367,11 @@ class ApiServer:
         for ns in SYSTEM_NAMESPACES:
             try:
                 self.ops.create(registry.NAMESPACES, None, {"metadata": {"name": ns}})
+            except errors.AlreadyExists:
+                pass
+        for pc in priority_admission.system_classes():
+            try:
+                self.ops.create(registry.PRIORITYCLASSES, None, pc)
             except errors.AlreadyExists:
                 pass
         port = self.options.secure_port
@@ -1080,6 +1085,7 @@ class ApiServer:
         opts: Obj = {}
         if isinstance(body, dict) and isinstance(body.get("deleteOptions"), dict):
             opts = body["deleteOptions"]
+        evictions.check_budget(self.ops, namespace or "", name, dry)
         self.ops.delete(registry.PODS, namespace, name, opts, dry_run=dry)
 
     def update_scale(self, res: Resource, namespace: str | None, name: str, body: Any, dry: bool) -> Obj:

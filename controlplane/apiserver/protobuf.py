@@ -311,6 +311,14 @@ TOP_LEVEL = frozenset(
 )
 
 
+def _merge_policy_tables() -> frozenset[str]:
+    # The policy kinds' tables live in their own module (ResourceQuota, PDB, PriorityClass, Ingress).
+    from controlplane.apiserver import protobuf_policy
+
+    SCHEMAS.update(protobuf_policy.SCHEMAS)
+    return protobuf_policy.TOP_LEVEL
+
+
 class _Malformed(Exception):
     pass
 
@@ -428,6 +436,9 @@ def decode_message(name: str, data: bytes) -> dict[str, Any]:
             out.setdefault(jname, {})[key] = val if val is not None else ""
             continue
         value = _scalar(type_, wt, v)
+        if jname == "" and isinstance(value, dict):  # an embedded Go struct, inlined in JSON
+            out.update(value)
+            continue
         if repeated:
             out.setdefault(jname, []).append(value)
         elif keep or not _empty(value):
@@ -452,7 +463,7 @@ def decode(body: bytes) -> dict[str, Any]:
                 raw = v
             elif num == 3 and v:
                 raise errors.UnsupportedMediaType(f"protobuf content encoding {_str(v)!r} is not supported")
-        if kind not in TOP_LEVEL:
+        if kind not in TOP_LEVEL and kind not in _POLICY_TOP_LEVEL:
             raise errors.UnsupportedMediaType(
                 f"kubelab cannot decode {kind or 'this object'} from protobuf; send it as application/json "
                 "or application/yaml (for example: kubectl apply -f)"
@@ -465,3 +476,6 @@ def decode(body: bytes) -> dict[str, Any]:
         obj.pop("apiVersion")
         obj.pop("kind")
     return obj
+
+
+_POLICY_TOP_LEVEL = _merge_policy_tables()

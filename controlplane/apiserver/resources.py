@@ -95,6 +95,7 @@ _TOP_FIELDS: dict[str, set[str]] = {
     "clusterroles": {"rules", "aggregationRule"},
     "rolebindings": {"roleRef", "subjects"},
     "clusterrolebindings": {"roleRef", "subjects"},
+    "priorityclasses": {"value", "globalDefault", "description", "preemptionPolicy"},
 }
 
 

@@ -91,6 +91,7 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
     from controlplane.controllers.cronjob import CronJobController
     from controlplane.controllers.daemonset import DaemonSetController
     from controlplane.controllers.deployment import DeploymentController
+    from controlplane.controllers.disruption import DisruptionController
     from controlplane.controllers.endpoints import EndpointsController, EndpointSliceController
     from controlplane.controllers.garbagecollector import GarbageCollector
     from controlplane.controllers.job import JobController
@@ -100,6 +101,7 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
     from controlplane.controllers.podgc import PodGCController
     from controlplane.controllers.replicaset import ReplicaSetController
     from controlplane.controllers.replicationcontroller import ReplicationControllerController
+    from controlplane.controllers.resourcequota import ResourceQuotaController
     from controlplane.controllers.serviceaccount import ServiceAccountController
     from controlplane.controllers.statefulset import StatefulSetController
 
@@ -124,6 +126,8 @@ def _factories(opts: ControllerOptions) -> dict[str, Callable[[ControllerContext
         "serviceaccount": ServiceAccountController,
         "podgc": lambda ctx: PodGCController(ctx, terminated_threshold=opts.terminated_pod_gc_threshold),
         "clusterrole-aggregation": ClusterRoleAggregationController,
+        "disruption": DisruptionController,
+        "resourcequota": ResourceQuotaController,
     }
     if opts.root_ca_file:
         from pathlib import Path

@@ -51,6 +51,8 @@ from controlplane.client.informer import Informer
 from controlplane.client.rest import ApiClient
 from controlplane.client.workqueue import WorkQueue
 from controlplane.scheduler import algorithm as alg
+from controlplane.scheduler import preemption
+from controlplane.scheduler.queue import PriorityQueue
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,10 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.pods = Informer(client, PODS, name="scheduler-pods")
         self.nodes = Informer(client, NODES, name="scheduler-nodes")
-        self.queue: WorkQueue[str] = WorkQueue("scheduler")
+        # spec.priority of queued pods, read by the queue under its own lock (a plain dict: no lock)
+        self._priorities: dict[str, int] = {}
+        self.queue: WorkQueue[str] = PriorityQueue("scheduler", lambda k: self._priorities.get(k, 0))
+        self.preempted = 0
         self.snapshot = alg.Snapshot()
         self._lock = threading.Lock()
         self._assumed: dict[str, str] = {}  # pod key -> node, binding in flight
@@ -175,6 +180,7 @@ class Scheduler:
                 self.snapshot.add_pod(pinfo, node)
             return
         if self._wants_scheduling(pod):
+            self._priorities[key] = preemption.priority(pod)
             with self._lock:
                 parked = key in self._unschedulable
                 if parked and old is not None and not _only_status_changed(old, pod):
@@ -197,6 +203,7 @@ class Scheduler:
 
     def _on_pod_delete(self, pod: Obj) -> None:
         key = _key(pod)
+        self._priorities.pop(key, None)
         with self._lock:
             self._unschedulable.discard(key)
             self._attempts.pop(key, None)
@@ -257,9 +264,47 @@ class Scheduler:
                 self.snapshot.add_pod(info, decision.node)
                 self._assumed[key] = decision.node
         if decision.node is None:
+            self._try_preemption(pod, info)
             self._fail(pod, key, decision.message(), seq)
             return
+        self._priorities.pop(key, None)
         self._bind_pool.submit(self._bind, pod, key, decision.node)
+
+    def _try_preemption(self, pod: Obj, info: alg.PodInfo) -> None:
+        """PostFilter: nominate a node and evict the lower-priority pods in the way (if any)."""
+        nominated = (pod.get("status") or {}).get("nominatedNodeName")
+        with self._lock:
+            on_nominated = (
+                [q.pod for q in self.snapshot.nodes[nominated].pods.values()]
+                if (nominated in self.snapshot.nodes)
+                else []
+            )
+            if not preemption.eligible(info, on_nominated):
+                return  # its earlier victims are still terminating
+            cand = preemption.preempt(info, self.snapshot)
+        if cand is None:
+            return
+        meta = pod["metadata"]
+        log.info("preempting %d pod(s) on %s for %s", len(cand.victims), cand.node, _key(pod))
+        try:
+            fresh = self.client.get(PODS, meta["name"], namespace=meta["namespace"])
+            fresh.setdefault("status", {})["nominatedNodeName"] = cand.node
+            self.client.update_status(PODS, fresh)
+        except (errors.ApiError, httpx.HTTPError, OSError) as e:
+            log.warning("nominating %s for %s: %s", cand.node, _key(pod), e)
+            return
+        for victim in cand.victims:
+            try:
+                self.client.delete(PODS, victim.name, namespace=victim.namespace)
+            except errors.NotFound:
+                continue
+            except (errors.ApiError, httpx.HTTPError, OSError) as e:
+                log.warning("preempting %s: %s", victim.key, e)
+                continue
+            self.preempted += 1
+            self.recorder.event(
+                dict(victim.pod), "Normal", "Preempted", f"Preempted by pod {meta.get('uid')} on node {cand.node}"
+            )
 
     def _bind(self, pod: Obj, key: str, node: str) -> None:
         meta = pod["metadata"]

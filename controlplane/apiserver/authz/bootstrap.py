@@ -402,6 +402,18 @@ def controller_roles() -> dict[str, list[Obj]]:
             rule(("list", "watch", "patch", "create", "delete"), ("",), ("pods",)),
             ev,
         ],
+        "resourcequota-controller": [
+            rule(("list", "watch"), ("*",), ("*",)),
+            rule(("update",), ("",), ("resourcequotas/status",)),
+            ev,
+        ],
+        "disruption-controller": [
+            rule(READ, ("apps", "extensions"), ("deployments", "replicasets", "statefulsets")),
+            rule(READ, ("",), ("replicationcontrollers", "pods")),
+            rule(READ, ("policy",), ("poddisruptionbudgets",)),
+            rule(("update",), ("policy",), ("poddisruptionbudgets/status",)),
+            ev,
+        ],
         "replicaset-controller": [
             rule((*READ, "update"), ("apps", "extensions"), ("replicasets",)),
             rule(("update",), ("apps", "extensions"), ("replicasets/status", "replicasets/finalizers")),

@@ -49,6 +49,8 @@ def test_root_lists_every_group_version_with_its_hash() -> None:
         "apis/authorization.k8s.io/v1",
         "apis/authentication.k8s.io/v1",
         "apis/apiregistration.k8s.io/v1",
+        "apis/policy/v1",
+        "apis/scheduling.k8s.io/v1",
     }
     url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
     path, _, query = url.partition("?")
