@@ -69,8 +69,22 @@ def machine_snapshot() -> dict[str, str]:
         # IP reservations (host-local's default place; the lab keeps its own under /var/lib/kubelab)
         "ipam": str(sorted(str(p) for p in Path("/var/lib/cni").rglob("*"))) if Path("/var/lib/cni").exists() else "",
         # the lab's own processes: its supervisor, the components it runs, its registry
-        "processes": sh("pgrep", "-af", "lab.supervisor|/var/lib/kubelab"),
+        "processes": _our_processes(sh("pgrep", "-af", "lab.supervisor|/var/lib/kubelab")),
     }
+
+
+def _our_processes(pgrep: str) -> str:
+    """pgrep's lines for processes in this mount namespace: the lab's components (nsenter --net only)
+    share it; a lab in another root (the clean room's, run beside this suite) does not."""
+    ours = os.readlink("/proc/self/ns/mnt")
+    keep = []
+    for line in pgrep.splitlines():
+        try:
+            if os.readlink(f"/proc/{line.split()[0]}/ns/mnt") == ours:
+                keep.append(line)
+        except OSError:  # gone meanwhile
+            continue
+    return "\n".join(keep)
 
 
 def http_get(url: str, timeout: float = 3) -> str:
