@@ -169,7 +169,7 @@ class WorkQueue(Generic[K]):
                 next_due = self._promote_due_locked()
                 lane = self._urgent or self._queue
                 if lane:
-                    key = lane.popleft()
+                    key = self._pop_locked(lane)
                     self._processing.add(key)
                     self._dirty.discard(key)
                     self._dirty_urgent.discard(key)
@@ -181,6 +181,11 @@ class WorkQueue(Generic[K]):
                         return None
                     wait = left if wait is None else min(wait, left)
                 self._clock.wait(self._cond, wait)
+
+    def _pop_locked(self, lane: deque[K]) -> K:
+        """Which ready key ``get`` hands out: the oldest (FIFO). A subclass may choose another order
+        (the scheduler's priority queue); called with the lock held."""
+        return lane.popleft()
 
     def done(self, key: K) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ informer handler holds while adding to this queue: the scheduler passes a plain 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from controlplane.client.workqueue import WorkQueue
@@ -21,26 +22,8 @@ class PriorityQueue(WorkQueue[str]):
         super().__init__(name)
         self._priority_of = priority_of
 
-    def get(self, timeout: float | None = None) -> str | None:
-        with self._lock:
-            deadline = None if timeout is None else self._clock.monotonic() + timeout
-            while True:
-                if self._shutting_down:
-                    return None
-                next_due = self._promote_due_locked()
-                lane = self._urgent or self._queue
-                if lane:
-                    best = max(range(len(lane)), key=lambda i: (self._priority_of(lane[i]), -i))
-                    key = lane[best]
-                    del lane[best]
-                    self._processing.add(key)
-                    self._dirty.discard(key)
-                    self._dirty_urgent.discard(key)
-                    return key
-                wait = next_due
-                if deadline is not None:
-                    left = deadline - self._clock.monotonic()
-                    if left <= 0:
-                        return None
-                    wait = left if wait is None else min(wait, left)
-                self._clock.wait(self._cond, wait)
+    def _pop_locked(self, lane: deque[str]) -> str:
+        best = max(range(len(lane)), key=lambda i: (self._priority_of(lane[i]), -i))
+        key = lane[best]
+        del lane[best]
+        return key
