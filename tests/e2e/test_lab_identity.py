@@ -51,9 +51,12 @@ def test_no_component_runs_with_the_admin_credentials(lab1: dict[str, str]) -> N
         for c in plan["components"]
         if "--kubeconfig" in c["argv"]
     }
-    assert set(kubeconfigs) == {"dns", "noded", "proxy", "netagent"}
+    assert set(kubeconfigs) == {"dns", "noded", "proxy", "netagent", "dashboard"}
     assert KUBECONFIG not in kubeconfigs.values()
-    assert len(set(kubeconfigs.values())) == 4
+    assert len(set(kubeconfigs.values())) == 5
+    # the control plane and the metrics server find their own kubeconfigs in their data dir
+    for c in plan["components"]:
+        assert KUBECONFIG not in c["argv"], c["name"]
 
 
 def test_pod_gets_its_service_account_volume(lab1: dict[str, str]) -> None:
