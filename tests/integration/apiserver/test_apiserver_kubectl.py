@@ -1,4 +1,4 @@
-"""Acceptance: the real kubectl (/usr/bin/kubectl, dispatching to 1.33) against the real server."""
+"""Acceptance: the real kubectl (1.33) against the real server."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import pytest
 import yaml
 
 from tests.helpers.apiserver import RunningApiServer
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
-
-KUBECTL = "/usr/bin/kubectl"
 
 MANIFEST = """
 apiVersion: apps/v1
@@ -51,7 +50,7 @@ spec:
 
 class Kubectl:
     def __init__(self, server: RunningApiServer, cache: Path) -> None:
-        self.base = [KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache)]
+        self.base = [kubectl_binary("1.33"), "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache)]
 
     def __call__(self, *args: str, input: str | None = None, ok: bool = True) -> subprocess.CompletedProcess[str]:
         r = subprocess.run([*self.base, *args], capture_output=True, text=True, input=input, timeout=60)

@@ -26,8 +26,8 @@ import orjson
 import pytest
 
 from tests.helpers.apiserver import RunningApiServer, start_apiserver
+from tests.helpers.kubectl import kubectl_binary
 
-KUBECTL = "/usr/bin/kubectl"
 NS_A, NS_B = "hostile-a", "hostile-b"
 METHOD_NOT_ALLOWED = "the server does not allow this method on the requested resource"
 # Kinds whose objects the tests look at before and after each hostile request.
@@ -433,7 +433,16 @@ def test_kubectl_version_without_credentials(server: RunningApiServer, tmp_path:
         )
     )
     r = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(kubeconfig), "--cache-dir", str(tmp_path / "cache"), "version", "-o", "json"],
+        [
+            kubectl_binary("1.33"),
+            "--kubeconfig",
+            str(kubeconfig),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "version",
+            "-o",
+            "json",
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -599,7 +608,13 @@ def test_kubectl_delete_across_namespaces_still_works(
     try:
         r = subprocess.run(
             [
-                *(KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(tmp_path / "cache")),
+                *(
+                    kubectl_binary("1.33"),
+                    "--kubeconfig",
+                    str(server.kubeconfig),
+                    "--cache-dir",
+                    str(tmp_path / "cache"),
+                ),
                 *("delete", "configmaps", "-A", "-l", "hostile=kubectl"),
             ],
             capture_output=True,

@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from tests.helpers.apiserver import RunningApiServer
-
-KUBECTL = "/usr/bin/kubectl"
+from tests.helpers.kubectl import kubectl_binary
 
 POLICY = """
 apiVersion: networking.k8s.io/v1
@@ -51,7 +50,7 @@ def _kubectl(
     server: RunningApiServer, cache: Path, *args: str, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [KUBECTL, "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache), *args],
+        [kubectl_binary("1.33"), "--kubeconfig", str(server.kubeconfig), "--cache-dir", str(cache), *args],
         capture_output=True,
         text=True,
         input=input,

@@ -19,10 +19,7 @@ from tests.helpers.apiserver import RunningApiServer
 from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 
-KUBECTLS = {
-    "1.33": "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
-    "1.27": "/usr/lib/google-cloud-sdk/bin/kubectl.1.27",
-}
+KUBECTLS = ("1.33", "1.27")
 
 
 class Kubectl:

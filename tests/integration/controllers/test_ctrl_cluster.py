@@ -25,10 +25,9 @@ from controlplane.api.registry import (
     SERVICES,
 )
 from controlplane.client.informer import Informer
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 from tests.integration.controllers.conftest import Cluster
-
-KUBECTL = "/usr/bin/kubectl"
 
 
 def ns(c: Cluster, name: str) -> str:
@@ -85,7 +84,10 @@ def rolled_out(c: Cluster, namespace: str, name: str = "web") -> bool:
 
 def kubectl(c: Cluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [KUBECTL, "--kubeconfig", str(c.server.kubeconfig), *args], capture_output=True, text=True, timeout=timeout
+        [kubectl_binary("1.33"), "--kubeconfig", str(c.server.kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

@@ -18,10 +18,11 @@ import pytest
 
 from controlplane.api import errors, registry
 from tests.helpers.hollow import ensure_namespace
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 from tests.integration.controllers.conftest import Cluster
 
-KUBECTLS = {v: f"/usr/lib/google-cloud-sdk/bin/kubectl.{v}" for v in ("1.27", "1.33")}
+KUBECTLS = ("1.27", "1.33")
 
 
 class Kubectl:
@@ -40,7 +41,7 @@ class Kubectl:
 
 @pytest.fixture(params=sorted(KUBECTLS))
 def k(request: pytest.FixtureRequest, cluster: Cluster) -> Kubectl:
-    return Kubectl(KUBECTLS[request.param], cluster)
+    return Kubectl(kubectl_binary(request.param), cluster)
 
 
 @pytest.fixture

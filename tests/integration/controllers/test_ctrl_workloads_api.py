@@ -14,6 +14,7 @@ from typing import Any
 from controlplane.api import errors
 from controlplane.api.registry import DAEMONSETS, DEPLOYMENTS, JOBS, NAMESPACES, PODS, REPLICASETS, STATEFULSETS
 from controlplane.client.informer import Informer
+from tests.helpers.kubectl import kubectl_binary
 from tests.helpers.wait import wait_for
 from tests.integration.controllers.conftest import Cluster
 
@@ -279,7 +280,7 @@ def test_progress_deadline_and_pause(cluster: Cluster) -> None:
     )
     r = subprocess.run(
         [
-            "/usr/bin/kubectl",
+            kubectl_binary("1.33"),
             "--kubeconfig",
             str(c.server.kubeconfig),
             "-n",
