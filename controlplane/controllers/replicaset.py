@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from controlplane.api import errors
+from controlplane.api import errors, registry
 from controlplane.api.registry import PODS, REPLICASETS, Resource
 from controlplane.controllers.base import (
     NAMESPACE_INDEX,
@@ -186,7 +186,22 @@ def plan_claims(owner: Obj, selector: dict[str, Any] | None, candidates: Sequenc
 
 
 def adopt(ctx: ControllerContext, res: Any, owner: Obj, obj: Obj) -> Obj | None:
-    """Add our controller ownerReference to an orphan (merge patch with a uid precondition)."""
+    """Add our controller ownerReference to an orphan (merge patch with a uid precondition).
+
+    First the owner is read fresh from the API, not the cache (client-go's
+    ``RecheckDeletionTimestamp`` in controller_ref_manager.go): an owner deleted with
+    ``propagationPolicy=Orphan`` may still look alive in the informer while the garbage collector
+    strips its dependents' ownerReferences; adopting them back then would tie them to an owner
+    about to vanish, and the collector would delete what the user asked to keep.
+    """
+    owner_res = registry.for_kind(str(owner.get("apiVersion", "")), str(owner.get("kind", "")))
+    if owner_res is not None:
+        try:
+            fresh = ctx.client.get(owner_res, name_of(owner), namespace=namespace_of(owner) or None)
+        except errors.NotFound:
+            return None
+        if uid_of(fresh) != uid_of(owner) or is_deleting(fresh):
+            return None
     refs = [*owner_refs(obj), new_controller_ref(owner)]
     body = {"metadata": {"ownerReferences": refs, "uid": uid_of(obj)}}
     try:
