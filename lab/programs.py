@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +91,7 @@ def load_manifest(path: Path = MANIFEST) -> list[Entry]:
     return parse_manifest(path.read_text())
 
 
-def packages(entries: Iterable[Entry], groups: Iterable[str], on_path: Callable[[str], bool]) -> list[str]:
+def packages(entries: Iterable[Entry], groups: Iterable[str]) -> list[str]:
     """The packages lab/deps.sh installs for ``groups``, each once, in manifest order (its rule, in Python)."""
     wanted, out = set(groups), []
     for e in entries:

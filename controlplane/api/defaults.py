@@ -473,13 +473,11 @@ def _default_replicationcontroller(obj: Obj) -> None:
     spec.setdefault("replicas", 1)
     _default_template(spec)
     _status_ints(obj, "replicas")
+
+
 def _default_pdb(obj: Obj) -> None:
-    # PodDisruptionBudgetStatus' four int32 fields have no omitempty: Kubernetes returns them as 0
-    # from creation (typed clients such as the Python one require them)
-    status = _dict(obj, "status")
-    if status is not None:
-        for key in ("disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods"):
-            status.setdefault(key, 0)
+    # PodDisruptionBudgetStatus' four int32 fields have no omitempty
+    _status_ints(obj, "disruptionsAllowed", "currentHealthy", "desiredHealthy", "expectedPods")
 
 
 def _default_priorityclass(obj: Obj) -> None:

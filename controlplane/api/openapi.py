@@ -246,17 +246,17 @@ def _resource_paths(r: Resource) -> dict[str, Any]:
     item = f"{base}/{{name}}"
     common = [_NAMESPACE_PARAM, _PRETTY] if r.namespaced else [_PRETTY]
     name_param = _path_param("name", f"name of the {r.kind}")
+    post = _op(
+        "post",
+        f"create{g}{ns}{r.kind}",
+        f"create a {r.kind}",
+        gvk,
+        name,
+        params=[_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
+        body=_body(name),
+        created=True,
+    )
     if r.verbs == ("create",):  # reviews: a POST to the collection, nothing else (as kube-apiserver)
-        post = _op(
-            "post",
-            f"create{g}{ns}{r.kind}",
-            f"create a {r.kind}",
-            gvk,
-            name,
-            params=[_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
-            body=_body(name),
-            created=True,
-        )
         return {base: {"post": post, "parameters": common}}
     out: dict[str, Any] = {
         base: {
@@ -268,16 +268,7 @@ def _resource_paths(r: Resource) -> dict[str, Any]:
                 list_name,
                 params=_LIST_PARAMS,
             ),
-            "post": _op(
-                "post",
-                f"create{g}{ns}{r.kind}",
-                f"create a {r.kind}",
-                gvk,
-                name,
-                params=[_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
-                body=_body(name),
-                created=True,
-            ),
+            "post": post,
             "delete": _op(
                 "deletecollection",
                 f"deletecollection{g}{ns}{r.kind}",
