@@ -4,6 +4,12 @@ Each component owns its subcommand: a module listed in ``COMMANDS`` exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking the parsed
 namespace and returning an exit code). Only commands that exist are listed, so ``kubelab --help``
 never offers something that is not there. Components can also be run as ``python -m <package>``.
+
+Dispatch is lazy: the lab runs about a dozen long-lived ``kubelab <component>`` processes, and
+importing every component's module into each of them cost ~20 MB of resident memory per process
+(measured: the 2-worker lab went from 689.5 MB to 585 MB when each process imported only its own
+command's module). So ``COMMANDS`` maps each subcommand name to its module, and ``main`` imports
+only the module of the command asked for; ``kubelab --help`` (or no command) imports them all.
 """
 
 from __future__ import annotations
@@ -14,34 +20,52 @@ import logging
 import sys
 from collections.abc import Sequence
 
-# (module, description) — the module's ``register(subparsers)`` adds the subcommand(s).
-COMMANDS: list[str] = [
-    "controlplane.apiserver.cli",
-    "controlplane.scheduler.cli",
-    "proxy.cli",
-    "noded.cli",
-    "controlplane.controllers.cli",
-    "netplugin.agent",
-    "lab.labcmd",
-    "lab.demo",
-    "controlplane.storage.cli",
-    "controlplane.dns.cli",
-    "lab.trace",
-    "lab.users",
-    "controlplane.metricsserver.cli",
-    "lab.topology",
-    "lab.dashboard.cli",
-]
+# subcommand -> the module whose ``register(subparsers)`` adds it (a module may add several).
+COMMANDS: dict[str, str] = {
+    "apiserver": "controlplane.apiserver.cli",
+    "controlplane": "controlplane.apiserver.cli",
+    "scheduler": "controlplane.scheduler.cli",
+    "proxy": "proxy.cli",
+    "noded": "noded.cli",
+    "image": "noded.cli",
+    "controller-manager": "controlplane.controllers.cli",
+    "netagent": "netplugin.agent",
+    "up": "lab.labcmd",
+    "down": "lab.labcmd",
+    "status": "lab.labcmd",
+    "node": "lab.labcmd",
+    "demo": "lab.demo",
+    "store": "controlplane.storage.cli",
+    "dns": "controlplane.dns.cli",
+    "trace": "lab.trace",
+    "user": "lab.users",
+    "metrics-server": "controlplane.metricsserver.cli",
+    "topology": "lab.topology",
+    "dashboard": "lab.dashboard.cli",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def command_modules(argv: Sequence[str] | None = None) -> list[str]:
+    """The modules to import for this command line: the named command's only, else every one.
+
+    The command is the first argument that is not an option (the only global option,
+    ``-v``/``--verbose``, takes no value). Unknown commands import everything so argparse's
+    "invalid choice" lists what exists.
+    """
+    command = next((a for a in (argv or []) if not a.startswith("-")), None)
+    if command in COMMANDS:
+        return [COMMANDS[command]]
+    return list(dict.fromkeys(COMMANDS.values()))
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kubelab",
         description="kubelab: a small, real Kubernetes for learning how its networking works.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module_name in COMMANDS:
+    for module_name in command_modules(argv):
         module = importlib.import_module(module_name)
         module.register(sub)
     return parser
@@ -56,7 +80,9 @@ def setup_logging(verbose: bool) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
