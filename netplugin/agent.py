@@ -574,7 +574,7 @@ def start_cni_server(netns: str | None = None) -> Any:
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "netplugin.cniserver", "--parent-pid", str(os.getpid())]
+    argv = [sys.executable, "-m", "netplugin.fast.cniserver", "--parent-pid", str(os.getpid())]
     if netns:
         argv = ["nsenter", f"--net={netns}", *argv]
     return subprocess.Popen(argv)
@@ -603,9 +603,7 @@ def run_cli(args: argparse.Namespace) -> int:
         agent.policies = policies
     if args.healthz_bind_address:
         serve_health(agent, args.healthz_bind_address, stop)
-    log.info(
-        "netagent running node=%s cni_server=%s network_policy=%s", args.node_name, bool(server), bool(policies)
-    )
+    log.info("netagent running node=%s cni_server=%s network_policy=%s", args.node_name, bool(server), bool(policies))
     try:
         stop.wait()
     finally:

@@ -40,12 +40,13 @@ from __future__ import annotations
 
 import sys
 
-from netplugin import jsonfast, procs, skel
-from netplugin.ipnet import IPNet, sha256_hex
+from netplugin import skel
+from netplugin.fast import jsonfast, procs
+from netplugin.fast.ipnet import IPNet, sha256_hex
 from netplugin.netlink import LinkExists, LinkNotFound, NetlinkError, NetnsNotFound, NetOpError
 from netplugin.skel import CmdArgs, CniError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no `typing` at run time on the exec path: netplugin/fast/README.md
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
@@ -243,7 +244,7 @@ def delegate(args: CmdArgs, ipam_type: str, command: str) -> dict[str, Any] | No
 def _drivers(nl: Netlink | None) -> Netlink:
     if nl is not None:
         return nl
-    from netplugin.rtnl import RtNetlink
+    from netplugin.fast.rtnl import RtNetlink
 
     return RtNetlink()
 

@@ -140,7 +140,7 @@ class FakeNetlink:
         lst = space.addrs.setdefault(ifname, [])
         if cidr not in lst:
             lst.append(cidr)
-            from netplugin.ipnet import IPNet
+            from netplugin.fast.ipnet import IPNet
 
             net = IPNet.parse(cidr)
             space.routes.append(Route(str(net), None, link.index))  # the kernel's connected route
@@ -158,7 +158,7 @@ class FakeNetlink:
         if link is None:
             raise LinkNotFound(f"link {ifname} not found")
         if gw is not None:
-            from netplugin.ipnet import IP, IPNet
+            from netplugin.fast.ipnet import IP, IPNet
 
             g = IP.parse(gw)
             if not any(IPNet.parse(a).contains(g) for a in space.addrs.get(ifname, [])):

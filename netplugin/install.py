@@ -21,7 +21,10 @@ import os
 import sys
 from pathlib import Path
 
-# Each launcher runs the thin client (``thin.py``): it hands the request to the node's CNI
+# The native thin client's source, beside the rest of the speed machinery (netplugin/fast/README.md).
+THIN_CLIENT_C = Path(__file__).parent / "fast" / "thinclient.c"
+
+# Each launcher runs the thin client (``fast/thin.py``): it hands the request to the node's CNI
 # server when one is running and otherwise runs the plugin in-process.
 PLUGINS = {"kubelab-bridge": "main_bridge", "kubelab-ipam": "main_ipam"}
 
@@ -47,7 +50,7 @@ def launcher_text(entry: str, python: str | None = None, source_root: str | None
         "# kubelab CNI plugin launcher (netplugin/install.py): stdlib only, no site-packages.\n"
         "import sys\n"
         f"sys.path.insert(0, {root!r})\n"
-        f"from netplugin.thin import {entry} as main\n"
+        f"from netplugin.fast.thin import {entry} as main\n"
         "sys.exit(main())\n"
     )
 
@@ -64,7 +67,7 @@ def install_plugins(bin_dir: str | Path, python: str | None = None, native: bool
     if native is None:
         import shutil
 
-        native = shutil.which("cc") is not None and Path(__file__).with_name("thinclient.c").exists()
+        native = shutil.which("cc") is not None and THIN_CLIENT_C.exists()
     d = Path(bin_dir)
     d.mkdir(parents=True, exist_ok=True)
     out = []
@@ -89,7 +92,7 @@ _compiled: dict[tuple[str, int], bytes] = {}  # (plugin, source mtime) -> binary
 def compile_thin_client(plugin: str, dest: Path) -> None:
     import subprocess
 
-    src = Path(__file__).with_name("thinclient.c")
+    src = THIN_CLIENT_C
     tmp = dest.with_name(f".{dest.name}.bin{os.getpid()}")
     key = (plugin, src.stat().st_mtime_ns)
     if key in _compiled:  # installing into several dirs (tests, benchmarks): compile once

@@ -19,10 +19,10 @@ The pure parts (``render_*``) are unit-tested; the runner is injectable.
 
 from __future__ import annotations
 
-from netplugin import procs
-from netplugin.ipnet import sha256_hex
+from netplugin.fast import procs
+from netplugin.fast.ipnet import sha256_hex
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no `typing` at run time on the exec path: netplugin/fast/README.md
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 

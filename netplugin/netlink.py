@@ -16,7 +16,7 @@ Conventions every implementation keeps:
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no `typing` at run time on the exec path: netplugin/fast/README.md
 if TYPE_CHECKING:
     from typing import Protocol
 

@@ -23,9 +23,9 @@ import os
 import sys
 import time
 
-from netplugin import jsonfast
+from netplugin.fast import jsonfast
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no `typing` at run time on the exec path: netplugin/fast/README.md
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from typing import Any, TextIO

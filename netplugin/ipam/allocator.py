@@ -2,7 +2,7 @@
 
 Role: the planner layer of the IPAM plugin. ``parse_ipam_config`` turns host-local's keys into
 ``RangeSet``s (validating and defaulting exactly as host-local's ``Canonicalize``), and
-``IPAllocator`` hands out, checks and releases addresses through a ``Store`` (``store.py``; the
+``IPAllocator`` hands out, checks and releases addresses through a ``Store`` (``interface.py``; the
 disk store in ``disk.py``, a memory store for tests).
 
 Invariants (the hypothesis tests check them):
@@ -18,15 +18,15 @@ reserve is also atomic on its own: O_EXCL on disk).
 
 from __future__ import annotations
 
-from netplugin.ipnet import IP, IPNet
+from netplugin.fast.ipnet import IP, IPNet
 from netplugin.skel import DUPLICATE_ALLOCATION, INVALID_CONFIG, TRY_AGAIN, CniError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no `typing` at run time on the exec path: netplugin/fast/README.md
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any
 
-    from netplugin.ipam.store import Store
+    from netplugin.ipam.interface import Store
 
 
 class Range:

@@ -19,9 +19,9 @@ from __future__ import annotations
 import fcntl
 import os
 
-from netplugin.ipnet import IP
+from netplugin.fast.ipnet import IP
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no `typing` at run time on the exec path: netplugin/fast/README.md
 if TYPE_CHECKING:
     pass
 

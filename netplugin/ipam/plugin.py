@@ -20,17 +20,17 @@ from __future__ import annotations
 import sys
 
 from netplugin import skel
+from netplugin.fast.ipnet import IP
 from netplugin.ipam.allocator import IPAllocator, parse_ipam_config
 from netplugin.ipam.disk import DiskStore
-from netplugin.ipnet import IP
 from netplugin.skel import CmdArgs, CniError
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no `typing` at run time on the exec path: netplugin/fast/README.md
 if TYPE_CHECKING:
     from typing import Any
 
     from netplugin.ipam.allocator import IpamConfig
-    from netplugin.ipam.store import Store
+    from netplugin.ipam.interface import Store
 
 PREFIX = "kubelab-ipam"
 

@@ -1,39 +1,12 @@
-"""The IPAM store seam: where reservations live (host-local's ``backend.Store``).
+"""``MemoryStore``: the stateful fake of the IPAM ``Store`` (``interface.py``) for unit tests.
 
-``DiskStore`` (``disk.py``) is the real one (host-local's files); ``MemoryStore`` here is the
-stateful fake for unit tests, with the same semantics: ``reserve`` is atomic and fails (returns
-False) when the address is taken, releases are idempotent, ``lock`` is a context manager.
+Same semantics as ``DiskStore`` (``disk.py``, host-local's files): ``reserve`` is atomic and fails
+(returns False) when the address is taken, releases are idempotent, the lock is not re-entrant.
 """
 
 from __future__ import annotations
 
-from netplugin.ipnet import IP
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from types import TracebackType
-    from typing import Protocol
-
-    class Store(Protocol):
-        def __enter__(self) -> Store: ...  # takes the store-wide exclusive lock
-
-        def __exit__(
-            self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
-        ) -> None: ...
-
-        def reserve(self, container_id: str, ifname: str, ip: IP, range_set: int) -> bool: ...
-
-        def last_reserved_ip(self, range_set: int) -> IP | None: ...
-
-        def get_by_id(self, container_id: str, ifname: str) -> list[IP]: ...
-
-        def release_by_id(self, container_id: str, ifname: str) -> list[IP]: ...
-
-        def reservations(self) -> list[tuple[IP, str, str]]: ...  # (ip, container_id, ifname or "")
-
-        def reserved_ips(self) -> list[IP]: ...
-
-        def release(self, ip: IP) -> None: ...
+from netplugin.fast.ipnet import IP
 
 
 class MemoryStore:

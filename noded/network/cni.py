@@ -18,6 +18,7 @@ different containers may run in parallel — plugins lock their own shared state
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -309,13 +310,20 @@ def render_conflist(
     data_dir: str | None = None,
     name: str = "kubelab",
 ) -> dict[str, Any]:
-    """noded's own rendering of the node's network config list (it must not import netplugin).
+    """The node's network config list: the one renderer (noded writes it; netplugin must not be imported).
+
+    The cniVersion is 1.0.0 for both: the reference plugins 1.1.1 speak at most 1.0.0, and ours
+    accept every version up to 1.1.0.
 
     ``kubelab``: our ``kubelab-bridge`` + ``kubelab-ipam``; ``reference``: the reference ``bridge`` +
     ``host-local`` + ``portmap``. Same shape for both (the reference bridge's keys): gateway on the
     bridge, masquerade for traffic leaving the cluster CIDR, hairpin for pod → own Service VIP."""
     if cni not in ("kubelab", "reference"):
         raise ValueError(f"unknown CNI {cni!r} (kubelab or reference)")
+    pod_cidr = str(ipaddress.ip_network(pod_cidr, strict=False))  # ValueError names the bad CIDR
+    cluster_cidr = str(ipaddress.ip_network(cluster_cidr, strict=False))
+    if not 1 <= len(bridge) <= 15:  # IFNAMSIZ - 1
+        raise ValueError(f"bridge name {bridge!r} must be 1-15 characters")
     bridge_type, ipam_type = ("kubelab-bridge", "kubelab-ipam") if cni == "kubelab" else ("bridge", "host-local")
     # No ipam "routes": isDefaultGateway already makes the default route (the reference bridge
     # fails with "file exists" when both ask for it).

@@ -40,8 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from netplugin.fast.rtnl import setns
 from netplugin.install import base_interpreter, install_plugins
-from netplugin.rtnl import setns
 from tests.bench.stats import Summary, fmt_ms, fmt_ratio, print_table
 from tests.helpers.netns import netns_factory
 
@@ -176,9 +176,9 @@ def cell(samples: list[float]) -> str:
 
 def start_cni_server() -> subprocess.Popen[bytes]:
     """The CNI server for the namespace this process is in (inherited by the child)."""
-    from netplugin.thin import socket_path
+    from netplugin.fast.thin import socket_path
 
-    proc = subprocess.Popen([sys.executable, "-m", "netplugin.cniserver"], cwd=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "netplugin.fast.cniserver"], cwd=str(ROOT))
     deadline = time.monotonic() + 20
     while not os.path.exists(socket_path()):
         if time.monotonic() > deadline or proc.poll() is not None:

@@ -28,7 +28,7 @@ def drv(request: pytest.FixtureRequest) -> Iterator[tuple[Any, str]]:
         return
     if os.geteuid() != 0:
         pytest.skip("the real driver needs root (run `sudo make test`)")
-    from netplugin.rtnl import RtNetlink
+    from netplugin.fast.rtnl import RtNetlink
     from tests.helpers.netns import netns_factory
 
     with netns_factory() as make:

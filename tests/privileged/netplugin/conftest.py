@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from netplugin.install import install_plugins
-from netplugin.runtime import Network, exec_plugin
+from tests.helpers.cniruntime import Network, exec_plugin
 from tests.helpers.netns import NetnsFactory, sh
 
 REFERENCE_BIN = "/usr/lib/cni"

@@ -1,7 +1,7 @@
 """Interop with containernetworking-plugins 1.1.1 (/usr/lib/cni), which speak CNI ≤ 1.0.0:
 our bridge with the reference host-local, the reference bridge with our kubelab-ipam (sharing
 host-local's on-disk format), and our result as prevResult for the reference tuning and portmap
-in a chained conflist driven like libcni (netplugin.runtime.Network).
+in a chained conflist driven like libcni (tests.helpers.cniruntime.Network).
 
 Addresses: pod network 10.244.1.0/24; host port 30080 → pod port 8080 for portmap.
 """

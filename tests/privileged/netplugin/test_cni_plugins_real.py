@@ -12,7 +12,7 @@ import json
 import pytest
 
 from netplugin.bridge import host_veth_name
-from netplugin.runtime import PluginError
+from tests.helpers.cniruntime import PluginError
 from tests.privileged.netplugin.conftest import CniEnv
 
 

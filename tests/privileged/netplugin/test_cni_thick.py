@@ -37,7 +37,7 @@ def test_requests_go_through_the_server_and_fall_back_without_it(cni: CniEnv, tm
     log = tmp_path / "server.log"
     sock = server_socket(cni)
     env = {**os.environ, "KUBELAB_CNI_LOG": str(log)}
-    server = subprocess.Popen([*cni.wrapper, sys.executable, "-m", "netplugin.cniserver"], env=env, cwd=ROOT)
+    server = subprocess.Popen([*cni.wrapper, sys.executable, "-m", "netplugin.fast.cniserver"], env=env, cwd=ROOT)
     try:
         wait_for(lambda: os.path.exists(sock), timeout=20, message="CNI server socket")
         pods = [cni.pod(f"p{i}") for i in range(8)]
@@ -62,11 +62,11 @@ def test_server_exits_when_its_agent_is_killed(cni: CniEnv) -> None:
     sock = server_socket(cni)
     # a stand-in agent (a shell) starts the server with its own pid, then is SIGKILLed
     agent = subprocess.Popen(
-        [*cni.wrapper, "sh", "-c", f"cd {ROOT} && {sys.executable} -m netplugin.cniserver --parent-pid $$ & wait"],
+        [*cni.wrapper, "sh", "-c", f"cd {ROOT} && {sys.executable} -m netplugin.fast.cniserver --parent-pid $$ & wait"],
     )
     try:
         wait_for(lambda: os.path.exists(sock), timeout=20, message="CNI server socket")
-        server_pid = int(sh("pgrep", "-P", str(agent.pid), "-f", "netplugin.cniserver").split()[0])
+        server_pid = int(sh("pgrep", "-P", str(agent.pid), "-f", "netplugin.fast.cniserver").split()[0])
     finally:
         agent.kill()
         agent.wait(timeout=10)

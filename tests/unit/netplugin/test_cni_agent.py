@@ -1,4 +1,4 @@
-"""The node network agent's planner and reconciler (FakeRouteDriver), and render_conflist.
+"""The node network agent's planner and reconciler (FakeRouteDriver).
 
 Addresses: nodes on 192.168.56.0/24 (.11, .12, .13), node N owning 10.244.N.0/24 (DESIGN.md §3).
 """
@@ -17,7 +17,6 @@ from netplugin.agent import (
     diff_routes,
     plan_routes,
 )
-from netplugin.conflist import render_conflist
 
 
 def node(name: str, cidr: str | None, ip: str | None, **extra: Any) -> dict[str, Any]:
@@ -91,34 +90,6 @@ def test_reconciler_continues_after_one_failure_and_reports() -> None:
     assert drv.routes["10.244.3.0/24"][1] == RTPROT_KUBELAB
 
 
-def test_render_conflist_kubelab() -> None:
-    c = render_conflist("10.244.1.0/24", data_dir="/var/lib/kubelab/kl-node1/cni")
-    assert c["cniVersion"] == "1.1.0" and c["name"] == "kubelab"
-    (p,) = c["plugins"]
-    assert p["type"] == "kubelab-bridge" and p["bridge"] == "cni0" and p["hairpinMode"] and p["isDefaultGateway"]
-    assert p["ipam"] == {
-        "type": "kubelab-ipam",
-        "ranges": [[{"subnet": "10.244.1.0/24"}]],
-        "dataDir": "/var/lib/kubelab/kl-node1/cni",
-    }
-    assert p["ipMasq"] is False
-    masq = render_conflist("10.244.1.0/24", ip_masq=True)["plugins"][0]
-    assert masq["ipMasq"] and masq["ipMasqExclude"] == ["10.244.0.0/16"]
-
-
-def test_render_conflist_reference() -> None:
-    c = render_conflist("10.244.2.0/24", cni="reference", mtu=1400)
-    assert c["cniVersion"] == "1.0.0"  # the reference plugins 1.1.1 speak at most 1.0.0
-    (p,) = c["plugins"]
-    assert (p["type"], p["ipam"]["type"], p["mtu"], p["ipMasq"]) == ("bridge", "host-local", 1400, False)
-
-
-@pytest.mark.parametrize("kw", [{"pod_cidr": "nope"}, {"pod_cidr": "10.244.1.0/24", "cni": "other"}])
-def test_render_conflist_rejects_bad_input(kw: dict[str, Any]) -> None:
-    with pytest.raises(ValueError):
-        render_conflist(**kw)
-
-
 def test_plan_vxlan_derives_vteps_from_node_objects() -> None:
     from netplugin.agent import VxlanPeer, plan_vxlan
 
@@ -162,7 +133,7 @@ def test_agent_health_says_when_routes_are_not_programmed(caplog: pytest.LogCapt
     assert code == 200 and json.loads(body)["routes"] == 2 and json.loads(body)["lastError"] == ""
 
     class Policies:
-        last_error = "exec: \"iptables-restore\": executable file not found in $PATH (install the iptables package)"
+        last_error = 'exec: "iptables-restore": executable file not found in $PATH (install the iptables package)'
 
     agent.policies = Policies()
     code, body = agent.health()

@@ -24,7 +24,7 @@ def run(exe: Path, command: str, stdin: bytes, **env: str) -> tuple[int, dict[st
 def test_launcher_is_isolated_and_stdlib_only() -> None:
     text = launcher_text("main_bridge", python="/usr/bin/python3.11", source_root="/src")
     assert text.startswith("#!/usr/bin/python3.11 -IS\n")
-    assert "sys.path.insert(0, '/src')" in text and "from netplugin.thin import main_bridge as main" in text
+    assert "sys.path.insert(0, '/src')" in text and "from netplugin.fast.thin import main_bridge as main" in text
 
 
 @pytest.mark.parametrize("native", [False, True])

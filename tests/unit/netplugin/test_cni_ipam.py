@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from netplugin import skel
+from netplugin.fast.ipnet import IP
 from netplugin.ipam import plugin
 from netplugin.ipam.allocator import IPAllocator, RangeSet, parse_ipam_config
 from netplugin.ipam.disk import DiskStore
 from netplugin.ipam.store import MemoryStore
-from netplugin.ipnet import IP
 
 
 def conf(tmp: Path | None = None, **ipam: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""netplugin.runtime: how a conflist's plugin gets its stdin (spec "Deriving execution
+"""tests.helpers.cniruntime: how a conflist's plugin gets its stdin (spec "Deriving execution
 configuration"), and the chain order for ADD/DEL/CHECK, with a scripted recording plugin."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from netplugin.runtime import Network, PluginError, plugin_conf
+from tests.helpers.cniruntime import Network, PluginError, plugin_conf
 
 CONFLIST = {
     "cniVersion": "1.0.0",

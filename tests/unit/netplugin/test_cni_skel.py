@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from netplugin import jsonfast, skel
-from netplugin.ipnet import IP, IPNet
+from netplugin import skel
+from netplugin.fast import jsonfast
+from netplugin.fast.ipnet import IP, IPNet
 
 ENV = {
     "CNI_COMMAND": "ADD",
@@ -228,7 +229,7 @@ def test_ipnet_arithmetic() -> None:
 def test_thin_client_forwards_path_and_cni_variables_only() -> None:
     # Regression: PATH was matched as the prefix b"PATH=" against bare keys and never forwarded, so
     # the server's child could not find iptables-restore (ipMasq) and every ADD failed in the lab.
-    from netplugin import thin
+    from netplugin.fast import thin
 
     env = {b"PATH": b"/usr/sbin:/usr/bin", b"CNI_COMMAND": b"ADD", b"KUBELAB_X": b"1", b"HOME": b"/root",
            b"PATHEXT": b"nope"}  # fmt: skip

@@ -111,6 +111,21 @@ def test_rendered_conflists() -> None:
     assert not ref["plugins"][0]["ipMasq"]
     with pytest.raises(ValueError):
         render_conflist("10.244.1.0/24", cni="flannel")
+    assert ours["cniVersion"] == ref["cniVersion"] == "1.0.0"  # the reference plugins 1.1.1 speak at most 1.0.0
+
+
+@pytest.mark.parametrize(
+    ("kw", "says"),
+    [
+        ({"pod_cidr": "nope"}, "nope"),
+        ({"pod_cidr": "10.244.1.0/24", "cluster_cidr": "10.244.0.0/33"}, "10.244.0.0/33"),
+        ({"pod_cidr": "10.244.1.0/24", "bridge": "a-bridge-name-too-long"}, "a-bridge-name-too-long"),
+        ({"pod_cidr": "10.244.1.0/24", "bridge": ""}, "1-15 characters"),
+    ],
+)
+def test_render_conflist_names_bad_input(kw: dict[str, str], says: str) -> None:
+    with pytest.raises(ValueError, match=says):
+        render_conflist(**kw)
 
 
 def test_single_plugin_conf_is_converted(tmp_path: Path) -> None:

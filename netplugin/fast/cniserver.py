@@ -8,7 +8,7 @@ into the pod's namespace, holds the IPAM flock, dies after one request; requests
 like execs do) while skipping the interpreter start and imports.
 
 Must be single-threaded (forking a threaded process is unsafe), so ``kubelab netagent`` runs it
-as its own child process (``python -m netplugin.cniserver``) instead of in a thread.
+as its own child process (``python -m netplugin.fast.cniserver``) instead of in a thread.
 The socket file is ours alone (mode 0600, root); a stale one from a dead server is replaced.
 """
 
@@ -20,8 +20,9 @@ import signal
 import socket
 import sys
 
-from netplugin import skel, thin
+from netplugin import skel
 from netplugin.bridge import HANDLERS as BRIDGE_HANDLERS
+from netplugin.fast import thin
 from netplugin.ipam.plugin import HANDLERS as IPAM_HANDLERS
 
 # the handlers' signatures differ only in optional driver arguments
@@ -116,7 +117,7 @@ def serve(path: str | None = None, parent: int | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m netplugin.cniserver [--parent-pid PID] [SOCKET_PATH]``."""
+    """``python -m netplugin.fast.cniserver [--parent-pid PID] [SOCKET_PATH]``."""
     args = list(sys.argv[1:] if argv is None else argv)
     parent = None
     if args[:1] == ["--parent-pid"]:

@@ -1,7 +1,10 @@
-"""A tiny CNI runtime (the part of libcni a runtime needs): run a network config list.
+"""A test-side CNI runtime (the part of libcni the plugin tests need): run a network config list.
 
-Role: drive a ``.conflist`` exactly as the spec's runtime section and libcni do, for noded (if it
-wants it), the tests (chains with the reference ``portmap``/``tuning``) and the benchmark:
+Role: kubelab's one CNI runtime library is noded's (``noded/network/cni.py``, ``CniInvoker``); this
+is the tests' independent driver of the plugins, so the plugin tests do not depend on noded and
+can exercise what noded never sends (GC, STATUS, ``capabilities`` for chains with the reference
+``portmap``/``tuning``, exec errors). It drives a ``.conflist`` exactly as the spec's runtime
+section and libcni do:
 - each plugin's stdin = the plugin object + ``name`` + ``cniVersion`` (+ ``prevResult``,
   + ``runtimeConfig`` for declared ``capabilities``; ``capabilities`` itself is removed);
 - ADD runs the plugins in order, each getting the previous result as ``prevResult``; DEL runs

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no `typing` at run time on the exec path: netplugin/fast/README.md
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 

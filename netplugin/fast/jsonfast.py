@@ -13,7 +13,7 @@ raises :class:`DecodeError` (a ``ValueError``) naming the offset; ``dumps`` is c
 
 from __future__ import annotations
 
-TYPE_CHECKING = False
+TYPE_CHECKING = False  # no `typing` at run time on the exec path: netplugin/fast/README.md
 if TYPE_CHECKING:
     from typing import Any
 
