@@ -264,10 +264,16 @@ class Noded:
             t.start()
             self._threads.append(t)
         if self.cfg.tls_cert and self.cfg.tls_key and self.cfg.client_ca:
-            from noded.server import KubeletServer
+            from noded.server import KubeletHost, KubeletServer
 
             self.server = KubeletServer(
-                self,
+                KubeletHost(
+                    node_name=self.cfg.node_name,
+                    pods=self.pods,
+                    runtime=self.runtime,
+                    node_netns_path=self.cfg.node_netns_path,
+                    queue_depth=self.queue.len,
+                ),
                 self.cfg.tls_cert,
                 self.cfg.tls_key,
                 self.cfg.client_ca,

@@ -57,9 +57,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, unquote, urlparse
 
 from noded import stats
@@ -67,8 +68,7 @@ from noded.host import nsnet
 from noded.runtime.interface import AttachUnavailable, ContainerState, ContainerStatus, SandboxState
 
 if TYPE_CHECKING:
-    from noded.agent import Noded
-    from noded.runtime.interface import AttachSession, ExecSession
+    from noded.runtime.interface import AttachSession, ContainerRuntime, ExecSession
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,29 @@ WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 SUBPROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
 PORTFORWARD_SUBPROTOCOL = "portforward.kubelab.io"
 HANDSHAKE_TIMEOUT = 10.0  # seconds a client has to complete the TLS handshake
+
+
+class PodLister(Protocol):
+    """The node's pods as the API has them (noded's pod informer): by ``namespace/name`` key."""
+
+    def get(self, key: str) -> dict[str, Any] | None: ...
+
+    def list(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class KubeletHost:
+    """What the kubelet API serves from: the node's pods, its runtime and a few figures.
+
+    The server depends on this small interface, not on the agent (``noded.agent.Noded`` builds
+    one), so it can be tested with a fake runtime and a dict of pods.
+    """
+
+    node_name: str
+    pods: PodLister
+    runtime: ContainerRuntime
+    node_netns_path: str = ""  # host-network pods' port-forward target
+    queue_depth: Callable[[], int] = lambda: 0  # pods waiting to be synced (for /metrics)
 
 
 def parse_cri_line(line: str) -> tuple[str, str, str, str] | None:
@@ -175,14 +198,14 @@ class _Handler(BaseHTTPRequestHandler):
         return _WebSocket(self.rfile, self.wfile)
 
     def _find(self, ns: str, pod: str, container: str, previous: bool = False) -> ContainerStatus | None:
-        noded = self.server.noded
-        obj = noded.pods.get(f"{ns}/{pod}")
+        host = self.server.host
+        obj = host.pods.get(f"{ns}/{pod}")
         if obj is None:
             return None
         uid = obj["metadata"]["uid"]
-        sids = {s.id for s in noded.runtime.list_pod_sandboxes(uid)}
+        sids = {s.id for s in host.runtime.list_pod_sandboxes(uid)}
         cs = sorted(
-            (c for c in noded.runtime.list_containers() if c.sandbox_id in sids and c.name == container),
+            (c for c in host.runtime.list_containers() if c.sandbox_id in sids and c.name == container),
             key=lambda c: (c.attempt, c.created_at),
         )
         if previous:
@@ -199,7 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
             if url.path == "/healthz":
                 self._send(200, b"ok")
             elif url.path == "/pods":
-                items = self.server.noded.pods.list()
+                items = self.server.host.pods.list()
                 self._send(
                     200,
                     json.dumps({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}).encode(),
@@ -208,7 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif url.path == "/metrics":
                 self._send(200, self._metrics(), "text/plain; version=0.0.4")
             elif url.path in stats.ROUTES:  # /stats/summary, /metrics/resource (noded/stats.py)
-                self._send(*stats.serve(self.server.noded, url.path))
+                self._send(*stats.serve(self.server.host, url.path))
             elif len(parts) == 4 and parts[0] == "containerLogs":
                 self._logs(parts[1], parts[2], parts[3], q)
             elif len(parts) == 4 and parts[0] in ("exec", "attach"):
@@ -223,20 +246,20 @@ class _Handler(BaseHTTPRequestHandler):
     do_POST = do_GET
 
     def _metrics(self) -> bytes:
-        noded = self.server.noded
-        containers = noded.runtime.list_containers()
+        host = self.server.host
+        containers = host.runtime.list_containers()
         running = sum(1 for c in containers if c.state == ContainerState.RUNNING)
         lines = [
             "# HELP kubelet_running_pods Number of pods that have a running pod sandbox",
             "# TYPE kubelet_running_pods gauge",
-            f"kubelet_running_pods {len(noded.runtime.list_pod_sandboxes())}",
+            f"kubelet_running_pods {len(host.runtime.list_pod_sandboxes())}",
             "# HELP kubelet_running_containers Number of containers currently running",
             "# TYPE kubelet_running_containers gauge",
             f'kubelet_running_containers{{container_state="running"}} {running}',
             f'kubelet_running_containers{{container_state="exited"}} {len(containers) - running}',
             "# HELP kubelet_pod_worker_queue_depth Pods waiting to be synced",
             "# TYPE kubelet_pod_worker_queue_depth gauge",
-            f"kubelet_pod_worker_queue_depth {noded.queue.len()}",
+            f"kubelet_pod_worker_queue_depth {host.queue_depth()}",
         ]
         return ("\n".join(lines) + "\n").encode()
 
@@ -290,7 +313,7 @@ class _Handler(BaseHTTPRequestHandler):
                     self._chunk(render_log(complete.decode(errors="replace").split("\n"), flag("timestamps")))
                 continue
             try:
-                st = self.server.noded.runtime.container_status(c.id)
+                st = self.server.host.runtime.container_status(c.id)
             except Exception:
                 break
             if st.state == ContainerState.EXITED:
@@ -332,7 +355,7 @@ class _Handler(BaseHTTPRequestHandler):
             ws.close()
             return
         try:
-            session = self.server.noded.runtime.exec(cid, argv, want_stdin, tty=tty)
+            session = self.server.host.runtime.exec(cid, argv, want_stdin, tty=tty)
         except Exception as exc:
             ws.send_status(1, f"exec failed: {exc}")
             ws.close()
@@ -354,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _attach(self, ws: _WebSocket, c: ContainerStatus, q: dict[str, list[str]]) -> None:
         try:
-            session = self.server.noded.runtime.attach(c.id, _flag(q, "stdin"), _flag(q, "tty"))
+            session = self.server.host.runtime.attach(c.id, _flag(q, "stdin"), _flag(q, "tty"))
         except AttachUnavailable as exc:
             log.debug("attach to %s: %s; following its log instead", c.id, exc)
             self._attach_log(ws, c)
@@ -390,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
                     if p:
                         ws.send(bytes([1 if p[1] == "stdout" else 2]) + (p[3] + ("\n" if p[2] == "F" else "")).encode())
                 continue
-            st = self.server.noded.runtime.container_status(c.id)
+            st = self.server.host.runtime.container_status(c.id)
             if st.state == ContainerState.EXITED:
                 break
             time.sleep(0.1)
@@ -401,15 +424,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _pod_netns(self, ns: str, pod: str) -> str | None:
         """The network namespace of the pod's ready sandbox (the node's for host-network pods)."""
-        noded = self.server.noded
-        obj = noded.pods.get(f"{ns}/{pod}")
+        host = self.server.host
+        obj = host.pods.get(f"{ns}/{pod}")
         if obj is None:
             return None
-        ready = [s for s in noded.runtime.list_pod_sandboxes(obj["metadata"]["uid"]) if s.state == SandboxState.READY]
+        ready = [s for s in host.runtime.list_pod_sandboxes(obj["metadata"]["uid"]) if s.state == SandboxState.READY]
         if not ready:
             return None
         sandbox = max(ready, key=lambda s: s.attempt)
-        return sandbox.netns_path or noded.cfg.node_netns_path
+        return sandbox.netns_path or host.node_netns_path
 
     def _port_forward(self, ns: str, pod: str, q: dict[str, list[str]]) -> None:
         offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
@@ -604,7 +627,7 @@ class _WebSocket:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    noded: Noded
+    host: KubeletHost
     stopping: threading.Event
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -619,7 +642,7 @@ class _Server(ThreadingHTTPServer):
 
 class KubeletServer:
     def __init__(
-        self, noded: Noded, cert: Path, key: Path, client_ca: Path, host: str = "0.0.0.0", port: int = 10250
+        self, node: KubeletHost, cert: Path, key: Path, client_ca: Path, host: str = "0.0.0.0", port: int = 10250
     ) -> None:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(str(cert), str(key))
@@ -632,7 +655,7 @@ class KubeletServer:
         self.httpd.server_bind()
         self.httpd.server_activate()
         self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True, do_handshake_on_connect=False)
-        self.httpd.noded = noded
+        self.httpd.host = node
         self.httpd.stopping = threading.Event()
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="kubelet-api", daemon=True)
@@ -647,4 +670,4 @@ class KubeletServer:
         self.httpd.server_close()
 
 
-__all__ = ["KubeletServer", "parse_cri_line", "parse_resize", "render_log"]
+__all__ = ["KubeletHost", "KubeletServer", "PodLister", "parse_cri_line", "parse_resize", "render_log"]

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from noded.runtime.interface import ContainerState, SandboxState
+from noded.runtime.interface import ContainerRuntime, ContainerState, SandboxState
 
 MIN_RATE_INTERVAL = 1.0  # seconds between the two samples a usageNanoCores is computed from
 
@@ -449,29 +449,39 @@ __all__ = [
 
 # ---- the kubelet API's hook ------------------------------------------------------------------
 
+class StatsSource(Protocol):
+    """What the stats endpoints need of a node (``noded.server.KubeletHost`` has both)."""
+
+    @property
+    def node_name(self) -> str: ...
+
+    @property
+    def runtime(self) -> ContainerRuntime: ...
+
+
 _PROVIDERS: dict[int, StatsProvider] = {}
 _PROVIDERS_LOCK = threading.Lock()
 ROUTES = ("/stats/summary", "/metrics/resource")
 
 
-def provider_for(noded: Any) -> StatsProvider:
+def provider_for(node: StatsSource) -> StatsProvider:
     """The one ``StatsProvider`` of a running noded (made on first use: rates need its memory)."""
     with _PROVIDERS_LOCK:
-        p = _PROVIDERS.get(id(noded))
-        if p is None or p.runtime is not noded.runtime:
-            parent = str(getattr(noded.runtime, "cgroup_parent", "/kubelab"))
+        p = _PROVIDERS.get(id(node))
+        if p is None or p.runtime is not node.runtime:
+            parent = str(getattr(node.runtime, "cgroup_parent", "/kubelab"))
             p = StatsProvider(
-                noded.cfg.node_name,
-                noded.runtime,
+                node.node_name,
+                node.runtime,
                 FsCgroupReader(),
                 PsutilHostReader(),
                 lambda cid: f"{parent}/{cid}",
             )
-            _PROVIDERS[id(noded)] = p
+            _PROVIDERS[id(node)] = p
         return p
 
 
-def serve(noded: Any, path: str) -> tuple[int, bytes, str]:
+def serve(node: StatsSource, path: str) -> tuple[int, bytes, str]:
     """Status, body and content type for ``GET /stats/summary`` or ``GET /metrics/resource``.
 
     A failure to collect is never a dead request thread: the Summary answers a 500 ``Status``,
@@ -481,7 +491,7 @@ def serve(noded: Any, path: str) -> tuple[int, bytes, str]:
     import logging
 
     try:
-        summary: Obj | None = provider_for(noded).summary()
+        summary: Obj | None = provider_for(node).summary()
     except Exception as e:
         logging.getLogger(__name__).exception("collecting resource stats failed")
         if path == "/stats/summary":

@@ -10,7 +10,6 @@ import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -20,7 +19,7 @@ from websockets.typing import Subprotocol
 from controlplane.pki import issue_cert, new_ca
 from noded.runtime.fake import FakeRuntime
 from noded.runtime.interface import SandboxConfig
-from noded.server import PORTFORWARD_SUBPROTOCOL, KubeletServer, _unmask
+from noded.server import PORTFORWARD_SUBPROTOCOL, KubeletHost, KubeletServer, _unmask
 from tests.helpers.wait import wait_for
 from tests.unit.noded.test_kubelet_streams import UID, _Pods
 
@@ -58,18 +57,18 @@ class Env:
             (tmp / f"{name}.key").write_bytes(key)
         runtime = FakeRuntime()
         runtime.run_pod_sandbox(SandboxConfig("p", "default", UID, 0, "p", "", str(tmp)))
-        noded = SimpleNamespace(
-            runtime=runtime,
+        node = KubeletHost(
+            node_name="n",
             pods=_Pods(
                 {
                     "default/p": {"metadata": {"name": "p", "namespace": "default", "uid": UID}},
                     "default/nosandbox": {"metadata": {"name": "nosandbox", "namespace": "default", "uid": "x"}},
                 }
             ),
-            cfg=SimpleNamespace(node_netns_path=""),
+            runtime=runtime,
         )
         self.server = KubeletServer(
-            noded,  # type: ignore[arg-type]
+            node,
             tmp / "kubelet.crt",
             tmp / "kubelet.key",
             tmp / "ca.crt",

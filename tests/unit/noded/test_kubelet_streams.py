@@ -23,7 +23,7 @@ from websockets.typing import Subprotocol
 from controlplane.pki import issue_cert, new_ca
 from noded.runtime.fake import FakeAttachSession, FakeExecSession, FakeRuntime
 from noded.runtime.interface import ContainerConfig, ExecResult, SandboxConfig
-from noded.server import KubeletServer, parse_resize
+from noded.server import KubeletHost, KubeletServer, parse_resize
 from tests.helpers.wait import wait_for
 
 UID = "0b6f9c1e-0000-4000-8000-000000000001"
@@ -38,12 +38,6 @@ class _Pods:
 
     def list(self) -> list[dict[str, Any]]:
         return list(self.pods.values())
-
-
-class _Noded:
-    def __init__(self, runtime: FakeRuntime) -> None:
-        self.runtime = runtime
-        self.pods = _Pods({"default/p": {"metadata": {"name": "p", "namespace": "default", "uid": UID}}})
 
 
 class Env:
@@ -63,7 +57,11 @@ class Env:
             self.runtime.start_container(cid)
             self.cids[name] = cid
         self.server = KubeletServer(
-            _Noded(self.runtime),  # type: ignore[arg-type]
+            KubeletHost(
+                node_name="n",
+                pods=_Pods({"default/p": {"metadata": {"name": "p", "namespace": "default", "uid": UID}}}),
+                runtime=self.runtime,
+            ),
             tmp / "kubelet.crt",
             tmp / "kubelet.key",
             tmp / "ca.crt",

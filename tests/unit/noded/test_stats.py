@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from noded.runtime.interface import ContainerState, ContainerStatus, SandboxState, SandboxStatus
 from noded.stats import (
@@ -191,13 +192,20 @@ class _BrokenRuntime:
         raise OSError("runc state: no such file")
 
 
+class _NoPods:
+    def get(self, key: str) -> dict[str, Any] | None:
+        return None
+
+    def list(self) -> list[dict[str, Any]]:
+        return []
+
+
 def test_serve_reports_a_failed_collection_without_dying() -> None:
-    from types import SimpleNamespace
-
     from noded import stats
+    from noded.server import KubeletHost
 
-    noded = SimpleNamespace(runtime=_BrokenRuntime(), cfg=SimpleNamespace(node_name="n"))
-    code, body, ctype = stats.serve(noded, "/metrics/resource")
+    node = KubeletHost(node_name="n", pods=_NoPods(), runtime=_BrokenRuntime())  # type: ignore[arg-type]
+    code, body, ctype = stats.serve(node, "/metrics/resource")
     assert code == 200 and ctype.startswith("text/plain") and b"resource_scrape_error 1" in body
-    code, body, ctype = stats.serve(noded, "/stats/summary")
+    code, body, ctype = stats.serve(node, "/stats/summary")
     assert code == 500 and b'"reason": "InternalError"' in body and b"runc state" in body
