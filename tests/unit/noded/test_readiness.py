@@ -1,4 +1,4 @@
-"""Node Ready as kubelet reports it (noded.readiness through Noded.conditions): the CNI network or
+"""Node Ready as kubelet reports it (noded.readiness through the node status manager's conditions): the CNI network or
 the runtime unusable → Ready=False with kubelet's reason and message; back to Ready=True when the
 cause is gone. No root, no API server: a Noded over FakeRuntime, its real CniInvoker pointed at a
 temporary conf dir and bin dir."""
@@ -41,7 +41,7 @@ def node(tmp_path: Path) -> Any:
 
 def ready(n: Any) -> dict[str, Any]:
     n.readiness.check(n.runtime, n.cni, force=True)
-    return next(c for c in n.conditions({}) if c["type"] == "Ready")
+    return next(c for c in n.node_status.conditions({}) if c["type"] == "Ready")
 
 
 def write_conflist(n: Any) -> None:
