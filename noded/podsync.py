@@ -107,6 +107,14 @@ def backoff_delay(restarts: int, ran_for: float, base: float, cap: float) -> flo
     return float(min(cap, base * 2 ** (restarts - 2)))
 
 
+def pull_backoff_remaining(failures: int, last_failure: float, now: float, base: float, cap: float) -> float:
+    """Seconds an image pull must still wait after ``failures`` failed pulls (kubelet's image
+    back-off: base·2^(n-1), capped; 0 when there was no failure or the wait is over)."""
+    if failures <= 0:
+        return 0.0
+    return max(0.0, float(min(base * 2 ** (failures - 1), cap)) - (now - last_failure))
+
+
 def should_restart(policy: str, exit_code: int) -> bool:
     return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
 

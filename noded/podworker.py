@@ -30,12 +30,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from controlplane.api.defaults import image_pull_policy
 from noded import names
 from noded.images.credentials import PullSecrets
-from noded.images.store import ImageError, ImageStore
+from noded.images.store import Image, ImageError, ImageStore
 from noded.network.cni import Cni, CniError, CniRuntimeConf
 from noded.network.netns import Netns
-from noded.podsync import Observed, PodActions, StartAction, compute_pod_actions, compute_pod_status
+from noded.podsync import (
+    Observed,
+    PodActions,
+    StartAction,
+    compute_pod_actions,
+    compute_pod_status,
+    pull_backoff_remaining,
+)
 from noded.probes import ProbeManager, run_probe
 from noded.runtime import oci
 from noded.runtime.interface import (
@@ -464,54 +472,11 @@ class PodWorker:
         specs = (pod["spec"].get("initContainers") or []) if s.init else pod["spec"]["containers"]
         c = next(x for x in specs if x["name"] == s.name)
         image_ref = c.get("image", "")
-        policy = c.get("imagePullPolicy") or (
-            "Always" if image_ref.endswith(":latest") or ":" not in image_ref.rsplit("/", 1)[-1] else "IfNotPresent"
-        )
-        # Image (with kubelet's pull back-off on failure).
         img = None
         if self.images is not None:
-            fails, last = notes.image_failures.get(image_ref, (0, 0.0))
-            if fails:
-                base = self.cfg.backoff_base
-                wait = min(base * 2 ** (fails - 1), self.cfg.backoff_cap) - (self.clock() - last)
-                if wait > 0:
-                    # Between attempts the container waits in ImagePullBackOff, keeping the reason.
-                    notes.waiting[s.name] = (
-                        "ImagePullBackOff",
-                        f'Back-off pulling image "{image_ref}": {notes.image_errors.get(image_ref, "")}',
-                    )
-                    return float(wait)
-            # Read only if the registry is asked; a missing secret is an event, as in kubelet.
-            secrets = PullSecrets(
-                pod,
-                self.api.get_object,
-                lambda msg: self.api.event(pod, "Warning", "FailedToRetrieveImagePullSecret", msg),
-            )
-            try:
-                if self.images.get(image_ref) is None or policy == "Always":
-                    self.api.event(pod, "Normal", "Pulling", f'Pulling image "{image_ref}"')
-                    t0 = time.monotonic()
-                    img = self.images.ensure(image_ref, policy, secrets)
-                    self.api.event(
-                        pod,
-                        "Normal",
-                        "Pulled",
-                        f'Successfully pulled image "{image_ref}" in {time.monotonic() - t0:.3f}s',
-                    )
-                else:
-                    img = self.images.ensure(image_ref, policy, secrets)
-                notes.image_failures.pop(image_ref, None)
-            except ImageError as exc:
-                # kubelet backs off failed pulls only: Never with no image, or a bad name, just waits.
-                if exc.reason == "ErrImagePull":
-                    notes.image_failures[image_ref] = (fails + 1, self.clock())
-                notes.image_errors[image_ref] = f"{exc.reason}: {exc}"
-                notes.waiting[s.name] = (exc.reason, str(exc))
-                self.api.event(pod, "Warning", "Failed", f'Failed to pull image "{image_ref}": {exc}')
-                self.api.event(pod, "Warning", "Failed", f"Error: {exc.reason}")
-                # Come back soon to show ImagePullBackOff; the next pull waits out the back-off.
-                return min(1.0, self.cfg.backoff_base)
-            self.images.touch(img.ref)
+            img, wait = self._ensure_image(pod, s.name, image_ref, c.get("imagePullPolicy"))
+            if img is None:
+                return wait
         # Process, env and mounts.
         try:
             svc_env = (
@@ -572,6 +537,56 @@ class PodWorker:
             return None
         self.api.event(pod, "Normal", "Started", f"Started container {s.name}")
         return None
+
+    def _ensure_image(
+        self, pod: dict[str, Any], name: str, image_ref: str, policy: str | None
+    ) -> tuple[Image | None, float]:
+        """The container's image, pulled as its policy says; or None and when to come back.
+
+        Static pods are not defaulted by the API server, so a missing policy gets the API's default
+        (``controlplane.api.defaults.image_pull_policy``, the one home of that rule).
+        """
+        assert self.images is not None
+        notes = self.notes(pod["metadata"]["uid"])
+        policy = policy or image_pull_policy(image_ref)
+        fails, last = notes.image_failures.get(image_ref, (0, 0.0))
+        wait = pull_backoff_remaining(fails, last, self.clock(), self.cfg.backoff_base, self.cfg.backoff_cap)
+        if wait > 0:
+            # Between attempts the container waits in ImagePullBackOff, keeping the reason.
+            notes.waiting[name] = (
+                "ImagePullBackOff",
+                f'Back-off pulling image "{image_ref}": {notes.image_errors.get(image_ref, "")}',
+            )
+            return None, wait
+        # Read only if the registry is asked; a missing secret is an event, as in kubelet.
+        secrets = PullSecrets(
+            pod,
+            self.api.get_object,
+            lambda msg: self.api.event(pod, "Warning", "FailedToRetrieveImagePullSecret", msg),
+        )
+        try:
+            if self.images.get(image_ref) is None or policy == "Always":
+                self.api.event(pod, "Normal", "Pulling", f'Pulling image "{image_ref}"')
+                t0 = time.monotonic()
+                img = self.images.ensure(image_ref, policy, secrets)
+                self.api.event(
+                    pod, "Normal", "Pulled", f'Successfully pulled image "{image_ref}" in {time.monotonic() - t0:.3f}s'
+                )
+            else:
+                img = self.images.ensure(image_ref, policy, secrets)
+            notes.image_failures.pop(image_ref, None)
+        except ImageError as exc:
+            # kubelet backs off failed pulls only: Never with no image, or a bad name, just waits.
+            if exc.reason == "ErrImagePull":
+                notes.image_failures[image_ref] = (fails + 1, self.clock())
+            notes.image_errors[image_ref] = f"{exc.reason}: {exc}"
+            notes.waiting[name] = (exc.reason, str(exc))
+            self.api.event(pod, "Warning", "Failed", f'Failed to pull image "{image_ref}": {exc}')
+            self.api.event(pod, "Warning", "Failed", f"Error: {exc.reason}")
+            # Come back soon to show ImagePullBackOff; the next pull waits out the back-off.
+            return None, min(1.0, self.cfg.backoff_base)
+        self.images.touch(img.ref)
+        return img, 0.0
 
     def _env_refs(self, pod: Mapping[str, Any], c: Mapping[str, Any]) -> dict[tuple[str, str, str], str]:
         """Fetch the configMaps/secrets the container's env refers to."""

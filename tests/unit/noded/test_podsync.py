@@ -194,3 +194,13 @@ def test_status_terminal_phases() -> None:
     st = compute_pod_status(pod("Never"), obs, host_ip="h", terminal_phase="Succeeded", now=NOW)
     assert st["phase"] == "Succeeded"
     assert st["containerStatuses"][0]["state"]["terminated"]["reason"] == "Completed"
+
+
+def test_image_pull_backoff_doubles_from_the_base_up_to_the_cap() -> None:
+    from noded.podsync import pull_backoff_remaining
+
+    assert pull_backoff_remaining(0, 0.0, 100.0, 10.0, 300.0) == 0.0  # never failed
+    assert pull_backoff_remaining(1, 100.0, 100.0, 10.0, 300.0) == 10.0
+    assert pull_backoff_remaining(3, 100.0, 105.0, 10.0, 300.0) == 35.0  # 40 s, 5 s already waited
+    assert pull_backoff_remaining(9, 100.0, 100.0, 10.0, 300.0) == 300.0  # capped
+    assert pull_backoff_remaining(2, 100.0, 150.0, 10.0, 300.0) == 0.0  # the wait is over
