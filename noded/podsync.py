@@ -27,6 +27,9 @@ Back-off (kubelet's): the first restart is immediate, then 10 s, 20 s, 40 s … 
 (``base``/``cap`` configurable so tests run fast); a container that ran for 10 min resets it.
 Exited container instances are kept (the last one per name, for ``logs --previous``) and removed
 when a newer one exists.
+
+Long function kept whole: ``compute_pod_actions`` (~120 lines) follows the state table row by row,
+so the table and the code read side by side.
 """
 
 from __future__ import annotations

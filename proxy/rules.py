@@ -21,6 +21,9 @@ Structure: each service port renders to a ``Fragment`` on its own (``render_serv
 re-renders only the service ports that changed, which is what makes a partial sync (KEP-3453)
 cheap at 10k services.
 
+Long function kept whole: ``render_service_port`` (~200 lines) is kube-proxy's per-service-port
+section of ``syncProxyRules`` in the same order, so it can be read against proxier.go line by line.
+
 Concurrency: pure functions over immutable values; thread-safe.
 """
 

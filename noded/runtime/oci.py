@@ -13,6 +13,9 @@ Role: everything here is a function of plain data, table-tested without root:
 
 Invariants: no rlimits are set (root here lacks CAP_SYS_RESOURCE, so raising one fails at start);
 identity goes into ``annotations`` so ``runc state`` shows which pod a container belongs to.
+
+Long function kept whole: ``build_config`` (~100 lines) writes the OCI config in the order of the
+runtime spec's sections (process, root, hostname, mounts, linux), one dict a reader checks against it.
 """
 
 from __future__ import annotations
