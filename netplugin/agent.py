@@ -11,7 +11,8 @@ namespace (the second needs ``br_netfilter``, built into the lab's kernel; kube-
 must see bridged pod-to-pod traffic).
 
 Three layers (code-models §3.6):
-- ``plan_routes(nodes, self_name)`` (pure): the desired {podCIDR: gateway} from Node objects;
+- ``plan_routes(nodes, self_name)`` (pure): the desired {podCIDR: gateway} from the Nodes (typed
+  read models, ``controlplane.api.models.Node``);
   ``diff_routes(desired, current)`` (pure): what to replace and what to delete;
 - ``RouteDriver`` (protocol): ``owned()``, ``replace(dst, gw)``, ``delete(dst)``,
   ``ensure_sysctls()``; ``PyrouteDriver`` is the real one (pyroute2; the import cost does not
@@ -57,6 +58,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from controlplane.api.models import Node
 from controlplane.client.failures import FailureLog
 
 log = logging.getLogger("netplugin.agent")
@@ -71,11 +73,11 @@ SYSCTLS = {
 # --- planner (pure) ----------------------------------------------------------------------------
 
 
-def node_internal_ip(node: Mapping[str, Any], family: int = 4) -> str | None:
-    for addr in (node.get("status") or {}).get("addresses") or []:
-        if addr.get("type") == "InternalIP":
+def node_internal_ip(node: Node, family: int = 4) -> str | None:
+    for addr in node.status.addresses:
+        if addr.type == "InternalIP":
             try:
-                ip = ipaddress.ip_address(addr.get("address", ""))
+                ip = ipaddress.ip_address(addr.address)
             except ValueError:
                 continue
             if ip.version == family:
@@ -83,27 +85,22 @@ def node_internal_ip(node: Mapping[str, Any], family: int = 4) -> str | None:
     return None
 
 
-def node_pod_cidrs(node: Mapping[str, Any]) -> list[str]:
-    spec = node.get("spec") or {}
-    cidrs = list(spec.get("podCIDRs") or [])
-    if spec.get("podCIDR") and spec["podCIDR"] not in cidrs:
-        cidrs.insert(0, spec["podCIDR"])
+def node_pod_cidrs(node: Node) -> list[str]:
     out = []
-    for c in cidrs:
+    for c in node.pod_cidrs():
         try:
             out.append(str(ipaddress.ip_network(c, strict=False)))
         except ValueError:
-            log.warning("node %s has an invalid podCIDR %r; ignored", (node.get("metadata") or {}).get("name"), c)
+            log.warning("node %s has an invalid podCIDR %r; ignored", node.name, c)
     return out
 
 
-def plan_routes(nodes: Iterable[Mapping[str, Any]], self_name: str) -> dict[str, str]:
+def plan_routes(nodes: Iterable[Node], self_name: str) -> dict[str, str]:
     """{pod CIDR: gateway}: one route per other node that has a pod CIDR and an InternalIP of
     the CIDR's family. Our own node's CIDR is local (the bridge), so it gets no route."""
     desired: dict[str, str] = {}
-    for node in sorted(nodes, key=lambda n: (n.get("metadata") or {}).get("name", "")):
-        name = (node.get("metadata") or {}).get("name")
-        if name == self_name or (node.get("metadata") or {}).get("deletionTimestamp"):
+    for node in sorted(nodes, key=lambda n: n.name):
+        if node.name == self_name or node.metadata.deletion_timestamp:
             continue
         for cidr in node_pod_cidrs(node):
             gw = node_internal_ip(node, ipaddress.ip_network(cidr).version)
@@ -154,17 +151,16 @@ def vxlan_peer(cidr: str, node_ip: str) -> VxlanPeer:
     return VxlanPeer(str(net), str(net.network_address), mac, node_ip)
 
 
-def plan_vxlan(nodes: Iterable[Mapping[str, Any]], self_name: str) -> tuple[VxlanPeer | None, list[VxlanPeer]]:
+def plan_vxlan(nodes: Iterable[Node], self_name: str) -> tuple[VxlanPeer | None, list[VxlanPeer]]:
     """(this node's VTEP, the other nodes' VTEPs): IPv4 pod CIDRs of nodes with an InternalIP."""
     me: VxlanPeer | None = None
     peers: list[VxlanPeer] = []
-    for node in sorted(nodes, key=lambda n: (n.get("metadata") or {}).get("name", "")):
-        meta = node.get("metadata") or {}
+    for node in sorted(nodes, key=lambda n: n.name):
         ip = node_internal_ip(node, 4)
         cidrs = [c for c in node_pod_cidrs(node) if ipaddress.ip_network(c).version == 4]
-        if ip is None or not cidrs or meta.get("deletionTimestamp"):
+        if ip is None or not cidrs or node.metadata.deletion_timestamp:
             continue
-        if meta.get("name") == self_name:
+        if node.name == self_name:
             me = vxlan_peer(cidrs[0], ip)
         else:
             peers.append(vxlan_peer(cidrs[0], ip))
@@ -363,7 +359,7 @@ class RouteReconciler:
         self.driver = driver
         self.node_name = node_name
 
-    def sync(self, nodes: Iterable[Mapping[str, Any]]) -> RouteChanges:
+    def sync(self, nodes: Iterable[Node]) -> RouteChanges:
         nodes = list(nodes)
         changed = self.driver.ensure_sysctls()
         for k, v in changed.items():
@@ -405,6 +401,7 @@ class NetAgent:
 
         self.reconciler = RouteReconciler(driver, node_name)
         self.informer = Informer(client, NODES, name="netagent-nodes")
+        self.nodes = self.informer.view(Node.decode)  # typed read models, decoded once per change
         self.resync = resync
         self._poke = threading.Event()
         self._stop = threading.Event()
@@ -456,7 +453,7 @@ class NetAgent:
         """One level-triggered sync of the informer's Nodes; the seconds until the next one."""
         self.syncs += 1
         try:
-            self.reconciler.sync(self.informer.list())
+            self.reconciler.sync(self.nodes.list())
             self.routes = len(self.reconciler.driver.owned())
         except Exception as exc:  # one line a minute per distinct error; retried with back-off
             return self.failures.failure(exc)

@@ -23,6 +23,10 @@ object, so a level-triggered controller periodically re-checks everything even w
 Keys are ``namespace/name`` (or ``name`` for cluster-scoped kinds), like client-go's
 ``MetaNamespaceKeyFunc``. Index functions map an object to a list of index values.
 
+Typed reads: ``view(Model.decode)`` gives a ``View`` of the same cache as typed read models
+(``controlplane.api.models``), decoded once when an object enters the cache; handlers and the raw
+cache keep the wire dicts, which controllers copy and write back.
+
 Concurrency: the cache is guarded by one lock; ``get``/``list``/``by_index`` return the stored dicts
 (treat them as read-only — copy before mutating). Handlers run one at a time (a dispatch lock), in
 the informer's thread or the resync thread, in the order changes were applied to the cache. A
@@ -37,7 +41,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -49,6 +53,46 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 IndexFunc = Callable[[Obj], list[str]]
+M = TypeVar("M")
+
+
+class View(Generic[M]):
+    """The informer's cache as typed read models (``controlplane.api.models``), decoded once.
+
+    Made by ``Informer.view(Node.decode)``: every object is decoded when it enters the cache (not
+    on each read), under the informer's lock, so a view is always exactly the cache. An object
+    that does not decode is logged once per resourceVersion and left out of the view (the raw
+    cache and the handlers still see it); it never stops the informer.
+    """
+
+    def __init__(self, informer: Informer, decode: Callable[[Obj], M]) -> None:
+        self._informer = informer
+        self._decode = decode
+        self._items: dict[str, M] = {}
+
+    def get(self, key: str) -> M | None:
+        with self._informer._lock:
+            return self._items.get(key)
+
+    def get_by_name(self, name: str, namespace: str | None = None) -> M | None:
+        return self.get(f"{namespace}/{name}" if namespace else name)
+
+    def list(self) -> list[M]:
+        with self._informer._lock:
+            return list(self._items.values())
+
+    def _put(self, key: str, obj: Obj) -> None:
+        try:
+            self._items[key] = self._decode(obj)
+        except Exception as exc:  # a malformed object must not stop the reflector
+            self._items.pop(key, None)
+            log.warning("informer %s: %s %s does not decode (%s); left out", self._informer.name, key, _rv(obj), exc)
+
+    def _remove(self, key: str) -> None:
+        self._items.pop(key, None)
+
+    def _clear(self) -> None:
+        self._items = {}
 
 
 def object_key(obj: Obj) -> str:
@@ -109,6 +153,7 @@ class Informer:
         self._indices: dict[str, dict[str, set[str]]] = {}
         self._key_values: dict[str, dict[str, list[str]]] = {}
         self._handlers: list[_Handler] = []
+        self._views: list[View[Any]] = []
         self._synced = threading.Event()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -140,6 +185,15 @@ class Informer:
             self._key_values[name] = {}
             for key, obj in self._items.items():
                 self._index_locked(name, key, obj)
+
+    def view(self, decode: Callable[[Obj], M]) -> View[M]:
+        """A typed view of this cache: ``decode`` (e.g. ``Node.decode``) runs once per object change."""
+        v: View[M] = View(self, decode)
+        with self._lock:
+            for key, obj in self._items.items():
+                v._put(key, obj)
+            self._views.append(v)
+        return v
 
     # -- cache reads ----------------------------------------------------------------------------------
     def get(self, key: str) -> Obj | None:
@@ -243,6 +297,8 @@ class Informer:
             with self._lock:
                 old_items = self._items
                 self._items = {}
+                for v in self._views:
+                    v._clear()
                 for name in self._indices:
                     self._indices[name] = {}
                     self._key_values[name] = {}
@@ -352,10 +408,14 @@ class Informer:
         self._items[key] = obj
         for name in self._index_funcs:
             self._index_locked(name, key, obj)
+        for v in self._views:
+            v._put(key, obj)
 
     def _remove_locked(self, key: str) -> None:
         self._unindex_locked(key)
         self._items.pop(key, None)
+        for v in self._views:
+            v._remove(key)
 
     def _index_locked(self, name: str, key: str, obj: Obj) -> None:
         try:

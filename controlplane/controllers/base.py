@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from controlplane.api import errors
 from controlplane.api.registry import Resource
@@ -80,6 +80,17 @@ class ApiClientLike(Protocol):
     ) -> Any: ...
 
 
+M = TypeVar("M")
+
+
+class ViewLike(Protocol[M]):
+    """An informer's cache as typed read models (``controlplane.client.informer.View``)."""
+
+    def get(self, key: str) -> M | None: ...
+
+    def list(self) -> list[M]: ...
+
+
 class InformerLike(Protocol):
     def add_handler(
         self,
@@ -97,6 +108,8 @@ class InformerLike(Protocol):
     def list(self) -> list[Obj]: ...
 
     def has_synced(self) -> bool: ...
+
+    def view(self, decode: Callable[[Obj], M]) -> ViewLike[M]: ...
 
 
 class QueueLike(Protocol):

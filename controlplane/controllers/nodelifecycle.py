@@ -39,6 +39,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from controlplane.api import errors
+from controlplane.api.models import Lease, Node
 from controlplane.api.registry import LEASES, NODES, PODS
 from controlplane.client.controller import TemporaryError
 from controlplane.controllers.base import NODE_INDEX, Controller, ControllerContext
@@ -182,10 +183,12 @@ def eviction_time(pod: Obj, taints: Sequence[dict[str, Any]], default_seconds: f
     return deadline
 
 
-def heartbeat_value(node: Obj, lease: Obj | None) -> str:
-    renew = ((lease or {}).get("spec") or {}).get("renewTime") or ""
-    ready = get_condition(node, "Ready") or {}
-    return f"{renew}|{ready.get('lastHeartbeatTime') or ''}"
+def heartbeat_value(node: Node, lease: Lease | None) -> str:
+    """What changes whenever the kubelet shows it is alive: its Lease's renewTime and the Ready
+    condition's lastHeartbeatTime (the node lifecycle controller's ``tryUpdateNodeHealth``)."""
+    renew = (lease.spec.renew_time if lease else None) or ""
+    ready = node.condition("Ready")
+    return f"{renew}|{(ready.last_heartbeat_time if ready else None) or ''}"
 
 
 @dataclass
@@ -217,6 +220,9 @@ class NodeLifecycleController(Controller):
         self.node_informer = ctx.informers.get(NODES)
         self.lease_informer = ctx.informers.get(LEASES)
         self.pod_informer = ctx.informers.get(PODS)
+        # Typed read models for what is only read; the node dicts are copied and written back.
+        self.nodes = self.node_informer.view(Node.decode)
+        self.leases = self.lease_informer.view(Lease.decode)
         self.node_informer.add_handler(
             on_add=self.enqueue, on_update=lambda _o, n: self.enqueue(n), on_delete=self._node_deleted
         )
@@ -234,13 +240,13 @@ class NodeLifecycleController(Controller):
         # A pod newly bound to a NoExecute-tainted node must get an eviction deadline too.
         node = node_name_of(pod)
         if node:
-            n = self.node_informer.get(node)
-            if n is not None and any(t.get("effect") == "NoExecute" for t in (n.get("spec") or {}).get("taints") or []):
+            n = self.nodes.get(node)
+            if n is not None and any(t.effect == "NoExecute" for t in n.spec.taints):
                 self.queue.add(node)
 
-    def is_stale(self, node: Obj, now: datetime) -> bool:
-        name = name_of(node)
-        lease = self.lease_informer.get(f"{NODE_LEASE_NAMESPACE}/{name}")
+    def is_stale(self, node: Node, now: datetime) -> bool:
+        name = node.name
+        lease = self.leases.get(f"{NODE_LEASE_NAMESPACE}/{name}")
         value = heartbeat_value(node, lease)
         h = self.health.get(name)
         if h is None or h.value != value:
@@ -253,7 +259,10 @@ class NodeLifecycleController(Controller):
             self.health.pop(key, None)
             return
         now = self.ctx.clock.now()
-        stale = self.is_stale(node, now)
+        typed = self.nodes.get(key)
+        if typed is None:  # in the raw cache but does not decode (logged by the informer)
+            return
+        stale = self.is_stale(typed, now)
         ready = get_condition(node, "Ready")
         ready_status = ready.get("status") if ready else None
 

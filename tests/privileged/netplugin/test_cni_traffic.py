@@ -15,10 +15,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from controlplane.api.models import Node
 from netplugin.agent import RTPROT_KUBELAB, PyrouteDriver, RouteReconciler, VxlanDriver
 from tests.helpers.netns import sh
 from tests.helpers.wait import wait_for
@@ -113,12 +113,14 @@ def test_pod_reaches_itself_through_a_service_vip_only_with_hairpin(
             sh(sys.executable, "-c", CLIENT, "10.96.0.5", netns=Path(a).name, timeout=10)
 
 
-def node_obj(name: str, cidr: str, ip: str) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
-        "spec": {"podCIDR": cidr},
-        "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
-    }
+def node_obj(name: str, cidr: str, ip: str) -> Node:
+    return Node.decode(
+        {
+            "metadata": {"name": name},
+            "spec": {"podCIDR": cidr},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}]},
+        }
+    )
 
 
 @pytest.mark.parametrize("backend", ["host-gw", "vxlan"])

@@ -216,3 +216,42 @@ def test_initial_list_follows_continue_tokens_and_watches_from_the_first_page_rv
     finally:
         api.release.set()
         inf.stop()
+
+
+def test_a_typed_view_decodes_each_change_once_and_skips_what_does_not_decode(
+    api: ScriptedApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    from controlplane.api.models import Pod
+
+    decoded: list[str] = []
+
+    def decode(o: dict[str, Any]) -> Pod:
+        decoded.append(o["metadata"]["resourceVersion"])
+        return Pod.decode(o)
+
+    bad = pod("bad", "12")
+    bad["spec"]["nodeName"] = ["not", "a", "string"]
+    api.lists.append({"metadata": {"resourceVersion": "10"}, "items": [pod("a", "3")]})
+    api.watches.append(
+        [
+            {"type": "MODIFIED", "object": pod("a", "11", node="n1")},
+            {"type": "ADDED", "object": bad},
+            {"type": "ADDED", "object": pod("c", "13")},
+            {"type": "DELETED", "object": pod("c", "14")},
+        ]
+    )
+    inf, _ = start(api)
+    view = inf.view(decode)
+    inf.start()
+    try:
+        wait_for(lambda: inf.last_resource_version == "14", message="the watch events applied")
+        a = view.get("default/a")
+        assert a is not None and a.spec.node_name == "n1" and a.metadata.resource_version == "11"
+        assert [p.metadata.name for p in view.list()] == ["a"]  # bad left out, c deleted
+        assert inf.get("default/bad") is not None  # the raw cache still has it
+        assert decoded == ["3", "11", "12", "13"]  # once per change, never on reads
+        view.get("default/a"), view.list()
+        assert decoded == ["3", "11", "12", "13"]
+        assert any("default/bad 12 does not decode" in r.getMessage() for r in caplog.records)
+    finally:
+        inf.stop()

@@ -12,12 +12,14 @@ import copy
 import itertools
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from controlplane.api import errors
 from controlplane.api.registry import NAMESPACES, PODS, RESOURCES, Resource
 from controlplane.controllers.base import ControllerContext, FakeClock, SharedInformers
 from controlplane.controllers.util import format_time
+
+M = TypeVar("M")
 
 Obj = dict[str, Any]
 
@@ -81,6 +83,24 @@ class FakeInformer:
 
     def has_synced(self) -> bool:
         return True
+
+    def view(self, decode: Callable[[Obj], M]) -> FakeView[M]:
+        return FakeView(self, decode)
+
+
+class FakeView(Generic[M]):
+    """A typed view over the fake's objects (decoded on each read: fine for a fake)."""
+
+    def __init__(self, informer: FakeInformer, decode: Callable[[Obj], M]) -> None:
+        self.informer = informer
+        self.decode = decode
+
+    def get(self, key: str) -> M | None:
+        o = self.informer.get(key)
+        return self.decode(o) if o is not None else None
+
+    def list(self) -> list[M]:
+        return [self.decode(o) for o in self.informer.list()]
 
 
 class FakeCluster:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from controlplane.api.models import Node
 from netplugin.agent import (
     RTPROT_KUBELAB,
     SYSCTLS,
@@ -19,13 +20,18 @@ from netplugin.agent import (
 )
 
 
-def node(name: str, cidr: str | None, ip: str | None, **extra: Any) -> dict[str, Any]:
+def node_obj(name: str, cidr: str | None, ip: str | None, **extra: Any) -> dict[str, Any]:
     n: dict[str, Any] = {"metadata": {"name": name, **extra}, "spec": {}, "status": {"addresses": []}}
     if cidr:
         n["spec"]["podCIDR"] = cidr
     if ip:
         n["status"]["addresses"] = [{"type": "Hostname", "address": name}, {"type": "InternalIP", "address": ip}]
     return n
+
+
+def node(name: str, cidr: str | None, ip: str | None, **extra: Any) -> Node:
+    """The Node as the agent reads it: the typed read model of the wire object."""
+    return Node.decode(node_obj(name, cidr, ip, **extra))
 
 
 NODES = [
@@ -51,13 +57,13 @@ def test_plan_skips_nodes_without_cidr_or_ip_or_being_deleted() -> None:
 
 
 def test_plan_dual_stack_matches_families() -> None:
-    n = node("b", None, None)
+    n = node_obj("b", None, None)
     n["spec"]["podCIDRs"] = ["10.244.2.0/24", "fd00:10:244:2::/64"]
     n["status"]["addresses"] = [
         {"type": "InternalIP", "address": "192.168.56.12"},
         {"type": "InternalIP", "address": "fd00:56::12"},
     ]
-    assert plan_routes([n], "a") == {"10.244.2.0/24": "192.168.56.12", "fd00:10:244:2::/64": "fd00:56::12"}
+    assert plan_routes([Node.decode(n)], "a") == {"10.244.2.0/24": "192.168.56.12", "fd00:10:244:2::/64": "fd00:56::12"}
 
 
 def test_diff() -> None:
@@ -113,10 +119,10 @@ def test_agent_health_says_when_routes_are_not_programmed(caplog: pytest.LogCapt
     agent = NetAgent(object(), "kl-node1", drv)
 
     class Nodes:
-        def list(self) -> list[dict[str, Any]]:
+        def list(self) -> list[Node]:
             return NODES
 
-    agent.informer = Nodes()  # type: ignore[assignment]
+    agent.nodes = Nodes()  # type: ignore[assignment]
     code, body = agent.health()
     assert code == 503 and "routes not programmed yet" in json.loads(body)["lastError"]
     drv.fail_replace = {"10.244.2.0/24"}
