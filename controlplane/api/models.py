@@ -233,6 +233,8 @@ class Container(_Model, frozen=True):
 
 class PodSpec(_Model, frozen=True):
     node_name: str = ""
+    hostname: str = ""
+    subdomain: str = ""
     scheduler_name: str = ""
     priority: int = 0
     host_network: bool = False

@@ -81,6 +81,14 @@ class View(Generic[M]):
         with self._informer._lock:
             return list(self._items.values())
 
+    def by_index(self, name: str, value: str) -> builtins.list[M]:
+        """The typed objects under one value of one of the informer's indexes."""
+        with self._informer._lock:
+            keys = self._informer._indices.get(name)
+            if keys is None:
+                raise KeyError(f"informer {self._informer.name}: no index named {name!r}")
+            return [m for k in keys.get(value, ()) if (m := self._items.get(k)) is not None]
+
     def _put(self, key: str, obj: Obj) -> None:
         try:
             self._items[key] = self._decode(obj)

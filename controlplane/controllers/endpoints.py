@@ -29,11 +29,12 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from controlplane.api import errors
+from controlplane.api.models import Pod, Service, ServicePort
 from controlplane.api.registry import ENDPOINTS, ENDPOINTSLICES, PODS, SERVICES
 from controlplane.client.controller import TemporaryError
 from controlplane.controllers.base import NAMESPACE_INDEX, Controller, ControllerContext
@@ -42,17 +43,12 @@ from controlplane.controllers.util import (
     format_time,
     get_condition,
     is_deleting,
-    is_pod_ready,
     key_of,
     labels_of,
     name_of,
     namespace_of,
-    new_controller_ref,
-    node_name_of,
     parse_time,
-    pod_phase,
     split_key,
-    uid_of,
 )
 
 log = logging.getLogger(__name__)
@@ -72,97 +68,100 @@ PortKey = tuple[tuple[str, int, str], ...]  # ((name, port, protocol), ...)
 # pure: which pods, which ports
 
 
-def service_selector(svc: Obj) -> dict[str, str] | None:
-    sel = (svc.get("spec") or {}).get("selector")
-    return dict(sel) if sel else None
+def service_selector(svc: Service) -> dict[str, str] | None:
+    return dict(svc.spec.selector) if svc.spec.selector else None
 
 
-def selects(svc: Obj, pod: Obj) -> bool:
-    sel = service_selector(svc)
-    if sel is None or namespace_of(svc) != namespace_of(pod):
+def selects(svc: Service, namespace: str, labels: Mapping[str, str]) -> bool:
+    """Whether the service selects a pod with these labels in this namespace."""
+    sel = svc.spec.selector
+    if not sel or svc.metadata.namespace != namespace:
         return False
-    labels = labels_of(pod)
     return all(labels.get(k) == v for k, v in sel.items())
 
 
-def is_managed(svc: Obj) -> bool:
+def is_managed(svc: Service) -> bool:
     if service_selector(svc) is None:
         return False
-    return not (namespace_of(svc) == "default" and name_of(svc) == "kubernetes")
+    return not (svc.metadata.namespace == "default" and svc.metadata.name == "kubernetes")
 
 
-def resolve_target_port(svc_port: dict[str, Any], pod: Obj) -> int | None:
+def resolve_target_port(svc_port: ServicePort, pod: Pod) -> int | None:
     """The pod's port number for a service port: a number, or a container port looked up by name."""
-    target = svc_port.get("targetPort", svc_port.get("port"))
+    target = svc_port.target_port or svc_port.port
     if isinstance(target, int):
         return target
-    if isinstance(target, str) and target.isdigit():
+    if target.isdigit():
         return int(target)
-    protocol = svc_port.get("protocol") or "TCP"
-    for c in (pod.get("spec") or {}).get("containers") or []:
-        for cp in c.get("ports") or []:
-            if cp.get("name") == target and (cp.get("protocol") or "TCP") == protocol:
-                return int(cp["containerPort"])
+    for c in pod.spec.containers:
+        for cp in c.ports:
+            if cp.name == target and cp.protocol == svc_port.protocol:
+                return cp.container_port
     return None
 
 
-def pod_ports(svc: Obj, pod: Obj) -> PortKey | None:
+def pod_ports(svc: Service, pod: Pod) -> PortKey | None:
     """The (name, port, protocol) tuples this pod serves for the service; None: not an endpoint."""
     ports: list[tuple[str, int, str]] = []
-    svc_ports = (svc.get("spec") or {}).get("ports") or []
-    for sp in svc_ports:
+    for sp in svc.spec.ports:
         n = resolve_target_port(sp, pod)
         if n is None:
             continue
-        ports.append((str(sp.get("name") or ""), n, str(sp.get("protocol") or "TCP")))
-    if svc_ports and not ports:
+        ports.append((sp.name, n, sp.protocol))
+    if svc.spec.ports and not ports:
         return None
     return tuple(sorted(ports))
 
 
-def pod_ip(pod: Obj) -> str:
-    st = pod.get("status") or {}
-    ip = st.get("podIP")
-    if not ip:
-        ips = st.get("podIPs") or []
-        ip = ips[0].get("ip") if ips else ""
-    return str(ip or "")
+def pod_ip(pod: Pod) -> str:
+    return pod.status.pod_ip or (pod.status.pod_ips[0].ip if pod.status.pod_ips else "")
 
 
-def eligible(pod: Obj) -> bool:
+def eligible(pod: Pod) -> bool:
     """An endpoint candidate: has an IP and has not finished."""
-    return bool(pod_ip(pod)) and pod_phase(pod) not in ("Succeeded", "Failed")
+    return bool(pod_ip(pod)) and pod.status.phase not in ("Succeeded", "Failed")
 
 
-def target_ref(pod: Obj) -> dict[str, str]:
-    return {"kind": "Pod", "namespace": namespace_of(pod), "name": name_of(pod), "uid": uid_of(pod)}
+def target_ref(pod: Pod) -> dict[str, str]:
+    md = pod.metadata
+    return {"kind": "Pod", "namespace": md.namespace, "name": md.name, "uid": md.uid}
 
 
-def _address(svc: Obj, pod: Obj) -> dict[str, Any]:
+def _hostname(svc: Service, pod: Pod) -> str:
+    """A pod's DNS hostname under a headless service: ``spec.hostname`` when ``subdomain`` names it."""
+    return pod.spec.hostname if pod.spec.hostname and pod.spec.subdomain == svc.metadata.name else ""
+
+
+def _address(svc: Service, pod: Pod) -> dict[str, Any]:
     addr: dict[str, Any] = {"ip": pod_ip(pod)}
-    spec = pod.get("spec") or {}
-    if spec.get("hostname") and spec.get("subdomain") == name_of(svc):
-        addr["hostname"] = spec["hostname"]
-    if node_name_of(pod):
-        addr["nodeName"] = node_name_of(pod)
+    if _hostname(svc, pod):
+        addr["hostname"] = _hostname(svc, pod)
+    if pod.spec.node_name:
+        addr["nodeName"] = pod.spec.node_name
     addr["targetRef"] = target_ref(pod)
     return addr
 
 
-def compute_subsets(svc: Obj, pods: Sequence[Obj]) -> list[dict[str, Any]]:
-    """``Endpoints.subsets`` for a service: grouped by port set, addresses sorted by IP."""
-    publish_not_ready = bool((svc.get("spec") or {}).get("publishNotReadyAddresses"))
-    groups: dict[PortKey, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+def _candidates(svc: Service, pods: Sequence[Pod]) -> list[tuple[Pod, PortKey]]:
+    out = []
     for pod in pods:
-        if not selects(svc, pod) or not eligible(pod):
-            continue
-        if is_deleting(pod) and not publish_not_ready:
+        if not selects(svc, pod.metadata.namespace, pod.metadata.labels) or not eligible(pod):
             continue
         ports = pod_ports(svc, pod)
-        if ports is None:
+        if ports is not None:
+            out.append((pod, ports))
+    return out
+
+
+def compute_subsets(svc: Service, pods: Sequence[Pod]) -> list[dict[str, Any]]:
+    """``Endpoints.subsets`` for a service: grouped by port set, addresses sorted by IP."""
+    publish_not_ready = svc.spec.publish_not_ready_addresses
+    groups: dict[PortKey, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
+    for pod, ports in _candidates(svc, pods):
+        if pod.metadata.deletion_timestamp and not publish_not_ready:
             continue
         ready, not_ready = groups.setdefault(ports, ([], []))
-        (ready if publish_not_ready or is_pod_ready(pod) else not_ready).append(_address(svc, pod))
+        (ready if publish_not_ready or pod.ready() else not_ready).append(_address(svc, pod))
     subsets: list[dict[str, Any]] = []
     for ports, (ready, not_ready) in sorted(groups.items()):
         subset: dict[str, Any] = {}
@@ -183,28 +182,22 @@ def _port_dict(p: tuple[str, int, str]) -> dict[str, Any]:
     return d
 
 
-def compute_slice_contents(svc: Obj, pods: Sequence[Obj]) -> list[tuple[PortKey, list[dict[str, Any]]]]:
+def compute_slice_contents(svc: Service, pods: Sequence[Pod]) -> list[tuple[PortKey, list[dict[str, Any]]]]:
     """Desired EndpointSlice contents: (ports, endpoints) chunks, ≤100 endpoints each, sorted."""
-    publish_not_ready = bool((svc.get("spec") or {}).get("publishNotReadyAddresses"))
+    publish_not_ready = svc.spec.publish_not_ready_addresses
     groups: dict[PortKey, list[dict[str, Any]]] = {}
-    for pod in pods:
-        if not selects(svc, pod) or not eligible(pod):
-            continue
-        ports = pod_ports(svc, pod)
-        if ports is None:
-            continue
-        terminating = is_deleting(pod)
-        serving = publish_not_ready or is_pod_ready(pod)
+    for pod, ports in _candidates(svc, pods):
+        terminating = bool(pod.metadata.deletion_timestamp)
+        serving = publish_not_ready or pod.ready()
         ep: dict[str, Any] = {
             "addresses": [pod_ip(pod)],
             "conditions": {"ready": serving and not terminating, "serving": serving, "terminating": terminating},
             "targetRef": target_ref(pod),
         }
-        if node_name_of(pod):
-            ep["nodeName"] = node_name_of(pod)
-        spec = pod.get("spec") or {}
-        if spec.get("hostname") and spec.get("subdomain") == name_of(svc):
-            ep["hostname"] = spec["hostname"]
+        if pod.spec.node_name:
+            ep["nodeName"] = pod.spec.node_name
+        if _hostname(svc, pod):
+            ep["hostname"] = _hostname(svc, pod)
         groups.setdefault(ports, []).append(ep)
     out: list[tuple[PortKey, list[dict[str, Any]]]] = []
     for ports, eps in sorted(groups.items()):
@@ -213,7 +206,7 @@ def compute_slice_contents(svc: Obj, pods: Sequence[Obj]) -> list[tuple[PortKey,
             out.append((ports, eps[i : i + MAX_ENDPOINTS_PER_SLICE]))
     if not out:
         # Kubernetes keeps one empty "placeholder" slice so consumers see the service exists.
-        out.append((pod_ports(svc, {}) or (), []))
+        out.append((pod_ports(svc, Pod()) or (), []))
     return out
 
 
@@ -230,6 +223,18 @@ def pod_trigger_time(pod: Obj, now: datetime) -> datetime:
     return t if t is not None and t <= now else now
 
 
+def service_controller_ref(svc: Service) -> dict[str, Any]:
+    """The ownerReference an EndpointSlice carries to its Service."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "name": svc.metadata.name,
+        "uid": svc.metadata.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # controllers
 
@@ -241,6 +246,9 @@ class _ServicePodsController(Controller):
         super().__init__(ctx)
         self.svc_informer = ctx.informers.get(SERVICES)
         self.pod_informer = ctx.informers.get(PODS)
+        # What is only read, typed (decoded once per change); the handlers get the wire dicts.
+        self.services = self.svc_informer.view(Service.decode)
+        self.pods = self.pod_informer.view(Pod.decode)
         self._trigger: dict[str, datetime] = {}
         self._lock = threading.Lock()
         self.svc_informer.add_handler(
@@ -260,10 +268,11 @@ class _ServicePodsController(Controller):
 
     def _pod_event(self, pod: Obj) -> None:
         now = self.ctx.clock.now()
-        for svc in self.svc_informer.by_index(NAMESPACE_INDEX, namespace_of(pod)):
-            if selects(svc, pod):
-                self._note(key_of(svc), pod_trigger_time(pod, now))
-                self.enqueue(svc)
+        ns, labels = namespace_of(pod), labels_of(pod)
+        for svc in self.services.by_index(NAMESPACE_INDEX, ns):
+            if selects(svc, ns, labels):
+                self._note(svc.metadata.key, pod_trigger_time(pod, now))
+                self.queue.add(svc.metadata.key)
 
     def _pod_updated(self, old: Obj, new: Obj) -> None:
         if labels_of(old) != labels_of(new):
@@ -279,8 +288,8 @@ class _ServicePodsController(Controller):
             if self._trigger.get(key) is not None and self._trigger[key] <= upto:
                 self._trigger.pop(key, None)
 
-    def pods_in(self, ns: str) -> list[Obj]:
-        return self.pod_informer.by_index(NAMESPACE_INDEX, ns)
+    def pods_in(self, ns: str) -> list[Pod]:
+        return self.pods.by_index(NAMESPACE_INDEX, ns)
 
 
 class EndpointsController(_ServicePodsController):
@@ -295,7 +304,7 @@ class EndpointsController(_ServicePodsController):
 
     def sync(self, key: str) -> None:
         ns, name = split_key(key)
-        svc = self.svc_informer.get(key)
+        svc = self.services.get(key)
         existing = self.ep_informer.get(key)
         if svc is None:
             if existing is not None and self._was_ours(existing):
@@ -308,8 +317,8 @@ class EndpointsController(_ServicePodsController):
             return
         trigger = self.take_trigger(key)
         subsets = compute_subsets(svc, self.pods_in(ns))
-        labels = labels_of(svc)
-        if not (svc.get("spec") or {}).get("clusterIP") or (svc.get("spec") or {}).get("clusterIP") == "None":
+        labels = dict(svc.metadata.labels)
+        if svc.spec.cluster_ip in ("", "None"):
             labels[HEADLESS_LABEL] = ""
         if existing is not None and (existing.get("subsets") or []) == subsets and labels_of(existing) == labels:
             self.clear_trigger(key, trigger)
@@ -376,7 +385,7 @@ class EndpointSliceController(_ServicePodsController):
 
     def sync(self, key: str) -> None:
         ns, name = split_key(key)
-        svc = self.svc_informer.get(key)
+        svc = self.services.get(key)
         existing = self.existing_slices(ns, name)
         if svc is None or not is_managed(svc):
             if svc is None:
@@ -394,7 +403,7 @@ class EndpointSliceController(_ServicePodsController):
         self._unseen.pop(key, None)
         trigger = self.take_trigger(key)
         desired = compute_slice_contents(svc, self.pods_in(ns))
-        labels = {**labels_of(svc), SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
+        labels = {**svc.metadata.labels, SERVICE_NAME_LABEL: name, MANAGED_BY_LABEL: MANAGED_BY}
         changed = False
         # Reuse existing slices in name order; create the rest; delete leftovers.
         for i, (ports, endpoints) in enumerate(desired):
@@ -425,7 +434,7 @@ class EndpointSliceController(_ServicePodsController):
                         "namespace": ns,
                         "labels": labels,
                         "annotations": {TRIGGER_TIME: format_time(trigger)},
-                        "ownerReferences": [new_controller_ref(svc)],
+                        "ownerReferences": [service_controller_ref(svc)],
                     },
                     "addressType": "IPv4",
                     "endpoints": endpoints,

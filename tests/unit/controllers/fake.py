@@ -102,6 +102,9 @@ class FakeView(Generic[M]):
     def list(self) -> list[M]:
         return [self.decode(o) for o in self.informer.list()]
 
+    def by_index(self, name: str, value: str) -> list[M]:
+        return [self.decode(o) for o in self.informer.by_index(name, value)]
+
 
 class FakeCluster:
     def __init__(self) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from controlplane.api.models import Pod, Service, ServicePort
 from controlplane.api.registry import ENDPOINTS, ENDPOINTSLICES, PODS, SERVICES
 from controlplane.controllers.endpoints import (
     MANAGED_BY,
@@ -76,8 +77,8 @@ def pod(
     [(8080, "http", 8080), ("8080", "x", 8080), ("http", "http", 9090), ("http", "other", None)],
 )
 def test_resolve_target_port(target: Any, pod_port_name: str, want: int | None) -> None:
-    sp = {"port": 80, "targetPort": target}
-    assert resolve_target_port(sp, pod("a", "1.1.1.1", port_name=pod_port_name, port=9090)) == want
+    sp = ServicePort.decode({"port": 80, "targetPort": target})
+    assert resolve_target_port(sp, Pod.decode(pod("a", "1.1.1.1", port_name=pod_port_name, port=9090))) == want
 
 
 def test_subsets_ready_not_ready_terminating_and_per_pod_ports() -> None:
@@ -92,7 +93,7 @@ def test_subsets_ready_not_ready_terminating_and_per_pod_ports() -> None:
         pod("no-ip", ""),
         pod("stranger", "10.244.2.7", labels={"app": "db"}),
     ]
-    subsets = compute_subsets(svc(), pods)
+    subsets = compute_subsets(Service.decode(svc()), [Pod.decode(p) for p in pods])
     assert subsets == [
         {
             "addresses": [
@@ -130,7 +131,9 @@ def test_subsets_ready_not_ready_terminating_and_per_pod_ports() -> None:
 
 
 def test_publish_not_ready_addresses() -> None:
-    subsets = compute_subsets(svc(publishNotReadyAddresses=True), [pod("nr", "10.244.1.2", ready=False)])
+    subsets = compute_subsets(
+        Service.decode(svc(publishNotReadyAddresses=True)), [Pod.decode(pod("nr", "10.244.1.2", ready=False))]
+    )
     assert [a["ip"] for a in subsets[0]["addresses"]] == ["10.244.1.2"]
 
 
@@ -138,7 +141,7 @@ def test_slices_conditions_and_chunking() -> None:
     pods = [pod(f"p{i:03d}", f"10.244.{i // 200 + 1}.{i % 200 + 1}") for i in range(150)]
     pods.append(pod("dying", "10.244.9.9", deleting=True))
     pods.append(pod("nr", "10.244.9.8", ready=False))
-    chunks = compute_slice_contents(svc(), pods)
+    chunks = compute_slice_contents(Service.decode(svc()), [Pod.decode(p) for p in pods])
     assert [len(eps) for _, eps in chunks] == [100, 52]
     by_name = {e["targetRef"]["name"]: e for _, eps in chunks for e in eps}
     assert by_name["dying"]["conditions"] == {"ready": False, "serving": True, "terminating": True}
