@@ -478,6 +478,11 @@ def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
+def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    """The component schema a property schema refers to (``$ref`` or ``allOf: [$ref]``), else itself."""
+    return _resolve(schema)
+
+
 class _Node:
     """A schema with its ``$ref`` resolved and the parts the walk reads, looked up once."""
 
