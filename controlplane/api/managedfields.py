@@ -80,6 +80,8 @@ _STRIPPED_META = (
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
 )
+
+
 class ApplyConflict(Exception):
     """An apply changes fields other managers own (``conflicts``: (manager id, path) pairs)."""
 

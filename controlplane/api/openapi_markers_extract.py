@@ -116,10 +116,10 @@ def extract(api_dir: Path, machinery_dir: Path) -> dict[str, Any]:
         enums: dict[str, Any] = {}
         consts: dict[str, Any] = {}
         for f in sorted(directory.glob("types*.go")):
-            s, e, c = parse_file(f.read_text())
-            structs.update(s)
-            enums.update(e)
-            for k, v in c.items():
+            st, en, co = parse_file(f.read_text())
+            structs.update(st)
+            enums.update(en)
+            for k, v in co.items():
                 consts.setdefault(k, []).extend(v)
         parsed[prefix] = (structs, enums, consts)
 
@@ -168,13 +168,13 @@ def extract(api_dir: Path, machinery_dir: Path) -> dict[str, Any]:
                 if "omitempty" not in parts[1:]:
                     info["omitempty"] = False
                 if not go_type.startswith("[]") and not go_type.startswith("map["):
-                    e = enum_of(prefix, go_type)
-                    if e is not None:
-                        info["enum"], info["enumLines"] = e
+                    found = enum_of(prefix, go_type)
+                    if found is not None:
+                        info["enum"], info["enumLines"] = found
                 elif go_type.startswith("[]"):
-                    e = enum_of(prefix, go_type[2:])
-                    if e is not None:
-                        info["itemsEnum"] = e[0]
+                    found = enum_of(prefix, go_type[2:])
+                    if found is not None:
+                        info["itemsEnum"] = found[0]
                 if info:
                     props[jname] = info
             if props:

@@ -215,7 +215,8 @@ def test_kubectl_explain_v2_and_every_verb(server: RunningApiServer, tmp_path: P
         assert got["spec"]["template"]["spec"]["containers"][0]["image"] == "nginx:2"
         k("-n", ns, "create", "configmap", "c", "--from-literal=a=b")
         assert "c " in k("-n", ns, "get", "configmaps")
-        k("-n", ns, "apply", "--server-side", "--force-conflicts", "-f", "-", input=DEPLOYMENT.format(replicas=3, image="x"))
+        again = DEPLOYMENT.format(replicas=3, image="x")
+        k("-n", ns, "apply", "--server-side", "--force-conflicts", "-f", "-", input=again)
         assert "deployment.apps/web" in k("-n", ns, "get", "deployments", "-o", "name")
         assert "DESCRIPTION" in k("explain", "services.spec")
     finally:
