@@ -27,7 +27,8 @@ Invariants of the output:
 - integers are ``format: int32`` unless the Go field is an ``int64`` (``_INT64``: the client models
   say only ``int``), ``resource.Quantity`` strings carry ``format: quantity`` (``_QUANTITY``: they
   decode from a JSON string *or number*), and the string enums that kube-apiserver's validation
-  enforces carry ``enum`` (``_ENUMS``). ``controlplane.api.structural`` checks every write against
+  enforces carry ``enum`` (``_ENUMS``, a fallback: the Go ``+enum`` markers above give these and
+  every other enum, with their descriptions). ``controlplane.api.structural`` checks every write against
   these types, so the tables are the Go types of ``k8s.io/api`` (``core/v1/types.go``,
   ``apps/v1/types.go``, ``batch/v1/types.go``, ``meta/v1/types.go``).
 

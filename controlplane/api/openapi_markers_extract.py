@@ -17,6 +17,10 @@ generator reads from the Go comments of ``types.go``:
 - whether a struct-valued field is a pointer (kube-openapi gives non-pointer structs
   ``default: {}``).
 
+The committed file was extracted from kubernetes/api 10b39a39b and kubernetes/apimachinery
+(their 1.37 development heads), the Kubernetes version of the ``kubernetes`` 37.x client models
+``openapi_gen`` reads, so fields and markers describe the same types.
+
 Output: ``{"fields": {schema name: {json field: {...}}}, "types": {schema name: {"mapType": …}}}``,
 schema names as Kubernetes' OpenAPI spells them (``io.k8s.api.core.v1.Container``). The parser
 reads the regular layout of these generated-from-conventions files (``type X struct {`` blocks,
@@ -44,6 +48,7 @@ _TYPE_STRUCT = re.compile(r"^type (\w+) struct \{")
 _TYPE_STRING = re.compile(r"^type (\w+) string\b")
 _FIELD = re.compile(r"^\s+(\w+)\s+([\w.*\[\]]+)\s+`([^`]*)`")
 _CONST = re.compile(r'^\s*(?:const\s+)?(\w+)\s+(\w+)\s*=\s*"([^"]*)"')
+_CONST_CONVERSION = re.compile(r'^\s*(?:const\s+)?(\w+)\s*=\s*(\w+)\("([^"]*)"\)')  # Name = Type("v")
 _JSON_TAG = re.compile(r'json:"([^"]*)"')
 
 
@@ -90,7 +95,7 @@ def parse_file(text: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any
         m = _TYPE_STRING.match(line)
         if m and "enum" in _tags(comments):
             enums[m.group(1)] = True
-        m = _CONST.match(line)
+        m = _CONST.match(line) or _CONST_CONVERSION.match(line)
         if m:
             consts.append((m.group(1), m.group(2), m.group(3), " ".join(comments)))
         comments = []

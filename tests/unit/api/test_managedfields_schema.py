@@ -119,6 +119,8 @@ const (
 	// ModeSlow goes
 	// slowly.
 	ModeSlow Mode = "Slow"
+	// ModeOff is off.
+	ModeOff = Mode("Off")
 )
 
 // Thing is a thing.
@@ -144,7 +146,7 @@ def test_markers_extractor_reads_go_comment_tags(tmp_path: Any) -> None:
     out = openapi_markers_extract.extract(api, tmp_path / "apimachinery")
     thing = out["fields"]["io.k8s.api.core.v1.Thing"]
     assert thing["items"] == {"listType": "map", "listMapKeys": ["name", "port"]}
-    assert thing["mode"]["enum"] == ["Fast", "Slow"] and thing["mode"]["pointer"] is True
-    assert thing["mode"]["enumLines"] == [' - `"Fast"` goes fast.', ' - `"Slow"` goes slowly.']
+    assert thing["mode"]["enum"] == ["Fast", "Off", "Slow"] and thing["mode"]["pointer"] is True
+    assert thing["mode"]["enumLines"] == [' - `"Fast"` goes fast.', ' - `"Off"` is off.', ' - `"Slow"` goes slowly.']
     assert thing["other"] == {"omitempty": False}
     assert out["types"]["io.k8s.api.core.v1.Thing"] == {"mapType": "atomic"}
