@@ -217,6 +217,7 @@ _DEDUCED = _T(None)
 # Schemas are module data that never change: compiled nodes are kept by identity.
 _COMPILED: dict[int, tuple[dict[str, Any], _T]] = {}
 _ROOTS: dict[tuple[str, str], _T] = {}
+_DEDUCED_ROOT = _T(None, meta_root=True)
 
 
 def _compile(schema: dict[str, Any]) -> _T:
@@ -237,8 +238,9 @@ def root_type(obj: Any) -> _T:
     if node is None:
         group = key[0].rsplit("/", 1)[0] if "/" in key[0] else ""
         schema = openapi.schema_for_kind(group, key[1]) if key[1] else None
-        node = _compile(schema) if schema is not None else _T(None, meta_root=True)
-        _ROOTS[key] = node
+        if schema is None:
+            return _DEDUCED_ROOT  # not remembered: a client's made-up kinds must not grow the table
+        node = _ROOTS[key] = _compile(schema)
     return node
 
 
