@@ -203,6 +203,10 @@ def test_kubectl_explain_v2_and_every_verb(server: RunningApiServer, tmp_path: P
     if version != "1.27":  # 1.28+ explain reads v3 by default: the enum is listed on its own too
         out = k("explain", "deployment.spec.strategy.type")
         assert "ENUM:\n    Recreate\n    RollingUpdate\n" in out and "Possible enum values:" in out
+    kinds = k("api-resources", "-o", "name").split()
+    assert len(kinds) > 30
+    for resource in kinds:  # every kind kubelab serves has a v2 model kubectl can walk
+        assert k("explain", resource, "--output=plaintext-openapiv2").startswith("KIND:"), resource
     out = k("explain", "pods.spec.containers.ports", "--output=plaintext-openapiv2")
     assert "containerPort\t<integer> -required-" in out
     ns = "v2pb-" + version.replace(".", "-")
