@@ -25,7 +25,9 @@ Which structs exist in the Go zero object a create is compared to comes from the
 non-pointer structs (``default: {}``) and required lists/maps (no ``omitempty``).
 
 Invariants: inputs are never mutated; trees never hold an empty non-leaf ``{}`` except as a leaf.
-Pure; thread-safe.
+Pure; thread-safe: the schema nodes (``_T``) are compiled lazily into module caches keyed by the
+(immutable) schema dicts and by served kinds only, so they are bounded; two threads racing on a
+first use only compile the same node twice.
 """
 
 from __future__ import annotations
