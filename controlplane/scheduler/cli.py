@@ -83,13 +83,3 @@ def register(subparsers: Any) -> None:
     add_arguments(p)
     p.set_defaults(func=run)
 
-
-def main(argv: list[str] | None = None) -> int:
-    from lab.cli import setup_logging
-
-    parser = argparse.ArgumentParser(prog="python -m controlplane.scheduler")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    return run(args)
