@@ -440,4 +440,3 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("apiserver", help="run the Kubernetes API server")
     add_server_flags(p)
     p.set_defaults(func=run_apiserver)
-

@@ -316,4 +316,3 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("dns", help="run the cluster DNS server (cluster.local) and keep kube-dns pointing at it")
     add_arguments(p)
     p.set_defaults(func=run)
-

@@ -200,4 +200,3 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("metrics-server", help="serve metrics.k8s.io (kubectl top) from the kubelets' stats")
     add_flags(p)
     p.set_defaults(func=run)
-

@@ -82,4 +82,3 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("scheduler", help="run the scheduler (binds pods to nodes)")
     add_arguments(p)
     p.set_defaults(func=run)
-
