@@ -441,11 +441,16 @@ def start_supervisor() -> None:
 
 def install_cni_bin(bin_dir: Path) -> None:
     """Our plugins as fast launchers (netplugin.install: a native thin client handing requests to
-    each node's warm CNI server), and the reference plugins beside them for ``--cni reference``."""
-    from netplugin import install
+    each node's warm CNI server), and the reference plugins beside them for ``--cni reference``.
 
+    The plugins are installed by their own command (``python -m netplugin.install DIR``): the lab
+    runs components' commands, it does not import their internals."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    install.install_plugins(bin_dir)
+    res = subprocess.run(
+        [sys.executable, "-m", "netplugin.install", str(bin_dir)], capture_output=True, text=True, check=False
+    )
+    if res.returncode != 0:
+        raise LabError(f"installing the CNI plugins into {bin_dir} failed: {res.stderr.strip()}")
     for ref in Path("/usr/lib/cni").glob("*"):
         dst = bin_dir / ref.name
         dst.unlink(missing_ok=True)
