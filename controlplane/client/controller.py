@@ -4,8 +4,9 @@ Role: pull keys from a ``WorkQueue`` and call ``sync(key)``; decide what happens
 how ``sync`` ended (kopf's error taxonomy, controller-runtime's ``Result.RequeueAfter``):
 
 - returned ``None`` → ``forget`` (reset its backoff);
-- returned a delay in seconds → "again after that long": ``add_after(key, delay)`` (its backoff
-  kept, as for ``TemporaryError``; a periodic resync or a "not yet" that is no error);
+- returned a delay in seconds → done for now, again after that long: ``forget`` and
+  ``add_after(key, delay)`` (controller-runtime's ``RequeueAfter``; a periodic resync, a probe's
+  next period, a back-off the sync keeps itself);
 - raised ``TemporaryError(delay)`` → "not yet, and I know when": ``add_after(key, delay)``;
 - raised anything else → logged, ``add_rate_limited`` (exponential per-key backoff).
 
@@ -55,9 +56,8 @@ def process_one(queue: WorkQueue[K], sync: Callable[[K], float | None], timeout:
         log.exception("%s: sync of %r failed; will retry with backoff", queue.name or "queue", key)
         queue.add_rate_limited(key)
     else:
-        if requeue_after is None:
-            queue.forget(key)
-        else:
+        queue.forget(key)
+        if requeue_after is not None:
             queue.add_after(key, requeue_after)
     finally:
         queue.done(key)

@@ -145,7 +145,7 @@ def test_process_one_routes_outcomes() -> None:
     assert q.get(timeout=0) == "later"
 
 
-def test_a_sync_returning_a_delay_is_requeued_after_it_with_its_backoff_kept() -> None:
+def test_a_sync_returning_a_delay_is_requeued_after_it_and_its_backoff_reset() -> None:
     clock = FakeClock()
     q: WorkQueue[str] = WorkQueue(clock=clock)
     calls: list[str] = []
@@ -160,7 +160,7 @@ def test_a_sync_returning_a_delay_is_requeued_after_it_with_its_backoff_kept() -
     assert process_one(q, sync, timeout=0)  # raised: rate limited (5 ms)
     clock.step(0.005)
     assert process_one(q, sync, timeout=0)  # returned 3.0
-    assert q.num_requeues("k") == 1  # a requested requeue is no success: the backoff stays
+    assert q.num_requeues("k") == 0  # it succeeded: the failure backoff is reset (RequeueAfter)
     clock.step(2.9)
     assert q.get(timeout=0) is None
     clock.step(0.1)
