@@ -69,3 +69,29 @@ def test_controlplane_options_reach_the_controller_manager_by_name(tmp_path: Any
     opts = cli.controller_options(args, tmp_path / "ca.crt")
     assert (opts.node_monitor_grace_period, opts.cluster_cidr, opts.leader_elect) == (20.0, "10.9.0.0/16", False)
     assert opts.root_ca_file == str(tmp_path / "ca.crt")
+
+
+def test_the_lab_installs_the_cni_plugins_through_their_command(tmp_path: Any) -> None:
+    from lab import labcmd
+
+    labcmd.install_cni_bin(tmp_path / "bin")
+    for plugin in ("kubelab-bridge", "kubelab-ipam"):
+        assert (tmp_path / "bin" / plugin).stat().st_mode & 0o111, plugin
+
+
+def test_noded_binaries_builds_the_shim_and_pause(tmp_path: Any) -> None:
+    import shutil
+
+    if shutil.which("gcc") is None:
+        pytest.skip("no C compiler here")
+    res = subprocess.run(
+        [sys.executable, "-m", "noded", "binaries", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".sha256")) == ["kubelab-shim", "pause"]
+    no_out = subprocess.run([sys.executable, "-m", "noded", "binaries"], capture_output=True, text=True, timeout=60)
+    assert no_out.returncode == 2 and "--out" in no_out.stderr
