@@ -40,8 +40,7 @@ def command_parser(name: str, register: Callable[[Any], None], prog: str) -> arg
         raise KeyError(f"{register.__module__}.register adds no {name!r} command")
     parser: argparse.ArgumentParser = sub.choices[name]
     parser.prog = prog
-    if "--verbose" not in parser._option_string_actions:
-        parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser
 
 
