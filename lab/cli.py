@@ -3,7 +3,8 @@
 Each component owns its subcommand: a module listed in ``COMMANDS`` exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking the parsed
 namespace and returning an exit code). Only commands that exist are listed, so ``kubelab --help``
-never offers something that is not there. Components can also be run as ``python -m <package>``.
+never offers something that is not there. Components can also be run as ``python -m <package>``
+(each ``__main__`` runs the same ``register`` through ``controlplane.componentbase.run_command``).
 
 Dispatch is lazy: the lab runs about a dozen long-lived ``kubelab <component>`` processes, and
 importing every component's module into each of them cost ~20 MB of resident memory per process
@@ -16,14 +17,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
+
+from controlplane.componentbase import setup_logging
 
 # subcommand -> the module whose ``register(subparsers)`` adds it (a module may add several).
 COMMANDS: dict[str, str] = {
     "apiserver": "controlplane.apiserver.cli",
-    "controlplane": "controlplane.apiserver.cli",
+    "controlplane": "controlplane.cli",
     "scheduler": "controlplane.scheduler.cli",
     "proxy": "proxy.cli",
     "noded": "noded.cli",
@@ -69,14 +71,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         module.register(sub)
     return parser
-
-
-def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

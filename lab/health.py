@@ -40,6 +40,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from controlplane.api import errors
+
 OWN_ERROR_GRACE = 45.0  # seconds a component may report its own error before `up` gives up
 PROXY_HEALTHZ = "http://127.0.0.1:10256/healthz"
 NETAGENT_HEALTHZ = "http://127.0.0.1:9099/healthz"
@@ -201,7 +203,7 @@ class Cluster:
     control_plane: str
     control_plane_ip: str
     node_ips: dict[str, str]
-    api: Callable[[str], dict[str, Any]]  # GET path → object (raises OSError/ValueError/HTTPError)
+    api: Callable[[str], dict[str, Any]]  # GET path → object (lab.clusterapi.get: raises ApiError/OSError)
     tls: Any  # ssl context with the admin client certificate
     apiserver_url: str
 
@@ -209,10 +211,8 @@ class Cluster:
 def _get(api: Callable[[str], dict[str, Any]], path: str) -> dict[str, Any] | None:
     try:
         return api(path)
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise
+    except errors.NotFound:
+        return None
 
 
 def check(components: list[dict[str, Any]], cluster: Cluster) -> list[Health]:
@@ -227,7 +227,7 @@ def check(components: list[dict[str, Any]], cluster: Cluster) -> list[Health]:
         if nodes is None:
             try:
                 nodes = {n["metadata"]["name"]: n for n in cluster.api("/api/v1/nodes").get("items", [])}
-            except (OSError, ValueError):
+            except (errors.ApiError, OSError, ValueError):
                 nodes = {}
         return nodes
 

@@ -28,7 +28,6 @@ changes nothing. Concurrency: one lab command at a time (``state.locked``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -37,12 +36,12 @@ import ssl
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from lab import health, programs, safety, state, supervisor, topology
+from controlplane.api import errors
+from lab import clusterapi, health, programs, safety, state, supervisor, topology
 from lab.dashboard import setup as dashboard
 
 REGISTRY_ADDR = f"{topology.HOST_IP}:5000"
@@ -442,11 +441,16 @@ def start_supervisor() -> None:
 
 def install_cni_bin(bin_dir: Path) -> None:
     """Our plugins as fast launchers (netplugin.install: a native thin client handing requests to
-    each node's warm CNI server), and the reference plugins beside them for ``--cni reference``."""
-    from netplugin import install
+    each node's warm CNI server), and the reference plugins beside them for ``--cni reference``.
 
+    The plugins are installed by their own command (``python -m netplugin.install DIR``): the lab
+    runs components' commands, it does not import their internals."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    install.install_plugins(bin_dir)
+    res = subprocess.run(
+        [sys.executable, "-m", "netplugin.install", str(bin_dir)], capture_output=True, text=True, check=False
+    )
+    if res.returncode != 0:
+        raise LabError(f"installing the CNI plugins into {bin_dir} failed: {res.stderr.strip()}")
     for ref in Path("/usr/lib/cni").glob("*"):
         dst = bin_dir / ref.name
         dst.unlink(missing_ok=True)
@@ -470,23 +474,8 @@ def admin_ssl_context() -> ssl.SSLContext:
     return ctx
 
 
-def api(method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 5) -> dict[str, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(
-        APISERVER_URL + path, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, context=admin_ssl_context(), timeout=timeout) as resp:
-        answer: dict[str, Any] = json.loads(resp.read() or b"{}")
-        return answer
-
-
-def apiserver_ready() -> bool:
-    try:
-        req = urllib.request.Request(APISERVER_URL + "/readyz")
-        with urllib.request.urlopen(req, context=admin_ssl_context(), timeout=2) as resp:
-            return bool(resp.status == 200)
-    except (OSError, ValueError):
-        return False
+api = clusterapi.api
+apiserver_ready = clusterapi.ready
 
 
 def ensure_node_object(node: topology.NodeNet) -> None:
@@ -499,9 +488,10 @@ def ensure_node_object(node: topology.NodeNet) -> None:
     }
     try:
         api("POST", "/api/v1/nodes", body)
-    except urllib.error.HTTPError as exc:
-        if exc.code != 409:
-            raise LabError(f"cannot register node {node.name}: HTTP {exc.code} {exc.read()[:300]!r}") from exc
+    except errors.AlreadyExists:
+        pass
+    except errors.ApiError as exc:
+        raise LabError(f"cannot register node {node.name}: HTTP {exc.code} {exc.message[:300]}") from exc
 
 
 def node_ready(node: dict[str, Any]) -> bool:
@@ -514,7 +504,7 @@ def node_ready(node: dict[str, Any]) -> bool:
 def all_nodes_ready(names: list[str]) -> bool:
     try:
         nodes = {n["metadata"]["name"]: n for n in api("GET", "/api/v1/nodes").get("items", [])}
-    except (OSError, ValueError):
+    except (errors.ApiError, *clusterapi.TRANSPORT_ERRORS):
         return False
     return all(name in nodes and node_ready(nodes[name]) for name in names)
 
@@ -714,12 +704,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                 (a["address"] for a in n.get("status", {}).get("addresses", []) if a["type"] == "InternalIP"), ""
             )
             say(f"{n['metadata']['name']:<11} {node_ready(n)!s:<6} {n['spec'].get('podCIDR', ''):<17} {addr}")
-    except (OSError, ValueError) as exc:
+    except (errors.ApiError, *clusterapi.TRANSPORT_ERRORS) as exc:
         say(f"\n(API server not answering: {exc})")
     healths: dict[str, health.Health] = {}
     try:
         healths = {h.key: h for h in health.check(st["components"], lab_cluster(plan))}
-    except (OSError, ValueError) as exc:
+    except (errors.ApiError, *clusterapi.TRANSPORT_ERRORS) as exc:
         say(f"\n(component health unknown: {exc})")
     say("\nNODE        COMPONENT     PID      RESTARTS  HEALTH     LOG")
     for c in st["components"]:

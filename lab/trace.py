@@ -31,11 +31,11 @@ import json
 import os
 import subprocess
 import sys
-import urllib.error
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from controlplane.api import errors
 from proxy.trace import Hop, Tracer, Walk
 
 POD_NETWORK = ipaddress.IPv4Network("10.244.0.0/16")
@@ -436,15 +436,15 @@ class Lab:
         self.node_ips = {n.ip: n.name for n in self.net.nodes}
 
     def get(self, path: str) -> dict[str, Any]:
-        from lab import labcmd
+        from lab import clusterapi
 
         try:
-            return labcmd.api("GET", path)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                raise KeyError(path) from None
+            return clusterapi.get(path)
+        except errors.NotFound:
+            raise KeyError(path) from None
+        except errors.ApiError as exc:
             raise TraceError(f"the API server answered {exc.code} for {path}") from exc
-        except OSError as exc:
+        except clusterapi.TRANSPORT_ERRORS as exc:
             raise TraceError(f"the lab's API server does not answer ({exc}): is the lab up? `kubelab status`") from exc
 
     def pod(self, ns: str, name: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import importlib.metadata
 import os
 import re
 import shutil
+import subprocess
 import sys
 import zipfile
 from pathlib import Path
@@ -162,13 +163,12 @@ def build_node_binaries() -> Path:
 
     noded compiles them on first start when no build of the current source is in its root dir;
     the box has no compiler, so the host builds them (``gcc -static``: they run on any x86-64
-    Linux) and provisioning puts them, with their source-hash stamps, where noded looks.
+    Linux) with noded's own command, and provisioning puts them, with their source-hash stamps,
+    where noded looks.
     """
-    from noded.runtime import runc
-
     out = PREP / "bin"
-    runc.ensure_binary(runc.SHIM_SRC, out / "kubelab-shim")
-    runc.ensure_binary(runc.PAUSE_SRC, out / "pause")
+    cmd = [sys.executable, "-m", "noded", "binaries", "--out", str(out)]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return out
 
 

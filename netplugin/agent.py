@@ -17,9 +17,10 @@ Three layers (code-models §3.6):
 - ``RouteDriver`` (protocol): ``owned()``, ``replace(dst, gw)``, ``delete(dst)``,
   ``ensure_sysctls()``; ``PyrouteDriver`` is the real one (pyroute2; the import cost does not
   matter in a long-lived agent), ``FakeRouteDriver`` the stateful fake;
-- ``NetAgent``: a Node informer whose handlers only poke a one-key queue; one worker runs
-  ``sync()`` (level-triggered: read the informer cache and the kernel, converge), also every
-  ``resync`` seconds, so a route someone deleted by hand comes back.
+- ``NetAgent``: a Node informer whose handlers only add one key (``ROUTES_KEY``) to a work queue;
+  one worker (the client's ``worker_loop``) runs ``sync()`` (level-triggered: read the informer
+  cache and the kernel, converge), also every ``resync`` seconds (``sync_once`` returns the delay
+  to the worker loop), so a route someone deleted by hand comes back.
 
 Backends: ``host-gw`` (above, the default) and ``vxlan`` (``VxlanDriver``, see ``plan_vxlan``)
 for nodes without a shared L2 network.
@@ -59,7 +60,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from controlplane.api.models import Node
+from controlplane.client.controller import worker_loop
 from controlplane.client.failures import FailureLog
+from controlplane.client.workqueue import WorkQueue
+
+#: The agent's only work-queue key: every Node event means "converge the routes again".
+ROUTES_KEY = "routes"
 
 log = logging.getLogger("netplugin.agent")
 
@@ -403,7 +409,7 @@ class NetAgent:
         self.informer = Informer(client, NODES, name="netagent-nodes")
         self.nodes = self.informer.view(Node.decode)  # typed read models, decoded once per change
         self.resync = resync
-        self._poke = threading.Event()
+        self.queue: WorkQueue[str] = WorkQueue("netagent-routes")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.syncs = 0
@@ -412,7 +418,7 @@ class NetAgent:
         self.policies: Any = None  # the PolicyController, when NetworkPolicy is enforced
 
         def poke(*_objs: Any) -> None:
-            self._poke.set()
+            self.queue.add(ROUTES_KEY)
 
         self.informer.add_handler(on_add=poke, on_update=poke, on_delete=poke)
 
@@ -444,10 +450,8 @@ class NetAgent:
 
     def _run(self) -> None:
         self.informer.wait_for_sync(None)
-        while not self._stop.is_set():
-            self._poke.clear()
-            wait = self.sync_once()
-            self._poke.wait(wait)
+        self.queue.add(ROUTES_KEY)  # the first sync, even with no Node to route to
+        worker_loop(self.queue, lambda _key: self.sync_once(), self._stop)
 
     def sync_once(self) -> float:
         """One level-triggered sync of the informer's Nodes; the seconds until the next one."""
@@ -462,7 +466,7 @@ class NetAgent:
 
     def stop(self) -> None:
         self._stop.set()
-        self._poke.set()
+        self.queue.shutdown()
         self.informer.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)

@@ -1,10 +1,9 @@
-"""``python -m noded ...`` is ``kubelab noded ...``."""
-
-from __future__ import annotations
+"""``python -m noded ARGS`` is ``kubelab noded ARGS`` (see controlplane.componentbase)."""
 
 import sys
 
-from lab.cli import main
+from controlplane.componentbase import run_command
+from noded.cli import register
 
 if __name__ == "__main__":
-    sys.exit(main(["noded", *sys.argv[1:]]))
+    sys.exit(run_command("noded", register))

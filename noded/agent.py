@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from controlplane.api import errors, registry
+from controlplane.client.controller import worker_loop
 from controlplane.client.events import EventRecorder
 from controlplane.client.failures import FailureLog
 from controlplane.client.informer import Informer
@@ -286,25 +287,17 @@ class Noded:
         self._enqueue(key, "deleted", urgent=True)
 
     def _work(self) -> None:
-        while not self._stop.is_set():
-            key = self.queue.get(timeout=0.5)
-            if key is None:
-                if self.queue.shutting_down:
-                    return
-                continue
-            t0 = time.monotonic()
-            log.debug("sync %s: start", key)
-            try:
-                delay = self.sync(key)
-                log.debug("sync %s: done in %.3fs (again in %s)", key, time.monotonic() - t0, delay)
-                self.queue.forget(key)
-                if delay is not None:
-                    self.queue.add_after(key, delay)
-            except Exception:
-                log.exception("sync of pod %s failed", key)
-                self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+        """One pod worker: the client's worker loop (``controlplane.client.controller``) over the pod
+        queue. ``sync`` returning a delay (a probe period, a crash-loop back-off) requeues the pod
+        after it; raising requeues it with the queue's per-key backoff."""
+        worker_loop(self.queue, self._timed_sync, self._stop)
+
+    def _timed_sync(self, key: str) -> float | None:
+        t0 = time.monotonic()
+        log.debug("sync %s: start", key)
+        delay = self.sync(key)
+        log.debug("sync %s: done in %.3fs (again in %s)", key, time.monotonic() - t0, delay)
+        return delay
 
     def sync(self, key: str) -> float | None:
         static = self.static_pods.pods.get(key)

@@ -1,4 +1,6 @@
-"""``kubelab noded`` (run the node agent), ``kubelab noded cleanup`` and ``kubelab image import``.
+"""``kubelab noded`` (run the node agent), ``kubelab noded cleanup``, ``kubelab noded binaries --out
+DIR`` (build the shim and pause programs where a node without a compiler will find them) and
+``kubelab image import``.
 
 Run noded inside a node's network namespace with ``nsenter --net=/var/run/netns/<node>`` (not
 ``ip netns exec``: that gives the process a private mount namespace, so overlay mounts and pod
@@ -31,7 +33,8 @@ def _paths(values: list[str] | None, default: str) -> list[Path]:
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("noded", help="run the node agent (kubelet) or clean up after it")
-    p.add_argument("action", nargs="?", choices=["run", "cleanup"], default="run")
+    p.add_argument("action", nargs="?", choices=["run", "cleanup", "binaries"], default="run")
+    p.add_argument("--out", help="binaries: the directory to build kubelab-shim and pause into")
     p.add_argument("--node-name")
     p.add_argument("--kubeconfig")
     p.add_argument("--node-ip")
@@ -101,7 +104,25 @@ def image_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def build_binaries(out: Path) -> int:
+    """noded's two static C programs, the container shim and pause, with their source-hash stamps.
+
+    noded compiles them on first start when its root dir has no build of the current source; a
+    node without a compiler (the Vagrant boxes) gets them from a host that ran this.
+    """
+    from noded.runtime import runc
+
+    for src, name in ((runc.SHIM_SRC, "kubelab-shim"), (runc.PAUSE_SRC, "pause")):
+        print(runc.ensure_binary(src, out / name))
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.action == "binaries":
+        if not args.out:
+            log.error("noded binaries needs --out DIR")
+            return 2
+        return build_binaries(Path(args.out))
     if args.action == "cleanup":
         return cleanup(
             Path(args.root_dir),

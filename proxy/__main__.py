@@ -1,15 +1,9 @@
-"""``python -m proxy ...`` is ``kubelab proxy ...``."""
-
-from __future__ import annotations
+"""``python -m proxy ARGS`` is ``kubelab proxy ARGS`` (see controlplane.componentbase)."""
 
 import sys
 
-from lab import cli
-
-
-def main() -> int:
-    return cli.main(["proxy", *sys.argv[1:]])
-
+from controlplane.componentbase import run_command
+from proxy.cli import register
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command("proxy", register))

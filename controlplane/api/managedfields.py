@@ -11,13 +11,23 @@ Field sets are kept in Kubernetes' FieldsV1 encoding directly — a tree of dict
 (the node itself is a member, not only its children). A leaf member is ``{}``. Set operations
 work on those trees, so encoding and decoding are the identity (plus validation).
 
-Schema: list-map keys and atomic fields come from ``LIST_MAP_KEYS``/``ATOMIC_FIELDS`` (the
-``x-kubernetes-list-type``/``-list-map-keys``/``-map-type`` markers of Kubernetes' OpenAPI for
-the kinds kubelab serves); other lists of objects and lists of scalars are atomic, except the
-``finalizers`` set. Maps are granular.
+Schema: how each list and map merges comes from the served OpenAPI schema of the object's kind
+(``openapi.schema_for_kind``), read as kube-openapi's ``schemaconv`` reads it for
+structured-merge-diff: ``x-kubernetes-list-type`` ``map`` (keyed by ``x-kubernetes-list-map-keys``:
+containers by name, container ports by containerPort+protocol, service ports by port+protocol),
+``set`` (finalizers, by value) or ``atomic``; without one, ``x-kubernetes-patch-strategy: merge``
+with a merge key is a list-map, without a key a set; every other list is atomic.
+``x-kubernetes-map-type: atomic`` (on the property or on the referenced struct, e.g. LabelSelector,
+ServiceSpec.selector) makes a map or struct one value; other maps and structs are granular. Kinds
+without a schema, and ``x-kubernetes-preserve-unknown-fields`` values, are deduced as
+structured-merge-diff does (maps granular, lists atomic), with ``metadata`` still ObjectMeta.
+Which structs exist in the Go zero object a create is compared to comes from the schema too:
+non-pointer structs (``default: {}``) and required lists/maps (no ``omitempty``).
 
 Invariants: inputs are never mutated; trees never hold an empty non-leaf ``{}`` except as a leaf.
-Pure; thread-safe.
+Pure; thread-safe: the schema nodes (``_T``) are compiled lazily into module caches keyed by the
+(immutable) schema dicts and by served kinds only, so they are bounded; two threads racing on a
+first use only compile the same node twice.
 """
 
 from __future__ import annotations
@@ -31,6 +41,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from controlplane.api import openapi
 
 __all__ = [
     "ANCIENT",
@@ -48,6 +60,7 @@ __all__ = [
     "manager_from_user_agent",
     "path_strings",
     "record_update",
+    "root_type",
     "union",
 ]
 
@@ -55,27 +68,7 @@ Tree = dict[str, Any]
 MAX_UPDATE_MANAGERS = 10  # apiserver managedfields/internal/capmanagers.go DefaultMaxUpdateManagers
 ANCIENT = "ancient-changes"
 
-# x-kubernetes-list-map-keys of Kubernetes' OpenAPI, by field name (the containing type decides
-# for "ports": container ports are keyed by containerPort+protocol, service ports by port+protocol).
-LIST_MAP_KEYS: dict[str, tuple[str, ...]] = {
-    "containers": ("name",),
-    "initContainers": ("name",),
-    "ephemeralContainers": ("name",),
-    "env": ("name",),
-    "volumes": ("name",),
-    "volumeMounts": ("mountPath",),
-    "volumeDevices": ("devicePath",),
-    "imagePullSecrets": ("name",),
-    "ownerReferences": ("uid",),
-    "conditions": ("type",),
-    "hostAliases": ("ip",),
-    "topologySpreadConstraints": ("topologyKey", "whenUnsatisfiable"),
-    "resourceClaims": ("name",),
-}
 _DEFAULT_KEY_VALUES = {"protocol": "TCP"}  # the schema default SSA uses for a missing key field
-SET_FIELDS = frozenset({"finalizers"})
-# x-kubernetes-map-type: atomic (LabelSelector, ServiceSpec.selector, ObjectReference-like).
-ATOMIC_FIELDS = frozenset({"selector", "nodeAffinity", "podAffinity", "podAntiAffinity", "tolerations"})
 # Fields the field manager never tracks (apiserver managedfields/internal/stripmeta.go).
 _STRIPPED_META = (
     "name",
@@ -88,12 +81,6 @@ _STRIPPED_META = (
     "resourceVersion",
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
-)
-# Non-pointer structs of the Go types: present (``{}``) in the zero object a create is compared to,
-# so a create does not mark them as members themselves (no ``.`` under them); ``containers`` has
-# no omitempty, so it is present (null) too.
-_ALWAYS_PRESENT = frozenset(
-    {"metadata", "spec", "status", "template", "strategy", "updateStrategy", "containers", "resources"}
 )
 
 
@@ -145,15 +132,121 @@ class Entry:
         return d
 
 
+# -- the schema, as structured-merge-diff sees it ----------------------------------------------
+
+
+class _T:
+    """One schema node: how a value at this place merges, and its children (compiled lazily)."""
+
+    __slots__ = ("_extra", "_items", "_kids", "_props", "atomic", "granular", "keys", "meta_root", "zero")
+
+    def __init__(self, schema: dict[str, Any] | None, *, meta_root: bool = False) -> None:
+        self._kids: dict[str, _T] = {}
+        self.meta_root = meta_root
+        self.keys: tuple[str, ...] | None = None
+        self.zero: frozenset[str] = frozenset()
+        self._props: dict[str, Any] | None = None
+        self._extra: dict[str, Any] | None = None
+        self._items: dict[str, Any] | None = None
+        self.atomic = False
+        self.granular = False
+        if schema is None:
+            return  # deduced: maps granular, lists atomic
+        resolved = openapi.resolve(schema)
+        if resolved.get("x-kubernetes-preserve-unknown-fields") or schema.get("x-kubernetes-preserve-unknown-fields"):
+            return
+        props = resolved.get("properties")
+        extra = resolved.get("additionalProperties")
+        items = schema.get("items") or resolved.get("items")
+        self._props = props if isinstance(props, dict) else None
+        self._extra = extra if isinstance(extra, dict) else None
+        self._items = items if isinstance(items, dict) else None
+        map_type = schema.get("x-kubernetes-map-type", resolved.get("x-kubernetes-map-type"))
+        if (schema.get("type") or resolved.get("type")) == "array":
+            list_type = schema.get("x-kubernetes-list-type")
+            strategy = str(schema.get("x-kubernetes-patch-strategy") or "")
+            if list_type == "map":
+                self.keys = tuple(schema.get("x-kubernetes-list-map-keys") or ())
+            elif list_type == "set":
+                self.granular = True
+            elif list_type is None and "merge" in strategy.split(","):
+                key = schema.get("x-kubernetes-patch-merge-key")
+                if key:
+                    self.keys = (str(key),)
+                else:
+                    self.granular = True
+            self.granular = self.granular or bool(self.keys)
+            self.atomic = not self.granular
+        else:
+            self.atomic = map_type == "atomic"
+        if self._props is not None:
+            required = set(resolved.get("required") or ())
+            self.zero = frozenset(
+                k
+                for k, p in self._props.items()
+                if isinstance(p, dict)
+                and (
+                    ("default" in p and ("allOf" in p or "$ref" in p))  # a non-pointer struct
+                    or (k in required and p.get("type") in ("array", "object"))  # no omitempty
+                )
+            )
+
+    def child(self, name: str) -> _T:
+        kid = self._kids.get(name)
+        if kid is None:
+            if self._props is not None:
+                sub = self._props.get(name)
+                kid = _compile(sub) if isinstance(sub, dict) else _DEDUCED
+            elif self._extra is not None:
+                kid = _compile(self._extra)
+            elif self.meta_root and name == "metadata":
+                kid = _compile({"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"})
+            else:
+                kid = _DEDUCED
+            self._kids[name] = kid
+        return kid
+
+    @property
+    def elem(self) -> _T:
+        kid = self._kids.get("[]")
+        if kid is None:
+            kid = _compile(self._items) if self._items is not None else _DEDUCED
+            self._kids["[]"] = kid
+        return kid
+
+
+_DEDUCED = _T(None)
+# Schemas are module data that never change: compiled nodes are kept by identity.
+_COMPILED: dict[int, tuple[dict[str, Any], _T]] = {}
+_ROOTS: dict[tuple[str, str], _T] = {}
+_DEDUCED_ROOT = _T(None, meta_root=True)
+
+
+def _compile(schema: dict[str, Any]) -> _T:
+    hit = _COMPILED.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    node = _T(schema)
+    _COMPILED[id(schema)] = (schema, node)  # the schema is kept alive, so its id stays its own
+    return node
+
+
+def root_type(obj: Any) -> _T:
+    """The schema node of an object, by its ``apiVersion``/``kind`` (deduced when unknown)."""
+    api_version = obj.get("apiVersion") if isinstance(obj, dict) else None
+    kind = obj.get("kind") if isinstance(obj, dict) else None
+    key = (str(api_version or ""), str(kind or ""))
+    node = _ROOTS.get(key)
+    if node is None:
+        group = key[0].rsplit("/", 1)[0] if "/" in key[0] else ""
+        schema = openapi.schema_for_kind(group, key[1]) if key[1] else None
+        if schema is None:
+            return _DEDUCED_ROOT  # not remembered: a client's made-up kinds must not grow the table
+        node = _ROOTS[key] = _compile(schema)
+    return node
+
+
 # -- FieldsV1 encoding --------------------------------------------------------------------------
-
-
-def _list_key(name: str, item: Any) -> tuple[str, ...] | None:
-    if not isinstance(item, dict):
-        return None
-    if name == "ports":
-        return ("containerPort", "protocol") if "containerPort" in item else ("port", "protocol")
-    return LIST_MAP_KEYS.get(name)
 
 
 def _item_key(keys: tuple[str, ...], item: dict[str, Any]) -> str:
@@ -161,39 +254,40 @@ def _item_key(keys: tuple[str, ...], item: dict[str, Any]) -> str:
     return "k:" + orjson.dumps({k: v for k, v in vals.items() if v is not None}).decode()
 
 
-def _is_granular_list(name: str, value: list[Any]) -> bool:
-    return name in SET_FIELDS or any(_list_key(name, x) for x in value)
-
-
-def _list_items(name: str, value: list[Any]) -> dict[str, Any]:
+def _list_items(t: _T, value: list[Any]) -> dict[str, Any]:
     """Element path key → element, for a granular (list-map or set) list."""
     out: dict[str, Any] = {}
+    keys = t.keys
     for item in value:
-        keys = _list_key(name, item)
-        if keys is not None and isinstance(item, dict):
+        if keys and isinstance(item, dict):
             out[_item_key(keys, item)] = item
         else:
             out["v:" + orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()] = item
     return out
 
 
-def field_set(obj: Any, name: str = "") -> Tree:
+def field_set(obj: Any, t: _T | None = None) -> Tree:
     """The fields ``obj`` sets, as an applier owns them (structured-merge-diff ``ToFieldSet``).
 
     Scalars, atomic values and empty maps are leaves; list elements are members themselves
     (``.``) besides their fields; maps and structs are reached through their fields only.
+    ``t``: the schema node of ``obj`` (default: its kind's, from ``apiVersion``/``kind``).
     """
     out: Tree = {}
     if not isinstance(obj, dict):
         return out
+    if t is None:
+        t = root_type(obj)
     for k, v in obj.items():
         fk = "f:" + str(k)
-        if isinstance(v, dict) and v and k not in ATOMIC_FIELDS:
-            out[fk] = field_set(v, k)
-        elif isinstance(v, list) and v and _is_granular_list(k, v):
+        c = t.child(k)
+        if isinstance(v, dict) and v and not c.atomic:
+            out[fk] = field_set(v, c)
+        elif isinstance(v, list) and v and c.granular:
             node: Tree = {}
-            for ek, item in _list_items(k, v).items():
-                sub = field_set(item, k) if isinstance(item, dict) else {}
+            elem = c.elem
+            for ek, item in _list_items(c, v).items():
+                sub = field_set(item, elem) if isinstance(item, dict) else {}
                 node[ek] = {".": {}, **sub} if sub else {}
             out[fk] = node
         else:
@@ -201,33 +295,37 @@ def field_set(obj: Any, name: str = "") -> Tree:
     return out
 
 
-def _changed(old: Any, new: Any, name: str, present: bool) -> Tree | None:
+def _changed(old: Any, new: Any, t: _T, present: bool, zero: bool) -> Tree | None:
     """Paths of ``new`` that ``old`` lacks or holds differently (Compare's Added ∪ Modified).
 
-    ``present``: whether ``old`` holds this node at all (a node new in ``new`` is a member).
+    ``present``: whether ``old`` holds this node at all (a node new in ``new`` is a member);
+    ``zero``: whether the node exists in the Go zero object (a non-pointer struct, a list or map
+    without omitempty), so a create does not make it a member itself.
     """
-    if isinstance(new, dict) and new and name not in ATOMIC_FIELDS:
+    if isinstance(new, dict) and new and not t.atomic:
         o = old if isinstance(old, dict) else {}
         out: Tree = {}
         for k, v in new.items():
-            in_old = k in o or (not present and k in _ALWAYS_PRESENT and isinstance(v, dict | list))
-            sub = _changed(o.get(k), v, k, in_old)
+            in_zero = k in t.zero
+            in_old = k in o or (not present and in_zero and isinstance(v, dict | list))
+            sub = _changed(o.get(k), v, t.child(k), in_old, in_zero)
             if sub is not None:
                 out["f:" + str(k)] = sub
-        if not present and name not in _ALWAYS_PRESENT:
+        if not present and not zero:
             out["."] = {}
         return out if out else None
-    if isinstance(new, list) and new and _is_granular_list(name, new):
-        olds = _list_items(name, old) if isinstance(old, list) else {}
+    if isinstance(new, list) and new and t.granular:
+        olds = _list_items(t, old) if isinstance(old, list) else {}
         out = {}
-        for ek, item in _list_items(name, new).items():
-            sub = _changed(olds.get(ek), item, name, ek in olds) if isinstance(item, dict) else None
+        elem = t.elem
+        for ek, item in _list_items(t, new).items():
+            sub = _changed(olds.get(ek), item, elem, ek in olds, False) if isinstance(item, dict) else None
             sub = sub or None
             if ek not in olds:
                 out[ek] = {".": {}, **(sub or {})} if isinstance(item, dict) and item else {}
             elif sub:
                 out[ek] = sub
-        if out and not present and name not in _ALWAYS_PRESENT:
+        if out and not present and not zero:
             out["."] = {}
         return out if out else None
     if present and old == new:
@@ -235,22 +333,23 @@ def _changed(old: Any, new: Any, name: str, present: bool) -> Tree | None:
     return {}
 
 
-def _added(new: Any, name: str) -> Tree:
+def _added(new: Any, t: _T, zero: bool) -> Tree:
     """``_changed`` of a new object against nothing (a create), built in canonical key order."""
-    if isinstance(new, dict) and new and name not in ATOMIC_FIELDS:
-        out: Tree = {} if name in _ALWAYS_PRESENT else {".": {}}
+    if isinstance(new, dict) and new and not t.atomic:
+        out: Tree = {} if zero else {".": {}}
         for k in sorted(new):
             v = new[k]
             # Scalars (most fields) are leaves: no call for them.
-            out["f:" + k] = _added(v, k) if isinstance(v, dict | list) else {}
+            out["f:" + k] = _added(v, t.child(k), k in t.zero) if isinstance(v, dict | list) else {}
         return out
-    if isinstance(new, list) and new and _is_granular_list(name, new):
-        items = _list_items(name, new)
-        out = {} if name in _ALWAYS_PRESENT else {".": {}}
+    if isinstance(new, list) and new and t.granular:
+        items = _list_items(t, new)
+        out = {} if zero else {".": {}}
+        elem = t.elem
         for ek in sorted(items):
             item = items[ek]
             if isinstance(item, dict) and item:
-                node = _added(item, name)
+                node = _added(item, elem, False)
                 node.pop(".", None)
                 out[ek] = {".": {}, **node}
             else:
@@ -275,36 +374,37 @@ def _created_set(new: dict[str, Any], status_only: bool | None) -> Tree:
     try:
         key = orjson.dumps([status_only, shape])
     except TypeError:  # not JSON (cannot come from a request): no memo
-        return _strip(_added(new, ""), status_only)
+        return _strip(_added(new, root_type(new), False), status_only)
     hit = _CREATED.get(key)
     if hit is not None:
         tree: Tree = orjson.loads(hit)  # a copy: callers may hold and change what they get
         return tree
-    created = _strip(_added(new, ""), status_only)
+    created = _strip(_added(new, root_type(new), False), status_only)
     if len(_CREATED) >= _CREATED_MAX:
         _CREATED.clear()
     _CREATED[key] = orjson.dumps(created)
     return created
 
 
-def _removed(old: Any, new: Any, name: str) -> Tree:
+def _removed(old: Any, new: Any, t: _T) -> Tree:
     """Paths ``old`` holds that ``new`` lacks (Compare's Removed)."""
     out: Tree = {}
-    if isinstance(old, dict) and isinstance(new, dict) and name not in ATOMIC_FIELDS:
+    if isinstance(old, dict) and isinstance(new, dict) and not t.atomic:
         for k, v in old.items():
             if k not in new:
                 out["f:" + str(k)] = {}
             else:
-                sub = _removed(v, new[k], k)
+                sub = _removed(v, new[k], t.child(k))
                 if sub:
                     out["f:" + str(k)] = sub
-    elif isinstance(old, list) and isinstance(new, list) and old and _is_granular_list(name, old):
-        news = _list_items(name, new)
-        for ek, item in _list_items(name, old).items():
+    elif isinstance(old, list) and isinstance(new, list) and old and t.granular:
+        news = _list_items(t, new)
+        elem = t.elem
+        for ek, item in _list_items(t, old).items():
             if ek not in news:
                 out[ek] = {}
             else:
-                sub = _removed(item, news[ek], name)
+                sub = _removed(item, news[ek], elem)
                 if sub:
                     out[ek] = sub
     return out
@@ -551,8 +651,9 @@ def record_update(
         if not created:
             return []
         return [Entry(manager, "Update", api_version, now(), created, subresource, ordered=True)]
-    changed = _strip(_changed(old or {}, new, "", old is not None) or {}, status_only)
-    removed = _strip(_removed(old, new, ""), status_only) if old is not None else {}
+    root = root_type(new)
+    changed = _strip(_changed(old or {}, new, root, old is not None, False) or {}, status_only)
+    removed = _strip(_removed(old, new, root), status_only) if old is not None else {}
     taken = union(changed, removed)
     out: list[Entry] = []
     mine: Entry | None = None
@@ -571,24 +672,25 @@ def record_update(
     return _cap([e for e in out if e.fields], api_version)
 
 
-def _merge(live: Any, config: Any, name: str) -> Any:
+def _merge(live: Any, config: Any, t: _T) -> Any:
     """The applied configuration merged onto the live value (maps and list-maps granular)."""
-    if isinstance(live, dict) and isinstance(config, dict) and name not in ATOMIC_FIELDS:
+    if isinstance(live, dict) and isinstance(config, dict) and not t.atomic:
         out = dict(live)
         for k, v in config.items():
-            out[k] = _merge(live.get(k), v, k)
+            out[k] = _merge(live.get(k), v, t.child(k))
         return out
-    if isinstance(live, list) and isinstance(config, list) and config and _is_granular_list(name, config):
-        lives = _list_items(name, live)
+    if isinstance(live, list) and isinstance(config, list) and config and t.granular:
+        lives = _list_items(t, live)
         merged = dict(lives)
-        for ek, item in _list_items(name, config).items():
-            merged[ek] = _merge(lives.get(ek), item, name)
+        elem = t.elem
+        for ek, item in _list_items(t, config).items():
+            merged[ek] = _merge(lives.get(ek), item, elem)
         # Live order first, then new elements in the order the configuration gives them.
         return list(merged.values())
     return copy.deepcopy(config)
 
 
-def _prune(obj: Any, drop: Tree, keep: Tree, name: str) -> Any:
+def _prune(obj: Any, drop: Tree, keep: Tree, t: _T) -> Any:
     """``obj`` without the members of ``drop``, except what ``keep`` (fields still owned) holds
     beneath them (merge/update.go prune + addBackOwnedItems); maps emptied by pruning go too."""
     if isinstance(obj, dict):
@@ -602,21 +704,22 @@ def _prune(obj: Any, drop: Tree, keep: Tree, name: str) -> Any:
             elif _member(d) and not kept:
                 continue
             else:
-                pv = _prune(v, _children(d), kept or {}, k)
+                pv = _prune(v, _children(d), kept or {}, t.child(k))
                 if pv == {} and v != {}:
                     continue
                 out[k] = pv
         return out
-    if isinstance(obj, list) and _is_granular_list(name, obj):
-        items = _list_items(name, obj)
+    if isinstance(obj, list) and t.granular:
+        items = _list_items(t, obj)
         result = []
+        elem = t.elem
         for ek, item in items.items():
             d = drop.get(ek)
             kept = keep.get(ek)
             if d is None:
                 result.append(item)
             elif not _member(d) or kept:
-                result.append(_prune(item, _children(d), kept or {}, name))
+                result.append(_prune(item, _children(d), kept or {}, elem))
         return result
     return obj
 
@@ -639,8 +742,9 @@ def apply(
     ``force``, which takes them over.
     """
     live_obj = live or {}
-    merged = _merge(live_obj, config, "")
-    new_set = _strip(field_set(config), status_only)
+    root = root_type(config)
+    merged = _merge(live_obj, config, root)
+    new_set = _strip(field_set(config, root), status_only)
     ident = (manager, "Apply", "", "")
     previous = next((e for e in entries if e.ident() == ident), None)
     others: Tree = {}
@@ -650,8 +754,8 @@ def apply(
     if previous is not None:
         stale = difference(difference(previous.fields, new_set), others)
         if stale:
-            merged = _prune(merged, stale, union(new_set, others), "")
-    changed = _strip(_changed(live_obj, merged, "", live is not None) or {}, status_only)
+            merged = _prune(merged, stale, union(new_set, others), root)
+    changed = _strip(_changed(live_obj, merged, root, live is not None, False) or {}, status_only)
     contested = intersection(new_set, changed)
     conflicts: list[tuple[str, str]] = []
     for e in entries:
@@ -660,7 +764,7 @@ def apply(
             conflicts.extend((e.printed(), p) for p in path_strings(clash))
     if conflicts and not force:
         raise ApplyConflict(conflicts)
-    removed = _strip(_removed(live_obj, merged, ""), status_only) if live is not None else {}
+    removed = _strip(_removed(live_obj, merged, root), status_only) if live is not None else {}
     # Forced: the applier takes the changed fields; equal values stay shared with their owners.
     taken = union(contested, removed) if force else removed
     out: list[Entry] = []

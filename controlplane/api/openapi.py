@@ -1,10 +1,10 @@
-"""The OpenAPI documents kubectl downloads: v3 per group-version (JSON) and an empty v2 (protobuf).
+"""The OpenAPI documents kubectl downloads: v3 per group-version (JSON) and v2 (protobuf).
 
 Role: ``kubectl explain`` (1.29+) and client-side ``kubectl apply``/``create`` read
 ``GET /openapi/v3`` (``v3_root()``) and then ``GET /openapi/v3/<api/v1|apis/g/v>?hash=…``
 (``v3_document(path)``). kubectl 1.27/1.28 (and 1.29+ as a fallback) ask for
-``/openapi/v2``, which must be a protobuf body; an empty one (``v2_protobuf()``) is a valid,
-empty message and makes client-side validation a no-op (reference/kubectl-api.md §1.5).
+``/openapi/v2``, which must be a protobuf body: ``v2_protobuf()``, the v2 JSON document of
+``openapi_v2`` in gnostic's encoding (``openapi_v2_proto``).
 
 Each GV document holds:
 - ``paths`` for every resource of the group-version (collection, item, ``status``/``scale``
@@ -46,6 +46,7 @@ __all__ = [
     "schemas",
     "strict_decoding_error",
     "unknown_fields",
+    "v2_etag",
     "v2_protobuf",
     "v3_document",
     "v3_root",
@@ -81,8 +82,17 @@ _OP_GROUP = {
 
 
 def v2_protobuf() -> bytes:
-    """The OpenAPI v2 document: an empty protobuf message (valid, and means "no schema")."""
-    return b""
+    """The OpenAPI v2 document as gnostic protobuf (``openapi_v2_proto``; built once)."""
+    from controlplane.api import openapi_v2_proto  # it builds on this module: import when asked
+
+    return openapi_v2_proto.document()
+
+
+def v2_etag() -> str:
+    """The quoted ETag of :func:`v2_protobuf`."""
+    from controlplane.api import openapi_v2_proto
+
+    return openapi_v2_proto.etag()
 
 
 @cache
@@ -466,6 +476,11 @@ def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
     if isinstance(ref, str) and ref.startswith(_REF_PREFIX):
         return _schemas().get(ref[len(_REF_PREFIX) :], {})
     return schema
+
+
+def resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    """The component schema a property schema refers to (``$ref`` or ``allOf: [$ref]``), else itself."""
+    return _resolve(schema)
 
 
 class _Node:

@@ -12,7 +12,14 @@ Invariants of the output:
   ``io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta``), so ``kubectl explain`` prints familiar
   type names;
 - struct-valued properties are ``{"allOf": [{"$ref": …}], "default": {}}`` exactly as
-  kube-apiserver's v3 documents write them (the form kubectl's v3 readers expect);
+  kube-apiserver's v3 documents write them (the form kubectl's v3 readers expect); pointer
+  fields (``openapi_markers.json``) carry no ``default``, as in kube-openapi;
+- the markers of the Go types that the client models drop come from ``openapi_markers.json``
+  (extracted from k8s.io/api by ``openapi_markers_extract``): ``x-kubernetes-list-type``,
+  ``x-kubernetes-list-map-keys`` and ``x-kubernetes-map-type`` (fields and atomic structs), and
+  every ``+enum`` string as ``enum`` with kube-openapi's ``Possible enum values:`` lines appended
+  to the description (what ``kubectl explain`` shows, v2 and v3). Server-side apply
+  (``managedfields``) reads the list and map types back from these schemas;
 - lists with a strategic-merge strategy carry ``x-kubernetes-patch-strategy`` /
   ``x-kubernetes-patch-merge-key`` taken from ``patch.STRATEGY`` (one source of truth with the
   server's patcher), plus ``conditions`` lists of status types (merge by ``type``);
@@ -20,7 +27,8 @@ Invariants of the output:
 - integers are ``format: int32`` unless the Go field is an ``int64`` (``_INT64``: the client models
   say only ``int``), ``resource.Quantity`` strings carry ``format: quantity`` (``_QUANTITY``: they
   decode from a JSON string *or number*), and the string enums that kube-apiserver's validation
-  enforces carry ``enum`` (``_ENUMS``). ``controlplane.api.structural`` checks every write against
+  enforces carry ``enum`` (``_ENUMS``, a fallback: the Go ``+enum`` markers above give these and
+  every other enum, with their descriptions). ``controlplane.api.structural`` checks every write against
   these types, so the tables are the Go types of ``k8s.io/api`` (``core/v1/types.go``,
   ``apps/v1/types.go``, ``batch/v1/types.go``, ``meta/v1/types.go``).
 
@@ -39,6 +47,7 @@ from typing import Any
 from controlplane.api.patch import STRATEGY
 
 OUT = Path(__file__).with_name("openapi_schemas.json")
+MARKERS = Path(__file__).with_name("openapi_markers.json")
 
 META = {
     "ObjectMeta", "ListMeta", "LabelSelector", "LabelSelectorRequirement", "OwnerReference",
@@ -370,6 +379,27 @@ def _typed(go: str, json_name: str, prop: dict[str, Any]) -> dict[str, Any]:
     return prop
 
 
+def _mark(prop: dict[str, Any], marks: dict[str, Any] | None) -> None:
+    """Apply one field's Go markers (``openapi_markers.json``) to its property schema."""
+    if not marks:
+        return
+    if marks.get("pointer") and "allOf" in prop:
+        prop.pop("default", None)  # kube-openapi defaults only non-pointer structs to {}
+    if prop.get("type") == "array":
+        if "listType" in marks:
+            prop["x-kubernetes-list-type"] = marks["listType"]
+        if "listMapKeys" in marks:
+            prop["x-kubernetes-list-map-keys"] = list(marks["listMapKeys"])
+        if "itemsEnum" in marks and prop["items"].get("type") == "string":
+            prop["items"]["enum"] = list(marks["itemsEnum"])
+    if prop.get("type") == "object" and "mapType" in marks:
+        prop["x-kubernetes-map-type"] = marks["mapType"]
+    if "enum" in marks and prop.get("type") == "string":
+        prop["enum"] = list(marks["enum"])
+        lines = [line.rstrip() for line in marks["enumLines"]]
+        prop["description"] = "\n".join([prop.get("description", ""), "", "Possible enum values:", *lines])
+
+
 def _ref(name: str) -> dict[str, Any]:
     return {"allOf": [{"$ref": f"#/components/schemas/{name}"}], "default": {}}
 
@@ -379,6 +409,9 @@ class Generator:
         import kubernetes.client.models as models
 
         self.models = models
+        markers = json.loads(MARKERS.read_text())
+        self.field_markers: dict[str, dict[str, dict[str, Any]]] = markers["fields"]
+        self.type_markers: dict[str, dict[str, Any]] = markers["types"]
         self.schemas: dict[str, dict[str, Any]] = {}
         self.pending: list[str] = []
 
@@ -426,6 +459,7 @@ class Generator:
         props: dict[str, Any] = {}
         required: list[str] = []
         strategies = STRATEGY.get(go, {})
+        field_markers = self.field_markers.get(name, {})
         for attr, type_str in cls.openapi_types.items():
             json_name = cls.attribute_map[attr]
             field = cls.model_fields.get(attr)
@@ -448,12 +482,15 @@ class Generator:
             elif json_name == "conditions" and go.endswith("Status") and prop.get("type") == "array":
                 prop["x-kubernetes-patch-strategy"] = "merge"
                 prop["x-kubernetes-patch-merge-key"] = "type"
+            _mark(prop, field_markers.get(json_name))
             if field is not None and field.is_required():
                 required.append(json_name)
             props[json_name] = prop
         schema["properties"] = dict(sorted(props.items()))
         if required:
             schema["required"] = sorted(required)
+        if self.type_markers.get(name, {}).get("mapType") == "atomic":
+            schema["x-kubernetes-map-type"] = "atomic"
 
     def run(self) -> dict[str, Any]:
         kinds: list[dict[str, str]] = []

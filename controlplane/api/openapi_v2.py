@@ -10,8 +10,8 @@ flattened (``schema.type`` → ``type``), its request body turned into an ``in: 
 its responses given a single ``schema`` (with ``consumes``/``produces`` lists instead of per-media
 type content).
 
-kubectl itself asks for ``/openapi/v2`` in protobuf; that answer stays the empty message of
-``openapi.v2_protobuf`` (kubectl then relies on v3).
+kubectl itself asks for ``/openapi/v2`` in protobuf: ``openapi_v2_proto`` encodes this same
+document in gnostic's message.
 
 Invariants: deterministic (sorted keys) and built once per process. Pure; thread-safe after first
 use (a race only builds twice).
@@ -20,6 +20,7 @@ use (a race only builds twice).
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from functools import cache
 from typing import Any
@@ -124,6 +125,12 @@ def document_bytes() -> bytes:
         },
     }
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+@cache
+def etag() -> str:
+    """The quoted ETag of :func:`document_bytes` (a hash of the exact bytes)."""
+    return '"' + hashlib.sha512(document_bytes()).hexdigest().upper() + '"'
 
 
 def wants_json(accept: str) -> bool:

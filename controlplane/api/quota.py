@@ -10,6 +10,19 @@ Refusal, as kube-apiserver words it (403 Forbidden)::
 
     pods "p" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2
 
+Scopes (``spec.scopes`` and ``spec.scopeSelector``; ``pods.go`` ``podMatchesScopeFunc``): a quota
+with scopes counts only the pods that match every one — ``Terminating`` (``activeDeadlineSeconds``
+≥ 0) / ``NotTerminating``, ``BestEffort`` (no container states cpu or memory requests or limits) /
+``NotBestEffort``, ``PriorityClass`` (``In``/``NotIn`` on ``priorityClassName``, ``Exists``: has one)
+and ``CrossNamespacePodAffinity`` — and never matches other kinds (the generic evaluator's
+``MatchesNoScopeFunc``). Admission and the controller both filter by ``matches``.
+
+Updates (``checkRequest``): pods and services are evaluated on update too (the services
+evaluator handles updates; pods under in-place resize), charging only what grows — the usage
+of the new object minus the old one's, negative parts dropped — so turning a ClusterIP Service into
+a NodePort counts its ports against ``services.nodeports``, and a pod whose requests grow is
+checked against ``requests.cpu``.
+
 Invariants: ``used`` is computed from the stored objects of the namespace at admission time (not
 from ``status.used``, which the quota controller keeps for display), so a quota holds even before
 its controller has caught up; terminal pods (Succeeded/Failed) and pods being deleted are not
@@ -111,6 +124,80 @@ def usage(res: Resource, obj: Obj) -> Usage:
     return out
 
 
+SCOPES = ("Terminating", "NotTerminating", "BestEffort", "NotBestEffort", "PriorityClass", "CrossNamespacePodAffinity")
+
+
+def scope_selectors(quota: Obj) -> list[Mapping[str, Any]]:
+    """``spec.scopes`` (each as an ``Exists`` requirement) and ``spec.scopeSelector.matchExpressions``
+    (``getScopeSelectorsFromQuota``)."""
+    spec = quota.get("spec") or {}
+    out: list[Mapping[str, Any]] = [{"scopeName": s, "operator": "Exists"} for s in spec.get("scopes") or []]
+    selector = spec.get("scopeSelector") or {}
+    out.extend(e for e in selector.get("matchExpressions") or [] if isinstance(e, Mapping))
+    return out
+
+
+def is_best_effort(pod: Obj) -> bool:
+    """QoS class BestEffort (``qos.GetPodQOS``): no container, init container or the pod itself
+    states a non-zero cpu or memory request or limit."""
+    spec = pod.get("spec") or {}
+    holders = [*(spec.get("containers") or []), *(spec.get("initContainers") or [])]
+    resources = [c.get("resources") or {} for c in holders if isinstance(c, Mapping)]
+    resources.append(spec.get("resources") or {})
+    for r in resources:
+        for kind in ("requests", "limits"):
+            for name, v in (r.get(kind) or {}).items():
+                if name in _COMPUTE and _q(v) != 0:
+                    return False
+    return True
+
+
+def _cross_namespace_affinity(pod: Obj) -> bool:
+    """``usesCrossNamespacePodAffinity``: an affinity term naming namespaces or a namespace selector."""
+    affinity = (pod.get("spec") or {}).get("affinity") or {}
+    for kind in ("podAffinity", "podAntiAffinity"):
+        a = affinity.get(kind) or {}
+        terms = list(a.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+        terms += [
+            w.get("podAffinityTerm") or {} for w in a.get("preferredDuringSchedulingIgnoredDuringExecution") or []
+        ]
+        if any(t.get("namespaces") or t.get("namespaceSelector") is not None for t in terms if isinstance(t, Mapping)):
+            return True
+    return False
+
+
+def _pod_matches(pod: Obj, selector: Mapping[str, Any]) -> bool:
+    spec = pod.get("spec") or {}
+    scope = selector.get("scopeName")
+    if scope in ("Terminating", "NotTerminating"):
+        deadline = spec.get("activeDeadlineSeconds")
+        terminating = isinstance(deadline, int) and deadline >= 0
+        return terminating if scope == "Terminating" else not terminating
+    if scope in ("BestEffort", "NotBestEffort"):
+        return is_best_effort(pod) if scope == "BestEffort" else not is_best_effort(pod)
+    if scope == "PriorityClass":
+        value = str(spec.get("priorityClassName") or "")
+        op, values = selector.get("operator"), list(selector.get("values") or [])
+        if op == "Exists":
+            return bool(value)
+        if op == "In":
+            return value in values
+        if op == "NotIn":
+            return value not in values
+        return False  # DoesNotExist: the evaluator's label set always holds the key
+    if scope == "CrossNamespacePodAffinity":
+        return _cross_namespace_affinity(pod)
+    return False
+
+
+def matches(res: Resource, quota: Obj, obj: Obj) -> bool:
+    """Whether ``quota``'s scopes select ``obj`` (no scopes: everything; scopes: only matching pods)."""
+    selectors = scope_selectors(quota)
+    if not selectors:
+        return True
+    return res is registry.PODS and all(_pod_matches(obj, s) for s in selectors)
+
+
 def _missing(res: Resource, obj: Obj, hard: Iterable[str]) -> str | None:
     """pods.go Constraints: a quota on cpu/memory requests or limits needs every container to
     state them ("must specify requests.cpu for: c1,c2; limits.memory for: c1"), or None."""
@@ -136,15 +223,31 @@ def _pretty(values: Mapping[str, Decimal]) -> str:
     return ",".join(f"{k}={format_quantity(k, values[k])}" for k in sorted(values))
 
 
-def check(res: Resource, obj: Obj, quotas: Sequence[Obj], used_of: Callable[[Iterable[str]], Usage]) -> str | None:
-    """Why creating ``obj`` is refused (the message after ``… is forbidden: ``), or None.
+UsedOf = Callable[[Iterable[str], Obj], Usage]
 
-    ``quotas`` are the namespace's ResourceQuotas; ``used_of(names)`` is the namespace's current
-    usage of those resource names."""
+
+def requested_usage(res: Resource, obj: Obj, old: Obj | None = None) -> Usage:
+    """What a write charges: the usage of ``obj``, less the usage of ``old`` on an update
+    (``SubtractWithNonNegativeResult``), zeros removed."""
     requested = usage(res, obj)
+    if old is not None:
+        before = usage(res, old)
+        requested = {k: v - before.get(k, Decimal(0)) for k, v in requested.items()}
+    return {k: v for k, v in requested.items() if v > 0}
+
+
+def check(res: Resource, obj: Obj, quotas: Sequence[Obj], used_of: UsedOf, old: Obj | None = None) -> str | None:
+    """Why creating (or, with ``old``, updating) ``obj`` is refused (the message after
+    ``… is forbidden: ``), or None.
+
+    ``quotas`` are the namespace's ResourceQuotas; ``used_of(names, quota)`` is the namespace's
+    current usage of those resource names by the objects ``quota`` selects (``matches``)."""
+    requested = requested_usage(res, obj, old)
     if not requested:
         return None
     for quota in sorted(quotas, key=lambda q: str((q.get("metadata") or {}).get("name"))):
+        if not matches(res, quota, obj):
+            continue
         qname = str((quota.get("metadata") or {}).get("name"))
         hard = {k: _q(v) for k, v in ((quota.get("spec") or {}).get("hard") or {}).items()}
         missing = _missing(res, obj, hard)
@@ -153,7 +256,7 @@ def check(res: Resource, obj: Obj, quotas: Sequence[Obj], used_of: Callable[[Ite
         matched = sorted(set(hard) & set(requested))
         if not matched:
             continue
-        used = used_of(matched)
+        used = used_of(matched, quota)
         over = [k for k in matched if used.get(k, Decimal(0)) + requested[k] > hard[k]]
         if over:
             return (
@@ -164,11 +267,14 @@ def check(res: Resource, obj: Obj, quotas: Sequence[Obj], used_of: Callable[[Ite
     return None
 
 
-def namespace_usage(res: Resource, objs: Iterable[Obj], names: Iterable[str]) -> Usage:
-    """The summed usage of ``names`` over ``objs`` (the namespace's stored objects of ``res``)."""
+def namespace_usage(res: Resource, objs: Iterable[Obj], names: Iterable[str], quota: Obj | None = None) -> Usage:
+    """The summed usage of ``names`` over ``objs`` (the namespace's stored objects of ``res``),
+    counting only the objects ``quota``'s scopes select when a quota is given."""
     wanted = set(names)
     total: Usage = {n: Decimal(0) for n in wanted}
     for o in objs:
+        if quota is not None and not matches(res, quota, o):
+            continue
         for k, v in usage(res, o).items():
             if k in wanted:
                 total[k] += v
@@ -190,19 +296,30 @@ class Quota:
         self._list = list_objects
 
     def admit_create(self, res: Resource, obj: Obj) -> None:
+        self._admit(res, obj, None)
+
+    def admit_update(self, res: Resource, obj: Obj, old: Obj) -> None:
+        """An update of a pod or service (the evaluators that handle updates), charged by its growth."""
+        if res is registry.PODS or res is registry.SERVICES:
+            self._admit(res, obj, old)
+
+    def _admit(self, res: Resource, obj: Obj, old: Obj | None) -> None:
         namespace = str((obj.get("metadata") or {}).get("namespace") or "")
         if not res.namespaced or not namespace:
             return
+        if not requested_usage(res, obj, old):
+            return  # nothing grows: no quota can refuse it (and nothing to read)
         quotas = self._list(registry.RESOURCEQUOTAS, namespace)
         if not quotas:
             return
+        listed: list[list[dict[str, Any]]] = []
 
-        def used_of(names: Iterable[str]) -> Usage:
-            objs = self._list(res, namespace)
-            if res is registry.PODS:
-                objs = [p for p in objs if pod_charged(p)]
-            return namespace_usage(res, objs, names)
+        def used_of(names: Iterable[str], quota: Obj) -> Usage:
+            if not listed:
+                objs = self._list(res, namespace)
+                listed.append([p for p in objs if pod_charged(p)] if res is registry.PODS else objs)
+            return namespace_usage(res, listed[0], names, quota)
 
-        reason = check(res, obj, quotas, used_of)
+        reason = check(res, obj, quotas, used_of, old)
         if reason is not None:
             raise forbidden(res, obj, reason)

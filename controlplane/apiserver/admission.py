@@ -206,6 +206,8 @@ class Admission:
             self._plugins(res, obj, old)
             if res is registry.PRIORITYCLASSES:
                 self._one_global_default(obj)
+            if res in (registry.PODS, registry.SERVICES) and self._quotas_exist():
+                self.quota.admit_update(res, obj, old)  # charged by what the update adds
         except BaseException:
             finish(False)
             raise

@@ -539,10 +539,15 @@ class ApiServer:
             return "get", ""
         if path == "/openapi/v2" or path == "/swagger-2.0.0.pb-v1":
             self._only(req, "GET")
+            # built once (about a second) off the event loop, then cached
             if path == "/openapi/v2" and openapi_v2.wants_json(req.headers.get("accept", "")):
-                await send_response(send, 200, openapi_v2.document_bytes(), "application/json")
+                body, ctype, tag = await self.run(openapi_v2.document_bytes), "application/json", openapi_v2.etag()
             else:
-                await send_response(send, 200, openapi.v2_protobuf(), openapi.V2_CONTENT_TYPE)
+                body, ctype, tag = await self.run(openapi.v2_protobuf), openapi.V2_CONTENT_TYPE, openapi.v2_etag()
+            if req.headers.get("if-none-match", "") == tag:  # kube-openapi's handler: 304 on a match
+                await send_response(send, 304, b"", ctype, [(b"etag", tag.encode())])
+            else:
+                await send_response(send, 200, body, ctype, [(b"etag", tag.encode())])
             return "get", ""
         if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
             self._only(req, "GET")

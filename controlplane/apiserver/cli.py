@@ -1,5 +1,5 @@
-"""``kubelab apiserver`` and ``kubelab controlplane``: run the API server (plus, for ``controlplane``,
-the scheduler and controller-manager as threads of the same process, like ``k3s server``).
+"""``kubelab apiserver``: run the API server alone (``kubelab controlplane``, in ``controlplane.cli``,
+builds on ``build`` and ``make_server`` here to add the scheduler and controller-manager).
 
 Role: flags → PKI (``controlplane.pki.ensure_cluster_pki``) → store → ``create_app`` → uvicorn with
 TLS. Client certificates are verified by the TLS layer against the cluster CA (optional, so
@@ -7,17 +7,15 @@ token-only clients still connect); the protocol subclasses below record each con
 subject for ``auth.PeerIdentities``, because uvicorn does not put it into the ASGI scope.
 
 Concurrency: one event loop (uvloop) serves everything; the store runs on the app's thread pool;
-the in-process scheduler/controllers run in their own threads and stop on a shared Event.
+``make_server``'s ``on_shutdown`` lets a composing command stop its own threads first.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import ssl
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +42,7 @@ def _parse_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _parse_duration(text: str) -> float:
+def parse_duration(text: str) -> float:
     """``40s``, ``5m``, ``1h`` or plain seconds."""
     t = text.strip()
     units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -275,17 +273,17 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--service-cluster-ip-range", default="10.96.0.0/12")
     p.add_argument("--service-node-port-range", default="30000-32767")
     p.add_argument("--kubelet-certificate-authority", type=Path, default=None, help="CA to verify kubelets with")
-    p.add_argument("--watch-bookmark-interval", type=_parse_duration, default=60.0, help=argparse.SUPPRESS)
+    p.add_argument("--watch-bookmark-interval", type=parse_duration, default=60.0, help=argparse.SUPPRESS)
     p.add_argument(
-        "--etcd-compaction-interval", type=_parse_duration, default=300.0, help="store compaction interval (0: off)"
+        "--etcd-compaction-interval", type=parse_duration, default=300.0, help="store compaction interval (0: off)"
     )
-    p.add_argument("--event-ttl", type=_parse_duration, default=3600.0, help="how long Events are kept (1h)")
+    p.add_argument("--event-ttl", type=parse_duration, default=3600.0, help="how long Events are kept (1h)")
     p.add_argument("--watch-cache-window", type=int, default=100_000, help=argparse.SUPPRESS)
     p.add_argument("--watch-max-pending", type=int, default=10_000, help=argparse.SUPPRESS)
     p.add_argument("--store-threads", type=int, default=16, help=argparse.SUPPRESS)
     p.add_argument(
         "--read-header-timeout",
-        type=_parse_duration,
+        type=parse_duration,
         default=limits.READ_HEADER_TIMEOUT,
         help=argparse.SUPPRESS,  # kube-apiserver's 32 s; tests shorten it
     )
@@ -407,7 +405,7 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
     return config, store, pki
 
 
-def _server(config: Any, on_shutdown: Any = None) -> Any:
+def make_server(config: Any, on_shutdown: Any = None) -> Any:
     """A uvicorn Server that ends watch streams as soon as shutdown starts.
 
     uvicorn waits for open requests before running the app's lifespan shutdown; watches never end
@@ -432,90 +430,8 @@ def run_apiserver(args: argparse.Namespace) -> int:
     config, store, pki = build(args)
     log.info("serving the Kubernetes API on https://%s (admin kubeconfig: %s)", args.listen, pki.admin_kubeconfig)
     try:
-        _server(config).run()
+        make_server(config).run()
     finally:
-        store.close()
-    return 0
-
-
-def run_controlplane(args: argparse.Namespace) -> int:
-    """The API server plus the scheduler and controller-manager (when present) in this process."""
-
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
-    kubeconfig: list[Path] = []
-
-    def start_components() -> None:
-        # Runs once the server is serving (from its startup hook): the components talk to it over
-        # HTTPS, each with its own identity (scheduler.kubeconfig, controller-manager.kubeconfig),
-        # exactly as they would from another machine.
-        def runner() -> None:
-            try:
-                rest = importlib.import_module("controlplane.client.rest")
-            except ImportError:
-                log.warning("controlplane.client is not available: running the API server only")
-                return
-            client = rest.ApiClient.from_kubeconfig(str(kubeconfig[0]))
-            cm_client = rest.ApiClient.from_kubeconfig(str(kubeconfig[1]))
-            try:
-                sched = importlib.import_module("controlplane.scheduler")
-                run_scheduler = sched.run_scheduler
-            except (ImportError, AttributeError):
-                run_scheduler = None
-                log.warning("controlplane.scheduler is not available: not scheduling pods")
-            if run_scheduler is not None:
-                t = threading.Thread(
-                    target=run_scheduler,
-                    args=(client, stop),
-                    kwargs={"leader_elect": args.leader_elect},
-                    name="scheduler",
-                    daemon=True,
-                )
-                t.start()
-                threads.append(t)
-            try:
-                mgr = importlib.import_module("controlplane.controllers.manager")
-            except ImportError:
-                log.warning("controlplane.controllers is not available: no controllers running")
-                return
-            opts_cls = getattr(mgr, "ControllerOptions", None)
-            kw: dict[str, Any] = {
-                "node_monitor_grace_period": args.node_monitor_grace_period,
-                "pod_eviction_timeout": args.pod_eviction_timeout,
-                "cluster_cidr": args.cluster_cidr,
-                "node_cidr_mask_size": args.node_cidr_mask_size,
-                # Elected by default, so a second `kubelab controlplane` on the same etcd waits as a
-                # hot standby and takes over when the leader's Lease expires (issue 3).
-                "leader_elect": args.leader_elect,
-                # the CA the root-ca-cert-publisher puts into every namespace's kube-root-ca.crt
-                "root_ca_file": str(root_ca[0]),
-            }
-            copts: Any = None
-            if opts_cls is not None:
-                import dataclasses
-
-                fields = (
-                    {f.name for f in dataclasses.fields(opts_cls)} if dataclasses.is_dataclass(opts_cls) else set(kw)
-                )
-                copts = opts_cls(**{k: v for k, v in kw.items() if k in fields})
-            t = threading.Thread(
-                target=mgr.run_controller_manager, args=(cm_client, stop, copts), name="controller-manager", daemon=True
-            )
-            t.start()
-            threads.append(t)
-
-        threading.Thread(target=runner, name="components", daemon=True).start()
-
-    root_ca: list[Path] = []
-    config, store, pki = build(args, on_started=start_components)
-    kubeconfig += [pki.scheduler_kubeconfig, pki.controller_manager_kubeconfig]
-    root_ca.append(pki.ca_cert)
-    try:
-        _server(config, on_shutdown=stop.set).run()
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=5)
         store.close()
     return 0
 
@@ -524,17 +440,3 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("apiserver", help="run the Kubernetes API server")
     add_server_flags(p)
     p.set_defaults(func=run_apiserver)
-
-    c = subparsers.add_parser("controlplane", help="API server + scheduler + controller-manager in one process")
-    add_server_flags(c)
-    c.add_argument("--node-monitor-grace-period", type=_parse_duration, default=40.0)
-    c.add_argument("--pod-eviction-timeout", type=_parse_duration, default=300.0)
-    c.add_argument("--cluster-cidr", default="10.244.0.0/16")
-    c.add_argument("--node-cidr-mask-size", type=int, default=24)
-    c.add_argument(
-        "--leader-elect",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="scheduler and controllers take the kube-scheduler / kube-controller-manager Leases first (default: on)",
-    )
-    c.set_defaults(func=run_controlplane)

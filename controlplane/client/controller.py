@@ -1,11 +1,17 @@
-"""The worker loop shared by every controller (client-go's ``processNextWorkItem``).
+"""The worker loop shared by every informer-driven component (client-go's ``processNextWorkItem``).
 
 Role: pull keys from a ``WorkQueue`` and call ``sync(key)``; decide what happens to the key from
-how ``sync`` ended (kopf's error taxonomy):
+how ``sync`` ended (kopf's error taxonomy, controller-runtime's ``Result.RequeueAfter``):
 
-- returned normally → ``forget`` (reset its backoff);
+- returned ``None`` → ``forget`` (reset its backoff);
+- returned a delay in seconds → done for now, again after that long: ``forget`` and
+  ``add_after(key, delay)`` (controller-runtime's ``RequeueAfter``; a periodic resync, a probe's
+  next period, a back-off the sync keeps itself);
 - raised ``TemporaryError(delay)`` → "not yet, and I know when": ``add_after(key, delay)``;
 - raised anything else → logged, ``add_rate_limited`` (exponential per-key backoff).
+
+The controllers, the scheduler, the network agent, the NetworkPolicy controller, the DNS server's
+view and noded's pod workers all run on this one loop (``worker_loop``/``run_workers``).
 
 Either way ``done(key)`` runs last, which re-queues the key if it changed during the sync.
 
@@ -36,13 +42,13 @@ class TemporaryError(Exception):
         self.delay = delay
 
 
-def process_one(queue: WorkQueue[K], sync: Callable[[K], None], timeout: float | None = None) -> bool:
+def process_one(queue: WorkQueue[K], sync: Callable[[K], float | None], timeout: float | None = None) -> bool:
     """Process one key. False when the queue is shut down or ``timeout`` passed with no key."""
     key = queue.get(timeout=timeout)
     if key is None:
         return False
     try:
-        sync(key)
+        requeue_after = sync(key)
     except TemporaryError as e:
         log.debug("%s: %s (retry in %.3fs)", key, e, e.delay)
         queue.add_after(key, e.delay)
@@ -51,19 +57,21 @@ def process_one(queue: WorkQueue[K], sync: Callable[[K], None], timeout: float |
         queue.add_rate_limited(key)
     else:
         queue.forget(key)
+        if requeue_after is not None:
+            queue.add_after(key, requeue_after)
     finally:
         queue.done(key)
     return True
 
 
-def worker_loop(queue: WorkQueue[K], sync: Callable[[K], None], stop: threading.Event) -> None:
+def worker_loop(queue: WorkQueue[K], sync: Callable[[K], float | None], stop: threading.Event) -> None:
     while not stop.is_set() and not queue.shutting_down:
         process_one(queue, sync, timeout=0.5)
 
 
 def run_workers(
     queue: WorkQueue[K],
-    sync: Callable[[K], None],
+    sync: Callable[[K], float | None],
     workers: int,
     stop: threading.Event,
     *,

@@ -45,7 +45,7 @@ def quota_status(quota: Obj, objects: dict[registry.Resource, list[Obj]]) -> dic
         objs = objects.get(res, [])
         if res is PODS:
             objs = [p for p in objs if pod_charged(p)]
-        used[name] = format_quantity(name, namespace_usage(res, objs, [name])[name])
+        used[name] = format_quantity(name, namespace_usage(res, objs, [name], quota)[name])  # scoped
     return {"hard": hard, "used": used}
 
 

@@ -1,5 +1,9 @@
+"""``python -m controlplane.dns ARGS`` is ``kubelab dns ARGS`` (see controlplane.componentbase)."""
+
 import sys
 
-from controlplane.dns.cli import main
+from controlplane.componentbase import run_command
+from controlplane.dns.cli import register
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(run_command("dns", register))

@@ -29,8 +29,10 @@ from typing import Any
 
 from controlplane.api import errors
 from controlplane.api.registry import ENDPOINTS, ENDPOINTSLICES, SERVICES, Resource
+from controlplane.client.controller import worker_loop
 from controlplane.client.kubeconfig import KubeconfigError
 from controlplane.client.rest import ApiClient
+from controlplane.client.workqueue import WorkQueue
 from controlplane.dns import resolver
 from controlplane.dns.server import ClusterView, DnsServer
 
@@ -190,42 +192,48 @@ def ensure_objects(client: ApiClient, service_ip: str, address: str, port: int) 
 
 
 class Ensurer:
-    """Runs ``ensure_objects`` at start, when poked (an informer saw our objects change) and periodically."""
+    """Runs ``ensure_objects`` at start, when poked (an informer saw our objects change) and periodically.
+
+    One key on a work queue, synced by the client's ``worker_loop``: the sync returns when to
+    ensure again (``ENSURE_PERIOD``, or its own back-off, 0.2 s doubling to 5 s, while it fails).
+    """
 
     def __init__(self, client: ApiClient, service_ip: str, address: str, port: int) -> None:
         self.client, self.service_ip, self.address, self.port = client, service_ip, address, port
-        self._poke = threading.Event()
+        self.queue: WorkQueue[str] = WorkQueue("dns-ensure")
+        self._backoff = 0.2
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="dns-ensure", daemon=True)
 
     def poke_if_ours(self, obj: Obj) -> None:
         meta = obj.get("metadata") or {}
         if meta.get("namespace") == NAMESPACE and meta.get("name") == NAME:
-            self._poke.set()
+            self.queue.add(NAME)
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
-        backoff = 0.2
-        while not self._stop.is_set():
-            self._poke.clear()
-            try:
-                done = ensure_objects(self.client, self.service_ip, self.address, self.port)
-            except Exception as e:  # API server not up yet, a conflict, a transport error: retry soon
-                log.info("ensuring %s/%s: %s (retrying in %.1fs)", NAMESPACE, NAME, e, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-                continue
-            backoff = 0.2
-            changed = {k: v for k, v in done.items() if v not in ("ok",)}
-            if changed:
-                log.info("%s/%s: %s", NAMESPACE, NAME, ", ".join(f"{k} {v}" for k, v in changed.items()))
-            self._poke.wait(ENSURE_PERIOD)
+        self.queue.add(NAME)
+        worker_loop(self.queue, self._ensure, self._stop)
+
+    def _ensure(self, _key: str) -> float:
+        try:
+            done = ensure_objects(self.client, self.service_ip, self.address, self.port)
+        except Exception as e:  # API server not up yet, a conflict, a transport error: retry soon
+            backoff = self._backoff
+            log.info("ensuring %s/%s: %s (retrying in %.1fs)", NAMESPACE, NAME, e, backoff)
+            self._backoff = min(backoff * 2, 5.0)
+            return backoff
+        self._backoff = 0.2
+        changed = {k: v for k, v in done.items() if v not in ("ok",)}
+        if changed:
+            log.info("%s/%s: %s", NAMESPACE, NAME, ", ".join(f"{k} {v}" for k, v in changed.items()))
+        return ENSURE_PERIOD
 
     def stop(self) -> None:
         self._stop.set()
-        self._poke.set()
+        self.queue.shutdown()
         self._thread.join(timeout=5)
 
 
@@ -316,14 +324,3 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("dns", help="run the cluster DNS server (cluster.local) and keep kube-dns pointing at it")
     add_arguments(p)
     p.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from lab.cli import setup_logging
-
-    parser = argparse.ArgumentParser(prog="python -m controlplane.dns")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    return run(args)

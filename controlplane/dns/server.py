@@ -12,9 +12,10 @@ any number of events while a rebuild runs cause one more rebuild, never a lost o
 informers have listed once, the view is empty (the zone's SOA/NS only), so names answer NXDOMAIN
 rather than hang. No query is ever forwarded anywhere: the server only answers from the view.
 
-Concurrency: the informers run their own threads and only set a flag; one builder thread rebuilds
-and publishes views; the sockets are served by one asyncio event loop (the caller's). Reading the
-current view from the loop needs no lock (a reference read).
+Concurrency: the informers run their own threads and only add the one key ``VIEW_KEY`` to a work
+queue; one builder thread (the client's ``worker_loop``) rebuilds and publishes views; the sockets
+are served by one asyncio event loop (the caller's). Reading the current view from the loop needs
+no lock (a reference read).
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 from controlplane.api.registry import ENDPOINTSLICES, SERVICES
+from controlplane.client.controller import worker_loop
 from controlplane.client.informer import Informer
 from controlplane.client.rest import ApiClient
+from controlplane.client.workqueue import WorkQueue
 from controlplane.dns import resolver
 
 log = logging.getLogger(__name__)
@@ -36,6 +39,8 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP client may stay silent between queries (RFC 7766 suggests ~10 s)
 UDP_LIMIT = resolver.UDP_DEFAULT_PAYLOAD
+#: The view builder's only work-queue key: any change means "build the view again".
+VIEW_KEY = "view"
 
 
 class ClusterView:
@@ -56,7 +61,8 @@ class ClusterView:
         self.services = Informer(client, SERVICES, resync_period=resync_period, name="dns-services")
         self.slices = Informer(client, ENDPOINTSLICES, resync_period=resync_period, name="dns-endpointslices")
         self._view = self._build()
-        self._dirty = threading.Event()
+        # A key added while a build runs is re-queued when it ends: one more build, never a lost one.
+        self.queue: WorkQueue[str] = WorkQueue("dns-view")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._listeners: list[Callable[[Obj], None]] = []
@@ -71,7 +77,7 @@ class ClusterView:
         self._listeners.append(fn)
 
     def _changed(self, obj: Obj) -> None:
-        self._dirty.set()
+        self.queue.add(VIEW_KEY)
         for fn in self._listeners:
             try:
                 fn(obj)
@@ -102,18 +108,18 @@ class ClusterView:
         return self.services.wait_for_sync(timeout) and self.slices.wait_for_sync(timeout)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self._dirty.wait(timeout=1.0):
-                continue
-            self._dirty.clear()  # before reading the caches: a change during the build sets it again
-            try:
-                self._view = self._build()
-                self.builds += 1
-            except Exception:
-                log.exception("building the DNS view failed; keeping the previous one")
+        worker_loop(self.queue, self._rebuild, self._stop)
+
+    def _rebuild(self, _key: str) -> None:
+        try:
+            self._view = self._build()
+            self.builds += 1
+        except Exception:  # no retry: the next change builds again
+            log.exception("building the DNS view failed; keeping the previous one")
 
     def stop(self) -> None:
         self._stop.set()
+        self.queue.shutdown()
         self.services.stop()
         self.slices.stop()
         if self._thread is not None:

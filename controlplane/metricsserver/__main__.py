@@ -1,7 +1,9 @@
-"""``python -m controlplane.metricsserver``: the same as ``kubelab metrics-server``."""
+"""``python -m controlplane.metricsserver ARGS`` is ``kubelab metrics-server ARGS`` (see controlplane.componentbase)."""
 
 import sys
 
-from controlplane.metricsserver.cli import main
+from controlplane.componentbase import run_command
+from controlplane.metricsserver.cli import register
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(run_command("metrics-server", register))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -201,16 +200,3 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("metrics-server", help="serve metrics.k8s.io (kubectl top) from the kubelets' stats")
     add_flags(p)
     p.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m controlplane.metricsserver")
-    p.add_argument("-v", "--verbose", action="store_true")
-    add_flags(p)
-    args = p.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",  # as every kubelab component logs
-        stream=sys.stderr,
-    )
-    return run(args)

@@ -82,14 +82,3 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("scheduler", help="run the scheduler (binds pods to nodes)")
     add_arguments(p)
     p.set_defaults(func=run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from lab.cli import setup_logging
-
-    parser = argparse.ArgumentParser(prog="python -m controlplane.scheduler")
-    parser.add_argument("-v", "--verbose", action="store_true")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    return run(args)

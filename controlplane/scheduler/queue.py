@@ -18,8 +18,10 @@ from controlplane.client.workqueue import WorkQueue
 
 
 class PriorityQueue(WorkQueue[str]):
-    def __init__(self, name: str, priority_of: Callable[[str], int]) -> None:
-        super().__init__(name)
+    def __init__(
+        self, name: str, priority_of: Callable[[str], int], *, base_delay: float = 0.005, max_delay: float = 1000.0
+    ) -> None:
+        super().__init__(name, base_delay=base_delay, max_delay=max_delay)
         self._priority_of = priority_of
 
     def _pop_locked(self, lane: deque[str]) -> str:

@@ -26,6 +26,9 @@ make them fit happens — a node is added or its schedulability changes (allocat
 unschedulable, Ready), a bound pod goes away — or at the latest every ``unschedulable_flush``
 seconds, and at once when the pod itself is updated.
 
+The cycle runs on the client's worker loop (``controlplane.client.controller.worker_loop``):
+``schedule_one`` is its sync, returning the pod's backoff delay when it must be tried again.
+
 Concurrency: informer handlers (informer threads), the scheduling thread and binder threads share
 the snapshot and the queue bookkeeping under ``self._lock``. The work queue guarantees a pod is in
 one scheduling cycle at a time; an assumed pod is not scheduled again until its binding ends.
@@ -46,10 +49,11 @@ import httpx
 
 from controlplane.api import errors
 from controlplane.api.registry import NODES, PODS
+from controlplane.client.controller import worker_loop
 from controlplane.client.events import EventRecorder
 from controlplane.client.informer import Informer
 from controlplane.client.rest import ApiClient
-from controlplane.client.workqueue import WorkQueue
+from controlplane.client.workqueue import ExponentialBackoff, WorkQueue
 from controlplane.scheduler import algorithm as alg
 from controlplane.scheduler import preemption
 from controlplane.scheduler.queue import PriorityQueue
@@ -115,12 +119,17 @@ class Scheduler:
         self.nodes = Informer(client, NODES, name="scheduler-nodes")
         # spec.priority of queued pods, read by the queue under its own lock (a plain dict: no lock)
         self._priorities: dict[str, int] = {}
-        self.queue: WorkQueue[str] = PriorityQueue("scheduler", lambda k: self._priorities.get(k, 0))
+        # A cycle that raises is retried on the client's worker loop with the same backoff curve.
+        self.queue: WorkQueue[str] = PriorityQueue(
+            "scheduler", lambda k: self._priorities.get(k, 0), base_delay=initial_backoff, max_delay=max_backoff
+        )
         self.preempted = 0
         self.snapshot = alg.Snapshot()
         self._lock = threading.Lock()
         self._assumed: dict[str, str] = {}  # pod key -> node, binding in flight
-        self._attempts: dict[str, int] = {}  # pod key -> failed attempts (for backoff)
+        # kube-scheduler's pod backoff (podBackoffQ): initial_backoff * 2**(failed attempts - 1),
+        # capped; per pod, reset when it is bound or deleted. Guarded by ``_lock``.
+        self._pod_backoff: ExponentialBackoff[str] = ExponentialBackoff(initial_backoff, max_backoff)
         self._backoff_until: dict[str, float] = {}
         self._unschedulable: set[str] = set()
         # Bumped whenever unschedulable pods are moved back to the queue; a cycle that fails after a
@@ -164,7 +173,7 @@ class Scheduler:
             with self._lock:
                 self._assumed.pop(key, None)
                 self._unschedulable.discard(key)
-                self._attempts.pop(key, None)
+                self._pod_backoff.forget(key)
                 self._backoff_until.pop(key, None)
                 current = self.snapshot.node_of(key)
                 info = self.snapshot.nodes.get(node)
@@ -206,7 +215,7 @@ class Scheduler:
         self._priorities.pop(key, None)
         with self._lock:
             self._unschedulable.discard(key)
-            self._attempts.pop(key, None)
+            self._pod_backoff.forget(key)
             self._backoff_until.pop(key, None)
         self._forget_bound(key)
 
@@ -226,9 +235,6 @@ class Scheduler:
             self.snapshot.remove_node(str((node.get("metadata") or {}).get("name", "")))
 
     # -- queue bookkeeping --------------------------------------------------------------------------------
-    def _backoff(self, attempts: int) -> float:
-        return float(min(self.initial_backoff * (2 ** max(0, attempts - 1)), self.max_backoff))
-
     def _requeue_with_backoff(self, key: str) -> None:
         with self._lock:
             until = self._backoff_until.get(key, 0.0)
@@ -245,18 +251,19 @@ class Scheduler:
             self._requeue_with_backoff(key)
 
     # -- the scheduling cycle ---------------------------------------------------------------------------
-    def schedule_one(self, key: str) -> None:
+    def schedule_one(self, key: str) -> float | None:
+        """One scheduling cycle for ``key`` (the worker loop's sync): None, or seconds after which
+        to try the pod again (it failed after a move it could not see)."""
         pod = self.pods.get(key)
         if pod is None or not self._wants_scheduling(pod):
-            return
+            return None
         with self._lock:
             if key in self._assumed:
-                return  # binding in flight
+                return None  # binding in flight
         try:
             info = alg.pod_info(pod)
         except alg.QuantityError as e:
-            self._fail(pod, key, f"invalid resource request: {e}", None)
-            return
+            return self._fail(pod, key, f"invalid resource request: {e}", None)
         with self._lock:
             seq = self._move_seq
             decision = alg.schedule(info, self.snapshot, percentage_of_nodes_to_score=self.percentage, rng=self.rng)
@@ -265,10 +272,10 @@ class Scheduler:
                 self._assumed[key] = decision.node
         if decision.node is None:
             self._try_preemption(pod, info)
-            self._fail(pod, key, decision.message(), seq)
-            return
+            return self._fail(pod, key, decision.message(), seq)
         self._priorities.pop(key, None)
         self._bind_pool.submit(self._bind, pod, key, decision.node)
+        return None
 
     def _try_preemption(self, pod: Obj, info: alg.PodInfo) -> None:
         """PostFilter: nominate a node and evict the lower-priority pods in the way (if any)."""
@@ -329,11 +336,9 @@ class Scheduler:
             with self._lock:
                 if self._assumed.pop(key, None) is not None:
                     self.snapshot.remove_pod(key)
-                attempts = self._attempts.get(key, 0) + 1
-                self._attempts[key] = attempts
-                delay = self._backoff(attempts)
+                delay = self._pod_backoff.when(key)
                 self._backoff_until[key] = time.monotonic() + delay
-            self.queue.add_after(key, delay)
+            self.queue.add_after(key, delay)  # from a binder thread, not the worker loop
             return
         self.bound += 1
         if self.record_scheduled_events:
@@ -341,21 +346,20 @@ class Scheduler:
                 pod, "Normal", "Scheduled", f"Successfully assigned {meta['namespace']}/{meta['name']} to {node}"
             )
 
-    def _fail(self, pod: Obj, key: str, message: str, seq: int | None) -> None:
+    def _fail(self, pod: Obj, key: str, message: str, seq: int | None) -> float | None:
+        """Record a failed cycle; park the pod as unschedulable until a move, or, when a move
+        happened during the cycle, return its backoff delay (the worker loop requeues it)."""
         self.failed_attempts += 1
         with self._lock:
-            attempts = self._attempts.get(key, 0) + 1
-            self._attempts[key] = attempts
-            delay = self._backoff(attempts)
+            delay = self._pod_backoff.when(key)
             self._backoff_until[key] = time.monotonic() + delay
             missed_a_move = seq is not None and seq != self._move_seq
             if not missed_a_move:
                 self._unschedulable.add(key)
-        if missed_a_move:
-            self.queue.add_after(key, delay)
         log.info("pod %s is unschedulable: %s", key, message)
         self.recorder.event(pod, "Warning", "FailedScheduling", message)
         self._set_unschedulable_condition(pod, message)
+        return delay if missed_a_move else None
 
     def _set_unschedulable_condition(self, pod: Obj, message: str) -> None:
         status = pod.get("status") or {}
@@ -412,20 +416,9 @@ class Scheduler:
         flusher = threading.Thread(target=self._flush_loop, args=(stop,), name="sched-flush", daemon=True)
         flusher.start()
         log.info("scheduler %s: running with %d nodes", self.scheduler_name, len(self.snapshot))
-        while not stop.is_set():
-            key = self.queue.get(timeout=0.5)
-            if key is None:
-                continue
-            try:
-                self.schedule_one(key)
-            except Exception:
-                log.exception("scheduling %s failed", key)
-                with self._lock:
-                    attempts = self._attempts.get(key, 0) + 1
-                    self._attempts[key] = attempts
-                self.queue.add_after(key, self._backoff(attempts))
-            finally:
-                self.queue.done(key)
+        # One cycle at a time (kube-scheduler's scheduleOne), on the client's worker loop: a cycle
+        # that raises is retried with the queue's backoff, one that returns a delay after it.
+        worker_loop(self.queue, self.schedule_one, stop)
         self.shutdown()
 
     def _flush_loop(self, stop: threading.Event) -> None:

@@ -74,11 +74,12 @@ def test_discovery_aggregated_and_legacy(http: httpx.Client) -> None:
     assert_status(http.get("/apis/nope.example.com/v1"), 404, "NotFound")
 
 
-def test_openapi_v2_is_empty_protobuf_when_asked(http: httpx.Client) -> None:
+def test_openapi_v2_is_protobuf_when_asked(http: httpx.Client) -> None:
     # kubectl's Accept; without one (or with */*) the answer is the JSON document, as in kube-apiserver
     r = http.get("/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"})
     assert r.status_code == 200
     assert r.headers["content-type"] == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    assert r.content.startswith(b"\n\x032.0")  # gnostic Document field 1 (swagger) = "2.0"
     assert http.get("/openapi/v2").json()["swagger"] == "2.0"
 
 

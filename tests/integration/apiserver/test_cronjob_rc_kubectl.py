@@ -175,7 +175,7 @@ def test_openapi_v2_json(server: RunningApiServer) -> None:
         assert strategy["enum"] == ["Recreate", "RollingUpdate"]
         post = doc["paths"]["/api/v1/namespaces/{namespace}/replicationcontrollers"]["post"]
         assert post["parameters"][0]["in"] == "body" and post["x-kubernetes-action"] == "post"
-        # kubectl's protobuf request keeps its (empty) protobuf answer
+        # kubectl's protobuf request gets the same document in gnostic's protobuf encoding
         pb = c.get("/openapi/v2", headers={"Accept": "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"})
         assert pb.status_code == 200 and pb.headers["content-type"].startswith("application/com.github.proto-openapi")
 

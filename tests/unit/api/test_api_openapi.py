@@ -30,8 +30,8 @@ def _kind_schema(doc: dict[str, Any], group: str, kind: str) -> dict[str, Any]:
     return found[0]
 
 
-def test_v2_is_an_empty_protobuf_with_a_go_parseable_type() -> None:
-    assert openapi.v2_protobuf() == b""
+def test_v2_is_a_protobuf_document_with_a_go_parseable_type() -> None:
+    assert openapi.v2_protobuf().startswith(b"\n\x032.0")  # field 1 (swagger) = "2.0"
     assert "@" not in openapi.V2_CONTENT_TYPE
     assert openapi.V2_CONTENT_TYPE == "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 

@@ -47,8 +47,8 @@ def test_pod_usage_counts_objects_and_compute() -> None:
 def test_exceeded_quota_message_is_kubernetes_wording() -> None:
     existing = [pod("a"), pod("b")]
 
-    def used_of(names: Any) -> quota.Usage:
-        return quota.namespace_usage(registry.PODS, existing, names)
+    def used_of(names: Any, q: Any) -> quota.Usage:
+        return quota.namespace_usage(registry.PODS, existing, names, q)
 
     msg = quota.check(registry.PODS, pod("c"), [q("q", pods="2")], used_of)
     assert msg == "exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2"
@@ -60,8 +60,8 @@ def test_exceeded_quota_message_is_kubernetes_wording() -> None:
 def test_compute_quota_needs_requests_and_sums_them() -> None:
     existing = [pod("a", cpu="600m")]
 
-    def used_of(names: Any) -> quota.Usage:
-        return quota.namespace_usage(registry.PODS, existing, names)
+    def used_of(names: Any, q: Any) -> quota.Usage:
+        return quota.namespace_usage(registry.PODS, existing, names, q)
 
     quotas = [q("cq", **{"requests.cpu": "1"})]
     assert quota.check(registry.PODS, pod("b"), quotas, used_of) == (
@@ -81,7 +81,7 @@ def test_count_and_service_quotas() -> None:
         registry.CONFIGMAPS,
         {"metadata": {"name": "x"}},
         [q("q", **{"count/configmaps": "0"})],
-        lambda names: {n: Decimal(0) for n in names},
+        lambda names, _q: {n: Decimal(0) for n in names},
     )
     assert (
         msg == "exceeded quota: q, requested: count/configmaps=1, used: count/configmaps=0, limited: count/configmaps=0"

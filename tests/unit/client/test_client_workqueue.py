@@ -145,6 +145,30 @@ def test_process_one_routes_outcomes() -> None:
     assert q.get(timeout=0) == "later"
 
 
+def test_a_sync_returning_a_delay_is_requeued_after_it_and_its_backoff_reset() -> None:
+    clock = FakeClock()
+    q: WorkQueue[str] = WorkQueue(clock=clock)
+    calls: list[str] = []
+
+    def sync(key: str) -> float | None:
+        calls.append(key)
+        if len(calls) == 1:
+            raise RuntimeError("first try fails")
+        return 3.0 if len(calls) == 2 else None
+
+    q.add("k")
+    assert process_one(q, sync, timeout=0)  # raised: rate limited (5 ms)
+    clock.step(0.005)
+    assert process_one(q, sync, timeout=0)  # returned 3.0
+    assert q.num_requeues("k") == 0  # it succeeded: the failure backoff is reset (RequeueAfter)
+    clock.step(2.9)
+    assert q.get(timeout=0) is None
+    clock.step(0.1)
+    assert process_one(q, sync, timeout=0)  # returned None: done, backoff reset
+    assert q.num_requeues("k") == 0 and calls == ["k", "k", "k"]
+    assert q.get(timeout=0) is None
+
+
 def test_run_workers_never_runs_one_key_in_two_workers() -> None:
     q: WorkQueue[int] = WorkQueue()
     stop = threading.Event()
