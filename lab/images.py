@@ -56,6 +56,9 @@ REPO = Path(__file__).resolve().parent.parent
 BUSYBOX = Path("/bin/busybox")
 PAUSE_SOURCE = REPO / "noded" / "pause" / "pause.c"
 DEB_CACHE = REPO / ".cache" / "debs"  # lab/deps.sh: the `download` packages of lab/programs.txt
+# Where `kubelab up` keeps built layouts: outside the lab's state (which `down` removes), so only
+# the first `up` of a checkout builds (python's stdlib layer is most of the ~9 s).
+CACHE_DIR = REPO / ".cache" / "images"
 PYTHON = Path("/usr/bin/python3.11")
 PYTHON_STDLIB = Path("/usr/lib/python3.11")
 # Bump when the recipe below changes, so cached layouts are rebuilt.
