@@ -4,14 +4,18 @@ The lab registry serves library/nginx, library/busybox, library/python and pause
 names, and each node's registry hosts dir (containerd's hosts.toml model) sends docker.io,
 registry.k8s.io and k8s.gcr.io there first. One 1-worker lab (run under ``flock /tmp/kubelab-lab.lock``):
 ``kubectl run web --image=nginx`` becomes Ready and serves nginx's default page to a curl from the
-node's namespace; ``kubectl run --rm -i --restart=Never b --image=busybox -- echo hi`` prints hi; a
-python pod runs a one-line script; ``registry.k8s.io/pause:3.9`` runs. Traffic stays in the lab's
-namespaces: nginx is fetched from its pod IP inside kl-node1.
+node's namespace; ``kubectl run --rm -i --restart=Never b --image=busybox -- echo hi`` prints hi;
+``kubectl run -it`` busybox ``sh`` answers on a terminal (a pty); a python pod runs a one-line
+script; ``registry.k8s.io/pause:3.9`` runs. Traffic stays in the lab's namespaces: nginx is fetched
+from its pod IP inside kl-node1.
 """
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,7 +66,44 @@ def test_kubectl_run_rm_busybox_prints_hi(lab1: dict[str, str]) -> None:
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0] == "hi", res.stdout
-    wait_for(lambda: "b" not in kubectl("get", "pods", "-o", "name").split("pod/"), timeout=60, message="b deleted")
+    wait_for(lambda: "pod/b\n" not in kubectl("get", "pods", "-o", "name"), timeout=60, message="b deleted")
+
+
+def test_kubectl_run_it_busybox_gives_a_shell(lab1: dict[str, str]) -> None:
+    """``kubectl run -it b --image=busybox -- sh`` on a real terminal: a prompt, a command, exit."""
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        ["kubectl", "--kubeconfig", KUBECONFIG, "run", "-it", "--rm", "--restart=Never", "b-it", "--image=busybox",
+         "--", "sh"],
+        stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            left = deadline - time.monotonic()
+            assert left > 0, f"no {marker!r} in {seen!r}"
+            if select.select([master], [], [], min(left, 1.0))[0]:
+                try:
+                    seen += os.read(master, 4096)
+                except OSError:  # the other side closed
+                    assert marker in seen, f"no {marker!r} in {seen!r}"
+
+    try:
+        read_until(b"# ", 120)  # busybox sh's root prompt, through the attached TTY
+        os.write(master, b"echo $((6 * 7))\n")
+        read_until(b"42", 30)
+        os.write(master, b"exit\n")
+        assert proc.wait(timeout=60) == 0, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    wait_for(lambda: "pod/b-it\n" not in kubectl("get", "pods", "-o", "name"), timeout=60, message="b-it deleted")
 
 
 def test_python_pod_runs_a_one_line_script(lab1: dict[str, str]) -> None:
