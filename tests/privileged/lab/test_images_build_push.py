@@ -5,6 +5,7 @@ containerd-style hosts.toml that names that registry as the docker.io mirror."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,8 +82,10 @@ def test_nginx_and_python_pull_through_the_mirror_under_their_upstream_names(tmp
     root.mkdir()
     for layer in reversed(store.rootfs_layers(python)):  # bottom first; our layers delete nothing
         subprocess.run(["cp", "-a", f"{layer}/.", str(root)], check=True)
+    for alias in ("usr/local/bin/python", "usr/local/bin/python3", "usr/bin/python", "usr/bin/python3"):
+        assert os.readlink(root / alias) == "/usr/bin/python3.11"
     out = subprocess.run(
-        ["chroot", str(root), "/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "python", "-u", "-c",
+        ["chroot", str(root), "/usr/bin/env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", "python3", "-u", "-c",
          "import json, socket, ssl, sqlite3, http.server; print(json.dumps({'ok': True}))"],
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
