@@ -16,7 +16,7 @@ can serve and noded can pull, without any network:
   libraries its ``ldd`` closure names copied from this host, and the upstream image's layout:
   ``/etc/nginx/conf.d/default.conf`` serving ``/usr/share/nginx/html`` (Debian's "Welcome to
   nginx!" page) on :80, logs to the container's stdout/stderr, ``nginx -g 'daemon off;'``.
-- ``python``: busybox plus Debian's python3.11 and its standard library (without the test suite,
+- ``python``: busybox plus Debian's python3 (3.11 on Debian 12) and its standard library (without the test suite,
   tkinter, idlelib and the static library), the extension modules whose libraries this host has,
   ``python``/``python3`` on PATH: enough for ``python -u script.py``.
 
@@ -59,8 +59,11 @@ DEB_CACHE = REPO / ".cache" / "debs"  # lab/deps.sh: the `download` packages of 
 # Where `kubelab up` keeps built layouts: outside the lab's state (which `down` removes), so only
 # the first `up` of a checkout builds (python's stdlib layer is most of the ~9 s).
 CACHE_DIR = REPO / ".cache" / "images"
-PYTHON = Path("/usr/bin/python3.11")
-PYTHON_STDLIB = Path("/usr/lib/python3.11")
+# The distribution's python3 (Debian 12: 3.11), whatever venv or pyenv runs this code.
+PYTHON = Path(os.path.realpath("/usr/bin/python3"))
+PYTHON_VERSION = PYTHON.name.removeprefix("python")  # "3.11"
+PYTHON_STDLIB = Path("/usr/lib") / PYTHON.name
+PYC_SUFFIX = f".cpython-{PYTHON_VERSION.replace('.', '')}.pyc"
 # Bump when the recipe below changes, so cached layouts are rebuilt.
 RECIPE_VERSION = "6"
 BASE_IMAGES = ("pause", "busybox", "hello")
@@ -86,7 +89,7 @@ REPOSITORIES: Mapping[str, tuple[str, ...]] = {
         f"library/nginx:{t}"
         for t in ("latest", "stable", "1.14.2", "1.15.4", "1.7.9", "1.10", "1.16.1", "1.25", "1.27", "alpine")
     ),
-    "python": tuple(f"library/python:{t}" for t in ("latest", "3", "3.11", "3.11-slim", "slim")),
+    "python": tuple(f"library/python:{t}" for t in ("latest", "3", PYTHON_VERSION, f"{PYTHON_VERSION}-slim", "slim")),
 }
 # Registries whose names the lab registry answers for (write_hosts_dirs).
 MIRRORED_REGISTRIES = ("docker.io", "registry.k8s.io", "k8s.gcr.io")
@@ -95,9 +98,9 @@ MIRRORED_REGISTRIES = ("docker.io", "registry.k8s.io", "k8s.gcr.io")
 NGINX_DEBS = ("nginx", "nginx-common")
 NGINX_LIB_PACKAGES = ("libc6", "libssl3", "libpcre2-8-0", "libcrypt1", "zlib1g")
 PYTHON_PACKAGES = (
-    "python3.11-minimal",
-    "libpython3.11-minimal",
-    "libpython3.11-stdlib",
+    f"python{PYTHON_VERSION}-minimal",
+    f"libpython{PYTHON_VERSION}-minimal",
+    f"libpython{PYTHON_VERSION}-stdlib",
     "libc6",
     "libssl3",
     "zlib1g",
@@ -398,7 +401,7 @@ def _python_stdlib(root: Path) -> list[Path]:
         if rel == Path("."):
             dirs[:] = [d for d in dirs if d not in PYTHON_SKIP and not d.startswith("config-")]
         for f in files:
-            if rel.name == "__pycache__" and not f.endswith(".cpython-311.pyc"):
+            if rel.name == "__pycache__" and not f.endswith(PYC_SUFFIX):
                 continue  # opt-1/opt-2 bytecode: python -O only
             src = Path(dirpath) / f
             _copy_in(root, src)
@@ -412,7 +415,7 @@ def _python_files(root: Path) -> None:
     extensions = _python_stdlib(root)
     libs, missing = ldd_closure([PYTHON, *extensions])
     if PYTHON in missing:
-        raise ImageBuildError(f"python3.11 needs libraries this host lacks: {missing[PYTHON]}")
+        raise ImageBuildError(f"{PYTHON} needs libraries this host lacks: {missing[PYTHON]}")
     for ext, names in missing.items():  # an extension whose library is absent would fail on import anyway
         log.info("python image: leaving out %s (needs %s)", ext.name, ", ".join(names))
         (root / ext.relative_to("/")).unlink()
@@ -424,7 +427,7 @@ def _python_files(root: Path) -> None:
             link = root / d / alias
             if link.exists() or link.is_symlink():
                 link.unlink()
-            link.symlink_to("/usr/bin/python3.11")
+            link.symlink_to(str(PYTHON))
 
 
 def _build_python(layout: Path, busybox_layout: Path, work: Path) -> None:
@@ -441,41 +444,53 @@ def _build_python(layout: Path, busybox_layout: Path, work: Path) -> None:
     )
 
 
-def build_lab_images(out_dir: str | Path, names: Sequence[str] = BASE_IMAGES) -> dict[str, Path]:
+def build_lab_images(
+    out_dir: str | Path, names: Sequence[str] = BASE_IMAGES, *, optional: Sequence[str] = ()
+) -> dict[str, Path]:
     """Build (or reuse from cache) the lab images ``names`` (the base three by default, every
-    image with ``IMAGE_NAMES``); return {name: OCI layout path} (tag latest)."""
+    image with ``IMAGE_NAMES``); return {name: OCI layout path} (tag latest). An image in
+    ``optional`` whose inputs are missing (no nginx .deb: `make deps` not rerun; no python3 in
+    /usr/lib) is left out with a warning instead of failing the rest."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     result: dict[str, Path] = {}
     wanted = [n for n in IMAGE_NAMES if n in names or n == "busybox"]  # busybox: the others' base
     for name in wanted:
-        layout = out / name
-        want = _input_hash(name)
-        stamp = layout / ".kubelab-hash"
-        if stamp.exists() and stamp.read_text() == want:
-            result[name] = layout
-            continue
-        log.info("building image %s into %s", name, layout)
-        with tempfile.TemporaryDirectory(prefix=f"kubelab-img-{name}-", dir=out) as tmp:
-            work = Path(tmp)
-            staged = work / "layout"
-            if name == "pause":
-                _build_pause(staged, work)
-            elif name == "busybox":
-                _build_busybox(staged, work)
-            elif name == "hello":
-                _build_hello(staged, result["busybox"], work)
-            elif name == "nginx":
-                _build_nginx(staged, result["busybox"], work)
-            else:
-                _build_python(staged, result["busybox"], work)
-            (staged / ".kubelab-hash").write_text(want)
-            # Replace atomically enough: the old layout goes only once the new one is complete.
-            if layout.exists():
-                shutil.rmtree(layout)
-            os.replace(staged, layout)
-        result[name] = layout
+        try:
+            result[name] = _build_one(out, name, result)
+        except (ImageBuildError, OSError) as exc:
+            if name not in optional:
+                raise
+            log.warning("image %s left out: %s", name, exc)
     return {n: p for n, p in result.items() if n in names}
+
+
+def _build_one(out: Path, name: str, built: Mapping[str, Path]) -> Path:
+    layout = out / name
+    want = _input_hash(name)
+    stamp = layout / ".kubelab-hash"
+    if stamp.exists() and stamp.read_text() == want:
+        return layout
+    log.info("building image %s into %s", name, layout)
+    with tempfile.TemporaryDirectory(prefix=f"kubelab-img-{name}-", dir=out) as tmp:
+        work = Path(tmp)
+        staged = work / "layout"
+        if name == "pause":
+            _build_pause(staged, work)
+        elif name == "busybox":
+            _build_busybox(staged, work)
+        elif name == "hello":
+            _build_hello(staged, built["busybox"], work)
+        elif name == "nginx":
+            _build_nginx(staged, built["busybox"], work)
+        else:
+            _build_python(staged, built["busybox"], work)
+        (staged / ".kubelab-hash").write_text(want)
+        # Replace atomically enough: the old layout goes only once the new one is complete.
+        if layout.exists():
+            shutil.rmtree(layout)
+        os.replace(staged, layout)
+    return layout
 
 
 def push_image(layout: str | Path, registry: str, repository: str, *, tls_verify: bool = False) -> None:
@@ -545,7 +560,7 @@ def push_images(
 ) -> dict[str, str]:
     """Build the lab images if needed (all of them when ``images`` is None) and push them under
     every name ``REPOSITORIES`` gives; return {name: full reference of its first name}."""
-    layouts = dict(images) if images is not None else build_lab_images(out_dir, IMAGE_NAMES)
+    layouts = dict(images) if images is not None else build_lab_images(out_dir, IMAGE_NAMES, optional=TUTORIAL_IMAGES)
     refs: dict[str, str] = {}
     for name, layout in layouts.items():
         first, *others = REPOSITORIES.get(name, (f"kubelab/{name}:latest",))

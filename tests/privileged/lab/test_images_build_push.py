@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +60,17 @@ def test_builds_are_cached(layouts: dict[str, Path]) -> None:
     stamps = {n: (p / ".kubelab-hash").stat().st_mtime_ns for n, p in layouts.items()}
     again = images.build_lab_images(out, images.IMAGE_NAMES)
     assert {n: (p / ".kubelab-hash").stat().st_mtime_ns for n, p in again.items()} == stamps
+
+
+def test_a_tutorial_image_without_its_inputs_is_left_out_not_fatal(
+    tmp_path: Path, layouts: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(images, "DEB_CACHE", tmp_path / "no-debs")  # `make deps` not rerun
+    shutil.copytree(layouts["busybox"], tmp_path / "out" / "busybox", symlinks=True)
+    got = images.build_lab_images(tmp_path / "out", ("busybox", "nginx"), optional=images.TUTORIAL_IMAGES)
+    assert set(got) == {"busybox"}
+    with pytest.raises(images.ImageBuildError, match="run `make deps`"):
+        images.build_lab_images(tmp_path / "out", ("nginx",))
 
 
 def test_nginx_and_python_pull_through_the_mirror_under_their_upstream_names(tmp_path: Path, pushed: Registry) -> None:
