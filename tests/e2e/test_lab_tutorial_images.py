@@ -118,6 +118,54 @@ def test_python_pod_runs_a_one_line_script(lab1: dict[str, str]) -> None:
         kubectl("delete", "pod", "py", "--wait=false")
 
 
+SCRIPT_POD = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: py-server}
+data:
+  server.py: |
+    import http.server, socketserver, sys
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = ("python %d.%d says hi\\n" % sys.version_info[:2]).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+    print("serving", flush=True)
+    socketserver.TCPServer(("0.0.0.0", int(sys.argv[1])), H).serve_forever()
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: py-server}
+spec:
+  containers:
+  - name: server
+    image: python
+    command: [python, -u, /opt/server.py, "8000"]
+    volumeMounts: [{name: script, mountPath: /opt, readOnly: true}]
+    startupProbe: {tcpSocket: {port: 8000}, periodSeconds: 1, failureThreshold: 30}
+  volumes: [{name: script, configMap: {name: py-server}}]
+"""
+
+
+def test_python_runs_a_script_from_a_configmap_as_the_client_tests_do(lab1: dict[str, str]) -> None:
+    """The shape of the official client's port-forward tests: ``python -u /opt/script.py PORT`` with
+    the script in a ConfigMap volume and a tcpSocket startup probe."""
+    kubectl("apply", "-f", "-", input_text=SCRIPT_POD)
+    try:
+        wait_for(lambda: is_ready(pod("py-server")), timeout=90, message="pod py-server Ready")
+        ip = pod("py-server")["status"]["podIP"]
+        got = subprocess.run(
+            ["ip", "netns", "exec", "kl-node1", "curl", "-s", "--max-time", "5", f"http://{ip}:8000/"],
+            capture_output=True, text=True, check=False, timeout=30,
+        )  # fmt: skip
+        assert got.stdout.startswith("python 3.") and got.stdout.endswith(" says hi\n"), got
+        assert kubectl("logs", "py-server").startswith("serving")
+    finally:
+        kubectl("delete", "-f", "-", "--wait=false", input_text=SCRIPT_POD)
+
+
 def test_pause_by_its_registry_k8s_io_name(lab1: dict[str, str]) -> None:
     kubectl("run", "pz", "--image=registry.k8s.io/pause:3.9")
     try:
