@@ -173,3 +173,20 @@ def test_pause_by_its_registry_k8s_io_name(lab1: dict[str, str]) -> None:
         assert pod("pz")["status"]["containerStatuses"][0]["imageID"].startswith("registry.k8s.io/pause@sha256:")
     finally:
         kubectl("delete", "pod", "pz", "--wait=false")
+
+
+def test_an_image_the_lab_does_not_mirror_fails_fast_with_err_image_pull(lab1: dict[str, str]) -> None:
+    """Not on the lab registry: the mirror says "manifest unknown", then the fallback to Docker Hub
+    cannot leave the node's namespace (no default route): ErrImagePull/ImagePullBackOff, promptly."""
+    kubectl("run", "nomirror", "--image=kubelab-e2e/not-mirrored:0.1")
+    try:
+
+        def reason() -> str:
+            st = pod("nomirror")["status"].get("containerStatuses") or [{}]
+            return str(st[0].get("state", {}).get("waiting", {}).get("reason", ""))
+
+        wait_for(lambda: reason() in ("ErrImagePull", "ImagePullBackOff"), timeout=60, message="a pull error")
+        events = kubectl("get", "events", "--field-selector", "involvedObject.name=nomirror")
+        assert "docker.io/kubelab-e2e/not-mirrored:0.1" in events, events
+    finally:
+        kubectl("delete", "pod", "nomirror", "--wait=false")
