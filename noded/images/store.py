@@ -117,13 +117,10 @@ class ImageRef:
             s += f"@{self.digest}"
         return s
 
-    def source(self) -> str:
-        """What skopeo is given: a pinned digest alone (skopeo refuses tag and digest together,
-        and the digest is what counts, as in containerd), else the tag."""
-        return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
-
     def at(self, host: str) -> str:
-        """The same repository path on another registry host (a mirror), tag or digest kept."""
+        """What skopeo is given: the repository path on ``host`` (the registry or a mirror) with a
+        pinned digest alone (skopeo refuses tag and digest together, and the digest is what counts,
+        as in containerd), else the tag."""
         return f"{host}/{self.path}@{self.digest}" if self.digest else f"{host}/{self.path}:{self.tag}"
 
 
