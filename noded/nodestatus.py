@@ -29,6 +29,7 @@ from typing import Any
 import psutil
 
 from controlplane.api import errors, registry
+from controlplane.api.models import Node
 from controlplane.client.failures import FailureLog
 from controlplane.client.rest import ApiClient
 from noded.config import NodedConfig
@@ -105,7 +106,7 @@ class NodeStatusManager:
                 "addresses": self.addresses(),
                 "daemonEndpoints": {"kubeletEndpoint": {"Port": self.cfg.kubelet_port}},
                 "nodeInfo": self.node_info(),
-                "conditions": self.conditions({}),
+                "conditions": self.conditions(),
             },
         }
 
@@ -153,9 +154,10 @@ class NodeStatusManager:
             "bootID": boot_id,
         }
 
-    def conditions(self, old: dict[str, Any]) -> list[dict[str, Any]]:
+    def conditions(self, old: Node | None = None) -> list[dict[str, Any]]:
+        """The five conditions kubelet posts; a status that did not change keeps its transition time."""
         now = rfc3339()
-        prev = {c["type"]: c for c in (old.get("status") or {}).get("conditions") or []}
+        prev = {c.type: c for c in old.status.conditions} if old is not None else {}
         mem = psutil.virtual_memory()
         disk = psutil.disk_usage(str(self.cfg.root_dir))
         pids = len(psutil.pids())
@@ -167,7 +169,7 @@ class NodeStatusManager:
         def cond(type_: str, status: bool, reason: str, message: str) -> dict[str, Any]:
             s = "True" if status else "False"
             p = prev.get(type_)
-            ltt = p["lastTransitionTime"] if p and p.get("status") == s else now
+            ltt = p.last_transition_time if p and p.status == s and p.last_transition_time else now
             return {
                 "type": type_,
                 "status": s,
@@ -224,7 +226,7 @@ class NodeStatusManager:
         self.renew_lease()
 
     def update_node_status(self) -> dict[str, Any]:
-        current = self.client.get(registry.NODES, self.cfg.node_name)
+        current = Node.decode(self.client.get(registry.NODES, self.cfg.node_name))
         fresh = self.node_object()
         status = fresh["status"]
         status["conditions"] = self.conditions(current)
@@ -250,9 +252,9 @@ class NodeStatusManager:
             with contextlib.suppress(errors.AlreadyExists):
                 self.client.create(registry.LEASES, lease, namespace=LEASE_NAMESPACE)
 
-    def ensure_cni_config(self, node: dict[str, Any]) -> bool:
+    def ensure_cni_config(self, node: Node) -> bool:
         """Write the conflist for ``spec.podCIDR`` (noded renders it itself; see network.cni)."""
-        cidr = (node.get("spec") or {}).get("podCIDR")
+        cidr = node.spec.pod_cidr
         if not cidr:
             return False
         conf = render_conflist(
@@ -286,7 +288,7 @@ class NodeStatusManager:
                     last_lease = now
                 need_cni = not self.cni.ready()
                 if need_cni or now - last_status >= self.cfg.status_period:
-                    node = self.client.get(registry.NODES, self.cfg.node_name)
+                    node = Node.decode(self.client.get(registry.NODES, self.cfg.node_name))
                     wrote = self.ensure_cni_config(node)
                     if wrote and need_cni:
                         self.readiness.check(self.runtime, self.cni, force=True)

@@ -41,7 +41,7 @@ def node(tmp_path: Path) -> Any:
 
 def ready(n: Any) -> dict[str, Any]:
     n.readiness.check(n.runtime, n.cni, force=True)
-    return next(c for c in n.node_status.conditions({}) if c["type"] == "Ready")
+    return next(c for c in n.node_status.conditions() if c["type"] == "Ready")
 
 
 def write_conflist(n: Any) -> None:
@@ -125,3 +125,19 @@ def test_a_failing_check_is_logged_once(node: Any, caplog: pytest.LogCaptureFixt
         ready(node)
     lines = [r.getMessage() for r in caplog.records if r.name == "noded.readiness"]
     assert len(lines) == 1 and "cni plugin not initialized" in lines[0]
+
+
+def test_a_condition_keeps_its_transition_time_until_its_status_changes(node: Any) -> None:
+    from controlplane.api.models import Node
+
+    write_conflist(node)
+    install_plugin(node)
+    node.readiness.check(node.runtime, node.cni, force=True)
+    posted = node.node_status.conditions()
+    old = Node.decode({"status": {"conditions": [{**c, "lastTransitionTime": "2026-01-01T00:00:00Z"} for c in posted]}})
+    again = {c["type"]: c for c in node.node_status.conditions(old)}
+    assert again["Ready"]["status"] == "True" and again["Ready"]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    node.runtime.broken = RuntimeError("runc is gone")
+    node.readiness.check(node.runtime, node.cni, force=True)
+    flipped = {c["type"]: c for c in node.node_status.conditions(old)}
+    assert flipped["Ready"]["status"] == "False" and flipped["Ready"]["lastTransitionTime"] != "2026-01-01T00:00:00Z"
