@@ -2,9 +2,10 @@
 
 Role: the pure core of ``kubelab dns`` (CoreDNS' ``kubernetes`` plugin in the shape of the
 Kubernetes DNS specification, schema 1.1.0). ``build_view(services, slices)`` turns the objects
-(plain API dicts, as the informers hold them) into an immutable ``View``: a table of records keyed
-by lower-case owner name. ``answer(view, query)`` and ``resolve_wire(view, bytes)`` look a question
-up in it and build the response with dnspython. Records (zone ``cluster.local``, TTL 5 s)::
+(typed read models, ``controlplane.api.models``, as the server's informer views hold them) into
+an immutable ``View``: a table of records keyed by lower-case owner name. ``answer(view, query)``
+and ``resolve_wire(view, bytes)`` look a question up in it and build the response with dnspython.
+Records (zone ``cluster.local``, TTL 5 s)::
 
     <svc>.<ns>.svc.cluster.local            A      ClusterIP                  (ClusterIP/NodePort/LB)
                                             A      each ready endpoint's IP   (headless: clusterIP None)
@@ -68,6 +69,8 @@ import dns.rdtypes.IN.AAAA
 import dns.rdtypes.IN.SRV
 import dns.reversename
 import dns.rrset
+
+from controlplane.api import models
 
 Obj = dict[str, Any]
 
@@ -186,25 +189,119 @@ class View:
         return key in self.records or key in self.empty_non_terminals
 
 
-def _ready(ep: Obj, publish_not_ready: bool) -> bool:
-    if publish_not_ready:
-        return True
-    cond = ep.get("conditions") or {}
-    return cond.get("ready") is not False  # absent (nil) means ready, per the EndpointSlice API
+def _ready(ep: models.Endpoint, publish_not_ready: bool) -> bool:
+    # ``ready`` absent (nil) means ready, per the EndpointSlice API
+    return publish_not_ready or ep.conditions.ready is not False
 
 
-def _slice_ports(sl: Obj) -> tuple[tuple[str, int, str], ...]:
-    out = []
-    for p in sl.get("ports") or []:
-        if p.get("port") is None:
+def _slice_ports(sl: models.EndpointSlice) -> tuple[tuple[str, int, str], ...]:
+    return tuple((p.name, p.port, p.protocol) for p in sl.ports if p.port)
+
+
+class _Records:
+    """The record table being built: owner key → rdtype → rdatas, without duplicates.
+
+    Duplicates are recognised by a cheap identity (rdtype + what the record says), never by
+    hashing rdatas: dnspython hashes an rdata by rendering it to wire format (10× slower).
+    """
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[int, list[dns.rdata.Rdata]]] = {}
+        self._seen: set[tuple[str, int, object]] = set()
+
+    def add(
+        self, owner: str, rdtype: int, ident: object, make: dns.rdata.Rdata | Callable[[], dns.rdata.Rdata]
+    ) -> None:
+        """``make``: the rdata, or a function building it (called only if the record is new)."""
+        k = _key(owner)
+        if (k, rdtype, ident) in self._seen:
+            return
+        self._seen.add((k, rdtype, ident))
+        rd = make if isinstance(make, dns.rdata.Rdata) else make()
+        self.records.setdefault(k, {}).setdefault(rdtype, []).append(rd)
+
+    def exists(self, owner: str) -> None:
+        """The name exists (NODATA, not NXDOMAIN) even with no records."""
+        self.records.setdefault(_key(owner), {})
+
+
+def _add_external_name(out: _Records, fqdn: str, svc: models.Service) -> None:
+    ext = svc.spec.external_name
+    if not ext:
+        return
+    try:
+        cname = _rd_cname(_abs(ext))
+    except dns.exception.DNSException:
+        return
+    out.add(fqdn, CNAME, ext, cname)
+
+
+def _add_cluster_ip(out: _Records, fqdn: str, svc: models.Service, cluster_ips: list[str]) -> None:
+    """A ClusterIP service: its VIPs, their PTRs, and an SRV per named port."""
+    target = _abs(fqdn)
+    for ip in cluster_ips:
+        rd = _address(ip)
+        if rd is None:
             continue
-        out.append((str(p.get("name") or ""), int(p["port"]), str(p.get("protocol") or "TCP")))
-    return tuple(out)
+        out.add(fqdn, rd.rdtype, ip, rd)
+        out.add(_reverse_name(ip), PTR, fqdn, functools.partial(_rd_ptr, target))
+    for p in svc.spec.ports:
+        if not p.name or not p.port:
+            continue
+        srv = _rd_srv(0, 100, p.port, target)
+        ident = (p.port, fqdn)
+        out.add(f"_{p.name.lower()}._{p.protocol.lower()}.{fqdn}", SRV, ident, srv)
+        out.add(fqdn, SRV, ident, srv)
+
+
+def _add_headless(out: _Records, fqdn: str, svc: models.Service, slices: list[models.EndpointSlice]) -> None:
+    """A headless service: each published endpoint's address, hostname, PTR and SRVs."""
+    publish_all = svc.spec.publish_not_ready_addresses
+    endpoints: list[tuple[Endpoint, dns.rdata.Rdata]] = []
+    for sl in slices:
+        sports = _slice_ports(sl)
+        for ep in sl.endpoints:
+            if not _ready(ep, publish_all):
+                continue
+            for ip in ep.addresses:
+                addr = _address(ip)
+                if addr is None:
+                    continue
+                endpoints.append((Endpoint(ip, (ep.hostname or dashed(ip)).lower(), sports), addr))
+    weight = max(1, 100 // max(1, len(endpoints)))
+    for e, rd in endpoints:
+        host_fqdn = f"{e.hostname}.{fqdn}"
+        host_name = _abs(host_fqdn)
+        out.add(fqdn, rd.rdtype, e.ip, rd)
+        out.add(host_fqdn, rd.rdtype, e.ip, rd)
+        out.add(_reverse_name(e.ip), PTR, host_fqdn, functools.partial(_rd_ptr, host_name))
+        for pname, pnum, proto in e.ports:
+            if not pname:
+                continue
+            srv = _rd_srv(0, weight, pnum, host_name)
+            ident = (pnum, host_fqdn)
+            out.add(f"_{pname.lower()}._{proto.lower()}.{fqdn}", SRV, ident, srv)
+            out.add(fqdn, SRV, ident, srv)
+    if not endpoints:
+        out.exists(fqdn)  # the service exists: its name must answer NODATA, not NXDOMAIN
+
+
+def _empty_non_terminals(zone: str, owners: Iterable[str]) -> frozenset[str]:
+    """Every proper ancestor of an owner name inside the zone exists (RFC 8020)."""
+    ents: set[str] = {f"svc.{zone}", f"pod.{zone}"}
+    suffix = "." + zone
+    for owner in owners:
+        if not owner.endswith(suffix):
+            continue
+        labels = owner[: -len(suffix)].split(".")
+        for i in range(1, len(labels)):
+            ents.add(".".join(labels[i:]) + suffix)
+    return frozenset(ents)
 
 
 def build_view(
-    services: Iterable[Obj],
-    slices: Iterable[Obj],
+    services: Iterable[models.Service],
+    slices: Iterable[models.EndpointSlice],
     *,
     zone: str = DEFAULT_ZONE,
     ttl: int = DEFAULT_TTL,
@@ -214,122 +311,41 @@ def build_view(
 ) -> View:
     """The record table for these objects. Objects that make no sense (no name, a bad IP) are skipped."""
     zone = _key(zone)
-    records: dict[str, dict[int, list[dns.rdata.Rdata]]] = {}
-    # Duplicates are recognised by a cheap identity (rdtype + what the record says), never by
-    # hashing rdatas: dnspython hashes an rdata by rendering it to wire format (10× slower).
-    seen: set[tuple[str, int, object]] = set()
-
-    def add(owner: str, rdtype: int, ident: object, make: dns.rdata.Rdata | Callable[[], dns.rdata.Rdata]) -> None:
-        """``make``: the rdata, or a function building it (called only if the record is new)."""
-        k = _key(owner)
-        if (k, rdtype, ident) in seen:
-            return
-        seen.add((k, rdtype, ident))
-        rd = make if isinstance(make, dns.rdata.Rdata) else make()
-        records.setdefault(k, {}).setdefault(rdtype, []).append(rd)
-
+    out = _Records()
     # slices by (namespace, service name); the service-name label ties a slice to its service
-    by_service: dict[tuple[str, str], list[Obj]] = {}
+    by_service: dict[tuple[str, str], list[models.EndpointSlice]] = {}
     for sl in slices:
-        meta = sl.get("metadata") or {}
-        svc_name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if svc_name and meta.get("namespace"):
-            by_service.setdefault((meta["namespace"], svc_name), []).append(sl)
-
+        if sl.service_name and sl.metadata.namespace:
+            by_service.setdefault((sl.metadata.namespace, sl.service_name), []).append(sl)
     for svc in services:
-        meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
-        name, ns = meta.get("name"), meta.get("namespace")
+        name, ns = svc.metadata.name, svc.metadata.namespace
         if not name or not ns:
             continue
         fqdn = f"{name}.{ns}.svc.{zone}"
-        target = _abs(fqdn)
-        ports = [p for p in spec.get("ports") or [] if p.get("port") is not None]
-        if spec.get("type") == "ExternalName":
-            ext = spec.get("externalName")
-            if ext:
-                try:
-                    cname = _rd_cname(_abs(str(ext)))
-                except dns.exception.DNSException:
-                    continue
-                add(fqdn, CNAME, str(ext), cname)
+        if svc.spec.type == "ExternalName":
+            _add_external_name(out, fqdn, svc)
             continue
-        cluster_ips = [ip for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip]
-        headless = not cluster_ips or cluster_ips[0] == "None"
-        if not headless:
-            for ip in cluster_ips:
-                rd = _address(ip)
-                if rd is None:
-                    continue
-                add(fqdn, rd.rdtype, ip, rd)
-                add(_reverse_name(ip), PTR, fqdn, functools.partial(_rd_ptr, target))
-            named = [p for p in ports if p.get("name")]
-            for p in named:
-                srv = _rd_srv(0, 100, int(p["port"]), target)
-                proto = str(p.get("protocol") or "TCP").lower()
-                ident = (int(p["port"]), fqdn)
-                add(f"_{str(p['name']).lower()}._{proto}.{fqdn}", SRV, ident, srv)
-                add(fqdn, SRV, ident, srv)
-            continue
-        publish_all = bool(spec.get("publishNotReadyAddresses"))
-        endpoints: list[tuple[Endpoint, dns.rdata.Rdata]] = []
-        for sl in by_service.get((ns, name), []):
-            sports = _slice_ports(sl)
-            for ep in sl.get("endpoints") or []:
-                if not _ready(ep, publish_all):
-                    continue
-                for ip in ep.get("addresses") or []:
-                    addr = _address(ip)
-                    if addr is None:
-                        continue
-                    host = str(ep.get("hostname") or dashed(ip)).lower()
-                    endpoints.append((Endpoint(ip, host, sports), addr))
-        weight = max(1, 100 // max(1, len(endpoints)))
-        for e, rd in endpoints:
-            host_fqdn = f"{e.hostname}.{fqdn}"
-            host_name = _abs(host_fqdn)
-            add(fqdn, rd.rdtype, e.ip, rd)
-            add(host_fqdn, rd.rdtype, e.ip, rd)
-            add(_reverse_name(e.ip), PTR, host_fqdn, functools.partial(_rd_ptr, host_name))
-            for pname, pnum, proto in e.ports:
-                if not pname:
-                    continue
-                srv = _rd_srv(0, weight, pnum, host_name)
-                ident = (pnum, host_fqdn)
-                add(f"_{pname.lower()}._{proto.lower()}.{fqdn}", SRV, ident, srv)
-                add(fqdn, SRV, ident, srv)
-        if not endpoints:
-            # the service exists: its name must answer NODATA, not NXDOMAIN
-            records.setdefault(_key(fqdn), {})
-
+        cluster_ips = [ip for ip in svc.spec.cluster_ips or (svc.spec.cluster_ip,) if ip]
+        if cluster_ips and cluster_ips[0] != "None":
+            _add_cluster_ip(out, fqdn, svc, cluster_ips)
+        else:
+            _add_headless(out, fqdn, svc, by_service.get((ns, name), []))
     # the zone apex and its name server (CoreDNS answers these the same way)
     apex_ns = f"ns.dns.{zone}"
-    add(zone, SOA, None, lambda: _soa(zone, serial, ttl))
-    add(zone, NS, None, lambda: _rd_ns(_abs(apex_ns)))
+    out.add(zone, SOA, None, lambda: _soa(zone, serial, ttl))
+    out.add(zone, NS, None, lambda: _rd_ns(_abs(apex_ns)))
     if dns_service_ip:
         ns_rd = _address(dns_service_ip)
         if ns_rd is not None:
-            add(apex_ns, ns_rd.rdtype, None, ns_rd)
-    add(f"dns-version.{zone}", TXT, None, lambda: dns.rdtypes.ANY.TXT.TXT(IN, TXT, [SCHEMA_VERSION]))
-
-    # every proper ancestor of an owner name inside the zone exists (empty non-terminals)
-    ents: set[str] = {f"svc.{zone}", f"pod.{zone}"}
-    suffix = "." + zone
-    for owner in records:
-        if not owner.endswith(suffix):
-            continue
-        labels = owner[: -len(suffix)].split(".")
-        for i in range(1, len(labels)):
-            ents.add(".".join(labels[i:]) + suffix)
-    networks = []
-    for cidr in reverse_cidrs:
-        networks.append(ipaddress.ip_network(cidr, strict=False))
+            out.add(apex_ns, ns_rd.rdtype, None, ns_rd)
+    out.add(f"dns-version.{zone}", TXT, None, lambda: dns.rdtypes.ANY.TXT.TXT(IN, TXT, [SCHEMA_VERSION]))
     return View(
         zone=zone,
         ttl=ttl,
         serial=serial,
-        records=records,
-        empty_non_terminals=frozenset(ents - set(records)),
-        reverse_networks=tuple(networks),
+        records=out.records,
+        empty_non_terminals=_empty_non_terminals(zone, out.records) - set(out.records),
+        reverse_networks=tuple(ipaddress.ip_network(c, strict=False) for c in reverse_cidrs),
     )
 
 
@@ -554,6 +570,8 @@ def split_frames(buffer: bytes) -> tuple[list[bytes], bytes]:
     return messages, buffer[pos:]
 
 
-def view_from_mappings(services: Mapping[str, Obj], slices: Mapping[str, Obj], **kw: Any) -> View:
+def view_from_mappings(
+    services: Mapping[str, models.Service], slices: Mapping[str, models.EndpointSlice], **kw: Any
+) -> View:
     """``build_view`` over informer-style key → object maps (convenience for the server)."""
     return build_view(services.values(), slices.values(), **kw)

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, cast
 
+from controlplane.api import models
 from controlplane.api.registry import ENDPOINTSLICES, SERVICES
 from controlplane.client.controller import worker_loop
 from controlplane.client.informer import Informer
@@ -60,6 +61,9 @@ class ClusterView:
         self.reverse_cidrs = tuple(reverse_cidrs)
         self.services = Informer(client, SERVICES, resync_period=resync_period, name="dns-services")
         self.slices = Informer(client, ENDPOINTSLICES, resync_period=resync_period, name="dns-endpointslices")
+        # typed read models, decoded once per change; the view is rebuilt from these
+        self.service_models = self.services.view(models.Service.decode)
+        self.slice_models = self.slices.view(models.EndpointSlice.decode)
         self._view = self._build()
         # A key added while a build runs is re-queued when it ends: one more build, never a lost one.
         self.queue: WorkQueue[str] = WorkQueue("dns-view")
@@ -86,8 +90,8 @@ class ClusterView:
 
     def _build(self) -> resolver.View:
         return resolver.build_view(
-            self.services.list(),
-            self.slices.list(),
+            self.service_models.list(),
+            self.slice_models.list(),
             zone=self.zone,
             serial=int(time.time()),
             dns_service_ip=self.dns_service_ip,

@@ -13,26 +13,29 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from controlplane.api.models import EndpointSlice, Service
 from controlplane.dns import resolver
 
 Obj = dict[str, Any]
 
 
-def svc(name: str, ns: str = "default", **spec: Any) -> Obj:
-    return {"metadata": {"name": name, "namespace": ns}, "spec": spec}
+def svc(name: str, ns: str = "default", **spec: Any) -> Service:
+    return Service.decode({"metadata": {"name": name, "namespace": ns}, "spec": spec})
 
 
-def eslice(service: str, endpoints: list[Obj], ports: list[Obj], ns: str = "default", name: str = "") -> Obj:
-    return {
-        "metadata": {
-            "name": name or f"{service}-abc",
-            "namespace": ns,
-            "labels": {"kubernetes.io/service-name": service},
-        },
-        "addressType": "IPv4",
-        "endpoints": endpoints,
-        "ports": ports,
-    }
+def eslice(service: str, endpoints: list[Obj], ports: list[Obj], ns: str = "default", name: str = "") -> EndpointSlice:
+    return EndpointSlice.decode(
+        {
+            "metadata": {
+                "name": name or f"{service}-abc",
+                "namespace": ns,
+                "labels": {"kubernetes.io/service-name": service},
+            },
+            "addressType": "IPv4",
+            "endpoints": endpoints,
+            "ports": ports,
+        }
+    )
 
 
 SERVICES = [
@@ -237,7 +240,7 @@ def test_bad_objects_are_skipped_not_fatal() -> None:
         [
             svc("", clusterIP="10.96.0.1"),
             svc("bad", clusterIP="not-an-ip"),
-            {"spec": {}},
+            Service.decode({"spec": {}}),  # no metadata at all
             svc("ok", clusterIP="10.96.0.3"),
         ],
         [eslice("x", [{"addresses": ["garbage"]}], [])],

@@ -15,12 +15,13 @@ import dns.rcode
 import pytest
 
 from controlplane.api import errors
+from controlplane.api.models import Service
 from controlplane.api.registry import ENDPOINTS, ENDPOINTSLICES, SERVICES, Resource
 from controlplane.dns import cli, resolver
 from controlplane.dns.server import DnsServer
 
 VIEW = resolver.build_view(
-    [{"metadata": {"name": "web", "namespace": "default"}, "spec": {"clusterIP": "10.96.0.20"}}], []
+    [Service.decode({"metadata": {"name": "web", "namespace": "default"}, "spec": {"clusterIP": "10.96.0.20"}})], []
 )
 
 
