@@ -469,6 +469,39 @@ class ResourceOps:
         self._changed(res, obj)
         return obj
 
+    def guaranteed_update(
+        self,
+        res: Resource,
+        namespace: str | None,
+        name: str,
+        try_update: Callable[[Obj], Obj],
+        *,
+        dry_run: bool = False,
+    ) -> Obj:
+        """Read, modify with ``try_update``, write at the read revision; again on conflict.
+
+        The storage's ``GuaranteedUpdate`` (k8s.io/apiserver/pkg/storage/interface.go): for writes
+        whose new state is computed from the current one and that bypass the strategy (no admission,
+        no server-field merge), such as a pod's binding. ``try_update`` gets a fresh decoded copy
+        each attempt and may raise to refuse (a 409, say). 404 when the object is (or goes) missing;
+        409 after ``_PATCH_RETRIES`` conflicting attempts. A dry run writes nothing.
+        """
+        for _attempt in range(_PATCH_RETRIES):
+            kv = self.get_kv(res, namespace, name)
+            obj = try_update(self.decode(kv))
+            if dry_run:
+                return obj
+            try:
+                rev = self.store.update(kv.key, self.encode(obj), kv.mod_revision)
+            except ConflictError:
+                continue  # the object changed meanwhile (a status update): read it again
+            except KeyNotFoundError:
+                raise not_found(res, name) from None
+            obj["metadata"]["resourceVersion"] = str(rev)
+            self._changed(res, obj)
+            return obj
+        raise conflict(res, name)
+
     # -- patch ---------------------------------------------------------------------------------
 
     def patch(
