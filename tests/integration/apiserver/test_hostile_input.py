@@ -554,7 +554,7 @@ def test_unexpected_exception_is_a_500_status(monkeypatch: pytest.MonkeyPatch) -
     async def boom(req: Any, send: Any) -> tuple[str, str]:
         raise RecursionError("maximum recursion depth exceeded in a handler")
 
-    monkeypatch.setattr(api, "dispatch", boom)
+    monkeypatch.setattr(api.router, "dispatch", boom)
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
