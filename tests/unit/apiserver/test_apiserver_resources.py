@@ -46,7 +46,7 @@ def test_raw_of_foreign_bytes_falls_back_to_decoding() -> None:
 
 def test_generate_name_collision_draws_again(monkeypatch: pytest.MonkeyPatch) -> None:
     from controlplane.api import registry
-    from controlplane.apiserver import resources
+    from controlplane.apiserver import strategy
     from controlplane.apiserver.admission import Admission
     from controlplane.storage.memory import MemoryStore
 
@@ -54,7 +54,7 @@ def test_generate_name_collision_draws_again(monkeypatch: pytest.MonkeyPatch) ->
     ops = ResourceOps(store, Admission(store))
     ops.create(registry.NAMESPACES, None, {"metadata": {"name": "default"}})
     draws = iter([list("aaaaa"), list("aaaaa"), list("bbbbb")])
-    monkeypatch.setattr(resources.random, "choices", lambda population, k: next(draws))
+    monkeypatch.setattr(strategy.random, "choices", lambda population, k: next(draws))
     body = {"metadata": {"generateName": "cm-"}}
     assert ops.create(registry.CONFIGMAPS, "default", dict(body))["metadata"]["name"] == "cm-aaaaa"
     assert ops.create(registry.CONFIGMAPS, "default", dict(body))["metadata"]["name"] == "cm-bbbbb"
@@ -95,7 +95,7 @@ def test_event_loop_creates_retry_collisions_and_release_allocations_on_failure(
 ) -> None:
     import asyncio
 
-    from controlplane.apiserver import resources
+    from controlplane.apiserver import strategy
     from controlplane.apiserver.app import ApiServer
     from controlplane.apiserver.options import ServerOptions
     from controlplane.storage.interface import StoreError
@@ -124,7 +124,7 @@ def test_event_loop_creates_retry_collisions_and_release_allocations_on_failure(
         try:
             assert server.nowait is store
             draws = iter([list("aaaaa"), list("aaaaa"), list("bbbbb")])
-            monkeypatch.setattr(resources.random, "choices", lambda population, k: next(draws))
+            monkeypatch.setattr(strategy.random, "choices", lambda population, k: next(draws))
             path = "/api/v1/namespaces/default/configmaps"
             code, first = await _asgi(server, "POST", path, {"metadata": {"generateName": "cm-"}})
             assert (code, first["metadata"]["name"]) == (201, "cm-aaaaa")
