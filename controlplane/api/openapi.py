@@ -245,51 +245,88 @@ def group_version_paths(group: str, version: str) -> dict[str, Any]:
 
 
 def _resource_paths(r: Resource) -> dict[str, Any]:
-    gvk = {"group": r.group, "kind": r.kind, "version": r.version}
-    name = schema_name(r.group, r.kind)
+    """The v3 ``paths`` of one kind: its collection, object, all-namespaces and status/scale paths."""
     if schema_for_kind(r.group, r.kind) is None:
         return {}
-    list_name = name + "List"
-    ns = "Namespaced" if r.namespaced else ""
-    g = _OP_GROUP.get(r.group, r.group.title())
+    op = _KindOps(r)
     base = f"{r.prefix}/namespaces/{{namespace}}/{r.plural}" if r.namespaced else f"{r.prefix}/{r.plural}"
     item = f"{base}/{{name}}"
     common = [_NAMESPACE_PARAM, _PRETTY] if r.namespaced else [_PRETTY]
-    name_param = _path_param("name", f"name of the {r.kind}")
-    post = _op(
-        "post",
-        f"create{g}{ns}{r.kind}",
-        f"create a {r.kind}",
-        gvk,
-        name,
-        params=[_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
-        body=_body(name),
-        created=True,
-    )
     if r.verbs == ("create",):  # reviews: a POST to the collection, nothing else (as kube-apiserver)
-        return {base: {"post": post, "parameters": common}}
+        return {base: {"post": op.create(), "parameters": common}}
     out: dict[str, Any] = {
-        base: {
+        base: {**op.collection(), "parameters": common},
+        item: {**op.item(), "parameters": [_path_param("name", f"name of the {r.kind}"), *common]},
+    }
+    if r.namespaced:
+        out[f"{r.prefix}/{r.plural}"] = {
+            "get": _op(
+                "list",
+                f"list{op.g}{r.kind}ForAllNamespaces",
+                f"list or watch objects of kind {r.kind}",
+                op.gvk,
+                op.list_name,
+                params=_LIST_PARAMS,
+            ),
+            "parameters": [_PRETTY],
+        }
+    for sub in r.subresources:
+        if sub in ("status", "scale"):
+            out[f"{item}/{sub}"] = op.subresource(sub, common)
+    if "deletecollection" not in r.verbs:  # e.g. namespaces: the path answers 405, publish no operation
+        out[base].pop("delete", None)
+    return out
+
+
+class _KindOps:
+    """The operations of one kind's paths (``_resource_paths``), named as kube-apiserver's document names them."""
+
+    def __init__(self, r: Resource) -> None:
+        self.r = r
+        self.gvk = {"group": r.group, "kind": r.kind, "version": r.version}
+        self.name = schema_name(r.group, r.kind)
+        self.list_name = self.name + "List"
+        self.ns = "Namespaced" if r.namespaced else ""
+        self.g = _OP_GROUP.get(r.group, r.group.title())
+
+    def create(self) -> Any:
+        r, name = self.r, self.name
+        return _op(
+            "post",
+            f"create{self.g}{self.ns}{r.kind}",
+            f"create a {r.kind}",
+            self.gvk,
+            name,
+            params=[_DRY_RUN, _FIELD_MANAGER, _FIELD_VALIDATION],
+            body=_body(name),
+            created=True,
+        )
+
+    def collection(self) -> dict[str, Any]:
+        r, g, ns = self.r, self.g, self.ns
+        return {
             "get": _op(
                 "list",
                 f"list{g}{ns}{r.kind}",
                 f"list or watch objects of kind {r.kind}",
-                gvk,
-                list_name,
+                self.gvk,
+                self.list_name,
                 params=_LIST_PARAMS,
             ),
-            "post": post,
+            "post": self.create(),
             "delete": _op(
                 "deletecollection",
                 f"deletecollection{g}{ns}{r.kind}",
                 f"delete collection of {r.kind}",
-                gvk,
+                self.gvk,
                 _STATUS,
                 params=_LIST_PARAMS,
             ),
-            "parameters": common,
-        },
-        item: {
+        }
+
+    def item(self) -> dict[str, Any]:
+        r, g, ns, gvk, name = self.r, self.g, self.ns, self.gvk, self.name
+        return {
             "get": _op("get", f"read{g}{ns}{r.kind}", f"read the specified {r.kind}", gvk, name),
             "put": _op(
                 "put",
@@ -325,29 +362,16 @@ def _resource_paths(r: Resource) -> dict[str, Any]:
                 ],
                 body=_body(_DELETE_OPTIONS),
             ),
-            "parameters": [name_param, *common],
-        },
-    }
-    if r.namespaced:
-        out[f"{r.prefix}/{r.plural}"] = {
-            "get": _op(
-                "list",
-                f"list{g}{r.kind}ForAllNamespaces",
-                f"list or watch objects of kind {r.kind}",
-                gvk,
-                list_name,
-                params=_LIST_PARAMS,
-            ),
-            "parameters": [_PRETTY],
         }
-    for sub in r.subresources:
+
+    def subresource(self, sub: str, common: list[Any]) -> dict[str, Any]:
+        """``…/{name}/status`` (the kind itself) or ``…/{name}/scale`` (an autoscaling/v1 Scale)."""
+        r, g, ns = self.r, self.g, self.ns
         if sub == "status":
-            target, sub_gvk, kind_word = name, gvk, "Status"
-        elif sub == "scale":
-            target, sub_gvk, kind_word = _SCALE, {"group": "autoscaling", "kind": "Scale", "version": "v1"}, "Scale"
+            target, sub_gvk, kind_word = self.name, self.gvk, "Status"
         else:
-            continue
-        out[f"{item}/{sub}"] = {
+            target, sub_gvk, kind_word = _SCALE, {"group": "autoscaling", "kind": "Scale", "version": "v1"}, "Scale"
+        return {
             "get": _op(
                 "get", f"read{g}{ns}{r.kind}{kind_word}", f"read {sub} of the specified {r.kind}", sub_gvk, target
             ),
@@ -373,9 +397,6 @@ def _resource_paths(r: Resource) -> dict[str, Any]:
             ),
             "parameters": [_path_param("name", f"name of the {kind_word}"), *common],
         }
-    if "deletecollection" not in r.verbs:  # e.g. namespaces: the path answers 405, publish no operation
-        out[base].pop("delete", None)
-    return out
 
 
 def _refs(value: Any, out: set[str]) -> None:

@@ -41,7 +41,7 @@ kube-apiserver reports the decode failure of the patched object as 422 ``Invalid
 structured-merge-diff's typed conversion and is not reproduced). Echoed bodies are bounded
 (``_preview``: at most 1,024 characters and 32 levels), however large or deep the request.
 
-Where it runs: ``resources.check_body`` (every create, update and status/scale write, on the body
+Where it runs: ``strategy.check_body`` (every create, update and status/scale write, on the body
 as decoded) and ``ResourceOps.patch`` (on the patched object, before ``check_body``) — one line
 each; deletes and reads do not run it.
 

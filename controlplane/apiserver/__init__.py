@@ -4,13 +4,21 @@ Module map (a request flows top to bottom):
 
 - ``cli.py``        ``kubelab apiserver`` / ``kubelab controlplane``: flags → PKI → store → app → uvicorn
                     (TLS, client certificates verified against the cluster CA, httptools + uvloop).
-- ``app.py``        ``create_app(store, options=...)``: routing of every path kube-apiserver serves,
-                    authentication/authorization, content negotiation (JSON, Table), subresources.
+- ``app.py``        ``create_app(store, options=...)`` and ``ApiServer``: builds the parts into one
+                    ``RequestScope``; start-up (bootstrap objects, namespace cache, Event expiry).
+- ``routes.py``     the request path: errors → ``Status``, health, discovery, OpenAPI, /metrics, then
+                    a resource path → verb → authorization → the verb's handler.
+- ``requestinfo.py`` the URL parsed into a ``RequestInfo`` (group, version, resource, namespace, name,
+                    subresource) and the HTTP method → API verb.
+- ``handlers/``     one module per verb family (``get`` get/list, ``create``, ``update``, ``patch``,
+                    ``delete``, ``watch``, ``connect``), over ``rest.RequestScope``.
+- ``subresources.py`` ``pods/binding``, ``pods/eviction``, ``*/scale``.
 - ``auth.py``       x509 client certificates and static bearer tokens → ``UserInfo``; the authorizer hook.
 - ``authz/``        ``--authorization-mode`` (Node, RBAC): bootstrap policy, impersonation, RBAC escalation
                     prevention, NodeRestriction, SubjectAccessReview & co. (see its ``__init__``).
 - ``httpio.py``     raw ASGI request/response helpers; JSON/YAML/protobuf body decoding (``protobuf.py``).
 - ``resources.py``  the generic registry: Kubernetes object semantics over the revisioned store.
+- ``strategy.py``   the per-kind strategy: typed decode, PrepareForCreate/Update, graceful deletion.
 - ``admission.py``  defaulting, validation, namespace lifecycle, Service IP/port allocation (``allocators.py``).
 - ``watch.py``      watch streams fed by the shared ``watchcache.WatchCache``.
 - ``discovery.py``  ``/version``, ``/api``, ``/apis`` (legacy and aggregated discovery).

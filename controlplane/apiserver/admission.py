@@ -36,7 +36,7 @@ from controlplane.storage.interface import Store
 log = logging.getLogger(__name__)
 
 # The authenticated (or impersonated) user of the request being served: set by the server when it
-# authenticates, carried to store threads by ``ApiServer.run`` (contextvars), read by user-aware
+# authenticates, carried to store threads by ``RequestScope.run`` (contextvars), read by user-aware
 # plugins (RBAC escalation prevention, NodeRestriction).
 REQUEST_USER: ContextVar[Any] = ContextVar("kubelab_request_user", default=None)
 

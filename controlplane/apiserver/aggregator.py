@@ -135,7 +135,8 @@ def request_attributes(method: str, segments: list[str], query: dict[str, list[s
 
 
 class Aggregator:
-    """Held by the ``ApiServer``; ``handle`` is its one hook in the request path."""
+    """Held by the ``ApiServer`` over its ``RequestScope`` (``server``: options, ops, run, authorize);
+    ``handle`` is its one hook in the request path (``routes.Router.dispatch``)."""
 
     def __init__(self, server: Any, interval: float = 5.0) -> None:
         self.server = server

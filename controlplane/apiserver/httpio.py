@@ -1,6 +1,6 @@
 """Raw ASGI request/response plumbing for the API server (no per-request framework objects).
 
-Role: the server answers every request itself at the ASGI level (see ``app.py``): this module
+Role: the server answers every request itself at the ASGI level (see ``routes.py``): this module
 parses what it needs from the scope (path, query, headers), reads the body under a size limit, and
 sends complete JSON responses or chunked streams. Bodies are encoded with orjson.
 

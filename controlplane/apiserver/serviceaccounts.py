@@ -110,7 +110,7 @@ class ServiceAccounts:
     # -- TokenRequest --------------------------------------------------------------------------
 
     async def token_request(self, server: Any, req: Request, namespace: str, name: str, send: Send) -> None:
-        """``POST …/serviceaccounts/NAME/token``; ``server`` is the ``ApiServer`` (pool, body limit)."""
+        """``POST …/serviceaccounts/NAME/token``; ``server`` is the ``RequestScope`` (its store pool)."""
         if self.signer is None:
             raise errors.NotFound(_NOT_FOUND)
         raw = await req.body(self.options.max_body_bytes)

@@ -147,13 +147,7 @@ async def serve_watch(
 ) -> None:
     """Run one watch stream to its end. ``initial`` is the list for RV ""/"0" (objects, revision)."""
     loop = asyncio.get_running_loop()
-    if initial is not None:
-        after = initial[1]
-    else:
-        try:
-            after = int(wr.resource_version)
-        except ValueError:
-            raise errors.BadRequest(f"invalid resourceVersion {wr.resource_version!r}: must be an integer") from None
+    after = _start_revision(wr, initial)
     try:
         sub = feeds.subscribe(wr.prefix, after, loop)
     except CompactedError as e:
@@ -211,20 +205,7 @@ async def serve_watch(
                 if on_closed is not None:
                     on_closed(str(reason))
                 break
-            out = []
-            for ev in batch:
-                last_rev = max(last_rev, ev.revision)
-                try:
-                    type_ = classify(ev, wr.match)
-                    if type_ is None:
-                        continue
-                    if wr.to_table is None:
-                        out.append(lines.line(type_, ev))
-                    else:
-                        out.append(_encode_one(type_, ev.obj, wr, first_table))
-                        first_table = False
-                except ValueError:
-                    continue  # a stored value that is not a JSON object (the cache logged it)
+            out, last_rev, first_table = _encode_batch(batch, wr, lines, last_rev, first_table)
             if wr.bookmarks and time.monotonic() >= next_bookmark:
                 out.append(_bookmark(wr.res, last_rev))
                 next_bookmark = time.monotonic() + bookmark_interval
@@ -247,6 +228,37 @@ async def serve_watch(
     if not disconnected.is_set() and not aborted:
         with contextlib.suppress(Exception):
             await send({"type": "http.response.body", "body": b""})
+
+
+def _start_revision(wr: WatchRequest, initial: tuple[list[Obj], int] | None) -> int:
+    """The revision the stream follows from: the initial list's, or the request's resourceVersion (400 if not one)."""
+    if initial is not None:
+        return initial[1]
+    try:
+        return int(wr.resource_version)
+    except ValueError:
+        raise errors.BadRequest(f"invalid resourceVersion {wr.resource_version!r}: must be an integer") from None
+
+
+def _encode_batch(
+    batch: list[Any], wr: WatchRequest, lines: LineCache, last_rev: int, first_table: bool
+) -> tuple[list[bytes], int, bool]:
+    """The event lines of one batch for this watcher: (lines, newest revision seen, first_table still)."""
+    out: list[bytes] = []
+    for ev in batch:
+        last_rev = max(last_rev, ev.revision)
+        try:
+            type_ = classify(ev, wr.match)
+            if type_ is None:
+                continue
+            if wr.to_table is None:
+                out.append(lines.line(type_, ev))
+            else:
+                out.append(_encode_one(type_, ev.obj, wr, first_table))
+                first_table = False
+        except ValueError:
+            continue  # a stored value that is not a JSON object (the cache logged it)
+    return out, last_rev, first_table
 
 
 async def _send_unless_closed(send: Send, body: bytes, sub: Subscription, disconnected: asyncio.Event) -> bool:

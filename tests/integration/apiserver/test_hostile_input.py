@@ -187,7 +187,7 @@ def test_deletecollection_in_one_namespace_still_works(server: RunningApiServer,
 def test_accepted_verbs_are_exactly_discoverys(http: httpx.Client) -> None:
     """Every (path, method) the router accepts maps to a verb discovery publishes for it, and back."""
     from controlplane.api import registry
-    from controlplane.apiserver.app import parse_resource_path, request_verb
+    from controlplane.apiserver.requestinfo import parse_resource_path, request_verb
 
     methods = ("GET", "POST", "PUT", "PATCH", "DELETE")
     docs = [http.get("/api/v1").json()] + [http.get(f"/apis/{g}/{v}").json() for g, v in registry.groups() if g]
@@ -554,7 +554,7 @@ def test_unexpected_exception_is_a_500_status(monkeypatch: pytest.MonkeyPatch) -
     async def boom(req: Any, send: Any) -> tuple[str, str]:
         raise RecursionError("maximum recursion depth exceeded in a handler")
 
-    monkeypatch.setattr(api, "dispatch", boom)
+    monkeypatch.setattr(api.router, "dispatch", boom)
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:

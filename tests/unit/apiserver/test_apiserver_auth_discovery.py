@@ -13,7 +13,6 @@ from cryptography import x509
 from controlplane import pki
 from controlplane.api import registry
 from controlplane.apiserver import discovery
-from controlplane.apiserver.app import parse_resource_path
 from controlplane.apiserver.auth import (
     AllowAuthenticated,
     Authenticator,
@@ -21,6 +20,7 @@ from controlplane.apiserver.auth import (
     TokenFile,
     user_from_subject,
 )
+from controlplane.apiserver.requestinfo import parse_resource_path
 from controlplane.apiserver.watch import FeedEvent, classify
 
 

@@ -46,7 +46,7 @@ def test_raw_of_foreign_bytes_falls_back_to_decoding() -> None:
 
 def test_generate_name_collision_draws_again(monkeypatch: pytest.MonkeyPatch) -> None:
     from controlplane.api import registry
-    from controlplane.apiserver import resources
+    from controlplane.apiserver import strategy
     from controlplane.apiserver.admission import Admission
     from controlplane.storage.memory import MemoryStore
 
@@ -54,7 +54,7 @@ def test_generate_name_collision_draws_again(monkeypatch: pytest.MonkeyPatch) ->
     ops = ResourceOps(store, Admission(store))
     ops.create(registry.NAMESPACES, None, {"metadata": {"name": "default"}})
     draws = iter([list("aaaaa"), list("aaaaa"), list("bbbbb")])
-    monkeypatch.setattr(resources.random, "choices", lambda population, k: next(draws))
+    monkeypatch.setattr(strategy.random, "choices", lambda population, k: next(draws))
     body = {"metadata": {"generateName": "cm-"}}
     assert ops.create(registry.CONFIGMAPS, "default", dict(body))["metadata"]["name"] == "cm-aaaaa"
     assert ops.create(registry.CONFIGMAPS, "default", dict(body))["metadata"]["name"] == "cm-bbbbb"
@@ -95,7 +95,7 @@ def test_event_loop_creates_retry_collisions_and_release_allocations_on_failure(
 ) -> None:
     import asyncio
 
-    from controlplane.apiserver import resources
+    from controlplane.apiserver import strategy
     from controlplane.apiserver.app import ApiServer
     from controlplane.apiserver.options import ServerOptions
     from controlplane.storage.interface import StoreError
@@ -124,7 +124,7 @@ def test_event_loop_creates_retry_collisions_and_release_allocations_on_failure(
         try:
             assert server.nowait is store
             draws = iter([list("aaaaa"), list("aaaaa"), list("bbbbb")])
-            monkeypatch.setattr(resources.random, "choices", lambda population, k: next(draws))
+            monkeypatch.setattr(strategy.random, "choices", lambda population, k: next(draws))
             path = "/api/v1/namespaces/default/configmaps"
             code, first = await _asgi(server, "POST", path, {"metadata": {"generateName": "cm-"}})
             assert (code, first["metadata"]["name"]) == (201, "cm-aaaaa")
@@ -148,3 +148,48 @@ def test_event_loop_creates_retry_collisions_and_release_allocations_on_failure(
             await server.shutdown()
 
     asyncio.run(main())
+
+
+# -- pods/binding through ResourceOps.guaranteed_update ------------------------------------------
+
+
+def test_binding_rereads_after_a_concurrent_status_update_and_binds_once() -> None:
+    """A status write landing between the binding's read and write: the binding reads again and
+    keeps it (no lost update); a second binding of the same pod is a 409."""
+    from controlplane.api import errors, registry
+    from controlplane.apiserver import subresources
+    from controlplane.apiserver.admission import Admission
+    from controlplane.storage.memory import MemoryStore
+
+    class RacingStore(MemoryStore):
+        """The first update of a pod loses the race to a status write made just before it."""
+
+        raced = False
+
+        def update(self, key: str, value: bytes, expected_revision: int) -> int:
+            if not self.raced and key.startswith("/registry/pods/"):
+                self.raced = True
+                pod = ResourceOps.decode(self.get(key) or KeyValue(key, b"{}", 0, 0))
+                pod.setdefault("status", {})["message"] = "written meanwhile"
+                super().update(key, ResourceOps.encode(pod), expected_revision)
+            return super().update(key, value, expected_revision)
+
+    store = RacingStore()
+    admission = Admission(store)
+    admission.service_accounts = False  # no ServiceAccount in this store: not what is tested here
+    ops = ResourceOps(store, admission)
+    ops.create(registry.NAMESPACES, None, {"metadata": {"name": "default"}})
+    ops.create(
+        registry.PODS, "default", {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "i"}]}}
+    )
+    binding = {"metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-a"}}
+    assert subresources.bind(ops, "default", "p", binding, False)["status"] == "Success"
+    assert store.raced
+    pod = ops.get(registry.PODS, "default", "p")
+    assert pod["spec"]["nodeName"] == "node-a"
+    assert pod["status"]["message"] == "written meanwhile"
+    assert [c["type"] for c in pod["status"]["conditions"]] == ["PodScheduled"]
+    with pytest.raises(errors.Conflict, match='already assigned to node "node-a"'):
+        subresources.bind(ops, "default", "p", {**binding, "target": {"name": "node-b"}}, False)
+    with pytest.raises(errors.NotFound):
+        subresources.bind(ops, "default", "gone", binding, False)
