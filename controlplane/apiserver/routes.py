@@ -169,7 +169,8 @@ class Router:
             _only(req, "GET")
             # built once (about a second) off the event loop, then cached
             if path == "/openapi/v2" and openapi_v2.wants_json(req.headers.get("accept", "")):
-                body, ctype, tag = await self.scope.run(openapi_v2.document_bytes), "application/json", openapi_v2.etag()
+                body = await self.scope.run(openapi_v2.document_bytes)
+                ctype, tag = "application/json", openapi_v2.etag()
             else:
                 body = await self.scope.run(openapi.v2_protobuf)
                 ctype, tag = openapi.V2_CONTENT_TYPE, openapi.v2_etag()
