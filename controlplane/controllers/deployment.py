@@ -384,79 +384,42 @@ def compute_status(
             update_time_field="lastUpdateTime",
         )
 
+    progressing = _progressing(d, rses, new_rs, old_status, status, now, created_new)
+    if progressing is not None:
+        set_condition(status, "Progressing", *progressing, now, update_time_field="lastUpdateTime")
+    return status
+
+
+def _progressing(
+    d: Obj,
+    rses: Sequence[Obj],
+    new_rs: Obj | None,
+    old_status: dict[str, Any],
+    status: dict[str, Any],
+    now: datetime,
+    created_new: bool,
+) -> tuple[str, str, str] | None:
+    """The Progressing condition's (status, reason, message), in the deployment controller's
+    order of precedence (pkg/controller/deployment/progress.go); None: leave it as it is."""
     progressing = get_condition(d, "Progressing")
     rs_name = name_of(new_rs) if new_rs else ""
     if is_paused(d):
-        set_condition(
-            status,
-            "Progressing",
-            "Unknown",
-            "DeploymentPaused",
-            "Deployment is paused",
-            now,
-            update_time_field="lastUpdateTime",
-        )
-    elif progressing is not None and progressing.get("reason") == "DeploymentPaused":
-        set_condition(
-            status,
-            "Progressing",
-            "Unknown",
-            "DeploymentResumed",
-            "Deployment is resumed",
-            now,
-            update_time_field="lastUpdateTime",
-        )
-    elif created_new:
-        set_condition(
-            status,
-            "Progressing",
-            "True",
-            "NewReplicaSetCreated",
-            f'Created new replica set "{rs_name}"',
-            now,
-            update_time_field="lastUpdateTime",
-        )
-    elif new_rs is not None and is_complete(d, new_rs, rses):
-        set_condition(
-            status,
-            "Progressing",
-            "True",
-            "NewReplicaSetAvailable",
-            f'ReplicaSet "{rs_name}" has successfully progressed.',
-            now,
-            update_time_field="lastUpdateTime",
-        )
-    elif new_rs is not None and progressing is None:
-        set_condition(
-            status,
-            "Progressing",
-            "True",
-            "FoundNewReplicaSet",
-            f'Found new replica set "{rs_name}"',
-            now,
-            update_time_field="lastUpdateTime",
-        )
-    elif new_rs is not None and _made_progress(old_status, status):
-        set_condition(
-            status,
-            "Progressing",
-            "True",
-            "ReplicaSetUpdated",
-            f'ReplicaSet "{rs_name}" is progressing.',
-            now,
-            update_time_field="lastUpdateTime",
-        )
-    elif new_rs is not None and progressing is not None and _timed_out(d, progressing, now):
-        set_condition(
-            status,
-            "Progressing",
-            "False",
-            "ProgressDeadlineExceeded",
-            f'ReplicaSet "{rs_name}" has timed out progressing.',
-            now,
-            update_time_field="lastUpdateTime",
-        )
-    return status
+        return "Unknown", "DeploymentPaused", "Deployment is paused"
+    if progressing is not None and progressing.get("reason") == "DeploymentPaused":
+        return "Unknown", "DeploymentResumed", "Deployment is resumed"
+    if created_new:
+        return "True", "NewReplicaSetCreated", f'Created new replica set "{rs_name}"'
+    if new_rs is None:
+        return None
+    if is_complete(d, new_rs, rses):
+        return "True", "NewReplicaSetAvailable", f'ReplicaSet "{rs_name}" has successfully progressed.'
+    if progressing is None:
+        return "True", "FoundNewReplicaSet", f'Found new replica set "{rs_name}"'
+    if _made_progress(old_status, status):
+        return "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.'
+    if _timed_out(d, progressing, now):
+        return "False", "ProgressDeadlineExceeded", f'ReplicaSet "{rs_name}" has timed out progressing.'
+    return None
 
 
 def _made_progress(old: dict[str, Any], new: dict[str, Any]) -> bool:
