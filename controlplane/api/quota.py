@@ -42,8 +42,8 @@ from decimal import Decimal
 from typing import Any
 
 from controlplane.api import errors, registry
+from controlplane.api.quantity import parse_quantity
 from controlplane.api.registry import Resource
-from controlplane.api.validation import parse_quantity
 
 Obj = Mapping[str, Any]
 Usage = dict[str, Decimal]

@@ -31,16 +31,16 @@ messages follow apimachinery's ``field.Error`` format (``Required value``, ``Inv
 from __future__ import annotations
 
 import base64
-import functools
 import ipaddress
 import json
 import re
 from collections.abc import Callable, Iterable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from controlplane.api import errors, limits, rbac
 from controlplane.api.errors import Cause
+from controlplane.api.quantity import QUANTITY_FORMAT_MESSAGE, parse_quantity
 from controlplane.api.registry import Resource
 from controlplane.api.selectors import LabelSelector, label_value_errors, qualified_name_errors
 
@@ -321,53 +321,6 @@ def _validate_metadata_update(e: _Errors, new: Mapping[str, Any], old: Mapping[s
 
 
 # --- quantities ----------------------------------------------------------------------------
-
-_QUANTITY = re.compile(r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$")
-_BINARY_SI = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60}
-_DECIMAL_SI = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal(10**3),
-    "M": Decimal(10**6),
-    "G": Decimal(10**9),
-    "T": Decimal(10**12),
-    "P": Decimal(10**15),
-    "E": Decimal(10**18),
-}
-QUANTITY_FORMAT_MESSAGE = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
-
-
-def parse_quantity(value: str | int | float) -> Decimal:
-    """A ``resource.Quantity`` (``100m``, ``1.5``, ``128Mi``, ``1G``, ``1e3``) as a Decimal; ValueError if malformed."""
-    if isinstance(value, bool):
-        raise ValueError(QUANTITY_FORMAT_MESSAGE)
-    if isinstance(value, int | float):
-        return Decimal(str(value))
-    return _parse_quantity_text(value)
-
-
-@functools.lru_cache(maxsize=1024)
-def _parse_quantity_text(value: str) -> Decimal:
-    """``parse_quantity`` of a string, remembered: the same few quantities (``100m``, ``128Mi``)
-    come in object after object, and Decimals are immutable."""
-    m = _QUANTITY.match(value.strip())
-    if m is None:
-        raise ValueError(QUANTITY_FORMAT_MESSAGE)
-    number, suffix = m.groups()
-    try:
-        base = Decimal(number)
-    except InvalidOperation:
-        raise ValueError(QUANTITY_FORMAT_MESSAGE) from None
-    if suffix in _BINARY_SI:
-        return base * _BINARY_SI[suffix]
-    if suffix in _DECIMAL_SI:
-        return base * _DECIMAL_SI[suffix]
-    if suffix[:1] in ("e", "E") and re.fullmatch(r"[eE][-+]?[0-9]+", suffix):
-        return base * (Decimal(10) ** int(suffix[1:]))
-    raise ValueError(QUANTITY_FORMAT_MESSAGE)
-
 
 def _validate_resources(e: _Errors, c: Mapping[str, Any], path: str) -> None:
     res = e.map_at(c, "resources", f"{path}.resources")

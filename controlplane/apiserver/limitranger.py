@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from controlplane.api.quantity import parse_quantity
 from controlplane.api.quota import format_quantity
-from controlplane.api.validation import parse_quantity
 
 Obj = Mapping[str, Any]
 ANNOTATION = "kubernetes.io/limit-ranger"

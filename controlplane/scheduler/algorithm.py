@@ -40,16 +40,17 @@ starting each search where the previous one stopped.
 from __future__ import annotations
 
 import itertools
-import math
 import random
-import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from functools import lru_cache
 from typing import Any
 
+# Quantities have one home (controlplane/api/quantity.py); re-exported for the scheduler's callers.
+from controlplane.api.quantity import QuantityError as QuantityError
+from controlplane.api.quantity import int_value as int_value
+from controlplane.api.quantity import milli_value as milli_value
+from controlplane.api.quantity import parse_quantity as parse_quantity
 from controlplane.api.selectors import LabelSelector
 
 # -- Kubernetes wording (pkg/scheduler/framework/plugins/...) -------------------------------------
@@ -80,74 +81,6 @@ WEIGHT_SPREAD = 2
 
 MIN_FEASIBLE_NODES_TO_FIND = 100
 BASE_PERCENTAGE_OF_NODES_TO_SCORE = 50
-
-
-# -- quantities -----------------------------------------------------------------------------------
-_QUANTITY = re.compile(
-    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]))?$"
-)
-_SUFFIX: dict[str, Decimal] = {
-    "": Decimal(1),
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "P": Decimal("1e15"),
-    "E": Decimal("1e18"),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-    "Ti": Decimal(2**40),
-    "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60),
-}
-
-
-class QuantityError(ValueError):
-    pass
-
-
-@lru_cache(maxsize=4096)
-def _parse_quantity_str(s: str) -> Decimal:
-    m = _QUANTITY.match(s.strip())
-    if not m:
-        raise QuantityError(
-            f"quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$': {s!r}"
-        )
-    number, exponent, suffix = m.groups()
-    try:
-        value = Decimal(number)
-        if exponent:
-            value = value.scaleb(int(exponent[1:]))
-    except InvalidOperation as e:
-        raise QuantityError(f"invalid quantity {s!r}") from e
-    return value * _SUFFIX[suffix or ""]
-
-
-def parse_quantity(q: str | int | float) -> Decimal:
-    """A Kubernetes ``resource.Quantity`` (``100m``, ``1.5``, ``128Mi``, ``1G``, ``1e3``) as a Decimal."""
-    if isinstance(q, bool):
-        raise QuantityError(f"invalid quantity {q!r}")
-    if isinstance(q, int):
-        return Decimal(q)
-    if isinstance(q, float):
-        return Decimal(repr(q))
-    return _parse_quantity_str(str(q))
-
-
-@lru_cache(maxsize=4096)
-def milli_value(q: str | int | float) -> int:
-    """Quantity in thousandths, rounded up (cpu ``100m`` → 100, ``1.5`` → 1500)."""
-    return math.ceil(parse_quantity(q) * 1000)
-
-
-@lru_cache(maxsize=4096)
-def int_value(q: str | int | float) -> int:
-    """Quantity as an integer, rounded up (memory ``128Mi`` → 134217728)."""
-    return math.ceil(parse_quantity(q))
 
 
 # -- label selection -------------------------------------------------------------------------------

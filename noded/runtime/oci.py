@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from controlplane.api import quantity
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 # Docker's / containerd's default capability set.
@@ -106,39 +108,14 @@ class SpecError(ValueError):
 
 # ---- quantities -------------------------------------------------------------------------------
 
-_SUFFIX: dict[str, int | Decimal] = {
-    "Ki": 2**10,
-    "Mi": 2**20,
-    "Gi": 2**30,
-    "Ti": 2**40,
-    "Pi": 2**50,
-    "Ei": 2**60,
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": 1,
-    "k": 10**3,
-    "K": 10**3,
-    "M": 10**6,
-    "G": 10**9,
-    "T": 10**12,
-    "P": 10**15,
-    "E": 10**18,
-}
-_QTY = re.compile(r"^([+-]?[0-9.]+)(?:[eE]([+-]?[0-9]+))?([a-zA-Z]*)$")
-
 
 def parse_quantity(q: str | int | float) -> Decimal:
-    """Kubernetes resource.Quantity → Decimal (``128Mi`` → 134217728, ``500m`` → 0.5)."""
-    if isinstance(q, int | float):
-        return Decimal(str(q))
-    m = _QTY.match(q.strip())
-    if not m or m.group(3) not in _SUFFIX:
-        raise SpecError(f"invalid quantity {q!r}")
-    value = Decimal(m.group(1))
-    if m.group(2):
-        value *= Decimal(10) ** int(m.group(2))
-    return value * Decimal(str(_SUFFIX[m.group(3)]))
+    """Kubernetes resource.Quantity → Decimal (``128Mi`` → 134217728, ``500m`` → 0.5), through the
+    one parser (``controlplane.api.quantity``); a malformed one is this pod's ``SpecError``."""
+    try:
+        return quantity.parse_quantity(q)
+    except quantity.QuantityError as e:
+        raise SpecError(f"invalid quantity {q!r}: {e}") from None
 
 
 # ---- env and process --------------------------------------------------------------------------

@@ -14,8 +14,9 @@ import pytest
 
 from controlplane.api import errors, registry
 from controlplane.api.defaults import apply_defaults
+from controlplane.api.quantity import parse_quantity
 from controlplane.api.registry import Resource
-from controlplane.api.validation import parse_quantity, validate, validate_or_raise
+from controlplane.api.validation import validate, validate_or_raise
 
 Mutator = Callable[[dict[str, Any]], None]
 
