@@ -1,7 +1,12 @@
-"""Validation of batch/v1 CronJob and core/v1 ReplicationController (extends ``validation``).
+"""Validation of the workload controllers' kinds (extends ``validation``): Deployment, ReplicaSet,
+DaemonSet, StatefulSet, CronJob and ReplicationController (Job's spec check stays in ``validation``,
+where Pods' are, since CronJob templates reuse it).
 
-Role: the per-kind checks ``validation._KINDS`` dispatches to for ``cronjobs`` and
-``replicationcontrollers``, in kube-apiserver's field paths and wording:
+Role: the per-kind checks ``validation._KINDS`` dispatches to, in kube-apiserver's field paths and
+wording:
+- Deployment, ReplicaSet, DaemonSet, StatefulSet (pkg/apis/apps/validation): replicas ≥ 0, a
+  selector matching the template's labels, the template checked as a Pod spec, and a Deployment's
+  strategy (maxSurge/maxUnavailable not both zero);
 - CronJob (pkg/apis/batch/validation/validation.go ``ValidateCronJobCreate``/``ValidateCronJobSpec``):
   name ≤ 52 characters (the controller appends ``-<11 digits>`` for its Jobs), ``schedule``
   required and parseable by ``cron.ParseStandard`` with no ``TZ=`` on create, ``timeZone`` an IANA
@@ -21,7 +26,7 @@ from typing import Any
 from controlplane.api import cron
 from controlplane.api.errors import Cause
 from controlplane.api.selectors import LabelSelector
-from controlplane.api.validation import _Errors, _job, _validate_template
+from controlplane.api.validation import _Errors, _int_or_percent, _job, _selector, _validate_template
 
 CRONJOB_NAME_MAX = 52  # DNS1035LabelMaxLength (63) − 11
 
@@ -92,7 +97,85 @@ def _replicationcontroller(e: _Errors, obj: Mapping[str, Any], old: Mapping[str,
     _validate_template(e, spec, "spec", sel, ("Always",))
 
 
+def _workload(
+    kind: str, restart: tuple[str, ...] = ("Always",)
+) -> Callable[[_Errors, Mapping[str, Any], Mapping[str, Any] | None], None]:
+    def check(e: _Errors, obj: Mapping[str, Any], old: Mapping[str, Any] | None) -> None:
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            e.required("spec")
+            return
+        e.nonnegative(spec, "replicas", "spec.replicas")
+        e.nonnegative(spec, "minReadySeconds", "spec.minReadySeconds")
+        e.nonnegative(spec, "revisionHistoryLimit", "spec.revisionHistoryLimit")
+        sel = _selector(e, spec, "spec", kind.lower())
+        _validate_template(e, spec, "spec", sel, restart)
+        if kind == "Deployment":
+            _deployment_strategy(e, spec)
+        elif kind == "DaemonSet":
+            us = e.map_at(spec, "updateStrategy", "spec.updateStrategy")
+            e.enum(us, "type", "spec.updateStrategy.type", ("OnDelete", "RollingUpdate"))
+        elif kind == "StatefulSet":
+            if not spec.get("serviceName"):
+                e.required("spec.serviceName")
+            e.enum(spec, "podManagementPolicy", "spec.podManagementPolicy", ("OrderedReady", "Parallel"))
+            us = e.map_at(spec, "updateStrategy", "spec.updateStrategy")
+            e.enum(us, "type", "spec.updateStrategy.type", ("OnDelete", "RollingUpdate"))
+            ru = e.map_at(us, "rollingUpdate", "spec.updateStrategy.rollingUpdate")
+            e.nonnegative(ru, "partition", "spec.updateStrategy.rollingUpdate.partition")
+        if old is not None and isinstance(old.get("spec"), dict):
+            ospec = old["spec"]
+            if ospec.get("selector") is not None and spec.get("selector") != ospec.get("selector"):
+                e.immutable("spec.selector", spec.get("selector"))
+            if kind == "StatefulSet":
+                mutable = (
+                    "replicas",
+                    "ordinals",
+                    "template",
+                    "updateStrategy",
+                    "persistentVolumeClaimRetentionPolicy",
+                    "minReadySeconds",
+                )
+                if {k: v for k, v in spec.items() if k not in mutable} != {
+                    k: v for k, v in ospec.items() if k not in mutable
+                }:
+                    e.forbidden(
+                        "spec",
+                        "updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', "
+                        "'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+                    )
+
+    return check
+
+
+def _deployment_strategy(e: _Errors, spec: Mapping[str, Any]) -> None:
+    strategy = e.map_at(spec, "strategy", "spec.strategy")
+    stype = strategy.get("type")
+    if stype is not None and stype not in ("Recreate", "RollingUpdate"):
+        e.not_supported("spec.strategy.type", stype, ("Recreate", "RollingUpdate"))
+    ru = strategy.get("rollingUpdate")
+    if stype == "Recreate" and ru is not None:
+        e.forbidden("spec.strategy.rollingUpdate", "may not be specified when strategy `type` is 'Recreate'")
+    elif isinstance(ru, dict):
+        surge = _int_or_percent(e, ru, "maxSurge", "spec.strategy.rollingUpdate.maxSurge")
+        unavailable = _int_or_percent(e, ru, "maxUnavailable", "spec.strategy.rollingUpdate.maxUnavailable")
+        if surge == 0 and unavailable == 0:
+            e.invalid(
+                "spec.strategy.rollingUpdate.maxUnavailable",
+                ru.get("maxUnavailable"),
+                "may not be 0 when `maxSurge` is 0",
+            )
+    pds = e.int_at(spec, "progressDeadlineSeconds", "spec.progressDeadlineSeconds")
+    mrs = spec.get("minReadySeconds") or 0
+    if pds is not None and isinstance(mrs, int) and pds <= mrs:
+        e.invalid("spec.progressDeadlineSeconds", pds, "must be greater than minReadySeconds")
+
+
 KINDS: dict[str, Callable[[_Errors, Mapping[str, Any], Mapping[str, Any] | None], None]] = {
+    "deployments": _workload("Deployment"),
+    "replicasets": _workload("ReplicaSet"),
+    "daemonsets": _workload("DaemonSet"),
+    "statefulsets": _workload("StatefulSet"),
     "cronjobs": _cronjob,
     "replicationcontrollers": _replicationcontroller,
 }
