@@ -160,15 +160,24 @@ def run_suite(kubeconfig: str, *pytest_args: str, timeout: float = 900) -> Repor
             junit = Path(tmp) / "junit.xml"
             env = _clean_env()
             env.update(KUBECONFIG=kubeconfig, HOME=tmp, PYTHONDONTWRITEBYTECODE="1")
+            log = Path(tmp) / "pytest.log"
             start = time.monotonic()
-            res = subprocess.run(
-                [str(CACHE / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--timeout=180",
-                 f"--junitxml={junit}", "--rootdir", tmp, *SUITES, *pytest_args],
-                cwd=site, env=env, capture_output=True, text=True, timeout=timeout, check=False,
-            )  # fmt: skip
-            report = Report(seconds=time.monotonic() - start, output=res.stdout + res.stderr)
+            with open(log, "w") as out:
+                proc = subprocess.Popen(
+                    [str(CACHE / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--timeout=180",
+                     f"--junitxml={junit}", "--rootdir", tmp, *SUITES, *pytest_args],
+                    cwd=site, env=env, stdout=out, stderr=subprocess.STDOUT,
+                )  # fmt: skip
+                try:
+                    proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            report = Report(seconds=time.monotonic() - start, output=log.read_text())
             if junit.exists():
                 report.outcomes = _parse_junit(junit)
+            else:
+                report.outcomes = [Outcome("(the whole suite)", "error", report.seconds, "no JUnit report (timeout?)")]
             return report
 
 
