@@ -4,7 +4,9 @@
 #     the `core` group always, `vagrant` with KUBELAB_VAGRANT=1, `cleanroom` with KUBELAB_CLEANROOM=1;
 #     only the missing ones, and `apt-get update` only when something is missing;
 #  2. .venv with the project and its test extras (re-installed only when pyproject.toml changed);
-#  3. kubectl >= 1.27 when none is on PATH (lab/kubectl.sh: the upstream release, pinned).
+#  3. kubectl >= 1.27 when none is on PATH (lab/kubectl.sh: the upstream release, pinned);
+#  4. the `download` packages' .debs, fetched (never installed) into .cache/debs/: image build inputs
+#     (lab/images.py extracts Debian's nginx from them; installing it would start a web server here).
 # A second run finds everything in place and returns in about a second.
 # Runs on a minimal Debian as root with no sudo and no python3 yet: plain bash reads the manifest.
 set -euo pipefail
@@ -17,6 +19,7 @@ groups=" core "
 
 # The packages of the wanted groups, each once, in manifest order.
 APT_PACKAGES=()
+DOWNLOAD_PACKAGES=()
 declare -A seen=()
 while read -r program package group flags _; do
   case "$program" in '' | '#'*) continue ;; esac
@@ -28,6 +31,10 @@ while read -r program package group flags _; do
   [[ ,$flags, == *,onpath,* ]] && continue
   [ -n "${seen[$package]:-}" ] && continue
   seen[$package]=1
+  if [[ ,$flags, == *,download,* ]]; then
+    DOWNLOAD_PACKAGES+=("$package")
+    continue
+  fi
   APT_PACKAGES+=("$package")
 done < <(sed 's/#.*//' "$MANIFEST")
 
@@ -66,3 +73,20 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
 fi
 
 ./lab/kubectl.sh
+
+# Build inputs: the .deb of each `download` package, once (a newer one replaces it after apt-get update).
+if [ ${#DOWNLOAD_PACKAGES[@]} -gt 0 ]; then
+  mkdir -p .cache/debs
+  fetch=()
+  for p in "${DOWNLOAD_PACKAGES[@]}"; do
+    have=(.cache/debs/"${p}"_*.deb)
+    [ -e "${have[0]}" ] || fetch+=("$p")
+  done
+  if [ ${#fetch[@]} -gt 0 ]; then
+    echo "kubelab deps: downloading ${fetch[*]} (image build inputs) into .cache/debs"
+    if ! (cd .cache/debs && apt-get download -qq "${fetch[@]}" 2>/dev/null); then
+      [ "$(id -u)" = 0 ] && apt-get update -qq
+      (cd .cache/debs && apt-get download -qq "${fetch[@]}")
+    fi
+  fi
+fi

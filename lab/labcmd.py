@@ -12,7 +12,9 @@ take all of it away again. The steps of ``up`` (each printed as it runs):
     ``system:kube-proxy``, its network agent as ``system:kubelab-netagent``, the DNS server as
     ``system:kubelab-dns``; the scheduler and controller-manager get theirs from the control plane's
     PKI). No component uses the admin credentials;
- 5. images: pause, hello, busybox built offline and pushed to a real registry at 192.168.56.1:5000;
+ 5. images: pause, hello, busybox, nginx, python built offline and pushed to a real registry at
+    192.168.56.1:5000, under upstream names too (each node's registry hosts dir mirrors docker.io,
+    registry.k8s.io and k8s.gcr.io to it: lab/images.py);
  6. control plane (and etcd with ``--store etcd``) in kl-cp, supervised; wait for /readyz;
  7. Node objects with their podCIDRs (worker N owns 10.244.N.0/24), then each worker's noded,
     proxy and network agent, supervised; wait until every node is Ready and every component
@@ -238,6 +240,8 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
                     str(state.STATE_DIR / "pki" / "ca.crt"),
                     "--insecure-registry",
                     REGISTRY_ADDR,
+                    "--registry-config-path",
+                    str(nd / "certs.d"),
                 ),
                 "log": str(logs / node.name / "noded.log"),
             }
@@ -359,7 +363,9 @@ def _up(args: argparse.Namespace) -> None:
     install_cni_bin(state.STATE_DIR / "cni-bin")
     done()
 
-    done = step(f"images: pause, hello, busybox (built offline), pushed to the registry at {REGISTRY_ADDR}")
+    done = step(
+        f"images: pause, hello, busybox, nginx, python (built offline), pushed to the registry at {REGISTRY_ADDR}"
+    )
     write_registry_config(state.STATE_DIR / "registry")
     comps = build_components(lab, args.store, args.cni, args.proxy_backend)
     if args.dashboard:  # the dashboard (lab/dashboard): its credentials from the CA, its process on the host side
@@ -377,7 +383,10 @@ def _up(args: argparse.Namespace) -> None:
     wait_until(lambda: not port_free(topology.HOST_IP, 5000), 20, "the registry to listen")
     from lab import images
 
-    refs = images.push_images(REGISTRY_ADDR, out_dir=state.STATE_DIR / "images")
+    # Built into the checkout's .cache (kept by `down`): only the first `up` pays the build (~9 s).
+    refs = images.push_images(REGISTRY_ADDR, out_dir=images.CACHE_DIR)
+    for node in lab.workers:  # docker.io, registry.k8s.io, k8s.gcr.io: the lab registry first
+        images.write_hosts_dirs(state.STATE_DIR / "nodes" / node.name / "certs.d", REGISTRY_ADDR)
     done(", ".join(sorted(refs.values())))
 
     done = step(f"control plane in {lab.control_plane.name} (store: {args.store})")

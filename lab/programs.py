@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST = Path(__file__).with_name("programs.txt")
 GROUPS = ("core", "vagrant", "cleanroom")
-FLAGS = ("optional", "onpath", "essential", "guest")
+FLAGS = ("optional", "onpath", "essential", "guest", "download")
 
 # What the walk covers (relative to the repository root). vagrant/provision/node.sh runs inside the
 # guest VMs, whose packages build-box.sh's debootstrap --include and node.sh's own apt list install.
@@ -98,6 +98,8 @@ def packages(entries: Iterable[Entry], groups: Iterable[str]) -> list[str]:
         if e.group not in wanted or e.flags & {"essential", "guest"} or e.package in out:
             continue
         if "onpath" in e.flags:  # lab/kubectl.sh's business (a version check, then a pinned release)
+            continue
+        if "download" in e.flags:  # fetched as a .deb into .cache/debs, never installed
             continue
         out.append(e.package)
     return out

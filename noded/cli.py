@@ -53,6 +53,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--client-ca-file")
     p.add_argument("--kubelet-port", type=int, default=10250)
     p.add_argument("--insecure-registry", action="append", default=[])
+    p.add_argument(
+        "--registry-config-path",
+        default="",
+        help="registry hosts directory in containerd's model (<dir>/<registry>/hosts.toml: mirrors tried "
+        "in order, then the upstream server); empty: every registry is asked directly",
+    )
     p.add_argument("--pause-image", default="", help="pause image (default: the built-in pause)")
     p.add_argument("--backoff-base", type=float, default=10.0, help="crash-loop back-off base (s)")
     p.add_argument("--workers", type=int, default=8)
@@ -151,7 +157,11 @@ def main(args: argparse.Namespace) -> int:
         log.error("cannot use kubeconfig %s: %s", args.kubeconfig, exc)
         return 2
     runtime = RuncRuntime(root)
-    images = ImageStore(root / "images", insecure_registries=args.insecure_registry)
+    images = ImageStore(
+        root / "images",
+        insecure_registries=args.insecure_registry,
+        registry_config_path=args.registry_config_path or None,
+    )
     noded = Noded(cfg, client, runtime, images)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -26,6 +26,13 @@ a command line, never logged). Registries named with ``--insecure-registry`` get
 ``--src-tls-verify=false``. Every blob's sha256 is checked against its name before it enters
 ``blobs/``, and each layer's diff_id against the config's.
 
+Mirrors (``mirrors.py``, containerd's ``hosts.toml`` model, ``--registry-config-path``): the
+endpoints of the image's registry are tried in the planned order (mirrors, then the upstream
+server), the whole two-step pull on one endpoint before moving to the next, so a manifest and its
+blobs always come from the same place. The pod's credentials go only to the image's own registry
+(kubelet's credentials name a registry; containerd's CRI hands them to that host alone); mirrors
+are asked anonymously. Without a config directory the only endpoint is the registry itself.
+
 Image identity, as Kubernetes reports it: ``Image.image_id`` is the config digest (what
 ``crictl images`` calls the image ID); ``Image.status_image_id`` is ``REPO@<repo digest>`` (the
 index digest for a multi-platform image), which goes into a container status's ``imageID``.
@@ -55,6 +62,7 @@ from typing import Any, TypeVar
 
 from noded.host.exec import CommandError, CommandRunner, SubprocessRunner
 from noded.images.credentials import AuthConfig, CredentialError, PullSecrets, authfile
+from noded.images.mirrors import Endpoint, MirrorConfigError, plan_endpoints
 from noded.images.platform import NoMatchingPlatform, Platform, choose_manifest
 from noded.images.unpack import unpack_layer
 
@@ -113,6 +121,10 @@ class ImageRef:
         """What skopeo is given: a pinned digest alone (skopeo refuses tag and digest together,
         and the digest is what counts, as in containerd), else the tag."""
         return f"{self.repository}@{self.digest}" if self.digest else f"{self.repository}:{self.tag}"
+
+    def at(self, host: str) -> str:
+        """The same repository path on another registry host (a mirror), tag or digest kept."""
+        return f"{host}/{self.path}@{self.digest}" if self.digest else f"{host}/{self.path}:{self.tag}"
 
 
 def parse_image_ref(ref: str) -> ImageRef:
@@ -211,8 +223,10 @@ class ImageStore:
         pull_timeout: float = 300.0,
         resolve_ttl: float = 5.0,
         platform: Platform | None = None,
+        registry_config_path: str | Path | None = None,
     ) -> None:
         self.root = Path(root)
+        self.registry_config_path = Path(registry_config_path) if registry_config_path else None
         self.runner = runner or SubprocessRunner()
         self.insecure = set(insecure_registries)
         self.pull_timeout = pull_timeout
@@ -296,11 +310,11 @@ class ImageStore:
                 if seen and seen[0] == have.repo_digest and time.monotonic() - seen[1] < self.resolve_ttl:
                     return have
                 with contextlib.suppress(ImagePullError):
-                    digest = self._each_auth(parsed, auths, lambda af: self._resolve_digest(parsed, af))
+                    digest = self._each_endpoint(parsed, auths, lambda ep, af: self._resolve_digest(parsed, af, ep))
                     self._resolved[key] = (digest, time.monotonic())
                     if digest == have.repo_digest:
                         return have
-            return self._each_auth(parsed, auths, lambda af: self._pull(parsed, af))
+            return self._each_endpoint(parsed, auths, lambda ep, af: self._pull(parsed, af, ep))
 
     def _auth_attempts(self, parsed: ImageRef, secrets: PullSecrets | None) -> list[AuthConfig | None]:
         """The credentials to try in turn (kubelet: every match from the pod's secrets; with
@@ -313,20 +327,44 @@ class ImageStore:
             raise ImagePullError(f'cannot use imagePullSecrets for "{parsed}": {exc}') from None
         return list(found) or [None]
 
-    def _each_auth(self, parsed: ImageRef, auths: Sequence[AuthConfig | None], op: Callable[[Path | None], _T]) -> _T:
+    def endpoints(self, parsed: ImageRef) -> list[Endpoint]:
+        """Where to ask for ``parsed``, in order (``mirrors.plan_endpoints``)."""
+        try:
+            return plan_endpoints(
+                parsed.domain, self.registry_config_path, pinned=bool(parsed.digest), insecure=self.insecure
+            )
+        except MirrorConfigError as exc:
+            raise ImagePullError(f'failed to pull image "{parsed}": registry config: {exc}') from None
+
+    def _each_endpoint(
+        self,
+        parsed: ImageRef,
+        auths: Sequence[AuthConfig | None],
+        op: Callable[[Endpoint, Path | None], _T],
+    ) -> _T:
+        """``op`` on each planned endpoint with each credential meant for it, first success wins.
+
+        The error raised is the last endpoint's (the upstream server when it is configured, as in
+        containerd, whose message names the last host tried)."""
         last: ImagePullError | None = None
-        for cred in auths:
-            with self._authfile(parsed, cred) as path:
-                try:
-                    return op(path)
-                except ImagePullError as exc:
-                    last = exc
+        plan = self.endpoints(parsed)
+        if not plan:
+            raise ImagePullError(f'failed to pull image "{parsed}": no registry host is allowed to serve it')
+        for ep in plan:
+            for cred in auths if not ep.mirror else [None]:
+                with self._authfile(ep, cred) as path:
+                    try:
+                        return op(ep, path)
+                    except ImagePullError as exc:
+                        if ep.mirror:
+                            log.info("mirror %s could not serve %s: %s", ep.url(), parsed, exc)
+                        last = exc
         assert last is not None
         raise last
 
     @contextlib.contextmanager
-    def _authfile(self, parsed: ImageRef, cred: AuthConfig | None) -> Iterator[Path | None]:
-        """A 0600 containers-auth.json holding only ``cred`` for this registry, removed after use."""
+    def _authfile(self, ep: Endpoint, cred: AuthConfig | None) -> Iterator[Path | None]:
+        """A 0600 containers-auth.json holding only ``cred`` for this endpoint, removed after use."""
         if cred is None:
             yield None
             return
@@ -334,29 +372,38 @@ class ImageStore:
         path = Path(name)
         try:
             with os.fdopen(fd, "w") as f:  # mkstemp creates it 0600
-                json.dump(authfile(parsed.domain, cred), f)
+                json.dump(authfile(ep.host, cred), f)
             yield path
         finally:
             path.unlink(missing_ok=True)
 
-    def _tls_flag(self, parsed: ImageRef, flag: str) -> list[str]:
-        return [f"{flag}=false"] if parsed.domain in self.insecure else []
+    @contextlib.contextmanager
+    def _tls_flags(self, ep: Endpoint, prefix: str) -> Iterator[list[str]]:
+        """skopeo's TLS flags for ``ep`` (``prefix`` "" for inspect, "src-" for copy): no
+        verification (which also allows plain HTTP), or a cert dir holding the hosts.toml ``ca``."""
+        if not ep.tls_verify:
+            yield [f"--{prefix}tls-verify=false"]
+            return
+        if not ep.ca:
+            yield []
+            return
+        with tempfile.TemporaryDirectory(dir=self.root / "tmp", prefix="certs-") as d:
+            for i, ca in enumerate(ep.ca):
+                shutil.copyfile(ca, Path(d) / f"ca-{i}.crt")  # skopeo reads *.crt as CAs
+            yield [f"--{prefix}cert-dir", d]
 
-    def _inspect_raw(self, parsed: ImageRef, auth: Path | None) -> bytes:
+    def _inspect_raw(self, parsed: ImageRef, auth: Path | None, ep: Endpoint | None = None) -> bytes:
         """The manifest (or index) the reference names, exactly as the registry serves it."""
+        ep = ep or self.endpoints(parsed)[0]
         auth_flag = ["--authfile", str(auth)] if auth else []
         try:
-            res = self.runner.run(
-                [
-                    "skopeo",
-                    "inspect",
-                    "--raw",
-                    *auth_flag,
-                    *self._tls_flag(parsed, "--tls-verify"),
-                    f"docker://{parsed.source()}",
-                ],
-                timeout=self.pull_timeout,
-            )
+            with self._tls_flags(ep, "") as tls:
+                res = self.runner.run(
+                    ["skopeo", "inspect", "--raw", *auth_flag, *tls, f"docker://{parsed.at(ep.host)}"],
+                    timeout=self.pull_timeout,
+                )
+        except OSError as exc:
+            raise ImagePullError(f'failed to pull image "{parsed}": {ep.url()}: {exc}') from exc
         except CommandError as exc:
             raise ImagePullError(_pull_reason(str(parsed), exc.stderr)) from exc
         raw = res.stdout
@@ -367,13 +414,14 @@ class ImageStore:
             )
         return raw
 
-    def _resolve_digest(self, parsed: ImageRef, auth: Path | None = None) -> str:
-        return _sha256_bytes(self._inspect_raw(parsed, auth))
+    def _resolve_digest(self, parsed: ImageRef, auth: Path | None = None, ep: Endpoint | None = None) -> str:
+        return _sha256_bytes(self._inspect_raw(parsed, auth, ep))
 
-    def _pull(self, parsed: ImageRef, auth: Path | None = None) -> Image:
+    def _pull(self, parsed: ImageRef, auth: Path | None = None, ep: Endpoint | None = None) -> Image:
         norm = str(parsed)
-        log.info("pulling image %s", norm)
-        raw = self._inspect_raw(parsed, auth)
+        ep = ep or self.endpoints(parsed)[0]
+        log.info("pulling image %s from %s", norm, ep.url())
+        raw = self._inspect_raw(parsed, auth, ep)
         repo_digest = _sha256_bytes(raw)
         try:
             top = json.loads(raw)
@@ -389,18 +437,21 @@ class ImageStore:
         with tempfile.TemporaryDirectory(dir=self.root / "tmp") as tmp:
             dest = Path(tmp) / "img"
             try:
-                self.runner.run(
-                    [
-                        "skopeo",
-                        "copy",
-                        "--quiet",
-                        *auth_flag,
-                        *self._tls_flag(parsed, "--src-tls-verify"),
-                        f"docker://{parsed.repository}@{target}",
-                        f"dir:{dest}",
-                    ],
-                    timeout=self.pull_timeout,
-                )
+                with self._tls_flags(ep, "src-") as tls:
+                    self.runner.run(
+                        [
+                            "skopeo",
+                            "copy",
+                            "--quiet",
+                            *auth_flag,
+                            *tls,
+                            f"docker://{ep.host}/{parsed.path}@{target}",
+                            f"dir:{dest}",
+                        ],
+                        timeout=self.pull_timeout,
+                    )
+            except OSError as exc:
+                raise ImagePullError(f'failed to pull image "{norm}": {ep.url()}: {exc}') from exc
             except CommandError as exc:
                 raise ImagePullError(_pull_reason(norm, exc.stderr)) from exc
             got = _sha256_file(dest / "manifest.json")
