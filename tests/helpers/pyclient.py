@@ -25,8 +25,8 @@ Invariants: the only thing pointing the suite at a cluster is ``KUBECONFIG`` (th
 ``KUBE_CONFIG_DEFAULT_LOCATION`` reads it); ``HOME`` is a fresh temporary directory so no
 ``~/.kube/config`` of the machine leaks in. Results come back from pytest's JUnit XML.
 
-Concurrency: one run at a time per cache directory (an exclusive flock on ``.lock`` in it while
-installing and running).
+Concurrency: installs into the cache are serialised by an flock beside it; runs may overlap (they
+only read the venv; the suite's files are rewritten identically).
 
 Usage by hand: ``python -m tests.helpers.pyclient [KUBECONFIG] [pytest args…]``.
 """
@@ -128,12 +128,22 @@ def ensure_client(venv: Path = CACHE) -> Path:
         stamp.write_text(pins)
     site = _site_packages(venv)
     verify_pinned_files()
-    for suite in SUITES:
-        target = site / suite
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(HERE / suite, target)
+    if not _installed_suite_is_pinned(site):  # rewritten only when different: a running suite reads them
+        for suite in SUITES:
+            target = site / suite
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(HERE / suite, target)
     return site
+
+
+def _installed_suite_is_pinned(site: Path) -> bool:
+    for line in (HERE / "SHA256SUMS").read_text().splitlines():
+        digest, name = line.split(maxsplit=1)
+        path = site / name
+        if not path.exists() or hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            return False
+    return True
 
 
 def _parse_junit(path: Path) -> list[Outcome]:
@@ -156,29 +166,29 @@ def run_suite(kubeconfig: str, *pytest_args: str, timeout: float = 900) -> Repor
     with open(CACHE.parent / f".{CACHE.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         site = ensure_client(CACHE)
-        with tempfile.TemporaryDirectory(prefix="kubelab-pyclient-") as tmp:
-            junit = Path(tmp) / "junit.xml"
-            env = _clean_env()
-            env.update(KUBECONFIG=kubeconfig, HOME=tmp, PYTHONDONTWRITEBYTECODE="1")
-            log = Path(tmp) / "pytest.log"
-            start = time.monotonic()
-            with open(log, "w") as out:
-                proc = subprocess.Popen(
-                    [str(CACHE / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--timeout=180",
-                     f"--junitxml={junit}", "--rootdir", tmp, *SUITES, *pytest_args],
-                    cwd=site, env=env, stdout=out, stderr=subprocess.STDOUT,
-                )  # fmt: skip
-                try:
-                    proc.wait(timeout=timeout)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            report = Report(seconds=time.monotonic() - start, output=log.read_text())
-            if junit.exists():
-                report.outcomes = _parse_junit(junit)
-            else:
-                report.outcomes = [Outcome("(the whole suite)", "error", report.seconds, "no JUnit report (timeout?)")]
-            return report
+    with tempfile.TemporaryDirectory(prefix="kubelab-pyclient-") as tmp:
+        junit = Path(tmp) / "junit.xml"
+        env = _clean_env()
+        env.update(KUBECONFIG=kubeconfig, HOME=tmp, PYTHONDONTWRITEBYTECODE="1")
+        log = Path(tmp) / "pytest.log"
+        start = time.monotonic()
+        with open(log, "w") as out:
+            proc = subprocess.Popen(
+                [str(CACHE / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-rA", "--timeout=180",
+                 f"--junitxml={junit}", "--rootdir", tmp, *SUITES, *pytest_args],
+                cwd=site, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        report = Report(seconds=time.monotonic() - start, output=log.read_text())
+        if junit.exists():
+            report.outcomes = _parse_junit(junit)
+        else:
+            report.outcomes = [Outcome("(the whole suite)", "error", report.seconds, "no JUnit report (timeout?)")]
+        return report
 
 
 def main(argv: list[str]) -> int:
