@@ -85,10 +85,12 @@ class ApiError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
+        # metav1.Status's field order (details before code): clients that compare the error body
+        # as text, like the Python client's FailToCreateError messages, see Kubernetes' bytes.
         if details:
             status["details"] = details
+        status["code"] = self.code
         return status
 
 

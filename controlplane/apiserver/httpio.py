@@ -152,7 +152,9 @@ async def send_error(send: Send, err: errors.ApiError) -> None:
     headers = None
     if err.retry_after is not None:
         headers = [(b"retry-after", str(err.retry_after).encode())]
-    await send_response(send, err.code, orjson.dumps(err.to_status()), JSON, headers)
+    # Kubernetes' JSON serializer ends every body with a newline (Go's json.Encoder); the Python
+    # client's FailToCreateError quotes the body verbatim, and its e2e suite compares that text.
+    await send_response(send, err.code, orjson.dumps(err.to_status()) + b"\n", JSON, headers)
 
 
 async def start_stream(send: Send, content_type: str = JSON, status: int = 200) -> None:

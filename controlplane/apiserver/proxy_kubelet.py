@@ -47,7 +47,7 @@ import websockets
 from websockets.typing import Subprotocol
 
 from controlplane.api import errors
-from controlplane.apiserver import portforward, spdy_exec
+from controlplane.apiserver import portforward, portforward_ws, spdy_exec
 from controlplane.apiserver.httpio import Receive, Request, Send
 from controlplane.apiserver.options import ServerOptions
 
@@ -276,10 +276,21 @@ class KubeletProxy:
         """kubectl's SPDY session runs here (``portforward``); each connection is its own kubelet
         ``/portForward`` WebSocket."""
         offered = [str(p) for p in req.scope.get("subprotocols") or []]
-        if portforward.SUBPROTOCOL not in offered:
-            raise errors.BadRequest(f"port-forward needs the WebSocket subprotocol {portforward.SUBPROTOCOL}")
-        host, port = await self._target(pod)
         md = pod["metadata"]
+        if portforward.SUBPROTOCOL not in offered:
+            # Kubernetes' WebSocket channel protocol (the Python client): portforward_ws.
+            chosen = portforward_ws.choose_subprotocol(offered)
+            if chosen is None:
+                wanted = f"{portforward.SUBPROTOCOL} or {portforward_ws.V4_BINARY}"
+                raise errors.BadRequest(f"port-forward needs the WebSocket subprotocol {wanted}")
+            ports = portforward_ws.ports_from_query(req.query)
+            host, port = await self._target(pod)
+            base = f"wss://{_host(host)}:{port}/portForward/{quote(md['namespace'])}/{quote(md['name'])}"
+            await send({"type": "websocket.accept", "subprotocol": chosen or None})
+            dial = portforward.kubelet_dialer(base, self.ssl, md["name"])
+            await portforward_ws.serve(receive, send, ports, dial, md["name"])
+            return
+        host, port = await self._target(pod)
         base = f"wss://{_host(host)}:{port}/portForward/{quote(md['namespace'])}/{quote(md['name'])}"
         await send({"type": "websocket.accept", "subprotocol": portforward.SUBPROTOCOL})
         await portforward.serve(receive, send, portforward.kubelet_dialer(base, self.ssl, md["name"]), md["name"])

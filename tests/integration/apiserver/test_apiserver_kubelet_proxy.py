@@ -201,3 +201,30 @@ def test_python_client_exec_and_logs(server: RunningApiServer, kubelet: int) -> 
         )
         assert out == "echo from python\n"
         assert v1.read_namespaced_pod_log("solo", "default", tail_lines=2) == "log of default/solo/main tail=2\n"
+
+
+def test_python_client_port_forward(server: RunningApiServer, kubelet: int) -> None:
+    """The Python client's port-forward: Kubernetes' WebSocket channel protocol (v4.channel.k8s.io)."""
+    from kubernetes import client, config
+    from kubernetes.stream import portforward
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(server.kubeconfig), client_configuration=cfg)
+    with client.ApiClient(cfg) as api:
+        v1 = client.CoreV1Api(api)
+        pf = portforward(v1.connect_get_namespaced_pod_portforward, "solo", "default", ports="8080,9090")
+        assert pf.connected
+        for port in (8080, 9090):
+            sock = pf.socket(port)
+            sock.setblocking(True)
+            sock.settimeout(10)
+            sock.sendall(b"through port %d" % port)
+            got = b""
+            while got != b"THROUGH PORT %d" % port:
+                data = sock.recv(1024)
+                assert data, "the forwarded connection closed early"
+                got += data
+            assert pf.error(port) is None
+        for port in (8080, 9090):
+            pf.socket(port).close()
+        wait_for(lambda: not pf.connected, timeout=10, message="the client to close the session")

@@ -117,9 +117,15 @@ def test_created_object_deserializes(client: httpx.Client, res: registry.Resourc
         return
     try:
         assert created.status_code == 201, created.text
+        api.deserialize(created.text, model_name(res), "application/json")  # the create's answer
         got = client.get(res.item_path(name, ns))
         assert got.status_code == 200
         obj = api.deserialize(got.text, model_name(res), "application/json")
         assert obj.metadata.name == name
+        # and as a list (``V1PodList``; core Events are ``CoreV1EventList``), as list_* calls decode it
+        listed = client.get(res.collection_path(ns))
+        assert listed.status_code == 200, listed.text
+        items = api.deserialize(listed.text, model_name(res) + "List", "application/json").items
+        assert name in [i.metadata.name for i in items]
     finally:
         client.delete(res.item_path(name, ns))
