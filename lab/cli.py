@@ -31,6 +31,7 @@ COMMANDS: list[str] = [
     "controlplane.metricsserver.cli",
     "lab.topology",
     "lab.dashboard.cli",
+    "lab.backup",
 ]
 
 
