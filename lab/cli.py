@@ -32,6 +32,7 @@ COMMANDS: list[str] = [
     "lab.topology",
     "lab.dashboard.cli",
     "lab.backup",
+    "lab.etcdcmd",
 ]
 
 
