@@ -77,7 +77,7 @@ from controlplane.apiserver.resources import Obj, PendingCreate, ResourceOps, co
 from controlplane.apiserver.serviceaccounts import ServiceAccounts
 from controlplane.apiserver.watch import Feeds, LineCache, WatchRequest, serve_watch
 from controlplane.apiserver.watchcache import WatchCache
-from controlplane.storage.interface import ConflictError, KeyExistsError, NowaitCreates, Store
+from controlplane.storage.interface import ConflictError, KeyExistsError, NowaitCreates, Store, StoreUnavailableError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -239,6 +239,19 @@ class ApiServer:
         self._event_task: asyncio.Future[None] | None = None
         self.stopping: asyncio.Event | None = None
         self.ready = False
+        self._health: str | None = None
+        self._health_at = -1e9
+
+    async def store_unhealthy(self) -> str | None:
+        """Why the store cannot serve (the readyz ``etcd`` check), None if it can; one probe a second."""
+        probe = getattr(self.store, "health", None)
+        if probe is None:
+            return None
+        now = time.monotonic()
+        if now - self._health_at >= 1.0:
+            self._health_at = now
+            self._health = await asyncio.get_running_loop().run_in_executor(None, probe)
+        return self._health
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -453,6 +466,10 @@ class ApiServer:
                 else:
                     log.debug("%s %s → %d %s", req.method, req.path, e.code, e.message)
                 await send_error(out, e)
+        except StoreUnavailableError as e:  # etcd without quorum: a clear 503, no traceback
+            log.warning("%s %s → 503 %s", req.method, req.path, e)
+            if not out.started:
+                await send_error(out, errors.ServiceUnavailable(str(e)))
         except Exception:
             log.exception("internal error serving %s %s", req.method, req.path)
             if not out.started:
@@ -502,6 +519,9 @@ class ApiServer:
             self.authorize_path(req)
             if path.startswith("/readyz") and not self.ready:
                 await send_response(send, 503, b"not ready", "text/plain; charset=utf-8")
+            elif path.startswith("/readyz") and (why := await self.store_unhealthy()):
+                body = f"[-]etcd failed: {why}\nreadyz check failed\n".encode()  # kube-apiserver's shape
+                await send_response(send, 503, body, "text/plain; charset=utf-8")
             else:
                 await send_response(send, 200, b"ok", "text/plain; charset=utf-8")
             return "get", ""
