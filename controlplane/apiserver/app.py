@@ -58,6 +58,7 @@ from controlplane.apiserver.aggregator import Aggregator
 from controlplane.apiserver.allocators import ServiceAllocators
 from controlplane.apiserver.auth import ANONYMOUS, Authenticator, RequestAttributes, TokenFile
 from controlplane.apiserver.authz.wiring import Authorization
+from controlplane.apiserver.endpointreconciler import LeaseEndpointReconciler, endpoints_objects
 from controlplane.apiserver.fieldmanager import field_manager
 from controlplane.apiserver.httpio import (
     JSON,
@@ -240,6 +241,8 @@ class ApiServer:
         self.stopping: asyncio.Event | None = None
         self.ready = False
         self._health: str | None = None
+        self.endpoint_reconciler: Any = None  # LeaseEndpointReconciler with --endpoint-reconciler-type=lease
+        self._reconcile_task: asyncio.Future[None] | None = None
         self._health_at = -1e9
 
     async def store_unhealthy(self) -> str | None:
@@ -275,6 +278,8 @@ class ApiServer:
         self.aggregator = Aggregator(self).start()
         if self.options.bootstrap:
             await self.run(self.bootstrap)
+            if self.endpoint_reconciler is not None:
+                self._reconcile_task = asyncio.ensure_future(self.endpoint_reconciler.run(self.run))
             await self.run(self.authorization.bootstrap, self.ops)
         await self._start_namespace_cache()
         await self.authorization.start(self.store, self.run, self.feeds)
@@ -363,6 +368,9 @@ class ApiServer:
         self.begin_shutdown()
         if self._event_task is not None:
             self._event_task.cancel()
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+            await self.run(self.endpoint_reconciler.remove)  # peers drop us now, not after the TTL
         if self._ns_task is not None:
             self._ns_task.cancel()
         self.authorization.stop()
@@ -407,32 +415,17 @@ class ApiServer:
             pass
         except errors.ApiError as e:
             log.warning("could not create the kubernetes Service: %s", e.message)
-        ep = {
-            "metadata": {
-                "name": "kubernetes",
-                "namespace": "default",
-                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
-            },
-            "subsets": [
-                {
-                    "addresses": [{"ip": self.options.advertise_address}],
-                    "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-                }
-            ],
-        }
+        # default/kubernetes Endpoints + EndpointSlice: every live API server (endpointreconciler.py)
+        if self.options.endpoint_reconciler_type == "lease":
+            self.endpoint_reconciler = LeaseEndpointReconciler(
+                self.store, self._write_kubernetes_endpoints, self.options.advertise_address, port,
+                ttl=self.options.endpoint_reconciler_ttl,
+            )  # fmt: skip
+            self.endpoint_reconciler.reconcile()
+
+    def _write_kubernetes_endpoints(self, ips: list[str]) -> None:
+        ep, eps = endpoints_objects(ips, self.options.secure_port)
         self._ensure(registry.ENDPOINTS, ep, ("subsets",))
-        # kube-proxy style consumers read EndpointSlices; the API server owns this one too (the
-        # endpointslice controller leaves selector-less Services alone).
-        eps = {
-            "metadata": {
-                "name": "kubernetes",
-                "namespace": "default",
-                "labels": {"kubernetes.io/service-name": "kubernetes"},
-            },
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [self.options.advertise_address], "conditions": {"ready": True}}],
-            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-        }
         self._ensure(registry.ENDPOINTSLICES, eps, ("endpoints", "ports"))
 
     def _ensure(self, res: Resource, obj: Obj, fields: tuple[str, ...]) -> None:
