@@ -81,15 +81,18 @@ def _apiserver_ready() -> bool:
 
 def etcd_status() -> dict[str, Any] | None:
     """The member's ``endpoint status`` (header revision, leader, raft term), None if unreachable."""
-    res = subprocess.run(
-        in_cp_netns(
-            "etcdctl", "--endpoints", ETCD_ENDPOINT, "--command-timeout=3s", "endpoint", "status", "-w", "json"
-        ),
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=False,
-    )
+    try:
+        res = subprocess.run(
+            in_cp_netns(
+                "etcdctl", "--endpoints", ETCD_ENDPOINT, "--command-timeout=3s", "endpoint", "status", "-w", "json"
+            ),
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return None
     if res.returncode != 0:
         return None
     try:

@@ -49,13 +49,16 @@ def etcdctl_argv(plan: dict[str, Any], args: list[str]) -> list[str]:
 
 
 def _run_json(plan: dict[str, Any], args: list[str]) -> Any:
-    res = subprocess.run(
-        etcdctl_argv(plan, ["--command-timeout=2s", *args, "-w", "json"]),
-        capture_output=True,
-        text=True,
-        timeout=15,
-        check=False,
-    )
+    try:
+        res = subprocess.run(
+            etcdctl_argv(plan, ["--command-timeout=2s", *args, "-w", "json"]),
+            capture_output=True,
+            text=True,
+            timeout=15,
+            check=False,
+        )
+    except (subprocess.TimeoutExpired, FileNotFoundError):
+        return None
     try:
         return json.loads(res.stdout) if res.stdout.strip() else None
     except ValueError:
