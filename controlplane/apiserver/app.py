@@ -71,6 +71,7 @@ from controlplane.apiserver.httpio import (
     send_json,
     send_response,
 )
+from controlplane.apiserver.listers import AdmissionLister
 from controlplane.apiserver.metrics import Metrics
 from controlplane.apiserver.options import ServerOptions
 from controlplane.apiserver.proxy_kubelet import KubeletProxy
@@ -282,6 +283,11 @@ class ApiServer:
                 self._reconcile_task = asyncio.ensure_future(self.endpoint_reconciler.run(self.run))
             await self.run(self.authorization.bootstrap, self.ops)
         await self._start_namespace_cache()
+        # quotas, LimitRanges, PriorityClasses for admission from memory (on etcd: 3 round trips a pod)
+        lister = AdmissionLister()
+        loop = asyncio.get_running_loop()
+        await lister.start(lambda p: self.run(self.store.list, p), lambda p, rev: self.feeds.subscribe(p, rev, loop))
+        self.admission.lister = lister
         await self.authorization.start(self.store, self.run, self.feeds)
         if self.options.event_ttl > 0:
             self._event_task = asyncio.ensure_future(self._expire_events())
