@@ -44,6 +44,8 @@ COMMANDS: dict[str, str] = {
     "metrics-server": "controlplane.metricsserver.cli",
     "topology": "lab.topology",
     "dashboard": "lab.dashboard.cli",
+    "backup": "lab.backup",
+    "etcd": "lab.etcdcmd",
 }
 
 

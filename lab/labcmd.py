@@ -726,6 +726,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         h = healths.get(f"{c['node']}/{c['name']}")
         verdict = "unknown" if h is None else ("stopped" if h.stopped else "healthy" if h.healthy else "UNHEALTHY")
         say(f"{c['node']:<11} {c['name']:<13} {pid:<8} {c['restarts']:<9} {verdict:<10} {c['log']}")
+    from lab import etcdcmd
+
+    for line in etcdcmd.status_lines(plan, lambda path: api("GET", path)):  # etcd members, Lease holders
+        say(line)
     bad = [h for h in healths.values() if not h.healthy]
     if bad:
         say("\nLast errors:\n" + unhealthy_report(bad))

@@ -174,8 +174,9 @@ class Supervisor:
                 return {"ok": True, "pid": os.getpid(), "components": [c.to_status() for c in self.components]}
         if cmd in ("stop-node", "start-node"):
             node = str(request.get("node", ""))
+            names = request.get("names")  # optional: only these components of the node (kubelab backup)
             with self.lock:
-                mine = [c for c in self.components if c.node == node]
+                mine = [c for c in self.components if c.node == node and (not names or c.name in names)]
                 if not mine:
                     return {"ok": False, "error": f"no components on node {node!r}"}
                 for c in mine:

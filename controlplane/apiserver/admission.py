@@ -31,6 +31,7 @@ from controlplane.api import defaults, errors, registry, validation
 from controlplane.api import quota as quota_admission
 from controlplane.api.registry import Resource
 from controlplane.apiserver import limitranger, priority_admission, serviceaccount_admission
+from controlplane.apiserver.listers import AdmissionLister
 from controlplane.storage.interface import Store
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ class Admission:
         # ResourceQuota, LimitRanger and Priority (policy_admission hooks; on, as in kube-apiserver).
         self.quota = quota_admission.Quota(self._list_objects)
         self._quota_seen = (0.0, False)
+        self.lister: AdmissionLister | None = None  # set once the API server has started it
 
     def set_namespace_lookup(self, fn: Callable[[str], dict[str, Any] | None]) -> None:
         self._ns_lookup = fn
@@ -113,6 +115,9 @@ class Admission:
         return seen
 
     def _list_objects(self, res: Resource, namespace: str) -> list[dict[str, Any]]:
+        cached = self.lister.list(res.storage_prefix(namespace)) if self.lister is not None else None
+        if cached is not None:  # an informer-like cache (listers.py): no store round trip
+            return cached
         kvs, _ = self.store.list(res.storage_prefix(namespace))
         return [orjson.loads(kv.value) for kv in kvs]
 
@@ -154,6 +159,9 @@ class Admission:
         return orjson.loads(kv.value) if kv is not None else None
 
     def _priority_classes(self) -> list[dict[str, Any]]:
+        cached = self.lister.list(registry.PRIORITYCLASSES.storage_prefix()) if self.lister is not None else None
+        if cached is not None:
+            return cached
         kvs, _ = self.store.list(registry.PRIORITYCLASSES.storage_prefix())
         return [orjson.loads(kv.value) for kv in kvs]
 
@@ -173,6 +181,8 @@ class Admission:
 
     def admit_create(self, res: Resource, obj: dict[str, Any]) -> Callable[[bool], None]:
         """Run the chain for a create; returns ``finish(committed)`` to release on failure."""
+        if self.lister is not None and self.lister.tracks(res):
+            self.lister.touched()  # read-your-writes: the store, until the watch has delivered it
         self.default(res, obj)
         finish = self._allocate(res, obj, None)
         try:
@@ -191,6 +201,8 @@ class Admission:
         return finish
 
     def admit_update(self, res: Resource, obj: dict[str, Any], old: dict[str, Any]) -> Callable[[bool], None]:
+        if self.lister is not None and self.lister.tracks(res):
+            self.lister.touched()
         self.default(res, obj)
         if res is registry.PODS:
             serviceaccount_admission.mirror_deprecated_field(obj)

@@ -39,6 +39,7 @@ from controlplane.api.meta import now_rfc3339
 from controlplane.apiserver import discovery
 from controlplane.apiserver.auth import RequestAttributes
 from controlplane.apiserver.httpio import JSON, send_json
+from controlplane.storage.interface import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 # httpx logs every request at INFO: one line per APIService every few seconds is noise in the server log.
@@ -180,6 +181,8 @@ class Aggregator:
         while True:
             try:
                 await self.sync_all()
+            except StoreUnavailableError as exc:  # etcd without quorum: said once a round, no traceback
+                log.warning("APIService availability check skipped: %s", exc)
             except Exception:
                 log.exception("APIService availability check failed")
             await asyncio.sleep(self.interval)

@@ -49,8 +49,10 @@ from controlplane.apiserver.aggregator import Aggregator
 from controlplane.apiserver.allocators import ServiceAllocators
 from controlplane.apiserver.auth import Authenticator, TokenFile
 from controlplane.apiserver.authz.wiring import Authorization
+from controlplane.apiserver.endpointreconciler import LeaseEndpointReconciler, endpoints_objects
 from controlplane.apiserver.handlers.rest import RequestScope
 from controlplane.apiserver.httpio import Receive, Scope, Send
+from controlplane.apiserver.listers import AdmissionLister
 from controlplane.apiserver.metrics import Metrics
 from controlplane.apiserver.options import ServerOptions
 from controlplane.apiserver.proxy_kubelet import KubeletProxy
@@ -112,6 +114,8 @@ class ApiServer:
         self._ns_lock = threading.Lock()
         self._ns_task: asyncio.Future[None] | None = None
         self._event_task: asyncio.Future[None] | None = None
+        self.endpoint_reconciler: Any = None  # LeaseEndpointReconciler with --endpoint-reconciler-type=lease
+        self._reconcile_task: asyncio.Future[None] | None = None
 
     # The parts the request path shares live on the scope; these read them for the lifecycle.
 
@@ -152,8 +156,15 @@ class ApiServer:
         self.scope.aggregator = Aggregator(self.scope).start()
         if self.options.bootstrap:
             await self.run(self.bootstrap)
+            if self.endpoint_reconciler is not None:
+                self._reconcile_task = asyncio.ensure_future(self.endpoint_reconciler.run(self.run))
             await self.run(self.authorization.bootstrap, self.ops)
         await self._start_namespace_cache()
+        # quotas, LimitRanges, PriorityClasses for admission from memory (on etcd: 3 round trips a pod)
+        lister = AdmissionLister()
+        loop = asyncio.get_running_loop()
+        await lister.start(lambda p: self.run(self.store.list, p), lambda p, rev: self.feeds.subscribe(p, rev, loop))
+        self.admission.lister = lister
         await self.authorization.start(self.store, self.run, self.feeds)
         if self.options.event_ttl > 0:
             self._event_task = asyncio.ensure_future(self._expire_events())
@@ -240,6 +251,9 @@ class ApiServer:
         self.begin_shutdown()
         if self._event_task is not None:
             self._event_task.cancel()
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+            await self.run(self.endpoint_reconciler.remove)  # peers drop us now, not after the TTL
         if self._ns_task is not None:
             self._ns_task.cancel()
         self.authorization.stop()
@@ -284,32 +298,17 @@ class ApiServer:
             pass
         except errors.ApiError as e:
             log.warning("could not create the kubernetes Service: %s", e.message)
-        ep = {
-            "metadata": {
-                "name": "kubernetes",
-                "namespace": "default",
-                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
-            },
-            "subsets": [
-                {
-                    "addresses": [{"ip": self.options.advertise_address}],
-                    "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-                }
-            ],
-        }
+        # default/kubernetes Endpoints + EndpointSlice: every live API server (endpointreconciler.py)
+        if self.options.endpoint_reconciler_type == "lease":
+            self.endpoint_reconciler = LeaseEndpointReconciler(
+                self.store, self._write_kubernetes_endpoints, self.options.advertise_address, port,
+                ttl=self.options.endpoint_reconciler_ttl,
+            )  # fmt: skip
+            self.endpoint_reconciler.reconcile()
+
+    def _write_kubernetes_endpoints(self, ips: list[str]) -> None:
+        ep, eps = endpoints_objects(ips, self.options.secure_port)
         self._ensure(registry.ENDPOINTS, ep, ("subsets",))
-        # kube-proxy style consumers read EndpointSlices; the API server owns this one too (the
-        # endpointslice controller leaves selector-less Services alone).
-        eps = {
-            "metadata": {
-                "name": "kubernetes",
-                "namespace": "default",
-                "labels": {"kubernetes.io/service-name": "kubernetes"},
-            },
-            "addressType": "IPv4",
-            "endpoints": [{"addresses": [self.options.advertise_address], "conditions": {"ready": True}}],
-            "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
-        }
         self._ensure(registry.ENDPOINTSLICES, eps, ("endpoints", "ports"))
 
     def _ensure(self, res: Resource, obj: Obj, fields: tuple[str, ...]) -> None:

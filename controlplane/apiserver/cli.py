@@ -282,6 +282,13 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--watch-max-pending", type=int, default=10_000, help=argparse.SUPPRESS)
     p.add_argument("--store-threads", type=int, default=16, help=argparse.SUPPRESS)
     p.add_argument(
+        "--endpoint-reconciler-type",
+        choices=("lease", "none"),
+        default="lease",
+        help="lease: default/kubernetes lists every live API server (endpointreconciler.py)",
+    )
+    p.add_argument("--endpoint-reconciler-ttl", type=parse_duration, default=15.0, help=argparse.SUPPRESS)
+    p.add_argument(
         "--read-header-timeout",
         type=parse_duration,
         default=limits.READ_HEADER_TIMEOUT,
@@ -365,6 +372,8 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
         watch_cache_window=args.watch_cache_window,
         watch_max_pending=args.watch_max_pending,
         store_threads=args.store_threads,
+        endpoint_reconciler_type=args.endpoint_reconciler_type,
+        endpoint_reconciler_ttl=args.endpoint_reconciler_ttl,
         on_started=started,
         service_account_signing_key_file=args.service_account_signing_key_file or pki.sa_key,
         service_account_key_files=tuple(args.service_account_key_file),

@@ -40,6 +40,10 @@ class ServerOptions:
     bootstrap: bool = True  # create the system namespaces and the ``kubernetes`` Service at start
     advertise_address: str = "127.0.0.1"
     secure_port: int = 6443
+    # kube-apiserver's --endpoint-reconciler-type: "lease" (every live API server in default/kubernetes,
+    # each by a record renewed within ttl) or "none" (the Endpoints are left alone)
+    endpoint_reconciler_type: str = "lease"
+    endpoint_reconciler_ttl: float = 15.0
     watch_bookmark_interval: float = 60.0
     watch_default_timeout: float = 1800.0
     watch_cache_window: int = 100_000  # events the watch cache keeps for resuming watchers

@@ -34,6 +34,7 @@ from controlplane.apiserver.handlers.rest import METHOD_NOT_ALLOWED, NOT_FOUND, 
 from controlplane.apiserver.httpio import JSON, Receive, Request, Scope, Send, send_error, send_json, send_response
 from controlplane.apiserver.metrics import Metrics
 from controlplane.apiserver.requestinfo import RequestInfo, is_resource_path, parse_resource_path, request_verb
+from controlplane.storage.interface import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,10 @@ class Router:
                 else:
                     log.debug("%s %s → %d %s", req.method, req.path, e.code, e.message)
                 await send_error(out, e)
+        except StoreUnavailableError as e:  # etcd without quorum: a clear 503, no traceback
+            log.warning("%s %s → 503 %s", req.method, req.path, e)
+            if not out.started:
+                await send_error(out, errors.ServiceUnavailable(str(e)))
         except Exception:
             log.exception("internal error serving %s %s", req.method, req.path)
             if not out.started:
@@ -120,6 +125,9 @@ class Router:
             scope.authorize_path(req)
             if path.startswith("/readyz") and not scope.ready:
                 await send_response(send, 503, b"not ready", "text/plain; charset=utf-8")
+            elif path.startswith("/readyz") and (why := await scope.store_unhealthy()):
+                body = f"[-]etcd failed: {why}\nreadyz check failed\n".encode()  # kube-apiserver's shape
+                await send_response(send, 503, body, "text/plain; charset=utf-8")
             else:
                 await send_response(send, 200, b"ok", "text/plain; charset=utf-8")
             return "get", ""

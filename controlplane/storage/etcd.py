@@ -18,8 +18,9 @@ What etcd3gw lacks, and how we fill it:
   private socket; so watches use ``httpx`` streaming directly against ``/v3/watch``, parse
   every response, and are woken on ``close`` by shutting their socket down.
 - large lists: its ``post`` decodes with the stdlib ``json`` via ``requests``; ranges (``list``)
-  go through ``httpx`` + ``orjson``, paged by key at one pinned revision, which is several times
-  faster for 10,000 objects (measured by ``tests/bench/bench_store.py``).
+  go through the ``http.client`` pool below + ``orjson`` (``httpx`` on TLS endpoints), paged by key
+  at one pinned revision, which is several times faster for 10,000 objects (measured by
+  ``tests/bench/bench_store.py``; the pool also beats httpx there: 130 vs 164-190 ms of CPU).
 - per-request cost: ``requests`` spends ~1 ms of Python per call; on plain-HTTP endpoints the
   write transactions and single-key ranges go through a small ``http.client`` keep-alive pool
   with orjson instead (same requests, same error mapping: ``_GatewayPool``), ~0.25 ms per call.
@@ -64,6 +65,7 @@ from controlplane.storage.interface import (
     KeyNotFoundError,
     KeyValue,
     StoreError,
+    StoreUnavailableError,
 )
 
 _KVs = list[KeyValue]
@@ -254,7 +256,7 @@ class EtcdStore:
                         self._current = (idx + 1) % len(self._clients)
             except etcd_exc.Etcd3Exception as exc:
                 raise _store_error(exc) from exc
-        raise StoreError(f"etcd unreachable at {', '.join(self._endpoints)}: {_detail(last)}")
+        raise StoreUnavailableError(f"etcd unreachable at {', '.join(self._endpoints)}: {_detail(last)}")
 
     def _post_fast(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         """POST with httpx + orjson (for big responses); same error mapping as ``_call``."""
@@ -267,7 +269,7 @@ class EtcdStore:
                 headers={"content-type": "application/json"},
             )
         except httpx.HTTPError as exc:
-            raise StoreError(f"etcd unreachable at {self.endpoint}: {exc}") from exc
+            raise StoreUnavailableError(f"etcd unreachable at {self.endpoint}: {exc}") from exc
         body: dict[str, Any] = orjson.loads(r.content) if r.content else {}
         if r.status_code != 200:
             raise _store_error(etcd_exc.Etcd3Exception(r.text, r.reason_phrase))
@@ -290,7 +292,15 @@ class EtcdStore:
             payload: dict[str, Any] = {"key": start, "range_end": end, "limit": PAGE}
             if rev:
                 payload["revision"] = rev
-            res = self._post_fast("/kv/range", payload)
+            # Through the keep-alive http.client pool when the endpoint has one (every plain-HTTP
+            # one): admission lists small prefixes on every pod create (LimitRanges, PriorityClasses,
+            # ResourceQuotas), and httpx's pool costs ~4× its CPU per call and serialises callers on
+            # its lock (py-spy, issue 17); big pages parse as fast either way (orjson).
+            res = (
+                self._call("/kv/range", payload)
+                if self._pools[self._current]
+                else self._post_fast("/kv/range", payload)
+            )
             if not rev:
                 rev = int(res["header"]["revision"])
             kvs = res.get("kvs") or []
@@ -298,6 +308,26 @@ class EtcdStore:
             if not res.get("more") or not kvs:
                 return out, rev
             start = _b64(_unb64(kvs[-1]["key"]) + b"\0")
+
+    def health(self, timeout: float = 2.0) -> str | None:
+        """None when etcd serves a quorum read within ``timeout``, else why not (for /readyz).
+
+        Kubernetes' etcd check does a linearizable Get: it needs a leader and a majority, so a
+        member that is up but cut off from quorum is not healthy."""
+        try:
+            r = self._http.post(
+                f"{self.endpoint}/v3/kv/range",
+                content=orjson.dumps({"key": _b64("health")}),
+                headers={"content-type": "application/json"},
+                timeout=timeout,
+            )
+        except httpx.TimeoutException:
+            return f"etcd did not answer a quorum read within {timeout:g}s: {QUORUM_LOST}"
+        except httpx.HTTPError as exc:
+            return f"etcd unreachable at {self.endpoint}: {exc}"
+        if r.status_code != 200:
+            return str(_store_error(etcd_exc.Etcd3Exception(r.text, r.reason_phrase)))
+        return None
 
     def current_revision(self) -> int:
         res = self._call("/kv/range", {"key": _b64("\0"), "limit": 1, "keys_only": True})
@@ -594,7 +624,23 @@ def _store_error(exc: etcd_exc.Etcd3Exception) -> StoreError:
         message = orjson.loads(text).get("message", text)
     if "required revision has been compacted" in message:
         return CompactedError(0, 0)
+    if any(m in message for m in _NO_QUORUM):
+        return StoreUnavailableError(f"{message}: {QUORUM_LOST}")
     return StoreError(f"etcd: {message or exc!r}")
+
+
+#: What etcd says when it cannot commit: no leader, or a proposal that no majority acknowledged in
+#: time (etcd's request timeout), both the signs of a lost quorum (etcdserver/errors.go).
+_NO_QUORUM = (
+    "etcdserver: no leader",
+    "etcdserver: request timed out",
+    "etcdserver: leader changed",
+    "context deadline exceeded",
+)
+QUORUM_LOST = (
+    "etcd has lost quorum (a majority of its members must be up to elect a leader and commit a write);"
+    " writes are refused until enough members are back"
+)
 
 
 def _check_key(key: str) -> None:

@@ -30,6 +30,13 @@ class StoreError(Exception):
     """Base of every store error."""
 
 
+class StoreUnavailableError(StoreError):
+    """The store cannot serve right now (etcd lost quorum, has no leader, or is unreachable).
+
+    The API server answers 503 ``ServiceUnavailable`` with this message and no traceback; the
+    request may be retried once the store is back."""
+
+
 class KeyExistsError(StoreError):
     def __init__(self, key: str) -> None:
         super().__init__(f"key {key!r} already exists")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -85,6 +86,19 @@ class RequestScope:
         self.aggregator: Any = None  # aggregator.Aggregator once started (APIServices, /apis/<remote group>)
         self.stopping: asyncio.Event | None = None  # set when the server stops: watch streams end
         self.ready = False
+        self._health: str | None = None
+        self._health_at = -1e9
+
+    async def store_unhealthy(self) -> str | None:
+        """Why the store cannot serve (the readyz ``etcd`` check), None if it can; one probe a second."""
+        probe = getattr(self.store, "health", None)
+        if probe is None:
+            return None
+        now = time.monotonic()
+        if now - self._health_at >= 1.0:
+            self._health_at = now
+            self._health = await asyncio.get_running_loop().run_in_executor(None, probe)
+        return self._health
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` on a store thread, in the request's context (its user goes along)."""
