@@ -10,7 +10,7 @@ The lab is brought up with the real ``kubelab up --workers 2`` under ``flock /tm
 by the shared fixture of test_lab.py and torn down with ``kubelab down``, which checks the machine
 is as it was; the upstream tests delete what they create (and the lab's teardown removes the rest).
 
-Measured (2 cores shared with other work): 51 test cases, the suite 65 s, this test 106 s with the
+Measured (2 cores shared with other work): 51 test cases, the suite 59–65 s, this test 91–106 s with the
 lab's up and down; the first run on a machine adds ~40 s to install the pinned client from PyPI.
 The suite's pods use the tutorial images by upstream names (busybox, nginx, python,
 k8s.gcr.io/pause), which the lab serves from its own registry through noded's mirrors.
