@@ -25,6 +25,9 @@ take all of it away again. The steps of ``up`` (each printed as it runs):
 Any failure rolls back everything done so far (``down``), except the logs, which stay in
 /var/log/kubelab for the error to point at (``kubelab down`` removes them). ``up`` on a running lab reports it and
 changes nothing. Concurrency: one lab command at a time (``state.locked``).
+
+Long function kept whole: ``build_components`` (~150 lines) is the lab's table of every process it
+supervises (command line, namespace, identity, log), in start order — one place to read it all.
 """
 
 from __future__ import annotations

@@ -21,6 +21,9 @@ Structure (functional core, imperative shell):
 
 Network safety: targets must be lab addresses (the pod network, the service network, the node
 network); anything else is refused before any lookup or packet.
+
+Long function kept whole: ``explain`` (~145 lines) walks one packet hop by hop (source, DNAT,
+masquerade, route, endpoint, reply) in the order a learner reads the answer.
 """
 
 from __future__ import annotations
