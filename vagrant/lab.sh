@@ -166,6 +166,9 @@ down() {
   if [ "$all" = --all ]; then
     vagrant box remove -f "$KUBELAB_BOX" >/dev/null 2>&1 && say "removed box $KUBELAB_BOX"
     rm -rf "$BOX_DIR"
+    # The box's pool volume when libvirtd is no longer there to delete it (the destroy trigger's
+    # cleanup stops the daemons it started): the file itself, by its name.
+    rm -f /var/lib/libvirt/images/*kubelab-bookworm*
   fi
   bash "$VDIR/provision/libvirt-networks.sh" down
   rm -rf "$VDIR/.vagrant"
