@@ -168,6 +168,12 @@ def pods(selector: str = "app=hello") -> list[dict[str, Any]]:
     return items
 
 
+def node_ready(name: str) -> bool:
+    node = json.loads(kubectl("get", "node", name, "-o", "json"))
+    conds = node.get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
+
+
 def ready(pod: dict[str, Any]) -> bool:
     conds = pod.get("status", {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conds)
@@ -298,3 +304,28 @@ def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
 
     TIMES["checks"] = time.monotonic() - t0
     print(f"[vagrant lab] checks: {TIMES['checks']:.0f} s", flush=True)
+
+    # 11. `kubelab node stop/start` on a VM: its lab-network link cut from the host, NotReady, back.
+    t1 = time.monotonic()
+    run(python, "-m", "lab", "status", timeout=180)
+    run(python, "-m", "lab", "node", "stop", "kl-node2", timeout=60)
+    try:
+        wait_for(lambda: not node_ready("kl-node2"), timeout=600, interval=5, message="kl-node2 NotReady once cut off")
+    finally:
+        run(python, "-m", "lab", "node", "start", "kl-node2", timeout=60)
+    wait_for(lambda: node_ready("kl-node2"), timeout=600, interval=5, message="kl-node2 Ready again")
+    TIMES["node stop/start"] = time.monotonic() - t1
+
+    # 12. `vagrant halt` then `vagrant up`: the triggers find everything in place, the cluster keeps
+    #     its objects (the store is on kl-cp's disk) and the pods run again.
+    timed("vagrant halt", "vagrant", "halt", timeout=900, cwd=VDIR)
+    again = timed("vagrant up again", "vagrant", "up", timeout=3600, cwd=VDIR)
+    assert f"box {os.environ.get('KUBELAB_BOX', 'local/kubelab-bookworm')} present" in again, again[-3000:]
+    assert "the lab is up" in again, again[-3000:]
+    assert kubectl("get", "deployment", "hello", "-o", "name").strip() == "deployment.apps/hello"
+    wait_for(
+        lambda: len([p for p in pods() if ready(p)]) == 3,
+        timeout=900,
+        interval=5,
+        message="the hello pods Ready again after halt/up",
+    )
