@@ -39,7 +39,7 @@ die() { echo "kubelab vagrant: error: $*" >&2; exit 1; }
 ts() { date +%s; }
 
 ensure_box() {
-  if vagrant box list 2>/dev/null | grep -q "^$KUBELAB_BOX "; then say "box $KUBELAB_BOX present"; return; fi
+  if grep -q "^$KUBELAB_BOX " <<<"$(vagrant box list 2>/dev/null)"; then say "box $KUBELAB_BOX present"; return; fi
   [ "$KUBELAB_BOX" = local/kubelab-bookworm ] || return 0   # a public box: vagrant downloads it
   local t0; t0=$(ts)
   if [ ! -f "$BOX_DIR/kubelab-bookworm.box" ]; then
@@ -92,7 +92,7 @@ prepare() {
   fi
   step 3/4 "PKI, kubeconfigs, wheels, noded's binaries (lab/vagrantprep.py)"
   "$PY" -m lab.vagrantprep --workers "$KUBELAB_WORKERS" || die "host preparation failed"
-  if ip -4 -o addr show | grep -q ' 192\.168\.56\.1/'; then
+  if grep -q ' 192\.168\.56\.1/' <<<"$(ip -4 -o addr show)"; then
     step 4/4 "image registry on 192.168.56.1:5000"
     registry_answers || "$PY" -m lab.vagrantregistry up || die "the registry could not be started"
   else
@@ -108,7 +108,7 @@ finish() {
     say "image registry on 192.168.56.1:5000"
     "$PY" -m lab.vagrantregistry up || die "the registry could not be started"
   fi
-  if ! ip route show "$SERVICE_NETWORK" | grep -q "via $SERVICE_VIA "; then
+  if ! grep -q "via $SERVICE_VIA " <<<"$(ip route show "$SERVICE_NETWORK")"; then
     say "host route $SERVICE_NETWORK via $SERVICE_VIA (kl-node1) metric $ROUTE_METRIC: service VIPs from the host"
     ip route replace "$SERVICE_NETWORK" via "$SERVICE_VIA" metric "$ROUTE_METRIC" \
       || die "cannot add the host route to $SERVICE_NETWORK"

@@ -16,13 +16,18 @@ define_net() { # name xml
     "${VIRSH[@]}" net-define "$STATE/$1.xml" >/dev/null
   fi
   # Never a network with forwarding: refuse one that vagrant-libvirt or anyone else defined so.
-  if "${VIRSH[@]}" net-dumpxml "$1" | grep -q '<forward'; then
+  # (virsh's output is read into a variable first: with pipefail, `virsh … | grep -q` fails when
+  # grep exits at its first match and virsh gets SIGPIPE, which would turn a match into a miss.)
+  local xml info
+  xml=$("${VIRSH[@]}" net-dumpxml "$1")
+  if grep -q '<forward' <<<"$xml"; then
     echo "libvirt network $1 has a <forward> element (NAT/routing): refusing to start it" >&2
     exit 1
   fi
-  "${VIRSH[@]}" net-info "$1" | grep -qE '^Active: +yes' && return 0
+  info=$("${VIRSH[@]}" net-info "$1")
+  grep -qE '^Active: +yes' <<<"$info" && return 0
   local subnet=${3:-}
-  if [ -n "$subnet" ] && ip route show type unreachable "$subnet" | grep -q "metric $SAFETY_METRIC"; then
+  if [ -n "$subnet" ] && grep -q "metric $SAFETY_METRIC" <<<"$(ip route show type unreachable "$subnet")"; then
     start_under_safety_route "$1" "$subnet"
   else
     "${VIRSH[@]}" net-start "$1" >/dev/null
@@ -49,7 +54,7 @@ case "${1:-up}" in
 up)
   # Debian's "default" network NATs to the outside: it must never start with our libvirtd.
   rm -f /etc/libvirt/qemu/networks/autostart/default.xml
-  iptables-save | grep -q LIBVIRT_ || touch "$STATE/iptables-ours"   # libvirtd adds LIBVIRT_* chains
+  grep -q LIBVIRT_ <<<"$(iptables-save)" || touch "$STATE/iptables-ours"   # libvirtd adds LIBVIRT_* chains
   for d in virtlogd libvirtd; do
     if ! pgrep -x "$d" >/dev/null; then
       rm -f "/run/$d.pid"
