@@ -51,15 +51,17 @@ VAGRANT_ENV := VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1
 vagrant-deps:
 	@KUBELAB_VAGRANT=1 ./lab/deps.sh
 
-# Builds the offline box when missing, starts libvirt and the isolated networks, the registry,
-# the VMs, and waits until every node is Ready (vagrant/lab.sh).
+# The same as `cd vagrant && sudo vagrant up`: the Vagrantfile's triggers build the offline box when
+# missing, start libvirt and the isolated networks, prepare the host, the registry, then the VMs,
+# the host route, and wait until every node is Ready (vagrant/lab.sh prepare/finish).
 vagrant-up: vagrant-deps
 	$(VAGRANT_ENV) ./vagrant/lab.sh up
 
 vagrant-down:
 	$(VAGRANT_ENV) ./vagrant/lab.sh down
 
-# Opt-in, long (20–40 min under software emulation): build an offline box, bring the lab up on
-# libvirt, check it from inside and from the host, destroy everything (box included).
+# Opt-in, long (12–20 min under software emulation): plain `vagrant up` from nothing (offline box),
+# check it from inside and from the host, `vagrant destroy -f`, then everything removed (box included).
+# Holds the lab lock (192.168.56.0/24 is shared with the one-machine lab).
 test-vagrant: vagrant-deps
-	$(VAGRANT_ENV) $(PYTEST) tests/vagrant -p no:cacheprovider -v -s $(PYTEST_ARGS)
+	$(VAGRANT_ENV) flock /tmp/kubelab-lab.lock $(PYTEST) tests/vagrant -p no:cacheprovider -v -s $(PYTEST_ARGS)

@@ -700,6 +700,11 @@ def cleanup_node(node: str) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     plan = state.read_plan()
     if plan is None:
+        from lab import vagrantlab  # the VM lab (vagrant up) when no namespace lab is here
+
+        if vagrantlab.present():
+            return vagrantlab.status()
+    if plan is None:
         say("No lab is up. Start one with `sudo kubelab up`.")
         return 1
     try:
@@ -744,6 +749,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_node(args: argparse.Namespace) -> int:
     plan = state.read_plan()
+    if plan is None:
+        from lab import vagrantlab  # the VM lab: cut or restore the VM's lab-network link
+
+        if vagrantlab.present():
+            return vagrantlab.node(args.action, args.name)
     if plan is None or not supervisor_alive():
         say("No lab is up.")
         return 1

@@ -425,7 +425,13 @@ def in_netns(netns: str, *argv: str) -> list[str]:
 
 
 class Lab:
-    """The running lab, read-only: its plan, its API (admin credentials) and its namespaces."""
+    """The running lab, read-only: its plan, its API (admin credentials) and its namespaces.
+
+    ``exec``, ``has_netns``, ``nic`` and ``host_bridges`` are where the nodes are reached: here the
+    node namespaces on this host; ``lab.tracefetch.VagrantLab`` overrides them for VMs.
+    """
+
+    host_bridges: tuple[str, ...] = ("kl0",)
 
     def __init__(self) -> None:
         from lab import state, topology
@@ -467,15 +473,24 @@ class Lab:
             raise TraceError(f"pod {ns}/{name} has no IP yet (not running on a node)")
         return Spot("pod", f"{ns}/{name}", ip, node, names.netns_name(ns, name, md.get("uid", "")))
 
+    def exec(self, netns: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+        return _run(in_netns(netns, *argv), timeout=timeout)
+
+    def has_netns(self, netns: str) -> bool:
+        return os.path.exists(f"/var/run/netns/{netns}")
+
+    def nic(self, node: str) -> str:
+        return "eth0"
+
     def run(self, netns: str, *argv: str) -> str:
-        res = _run(in_netns(netns, *argv))
+        res = self.exec(netns, *argv)
         if res.returncode != 0:
             raise TraceError(f"`{' '.join(in_netns(netns, *argv))}` failed: {res.stderr.strip()}")
         return res.stdout
 
     def route(self, netns: str, *args: str) -> Route:
         q = ["ip", "-j", "route", "get", *args]
-        res = _run(in_netns(netns, *q))
+        res = self.exec(netns, *q)
         return Route.parse(netns, " ".join(["ip", "route", "get", *args]), res.stdout or res.stderr)
 
     def addrs(self, netns: str) -> dict[str, str]:
@@ -488,7 +503,7 @@ class Lab:
     def save(self, node: str) -> str:
         text = self.run(node, "iptables-save")
         if "KUBE-SERVICES" not in text:  # the proxy may have used the other variant
-            legacy = _run(in_netns(node, "iptables-legacy-save"))
+            legacy = self.exec(node, "iptables-legacy-save")
             if "KUBE-SERVICES" in legacy.stdout:
                 return legacy.stdout
         return text
@@ -511,7 +526,7 @@ def resolve_source(lab: Lab, text: str, ns: str) -> Spot:
         return Spot("host", "host", HOST_IP)
     if kind == "pod" and name:
         spot = lab.pod_spot(lab.pod(ns, name))
-        if not os.path.exists(f"/var/run/netns/{spot.netns}"):
+        if not lab.has_netns(spot.netns):
             raise TraceError(f"pod {spot.name}: its netns {spot.netns} is not on this machine")
         return spot
     if kind == "node" and name:
@@ -595,7 +610,7 @@ def collect(lab: Lab, src: Spot, tgt: Target) -> Facts:
     if src.kind == "host":
         host_route = lab.route("", tgt.ip)
         node = lab.node_ips.get(host_route.gateway) or lab.node_ips.get(tgt.ip, "")
-        if host_route.dev != "kl0" or not node:
+        if host_route.dev not in lab.host_bridges or not node:
             raise TraceError(f"the host's route to {tgt.ip} ({host_route.text()}) does not lead into the lab")
     else:
         node = src.node
@@ -617,7 +632,7 @@ def collect(lab: Lab, src: Spot, tgt: Target) -> Facts:
         if src.kind == "pod":
             r = lab.route(node, ep, "from", src_ip, "iif", "cni0")
         elif src.kind == "host":
-            r = lab.route(node, ep, "from", src_ip, "iif", "eth0")
+            r = lab.route(node, ep, "from", src_ip, "iif", lab.nic(node))
         else:
             r = lab.route(node, ep)
         facts.routes[ep] = r
@@ -631,7 +646,7 @@ def collect(lab: Lab, src: Spot, tgt: Target) -> Facts:
         dest_route = None
         if dest_node and dest_node != node and owner is not None and owner.kind == "pod":
             seen_src = addrs.get(r.dev, src_ip) if b.masquerade else src_ip
-            dest_route = lab.route(dest_node, ep, "from", seen_src, "iif", "eth0")
+            dest_route = lab.route(dest_node, ep, "from", seen_src, "iif", lab.nic(dest_node))
             if dest_route.kind.startswith("error"):
                 dest_route = lab.route(dest_node, ep)
         veth = lab.veth_of(owner.netns, owner.node) if owner is not None and owner.kind == "pod" else ""
@@ -662,8 +677,8 @@ def probe(lab: Lab, src: Spot, facts: Facts) -> list[str]:
     if not in_lab(tgt.ip):  # parse_address refused it already; never probe outside the lab
         raise TraceError(f"refusing to probe {tgt.ip}: not a lab address")
     netns = src.netns if src.kind in ("pod", "node") else ""
-    argv = in_netns(netns, sys.executable, "-c", PROBE, tgt.ip, str(tgt.port), tgt.proto, str(PROBE_TIMEOUT))
-    res = _run(argv, timeout=PROBE_TIMEOUT + 8)
+    argv = (sys.executable, "-c", PROBE, tgt.ip, str(tgt.port), tgt.proto, str(PROBE_TIMEOUT))
+    res = lab.exec(netns, *argv, timeout=PROBE_TIMEOUT + 8)
     where = f"netns {netns}" if netns else "the host"
     first = (res.stdout.strip().splitlines() or [res.stderr.strip() or "no output"])[0]
     lines = [f"from {where}: {tgt.proto} connect to {tgt.ip}:{tgt.port} (timeout {PROBE_TIMEOUT:.0f} s): {first}"]
@@ -671,7 +686,7 @@ def probe(lab: Lab, src: Spot, facts: Facts) -> list[str]:
     if not sport_text.isdigit():
         return lines
     sport = int(sport_text)
-    ct = _run(in_netns(facts.node, "conntrack", "-L", "-p", tgt.proto, "-d", tgt.ip, "--dport", str(tgt.port)))
+    ct = lab.exec(facts.node, "conntrack", "-L", "-p", tgt.proto, "-d", tgt.ip, "--dport", str(tgt.port))
     found = parse_conntrack(ct.stdout, sport)
     q = f"conntrack -L -p {tgt.proto} -d {tgt.ip} --dport {tgt.port}"
     if found is None:
@@ -688,7 +703,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
     try:
         if args.to and ":" in args.to and "/" not in args.to:
             parse_address(args.to)  # refuse non-lab addresses before looking for a lab
-        lab = Lab()
+        from lab import tracefetch  # the VM lab when there is no one-machine lab here
+
+        lab = tracefetch.open_lab()
         src = resolve_source(lab, args.source, args.namespace)
         tgt = resolve_target(lab, args.to, args.namespace, args.proto)
         facts = collect(lab, src, tgt)

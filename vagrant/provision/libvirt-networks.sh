@@ -7,6 +7,7 @@
 set -euo pipefail
 STATE=$(cd "$(dirname "$0")/.." && pwd)/.prep/libvirt
 VIRSH=(virsh -c qemu:///system)
+SAFETY_METRIC=4242   # lab/safety.py's METRIC
 mkdir -p "$STATE"
 
 define_net() { # name xml
@@ -15,18 +16,45 @@ define_net() { # name xml
     "${VIRSH[@]}" net-define "$STATE/$1.xml" >/dev/null
   fi
   # Never a network with forwarding: refuse one that vagrant-libvirt or anyone else defined so.
-  if "${VIRSH[@]}" net-dumpxml "$1" | grep -q '<forward'; then
+  # (virsh's output is read into a variable first: with pipefail, `virsh … | grep -q` fails when
+  # grep exits at its first match and virsh gets SIGPIPE, which would turn a match into a miss.)
+  local xml info
+  xml=$("${VIRSH[@]}" net-dumpxml "$1")
+  if grep -q '<forward' <<<"$xml"; then
     echo "libvirt network $1 has a <forward> element (NAT/routing): refusing to start it" >&2
     exit 1
   fi
-  "${VIRSH[@]}" net-info "$1" | grep -qE '^Active: +yes' || "${VIRSH[@]}" net-start "$1" >/dev/null
+  info=$("${VIRSH[@]}" net-info "$1")
+  grep -qE '^Active: +yes' <<<"$info" && return 0
+  local subnet=${3:-}
+  if [ -n "$subnet" ] && grep -q "metric $SAFETY_METRIC" <<<"$(ip route show type unreachable "$subnet")"; then
+    start_under_safety_route "$1" "$subnet"
+  else
+    "${VIRSH[@]}" net-start "$1" >/dev/null
+  fi
+}
+
+# libvirt refuses to start a network whose subnet is already routed ("Network is already in use by
+# interface *"), and lab/safety.py holds `unreachable 192.168.56.0/24 metric 4242` while a lab or a
+# test runs. Without ever leaving the subnet unprotected: two unreachable /25 halves stand in while
+# the /24 is taken away, the network starts (its bridge's connected /24 appears), the /24 safety
+# route comes back (metric 4242 loses to the connected route), and the halves go.
+start_under_safety_route() { # name subnet
+  local name=$1 subnet=$2 base=${2%.*}
+  local halves=("$base.0/25" "$base.128/25") rc=0
+  for h in "${halves[@]}"; do ip route replace unreachable "$h" metric "$SAFETY_METRIC"; done
+  ip route del unreachable "$subnet" metric "$SAFETY_METRIC"
+  "${VIRSH[@]}" net-start "$name" >/dev/null || rc=$?
+  ip route replace unreachable "$subnet" metric "$SAFETY_METRIC"
+  for h in "${halves[@]}"; do ip route del unreachable "$h" metric "$SAFETY_METRIC" 2>/dev/null; done
+  return $rc
 }
 
 case "${1:-up}" in
 up)
   # Debian's "default" network NATs to the outside: it must never start with our libvirtd.
   rm -f /etc/libvirt/qemu/networks/autostart/default.xml
-  iptables-save | grep -q LIBVIRT_ || touch "$STATE/iptables-ours"   # libvirtd adds LIBVIRT_* chains
+  grep -q LIBVIRT_ <<<"$(iptables-save)" || touch "$STATE/iptables-ours"   # libvirtd adds LIBVIRT_* chains
   for d in virtlogd libvirtd; do
     if ! pgrep -x "$d" >/dev/null; then
       rm -f "/run/$d.pid"
@@ -38,7 +66,7 @@ up)
   for _ in $(seq 100); do "${VIRSH[@]}" version >/dev/null 2>&1 && break; sleep 0.2; done
   "${VIRSH[@]}" version >/dev/null
   define_net kubelab-mgmt "<network><name>kubelab-mgmt</name><bridge name='klvirbr1' stp='on' delay='0'/><dns enable='no'/><ip address='192.168.121.1' netmask='255.255.255.0'><dhcp><range start='192.168.121.2' end='192.168.121.254'/></dhcp></ip></network>"
-  define_net kubelab-lab "<network><name>kubelab-lab</name><bridge name='klvirbr2' stp='on' delay='0'/><dns enable='no'/><ip address='192.168.56.1' netmask='255.255.255.0'/></network>"
+  define_net kubelab-lab "<network><name>kubelab-lab</name><bridge name='klvirbr2' stp='on' delay='0'/><dns enable='no'/><ip address='192.168.56.1' netmask='255.255.255.0'/></network>" 192.168.56.0/24
   if ! "${VIRSH[@]}" pool-info default >/dev/null 2>&1; then
     mkdir -p /var/lib/libvirt/images
     "${VIRSH[@]}" pool-define-as default dir --target /var/lib/libvirt/images >/dev/null
