@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import time
@@ -290,3 +291,26 @@ def check(components: list[dict[str, Any]], cluster: Cluster) -> list[Health]:
             log=c.get("log", ""),
         )
     return [h for h in results if h is not None]
+
+
+def report(bad: list[Health]) -> str:
+    """The failing components, each with its error and its log (and the log's last line if it died)."""
+    lines = []
+    for h in bad:
+        lines.append(f"  {h.name} on {h.node}: {h.error}")
+        if h.log:
+            tail = last_line(h.log) if h.error.startswith("not running") else ""
+            lines.append(f"    log: {h.log}" + (f"  (last line: {tail})" if tail else ""))
+    return "\n".join(lines)
+
+
+def last_line(path: str) -> str:
+    """The last non-empty line of a log file (its last 4 KiB read), cut at 300 characters."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""

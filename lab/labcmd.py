@@ -539,27 +539,6 @@ def component_health() -> list[health.Health]:
     return health.check(st.get("components", []), lab_cluster(state.read_plan() or {"workers": []}))
 
 
-def unhealthy_report(bad: list[health.Health]) -> str:
-    lines = []
-    for h in bad:
-        lines.append(f"  {h.name} on {h.node}: {h.error}")
-        if h.log:
-            tail = _last_line(h.log) if h.error.startswith("not running") else ""
-            lines.append(f"    log: {h.log}" + (f"  (last line: {tail})" if tail else ""))
-    return "\n".join(lines)
-
-
-def _last_line(path: str) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 4096))
-            lines = [ln for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
-
-
 def wait_healthy(timeout: float) -> list[health.Health]:
     """Every wanted component healthy (nodes Ready included); fail with the components' own errors.
 
@@ -582,11 +561,11 @@ def wait_healthy(timeout: float) -> list[health.Health]:
             failing = [h for h in bad if h.own]
             raise LabError(
                 f"{len(failing)} component(s) report errors (for {health.OWN_ERROR_GRACE:.0f}s or more):\n"
-                + unhealthy_report(failing)
+                + health.report(failing)
             )
         if now >= deadline:
             raise LabError(f"timed out after {timeout:.0f}s waiting for every component to be healthy:\n"
-                           + unhealthy_report(bad))
+                           + health.report(bad))
         time.sleep(1.0)
 
 
@@ -740,7 +719,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         say(line)
     bad = [h for h in healths.values() if not h.healthy]
     if bad:
-        say("\nLast errors:\n" + unhealthy_report(bad))
+        say("\nLast errors:\n" + health.report(bad))
     say(f"\nkubeconfig: {state.ADMIN_KUBECONFIG}")
     if dashboard.summary(plan):
         say(dashboard.summary(plan).strip())
