@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from lab import demo, safety
+from tests.e2e.test_lab import NP_POLICIES  # the same policies as the one-machine lab's test
 from tests.helpers.wait import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -143,23 +144,6 @@ kind: Pod
 metadata: {name: np-no, labels: {np: "no"}}
 spec:
   containers: [{name: main, image: 192.168.56.1:5000/library/busybox:latest, command: ["sleep", "3600"]}]
-"""
-NP_POLICIES = """\
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: hello-deny-ingress}
-spec:
-  podSelector: {matchLabels: {app: hello}}
-  policyTypes: [Ingress]
----
-apiVersion: networking.k8s.io/v1
-kind: NetworkPolicy
-metadata: {name: hello-allow-access}
-spec:
-  podSelector: {matchLabels: {app: hello}}
-  ingress:
-  - from: [{podSelector: {matchLabels: {access: "true"}}}]
-    ports: [{port: 8080}]
 """
 
 

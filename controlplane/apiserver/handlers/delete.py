@@ -89,13 +89,6 @@ async def delete_collection(scope: RequestScope, req: Request, info: RequestInfo
                 out.append(ops.delete(res, md.get("namespace"), md["name"], opts, dry_run=dry))
             except errors.NotFound:
                 continue
-        return orjson.dumps(
-            {
-                "kind": res.list_kind,
-                "apiVersion": res.api_version,
-                "metadata": {"resourceVersion": str(rev)},
-                "items": out,
-            }
-        )
+        return rest.list_body(res, rev, out)
 
     await send_response(send, 200, await scope.run(work))

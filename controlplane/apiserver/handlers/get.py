@@ -95,14 +95,7 @@ async def list_resource(scope: RequestScope, req: Request, info: RequestInfo, se
         items, rev = ops.list(res, ns, match)
         if table:
             return orjson.dumps(rest.table(res, items, str(rev), include))
-        return orjson.dumps(
-            {
-                "kind": res.list_kind,
-                "apiVersion": res.api_version,
-                "metadata": {"resourceVersion": str(rev)},
-                "items": items,
-            }
-        )
+        return rest.list_body(res, rev, items)
 
     await send_response(send, 200, await scope.run(work))
 

@@ -203,3 +203,9 @@ def warning_headers(warnings: list[str]) -> list[tuple[bytes, bytes]] | None:
     if not warnings:
         return None
     return [(b"warning", b"299 - " + orjson.dumps(w)) for w in warnings]
+
+
+def list_body(res: Resource, rev: int, items: list[Any]) -> bytes:
+    """A ``<Kind>List`` of ``items`` at revision ``rev`` (list and deletecollection answer the same shape)."""
+    body = {"kind": res.list_kind, "apiVersion": res.api_version, "metadata": {"resourceVersion": str(rev)}}
+    return orjson.dumps({**body, "items": items})
