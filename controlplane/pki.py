@@ -406,6 +406,100 @@ def ensure_cluster_pki(
     return pki
 
 
+# ---- etcd: its own CA, as kubeadm's etcd/ca (issue 17) -----------------------------------------
+
+
+ETCD_CLIENT_USER = "kube-apiserver-etcd-client"
+ETCD_HEALTHCHECK_USER = "kube-etcd-healthcheck-client"
+
+
+@dataclass(frozen=True)
+class EtcdPki:
+    """kubeadm's etcd files, for every member of the lab's etcd cluster in one tree.
+
+    - ``etcd/ca.crt``: a CA of its own (kubeadm's ``etcd/ca``), trusted by etcd for both its
+      client and its peer connections — so no cluster certificate (a node's, a user's) can talk
+      to etcd, and no etcd certificate is a Kubernetes identity;
+    - ``etcd/<member>/server.crt``: the member's client-facing serving certificate (its address,
+      127.0.0.1, localhost and its name); ``etcd/<member>/peer.crt``: its Raft peer certificate
+      (server and client auth, the same names: peers verify each other both ways);
+    - ``apiserver-etcd-client.crt`` (CN ``kube-apiserver-etcd-client``): what the API server
+      presents (``--etcd-certfile``); ``etcd/healthcheck-client.crt``
+      (CN ``kube-etcd-healthcheck-client``): what ``kubelab etcd``, backup and status use.
+    """
+
+    dir: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.dir / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.dir / "ca.key"
+
+    def server_cert(self, member: str) -> Path:
+        return self.dir / member / "server.crt"
+
+    def server_key(self, member: str) -> Path:
+        return self.dir / member / "server.key"
+
+    def peer_cert(self, member: str) -> Path:
+        return self.dir / member / "peer.crt"
+
+    def peer_key(self, member: str) -> Path:
+        return self.dir / member / "peer.key"
+
+    @property
+    def apiserver_client_cert(self) -> Path:
+        return self.dir.parent / "apiserver-etcd-client.crt"
+
+    @property
+    def apiserver_client_key(self) -> Path:
+        return self.dir.parent / "apiserver-etcd-client.key"
+
+    @property
+    def healthcheck_cert(self) -> Path:
+        return self.dir / "healthcheck-client.crt"
+
+    @property
+    def healthcheck_key(self) -> Path:
+        return self.dir / "healthcheck-client.key"
+
+
+def ensure_etcd_pki(data_dir: Path | str, members: Sequence[tuple[str, str]]) -> EtcdPki:
+    """Create (or reuse) the etcd CA and the certificates of ``members`` ((name, IP) pairs) under
+    ``data_dir/pki/etcd``, plus the API server's and the health check's client certificates.
+    A member certificate not covering its address is re-issued; the CA is never replaced."""
+    e = EtcdPki(Path(data_dir) / "pki" / "etcd")
+    e.dir.mkdir(parents=True, exist_ok=True)
+    if not (e.ca_cert.exists() and e.ca_key.exists()):
+        ca = new_ca("etcd-ca")
+        _write(e.ca_key, ca.key_pem, private=True)
+        _write(e.ca_cert, ca.cert_pem)
+    ca = CertificateAuthority(e.ca_cert.read_bytes(), e.ca_key.read_bytes())
+    for name, ip in members:
+        (e.dir / name).mkdir(exist_ok=True)
+        ips, names = [ip, "127.0.0.1"], [name, "localhost"]
+        for cert_path, key_path, client in (
+            (e.server_cert(name), e.server_key(name), False),
+            (e.peer_cert(name), e.peer_key(name), True),
+        ):
+            if not (key_path.exists() and _covers(cert_path, ips, names)):
+                cert, key = issue_cert(ca, name, (), ips, names, client=client, server=True)
+                _write(key_path, key, private=True)
+                _write(cert_path, cert)
+    for cert_path, key_path, cn in (
+        (e.apiserver_client_cert, e.apiserver_client_key, ETCD_CLIENT_USER),
+        (e.healthcheck_cert, e.healthcheck_key, ETCD_HEALTHCHECK_USER),
+    ):
+        if not (cert_path.exists() and key_path.exists()):
+            cert, key = issue_cert(ca, cn)
+            _write(key_path, key, private=True)
+            _write(cert_path, cert)
+    return e
+
+
 # ---- the aggregation layer: front-proxy CA and the metrics server's identities (issue 13) -------
 
 
