@@ -531,8 +531,11 @@ METRICS_SERVER_IPS: tuple[str, ...] = ("127.0.0.1", "192.168.56.10")
 METRICS_SERVER_NAMES: tuple[str, ...] = ("localhost", "metrics-server.kube-system.svc")
 
 
-def ensure_aggregator_pki(data_dir: Path | str, server_url: str = "https://192.168.56.10:6443") -> AggregatorPki:
-    """Create (or reuse) the front-proxy CA and client, and the metrics server's certificates."""
+def ensure_aggregator_pki(
+    data_dir: Path | str, server_url: str = "https://192.168.56.10:6443", metrics_ips: Sequence[str] = ()
+) -> AggregatorPki:
+    """Create (or reuse) the front-proxy CA and client, and the metrics server's certificates
+    (its serving certificate covers ``METRICS_SERVER_IPS`` and ``metrics_ips``: where it listens)."""
     root = Path(data_dir)
     pdir = root / "pki"
     pdir.mkdir(parents=True, exist_ok=True)
@@ -553,11 +556,11 @@ def ensure_aggregator_pki(data_dir: Path | str, server_url: str = "https://192.1
 
     with open(pdir / ".aggregator.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _ensure_aggregator_files(a, pdir, server_url)
+        _ensure_aggregator_files(a, pdir, server_url, [*METRICS_SERVER_IPS, *metrics_ips])
     return a
 
 
-def _ensure_aggregator_files(a: AggregatorPki, pdir: Path, server_url: str) -> None:
+def _ensure_aggregator_files(a: AggregatorPki, pdir: Path, server_url: str, metrics_ips: Sequence[str]) -> None:
     if not (a.front_proxy_ca_cert.exists() and a.front_proxy_ca_key.exists()):
         fp = new_ca("front-proxy-ca")
         _write(a.front_proxy_ca_key, fp.key_pem, private=True)
@@ -569,9 +572,10 @@ def _ensure_aggregator_files(a: AggregatorPki, pdir: Path, server_url: str) -> N
         _write(a.front_proxy_client_key, key, private=True)
         _write(a.front_proxy_client_cert, cert)
     ca = CertificateAuthority((pdir / "ca.crt").read_bytes(), (pdir / "ca.key").read_bytes())
-    if not (a.metrics_server_key.exists() and _covers(a.metrics_server_cert, METRICS_SERVER_IPS, METRICS_SERVER_NAMES)):
+    ips = list(dict.fromkeys(metrics_ips))
+    if not (a.metrics_server_key.exists() and _covers(a.metrics_server_cert, ips, METRICS_SERVER_NAMES)):
         cert, key = issue_cert(
-            ca, "metrics-server", (), METRICS_SERVER_IPS, METRICS_SERVER_NAMES, client=False, server=True
+            ca, "metrics-server", (), ips, METRICS_SERVER_NAMES, client=False, server=True
         )
         _write(a.metrics_server_key, key, private=True)
         _write(a.metrics_server_cert, cert)

@@ -30,6 +30,7 @@ from controlplane.pki import EtcdPki
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380
+METRICS_PORT = 2381
 API_PORT = 6443
 CLUSTER_TOKEN = "kubelab-etcd"
 HEALTH_INTERVAL_MS = 500
@@ -49,7 +50,8 @@ def check_control_planes(n: int) -> None:
         quorum = n // 2 + 1
         raise HaError(
             f"--control-planes {n} is refused: an etcd cluster of {n} members needs {quorum} for quorum and so "
-            f"survives only {n - quorum} failure(s), no more than {n - 1} members would; use an odd number (1, 3 or 5)"
+            f"survives {n - quorum} failure(s), no more than {n - 1} member(s) would: an even count gives no extra "
+            "fault tolerance; use an odd number (1, 3 or 5)"
         )
     if n > 5:
         raise HaError(f"--control-planes must be 1, 3 or 5, not {n} (the lab's addresses hold five)")
@@ -95,6 +97,9 @@ def etcd_member_argv(
         "--cert-file", str(pki.server_cert(name)), "--key-file", str(pki.server_key(name)),
         "--peer-client-cert-auth", "--peer-trusted-ca-file", str(pki.ca_cert),
         "--peer-cert-file", str(pki.peer_cert(name)), "--peer-key-file", str(pki.peer_key(name)),
+        # kubeadm's: plain-HTTP /health and /metrics on loopback only, for probes that hold no client
+        # certificate (the lab's health checks, like the static pod's liveness probe).
+        "--listen-metrics-urls", f"http://127.0.0.1:{METRICS_PORT}",
         "--snapshot-count", "10000",
         "--logger", "zap", "--log-level", "info",
     ]  # fmt: skip

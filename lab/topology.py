@@ -13,6 +13,12 @@ Layout (DESIGN.md §3)::
             10.96.0.0/12 via 192.168.56.11 metric 100  (host → service VIPs through a worker)
     kl-cp:  10.244.N.0/24 via 192.168.56.10+N      (replies from the API server and DNS to pods)
 
+With ``--control-planes 3`` (issue 17) the control plane is three namespaces ``kl-cp1..3``
+(192.168.56.21–.23) behind HAProxy in ``kl-lb``, which holds 192.168.56.10 — still the one API
+endpoint every kubeconfig names, as kubeadm's ``controlPlaneEndpoint``; with ``--etcd external`` the
+etcd members get namespaces of their own, ``kl-etcd1..3`` (.31–.33). Every control plane and the
+load balancer get the routes back to the workers' pods that kl-cp has.
+
 Invariants:
 - Every object has a ``kl``-prefixed name (``kl0``, ``klv-*``, ``kl-*`` namespaces), so teardown
   removes ours and nothing else, and a second ``up`` can tell the lab is already there.
@@ -35,12 +41,17 @@ import argparse
 import ipaddress
 import subprocess
 from dataclasses import dataclass, field
+from typing import Any
 
 BRIDGE = "kl0"
 NODE_NETWORK = ipaddress.ip_network("192.168.56.0/24")
 HOST_IP = "192.168.56.1"
 CONTROL_PLANE_NAME = "kl-cp"
-CONTROL_PLANE_IP = "192.168.56.10"
+CONTROL_PLANE_IP = "192.168.56.10"  # the API endpoint: kl-cp, or HAProxy in kl-lb with HA
+LB_NAME = "kl-lb"
+HA_CONTROL_PLANE_BASE = 20  # kl-cpN at 192.168.56.(20+N)
+ETCD_BASE = 30  # kl-etcdN at 192.168.56.(30+N)
+ROLES = ("controlplane", "worker", "lb", "etcd")
 POD_NETWORK = "10.244.0.0/16"
 SERVICE_NETWORK = "10.96.0.0/12"
 SERVICE_ROUTE_METRIC = "100"
@@ -55,12 +66,17 @@ class TopologyError(Exception):
 class NodeNet:
     name: str  # node name == netns name
     ip: str
-    index: int  # 0 for the control plane, N for worker N
+    index: int  # N for worker N, kl-cpN and kl-etcdN; 0 for kl-cp and kl-lb
     host_veth: str  # the root-namespace end, attached to kl0
+    role: str = "worker"  # one of ROLES
 
     @property
     def is_worker(self) -> bool:
-        return self.index > 0
+        return self.role == "worker"
+
+    @property
+    def is_control_plane(self) -> bool:
+        return self.role == "controlplane"
 
     @property
     def expected_pod_cidr(self) -> str | None:
@@ -81,7 +97,29 @@ class LabNet:
 
     @property
     def control_plane(self) -> NodeNet:
-        return self.nodes[0]
+        """The (first) control plane: kl-cp, or kl-cp1 with HA."""
+        return self.control_planes[0]
+
+    @property
+    def control_planes(self) -> tuple[NodeNet, ...]:
+        return tuple(n for n in self.nodes if n.is_control_plane)
+
+    @property
+    def lb(self) -> NodeNet | None:
+        return next((n for n in self.nodes if n.role == "lb"), None)
+
+    @property
+    def etcd_nodes(self) -> tuple[NodeNet, ...]:
+        """The namespaces of an external etcd (none when etcd is stacked or absent)."""
+        return tuple(n for n in self.nodes if n.role == "etcd")
+
+    @property
+    def ha(self) -> bool:
+        return self.lb is not None
+
+    def etcd_members(self) -> list[tuple[str, str]]:
+        """(name, IP) of every etcd member of an HA lab: the external ones, or one per control plane."""
+        return [(n.name, n.ip) for n in (self.etcd_nodes or self.control_planes)]
 
     def node(self, name: str) -> NodeNet:
         for n in self.nodes:
@@ -94,14 +132,51 @@ def worker_name(index: int) -> str:
     return f"kl-node{index}"
 
 
-def plan_lab(workers: int) -> LabNet:
-    """The lab's addresses and names for ``workers`` workers (pure)."""
+def _addr(offset: int) -> str:
+    return str(NODE_NETWORK.network_address + offset)
+
+
+def plan_lab(workers: int, control_planes: int = 1, etcd: str = "stacked") -> LabNet:
+    """The lab's addresses and names for ``workers`` workers and 1 or 3 (or 5) control planes (pure).
+
+    ``etcd``: ``stacked`` (a member on each control plane) or ``external`` (``kl-etcdN``); it only
+    shapes an HA lab — the single control plane runs its store beside the API server."""
+    from lab.hatopology import HaError, check_control_planes
+
     if not 1 <= workers <= MAX_WORKERS:
         raise TopologyError(f"--workers must be between 1 and {MAX_WORKERS}, not {workers}")
-    nodes = [NodeNet(CONTROL_PLANE_NAME, CONTROL_PLANE_IP, 0, "klv-cp")]
+    try:
+        check_control_planes(control_planes)
+    except HaError as exc:
+        raise TopologyError(str(exc)) from None
+    if control_planes > 1 and workers > HA_CONTROL_PLANE_BASE - 11:
+        raise TopologyError(
+            f"--workers must be at most {HA_CONTROL_PLANE_BASE - 11} with --control-planes {control_planes} "
+            f"(workers' addresses .11–.{HA_CONTROL_PLANE_BASE - 1} end where the control planes' begin)"
+        )
+    if etcd not in ("stacked", "external"):
+        raise TopologyError(f"--etcd must be stacked or external, not {etcd!r}")
+    if control_planes == 1:
+        nodes = [NodeNet(CONTROL_PLANE_NAME, CONTROL_PLANE_IP, 0, "klv-cp", "controlplane")]
+    else:
+        nodes = [NodeNet(LB_NAME, CONTROL_PLANE_IP, 0, "klv-lb", "lb")]
+        nodes += [
+            NodeNet(f"kl-cp{i}", _addr(HA_CONTROL_PLANE_BASE + i), i, f"klv-cp{i}", "controlplane")
+            for i in range(1, control_planes + 1)
+        ]
+        if etcd == "external":
+            nodes += [
+                NodeNet(f"kl-etcd{i}", _addr(ETCD_BASE + i), i, f"klv-etcd{i}", "etcd")
+                for i in range(1, control_planes + 1)
+            ]
     for i in range(1, workers + 1):
-        nodes.append(NodeNet(worker_name(i), str(NODE_NETWORK.network_address + 10 + i), i, f"klv-node{i}"))
+        nodes.append(NodeNet(worker_name(i), _addr(10 + i), i, f"klv-node{i}"))
     return LabNet(nodes=tuple(nodes))
+
+
+def lab_of(plan: dict[str, Any]) -> LabNet:
+    """The topology of a running lab, from its plan file (``lab/state.py``)."""
+    return plan_lab(len(plan["workers"]), int(plan.get("control_planes", 1)), str(plan.get("etcd_topology", "stacked")))
 
 
 # --- executor -------------------------------------------------------------------------------
@@ -164,10 +239,10 @@ def apply(lab: LabNet) -> None:
     # a pod's packet DNATed to 192.168.56.10 keeps the pod's source address unless the CNI plugin
     # masquerades it (ours does, the reference bridge in the lab does not), so kl-cp needs a route
     # back to each worker's pods — host-gw, as the network agent gives the workers.
-    cp = lab.control_plane
-    for node in lab.workers:
-        if node.expected_pod_cidr:
-            ip("route", "replace", node.expected_pod_cidr, "via", node.ip, "dev", "eth0", netns=cp.name)
+    for cp in (*lab.control_planes, *([lab.lb] if lab.lb else [])):
+        for node in lab.workers:
+            if node.expected_pod_cidr:
+                ip("route", "replace", node.expected_pod_cidr, "via", node.ip, "dev", "eth0", netns=cp.name)
 
 
 def set_node_link(lab: LabNet, name: str, up: bool) -> None:
@@ -221,7 +296,9 @@ def teardown(lab_names: list[str] | None = None) -> list[str]:
 
 
 def is_lab_netns(name: str) -> bool:
-    return name == CONTROL_PLANE_NAME or (name.startswith("kl-node") and name[7:].isdigit())
+    if name in (CONTROL_PLANE_NAME, LB_NAME):
+        return True
+    return any(name.startswith(p) and name[len(p) :].isdigit() for p in ("kl-node", "kl-cp", "kl-etcd"))
 
 
 def cmd_topology(args: argparse.Namespace) -> int:

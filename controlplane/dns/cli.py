@@ -4,7 +4,9 @@ Role: run ``server.ClusterView`` + ``server.DnsServer`` on ``--listen``, and kee
 make the server reachable at the cluster DNS address (10.96.0.10, what every pod's resolv.conf
 names): the selector-less Service ``kube-system/kube-dns`` (ports ``dns`` 53/UDP and ``dns-tcp``
 53/TCP, label ``k8s-app=kube-dns``, as kubeadm's), and its Endpoints and EndpointSlice naming this
-server's own address — the way the API server keeps ``default/kubernetes`` pointing at itself. The
+server's own address — the way the API server keeps ``default/kubernetes`` pointing at itself.
+With several servers (an HA control plane) each is given every address (``--advertise-address``
+repeated) and publishes the same list, so the writers agree. The
 node proxies then DNAT 10.96.0.10:53 to us like any other Service.
 
 Invariants: level-triggered — ``ensure_objects`` creates what is missing and corrects what drifted
@@ -25,6 +27,7 @@ import ipaddress
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from controlplane.api import errors
@@ -81,7 +84,12 @@ def desired_service(service_ip: str) -> Obj:
     }
 
 
-def desired_endpoint_slice(address: str, port: int) -> Obj:
+def _addresses(address: str | Sequence[str]) -> list[str]:
+    return [address] if isinstance(address, str) else list(address)
+
+
+def desired_endpoint_slice(address: str | Sequence[str], port: int) -> Obj:
+    addrs = _addresses(address)
     return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
@@ -94,8 +102,10 @@ def desired_endpoint_slice(address: str, port: int) -> Obj:
                 "k8s-app": "kube-dns",
             },
         },
-        "addressType": "IPv6" if ":" in address else "IPv4",
-        "endpoints": [{"addresses": [address], "conditions": {"ready": True, "serving": True, "terminating": False}}],
+        "addressType": "IPv6" if ":" in addrs[0] else "IPv4",
+        "endpoints": [
+            {"addresses": [a], "conditions": {"ready": True, "serving": True, "terminating": False}} for a in addrs
+        ],
         "ports": [
             {"name": "dns", "port": port, "protocol": "UDP"},
             {"name": "dns-tcp", "port": port, "protocol": "TCP"},
@@ -103,7 +113,7 @@ def desired_endpoint_slice(address: str, port: int) -> Obj:
     }
 
 
-def desired_endpoints(address: str, port: int) -> Obj:
+def desired_endpoints(address: str | Sequence[str], port: int) -> Obj:
     return {
         "apiVersion": "v1",
         "kind": "Endpoints",
@@ -115,7 +125,7 @@ def desired_endpoints(address: str, port: int) -> Obj:
         },
         "subsets": [
             {
-                "addresses": [{"ip": address}],
+                "addresses": [{"ip": a} for a in _addresses(address)],
                 "ports": [
                     {"name": "dns", "port": port, "protocol": "UDP"},
                     {"name": "dns-tcp", "port": port, "protocol": "TCP"},
@@ -180,7 +190,7 @@ def ensure_service(client: ApiClient, service_ip: str) -> str:
     return "updated"
 
 
-def ensure_objects(client: ApiClient, service_ip: str, address: str, port: int) -> dict[str, str]:
+def ensure_objects(client: ApiClient, service_ip: str, address: str | Sequence[str], port: int) -> dict[str, str]:
     """Service, Endpoints and EndpointSlice as they should be; what was done to each."""
     return {
         "service": ensure_service(client, service_ip),
@@ -198,7 +208,7 @@ class Ensurer:
     ensure again (``ENSURE_PERIOD``, or its own back-off, 0.2 s doubling to 5 s, while it fails).
     """
 
-    def __init__(self, client: ApiClient, service_ip: str, address: str, port: int) -> None:
+    def __init__(self, client: ApiClient, service_ip: str, address: str | Sequence[str], port: int) -> None:
         self.client, self.service_ip, self.address, self.port = client, service_ip, address, port
         self.queue: WorkQueue[str] = WorkQueue("dns-ensure")
         self._backoff = 0.2
@@ -244,8 +254,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--advertise-address",
+        action="append",
         default=None,
-        help="the address published in kube-dns's endpoints (default: the --listen address)",
+        help="an address published in kube-dns's endpoints (default: the --listen address); repeatable: with "
+        "several DNS servers (an HA control plane) each one publishes the same list, so they agree",
     )
     p.add_argument("--cluster-domain", default=resolver.DEFAULT_ZONE)
     p.add_argument("--service-ip", default=DEFAULT_SERVICE_IP, help="kube-dns's clusterIP (pods' nameserver)")
@@ -267,15 +279,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     host, port = args.listen
-    advertise = args.advertise_address or host
+    advertise: list[str] = args.advertise_address or [host]
     try:
-        ip = ipaddress.ip_address(advertise)
+        wildcard = any(ipaddress.ip_address(a).is_unspecified for a in advertise)
         ipaddress.ip_address(args.service_ip)
         cidrs = [str(ipaddress.ip_network(c, strict=False)) for c in (args.reverse_cidr or DEFAULT_REVERSE_CIDRS)]
     except ValueError as e:
         log.error("%s", e)
         return 2
-    if args.ensure_service and ip.is_unspecified:
+    if args.ensure_service and wildcard:
         log.error("--listen %s is a wildcard: give --advertise-address, the address pods should reach", host)
         return 2
     try:
@@ -292,7 +304,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(
-    args: argparse.Namespace, client: ApiClient, view: ClusterView, host: str, port: int, advertise: str
+    args: argparse.Namespace, client: ApiClient, view: ClusterView, host: str, port: int, advertise: list[str]
 ) -> int:
     server = DnsServer(lambda: view.view, host, port)
     try:

@@ -166,3 +166,17 @@ def test_listen_must_be_an_address_and_port(bad: str) -> None:
 def test_listen_parses_v4_and_v6() -> None:
     assert cli.parse_listen("192.168.56.10:53") == ("192.168.56.10", 53)
     assert cli.parse_listen("[::1]:5353") == ("::1", 5353)
+
+
+def test_several_servers_publishing_the_same_addresses_agree() -> None:
+    """An HA control plane: three DNS servers, each given every address, write once and then agree."""
+    c = FakeClient()
+    addrs = ["192.168.56.21", "192.168.56.22", "192.168.56.23"]
+    cli.ensure_objects(c, "10.96.0.10", addrs, 53)  # type: ignore[arg-type]
+    writes = c.writes
+    for _ in range(3):  # the other two servers, then the first again
+        assert set(cli.ensure_objects(c, "10.96.0.10", addrs, 53).values()) == {"ok"}  # type: ignore[arg-type]
+    assert c.writes == writes
+    sl = c.get(ENDPOINTSLICES, "kube-dns", "kube-system")
+    assert [e["addresses"] for e in sl["endpoints"]] == [[a] for a in addrs]
+    assert [a["ip"] for a in c.get(ENDPOINTS, "kube-dns", "kube-system")["subsets"][0]["addresses"]] == addrs
