@@ -89,9 +89,7 @@ def etcd_plan(lab: topology.LabNet) -> dict[str, Any]:
     }
 
 
-def components(
-    lab: topology.LabNet, cp_args: list[str], python_cmd: Any, apiserver_url: str
-) -> list[dict[str, Any]]:
+def components(lab: topology.LabNet, cp_args: list[str], python_cmd: Any, apiserver_url: str) -> list[dict[str, Any]]:
     """The HA control plane's supervised processes (``cp_args``: the flags every control plane shares)."""
     logs = state.LOG_DIR
     e = pki.EtcdPki(state.STATE_DIR / "pki" / "etcd")
