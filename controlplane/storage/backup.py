@@ -337,7 +337,7 @@ def restore_etcd_data_dir(
 
 
 def bump_etcd_revision(
-    endpoint: str, above: int, tls: tuple[str | None, str | None, str | None] = (None, None, None)
+    endpoint: str, above: int, *, ca: Path | None = None, cert: Path | None = None, key: Path | None = None
 ) -> int:
     """Raise a freshly restored etcd's revision past ``above`` and compact there; returns it.
 
@@ -347,8 +347,7 @@ def bump_etcd_revision(
     from controlplane.storage.etcd import EtcdStore
     from controlplane.storage.interface import KeyExistsError
 
-    ca, cert, key = tls
-    store = EtcdStore([endpoint], ca=ca, cert=cert, key=key)
+    store = EtcdStore([endpoint], ca=ca, cert=cert, key=key)  # ca/cert/key: https endpoints
     try:
         try:
             rev = store.create(BUMP_KEY, b"restore")
@@ -372,12 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bump-etcd")
     b.add_argument("endpoint")
     b.add_argument("above", type=int)
-    b.add_argument("--cacert", default=None)
-    b.add_argument("--cert", default=None)
-    b.add_argument("--key", default=None)
+    b.add_argument("--cacert", type=Path, default=None, help="etcd CA (https endpoint; etcdctl's flag names)")
+    b.add_argument("--cert", type=Path, default=None, help="client certificate")
+    b.add_argument("--key", type=Path, default=None, help="client key")
     args = p.parse_args(argv)
     try:
-        print(bump_etcd_revision(args.endpoint, args.above, (args.cacert, args.cert, args.key)))
+        print(bump_etcd_revision(args.endpoint, args.above, ca=args.cacert, cert=args.cert, key=args.key))
     except Exception as exc:
         print(f"revision bump failed: {exc}", file=sys.stderr)
         return 1
