@@ -70,6 +70,7 @@ class LeaderElector:
         *,
         clock: Clock | None = None,
         release_on_stop: bool = True,
+        recorder: Any = None,
     ) -> None:
         if not lease_duration > renew_deadline > retry_period > 0:
             raise ValueError("leader election needs lease_duration > renew_deadline > retry_period > 0")
@@ -83,6 +84,7 @@ class LeaderElector:
         self.on_started_leading = on_started_leading
         self.on_stopped_leading = on_stopped_leading
         self.release_on_stop = release_on_stop
+        self.recorder = recorder  # an EventRecorder: "<identity> became leader" on the Lease, as client-go
         self.clock: Clock = clock or RealClock()
         self._observed_spec: dict[str, Any] | None = None
         self._observed_at = 0.0
@@ -196,7 +198,10 @@ class LeaderElector:
                     return
             if stop.is_set():
                 return
-            log.info("lease %s/%s: %s became the leader", self.namespace, self.name, self.identity)
+            # client-go's words, in the log and as an Event on the Lease (`kubectl get events -n kube-system`)
+            log.info("successfully acquired lease %s/%s (%s)", self.namespace, self.name, self.identity)
+            if self.recorder is not None and self._lease is not None:
+                self.recorder.event(self._lease, "Normal", "LeaderElection", f"{self.identity} became leader")
             lost = threading.Event()
             self._leading.set()
             worker = None

@@ -243,6 +243,7 @@ def run_controller_manager(client: ApiClient, stop: threading.Event, options: Co
         renew_deadline=opts.renew_deadline,
         retry_period=opts.retry_period,
         on_started_leading=lead,
+        recorder=EventRecorder(client, "kube-controller-manager", host=opts.identity.split("_")[0]),
     )
     elector.run(stop)
 

@@ -14,6 +14,7 @@ import threading
 import uuid
 from typing import Any
 
+from controlplane.client.events import EventRecorder
 from controlplane.client.leaderelection import LeaderElector
 from controlplane.client.rest import ApiClient
 from controlplane.scheduler.scheduler import DEFAULT_SCHEDULER_NAME, Scheduler
@@ -54,15 +55,17 @@ def run_scheduler(
                 log.exception("scheduler crashed; starting a fresh one")
                 lost.wait(1.0)
 
+    ident = identity or default_identity()
     elector = LeaderElector(
         client,
         lease_namespace,
         lease_name or ("kube-scheduler" if scheduler_name == DEFAULT_SCHEDULER_NAME else scheduler_name),
-        identity or default_identity(),
+        ident,
         lease_duration=lease_duration,
         renew_deadline=renew_deadline,
         retry_period=retry_period,
         on_started_leading=lead,
         on_stopped_leading=lambda: log.info("scheduler: stopped leading"),
+        recorder=EventRecorder(client, scheduler_name, host=ident.split("_")[0]),
     )
     elector.run(stop)

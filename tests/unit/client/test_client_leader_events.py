@@ -194,3 +194,25 @@ def test_leader_whose_callback_returns_at_once_keeps_leading() -> None:
     finally:
         stop.set()
         t.join(5)
+
+
+def test_a_new_leader_says_so_in_an_event_on_the_lease() -> None:
+    """client-go's LeaderElection event: "<identity> became leader", about the Lease, once per term."""
+    api = FakeObjects()
+    client = ApiClient("http://api.test", transport=httpx.MockTransport(api.handler))
+    said: list[tuple[str, str, str, str]] = []
+
+    class Recorder:
+        def event(self, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+            said.append((obj["kind"], obj["metadata"]["name"], reason, message))
+
+    el = LeaderElector(client, "kube-system", "sched", "kl-cp2_1", 3, 2, 0.02, recorder=Recorder())
+    stop = threading.Event()
+    t = threading.Thread(target=el.run, args=(stop,))
+    t.start()
+    try:
+        wait_for(lambda: [m for m, _ in api.log].count("PUT") >= 3, message="several renewals")
+        assert said == [("Lease", "sched", "LeaderElection", "kl-cp2_1 became leader")]
+    finally:
+        stop.set()
+        t.join(5)
