@@ -33,3 +33,35 @@ def test_only_workers_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caps
     monkeypatch.setattr(vagrantlab, "MACHINES", tmp_path)
     assert vagrantlab.node("stop", "kl-cp") == 1
     assert "only workers" in capsys.readouterr().out
+
+
+def _vms(machines: Path, *names: str) -> None:
+    for n in names:
+        (machines / n / "libvirt").mkdir(parents=True)
+        (machines / n / "libvirt" / "id").write_text(f"{n}-uuid\n")
+
+
+@pytest.mark.parametrize("etcd", ["stacked", "external"])
+def test_the_plan_follows_the_vms_vagrant_made(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, etcd: str) -> None:
+    monkeypatch.setattr(vagrantlab, "MACHINES", tmp_path)
+    _vms(tmp_path, "kl-lb", "kl-cp1", "kl-cp2", "kl-cp3", "kl-node1", "kl-node2")
+    if etcd == "external":
+        _vms(tmp_path, "kl-etcd1", "kl-etcd2", "kl-etcd3")
+    plan = vagrantlab._plan()
+    assert [n.name for n in plan.nodes] == [n.name for n in vagrantlab.topology.plan_lab(2, 3, etcd).nodes]
+
+
+def test_ha_control_planes_stop_and_start_the_endpoint_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(vagrantlab, "MACHINES", tmp_path)
+    _vms(tmp_path, "kl-lb", "kl-cp1", "kl-cp2", "kl-cp3", "kl-node1", "kl-node2")
+    cut: list[tuple[str, bool]] = []
+    monkeypatch.setattr(vagrantlab, "set_link", lambda name, up: cut.append((name, up)) or f"link {name}")
+    monkeypatch.setattr(vagrantlab, "route_via", lambda ip: pytest.fail("the service route stays on kl-node1"))
+    assert vagrantlab.node("stop", "kl-lb") == 1
+    assert "the API endpoint itself" in capsys.readouterr().out
+    assert vagrantlab.node("stop", "kl-cp2") == 0
+    assert "Leases move" in capsys.readouterr().out
+    assert vagrantlab.node("start", "kl-cp2") == 0
+    assert cut == [("kl-cp2", False), ("kl-cp2", True)]
