@@ -20,8 +20,11 @@ one shared ``threading.Event`` set when the server begins shutting down (before 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
+import os
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ log = logging.getLogger(__name__)
 
 def controller_options(args: argparse.Namespace, root_ca_file: Path) -> ControllerOptions:
     """The controller-manager's options from ``kubelab controlplane``'s flags."""
-    return ControllerOptions(
+    opts = ControllerOptions(
         node_monitor_grace_period=args.node_monitor_grace_period,
         pod_eviction_timeout=args.pod_eviction_timeout,
         cluster_cidr=args.cluster_cidr,
@@ -44,6 +47,9 @@ def controller_options(args: argparse.Namespace, root_ca_file: Path) -> Controll
         # the CA the root-ca-cert-publisher puts into every namespace's kube-root-ca.crt
         root_ca_file=str(root_ca_file),
     )
+    if args.hostname_override:  # kube-controller-manager's identity: <hostname>_<unique>
+        opts = dataclasses.replace(opts, identity=f"{args.hostname_override}_{os.getpid()}")
+    return opts
 
 
 def run_controlplane(args: argparse.Namespace) -> int:
@@ -64,9 +70,10 @@ def run_controlplane(args: argparse.Namespace) -> int:
         if stop.is_set():
             return
         sched_client = ApiClient.from_kubeconfig(str(pki.scheduler_kubeconfig))
+        ident = f"{args.hostname_override}_{uuid.uuid4()}" if args.hostname_override else None
         cm_client = ApiClient.from_kubeconfig(str(pki.controller_manager_kubeconfig))
         for name, target, target_args, kwargs in (
-            ("scheduler", run_scheduler, (sched_client, stop), {"leader_elect": args.leader_elect}),
+            ("scheduler", run_scheduler, (sched_client, stop), {"leader_elect": args.leader_elect, "identity": ident}),
             ("controller-manager", run_controller_manager, (cm_client, stop, copts), {}),
         ):
             t = threading.Thread(target=target, args=target_args, kwargs=kwargs, name=name, daemon=True)
@@ -101,5 +108,11 @@ def register(subparsers: Any) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="scheduler and controllers take the kube-scheduler / kube-controller-manager Leases first (default: on)",
+    )
+    c.add_argument(
+        "--hostname-override",
+        default="",
+        help="the host name in the scheduler's and controller-manager's Lease identities (default: this "
+        "machine's); the one-machine HA lab gives each control plane its node name, kl-cpN",
     )
     c.set_defaults(func=run_controlplane)

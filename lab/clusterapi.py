@@ -24,9 +24,14 @@ from lab import state
 TRANSPORT_ERRORS = (OSError, ValueError, httpx.HTTPError)
 
 
-def admin_client(timeout: float = 5.0) -> ApiClient:
-    """A client with the lab's admin credentials (close it, or use it in ``with``)."""
-    return ApiClient.from_kubeconfig(state.ADMIN_KUBECONFIG, timeout=timeout)
+def admin_client(timeout: float = 5.0, server: str | None = None) -> ApiClient:
+    """A client with the lab's admin credentials (close it, or use it in ``with``); ``server``: one
+    API server of an HA control plane instead of the endpoint the kubeconfig names."""
+    if server is None:
+        return ApiClient.from_kubeconfig(state.ADMIN_KUBECONFIG, timeout=timeout)
+    from controlplane.client.kubeconfig import load_kubeconfig
+
+    return ApiClient(server, config=load_kubeconfig(state.ADMIN_KUBECONFIG), timeout=timeout)
 
 
 def api(method: str, path: str, body: dict[str, Any] | None = None, timeout: float = 5) -> dict[str, Any]:
@@ -40,10 +45,10 @@ def get(path: str) -> dict[str, Any]:
     return api("GET", path)
 
 
-def ready() -> bool:
-    """The API server answers ``/readyz`` with 200."""
+def ready(server: str | None = None) -> bool:
+    """The API server (the kubeconfig's endpoint, or ``server``) answers ``/readyz`` with 200."""
     try:
-        with admin_client(2.0) as client:
+        with admin_client(2.0, server) as client:
             client.request("GET", "/readyz", timeout=2)
         return True
     except (errors.ApiError, *TRANSPORT_ERRORS):

@@ -83,15 +83,13 @@ def etcd_plan(lab: topology.LabNet) -> dict[str, Any]:
     return {
         "endpoints": hatopology.etcd_endpoints(members),
         "members": [{"name": n, "ip": ip, "data_dir": str(etcd_data_dir(n))} for n, ip in members],
-        "netns": members[0][0],
+        "netns": "",  # from the host, over kl0: any member may be stopped
         "tls": {"ca": str(e.ca_cert), "cert": str(e.healthcheck_cert), "key": str(e.healthcheck_key)},
         "token": hatopology.CLUSTER_TOKEN,
     }
 
 
-def components(
-    lab: topology.LabNet, cp_args: list[str], python_cmd: Any, apiserver_url: str
-) -> list[dict[str, Any]]:
+def components(lab: topology.LabNet, cp_args: list[str], python_cmd: Any, apiserver_url: str) -> list[dict[str, Any]]:
     """The HA control plane's supervised processes (``cp_args``: the flags every control plane shares)."""
     logs = state.LOG_DIR
     e = pki.EtcdPki(state.STATE_DIR / "pki" / "etcd")
@@ -114,6 +112,7 @@ def components(
             "--data-dir", str(control_plane_dir(cp.name)),
             "--listen", "0.0.0.0:6443",
             "--advertise-address", cp.ip,
+            "--hostname-override", cp.name,  # Lease holders read kl-cpN_…, not this machine's name
             "--tls-san", topology.CONTROL_PLANE_IP,
             "--tls-san", topology.LB_NAME,
             "--store", "etcd",

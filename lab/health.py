@@ -6,8 +6,10 @@ asks the component's own health endpoint and says healthy or not, with the compo
 | component    | asked                                                                 |
 |--------------|-----------------------------------------------------------------------|
 | registry     | ``GET http://192.168.56.1:5000/v2/``                                  |
-| etcd         | ``GET http://127.0.0.1:2379/health`` inside kl-cp                     |
-| controlplane | the API server's ``/readyz``; the kube-scheduler and                 |
+| etcd         | ``GET http://127.0.0.1:2379/health`` inside kl-cp (HA: the member's   |
+|              | plain-HTTP metrics listener ``:2381/health``, as kubeadm's probe)     |
+| haproxy      | ``/readyz`` through the API endpoint it holds (HA)                    |
+| controlplane | the API server's ``/readyz`` (HA: each one's own address); the kube-scheduler and |
 |              | kube-controller-manager Leases renewed within their duration         |
 | dns          | an A query for ``kubernetes.default.svc.cluster.local`` at kl-cp:53   |
 | noded        | the kubelet API's ``/healthz`` (:10250, TLS) and the Node's Ready     |
@@ -47,6 +49,7 @@ OWN_ERROR_GRACE = 45.0  # seconds a component may report its own error before `u
 PROXY_HEALTHZ = "http://127.0.0.1:10256/healthz"
 NETAGENT_HEALTHZ = "http://127.0.0.1:9099/healthz"
 ETCD_HEALTH = "http://127.0.0.1:2379/health"
+ETCD_HA_HEALTH = "http://127.0.0.1:2381/health"  # lab.hatopology.METRICS_PORT
 # Ready=False messages every node shows for a moment while it starts: not yet an error of its own.
 STARTING_MESSAGES = (
     "container runtime status check may not have completed yet",
@@ -207,6 +210,7 @@ class Cluster:
     api: Callable[[str], dict[str, Any]]  # GET path → object (lab.clusterapi.get: raises ApiError/OSError)
     tls: Any  # ssl context with the admin client certificate
     apiserver_url: str
+    ha: bool = False  # three control planes behind HAProxy (each API server asked at its own address)
 
 
 def _get(api: Callable[[str], dict[str, Any]], path: str) -> dict[str, Any] | None:
@@ -247,11 +251,13 @@ def check(components: list[dict[str, Any]], cluster: Cluster) -> list[Health]:
         verdicts: list[tuple[bool, str, bool]] = []
         if name == "registry":
             verdicts.append(judge_http(http_get(f"http://{cluster.host_ip}:5000/v2/"), "registry"))
-        elif name == "controlplane":
-            verdicts.append(
-                judge_http(http_get(cluster.apiserver_url + "/readyz", cluster.tls), "kube-apiserver /readyz")
-            )
-            if verdicts[0][0]:
+        elif name in ("controlplane", "haproxy"):
+            url = cluster.apiserver_url
+            if cluster.ha and name == "controlplane":
+                url = f"https://{cluster.node_ips.get(node, '')}:6443"
+            what = "kube-apiserver /readyz" if name == "controlplane" else "the API endpoint's /readyz (HAProxy)"
+            verdicts.append(judge_http(http_get(url + "/readyz", cluster.tls), what))
+            if name == "controlplane" and verdicts[0][0]:
                 now = time.time()
                 for holder in ("kube-scheduler", "kube-controller-manager"):
                     try:
@@ -263,13 +269,14 @@ def check(components: list[dict[str, Any]], cluster: Cluster) -> list[Health]:
                         continue
                     verdicts.append(judge_lease(lease, holder, now))
         elif name == "dns":
-            verdicts.append(dns_answers(cluster.control_plane_ip))
+            verdicts.append(dns_answers(cluster.node_ips.get(node) or cluster.control_plane_ip))
         elif name == "noded":
             ip = cluster.node_ips.get(node, "")
             verdicts.append(judge_http(http_get(f"https://{ip}:10250/healthz", cluster.tls), "kubelet API /healthz"))
             verdicts.append(judge_node(node_objects().get(node)))
         elif name in ("proxy", "netagent", "etcd"):
-            url = {"proxy": PROXY_HEALTHZ, "netagent": NETAGENT_HEALTHZ, "etcd": ETCD_HEALTH}[name]
+            etcd = ETCD_HA_HEALTH if cluster.ha else ETCD_HEALTH
+            url = {"proxy": PROXY_HEALTHZ, "netagent": NETAGENT_HEALTHZ, "etcd": etcd}[name]
             in_ns.setdefault(node, []).append((i, url))
         else:
             verdicts.append((True, "", False))  # nothing to ask: running is all we know

@@ -33,6 +33,7 @@ supervises (command line, namespace, identity, log), in start order — one plac
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import signal
@@ -145,24 +146,15 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
         }
     )
     cp = lab.control_plane
-    cp_args = [
-        "controlplane",
-        "--data-dir",
-        str(state.STATE_DIR),
-        "--listen",
-        "0.0.0.0:6443",
-        "--advertise-address",
-        cp.ip,
-        "--store",
-        store,
-        "--node-monitor-grace-period",
-        NODE_MONITOR_GRACE,
-        "--pod-eviction-timeout",
-        POD_EVICTION_TIMEOUT,
-        "--cluster-cidr",
-        topology.POD_NETWORK,
-    ]
-    if store == "etcd":
+    shared = ["--node-monitor-grace-period", NODE_MONITOR_GRACE, "--pod-eviction-timeout", POD_EVICTION_TIMEOUT,
+              "--cluster-cidr", topology.POD_NETWORK]  # fmt: skip
+    cp_args = ["controlplane", "--data-dir", str(state.STATE_DIR), "--listen", "0.0.0.0:6443",
+               "--advertise-address", cp.ip, "--store", store, *shared]  # fmt: skip
+    if lab.ha:  # three control planes behind HAProxy on a 3-member etcd (lab/halab.py)
+        from lab import halab
+
+        comps += halab.components(lab, shared, python_cmd, APISERVER_URL)
+    elif store == "etcd":
         comps.append(
             {
                 "name": "etcd",
@@ -184,32 +176,27 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
             }
         )
         cp_args += ["--etcd-endpoints", "http://127.0.0.1:2379"]
-    comps.append(
-        {
-            "name": "controlplane",
-            "node": cp.name,
-            "argv": python_cmd(*cp_args),
-            "log": str(logs / cp.name / "controlplane.log"),
-        }
-    )
-    # Cluster DNS beside the API server: it answers on the control plane's node IP and keeps
-    # kube-system/kube-dns (10.96.0.10, every pod's nameserver) pointing there, so the workers'
-    # proxies DNAT pods' queries to it. Until the API server is up it retries (and answers NXDOMAIN).
-    comps.append(
-        {
-            "name": "dns",
-            "node": cp.name,
-            "argv": python_cmd("dns", "--kubeconfig", str(state.DNS_KUBECONFIG), "--listen", f"{cp.ip}:53"),
-            "log": str(logs / cp.name / "dns.log"),
-        }
-    )
-    # Resource metrics (issue 13): the metrics server beside the API server, scraping every kubelet each
-    # 5 s and registering itself as the APIService v1beta1.metrics.k8s.io (kubectl top). Run as
-    # `python -m controlplane.metricsserver` (= `kubelab metrics-server`): ~18 MB less than the CLI.
-    ms_args = [sys.executable, "-m", "controlplane.metricsserver", "--data-dir", str(state.STATE_DIR)]
-    ms_args += ["--apiserver-url", APISERVER_URL, "--bind-address", cp.ip, "--register-apiservice", cp.ip]
-    comps.append({"name": "metrics-server", "node": cp.name, "argv": ms_args,
-                  "log": str(logs / cp.name / "metrics-server.log")})  # fmt: skip
+    if not lab.ha:
+        comps.append(
+            {
+                "name": "controlplane",
+                "node": cp.name,
+                "argv": python_cmd(*cp_args),
+                "log": str(logs / cp.name / "controlplane.log"),
+            }
+        )
+        # Cluster DNS beside the API server: it answers on the control plane's node IP and keeps
+        # kube-system/kube-dns (10.96.0.10, every pod's nameserver) pointing there, so the workers'
+        # proxies DNAT pods' queries to it. Until the API server is up it retries (and answers NXDOMAIN).
+        dns_argv = python_cmd("dns", "--kubeconfig", str(state.DNS_KUBECONFIG), "--listen", f"{cp.ip}:53")
+        comps.append({"name": "dns", "node": cp.name, "argv": dns_argv, "log": str(logs / cp.name / "dns.log")})
+        # Resource metrics (issue 13): the metrics server beside the API server, scraping every kubelet each
+        # 5 s and registering itself as the APIService v1beta1.metrics.k8s.io (kubectl top). Run as
+        # `python -m controlplane.metricsserver` (= `kubelab metrics-server`): ~18 MB less than the CLI.
+        ms_args = [sys.executable, "-m", "controlplane.metricsserver", "--data-dir", str(state.STATE_DIR)]
+        ms_args += ["--apiserver-url", APISERVER_URL, "--bind-address", cp.ip, "--register-apiservice", cp.ip]
+        comps.append({"name": "metrics-server", "node": cp.name, "argv": ms_args,
+                      "log": str(logs / cp.name / "metrics-server.log")})  # fmt: skip
     for node in lab.workers:
         nd = state.STATE_DIR / "nodes" / node.name
         kubeconfig = str(nd / "kubeconfig")
@@ -288,7 +275,14 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
 
 def cmd_up(args: argparse.Namespace) -> int:
     try:
-        topology.plan_lab(args.workers)  # bad arguments first, before looking at the machine
+        topology.plan_lab(args.workers, args.control_planes, args.etcd)  # bad arguments first
+        if args.store is None:
+            args.store = "etcd" if args.control_planes > 1 else "sqlite"
+        elif args.store != "etcd" and args.control_planes > 1:
+            raise LabError(
+                f"--control-planes {args.control_planes} needs --store etcd: the API servers share one "
+                "replicated store (SQLite is one file on one machine)"
+            )
         check_prerequisites(args.store)
         with state.locked():
             plan = state.read_plan()
@@ -333,7 +327,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> None:
     from controlplane import pki  # the lab may import the control plane's PKI helpers
 
-    lab = topology.plan_lab(args.workers)
+    lab = topology.plan_lab(args.workers, args.control_planes, args.etcd)
     done = step(
         f"network: bridge {topology.BRIDGE} {topology.HOST_IP}/24, namespaces "
         + ", ".join(f"{n.name} {n.ip}" for n in lab.nodes)
@@ -343,10 +337,13 @@ def _up(args: argparse.Namespace) -> None:
 
     done = step("certificates: cluster CA, API server, admin and node credentials")
     state.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    from lab import halab
+
     cluster = pki.ensure_cluster_pki(
         state.STATE_DIR,
-        server_ips=[topology.CONTROL_PLANE_IP, "127.0.0.1", "10.96.0.1"],
-        server_names=[*pki.DEFAULT_SERVER_NAMES, "kl-cp"],
+        server_ips=halab.server_ips(lab),
+        server_names=halab.server_names(lab),
+        server_url=APISERVER_URL,
     )
     for kubeconfig, user, groups in identity_plan(lab):
         pki.issue_client(cluster.ca, kubeconfig, APISERVER_URL, user, groups)
@@ -357,7 +354,10 @@ def _up(args: argparse.Namespace) -> None:
         (nd / "pki" / "kubelet.crt").write_bytes(scert)
         (nd / "pki" / "kubelet.key").write_bytes(skey)
         os.chmod(nd / "pki" / "kubelet.key", 0o600)
-    pki.ensure_aggregator_pki(state.STATE_DIR, APISERVER_URL)  # front proxy + metrics server (issue 13)
+    # front proxy + metrics server (issue 13); the metrics server listens on the (first) control plane
+    pki.ensure_aggregator_pki(state.STATE_DIR, APISERVER_URL, metrics_ips=[lab.control_plane.ip])
+    if lab.ha:  # the etcd CA and members' certificates, each control plane's data dir, haproxy.cfg
+        halab.prepare_pki(lab)
     write_admin_kubeconfig()
     done(f"admin kubeconfig at {state.ADMIN_KUBECONFIG}")
 
@@ -375,6 +375,9 @@ def _up(args: argparse.Namespace) -> None:
         comps.append(dashboard.component())
     plan = {
         "workers": [n.name for n in lab.workers],
+        "control_planes": args.control_planes,
+        "etcd_topology": args.etcd,
+        **({"etcd": halab.etcd_plan(lab)} if lab.ha else {}),
         "store": args.store,
         "cni": args.cni,
         "socket": str(state.SOCKET),
@@ -391,10 +394,21 @@ def _up(args: argparse.Namespace) -> None:
         images.write_hosts_dirs(state.STATE_DIR / "nodes" / node.name / "certs.d", REGISTRY_ADDR)
     done(", ".join(sorted(refs.values())))
 
-    done = step(f"control plane in {lab.control_plane.name} (store: {args.store})")
-    wait_until(apiserver_ready, 60, "the API server's /readyz")
-    write_admin_kubeconfig()  # the server rewrites it with its own view of its address on start
-    done(f"API server ready at {APISERVER_URL}")
+    if lab.ha:
+        where = ", ".join(n.name for n in lab.control_planes) + f" behind HAProxy in {topology.LB_NAME}"
+        members = ", ".join(name for name, _ in lab.etcd_members())
+        done = step(f"control planes {where}; etcd members {members} (Raft, TLS)")
+        for cp in lab.control_planes:  # each API server itself, then the endpoint through the balancer
+            server = f"https://{cp.ip}:6443"
+            wait_until(functools.partial(clusterapi.ready, server), 90, f"{cp.name}'s API server /readyz")
+        wait_until(apiserver_ready, 30, "the API endpoint (HAProxy) /readyz")
+        write_admin_kubeconfig()
+        done(f"3 API servers ready; endpoint {APISERVER_URL}")
+    else:
+        done = step(f"control plane in {lab.control_plane.name} (store: {args.store})")
+        wait_until(apiserver_ready, 60, "the API server's /readyz")
+        write_admin_kubeconfig()  # the server rewrites it with its own view of its address on start
+        done(f"API server ready at {APISERVER_URL}")
 
     done = step("workers: noded, proxy and network agent in " + ", ".join(n.name for n in lab.workers))
     for node in lab.workers:
@@ -522,7 +536,7 @@ def all_nodes_ready(names: list[str]) -> bool:
 
 
 def lab_cluster(plan: dict[str, Any]) -> health.Cluster:
-    lab = topology.plan_lab(len(plan["workers"]))
+    lab = topology.lab_of(plan)
     return health.Cluster(
         host_ip=topology.HOST_IP,
         control_plane=lab.control_plane.name,
@@ -531,6 +545,7 @@ def lab_cluster(plan: dict[str, Any]) -> health.Cluster:
         api=lambda path: api("GET", path),
         tls=admin_ssl_context(),
         apiserver_url=APISERVER_URL,
+        ha=lab.ha,
     )
 
 
@@ -564,8 +579,9 @@ def wait_healthy(timeout: float) -> list[health.Health]:
                 + health.report(failing)
             )
         if now >= deadline:
-            raise LabError(f"timed out after {timeout:.0f}s waiting for every component to be healthy:\n"
-                           + health.report(bad))
+            raise LabError(
+                f"timed out after {timeout:.0f}s waiting for every component to be healthy:\n" + health.report(bad)
+            )
         time.sleep(1.0)
 
 
@@ -673,103 +689,24 @@ def cleanup_node(node: str) -> None:
     )
 
 
-# --- status and node ----------------------------------------------------------------------------
-
-
-def cmd_status(args: argparse.Namespace) -> int:
-    plan = state.read_plan()
-    if plan is None:
-        from lab import vagrantlab  # the VM lab (vagrant up) when no namespace lab is here
-
-        if vagrantlab.present():
-            return vagrantlab.status()
-    if plan is None:
-        say("No lab is up. Start one with `sudo kubelab up`.")
-        return 1
-    try:
-        st = supervisor.request(state.SOCKET, {"cmd": "status"}, timeout=5)
-    except OSError:
-        say("The lab's supervisor is not running (the lab is broken): `sudo kubelab down` removes what is left.")
-        return 1
-    say(f"Lab: {len(plan['workers'])} workers, store {plan['store']}, CNI {plan['cni']}; supervisor pid {st['pid']}")
-    try:
-        nodes = api("GET", "/api/v1/nodes").get("items", [])
-        say("\nNODE        READY  POD CIDR          ADDRESS")
-        for n in nodes:
-            addr = next(
-                (a["address"] for a in n.get("status", {}).get("addresses", []) if a["type"] == "InternalIP"), ""
-            )
-            say(f"{n['metadata']['name']:<11} {node_ready(n)!s:<6} {n['spec'].get('podCIDR', ''):<17} {addr}")
-    except (errors.ApiError, *clusterapi.TRANSPORT_ERRORS) as exc:
-        say(f"\n(API server not answering: {exc})")
-    healths: dict[str, health.Health] = {}
-    try:
-        healths = {h.key: h for h in health.check(st["components"], lab_cluster(plan))}
-    except (errors.ApiError, *clusterapi.TRANSPORT_ERRORS) as exc:
-        say(f"\n(component health unknown: {exc})")
-    say("\nNODE        COMPONENT     PID      RESTARTS  HEALTH     LOG")
-    for c in st["components"]:
-        pid = str(c["pid"]) if c["pid"] else ("stopped" if not c["wanted"] else "starting")
-        h = healths.get(f"{c['node']}/{c['name']}")
-        verdict = "unknown" if h is None else ("stopped" if h.stopped else "healthy" if h.healthy else "UNHEALTHY")
-        say(f"{c['node']:<11} {c['name']:<13} {pid:<8} {c['restarts']:<9} {verdict:<10} {c['log']}")
-    from lab import etcdcmd
-
-    for line in etcdcmd.status_lines(plan, lambda path: api("GET", path)):  # etcd members, Lease holders
-        say(line)
-    bad = [h for h in healths.values() if not h.healthy]
-    if bad:
-        say("\nLast errors:\n" + health.report(bad))
-    say(f"\nkubeconfig: {state.ADMIN_KUBECONFIG}")
-    if dashboard.summary(plan):
-        say(dashboard.summary(plan).strip())
-    return 0
-
-
-def cmd_node(args: argparse.Namespace) -> int:
-    plan = state.read_plan()
-    if plan is None:
-        from lab import vagrantlab  # the VM lab: cut or restore the VM's lab-network link
-
-        if vagrantlab.present():
-            return vagrantlab.node(args.action, args.name)
-    if plan is None or not supervisor_alive():
-        say("No lab is up.")
-        return 1
-    lab = topology.plan_lab(len(plan["workers"]))
-    try:
-        node = lab.node(args.name)
-    except topology.TopologyError as exc:
-        say(f"kubelab node: {exc}")
-        return 1
-    if not node.is_worker:
-        say("kubelab node: only workers can be stopped and started")
-        return 1
-    if args.action == "stop":
-        supervisor.request(state.SOCKET, {"cmd": "stop-node", "node": node.name})
-        topology.set_node_link(lab, node.name, up=False)
-        # keep service VIPs reachable from the host: route them through a worker that is still up
-        other = next((w for w in lab.workers if w.name != node.name), None)
-        if other is not None:
-            topology.install_host_routes(lab, {}, other.ip)
-        say(
-            f"{node.name}: components stopped and its link to {topology.BRIDGE} cut; its pods' containers keep running."
-        )
-        say(
-            f"  The control plane marks it NotReady after {NODE_MONITOR_GRACE} and evicts its pods after "
-            f"{POD_EVICTION_TIMEOUT} more: watch with `kubectl get nodes,pods -o wide -w`."
-        )
-    else:
-        topology.set_node_link(lab, node.name, up=True)
-        supervisor.request(state.SOCKET, {"cmd": "start-node", "node": node.name})
-        say(f"{node.name}: link restored and components started; it turns Ready at its next heartbeat.")
-    return 0
-
-
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up = sub.add_parser("up", help="bring up the one-machine lab (network namespaces as nodes)")
     up.add_argument("--workers", type=int, default=2, help="number of worker nodes (default 2)")
-    up.add_argument("--store", choices=["sqlite", "etcd"], default="sqlite", help="the API server's store")
+    up.add_argument(
+        "--store", choices=["sqlite", "etcd"], default=None, help="the API server's store (default: sqlite; HA: etcd)"
+    )
+    up.add_argument(
+        "--control-planes",
+        type=int,
+        default=1,
+        help="1, or 3 for a highly available control plane: kl-cp1..3 on a 3-member etcd behind HAProxy in kl-lb",
+    )
+    up.add_argument(
+        "--etcd",
+        choices=["stacked", "external"],
+        default="stacked",
+        help="with --control-planes 3: etcd members on the control planes (stacked) or in kl-etcd1..3 (external)",
+    )
     up.add_argument(
         "--cni",
         choices=["kubelab", "reference"],
@@ -781,9 +718,3 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", help="stop the lab and remove everything it made")
     down.set_defaults(func=cmd_down)
-    status = sub.add_parser("status", help="show the lab's nodes, processes and log files")
-    status.set_defaults(func=cmd_status)
-    node = sub.add_parser("node", help="stop or start a worker (practise node failures)")
-    node.add_argument("action", choices=["stop", "start"])
-    node.add_argument("name", help="a worker's name, e.g. kl-node1")
-    node.set_defaults(func=cmd_node)

@@ -55,10 +55,17 @@ def parse_duration(text: str) -> float:
         raise argparse.ArgumentTypeError(f"invalid duration {text!r} (use e.g. 40s, 5m)") from None
 
 
-def open_store(kind: str, data_dir: Path, etcd_endpoints: list[str] | None) -> Any:
+def open_store(
+    kind: str, data_dir: Path, etcd_endpoints: list[str] | None, etcd_tls: tuple[Any, Any, Any] = (None, None, None)
+) -> Any:
+    """The store, or SystemExit with a one-line reason (a bad flag or file, etcd unreachable)."""
     from controlplane.storage.factory import open_store as factory_open
+    from controlplane.storage.interface import StoreError
 
-    return factory_open(kind, data_dir, etcd_endpoints)
+    try:
+        return factory_open(kind, data_dir, etcd_endpoints, etcd_tls)
+    except (ValueError, StoreError) as exc:
+        raise SystemExit(f"kubelab apiserver: {exc}") from None
 
 
 #: Bodies up to this size are joined to the held headers; bigger ones are written after them.
@@ -267,6 +274,9 @@ def add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--listen", default="0.0.0.0:6443", help="ADDR:PORT to serve HTTPS on")
     p.add_argument("--store", choices=("sqlite", "etcd", "memory"), default="sqlite")
     p.add_argument("--etcd-endpoints", default="", help="comma-separated etcd client URLs (--store etcd)")
+    p.add_argument("--etcd-cafile", type=Path, default=None, help="verify https etcd endpoints with this CA")
+    p.add_argument("--etcd-certfile", type=Path, default=None, help="client certificate shown to etcd (TLS)")
+    p.add_argument("--etcd-keyfile", type=Path, default=None, help="its key")
     p.add_argument("--advertise-address", default="", help="address in the kubernetes Endpoints (default: listen addr)")
     p.add_argument("--tls-san", action="append", default=[], help="extra IP or DNS name for the serving cert")
     p.add_argument("--token-auth-file", type=Path, default=None, help="static bearer tokens (token,user,uid,groups)")
@@ -346,7 +356,9 @@ def build(args: argparse.Namespace, on_started: Any = None) -> tuple[Any, Any, A
     pki = pkimod.ensure_cluster_pki(data_dir, ips, names, server_url=f"https://{url_host}:{port}")
     agg = pkimod.ensure_aggregator_pki(data_dir, f"https://{url_host}:{port}")  # --proxy-client-cert-file
     endpoints = [e for e in args.etcd_endpoints.split(",") if e]
-    store = open_store(args.store, data_dir, endpoints or None)
+    store = open_store(
+        args.store, data_dir, endpoints or None, (args.etcd_cafile, args.etcd_certfile, args.etcd_keyfile)
+    )
     peers = PeerIdentities()
 
     def started() -> None:

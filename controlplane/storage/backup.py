@@ -273,16 +273,21 @@ def inspect_etcd(path: Path, etcdctl: list[str] | None = None) -> BackupInfo:
     return BackupInfo("etcd", rev, keys, file_sha256(path), path.stat().st_size, etcd_hash=h)
 
 
-def save_etcd(endpoints: list[str], dest: Path, *, prefix: list[str] | None = None) -> BackupInfo:
+def save_etcd(
+    endpoints: list[str], dest: Path, *, prefix: list[str] | None = None, tls_args: list[str] | None = None
+) -> BackupInfo:
     """``etcdctl snapshot save`` from the first healthy endpoint, written atomically and verified.
 
-    ``prefix`` is put before etcdctl (e.g. ``nsenter --net=…`` to reach a member in a netns).
+    ``prefix`` is put before etcdctl (e.g. ``nsenter --net=…`` to reach a member in a netns);
+    ``tls_args`` after it (``--cacert``/``--cert``/``--key`` for a TLS cluster). A member that is
+    down is skipped: the snapshot comes from the next one (every member holds the whole store).
     """
     tmp = dest.with_name(f".{dest.name}.partial")
     tmp.unlink(missing_ok=True)
     errors: list[str] = []
     for ep in endpoints:
-        res = _run([*(prefix or []), "etcdctl", "--endpoints", ep, "snapshot", "save", str(tmp)], timeout=300)
+        argv = [*(prefix or []), "etcdctl", *(tls_args or []), "--endpoints", ep, "--dial-timeout=3s"]
+        res = _run([*argv, "snapshot", "save", str(tmp)], timeout=300)
         if res.returncode == 0:
             break
         errors.append(f"{ep}: {_last_line(res.stderr) or _last_line(res.stdout)}")
@@ -331,7 +336,9 @@ def restore_etcd_data_dir(
         raise BackupError(f"etcdctl snapshot restore failed: {_last_line(res.stderr) or _last_line(res.stdout)}")
 
 
-def bump_etcd_revision(endpoint: str, above: int) -> int:
+def bump_etcd_revision(
+    endpoint: str, above: int, *, ca: Path | None = None, cert: Path | None = None, key: Path | None = None
+) -> int:
     """Raise a freshly restored etcd's revision past ``above`` and compact there; returns it.
 
     etcd 3.4 cannot do it at restore time (3.5's ``--bump-revision --mark-compacted``): each put
@@ -340,7 +347,7 @@ def bump_etcd_revision(endpoint: str, above: int) -> int:
     from controlplane.storage.etcd import EtcdStore
     from controlplane.storage.interface import KeyExistsError
 
-    store = EtcdStore([endpoint])
+    store = EtcdStore([endpoint], ca=ca, cert=cert, key=key)  # ca/cert/key: https endpoints
     try:
         try:
             rev = store.create(BUMP_KEY, b"restore")
@@ -364,9 +371,12 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bump-etcd")
     b.add_argument("endpoint")
     b.add_argument("above", type=int)
+    b.add_argument("--cacert", type=Path, default=None, help="etcd CA (https endpoint; etcdctl's flag names)")
+    b.add_argument("--cert", type=Path, default=None, help="client certificate")
+    b.add_argument("--key", type=Path, default=None, help="client key")
     args = p.parse_args(argv)
     try:
-        print(bump_etcd_revision(args.endpoint, args.above))
+        print(bump_etcd_revision(args.endpoint, args.above, ca=args.cacert, cert=args.cert, key=args.key))
     except Exception as exc:
         print(f"revision bump failed: {exc}", file=sys.stderr)
         return 1

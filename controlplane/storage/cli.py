@@ -85,10 +85,12 @@ class SqliteReader:
 
 
 class EtcdReader:
-    def __init__(self, endpoints: list[str]) -> None:
+    def __init__(
+        self, endpoints: list[str], ca: Path | None = None, cert: Path | None = None, key: Path | None = None
+    ) -> None:
         from controlplane.storage.etcd import EtcdStore
 
-        self._store = EtcdStore(endpoints)
+        self._store = EtcdStore(endpoints, ca=ca, cert=cert, key=key)
 
     def keys(self, prefix: str) -> list[KeyValue]:
         return self._store.list(prefix)[0]
@@ -121,7 +123,12 @@ def open_reader(args: argparse.Namespace) -> SqliteReader | EtcdReader:
         endpoints = parse_endpoints(args.etcd_endpoints or "")
         if not endpoints:
             raise ValueError("--store etcd needs --etcd-endpoints (like http://127.0.0.1:2379)")
-        return EtcdReader(endpoints)
+        return EtcdReader(
+            endpoints,
+            getattr(args, "etcd_cafile", None),
+            getattr(args, "etcd_certfile", None),
+            getattr(args, "etcd_keyfile", None),
+        )
     return SqliteReader(Path(args.data_dir) / SQLITE_FILE)
 
 
@@ -174,6 +181,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--store", choices=["sqlite", "etcd"], default="sqlite")
     p.add_argument("--data-dir", default="/var/lib/kubelab", help="the API server's --data-dir (sqlite)")
     p.add_argument("--etcd-endpoints", default="", help="comma-separated, like http://127.0.0.1:2379")
+    p.add_argument("--etcd-cafile", type=Path, default=None, help="verify https etcd endpoints with this CA")
+    p.add_argument("--etcd-certfile", type=Path, default=None, help="client certificate shown to etcd (TLS)")
+    p.add_argument("--etcd-keyfile", type=Path, default=None, help="its key")
     sub = p.add_subparsers(dest="store_command", metavar="WHAT", required=True)
     keys = sub.add_parser("keys", help="current keys under a prefix, with revisions")
     keys.add_argument("prefix", nargs="?", default="/registry/")

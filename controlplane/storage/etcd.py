@@ -18,12 +18,21 @@ What etcd3gw lacks, and how we fill it:
   private socket; so watches use ``httpx`` streaming directly against ``/v3/watch``, parse
   every response, and are woken on ``close`` by shutting their socket down.
 - large lists: its ``post`` decodes with the stdlib ``json`` via ``requests``; ranges (``list``)
-  go through the ``http.client`` pool below + ``orjson`` (``httpx`` on TLS endpoints), paged by key
+  go through the ``http.client`` pool below + ``orjson``, paged by key
   at one pinned revision, which is several times faster for 10,000 objects (measured by
   ``tests/bench/bench_store.py``; the pool also beats httpx there: 130 vs 164-190 ms of CPU).
-- per-request cost: ``requests`` spends ~1 ms of Python per call; on plain-HTTP endpoints the
-  write transactions and single-key ranges go through a small ``http.client`` keep-alive pool
-  with orjson instead (same requests, same error mapping: ``_GatewayPool``), ~0.25 ms per call.
+- per-request cost: ``requests`` spends ~1 ms of Python per call; the write transactions and
+  ranges go through a small ``http.client`` keep-alive pool with orjson instead (same requests,
+  same error mapping: ``_GatewayPool``), ~0.25 ms per call, over TLS as over plain HTTP.
+
+TLS (kube-apiserver's ``--etcd-cafile``/``--etcd-certfile``/``--etcd-keyfile``): ``https://``
+endpoints are verified against the CA given (the system's CAs if none) and shown the client
+certificate, on every transport alike: one ``ssl.SSLContext`` serves the ``_GatewayPool``
+(``HTTPSConnection``), the ``httpx`` clients (health, watches) and, through the same files, the
+``requests`` session of etcd3gw (compaction and the rarer calls). The files are read once, when the
+store opens; a missing or unreadable one is a ``ValueError`` naming the file. Failover between
+endpoints is the same as on plain HTTP: a member that refuses the connection or the handshake is
+skipped for the next one.
 
 Compaction mapping: our ``compact(R)`` forgets revisions ≤ R; etcd's ``compact(C)`` forgets
 revisions < C. So we compact etcd at R+1 (clamped to the current revision, which etcd requires).
@@ -41,10 +50,12 @@ import contextlib
 import http.client
 import select
 import socket
+import ssl
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -115,7 +126,7 @@ def _kv(d: dict[str, Any]) -> KeyValue:
 
 
 class _GatewayPool:
-    """Keep-alive ``http.client`` connections to one plain-HTTP gateway endpoint (thread-safe).
+    """Keep-alive ``http.client`` connections to one gateway endpoint, HTTP or TLS (thread-safe).
 
     The hot calls (every write's ``Txn``, single-key reads) go through this instead of etcd3gw's
     ``requests`` session: the same request and the same answer, for about a fifth of the client
@@ -125,10 +136,11 @@ class _GatewayPool:
     reuse (it reads as ready) and replaced; a request is never sent twice.
     """
 
-    def __init__(self, host: str, port: int, timeout: float) -> None:
+    def __init__(self, host: str, port: int, timeout: float, tls: ssl.SSLContext | None = None) -> None:
         self._host = host
         self._port = port
         self._timeout = timeout
+        self._tls = tls  # None: plain HTTP
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -138,10 +150,14 @@ class _GatewayPool:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
+                if self._tls is not None:
+                    return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._tls)
                 return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
             sock = conn.sock
             if sock is not None and not select.select([sock], [], [], 0)[0]:
                 return conn  # idle and still open (a closed one would read as ready: EOF)
+            # Closed by the server, or (TLS) a late record such as a session ticket: either way a
+            # fresh connection is safe, and the request has not been sent yet.
             conn.close()
 
     def post(self, path: str, body: bytes) -> dict[str, Any]:
@@ -177,8 +193,54 @@ class _GatewayPool:
             conn.close()
 
 
+def _readable(what: str, path: str | Path) -> str:
+    """``path`` as a string once it is known to be a readable file, else a ``ValueError`` naming it."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise ValueError(f"etcd {what} {path}: {exc.strerror or exc}") from None
+    return str(path)
+
+
+def tls_context(
+    ca: str | Path | None = None, cert: str | Path | None = None, key: str | Path | None = None
+) -> ssl.SSLContext:
+    """The client TLS context for ``https://`` endpoints: verify etcd against ``ca`` (the system's
+    CAs if None) and present ``cert``/``key`` (both or neither). Bad files: ``ValueError`` naming them."""
+    if (cert is None) != (key is None):
+        raise ValueError("etcd client certificate and key go together (--etcd-certfile and --etcd-keyfile)")
+    try:
+        if ca is not None:
+            ctx = ssl.create_default_context(cafile=_readable("CA file", ca))
+        else:
+            ctx = ssl.create_default_context()
+    except ssl.SSLError as exc:
+        raise ValueError(f"etcd CA file {ca}: not a PEM certificate ({exc.reason or exc})") from None
+    if cert is not None and key is not None:
+        certfile, keyfile = _readable("client certificate file", cert), _readable("client key file", key)
+        try:
+            ctx.load_cert_chain(certfile, keyfile)
+        except ssl.SSLError as exc:
+            raise ValueError(
+                f"etcd client certificate {cert} with key {key}: cannot load them ({exc.reason or exc};"
+                " PEM files of one key pair expected)"
+            ) from None
+    return ctx
+
+
 class EtcdStore:
-    def __init__(self, endpoints: list[str], *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        endpoints: list[str],
+        *,
+        timeout: float = 30.0,
+        ca: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
+    ) -> None:
+        """``ca``/``cert``/``key``: PEM files for ``https://`` endpoints (kube-apiserver's
+        ``--etcd-cafile``/``--etcd-certfile``/``--etcd-keyfile``); read and checked here."""
         if not endpoints:
             raise ValueError("EtcdStore needs at least one endpoint, like http://127.0.0.1:2379")
         self._endpoints = [e.rstrip("/") for e in endpoints]
@@ -191,6 +253,11 @@ class EtcdStore:
             if parts.scheme not in ("http", "https") or not parts.hostname or not port:
                 raise ValueError(f"etcd endpoint must look like http://HOST:PORT, got {e!r}")
         self._timeout = timeout
+        uses_tls = any(urlsplit(e).scheme == "https" for e in self._endpoints)
+        #: One context for every TLS connection this store makes (the pool's and httpx's).
+        # (Files given for plain-HTTP endpoints are still checked: a wrong flag fails at startup.)
+        given = ca is not None or cert is not None or key is not None
+        self._tls: ssl.SSLContext | None = tls_context(ca, cert, key) if uses_tls or given else None
         self._current = 0  # index of the endpoint in use; moves on connection failure
         self._lock = threading.Lock()
         # requests' default pool keeps 10 connections: with more concurrent callers it would open
@@ -199,15 +266,25 @@ class EtcdStore:
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=128)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
+        # Not the environment's: REQUESTS_CA_BUNDLE would override ``verify`` below, and an
+        # HTTP(S)_PROXY must not carry etcd traffic (httpx clients are made the same way).
+        self._session.trust_env = False
+        if ca is not None:
+            self._session.verify = str(ca)
+        if cert is not None and key is not None:
+            self._session.cert = (str(cert), str(key))
         self._clients = [self._make_client(e) for e in self._endpoints]
-        # Plain-HTTP endpoints: the hot calls go through a cheaper pool (see ``_GatewayPool``).
-        self._pools: list[_GatewayPool | None] = [
-            _GatewayPool(urlsplit(e).hostname or "127.0.0.1", urlsplit(e).port or 2379, timeout)
-            if urlsplit(e).scheme == "http"
-            else None
+        # The hot calls go through a cheaper pool (see ``_GatewayPool``), TLS or not.
+        self._pools = [
+            _GatewayPool(
+                urlsplit(e).hostname or "127.0.0.1",
+                urlsplit(e).port or 2379,
+                timeout,
+                self._tls if urlsplit(e).scheme == "https" else None,
+            )
             for e in self._endpoints
         ]
-        self._http = httpx.Client(
+        self._http = self.http_client(
             timeout=timeout, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
         )
         self._closed = False
@@ -230,6 +307,12 @@ class EtcdStore:
     def endpoint(self) -> str:
         return self._endpoints[self._current]
 
+    def http_client(self, **kwargs: Any) -> httpx.Client:
+        """An ``httpx`` client that speaks to this store's endpoints (its TLS context, if any)."""
+        if self._tls is not None:
+            kwargs["verify"] = self._tls
+        return httpx.Client(trust_env=False, **kwargs)
+
     # -- transport -------------------------------------------------------------------------
 
     def _call(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -242,7 +325,7 @@ class EtcdStore:
             client = self._clients[idx]
             pool = self._pools[idx]
             try:
-                if pool is not None and path in _FAST_PATHS:
+                if path in _FAST_PATHS:
                     return pool.post("/v3" + path, orjson.dumps(payload))
                 if path == "/kv/txn":
                     res: dict[str, Any] = dict(client.transaction(payload))
@@ -257,23 +340,6 @@ class EtcdStore:
             except etcd_exc.Etcd3Exception as exc:
                 raise _store_error(exc) from exc
         raise StoreUnavailableError(f"etcd unreachable at {', '.join(self._endpoints)}: {_detail(last)}")
-
-    def _post_fast(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
-        """POST with httpx + orjson (for big responses); same error mapping as ``_call``."""
-        if self._closed:
-            raise RuntimeError("store is closed")
-        try:
-            r = self._http.post(
-                f"{self.endpoint}/v3{path}",
-                content=orjson.dumps(payload),
-                headers={"content-type": "application/json"},
-            )
-        except httpx.HTTPError as exc:
-            raise StoreUnavailableError(f"etcd unreachable at {self.endpoint}: {exc}") from exc
-        body: dict[str, Any] = orjson.loads(r.content) if r.content else {}
-        if r.status_code != 200:
-            raise _store_error(etcd_exc.Etcd3Exception(r.text, r.reason_phrase))
-        return body
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -292,15 +358,11 @@ class EtcdStore:
             payload: dict[str, Any] = {"key": start, "range_end": end, "limit": PAGE}
             if rev:
                 payload["revision"] = rev
-            # Through the keep-alive http.client pool when the endpoint has one (every plain-HTTP
-            # one): admission lists small prefixes on every pod create (LimitRanges, PriorityClasses,
-            # ResourceQuotas), and httpx's pool costs ~4× its CPU per call and serialises callers on
-            # its lock (py-spy, issue 17); big pages parse as fast either way (orjson).
-            res = (
-                self._call("/kv/range", payload)
-                if self._pools[self._current]
-                else self._post_fast("/kv/range", payload)
-            )
+            # Through the keep-alive http.client pool: admission lists small prefixes on every pod
+            # create (LimitRanges, PriorityClasses, ResourceQuotas), and httpx's pool costs ~4× its
+            # CPU per call and serialises callers on its lock (py-spy, issue 17); big pages parse
+            # as fast either way (orjson).
+            res = self._call("/kv/range", payload)
             if not rev:
                 rev = int(res["header"]["revision"])
             kvs = res.get("kvs") or []
@@ -478,8 +540,7 @@ class EtcdStore:
         self._http.close()
         self._session.close()
         for pool in self._pools:
-            if pool is not None:
-                pool.close()
+            pool.close()
 
     def _forget(self, w: EtcdWatch) -> None:
         with self._lock:
@@ -498,7 +559,7 @@ class EtcdWatch:
         self._error: StoreError | None = None
         self._closed = False
         self._sock: socket.socket | None = None
-        self._client = httpx.Client(timeout=httpx.Timeout(10.0, read=None))
+        self._client = store.http_client(timeout=httpx.Timeout(10.0, read=None))
         self._request = {
             "create_request": {
                 "key": _key_b64(prefix),

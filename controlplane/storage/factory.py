@@ -3,6 +3,8 @@
 - ``sqlite`` (the default of the API server): ``<data_dir>/state.db`` (+ ``-wal``/``-shm`` and a
   ``.lock`` held while open). One process owns it.
 - ``etcd``: the endpoints given (``--etcd-endpoints http://127.0.0.1:2379,...``); data_dir unused.
+  ``https://`` endpoints use ``etcd_tls`` (CA, client certificate, client key: kube-apiserver's
+  ``--etcd-cafile``, ``--etcd-certfile``, ``--etcd-keyfile``).
 - ``memory``: nothing survives the process (tests, demos).
 
 Bad input raises ``ValueError`` naming what is wrong, before anything is opened or created.
@@ -20,7 +22,12 @@ KINDS: tuple[str, ...] = ("memory", "sqlite", "etcd")
 SQLITE_FILE = "state.db"
 
 
-def open_store(kind: str, data_dir: Path | str, etcd_endpoints: list[str] | None = None) -> Store:
+def open_store(
+    kind: str,
+    data_dir: Path | str,
+    etcd_endpoints: list[str] | None = None,
+    etcd_tls: tuple[Path | str | None, Path | str | None, Path | str | None] = (None, None, None),
+) -> Store:
     if kind not in KINDS:
         raise ValueError(f"unknown store {kind!r}: expected one of {', '.join(KINDS)}")
     if kind == "memory":
@@ -36,7 +43,8 @@ def open_store(kind: str, data_dir: Path | str, etcd_endpoints: list[str] | None
         raise ValueError("--store etcd needs --etcd-endpoints (like http://127.0.0.1:2379)")
     from controlplane.storage.etcd import EtcdStore
 
-    return EtcdStore(endpoints)
+    ca, cert, key = etcd_tls
+    return EtcdStore(endpoints, ca=ca, cert=cert, key=key)
 
 
 def parse_endpoints(value: str) -> list[str]:

@@ -69,6 +69,9 @@ def test_controlplane_options_reach_the_controller_manager_by_name(tmp_path: Any
     opts = cli.controller_options(args, tmp_path / "ca.crt")
     assert (opts.node_monitor_grace_period, opts.cluster_cidr, opts.leader_elect) == (20.0, "10.9.0.0/16", False)
     assert opts.root_ca_file == str(tmp_path / "ca.crt")
+    assert not opts.identity.startswith("kl-cp2_")
+    args = sub.choices["controlplane"].parse_args(["--hostname-override", "kl-cp2"])
+    assert cli.controller_options(args, tmp_path / "ca.crt").identity.startswith("kl-cp2_")
 
 
 def test_the_lab_installs_the_cni_plugins_through_their_command(tmp_path: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from lab import health, labcmd, state, supervisor
+from lab import health, labcmd, state, statuscmd, supervisor
 from lab.health import Health, judge_http, judge_lease, judge_node
 
 
@@ -98,8 +98,8 @@ def test_status_shows_each_components_health_and_last_error(
     ]
     monkeypatch.setattr(state, "read_plan", lambda: {"workers": ["kl-node1"], "store": "sqlite", "cni": "kubelab"})
     monkeypatch.setattr(supervisor, "request", lambda *a, **k: {"ok": True, "pid": 1, "components": comps})
-    monkeypatch.setattr(labcmd, "api", lambda *a, **k: {"items": []})
-    monkeypatch.setattr(labcmd, "lab_cluster", lambda plan: None)
+    monkeypatch.setattr(statuscmd, "api", lambda *a, **k: {"items": []})
+    monkeypatch.setattr(statuscmd, "lab_cluster", lambda plan: None)
     monkeypatch.setattr(
         health,
         "check",
@@ -109,7 +109,7 @@ def test_status_shows_each_components_health_and_last_error(
             Health("kl-node1", "noded", True, log="/l/noded.log", stopped=True),
         ],
     )
-    assert labcmd.cmd_status(None) == 0  # type: ignore[arg-type]
+    assert statuscmd.cmd_status(None) == 0  # type: ignore[arg-type]
     out = capsys.readouterr().out
     rows = {tuple(line.split()[:2]): line.split()[4] for line in out.splitlines() if line.startswith("kl-")}
     assert rows[("kl-cp", "controlplane")] == "healthy"

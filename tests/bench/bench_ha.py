@@ -1,0 +1,232 @@
+"""HA lab benchmark (issue 17): failover gaps, leader takeover, creates through HAProxy, up time and memory.
+
+On one ``kubelab up --control-planes 3 --workers 2`` lab (etcd stacked, TLS), as root:
+
+- **write gap** when the etcd leader's node is stopped (``kubelab node stop``: processes stopped,
+  wire cut): a client creates a ConfigMap every 20 ms through the API endpoint (HAProxy at
+  192.168.56.10); the gap is the time between the last acknowledged write before the stop and the
+  first after. Anchor: etcd's election timeout (1 s) plus HAProxy's detection (2 checks × 500 ms):
+  2 s, the goal. p50 over ``--runs`` (5).
+- **scheduler/controller-manager takeover** after the node holding the ``kube-scheduler`` Lease is
+  stopped: the time until another control plane holds it. Anchor: leaseDuration 15 s (the goal:
+  ≤ 15 s). The Lease history is checked for two active leaders: the new holder's acquireTime must
+  come at least leaseDuration after the old holder's last renewTime.
+- **pod creates/s** (64 connections, closed loop, pods bound to a node that does not exist so no
+  container starts) through HAProxy to 3 API servers vs straight to 1 of them, same run.
+- **up** to every node Ready, and the whole lab's memory (RSS and PSS of the supervisor's tree and
+  the demo's containers). Goals: up ≤ 15 s, ≤ 1 GB RSS with 2 workers.
+
+Run as root: ``python -m tests.bench.bench_ha [--runs 5] [--creates 3000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+from controlplane.api import errors
+from controlplane.api.registry import CONFIGMAPS, LEASES
+from controlplane.client.rest import ApiClient
+from tests.bench.bench_apiserver import FastConn, create_request, run_loop
+from tests.bench.bench_lab import kubelab, lab_memory_mb
+from tests.bench.stats import Summary, print_table
+
+KUBECONFIG = "/var/lib/kubelab/admin.kubeconfig"
+PKI = "/var/lib/kubelab/pki"
+CPS = {"kl-cp1": "192.168.56.21", "kl-cp2": "192.168.56.22", "kl-cp3": "192.168.56.23"}
+ENDPOINT = "192.168.56.10"
+
+
+def lab_cmd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lab", *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def wait(cond: Any, timeout: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if cond():
+                return
+        except Exception:
+            pass
+        time.sleep(interval)
+    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def etcd_leader() -> str:
+    res = lab_cmd("etcd", "endpoint", "status", "-w", "json")
+    by_ip = {ip: name for name, ip in CPS.items()}
+    for st in json.loads(res.stdout):
+        s = st["Status"]
+        if s["header"]["member_id"] == s["leader"]:
+            return by_ip[st["Endpoint"].split("//")[1].split(":")[0]]
+    raise RuntimeError("no leader")
+
+
+def all_healthy() -> bool:
+    if lab_cmd("etcd", "endpoint", "health", timeout=30).returncode != 0:
+        return False
+    from lab import clusterapi
+
+    return all(clusterapi.ready(f"https://{ip}:6443") for ip in CPS.values())
+
+
+def write_gap() -> float:
+    """One run: writes every 20 ms, stop the etcd leader's node, the gap, start it again."""
+    acks: list[float] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        with ApiClient.from_kubeconfig(KUBECONFIG, timeout=5) as c:
+            while not stop.is_set():
+                i += 1
+                try:
+                    c.create(CONFIGMAPS, {"metadata": {"generateName": "gap-"}, "data": {"i": str(i)}}, "default")
+                    acks.append(time.monotonic())
+                except (errors.ApiError, OSError, ValueError):
+                    pass
+                stop.wait(0.02)
+
+    leader = etcd_leader()
+    t = threading.Thread(target=writer, daemon=True)
+    t.start()
+    wait(lambda: len(acks) >= 10, 30, "writes flowing")
+    stopped = time.monotonic()
+    lab_cmd("node", "stop", leader)
+    wait(lambda: any(a > stopped for a in acks), 60, "writes acknowledged after the stop")
+    stop.set()
+    t.join()
+    before = max(a for a in acks if a <= stopped)
+    after = min(a for a in acks if a > stopped)
+    lab_cmd("node", "start", leader)
+    wait(all_healthy, 120, "the three members and API servers healthy again", interval=1)
+    return after - before
+
+
+def _micro(s: str) -> float:
+    return dt.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC).timestamp()
+
+
+def takeover() -> tuple[float, bool]:
+    """One run: stop the control plane holding kube-scheduler; seconds until another holds it, and
+    whether the Lease history shows two active leaders at once."""
+    history: list[dict[str, Any]] = []
+    with ApiClient.from_kubeconfig(KUBECONFIG, timeout=5) as c:
+        spec = c.get(LEASES, "kube-scheduler", "kube-system")["spec"]
+        holder = spec["holderIdentity"]
+        node = holder.split("_")[0]
+        history.append(spec)
+        stopped = time.monotonic()
+        lab_cmd("node", "stop", node)
+        while True:
+            spec = c.get(LEASES, "kube-scheduler", "kube-system")["spec"]
+            if spec.get("holderIdentity") not in (holder, None, ""):
+                took = time.monotonic() - stopped
+                break
+            history.append(spec)
+            if time.monotonic() - stopped > 120:
+                raise SystemExit("no takeover within 120 s")
+            time.sleep(0.1)
+    last_renew = max(_micro(h["renewTime"]) for h in history if h.get("holderIdentity") == holder)
+    overlap = _micro(spec["acquireTime"]) < last_renew + int(spec["leaseDurationSeconds"]) - 0.5
+    lab_cmd("node", "start", node)
+    wait(all_healthy, 120, "healthy again", interval=1)
+    return took, overlap
+
+
+async def _creates(host: str, ctx: ssl.SSLContext, total: int, clients: int, tag: str) -> float:
+    loop = asyncio.get_running_loop()
+    conns = [
+        (await loop.create_connection(FastConn, host, 6443, ssl=ctx, server_hostname=host))[1] for _ in range(clients)
+    ]
+    path = "/api/v1/namespaces/default/pods"
+    bodies = [create_request(path, f"{tag}-{i}", "default") for i in range(total)]
+    # pods bound to a node that does not exist: the API's whole create path, no container started
+    bodies = [b.replace(b'"spec":{', b'"spec":{"nodeName":"bench-nowhere",', 1) for b in bodies]
+    it = iter(bodies)
+    t0 = time.monotonic()
+
+    async def client(conn: FastConn) -> None:
+        for body in it:
+            code, answer = await conn.request(body)
+            if code != 201:
+                raise RuntimeError(f"create answered {code}: {answer[:200]!r}")
+
+    await asyncio.gather(*(client(c) for c in conns))
+    elapsed = time.monotonic() - t0
+    for c in conns:
+        c.close()
+    return total / elapsed
+
+
+def creates_per_second(total: int, clients: int = 64) -> tuple[float, float]:
+    ctx = ssl.create_default_context(cafile=f"{PKI}/ca.crt")
+    ctx.load_cert_chain(f"{PKI}/admin.crt", f"{PKI}/admin.key")
+    through_lb = run_loop(_creates(ENDPOINT, ctx, total, clients, "lb"))
+    one = run_loop(_creates(CPS["kl-cp1"], ctx, total, clients, "one"))
+    subprocess.run(
+        ["kubectl", "--kubeconfig", KUBECONFIG, "delete", "pods", "--all", "--field-selector",
+         "spec.nodeName=bench-nowhere", "--wait=false"], capture_output=True, check=False, timeout=600,
+    )  # fmt: skip
+    return through_lb, one
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--takeovers", type=int, default=3)
+    p.add_argument("--creates", type=int, default=3000)
+    args = p.parse_args()
+    if os.geteuid() != 0:
+        print("bench_ha needs root")
+        return 1
+    up = kubelab("up", "--control-planes", "3", "--workers", "2", "--no-dashboard")
+    try:
+        lab_cmd("demo", timeout=400)
+        mem = lab_memory_mb()
+        rss, pss = sum(r for r, _ in mem.values()), sum(q for _, q in mem.values())
+        gaps = [write_gap() for _ in range(args.runs)]
+        takes = [takeover() for _ in range(args.takeovers)]
+        lb, one = creates_per_second(args.creates)
+    finally:
+        kubelab("down")
+    g = Summary.of(gaps)
+    tk = Summary.of([t for t, _ in takes])
+    print_table(
+        "HA control plane: 3 control planes, 3-member etcd (TLS), HAProxy; 2 workers (median (p10–p90))",
+        ["what", "ours", "anchor", "ratio"],
+        [
+            [f"write gap, etcd leader's node stopped ({g.n} runs)", f"{g.median:.2f} s ({g.p10:.2f}–{g.p90:.2f})",
+             "2 s (election timeout 1 s + HAProxy 2 × 500 ms)", f"{g.median / 2.0:.2f}×"],
+            [f"kube-scheduler Lease takeover ({tk.n} runs)", f"{tk.median:.1f} s ({tk.p10:.1f}–{tk.p90:.1f})",
+             "leaseDuration 15 s", f"{tk.median / 15:.2f}×"],
+            ["two active leaders in the Lease history", str(sum(1 for _, o in takes if o)), "0", ""],
+            [f"pod creates/s, 64 connections, {args.creates} pods", f"{lb:.0f}/s through HAProxy to 3",
+             f"{one:.0f}/s to 1 API server", f"{lb / one:.2f}×"],
+            ["kubelab up --control-planes 3 → all Ready", f"{up:.1f} s", "goal ≤ 15 s", f"{up / 15:.2f}×"],
+            ["whole HA lab with the demo, RSS", f"{rss:.0f} MB (PSS {pss:.0f} MB)", "goal ≤ 1,024 MB",
+             f"{rss / 1024:.2f}×"],
+        ],
+    )  # fmt: skip
+    print_table(
+        "HA lab memory by component (MB)",
+        ["component", "RSS", "PSS"],
+        [[n, f"{r:.1f}", f"{q:.1f}"] for n, (r, q) in sorted(mem.items(), key=lambda kv: -kv[1][0])],
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""The highly available lab (issue 17): three control planes on a 3-member etcd behind HAProxy.
+
+One lab (``kubelab up --control-planes 3 --workers 2``, etcd stacked) for the whole module, in the
+order a learner would go: look at it (members, leader, Leases, the ``kubernetes`` Endpoints), run
+the demo, then break it — stop the etcd leader's node (writes resume through the same endpoint, the
+Leases move off it, no Deployment ever exceeds replicas + maxSurge, the VIP keeps answering), stop
+a second one (quorum lost: writes refused with a message that says so, the VIP still answers),
+start both (everything healthy, nothing lost). Then a backup taken while a member is down, and a
+restore of it on the three members. ``--etcd external``: tests/e2e/test_lab_ha_external.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controlplane.api import errors
+from controlplane.api.registry import CONFIGMAPS
+from controlplane.client.rest import ApiClient
+from tests.e2e.test_lab import KUBECONFIG, http_get, kubectl, kubectl_json, kubelab, lab, pods, ready, sh
+from tests.helpers.wait import wait_for
+
+CPS = {"kl-cp1": "192.168.56.21", "kl-cp2": "192.168.56.22", "kl-cp3": "192.168.56.23"}
+LEASES = ("kube-scheduler", "kube-controller-manager")
+
+
+@pytest.fixture(scope="module")
+def ha_lab() -> Iterator[dict[str, str]]:
+    yield from lab("--control-planes", "3", "--workers", "2", "--no-dashboard")
+
+
+def etcd_leader() -> str:
+    """The node whose etcd member leads, from ``kubelab etcd endpoint status``."""
+    res = kubelab("etcd", "endpoint", "status", "-w", "json")
+    by_ip = {ip: name for name, ip in CPS.items()}
+    for st in json.loads(res.stdout):
+        s = st["Status"]
+        if s["header"]["member_id"] == s["leader"]:
+            return by_ip[st["Endpoint"].split("//")[1].split(":")[0]]
+    raise AssertionError(f"no etcd leader in {res.stdout}")
+
+
+def lease_holders() -> dict[str, str]:
+    return {
+        name: kubectl_json("get", "lease", "-n", "kube-system", name)["spec"].get("holderIdentity", "")
+        for name in LEASES
+    }
+
+
+class Writer:
+    """Creates a ConfigMap every 50 ms through the API endpoint; remembers when each was acknowledged."""
+
+    def __init__(self) -> None:
+        self.acks: list[float] = []
+        self.errors: list[tuple[float, str]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.client = ApiClient.from_kubeconfig(KUBECONFIG, timeout=3)
+
+    def _run(self) -> None:
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            body = {"metadata": {"name": f"ha-write-{i}"}, "data": {"i": str(i)}}
+            try:
+                self.client.create(CONFIGMAPS, body, "default")
+                self.acks.append(time.monotonic())
+            except (errors.ApiError, OSError, ValueError) as exc:
+                self.errors.append((time.monotonic(), str(exc)))
+            self.stop.wait(0.05)
+
+    def __enter__(self) -> Writer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+        self.client.close()
+
+    def gap_around(self, t: float) -> float:
+        before = [a for a in self.acks if a <= t]
+        after = [a for a in self.acks if a > t]
+        assert before and after, f"no write acknowledged before or after the stop ({len(self.acks)} acks)"
+        return after[0] - before[-1]
+
+
+class PodCounter:
+    """The most pods the hello Deployment ever had at once (not terminating), sampled every 100 ms."""
+
+    def __init__(self) -> None:
+        self.most = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                self.most = max(self.most, len(pods()))
+            except Exception:  # the API may be unreachable for a moment: that is what we cause
+                pass
+            self.stop.wait(0.1)
+
+    def __enter__(self) -> PodCounter:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=10)
+
+
+def vip_answers() -> bool:
+    vip = kubectl_json("get", "service", "hello")["spec"]["clusterIP"]
+    return "hello" in http_get(f"http://{vip}/")
+
+
+def test_up_shows_three_members_a_leader_and_every_api_server(ha_lab: dict[str, str]) -> None:
+    out = ha_lab["up_output"]
+    assert "kl-cp1, kl-cp2, kl-cp3 behind HAProxy in kl-lb" in out, out
+    nodes = kubectl_json("get", "nodes")["items"]
+    assert sorted(n["metadata"]["name"] for n in nodes) == ["kl-node1", "kl-node2"]
+    assert all(ready(n) or any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+               for n in nodes)  # fmt: skip
+    # the kubernetes Service lists every live API server (the lease endpoint reconciler)
+    wait_for(
+        lambda: sorted(a["ip"] for a in kubectl_json("get", "endpoints", "kubernetes")["subsets"][0]["addresses"])
+        == sorted(CPS.values()),
+        timeout=30, message="default/kubernetes listing the three API servers",
+    )  # fmt: skip
+    members = kubelab("etcd", "member", "list", "-w", "json")
+    assert members.returncode == 0, members.stdout + members.stderr
+    assert sorted(m["name"] for m in json.loads(members.stdout)["members"]) == sorted(CPS)
+    assert etcd_leader() in CPS
+    status = kubelab("status")
+    assert status.returncode == 0
+    assert status.stdout.count(" leader ") == 1 and status.stdout.count(" follower ") == 2, status.stdout
+    holders = lease_holders()
+    assert all(h.split("_")[0] in CPS for h in holders.values()), holders
+    rows = [line.split() for line in status.stdout.splitlines() if line.startswith(("host ", "kl-"))]
+    health = {f"{r[0]}/{r[1]}": r[4] for r in rows if len(r) >= 6 and r[1] in (
+        "etcd", "controlplane", "dns", "haproxy", "noded", "proxy", "netagent")}  # fmt: skip
+    assert {"kl-lb/haproxy", "kl-cp2/etcd", "kl-cp3/controlplane", "kl-cp1/dns"} <= set(health), status.stdout
+    assert set(health.values()) == {"healthy"}, status.stdout
+    # node namespaces have no default route
+    for node in ("kl-lb", *CPS):
+        assert "default" not in sh("ip", "-n", node, "route")
+
+
+def test_bad_input_even_control_planes_refused() -> None:
+    res = kubelab("up", "--control-planes", "2")
+    assert res.returncode == 1
+    assert "even count gives no extra fault tolerance" in res.stdout, res.stdout
+    res = kubelab("up", "--control-planes", "3", "--store", "sqlite")
+    assert res.returncode == 1 and "needs --store etcd" in res.stdout, res.stdout
+
+
+def test_losing_the_etcd_leader_then_quorum_then_getting_both_back(ha_lab: dict[str, str], tmp_path: Path) -> None:
+    res = kubelab("demo", timeout=400)
+    assert res.returncode == 0, res.stdout + res.stderr
+    wait_for(vip_answers, timeout=30, message="the demo VIP answering")
+    first = etcd_leader()
+    second = next(n for n in CPS if n != first)
+    holders_before = lease_holders()
+    with Writer() as writer, PodCounter() as counter:
+        wait_for(lambda: len(writer.acks) >= 5, timeout=30, message="writes flowing")
+        stopped_at = time.monotonic()
+        assert kubelab("node", "stop", first).returncode == 0
+        # writes resume through the same endpoint (HAProxy drops the dead API server, etcd elects anew)
+        wait_for(lambda: any(a > stopped_at for a in writer.acks), timeout=30, message="writes acknowledged again")
+        gap = writer.gap_around(stopped_at)
+        assert gap < 10, f"writes stopped for {gap:.1f}s"
+        wait_for(lambda: etcd_leader() != first, timeout=30, message="a new etcd leader")
+        # the Leases move off the stopped control plane if they were held there (leaseDuration 15 s)
+        wait_for(
+            lambda: all(not h.startswith(first + "_") for h in lease_holders().values()),
+            timeout=45, message=f"the Leases off {first} (were {holders_before})",
+        )  # fmt: skip
+        assert vip_answers()
+        # a second control plane: quorum lost — writes refused, saying so; running pods still serve
+        assert kubelab("node", "stop", second).returncode == 0
+        refused = subprocess.run(
+            ["kubectl", "--kubeconfig", KUBECONFIG, "create", "configmap", "during-no-quorum",
+             "--request-timeout=20s"], capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "quorum" in refused.stderr, refused.stderr
+        assert vip_answers()
+        # back: both nodes started, everything healthy, nothing lost
+        assert kubelab("node", "start", second).returncode == 0
+        assert kubelab("node", "start", first).returncode == 0
+        wait_for(lambda: kubectl("create", "configmap", "after-quorum", "--from-literal=a=1"), timeout=60,
+                 message="writes accepted again")  # fmt: skip
+    assert counter.most <= 3 + 1, f"the hello Deployment had {counter.most} pods at once (replicas 3 + maxSurge 1)"
+    acked = len(writer.acks)
+    names = {c["metadata"]["name"] for c in kubectl_json("get", "configmaps")["items"]}
+    assert sum(1 for n in names if n.startswith("ha-write-")) >= acked  # every acknowledged write is there
+
+    def healthy() -> bool:
+        out = kubelab("status").stdout
+        rows = [ln.split() for ln in out.splitlines() if ln.startswith("kl-")]
+        return all(r[4] == "healthy" for r in rows if len(r) >= 6 and r[1] in ("etcd", "controlplane", "haproxy"))
+
+    wait_for(healthy, timeout=90, interval=1, message="every control-plane component healthy again")
+    assert kubelab("etcd", "endpoint", "health").returncode == 0
+
+
+def test_backup_with_a_member_down_and_restore_on_three_members(ha_lab: dict[str, str], tmp_path: Path) -> None:
+    kubectl("create", "configmap", "ha-before-backup", "--from-literal=a=1")
+    assert kubelab("node", "stop", "kl-cp3").returncode == 0
+    try:
+        file = tmp_path / "ha.backup"
+        res = kubelab("backup", "save", str(file))
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "revision" in res.stdout
+    finally:
+        assert kubelab("node", "start", "kl-cp3").returncode == 0
+    wait_for(lambda: kubelab("etcd", "endpoint", "health").returncode == 0, timeout=60, interval=1,
+             message="three healthy members")  # fmt: skip
+    kubectl("delete", "configmap", "ha-before-backup")
+    kubectl("create", "configmap", "ha-after-backup", "--from-literal=b=2")
+    res = kubelab("backup", "restore", str(file), timeout=400)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "3 new data dir(s)" in res.stdout
+
+    def names() -> set[str]:
+        return {c["metadata"]["name"] for c in kubectl_json("get", "configmaps")["items"]}
+
+    wait_for(lambda: "ha-before-backup" in names(), timeout=90, message="the deleted ConfigMap back")
+    assert "ha-after-backup" not in names()
+    members = json.loads(kubelab("etcd", "endpoint", "status", "-w", "json").stdout)
+    assert len(members) == 3 and len({m["Status"]["leader"] for m in members}) == 1
