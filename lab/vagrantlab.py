@@ -18,6 +18,11 @@ and a VM id under ``vagrant/.vagrant/machines``), ``lab.labcmd`` hands these two
   off, etcd elects a leader among the others and HAProxy takes that API server out of rotation.
   The single ``kl-cp`` and ``kl-lb`` (the API endpoint itself) are refused, with the reason.
 
+- ``etcd_plan``/``etcd``: the HA lab's etcd as ``lab.etcdcmd`` sees a lab's: every member's client
+  URL, reached from the host straight over the lab network (no namespace to enter), with the
+  health-check client certificate ``vagrantprep`` made; ``status`` prints each member's health, the
+  leader and the Lease holders from it, and ``etcd(ARGS)`` is ``kubelab etcd`` for the VM lab.
+
 Reads the VM ids Vagrant wrote; changes only the link state of the lab's own VMs and the lab's own
 host route. Concurrency: none.
 """
@@ -26,8 +31,9 @@ from __future__ import annotations
 
 import re
 import subprocess
+from typing import Any
 
-from lab import topology, trace, tracefetch, vagrantprep
+from lab import etcdcmd, hatopology, topology, trace, tracefetch, vagrantprep
 
 MACHINES = tracefetch.VAGRANT_DIR / ".vagrant" / "machines"
 SERVICE_NETWORK = "10.96.0.0/12"
@@ -135,10 +141,39 @@ def node(action: str, name: str) -> int:
     return 0
 
 
-def status() -> int:
+def etcd_plan(lab: topology.LabNet) -> dict[str, Any]:
+    """The VM lab's etcd in ``lab.etcdcmd``'s terms (the plan file's ``store`` and ``etcd`` entries)."""
+    from controlplane.pki import EtcdPki
+
+    e = EtcdPki(vagrantprep.PREP / "cluster" / "pki" / "etcd")
+    return {
+        "store": "etcd",
+        "etcd": {
+            "endpoints": hatopology.etcd_endpoints(lab.etcd_members()),
+            "netns": "",  # the host is on the lab network: no namespace to enter
+            "tls": {"ca": str(e.ca_cert), "cert": str(e.healthcheck_cert), "key": str(e.healthcheck_key)},
+        },
+    }
+
+
+def etcd(args: list[str]) -> int:
+    """``kubelab etcd ARGS`` on the VM lab: Debian's etcdctl against every member, from the host."""
+    plan = _plan()
+    if not plan.ha:
+        print("kubelab etcd: this Vagrant lab's store is SQLite on kl-cp (KUBELAB_CONTROL_PLANES=3 runs etcd)")
+        return 1
     try:
-        lab = tracefetch.VagrantLab()
-        nodes = lab.get("/api/v1/nodes").get("items", [])
+        return subprocess.run(etcdcmd.etcdctl_argv(etcd_plan(plan), args), check=False).returncode
+    except FileNotFoundError:
+        print("kubelab etcd: etcdctl is not installed (Debian package etcd-client; `make deps` installs it)")
+        return 1
+
+
+def status() -> int:
+    api: tracefetch.VagrantLab | None = None
+    try:
+        api = tracefetch.VagrantLab()
+        nodes = api.get("/api/v1/nodes").get("items", [])
     except (OSError, ValueError, trace.TraceError) as exc:  # status reports what it cannot read
         print(f"Vagrant lab: the API server does not answer ({exc})")
         nodes = []
@@ -167,4 +202,16 @@ def status() -> int:
                 states = got
         vm = f"{found[0]} {found[1]}"
         print(f"{nd.name:<11} {vm:<37} " + ", ".join(f"{u}={s}" for u, s in zip(units, states, strict=True)))
+    if plan.ha:
+
+        def get(path: str) -> dict[str, Any]:
+            if api is None:
+                raise OSError("the API server does not answer")
+            try:
+                return api.get(path)
+            except (KeyError, trace.TraceError) as exc:  # etcdcmd reports OSError as "(none)"
+                raise OSError(str(exc)) from exc
+
+        for line in etcdcmd.status_lines(etcd_plan(plan), get):
+            print(line)
     return 0

@@ -65,3 +65,26 @@ def test_ha_control_planes_stop_and_start_the_endpoint_does_not(
     assert "Leases move" in capsys.readouterr().out
     assert vagrantlab.node("start", "kl-cp2") == 0
     assert cut == [("kl-cp2", False), ("kl-cp2", True)]
+
+
+def test_kubelab_etcd_on_the_vm_lab_reaches_every_member_from_the_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lab import etcdcmd
+
+    monkeypatch.setattr(vagrantlab, "MACHINES", tmp_path)
+    _vms(tmp_path, "kl-lb", "kl-cp1", "kl-cp2", "kl-cp3", "kl-etcd1", "kl-etcd2", "kl-etcd3", "kl-node1")
+    argv = etcdcmd.etcdctl_argv(vagrantlab.etcd_plan(vagrantlab._plan()), ["member", "list"])
+    assert argv[0] == "etcdctl"  # no namespace to enter: the host is on the lab network
+    assert argv[argv.index("--endpoints") + 1] == ",".join(f"https://192.168.56.3{i}:2379" for i in (1, 2, 3))
+    assert argv[argv.index("--cert") + 1].endswith("vagrant/.prep/cluster/pki/etcd/healthcheck-client.crt")
+    assert argv[-2:] == ["member", "list"]
+
+
+def test_etcd_is_refused_on_the_single_control_plane(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(vagrantlab, "MACHINES", tmp_path)
+    _vms(tmp_path, "kl-cp", "kl-node1")
+    assert vagrantlab.etcd(["member", "list"]) == 1
+    assert "SQLite" in capsys.readouterr().out
