@@ -88,3 +88,36 @@ def test_etcd_is_refused_on_the_single_control_plane(
     _vms(tmp_path, "kl-cp", "kl-node1")
     assert vagrantlab.etcd(["member", "list"]) == 1
     assert "SQLite" in capsys.readouterr().out
+
+
+def test_status_of_the_ha_vm_lab_shows_haproxy_members_and_leases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+
+    from lab import etcdcmd, trace, tracefetch
+
+    monkeypatch.setattr(vagrantlab, "MACHINES", tmp_path)
+    _vms(tmp_path, "kl-lb", "kl-cp1", "kl-cp2", "kl-cp3", "kl-node1")
+    for n in ("kl-lb", "kl-cp1", "kl-cp2", "kl-cp3", "kl-node1"):
+        (tmp_path / n / "libvirt" / "private_key").write_text("key")
+
+    def no_api() -> None:
+        raise trace.TraceError("no answer")
+
+    asked: dict[str, list[str]] = {}
+
+    def fake_run(argv: list[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        ip = next(a.split("@")[1] for a in argv if a.startswith("vagrant@"))
+        asked[ip] = argv[-1].split()[4:]  # "sudo -n systemctl is-active UNIT…"
+        return subprocess.CompletedProcess(argv, 0, " ".join("active" for _ in asked[ip]), "")
+
+    monkeypatch.setattr(tracefetch, "VagrantLab", no_api)
+    monkeypatch.setattr(vagrantlab, "_run", fake_run)
+    monkeypatch.setattr(etcdcmd, "_run_json", lambda plan, args: None)  # no etcdctl towards the lab here
+    assert vagrantlab.status() == 0
+    out = capsys.readouterr().out
+    assert asked["192.168.56.10"] == ["haproxy"]
+    assert asked["192.168.56.21"] == ["kubelab-etcd", "kubelab-controlplane", "kubelab-dns", "kubelab-metrics-server"]
+    assert "kl-lb" in out and "haproxy=active" in out and "kubelab-etcd=active" in out
+    assert "ETCD MEMBER" in out and "LEASE (kube-system)" in out and "kube-scheduler" in out
