@@ -27,7 +27,8 @@ PY=${PY:-$ROOT/.venv/bin/python}
 export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1
 export KUBELAB_BOX=${KUBELAB_BOX:-local/kubelab-bookworm}
 export KUBELAB_WORKERS=${KUBELAB_WORKERS:-2}
-export KUBELAB_CONTROL_PLANES=${KUBELAB_CONTROL_PLANES:-1} KUBELAB_ETCD=${KUBELAB_ETCD:-stacked}
+# KUBELAB_CONTROL_PLANES / KUBELAB_ETCD are not defaulted here: unset, the Vagrantfile keeps the
+# shape of the lab Vagrant already made (so `down` destroys an HA lab's VMs too).
 # Every lab VM's name, in any shape (DESIGN.md §3): kl-cp, or kl-lb, kl-cpN and kl-etcdN with HA; kl-nodeN.
 LAB_VM_RE='kl-(cp[0-9]*|lb|etcd[0-9]+|node[0-9]+)'
 BOX_DIR=${KUBELAB_BOX_DIR:-/var/tmp/kubelab-box}
@@ -94,8 +95,8 @@ prepare() {
     say "[1-2/4] provider $provider: box and network are Vagrant's (the host-only network appears at the first VM's up)"
   fi
   step 3/4 "PKI, kubeconfigs, wheels, noded's binaries (lab/vagrantprep.py)"
-  "$PY" -m lab.vagrantprep --workers "$KUBELAB_WORKERS" --control-planes "$KUBELAB_CONTROL_PLANES" \
-    --etcd "$KUBELAB_ETCD" || die "host preparation failed"
+  "$PY" -m lab.vagrantprep --workers "$KUBELAB_WORKERS" --control-planes "${KUBELAB_CONTROL_PLANES:-1}" \
+    --etcd "${KUBELAB_ETCD:-stacked}" || die "host preparation failed"
   if grep -q ' 192\.168\.56\.1/' <<<"$(ip -4 -o addr show)"; then
     step 4/4 "image registry on 192.168.56.1:5000"
     registry_answers || "$PY" -m lab.vagrantregistry up || die "the registry could not be started"

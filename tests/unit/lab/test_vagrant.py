@@ -30,8 +30,8 @@ def vagrant(
     *args: str,
     workers: int = 2,
     provider: str = "libvirt",
-    control_planes: int = 1,
-    etcd: str = "stacked",
+    control_planes: int | None = 1,
+    etcd: str | None = "stacked",
     ok: bool = True,
 ) -> str:
     env = {
@@ -41,10 +41,14 @@ def vagrant(
         "VAGRANT_DOTFILE_PATH": str(tmp_path / "dot"),  # leave no .vagrant/ behind in the tree
         "VAGRANT_HOME": str(tmp_path / "home"),
         "KUBELAB_WORKERS": str(workers),
-        "KUBELAB_CONTROL_PLANES": str(control_planes),
-        "KUBELAB_ETCD": etcd,
         "VAGRANT_DEFAULT_PROVIDER": provider,
     }
+    env.pop("KUBELAB_CONTROL_PLANES", None)
+    env.pop("KUBELAB_ETCD", None)
+    if control_planes is not None:
+        env["KUBELAB_CONTROL_PLANES"] = str(control_planes)
+    if etcd is not None:
+        env["KUBELAB_ETCD"] = etcd
     if provider == "virtualbox" and shutil.which("VBoxManage") is None:
         fake = tmp_path / "fakevbox"
         fake.mkdir()
@@ -116,3 +120,15 @@ def test_every_vm_address_is_the_designs() -> None:
     assert f'ip: "192.168.56.#{{{topology.HA_CONTROL_PLANE_BASE} + i}}"' in text
     assert f'ip: "192.168.56.#{{{topology.ETCD_BASE} + i}}"' in text
     assert 'libvirt__forward_mode: "none"' in text and 'management_network_mode = "none"' in text
+
+
+def test_a_made_ha_lab_keeps_its_shape_without_the_variables(tmp_path: Path) -> None:
+    # `vagrant destroy` (or `make vagrant-down`) run without KUBELAB_CONTROL_PLANES must still see
+    # the HA lab's VMs: the Vagrantfile reads the machines Vagrant recorded. (VirtualBox's stand-in
+    # answers every query, so no hypervisor is needed to ask for their state.)
+    for name in ("kl-lb", "kl-cp1", "kl-cp2", "kl-cp3", "kl-etcd1"):
+        (tmp_path / "dot" / "machines" / name / "virtualbox").mkdir(parents=True)
+        (tmp_path / "dot" / "machines" / name / "virtualbox" / "id").write_text("0b7e-uuid")
+    out = vagrant(tmp_path, "status", "--machine-readable", provider="virtualbox", control_planes=None, etcd=None)
+    machines = re.findall(r"^\d+,([^,]+),state,", out, flags=re.M)
+    assert machines == [n.name for n in topology.plan_lab(2, 3, "external").nodes]
