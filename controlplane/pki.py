@@ -421,8 +421,9 @@ class EtcdPki:
       client and its peer connections — so no cluster certificate (a node's, a user's) can talk
       to etcd, and no etcd certificate is a Kubernetes identity;
     - ``etcd/<member>/server.crt``: the member's client-facing serving certificate (its address,
-      127.0.0.1, localhost and its name); ``etcd/<member>/peer.crt``: its Raft peer certificate
-      (server and client auth, the same names: peers verify each other both ways);
+      127.0.0.1, localhost and its name; client auth too, for the gateway's own dial);
+      ``etcd/<member>/peer.crt``: its Raft peer certificate (server and client auth, the same
+      names: peers verify each other both ways);
     - ``apiserver-etcd-client.crt`` (CN ``kube-apiserver-etcd-client``): what the API server
       presents (``--etcd-certfile``); ``etcd/healthcheck-client.crt``
       (CN ``kube-etcd-healthcheck-client``): what ``kubelab etcd``, backup and status use.
@@ -481,12 +482,11 @@ def ensure_etcd_pki(data_dir: Path | str, members: Sequence[tuple[str, str]]) ->
     for name, ip in members:
         (e.dir / name).mkdir(exist_ok=True)
         ips, names = [ip, "127.0.0.1"], [name, "localhost"]
-        for cert_path, key_path, client in (
-            (e.server_cert(name), e.server_key(name), False),
-            (e.peer_cert(name), e.peer_key(name), True),
-        ):
+        # Both with client auth too, as kubeadm's: etcd's gRPC gateway dials its own gRPC server
+        # presenting the serving certificate (3.4 rejects it otherwise: "incompatible key usage").
+        for cert_path, key_path in ((e.server_cert(name), e.server_key(name)), (e.peer_cert(name), e.peer_key(name))):
             if not (key_path.exists() and _covers(cert_path, ips, names)):
-                cert, key = issue_cert(ca, name, (), ips, names, client=client, server=True)
+                cert, key = issue_cert(ca, name, (), ips, names, client=True, server=True)
                 _write(key_path, key, private=True)
                 _write(cert_path, cert)
     for cert_path, key_path, cn in (

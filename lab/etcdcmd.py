@@ -113,9 +113,9 @@ def status_lines(plan: dict[str, Any], get: Callable[[str], dict[str, Any]]) -> 
         rows = member_rows(
             _run_json(plan, ["endpoint", "status", "--cluster=false"]), _run_json(plan, ["endpoint", "health"])
         )
-        lines.append("\nETCD MEMBER             HEALTH     ROLE      DETAIL")
+        lines.append("\nETCD MEMBER                 HEALTH     ROLE      DETAIL")
         for ep, h, role, detail in rows or [(",".join(endpoints(plan)), "UNHEALTHY", "unknown", "no answer")]:
-            lines.append(f"{ep:<23} {h:<10} {role:<9} {detail}")
+            lines.append(f"{ep:<27} {h:<10} {role:<9} {detail}")
     lines.append("\nLEASE (kube-system)       HOLDER                                     RENEWED")
     for name, holder, renewed in lease_rows(get):
         lines.append(f"{name:<25} {holder:<42} {renewed}")

@@ -14,7 +14,9 @@ names, addresses and certificates. Nothing here runs anything.
   mode (TLS passes through, so clients still see the API servers' certificates and present their
   own), round robin, and an HTTPS health check of each API server's ``/readyz`` (public, like
   kube-apiserver's), every 500 ms, out after 2 failures — a dead or not-ready API server leaves the
-  rotation within ~1 s, inside the issue's 2 s.
+  rotation within ~1 s, inside the issue's 2 s. When no API server is ready (etcd lost quorum:
+  every ``/readyz`` fails on its etcd check) the live ones (``/livez``) still take requests, so
+  a client hears the API server's 503 naming the lost quorum rather than a closed connection.
 
 Invariants: member names are node names (``kl-cp1`` stacked, ``kl-etcd1`` external); the cluster
 token names the lab and changes on every restore (``controlplane.storage.backup``), so a member of
@@ -132,27 +134,46 @@ def haproxy_config(
         "    log global",
         "    option tcplog",
         "    option dontlognull",
-        "    timeout connect 2s",
+        # A connection to a dead server (its wire cut: no answer at all) is given up after 1 s and
+        # retried on another server, so a request racing the health check is not lost.
+        "    timeout connect 1s",
+        "    retries 2",
+        "    option redispatch 1",
         # Watches stay open for minutes; kubectl's and client-go's idle connections for 90 s.
         "    timeout client 1h",
         "    timeout server 1h",
         "    timeout tunnel 1h",
         "frontend apiserver",
         f"    bind {bind_ip}:{API_PORT}",
-        "    default_backend apiservers",
-        "backend apiservers",
-        "    balance roundrobin",
-        "    option httpchk",
-        "    http-check connect ssl",
-        "    http-check send meth GET uri /readyz",
-        "    http-check expect status 200",
-        # A server marked down has its established connections closed at once: a client's watch on a
-        # dead API server ends and the client reconnects through us to a live one.
-        "    default-server on-marked-down shutdown-sessions",
+        # Ready API servers first; when none is ready (etcd without quorum makes every /readyz fail)
+        # the live ones still get the requests, so clients read the API server's own answer — 503
+        # naming the lost quorum — instead of a connection closed by the balancer.
+        "    use_backend apiservers if { nbsrv(apiservers) gt 0 }",
+        "    default_backend apiservers-live",
     ]
-    for name, ip in servers:
-        lines.append(
-            f"    server {name} {ip}:{API_PORT} check inter {HEALTH_INTERVAL_MS}ms fall {HEALTH_FALL} "
-            f"rise {HEALTH_RISE} verify required ca-file {ca_file}"
-        )
+    # (backend, URI, check every, failures to mark down, check timeout): the ready set is judged
+    # fast (a dead API server is out within ~1-2 s); the live set, used only when no server is
+    # ready, leniently (an API server whose etcd times out answers slowly but still answers).
+    checks = (
+        ("apiservers", "/readyz", f"{HEALTH_INTERVAL_MS}ms", HEALTH_FALL, "1s"),
+        ("apiservers-live", "/livez", "1s", 3, "3s"),
+    )
+    for backend, uri, inter, fall, timeout in checks:
+        lines += [
+            f"backend {backend}",
+            "    balance roundrobin",
+            "    option httpchk",
+            "    http-check connect ssl",
+            f"    http-check send meth GET uri {uri}",
+            "    http-check expect status 200",
+            f"    timeout check {timeout}",
+            # A server marked down has its established connections closed at once: a client's watch on
+            # a dead API server ends and the client reconnects through us to a live one.
+            "    default-server on-marked-down shutdown-sessions",
+        ]
+        for name, ip in servers:
+            lines.append(
+                f"    server {name} {ip}:{API_PORT} check inter {inter} fall {fall} "
+                f"rise {HEALTH_RISE} verify required ca-file {ca_file}"
+            )
     return "\n".join(lines) + "\n"

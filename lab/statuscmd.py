@@ -52,12 +52,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         healths = {h.key: h for h in health.check(st["components"], lab_cluster(plan))}
     except (errors.ApiError, *clusterapi.TRANSPORT_ERRORS) as exc:
         say(f"\n(component health unknown: {exc})")
-    say("\nNODE        COMPONENT     PID      RESTARTS  HEALTH     LOG")
+    say("\nNODE        COMPONENT      PID      RESTARTS  HEALTH     LOG")
     for c in st["components"]:
         pid = str(c["pid"]) if c["pid"] else ("stopped" if not c["wanted"] else "starting")
         h = healths.get(f"{c['node']}/{c['name']}")
         verdict = "unknown" if h is None else ("stopped" if h.stopped else "healthy" if h.healthy else "UNHEALTHY")
-        say(f"{c['node']:<11} {c['name']:<13} {pid:<8} {c['restarts']:<9} {verdict:<10} {c['log']}")
+        say(f"{c['node']:<11} {c['name']:<14} {pid:<8} {c['restarts']:<9} {verdict:<10} {c['log']}")
     from lab import etcdcmd
 
     for line in etcdcmd.status_lines(plan, lambda path: api("GET", path)):  # etcd members, Lease holders

@@ -32,8 +32,8 @@ def test_members_get_server_and_peer_certificates_from_their_own_ca(tmp_path: Pa
             assert c.issuer == ca.subject
             san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             assert {str(i) for i in san.get_values_for_type(x509.IPAddress)} == {ip, "127.0.0.1"}
-        assert _usages(server) == {ExtendedKeyUsageOID.SERVER_AUTH}
-        assert _usages(peer) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+        # both as kubeadm's: etcd's gateway dials its own gRPC server with the serving certificate
+        assert _usages(server) == _usages(peer) == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
         assert e.server_key(name).stat().st_mode & 0o777 == 0o600
     client = _cert(e.apiserver_client_cert)
     assert client.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "kube-apiserver-etcd-client"
