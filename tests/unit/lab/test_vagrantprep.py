@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib.metadata
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -176,3 +178,14 @@ def test_check_refuses_what_kubelab_up_refuses_in_the_vagrant_labs_terms(capsys:
     assert "KUBELAB_CONTROL_PLANES=2 is refused" in err and "an even count gives no extra fault tolerance" in err
     assert vagrantprep.main(["--check", "--workers", "12", "--control-planes", "3"]) == 2
     assert "KUBELAB_WORKERS must be at most 9 with KUBELAB_CONTROL_PLANES=3" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (make deps)")
+def test_kl_lbs_haproxy_config_is_valid_for_haproxy(ha_prep: Path) -> None:
+    # what provision/node.sh checks on kl-lb before starting it (`haproxy -c`), with the CA where it is here
+    vagrantprep.prepare_pki(2, 3, "stacked")
+    lb = ha_prep / "kl-lb"
+    cfg = (lb / "haproxy.cfg").read_text().replace(vagrantprep.LB_CA_FILE, str(lb / "ca.crt"))
+    (lb / "check.cfg").write_text(cfg)
+    res = subprocess.run(["haproxy", "-c", "-f", str(lb / "check.cfg")], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, res.stdout + res.stderr
