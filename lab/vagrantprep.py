@@ -16,7 +16,19 @@ The guests sit on isolated networks with no route out, so everything they need c
 - the image registry at 192.168.56.1:5000 on the private network's bridge, with the lab's images
   (the same three names as the one-machine lab).
 
+With ``KUBELAB_CONTROL_PLANES=3`` (issue 17) the VMs are ``topology.plan_lab``'s HA lab: ``kl-lb``
+(HAProxy on 192.168.56.10, still the one API endpoint), ``kl-cp1..3`` and, with
+``KUBELAB_ETCD=external``, ``kl-etcd1..3``. The cluster PKI is made once in ``vagrant/.prep/cluster``
+(serving certificate for the endpoint and every control plane, ``lab.halab.server_ips``), with the
+etcd CA and member certificates (``controlplane.pki.ensure_etcd_pki``); each VM's directory gets
+what kubeadm puts on that machine: a control plane the files ``kubeadm join --control-plane
+--upload-certs`` shares (``lab.halab.SHARED_PKI_FILES``) plus the etcd client certificate, an etcd
+member its own server/peer certificates. The HA VMs' systemd units are rendered here
+(``ha_units``/``render_unit``, ``vagrant/.prep/NAME/units``) from ``lab.hatopology``'s command
+lines, the same the one-machine lab runs; ``provision/node.sh`` only installs them.
+
 Idempotent: existing PKI is kept, wheels are rebuilt only when ``pyproject.toml`` changed.
+Concurrency: none; run by ``vagrant/lab.sh prepare``, once per ``vagrant up``.
 """
 
 from __future__ import annotations
@@ -31,9 +43,14 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lab import topology
+
+if TYPE_CHECKING:
+    from controlplane.pki import CertificateAuthority, EtcdPki
 
 ROOT = Path(__file__).resolve().parent.parent
 VAGRANT_DIR = ROOT / "vagrant"
@@ -124,10 +141,13 @@ def build_wheels() -> Path:
     return wheels
 
 
-def prepare_pki(workers: int) -> None:
+def prepare_pki(workers: int, control_planes: int = 1, etcd: str = "stacked") -> None:
     from controlplane import pki
 
-    lab = topology.plan_lab(workers)
+    lab = topology.plan_lab(workers, control_planes, etcd)
+    if lab.ha:
+        prepare_ha(lab)
+        return
     cp_dir = PREP / "kl-cp"
     cluster = pki.ensure_cluster_pki(
         cp_dir,
@@ -145,6 +165,13 @@ def prepare_pki(workers: int) -> None:
         user=pki.ADMIN_USER,
     )
     pki.issue_client(ca, cp_dir / "dns.kubeconfig", APISERVER_URL, pki.DNS_USER)
+    _worker_files(ca, lab)
+
+
+def _worker_files(ca: CertificateAuthority, lab: topology.LabNet) -> None:
+    """Each worker's kubeconfigs (noded, proxy, netagent), kubelet serving certificate and the CA."""
+    from controlplane import pki
+
     for node in lab.workers:
         nd = PREP / node.name
         nd.mkdir(parents=True, exist_ok=True)
@@ -172,13 +199,209 @@ def build_node_binaries() -> Path:
     return out
 
 
+# ---- the HA lab (KUBELAB_CONTROL_PLANES=3): the VMs' PKI and systemd units -------------------
+
+#: Where the guests keep the control plane's and etcd's state and PKI (kubelab's --data-dir).
+GUEST_DIR = Path("/var/lib/kubelab")
+GUEST_KUBELAB = "/usr/local/bin/kubelab"  # provision/node.sh's wrapper around the guest venv
+GUEST_ETCD = "/usr/bin/etcd"  # Debian's etcd-server
+LB_CA_FILE = "/etc/haproxy/kubelab-ca.crt"  # what HAProxy verifies the API servers' certificates with
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One systemd service on a VM: ``name`` (``NAME.service``), what it is, its command line."""
+
+    name: str
+    description: str
+    argv: tuple[str, ...]
+    after: tuple[str, ...] = ()
+
+
+def guest_etcd_pki() -> EtcdPki:
+    from controlplane.pki import EtcdPki
+
+    return EtcdPki(GUEST_DIR / "pki" / "etcd")
+
+
+def ha_units(lab: topology.LabNet, node: topology.NodeNet) -> list[Unit]:
+    """The kubelab units of ``node`` in an HA lab (pure): an etcd member where one lives (stacked:
+    every control plane; external: every ``kl-etcdN``), and on each control plane the control plane
+    against every member over TLS, the cluster DNS publishing every control plane's address (so
+    the writers of kube-dns's endpoints agree), and on the first one the metrics server.
+    The load balancer runs Debian's own ``haproxy`` unit (``vm_units``), no kubelab unit."""
+    from lab import hatopology
+
+    members = lab.etcd_members()
+    e = guest_etcd_pki()
+    units: list[Unit] = []
+    if (node.name, node.ip) in members:
+        argv = hatopology.etcd_member_argv(node.name, node.ip, members, e, GUEST_DIR / "etcd")
+        units.append(
+            Unit("kubelab-etcd", f"etcd member {node.name} (the cluster's store, Raft)", (GUEST_ETCD, *argv[1:]))
+        )
+    if not node.is_control_plane:
+        return units
+    etcd_after = ("kubelab-etcd.service",) if units else ()
+    cp = (
+        GUEST_KUBELAB, "controlplane",
+        "--data-dir", str(GUEST_DIR),
+        "--listen", "0.0.0.0:6443",
+        "--advertise-address", node.ip,
+        "--tls-san", topology.CONTROL_PLANE_IP,
+        "--tls-san", topology.LB_NAME,
+        "--store", "etcd",
+        "--etcd-endpoints", ",".join(hatopology.etcd_endpoints(members)),
+        "--etcd-cafile", str(e.ca_cert),
+        "--etcd-certfile", str(e.apiserver_client_cert),
+        "--etcd-keyfile", str(e.apiserver_client_key),
+        "--cluster-cidr", topology.POD_NETWORK,
+    )  # fmt: skip
+    what = "kubelab control plane (API server, elected scheduler and controllers)"
+    units.append(Unit("kubelab-controlplane", what, cp, etcd_after))
+    dns = [GUEST_KUBELAB, "dns", "--kubeconfig", "/etc/kubelab/dns.kubeconfig", "--listen", f"{node.ip}:53"]
+    for other in lab.control_planes:
+        dns += ["--advertise-address", other.ip]
+    units.append(Unit("kubelab-dns", "kubelab cluster DNS (kube-dns, cluster.local)", tuple(dns)))
+    if node == lab.control_plane:
+        ms = (
+            GUEST_KUBELAB, "metrics-server", "--data-dir", str(GUEST_DIR),
+            "--apiserver-url", f"https://{node.ip}:6443", "--bind-address", node.ip,
+            "--register-apiservice", node.ip,
+        )  # fmt: skip
+        units.append(Unit("kubelab-metrics-server", "kubelab metrics server (metrics.k8s.io)", ms))
+    return units
+
+
+#: The single control plane's and the workers' units, written by provision/node.sh itself.
+NODE_SH_UNITS = {
+    "controlplane": ("kubelab-controlplane", "kubelab-dns", "kubelab-metrics-server"),
+    "worker": ("kubelab-noded", "kubelab-proxy", "kubelab-netagent"),
+}
+
+
+def vm_units(lab: topology.LabNet, node: topology.NodeNet) -> tuple[str, ...]:
+    """The systemd units that make ``node`` what it is (what ``kubelab status`` asks about)."""
+    if node.role == "lb":
+        return ("haproxy",)
+    if node.is_worker or not lab.ha:
+        return NODE_SH_UNITS[node.role]
+    return tuple(u.name for u in ha_units(lab, node))
+
+
+def _systemd_arg(arg: str) -> str:
+    # systemd splits ExecStart= on whitespace and expands $ and %: quote or double those.
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    return f'"{arg}"' if any(c.isspace() or c in "\\\"'" for c in arg) else arg
+
+
+def render_unit(unit: Unit) -> str:
+    """The unit file: restarted forever (a control plane started before etcd has quorum, or etcd
+    before its peers answer, simply tries again), no start-rate limit for the same reason."""
+    after = " ".join(("network-online.target", *unit.after))
+    return (
+        f"[Unit]\nDescription={unit.description}\nAfter={after}\nWants=network-online.target\n"
+        "StartLimitIntervalSec=0\n\n"
+        f"[Service]\nExecStart={' '.join(_systemd_arg(a) for a in unit.argv)}\n"
+        "Restart=always\nRestartSec=2\nKillMode=process\nLimitNOFILE=65536\n\n"
+        "[Install]\nWantedBy=multi-user.target\n"
+    )
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dst)
+
+
+def prepare_ha(lab: topology.LabNet) -> None:
+    """The HA lab's host side: one cluster PKI and etcd PKI in ``.prep/cluster``, each VM's share
+    of it in ``.prep/NAME``, the units of every control plane and etcd member, HAProxy's config."""
+    from controlplane import pki
+    from lab import halab, hatopology
+
+    cluster_dir = PREP / "cluster"
+    cluster = pki.ensure_cluster_pki(
+        cluster_dir, server_ips=halab.server_ips(lab), server_names=halab.server_names(lab), server_url=APISERVER_URL
+    )
+    pki.ensure_aggregator_pki(cluster_dir, APISERVER_URL)  # the front-proxy CA every API server shares
+    etcd = pki.ensure_etcd_pki(cluster_dir, lab.etcd_members())
+    ca = cluster.ca
+    pki.write_kubeconfig(
+        VAGRANT_DIR / "admin.kubeconfig", APISERVER_URL, ca.cert_pem, cluster.admin_cert.read_bytes(),
+        cluster.admin_key.read_bytes(), user=pki.ADMIN_USER,
+    )  # fmt: skip
+    dns_kubeconfig = pki.issue_client(ca, cluster_dir / "dns.kubeconfig", APISERVER_URL, pki.DNS_USER,
+                                      cert_dir=cluster_dir / "pki")  # fmt: skip
+    members = dict(lab.etcd_members())
+    for node in lab.nodes:
+        nd = PREP / node.name
+        if node.is_worker:
+            continue
+        guest_pki = nd / "pki"
+        shutil.rmtree(guest_pki / "etcd", ignore_errors=True)  # no member certificates of another shape
+        if node.is_control_plane:
+            for name in halab.SHARED_PKI_FILES:
+                _copy(cluster_dir / "pki" / name, guest_pki / name)
+            for f in (etcd.apiserver_client_cert, etcd.apiserver_client_key):
+                _copy(f, guest_pki / f.name)
+            _copy(dns_kubeconfig, nd / "dns.kubeconfig")
+            if node == lab.control_plane:
+                # The metrics server listens on this VM's address: its serving certificate says so.
+                pki.ensure_aggregator_pki(nd, APISERVER_URL, metrics_ips=[node.ip])
+        if node.name in members or node.is_control_plane:
+            _copy(etcd.ca_cert, guest_pki / "etcd" / "ca.crt")
+            for f in (etcd.healthcheck_cert, etcd.healthcheck_key):
+                _copy(f, guest_pki / "etcd" / f.name)
+        if node.name in members:
+            for member_file in (etcd.server_cert, etcd.server_key, etcd.peer_cert, etcd.peer_key):
+                src = member_file(node.name)
+                _copy(src, guest_pki / "etcd" / node.name / src.name)
+        if node.role == "lb":
+            nd.mkdir(parents=True, exist_ok=True)
+            _copy(cluster.ca_cert, nd / "ca.crt")
+            servers = [(cp.name, cp.ip) for cp in lab.control_planes]
+            (nd / "haproxy.cfg").write_text(hatopology.haproxy_config(topology.CONTROL_PLANE_IP, servers, LB_CA_FILE))
+        units_dir = nd / "units"
+        shutil.rmtree(units_dir, ignore_errors=True)
+        units = ha_units(lab, node)
+        if units:
+            units_dir.mkdir(parents=True)
+            for u in units:
+                (units_dir / f"{u.name}.service").write_text(render_unit(u))
+    _worker_files(ca, lab)
+
+
+def vagrant_terms(message: str) -> str:
+    """``kubelab up``'s refusal in the Vagrant lab's terms: ``--control-planes 2`` → ``KUBELAB_CONTROL_PLANES=2``."""
+    for flag, env in (("--control-planes", "KUBELAB_CONTROL_PLANES"), ("--workers", "KUBELAB_WORKERS"),
+                      ("--etcd", "KUBELAB_ETCD")):  # fmt: skip
+        message = re.sub(rf"{flag} (\d+)", rf"{env}=\1", message).replace(flag, env)
+    return message
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m lab.vagrantprep")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("KUBELAB_WORKERS", "2")))
+    parser.add_argument(
+        "--control-planes", type=int, default=int(os.environ.get("KUBELAB_CONTROL_PLANES", "1")), help="1, 3 or 5"
+    )
+    parser.add_argument("--etcd", default=os.environ.get("KUBELAB_ETCD", "stacked"), help="stacked or external")
     parser.add_argument("--skip-wheels", action="store_true", help="for `vagrant validate` only")
+    parser.add_argument(
+        "--check", action="store_true", help="only check the lab's shape (the Vagrantfile asks): exit 2 with why not"
+    )
     args = parser.parse_args(argv)
+    try:
+        topology.plan_lab(args.workers, args.control_planes, args.etcd)
+    except topology.TopologyError as exc:
+        # The same rule and words as `kubelab up --control-planes N` (lab.hatopology), in the
+        # Vagrant lab's terms (environment variables).
+        print(f"kubelab vagrant: {vagrant_terms(str(exc))}", file=sys.stderr)
+        return 2
+    if args.check:
+        return 0
     PREP.mkdir(parents=True, exist_ok=True)
-    prepare_pki(args.workers)
+    prepare_pki(args.workers, args.control_planes, args.etcd)
     if not args.skip_wheels:
         build_wheels()
         build_node_binaries()

@@ -12,7 +12,7 @@
 # finish   (trigger after :up, per machine): the registry when it is not answering yet (VirtualBox
 #          makes its host-only adapter, 192.168.56.1, only at the first machine's up), the host's
 #          route to the service network via kl-node1; after LAST, waits (with a deadline) for Ready.
-# cleanup  (trigger after :destroy, per machine): once no lab VM is left, the route, the registry,
+# cleanup  (trigger after :destroy, after every machine): once no lab VM is left, the route, the registry,
 #          the networks and the libvirt daemons prepare started. Keeps the box and vagrant/.prep.
 # up:      `vagrant up` (the triggers do the rest): what `make vagrant-up` runs.
 # down:    the route, the VMs and their volumes, the registry, the networks, the libvirt daemons this
@@ -27,6 +27,10 @@ PY=${PY:-$ROOT/.venv/bin/python}
 export VAGRANT_CHECKPOINT_DISABLE=1 VAGRANT_BOX_UPDATE_CHECK_DISABLE=1
 export KUBELAB_BOX=${KUBELAB_BOX:-local/kubelab-bookworm}
 export KUBELAB_WORKERS=${KUBELAB_WORKERS:-2}
+# KUBELAB_CONTROL_PLANES / KUBELAB_ETCD are not defaulted here: unset, the Vagrantfile keeps the
+# shape of the lab Vagrant already made (so `down` destroys an HA lab's VMs too).
+# Every lab VM's name, in any shape (DESIGN.md §3): kl-cp, or kl-lb, kl-cpN and kl-etcdN with HA; kl-nodeN.
+LAB_VM_RE='kl-(cp[0-9]*|lb|etcd[0-9]+|node[0-9]+)'
 BOX_DIR=${KUBELAB_BOX_DIR:-/var/tmp/kubelab-box}
 SERVICE_NETWORK=10.96.0.0/12
 SERVICE_VIA=192.168.56.11             # kl-node1: the host reaches service VIPs through a worker
@@ -67,10 +71,10 @@ registry_answers() { curl -s -o /dev/null --max-time 3 http://192.168.56.1:5000/
 
 lab_vms() { # the lab's VMs that still exist, on either provider
   if "${VIRSH[@]}" version >/dev/null 2>&1; then
-    "${VIRSH[@]}" list --all --name 2>/dev/null | grep -E '_kl-(cp|node[0-9]+)$'
+    "${VIRSH[@]}" list --all --name 2>/dev/null | grep -E "_${LAB_VM_RE}\$"
   fi
   if command -v VBoxManage >/dev/null 2>&1; then
-    VBoxManage list vms 2>/dev/null | grep -oE '"kubelab-kl-(cp|node[0-9]+)"'
+    VBoxManage list vms 2>/dev/null | grep -oE "\"kubelab-${LAB_VM_RE}\""
   fi
   return 0
 }
@@ -91,7 +95,8 @@ prepare() {
     say "[1-2/4] provider $provider: box and network are Vagrant's (the host-only network appears at the first VM's up)"
   fi
   step 3/4 "PKI, kubeconfigs, wheels, noded's binaries (lab/vagrantprep.py)"
-  "$PY" -m lab.vagrantprep --workers "$KUBELAB_WORKERS" || die "host preparation failed"
+  "$PY" -m lab.vagrantprep --workers "$KUBELAB_WORKERS" --control-planes "${KUBELAB_CONTROL_PLANES:-1}" \
+    --etcd "${KUBELAB_ETCD:-stacked}" || die "host preparation failed"
   if grep -q ' 192\.168\.56\.1/' <<<"$(ip -4 -o addr show)"; then
     step 4/4 "image registry on 192.168.56.1:5000"
     registry_answers || "$PY" -m lab.vagrantregistry up || die "the registry could not be started"
@@ -152,7 +157,7 @@ down() {
   if "${VIRSH[@]}" version >/dev/null 2>&1; then
     (cd "$VDIR" && vagrant destroy -f) || say "vagrant destroy reported an error (continuing)"
     # Whatever vagrant left (an interrupted up): our domains and their disks, by name.
-    for d in $("${VIRSH[@]}" list --all --name 2>/dev/null | grep -E '^vagrant_kl-(cp|node[0-9]+)$'); do
+    for d in $("${VIRSH[@]}" list --all --name 2>/dev/null | grep -E "^vagrant_${LAB_VM_RE}\$"); do
       "${VIRSH[@]}" destroy "$d" >/dev/null 2>&1
       "${VIRSH[@]}" undefine "$d" --remove-all-storage >/dev/null 2>&1 && say "removed leftover domain $d"
     done

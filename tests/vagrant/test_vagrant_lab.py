@@ -9,6 +9,13 @@ what the triggers made on the host (registry, route, networks); then ``vagrant/l
 (also run whatever happened) removes the box and the prepared files, and the end checks that nothing
 of the lab is left (domains, volumes, networks, bridges, the route, the registry, the box).
 
+With ``KUBELAB_CONTROL_PLANES=3`` (and optionally ``KUBELAB_ETCD=external``) in the environment
+(``sudo KUBELAB_CONTROL_PLANES=3 make test-vagrant``) the same run brings up the HA control plane
+(kl-lb, kl-cp1..3, kl-etcd1..3) and adds its checks: HAProxy active, three etcd members and one
+leader, the ``kubernetes`` and ``kube-dns`` Endpoints listing every control plane, the Leases held
+on control planes; then the etcd leader's VM cut off: writes through 192.168.56.10 resume, the
+Leases move off it (stacked), the VIP keeps answering; restored: three healthy members again.
+
 Network safety: the guests sit on libvirt networks with no ``<forward>`` (checked here), no DNS and
 no router; the host's only lab route (the service network via kl-node1 on the lab bridge) is
 removed by ``down``; the root namespace's safety routes are held for the whole run.
@@ -44,6 +51,13 @@ ENV = {
     "KUBELAB_WORKERS": "2",
 }
 TIMES: dict[str, float] = {}
+HA = int(os.environ.get("KUBELAB_CONTROL_PLANES", "1")) > 1
+EXTERNAL_ETCD = os.environ.get("KUBELAB_ETCD", "stacked") == "external"
+CPS = {"kl-cp1": "192.168.56.21", "kl-cp2": "192.168.56.22", "kl-cp3": "192.168.56.23"}
+MEMBERS = (
+    {"kl-etcd1": "192.168.56.31", "kl-etcd2": "192.168.56.32", "kl-etcd3": "192.168.56.33"} if EXTERNAL_ETCD else CPS
+)
+LEASES = ("kube-scheduler", "kube-controller-manager")
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="the Vagrant lab needs root (sudo make test-vagrant)"),
@@ -288,6 +302,10 @@ def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
 
     TIMES["checks"] = time.monotonic() - t0
     print(f"[vagrant lab] checks: {TIMES['checks']:.0f} s", flush=True)
+    if HA:
+        t2 = time.monotonic()
+        check_ha(python, vip)
+        TIMES["HA checks"] = time.monotonic() - t2
 
     # 11. `kubelab node stop/start` on a VM: its lab-network link cut from the host, NotReady, back.
     t1 = time.monotonic()
@@ -313,3 +331,83 @@ def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
         interval=5,
         message="the hello pods Ready again after halt/up",
     )
+
+
+# ---- the HA control plane (KUBELAB_CONTROL_PLANES=3) ---------------------------------------------
+
+
+def etcdctl(node: str, args: str) -> str:
+    """etcdctl on a member's VM against its own member, with the health-check client certificate."""
+    pki = "/var/lib/kubelab/pki/etcd"
+    return ssh(node, f"sudo etcdctl --endpoints=https://127.0.0.1:2379 --cacert={pki}/ca.crt "
+                     f"--cert={pki}/healthcheck-client.crt --key={pki}/healthcheck-client.key {args}")  # fmt: skip
+
+
+def etcd_status(via: str) -> dict[str, bool]:
+    """Each member (by node) that answers, and whether it leads."""
+    by_ip = {ip: name for name, ip in MEMBERS.items()}
+    out = json.loads(etcdctl(via, "endpoint status --cluster -w json"))
+    return {by_ip[st["Endpoint"].split("//")[1].split(":")[0]]: st["Status"]["header"]["member_id"] ==
+            st["Status"]["leader"] for st in out}  # fmt: skip
+
+
+def endpoint_ips(namespace: str, name: str) -> set[str]:
+    ep = json.loads(kubectl("get", "endpoints", "-n", namespace, name, "-o", "json"))
+    return {a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []}
+
+
+def lease_holders() -> dict[str, str]:
+    return {
+        n: json.loads(kubectl("get", "lease", "-n", "kube-system", n, "-o", "json"))["spec"].get("holderIdentity", "")
+        for n in LEASES
+    }
+
+
+def write_works(i: int) -> bool:
+    res = subprocess.run(
+        ["kubectl", "--kubeconfig", str(KUBECONFIG), "--request-timeout=10s", "create", "configmap", f"ha-write-{i}"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    return res.returncode == 0
+
+
+def check_ha(python: str, vip: str) -> None:
+    assert ssh("kl-lb", "systemctl is-active haproxy").strip() == "active"
+    for cp in CPS:
+        units = "kubelab-controlplane kubelab-dns" + ("" if EXTERNAL_ETCD else " kubelab-etcd")
+        assert set(ssh(cp, f"systemctl is-active {units}").split()) == {"active"}, cp
+    first = next(iter(MEMBERS))
+
+    def one_leader() -> dict[str, bool] | None:
+        st = etcd_status(first)
+        return st if len(st) == 3 and sum(st.values()) == 1 else None
+
+    status = wait_for(one_leader, timeout=300, interval=5, message="three etcd members, one leader")
+    leader = next(n for n, leads in status.items() if leads)
+    wait_for(lambda: endpoint_ips("default", "kubernetes") == set(CPS.values()), timeout=300, interval=5,
+             message="default/kubernetes lists every API server")  # fmt: skip
+    wait_for(lambda: endpoint_ips("kube-system", "kube-dns") == set(CPS.values()), timeout=300, interval=5,
+             message="kube-dns lists every control plane's DNS server")  # fmt: skip
+    holders = lease_holders()
+    assert all(h.split("_")[0] in CPS for h in holders.values()), holders
+    print(f"[vagrant lab] etcd leader {leader}, Leases {holders}", flush=True)
+
+    # The etcd leader's VM cut off the lab network: a new leader among the others, HAProxy drops the
+    # API server that lost its store, the Leases move if they were there, writes resume.
+    run(python, "-m", "lab", "node", "stop", leader, timeout=60)
+    try:
+        t0 = time.monotonic()
+        counter = iter(range(10**6))
+        wait_for(lambda: write_works(next(counter)), timeout=300, interval=1, message=f"writes with {leader} cut off")
+        print(f"[vagrant lab] first write {time.monotonic() - t0:.1f} s after cutting {leader}", flush=True)
+        others = [n for n in MEMBERS if n != leader]
+        wait_for(lambda: sum(etcd_status(others[0]).values()) == 1, timeout=120, interval=2,
+                 message="a new etcd leader among the two left")  # fmt: skip
+        if not EXTERNAL_ETCD:
+            wait_for(lambda: all(not h.startswith(leader + "_") for h in lease_holders().values()),
+                     timeout=180, interval=2, message=f"the Leases off {leader}")  # fmt: skip
+        assert any(try_get(f"http://{vip}/") for _ in range(5)), "the VIP stopped answering"
+    finally:
+        run(python, "-m", "lab", "node", "start", leader, timeout=60)
+    wait_for(lambda: len(etcd_status(leader)) == 3, timeout=300, interval=5, message=f"{leader}'s member back")
+    kubectl("delete", "configmap", "--all", "-n", "default", "--ignore-not-found")

@@ -15,6 +15,7 @@ trap cleanup EXIT
 rootfs=$work/rootfs
 pkgs=systemd-sysv,linux-image-amd64,openssh-server,sudo,ifupdown,isc-dhcp-client,iproute2,netbase,rsync,ca-certificates
 pkgs=$pkgs,dbus,python3,python3-venv,runc,iptables,busybox-static,containernetworking-plugins,skopeo,umoci,conntrack,kmod,curl,procps
+pkgs=$pkgs,etcd-server,etcd-client,haproxy   # the HA control plane's (KUBELAB_CONTROL_PLANES=3)
 debootstrap --include="$pkgs" bookworm "$rootfs" http://deb.debian.org/debian >"$work/debootstrap.log"
 
 # The vagrant user with the insecure key (vagrant replaces it at first boot), no DNS anywhere.
@@ -28,6 +29,8 @@ echo 'UseDNS no' >> "$rootfs/etc/ssh/sshd_config"
 printf 'auto lo\niface lo inet loopback\nauto eth0\niface eth0 inet dhcp\n' > "$rootfs/etc/network/interfaces"
 echo 'LABEL=vroot / ext4 defaults 0 1' > "$rootfs/etc/fstab"
 chroot "$rootfs" systemctl mask apt-daily.timer apt-daily-upgrade.timer >/dev/null 2>&1 || true
+# Debian enables its own etcd (plain HTTP on localhost) and haproxy: provisioning starts ours where needed.
+chroot "$rootfs" systemctl disable etcd.service haproxy.service >/dev/null 2>&1 || true
 
 # A 4 GB disk with one ext4 partition and GRUB (BIOS), booting with a serial console.
 img=$work/box.raw

@@ -1,20 +1,57 @@
 #!/usr/bin/env bash
 # Provision one kubelab VM: packages (already in an offline box), the project from wheels synced
 # from the host, the iptables variant the proxy expects, PKI files, and the systemd units.
-# Usage: node.sh NAME IP ROLE WORKERS   (ROLE = controlplane | worker)
+# Usage: node.sh NAME IP ROLE WORKERS [CONTROL_PLANES]   (ROLE = controlplane | worker | lb | etcd)
+# With an HA control plane (CONTROL_PLANES 3 or 5) the control planes' and etcd members' units come
+# rendered from the host (vagrant/.prep/NAME/units, lab/vagrantprep.py's ha_units); kl-lb runs
+# Debian's haproxy unit with the host-rendered config (lab/hatopology.py's haproxy_config).
 set -euo pipefail
 name=$1 ip=$2 role=$3
 src=/opt/kubelab/src
 prep=$src/vagrant/.prep
 venv=/opt/kubelab/venv
+units_dir=$prep/$name/units
 
 # 1. Packages. An offline box has them baked in; a public box with internet installs them here.
-pkgs=(python3 python3-venv runc iptables busybox-static containernetworking-plugins skopeo umoci conntrack iproute2 kmod)
+case $role in
+lb) pkgs=(haproxy iproute2) ;;
+etcd) pkgs=(etcd-server etcd-client iproute2) ;;
+*) pkgs=(python3 python3-venv runc iptables busybox-static containernetworking-plugins skopeo umoci conntrack iproute2 kmod) ;;
+esac
+[ -f "$units_dir/kubelab-etcd.service" ] && pkgs+=(etcd-server etcd-client)   # a stacked member
 missing=()
 for p in "${pkgs[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; }; then
+    echo "kubelab: $name lacks ${missing[*]} and cannot install them (no route out?); an offline box built" \
+      "before they were added lacks them: rebuild it with \`sudo vagrant/lab.sh down --all\` then \`vagrant up\`" >&2
+    exit 1
+  fi
+fi
+# Debian starts its own etcd (plain HTTP on localhost:2379) and haproxy on install: ours replace them.
+systemctl disable --now etcd.service 2>/dev/null || true
+[ "$role" = lb ] || systemctl disable --now haproxy.service 2>/dev/null || true
+
+if [ "$role" = lb ]; then
+  # The API endpoint: HAProxy on 192.168.56.10:6443 in front of every control plane's API server,
+  # verifying their serving certificates with the cluster CA.
+  install -m 0644 "$prep/$name/ca.crt" /etc/haproxy/kubelab-ca.crt
+  install -m 0644 "$prep/$name/haproxy.cfg" /etc/haproxy/haproxy.cfg
+  haproxy -c -q -f /etc/haproxy/haproxy.cfg
+  systemctl enable haproxy.service
+  systemctl restart haproxy.service
+  echo "kubelab: $name ($role, $ip) provisioned: haproxy"
+  exit 0
+fi
+if [ "$role" = etcd ]; then
+  install -d -m 0700 /var/lib/kubelab /var/lib/kubelab/pki
+  cp -a "$prep/$name/pki/." /var/lib/kubelab/pki/
+  cp "$units_dir"/*.service /etc/systemd/system/
+  systemctl daemon-reload
+  systemctl enable --now kubelab-etcd.service   # Type=simple: returns before its peers answer
+  echo "kubelab: $name ($role, $ip) provisioned: kubelab-etcd"
+  exit 0
 fi
 
 # 2. The project: its dependencies from the wheels the host repacked from its own venv, kubelab
@@ -48,6 +85,9 @@ if [ "$role" = controlplane ]; then
   install -d -m 0700 /var/lib/kubelab/pki
   cp -a "$prep/$name/pki/." /var/lib/kubelab/pki/
   install -m 0600 "$prep/$name/dns.kubeconfig" /etc/kubelab/dns.kubeconfig
+  # HA, kl-cp1: the metrics server's identity, made on the host (its certificate names this VM).
+  [ ! -f "$prep/$name/metrics-server.kubeconfig" ] ||
+    install -m 0600 "$prep/$name/metrics-server.kubeconfig" /var/lib/kubelab/metrics-server.kubeconfig
 else
   cp -a "$prep/$name/." /etc/kubelab/
   chmod 600 /etc/kubelab/*.key
@@ -72,7 +112,13 @@ KillMode=process
 WantedBy=multi-user.target
 UNIT
 }
-if [ "$role" = controlplane ]; then
+if [ "$role" = controlplane ] && [ -d "$units_dir" ]; then
+  # HA: this control plane's units as the host rendered them (etcd member when stacked, the
+  # control plane against every member over TLS, DNS; the metrics server on kl-cp1).
+  cp "$units_dir"/*.service /etc/systemd/system/
+  units=()
+  for u in "$units_dir"/*.service; do units+=("$(basename "$u" .service)"); done
+elif [ "$role" = controlplane ]; then
   unit kubelab-controlplane "kubelab control plane (API server, scheduler, controllers)" \
     /usr/local/bin/kubelab controlplane --data-dir /var/lib/kubelab --listen 0.0.0.0:6443 \
     --advertise-address "$ip" --store sqlite --cluster-cidr 10.244.0.0/16
