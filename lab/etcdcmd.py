@@ -125,6 +125,10 @@ def status_lines(plan: dict[str, Any], get: Callable[[str], dict[str, Any]]) -> 
 def cmd_etcd(args: argparse.Namespace) -> int:
     plan = state.read_plan()
     if plan is None:
+        from lab import vagrantlab  # the VM lab (vagrant up): etcdctl against its members
+
+        if vagrantlab.present():
+            return vagrantlab.etcd(list(args.etcdctl_args))
         print("kubelab etcd: no lab is up.")
         return 1
     if plan.get("store") != "etcd":

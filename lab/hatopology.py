@@ -27,8 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from controlplane.pki import EtcdPki
+if TYPE_CHECKING:  # annotations only: the Vagrantfile's shape check runs this module on a bare python3
+    from controlplane.pki import EtcdPki
 
 CLIENT_PORT = 2379
 PEER_PORT = 2380

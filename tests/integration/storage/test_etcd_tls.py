@@ -193,9 +193,9 @@ def test_store_inspector_reads_over_tls(cluster: EtcdCluster, store: Store) -> N
     rev = store.create("/registry/pods/default/web", b'{"kind":"Pod"}')
     parser = argparse.ArgumentParser()
     cli.register(parser.add_subparsers(dest="command"))
-    argv = ["store", "--store", "etcd", "--etcd-endpoints", ",".join(cluster.endpoints),
+    words = ["store", "--store", "etcd", "--etcd-endpoints", ",".join(cluster.endpoints),
             "--etcd-cafile", str(cluster.ca), "--etcd-certfile", str(cluster.cert), "--etcd-keyfile", str(cluster.key),
             "keys"]  # fmt: skip
     out = io.StringIO()
-    assert cli.run(parser.parse_args(argv), out) == 0
+    assert cli.run(parser.parse_args(words), out) == 0
     assert out.getvalue().splitlines()[2].split() == [str(rev), str(rev), "14", "/registry/pods/default/web"]
