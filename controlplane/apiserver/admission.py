@@ -20,7 +20,6 @@ ServiceAccount lookup of a pod does); allocators lock internally.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any, Protocol
@@ -63,7 +62,6 @@ class Admission:
         self.plugins: list[UserAdmission] = []  # validating plugins that need the request's user
         # ResourceQuota, LimitRanger and Priority (policy_admission hooks; on, as in kube-apiserver).
         self.quota = quota_admission.Quota(self._list_objects)
-        self._quota_seen = (0.0, False)
         self.lister: AdmissionLister | None = None  # set once the API server has started it
 
     def set_namespace_lookup(self, fn: Callable[[str], dict[str, Any] | None]) -> None:
@@ -104,15 +102,14 @@ class Admission:
         return not (res.namespaced and self._quotas_exist())
 
     def _quotas_exist(self) -> bool:
-        # Remembered for a second (so the event loop lists the store at most once a second): creates
-        # are admitted on the loop, skipping the quota step, only while no quota exists anywhere (the
-        # common case); Kubernetes' own quota admission reads a lagging informer too.
-        at, seen = self._quota_seen
-        now = time.monotonic()
-        if now - at > 1.0:
-            seen = bool(self.store.list(registry.RESOURCEQUOTAS.storage_prefix())[0])
-            self._quota_seen = (now, seen)
-        return seen
+        # Creates are admitted on the event loop, skipping the quota step, only while no quota exists
+        # anywhere (the common case), as the admission lister (listers.py, fed by the watch cache)
+        # says; Kubernetes' own quota admission reads a lagging informer too. When the lister cannot
+        # answer (not synced yet, or just after this server admitted a quota write) the create takes
+        # the threaded path: the event loop never waits on the store (on etcd without quorum such a
+        # read blocks for seconds, and with it every connection this server accepts).
+        cached = self.lister.list(registry.RESOURCEQUOTAS.storage_prefix()) if self.lister is not None else None
+        return True if cached is None else bool(cached)
 
     def _list_objects(self, res: Resource, namespace: str) -> list[dict[str, Any]]:
         cached = self.lister.list(res.storage_prefix(namespace)) if self.lister is not None else None
@@ -191,8 +188,6 @@ class Admission:
             self.admit_service_account(res, obj)
             self.admit_policy_mutating(res, obj)
             self._plugins(res, obj, None)
-            if res is registry.RESOURCEQUOTAS:
-                self._quota_seen = (time.monotonic(), True)  # the next creates check quotas at once
             if res is registry.PODS or (res.namespaced and self._quotas_exist()):
                 self.quota.admit_create(res, obj)
         except BaseException:
