@@ -297,7 +297,13 @@ class ApiServer:
         except errors.AlreadyExists:
             pass
         except errors.ApiError as e:
-            log.warning("could not create the kubernetes Service: %s", e.message)
+            # Several API servers (an HA control plane) start together: the one that lost the race
+            # fails to allocate 10.96.0.1 before it would see AlreadyExists. The Service being there
+            # is all that matters.
+            try:
+                self.ops.get(registry.SERVICES, "default", "kubernetes")
+            except errors.ApiError:
+                log.warning("could not create the kubernetes Service: %s", e.message)
         # default/kubernetes Endpoints + EndpointSlice: every live API server (endpointreconciler.py)
         if self.options.endpoint_reconciler_type == "lease":
             self.endpoint_reconciler = LeaseEndpointReconciler(
