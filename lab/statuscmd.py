@@ -117,9 +117,11 @@ def control_plane_node(lab: topology.LabNet, node: topology.NodeNet, action: str
             "practise control-plane failures with `kubelab up --control-planes 3`")  # fmt: skip
         return 1
     if action == "stop":
-        supervisor.request(state.SOCKET, {"cmd": "stop-node", "node": node.name})
+        # A power failure, not a shutdown: the wire first, then SIGKILL — so an etcd leader cannot
+        # hand its leadership over on the way out and the others must notice and elect (Raft).
         topology.set_node_link(lab, node.name, up=False)
-        say(f"{node.name}: its processes stopped and its link to {topology.BRIDGE} cut.")
+        supervisor.request(state.SOCKET, {"cmd": "stop-node", "node": node.name, "kill": True})
+        say(f"{node.name}: its link to {topology.BRIDGE} cut and its processes killed (as if its power failed).")
         if node.role != "lb":
             say("  Watch: `kubelab etcd endpoint status -w table` (a new etcd leader if it led), "
                 "`kubectl get lease -n kube-system -w` (the scheduler and controller-manager Leases move "

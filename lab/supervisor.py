@@ -62,6 +62,7 @@ class Component:
     next_start: float = 0.0
     wanted: bool = True
     last_exit: int | None = None
+    kill_on_stop: bool = False  # the next stop is SIGKILL at once (a node's power failing), not SIGTERM
 
     @property
     def key(self) -> str:
@@ -111,6 +112,9 @@ class Supervisor:
             return
         proc = c.proc
         try:
+            if c.kill_on_stop:
+                c.kill_on_stop = False
+                proc.kill()
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -181,6 +185,7 @@ class Supervisor:
                     return {"ok": False, "error": f"no components on node {node!r}"}
                 for c in mine:
                     c.wanted = cmd == "start-node"
+                    c.kill_on_stop = cmd == "stop-node" and bool(request.get("kill"))
                     c.next_start = 0.0
                     c.backoff = BACKOFF_START
             if cmd == "stop-node":

@@ -33,10 +33,12 @@ import threading
 import time
 from typing import Any
 
+import orjson
+
 from controlplane.api import errors
 from controlplane.api.registry import CONFIGMAPS, LEASES
 from controlplane.client.rest import ApiClient
-from tests.bench.bench_apiserver import FastConn, create_request, run_loop
+from tests.bench.bench_apiserver import FastConn, pod_body, run_loop
 from tests.bench.bench_lab import kubelab, lab_memory_mb
 from tests.bench.stats import Summary, print_table
 
@@ -146,15 +148,25 @@ def takeover() -> tuple[float, bool]:
     return took, overlap
 
 
+def bound_pod_request(path: str, name: str) -> bytes:
+    """A pod bound to a node that does not exist: the API's whole create path, no container started."""
+    pod = orjson.loads(pod_body(name, "default"))
+    pod["spec"]["nodeName"] = "bench-nowhere"
+    body = orjson.dumps(pod)
+    return (
+        b"POST %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+        % (path.encode(), ENDPOINT.encode(), len(body), body)
+    )
+
+
 async def _creates(host: str, ctx: ssl.SSLContext, total: int, clients: int, tag: str) -> float:
     loop = asyncio.get_running_loop()
     conns = [
         (await loop.create_connection(FastConn, host, 6443, ssl=ctx, server_hostname=host))[1] for _ in range(clients)
     ]
     path = "/api/v1/namespaces/default/pods"
-    bodies = [create_request(path, f"{tag}-{i}", "default") for i in range(total)]
-    # pods bound to a node that does not exist: the API's whole create path, no container started
-    bodies = [b.replace(b'"spec":{', b'"spec":{"nodeName":"bench-nowhere",', 1) for b in bodies]
+    bodies = [bound_pod_request(path, f"{tag}-{i}") for i in range(total)]
     it = iter(bodies)
     t0 = time.monotonic()
 
@@ -197,9 +209,17 @@ def main() -> int:
         lab_cmd("demo", timeout=400)
         mem = lab_memory_mb()
         rss, pss = sum(r for r, _ in mem.values()), sum(q for _, q in mem.values())
-        gaps = [write_gap() for _ in range(args.runs)]
-        takes = [takeover() for _ in range(args.takeovers)]
+        print(f"up {up:.1f} s; memory with the demo {rss:.0f} MB RSS, {pss:.0f} MB PSS", flush=True)
         lb, one = creates_per_second(args.creates)
+        print(f"creates/s: {lb:.0f} through HAProxy, {one:.0f} to one API server", flush=True)
+        gaps = []
+        for _ in range(args.runs):
+            gaps.append(write_gap())
+            print(f"write gap {gaps[-1]:.2f} s", flush=True)
+        takes = []
+        for _ in range(args.takeovers):
+            takes.append(takeover())
+            print(f"takeover {takes[-1][0]:.1f} s, two leaders: {takes[-1][1]}", flush=True)
     finally:
         kubelab("down")
     g = Summary.of(gaps)

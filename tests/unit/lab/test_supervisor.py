@@ -81,3 +81,30 @@ def test_bad_requests_get_clear_errors(sup: supervisor.Supervisor) -> None:
     answer = supervisor.request(sup.socket_path, {"cmd": "stop-node", "node": "nope"})
     assert answer == {"ok": False, "error": "no components on node 'nope'"}
     assert "unknown command" in supervisor.request(sup.socket_path, {"cmd": "reboot"})["error"]
+
+
+def test_stop_node_with_kill_is_a_power_failure_not_a_shutdown(tmp_path: Path) -> None:
+    """``kill``: SIGKILL at once — a process that would hand over on SIGTERM (etcd's leader) gets no chance."""
+    log = tmp_path / "term.log"
+    comp = supervisor.Component(
+        name="etcd", node="cp", log_path=str(log), netns=False,
+        argv=["sh", "-c", f"trap 'echo got TERM >> {tmp_path}/said; exit 0' TERM; while :; do sleep 0.05; done"],
+    )  # fmt: skip
+    s = supervisor.Supervisor([comp], tmp_path / "sup.sock")
+    t = threading.Thread(target=s.run, daemon=True)
+    t.start()
+    try:
+        wait_for(lambda: comp.pid, message="started")
+        pid = comp.pid
+        assert supervisor.request(s.socket_path, {"cmd": "stop-node", "node": "cp", "kill": True})["ok"]
+        assert pid is not None and not pid_alive(pid)
+        assert not (tmp_path / "said").exists()  # never saw SIGTERM
+        assert status(s)["cp/etcd"]["last_exit"] == -signal.SIGKILL
+        # the next stop is a plain one again
+        assert supervisor.request(s.socket_path, {"cmd": "start-node", "node": "cp"})["ok"]
+        wait_for(lambda: comp.pid, message="started again")
+        assert supervisor.request(s.socket_path, {"cmd": "stop-node", "node": "cp"})["ok"]
+        assert (tmp_path / "said").read_text() == "got TERM\n"
+    finally:
+        s.stopping.set()
+        t.join(20)
