@@ -45,6 +45,7 @@ from typing import Any
 import httpx
 
 from controlplane.api import errors
+from controlplane.client.kubeconfig import ClientConfig
 from proxy.trace import Hop, Tracer, Walk
 
 POD_NETWORK = ipaddress.IPv4Network("10.244.0.0/16")
@@ -455,18 +456,42 @@ class Lab:
     namespace (``exec``: ``lab.tracefetch``). The host's own route lookup runs here, on the host.
     """
 
-    def __init__(self, kubeconfig: str) -> None:
+    def __init__(self, kubeconfig: str | None = None, *, config: ClientConfig | None = None) -> None:
         from controlplane.client.kubeconfig import load_kubeconfig
 
-        self.config = load_kubeconfig(kubeconfig)
-        self.node_ips: dict[str, str] = {}  # InternalIP → node name
-        for node in self.get("/api/v1/nodes").get("items", []):
-            ip = internal_ip(node)
-            if ip:
-                self.node_ips[ip] = node["metadata"]["name"]
-        self.host_bridges, self.host_ip = self._host_side()
+        self.config = config if config is not None else load_kubeconfig(str(kubeconfig))
+        self._node_ips: dict[str, str] | None = None  # InternalIP → node name, read when first needed
+        self._host: tuple[tuple[str, ...], str] | None = None
         self._network: dict[str, dict[str, Any]] = {}
         self.sources: list[str] = []  # the endpoints read, for the reader
+
+    @property
+    def node_ips(self) -> dict[str, str]:
+        if self._node_ips is None:
+            nodes = self.get("/api/v1/nodes").get("items", [])
+            self._node_ips = {internal_ip(n): n["metadata"]["name"] for n in nodes if internal_ip(n)}
+        return self._node_ips
+
+    @property
+    def host_bridges(self) -> tuple[str, ...]:
+        if self._host is None:
+            self._host = self._host_side()
+        return self._host[0]
+
+    @property
+    def host_ip(self) -> str:
+        if self._host is None:
+            self._host = self._host_side()
+        return self._host[1]
+
+    def pod_interface(self, netns: str, node: str) -> str:
+        """The pod's side of its veth as its node's network agent sees it (``eth0 IP MAC``)."""
+        pods = self.network(node).get("pods", [])
+        p = next((p for p in pods if p.get("netns") == netns), None)
+        if p is None:
+            return f"{node}'s network agent lists no netns {netns}"
+        side = f"(host side {p.get('veth')} on {p.get('bridge')})"
+        return f"{p.get('ifname', '?')} {p.get('ip', '?')} {p.get('mac', '?')} {side}"
 
     # --- the API ---------------------------------------------------------------------------------
 

@@ -3,10 +3,11 @@
 Role: answer the page's clicks with what the lab's own tools say, reusing them rather than
 re-deriving: a Service's trace is ``lab.trace``'s ``resolve_target`` → ``collect`` → ``explain`` →
 ``render`` from the host (the same text ``kubelab trace --to svc/NAME:PORT`` prints); a pod's netns
-name, veth and addresses come from ``lab.trace.Lab`` (``pod_spot``, ``veth_of``, ``run``). The API
+name, veth and addresses come from ``lab.trace.Lab`` (``pod_spot``, ``veth_of``, ``pod_interface``: the
+node's network agent's ``/debug/network``). The API
 is read with the dashboard's own client (its identity, not the admin's), via ``ApiLab.get``.
 
-Read-only: ``iptables-save``, ``ip … addr/link/route get`` in the lab's namespaces and GETs
+Read-only: the nodes' debug endpoints (what ``kubelab trace`` reads) and GETs
 (``pods/log`` with ``follow=true``); never a write.
 
 Concurrency: ``trace``/``pod`` block (subprocesses) and run in the server's thread pool; ``logs`` is
@@ -33,7 +34,7 @@ class ApiLab(trace.Lab):
     """``kubelab trace``'s view of the lab, reading the API through the dashboard's client."""
 
     def __init__(self, client: ApiClient) -> None:
-        super().__init__()
+        super().__init__(config=client.config)  # the nodes' debug endpoints: the dashboard's identity too
         self.client = client
 
     def get(self, path: str) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class LabInspector:
             raise DashboardError(code, str(exc)) from None
         veth = self.lab.veth_of(spot.netns, spot.node)
         try:
-            interfaces = self.lab.run(spot.netns, "ip", "-br", "addr")
+            interfaces = self.lab.pod_interface(spot.netns, spot.node)
         except trace.TraceError as exc:
             interfaces = str(exc)
         return {

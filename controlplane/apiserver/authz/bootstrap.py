@@ -226,6 +226,10 @@ def node_rules() -> list[Obj]:
     ]
 
 
+#: The node components' debug paths (the proxy's, the network agent's): what kubelab trace reads.
+NODE_DEBUG_URLS = ("/debug/rules", "/debug/network", "/debug/network/*")
+
+
 def _component_roles() -> list[Obj]:
     return [
         _role(
@@ -332,7 +336,7 @@ def _component_roles() -> list[Obj]:
         ),
         # Who may read the node components' debug endpoints (kubelab trace); cluster-admin already may.
         # Bound to nobody: `kubectl create clusterrolebinding … --clusterrole=system:kubelab-node-debug`.
-        _role("system:kubelab-node-debug", [urls(("get",), ("/debug/rules", "/debug/network", "/debug/network/*"))]),
+        _role("system:kubelab-node-debug", [urls(("get",), NODE_DEBUG_URLS)]),
         # lab/dashboard: read-only informers on Nodes, Pods, Services, EndpointSlices and Events, pod logs,
         # and resource metrics. Never a write.
         _role(
@@ -342,6 +346,8 @@ def _component_roles() -> list[Obj]:
                 rule(READ, ("discovery.k8s.io",), ("endpointslices",)),
                 rule(READ, ("events.k8s.io",), ("events",)),
                 rule(READ, ("metrics.k8s.io",), ("nodes", "pods")),
+                # its machine view is kubelab trace's: the nodes' debug endpoints
+                urls(("get",), NODE_DEBUG_URLS),
             ],
         ),
     ]

@@ -197,8 +197,8 @@ class FakeLab(Lab):
     """The running lab as data: kl-node1/kl-node2, the hello pods, routes answered from a table."""
 
     def __init__(self, routes: dict[tuple[str, str], dict[str, str]]) -> None:
-        self.node_ips = {"192.168.56.10": "kl-cp", "192.168.56.11": "kl-node1", "192.168.56.12": "kl-node2"}
-        self.host_bridges, self.host_ip, self.sources = ("kl0",), "192.168.56.1", []
+        self._node_ips = {"192.168.56.10": "kl-cp", "192.168.56.11": "kl-node1", "192.168.56.12": "kl-node2"}
+        self._host, self.sources = (("kl0",), "192.168.56.1"), []
         self.routes = routes  # (netns, destination) → ip -j route get's answer
         self.asked: list[tuple[str, tuple[str, ...]]] = []
 
