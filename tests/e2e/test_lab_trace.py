@@ -33,10 +33,18 @@ NODES = {"kl-node1": "192.168.56.11", "kl-node2": "192.168.56.12"}
 
 @pytest.fixture(scope="module")
 def lab2() -> Iterator[dict[str, str]]:
-    for got in lab("--workers", "2"):
+    from lab import state
+
+    if state.read_plan() is not None:  # `kubelab up` would say "already up": never test (and down) another's lab
+        pytest.fail("a lab is already up on this machine: not ours, not touching it")
+    up = lab("--workers", "2")
+    got = next(up)
+    try:
         res = kubelab("demo", timeout=400)
         assert res.returncode == 0, res.stdout + res.stderr
         yield got
+    finally:
+        up.close()  # `kubelab down` and the check that the machine is as it was
 
 
 def get(url: str, ctx: ssl.SSLContext) -> tuple[int, Any]:
