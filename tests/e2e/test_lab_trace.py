@@ -77,7 +77,7 @@ def test_the_debug_endpoints_are_authenticated_and_authorized(lab2: dict[str, st
     try:
         for node, ip in NODES.items():
             for url in (f"https://{ip}:9098/debug/network", f"https://{ip}:10253/debug/rules?format=json"):
-                wait_for(lambda u=url: get(u, as_user(KUBECONFIG))[0] == 200, 60, message=f"{url} answers the admin")
+                wait_for(lambda u=url: get(u, as_user(KUBECONFIG))[0] == 200, 60, 1.0, f"{url} answers the admin")
                 code, body = get(url, anonymous())
                 assert code == 401 and body["reason"] == "Unauthorized", (url, body)
                 code, body = get(url, as_user(nobody))
