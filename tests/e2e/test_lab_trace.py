@@ -117,6 +117,7 @@ def test_trace_reads_the_dnat_chain_and_routes_from_the_endpoints_without_enteri
     res = kubelab("trace", "--from", f"pod/{client['metadata']['name']}", "--to", "svc/hello:80", timeout=60, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     out = res.stdout
+    print(out)  # the answer, for the reader of a failed (or -s) run
     assert f"({node}'s iptables-save, from its network agent) nat PREROUTING" in out
     assert service_chain("KUBE-SVC-", "default/hello:http", "tcp") in out
     for ep, ep_node in endpoints.items():
