@@ -16,6 +16,7 @@ an async generator over an ``httpx.AsyncClient`` stream, one per page that follo
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
@@ -62,20 +63,33 @@ def pod_commands(netns: str, node: str, ip: str, veth: str) -> list[str]:
 
 
 class LabInspector:
+    #: How long one view of the nodes (their /debug/network answers) serves: pods come and go, but the
+    #: pods table asks for every pod's veth at once and each answer costs the node an iptables-save.
+    VIEW_TTL = 2.0
+
     def __init__(self, client: ApiClient) -> None:
         self.client = client
-        self.lab = ApiLab(client)
+        self._view: tuple[float, ApiLab] | None = None
+
+    @property
+    def lab(self) -> ApiLab:
+        now = time.monotonic()
+        if self._view is None or now - self._view[0] > self.VIEW_TTL:
+            self._view = (now, ApiLab(self.client))
+        return self._view[1]
 
     def veth_of(self, pod: dict[str, Any]) -> str:
+        lab = self.lab
         try:
-            spot = self.lab.pod_spot(pod)
+            spot = lab.pod_spot(pod)
+            return lab.veth_of(spot.netns, spot.node)
         except trace.TraceError:
             return ""
-        return self.lab.veth_of(spot.netns, spot.node)
 
     def trace(self, namespace: str, name: str, port: str) -> dict[str, Any]:
+        lab = ApiLab(self.client)  # a fresh view: the trace reads the nodes now
         try:
-            svc = self.lab.get(f"/api/v1/namespaces/{namespace}/services/{name}")
+            svc = lab.get(f"/api/v1/namespaces/{namespace}/services/{name}")
         except KeyError:
             raise DashboardError(404, f"no service {namespace}/{name}") from None
         except trace.TraceError as exc:
@@ -85,24 +99,25 @@ class LabInspector:
             port = str(ports[0].get("port"))  # the page shows one trace per Service: its first port
         command = f"kubelab trace --to svc/{name}:{port} -n {namespace}"
         try:
-            src = trace.resolve_source(self.lab, "host", namespace)
-            tgt = trace.resolve_target(self.lab, f"svc/{name}:{port}", namespace, None)
-            text = trace.render(trace.explain(trace.collect(self.lab, src, tgt)))
+            src = trace.resolve_source(lab, "host", namespace)
+            tgt = trace.resolve_target(lab, f"svc/{name}:{port}", namespace, None)
+            text = trace.render(trace.explain(trace.collect(lab, src, tgt)))
         except trace.TraceError as exc:
             raise DashboardError(400, f"{command}: {exc}") from None
         return {"service": f"{namespace}/{name}", "port": port, "command": command, "text": text}
 
     def pod(self, namespace: str, name: str) -> dict[str, Any]:
+        lab = ApiLab(self.client)  # a fresh view: this pod may be newer than the last one
         try:
-            spot = self.lab.pod_spot(self.lab.pod(namespace, name))
+            spot = lab.pod_spot(lab.pod(namespace, name))
         except trace.TraceError as exc:
             code = 404 if str(exc).startswith("no pod") else 400
             raise DashboardError(code, str(exc)) from None
-        veth = self.lab.veth_of(spot.netns, spot.node)
         try:
-            interfaces = self.lab.pod_interface(spot.netns, spot.node)
+            veth = lab.veth_of(spot.netns, spot.node)
+            interfaces = lab.pod_interface(spot.netns, spot.node)
         except trace.TraceError as exc:
-            interfaces = str(exc)
+            veth, interfaces = "", str(exc)
         return {
             "pod": spot.name, "node": spot.node, "ip": spot.ip, "netns": spot.netns, "veth": veth,
             "interfaces": interfaces, "commands": pod_commands(spot.netns, spot.node, spot.ip, veth),
