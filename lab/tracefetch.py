@@ -82,6 +82,13 @@ def kubeconfig_path(explicit: str | None = None) -> str:
     raise trace.TraceError("no lab is up: start one with `sudo kubelab up` (or give --kubeconfig)")
 
 
+class VagrantLab(trace.Lab):
+    """The Vagrant lab's cluster (``vagrant/admin.kubeconfig``): what ``kubelab status`` reads there."""
+
+    def __init__(self) -> None:
+        super().__init__(str(KUBECONFIG))
+
+
 def open_lab(kubeconfig: str | None = None) -> trace.Lab:
     return trace.Lab(kubeconfig_path(kubeconfig))
 

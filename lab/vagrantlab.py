@@ -118,7 +118,7 @@ def node(action: str, name: str) -> int:
 
 def status() -> int:
     try:
-        lab = trace.Lab(str(tracefetch.KUBECONFIG))
+        lab = tracefetch.VagrantLab()
         nodes = lab.get("/api/v1/nodes").get("items", [])
     except (OSError, ValueError, trace.TraceError) as exc:  # status reports what it cannot read
         print(f"Vagrant lab: the API server does not answer ({exc})")
