@@ -235,13 +235,17 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
                 "log": str(logs / node.name / "noded.log"),
             }
         )
+        # The node's serving certificate also serves the network agent's and the proxy's debug
+        # endpoints (:9098, :10253), which kubelab trace reads over the node network.
+        debug_tls = ["--tls-cert-file", str(nd / "pki" / "kubelet.crt"), "--tls-private-key-file",
+                     str(nd / "pki" / "kubelet.key"), "--client-ca-file", str(state.STATE_DIR / "pki" / "ca.crt")]
         comps.append(
             {
                 "name": "netagent",
                 "node": node.name,
                 "wanted": False,
                 "argv": python_cmd(
-                    "netagent", "--node-name", node.name, "--kubeconfig", str(nd / "netagent.kubeconfig")
+                    "netagent", "--node-name", node.name, "--kubeconfig", str(nd / "netagent.kubeconfig"), *debug_tls
                 ),
                 "log": str(logs / node.name / "netagent.log"),
             }
@@ -263,6 +267,7 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
                     "0s",
                     "--backend",
                     proxy_backend,
+                    *debug_tls,
                 ),
                 "log": str(logs / node.name / "proxy.log"),
             }

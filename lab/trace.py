@@ -12,12 +12,17 @@ Structure (functional core, imperative shell):
   walked by ``proxy.trace.Tracer`` (a ``Walk``), the route lookups (``Route``, parsed from
   ``ip -j route get``) and what the lab's objects say (which pod owns an IP, which node owns a
   pod CIDR). ``render`` prints the steps. Both are unit-tested without a lab.
-- ``collect(...)`` gathers the facts from the running lab: the API (admin credentials in the
-  lab's state dir, as ``kubelab status``), ``nsenter --net=/var/run/netns/<node>`` running
-  ``iptables-save``, ``ip -j addr`` and ``ip -j route get``. It reads only, changes nothing.
-- ``--probe`` makes ONE connection from the source to the traced lab address (a Python one-shot
+- ``collect(...)`` gathers the facts from the running cluster, read-only, with the admin
+  kubeconfig's credentials: the objects from the API; from each node involved, at its InternalIP,
+  the network agent's ``/debug/network`` (the node's ``iptables-save``, addresses, pods' veths) and
+  ``/debug/network/route`` (the node kernel's ``ip route get``), the proxy's ``/debug/rules`` as a
+  cross-check — HTTPS endpoints that authenticate and authorize the caller through the API server
+  (``Lab``). No namespace is entered and nothing runs on a node, so the same code reads the
+  namespace lab, the VM lab and any cluster running kubelab's node components.
+- ``--probe`` makes ONE connection from the source to the traced (lab) address (a Python one-shot
   connect with a 2 s timeout, inside the source pod's netns for a pod) and reads the source
-  node's conntrack entry for it, which names the endpoint the kernel chose.
+  node's conntrack entry for it, which names the endpoint the kernel chose. It acts, so it needs
+  to be where the source is: ``nsenter`` on this host, or SSH on the VM lab (``lab.tracefetch``).
 
 Network safety: targets must be lab addresses (the pod network, the service network, the node
 network); anything else is refused before any lookup or packet.
@@ -31,14 +36,16 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from controlplane.api import errors
+from controlplane.client.kubeconfig import ClientConfig
 from proxy.trace import Hop, Tracer, Walk
 
 POD_NETWORK = ipaddress.IPv4Network("10.244.0.0/16")
@@ -128,6 +135,8 @@ class Facts:
     arrivals: dict[str, Arrival] = field(default_factory=dict)  # endpoint ip → its side
     addrs: dict[str, str] = field(default_factory=dict)  # deciding node's dev → its IPv4
     probe: list[str] = field(default_factory=list)  # lines from --probe
+    host_link: str = "kl0"  # the host's link on the node network (a VM lab's bridge is not kl0)
+    sources: list[str] = field(default_factory=list)  # the debug endpoints the facts were read from
 
 
 @dataclass(frozen=True)
@@ -209,7 +218,7 @@ def explain(f: Facts) -> list[Step]:
         start.append(f"node {src.name} (netns {src.netns}), source address {w.packet.src}")
         start.append(f"A packet {src.name} sends itself: nat OUTPUT runs in {src.name}.")
     else:
-        start.append(f"the host (root namespace, {HOST_IP} on kl0)")
+        start.append(f"the host (root namespace, {src.ip} on {f.host_link})")
         if f.host_route is not None:
             start.append(f"`{f.host_route.query}` → {f.host_route.text()}")
         start.append(f"It arrives on {f.node}'s eth0: nat PREROUTING runs in {f.node}.")
@@ -222,7 +231,7 @@ def explain(f: Facts) -> list[Step]:
     others = [b for b in w.branches if b.verdict != "DNAT"]
     paths = [b.nat for b in w.branches]
     shared = common_prefix(paths) if len(paths) > 1 else (paths[0] if paths else ())
-    nat.append(f"(iptables-save in {f.node}) nat {w.hook}:")
+    nat.append(f"({f.node}'s iptables-save, from its network agent) nat {w.hook}:")
     nat += ["  " + hop_line(h) for h in shared]
     if dnat:
         svc_chain = next((h.target for h in shared if h.target.startswith(("KUBE-SVC-", "KUBE-SVL-"))), "")
@@ -307,12 +316,12 @@ def explain(f: Facts) -> list[Step]:
         elif a is not None and a.node == f.node and r.dev == "cni0":
             route_lines.append(f"    the same node's bridge cni0 → {owner_text(a.owner)}" + _pod_end(a))
         elif a is not None and r.gateway:
-            route_lines.append(f"    over kl0 to {a.node} ({r.gateway})")
+            route_lines.append(f"    over the node network ({r.dev}) to {a.node} ({r.gateway})")
             if a.route is not None:
                 route_lines.append(f"    then on {a.node}: `{a.route.query}` → {a.route.text()}")
             route_lines.append(f"    → {owner_text(a.owner)}" + _pod_end(a))
         elif a is not None:
-            route_lines.append(f"    on the node network (kl0) → {owner_text(a.owner)}")
+            route_lines.append(f"    on the node network ({r.dev}) → {owner_text(a.owner)}")
     if not route_lines:
         route_lines.append("no route: the packet does not leave " + f.node)
     steps.append(Step("Route", tuple(route_lines)))
@@ -340,6 +349,8 @@ def explain(f: Facts) -> list[Step]:
     steps.append(Step("Reply", tuple(reply)))
     if f.probe:
         steps.append(Step("Probe (one real connection)", tuple(f.probe)))
+    if f.sources:
+        steps.append(Step("Read from (the nodes' authenticated debug endpoints)", tuple(f.sources)))
     return steps
 
 
@@ -415,46 +426,95 @@ def parse_address(text: str) -> tuple[str, int]:
 
 # --- the driver ----------------------------------------------------------------------------------
 
+#: The node components' authenticated debug endpoints (HTTPS on each node's InternalIP).
+NETAGENT_PORT = 9098  # the network agent's /debug/network and /debug/network/route (netplugin/debug.py)
+PROXY_PORT = 10253  # the proxy's /debug/rules (proxy/server.py)
+
 
 def _run(argv: Sequence[str], timeout: float = 10) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def in_netns(netns: str, *argv: str) -> list[str]:
-    return ["nsenter", f"--net=/var/run/netns/{netns}", "--", *argv] if netns else list(argv)
+def internal_ip(node: dict[str, Any]) -> str:
+    addrs = (node.get("status") or {}).get("addresses") or []
+    return next((str(a["address"]) for a in addrs if a.get("type") == "InternalIP" and a.get("address")), "")
 
 
 class Lab:
-    """The running lab, read-only: its plan, its API (admin credentials) and its namespaces.
+    """The running cluster, read-only, as ``kubelab trace`` sees it: the API (the admin kubeconfig's
+    credentials) and each node's debug endpoints at its InternalIP (Node ``status.addresses``):
 
-    ``exec``, ``has_netns``, ``nic`` and ``host_bridges`` are where the nodes are reached: here the
-    node namespaces on this host; ``lab.tracefetch.VagrantLab`` overrides them for VMs.
+    - ``https://<ip>:9098/debug/network``: the network agent's view of the node — addresses, routes,
+      each local pod's veth/IP/MAC, the nat and filter tables (``iptables-save``) and its policy chains;
+    - ``https://<ip>:9098/debug/network/route?to=&from=&iif=``: the node kernel's route lookup;
+    - ``https://<ip>:10253/debug/rules?format=json``: the proxy's last applied rules (a cross-check).
+
+    The same credentials (client certificate or token) authenticate to the nodes as to the API
+    server; the nodes check them with a TokenReview/SubjectAccessReview. Nothing is run on a node
+    and no namespace is entered: the same code reads the namespace lab, the VMs and any cluster
+    running kubelab's node components. Only ``--probe``, which acts, runs a command in the source's
+    namespace (``exec``: ``lab.tracefetch``). The host's own route lookup runs here, on the host.
     """
 
-    host_bridges: tuple[str, ...] = ("kl0",)
+    def __init__(self, kubeconfig: str | None = None, *, config: ClientConfig | None = None) -> None:
+        from controlplane.client.kubeconfig import load_kubeconfig
 
-    def __init__(self) -> None:
-        from lab import state, topology
+        self.config = config if config is not None else load_kubeconfig(str(kubeconfig))
+        self._node_ips: dict[str, str] | None = None  # InternalIP → node name, read when first needed
+        self._host: tuple[tuple[str, ...], str] | None = None
+        self._network: dict[str, dict[str, Any]] = {}
+        self.sources: list[str] = []  # the endpoints read, for the reader
 
-        plan = state.read_plan()
-        if plan is None:
-            raise TraceError("no lab is up: start one with `sudo kubelab up`")
-        if os.geteuid() != 0:
-            raise TraceError("kubelab trace reads the nodes' iptables and routes: run it with sudo")
-        self.net = topology.plan_lab(len(plan["workers"]))
-        self.node_ips = {n.ip: n.name for n in self.net.nodes}
+    @property
+    def node_ips(self) -> dict[str, str]:
+        if self._node_ips is None:
+            nodes = self.get("/api/v1/nodes").get("items", [])
+            self._node_ips = {internal_ip(n): n["metadata"]["name"] for n in nodes if internal_ip(n)}
+        return self._node_ips
+
+    @property
+    def host_bridges(self) -> tuple[str, ...]:
+        if self._host is None:
+            self._host = self._host_side()
+        return self._host[0]
+
+    @property
+    def host_ip(self) -> str:
+        if self._host is None:
+            self._host = self._host_side()
+        return self._host[1]
+
+    def pod_interface(self, netns: str, node: str) -> str:
+        """The pod's side of its veth as its node's network agent sees it (``eth0 IP MAC``)."""
+        pods = self.network(node).get("pods", [])
+        p = next((p for p in pods if p.get("netns") == netns), None)
+        if p is None:
+            return f"{node}'s network agent lists no netns {netns}"
+        side = f"(host side {p.get('veth')} on {p.get('bridge')})"
+        return f"{p.get('ifname', '?')} {p.get('ip', '?')} {p.get('mac', '?')} {side}"
+
+    # --- the API ---------------------------------------------------------------------------------
+
+    def _client(self, server: str) -> Any:
+        import dataclasses
+
+        from controlplane.client.rest import ApiClient
+
+        return ApiClient(server, config=dataclasses.replace(self.config, server=server), timeout=10)
 
     def get(self, path: str) -> dict[str, Any]:
-        from lab import clusterapi
-
         try:
-            return clusterapi.get(path)
+            with self._client(self.config.server) as client:
+                answer = client.request("GET", path)
         except errors.NotFound:
             raise KeyError(path) from None
         except errors.ApiError as exc:
-            raise TraceError(f"the API server answered {exc.code} for {path}") from exc
-        except clusterapi.TRANSPORT_ERRORS as exc:
-            raise TraceError(f"the lab's API server does not answer ({exc}): is the lab up? `kubelab status`") from exc
+            raise TraceError(f"the API server answered {exc.code} for {path}: {exc.message}") from exc
+        except (OSError, ValueError, httpx.HTTPError) as exc:
+            raise TraceError(
+                f"the API server at {self.config.server} does not answer ({exc}): is the lab up? `kubelab status`"
+            ) from exc
+        return answer if isinstance(answer, dict) else {}
 
     def pod(self, ns: str, name: str) -> dict[str, Any]:
         try:
@@ -473,67 +533,120 @@ class Lab:
             raise TraceError(f"pod {ns}/{name} has no IP yet (not running on a node)")
         return Spot("pod", f"{ns}/{name}", ip, node, names.netns_name(ns, name, md.get("uid", "")))
 
-    def exec(self, netns: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
-        return _run(in_netns(netns, *argv), timeout=timeout)
+    # --- the nodes' debug endpoints --------------------------------------------------------------
 
-    def has_netns(self, netns: str) -> bool:
-        return os.path.exists(f"/var/run/netns/{netns}")
+    def node_ip(self, node: str) -> str:
+        ip = next((ip for ip, name in self.node_ips.items() if name == node), "")
+        if not ip:
+            raise TraceError(f"node {node}: no InternalIP in its Node status (kubectl get node {node} -o wide)")
+        return ip
+
+    def fetch(self, node: str, port: int, path: str, params: dict[str, str] | None = None) -> Any:
+        """GET a node component's debug endpoint with the admin credentials."""
+        server = f"https://{self.node_ip(node)}:{port}"
+        what = {NETAGENT_PORT: "network agent", PROXY_PORT: "proxy"}.get(port, "component")
+        try:
+            with self._client(server) as client:
+                answer = client.request("GET", path, params=params)
+        except errors.ApiError as exc:
+            raise TraceError(f"{node}'s {what} at {server}{path} answered {exc.code}: {exc.message}") from exc
+        except (OSError, ValueError, httpx.HTTPError) as exc:
+            raise TraceError(
+                f"{node}'s {what} at {server}{path} does not answer ({exc}): is it running with its debug "
+                "endpoint (--debug-bind-address and the TLS flags)?"
+            ) from exc
+        entry = f"{node}: {server}{path}"
+        if entry not in self.sources:
+            self.sources.append(entry)
+        return answer
+
+    def network(self, node: str) -> dict[str, Any]:
+        if node not in self._network:
+            answer = self.fetch(node, NETAGENT_PORT, "/debug/network")
+            self._network[node] = answer if isinstance(answer, dict) else {}
+        return self._network[node]
+
+    def has_netns(self, netns: str, node: str) -> bool:
+        return any(p.get("netns") == netns for p in self.network(node).get("pods", []))
 
     def nic(self, node: str) -> str:
-        return "eth0"
+        """The node's link holding its InternalIP (eth0 in the namespace lab, eth1/enp0s8 on VMs)."""
+        ip = self.node_ip(node)
+        return next((dev for dev, a in self.addrs(node).items() if a == ip), "eth0")
 
-    def run(self, netns: str, *argv: str) -> str:
-        res = self.exec(netns, *argv)
-        if res.returncode != 0:
-            raise TraceError(f"`{' '.join(in_netns(netns, *argv))}` failed: {res.stderr.strip()}")
-        return res.stdout
+    def route(self, node: str, *args: str) -> Route:
+        """``ip route get ARGS`` on ``node`` (asked of its network agent), or here for ``""`` (the host)."""
+        if not node:
+            res = _run(["ip", "-j", "route", "get", *args])
+            return Route.parse("", " ".join(["ip", "route", "get", *args]), res.stdout or res.stderr)
+        params = {"to": args[0]}
+        words = list(args[1:])
+        for key, value in zip(words[::2], words[1::2], strict=False):
+            params[key] = value
+        answer = self.fetch(node, NETAGENT_PORT, "/debug/network/route", params)
+        query = answer.get("query", "") if isinstance(answer, dict) else ""
+        if not isinstance(answer, dict) or "routes" not in answer:
+            error = answer.get("error", "no answer") if isinstance(answer, dict) else str(answer)
+            return Route.parse(node, query, error)
+        return Route.parse(node, query, json.dumps(answer["routes"]))
 
-    def route(self, netns: str, *args: str) -> Route:
-        q = ["ip", "-j", "route", "get", *args]
-        res = self.exec(netns, *q)
-        return Route.parse(netns, " ".join(["ip", "route", "get", *args]), res.stdout or res.stderr)
-
-    def addrs(self, netns: str) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for link in json.loads(self.run(netns, "ip", "-j", "-4", "addr") or "[]"):
-            for a in link.get("addr_info", []):
-                out.setdefault(link["ifname"], a["local"])
-        return out
+    def addrs(self, node: str) -> dict[str, str]:
+        return dict(self.network(node).get("addresses") or {})
 
     def save(self, node: str) -> str:
-        text = self.run(node, "iptables-save")
-        if "KUBE-SERVICES" not in text:  # the proxy may have used the other variant
-            legacy = self.exec(node, "iptables-legacy-save")
-            if "KUBE-SERVICES" in legacy.stdout:
-                return legacy.stdout
+        text = str((self.network(node).get("iptables") or {}).get("text", ""))
+        if "KUBE-SERVICES" not in text:  # cross-check with what the proxy says it applied
+            try:
+                rules = self.fetch(node, PROXY_PORT, "/debug/rules", {"format": "json"})
+            except TraceError:
+                return text
+            if isinstance(rules, dict) and "KUBE-SERVICES" in str(rules.get("rules", "")):
+                raise TraceError(f"{node}: the proxy reports rules (/debug/rules) that the node's tables do not show")
         return text
 
     def veth_of(self, pod_netns: str, node: str) -> str:
+        pods = self.network(node).get("pods", [])
+        return next((str(p.get("veth", "")) for p in pods if p.get("netns") == pod_netns), "")
+
+    def exec(self, netns: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in a node's or pod's namespace: only ``--probe`` does (``lab.tracefetch``)."""
+        from lab import tracefetch
+
+        return tracefetch.probe_exec(self, netns, list(argv), timeout)
+
+    def _host_side(self) -> tuple[tuple[str, ...], str]:
+        """This host's links on the node network (kl0; a VM lab's bridge) and its address there."""
+        res = _run(["ip", "-j", "-4", "addr"])
+        links: list[str] = []
+        host_ip = HOST_IP
         try:
-            links = json.loads(self.run(pod_netns, "ip", "-j", "link", "show", "eth0"))
-            peer = links[0].get("link_index")
-            for link in json.loads(self.run(node, "ip", "-j", "link")):
-                if link.get("ifindex") == peer:
-                    return str(link["ifname"])
-        except (TraceError, ValueError, IndexError, KeyError):
-            pass
-        return ""
+            items = json.loads(res.stdout or "[]")
+        except ValueError:
+            items = []
+        for link in items:
+            for a in link.get("addr_info", []):
+                net = ipaddress.IPv4Network(f"{a.get('local')}/{a.get('prefixlen', 32)}", strict=False)
+                mine = a.get("local") not in self.node_ips
+                if mine and any(ipaddress.IPv4Address(ip) in net for ip in self.node_ips):
+                    links.append(str(link["ifname"]))
+                    host_ip = str(a["local"])
+        return tuple(links), host_ip
 
 
 def resolve_source(lab: Lab, text: str, ns: str) -> Spot:
     kind, _, name = text.partition("/")
     if text == "host":
-        return Spot("host", "host", HOST_IP)
+        return Spot("host", "host", lab.host_ip)
     if kind == "pod" and name:
         spot = lab.pod_spot(lab.pod(ns, name))
-        if not lab.has_netns(spot.netns):
-            raise TraceError(f"pod {spot.name}: its netns {spot.netns} is not on this machine")
+        if not lab.has_netns(spot.netns, spot.node):
+            raise TraceError(f"pod {spot.name}: {spot.node}'s network agent lists no netns {spot.netns}")
         return spot
     if kind == "node" and name:
-        for n in lab.net.nodes:
-            if n.name == name:
-                return Spot("node", n.name, n.ip, n.name, n.name)
-        raise TraceError(f"no node {name!r} in this lab (nodes: {', '.join(n.name for n in lab.net.nodes)})")
+        for ip, node in sorted(lab.node_ips.items(), key=lambda kv: kv[1]):
+            if node == name:
+                return Spot("node", node, ip, node, node)
+        raise TraceError(f"no node {name!r} in this lab (nodes: {', '.join(sorted(lab.node_ips.values()))})")
     raise TraceError(f"--from {text!r}: expected pod/NAME, node/NAME or host")
 
 
@@ -595,7 +708,7 @@ def resolve_target(lab: Lab, text: str, ns: str, proto: str | None) -> Target:
 def owners(lab: Lab) -> dict[str, Spot]:
     """Every pod IP and node IP of the lab → its owner."""
     out: dict[str, Spot] = {ip: Spot("node", name, ip, name, name) for ip, name in lab.node_ips.items()}
-    out[HOST_IP] = Spot("host", "host", HOST_IP)
+    out[lab.host_ip] = Spot("host", "host", lab.host_ip)
     for pod in lab.get("/api/v1/pods").get("items", []):
         if (pod.get("status") or {}).get("podIP") and (pod.get("spec") or {}).get("nodeName"):
             if (pod.get("spec") or {}).get("hostNetwork"):
@@ -623,6 +736,7 @@ def collect(lab: Lab, src: Spot, tgt: Target) -> Facts:
     walk = tracer.walk(src_ip, tgt.ip, tgt.port, tgt.proto)
     who = owners(lab)
     facts = Facts(src, tgt, node, walk, host_route=host_route, addrs=addrs)
+    facts.host_link = ", ".join(lab.host_bridges) or "the node network"
     for b in walk.branches:
         if b.verdict in ("REJECT", "DROP"):
             continue
@@ -705,12 +819,13 @@ def cmd_trace(args: argparse.Namespace) -> int:
             parse_address(args.to)  # refuse non-lab addresses before looking for a lab
         from lab import tracefetch  # the VM lab when there is no one-machine lab here
 
-        lab = tracefetch.open_lab()
+        lab = tracefetch.open_lab(args.kubeconfig)
         src = resolve_source(lab, args.source, args.namespace)
         tgt = resolve_target(lab, args.to, args.namespace, args.proto)
         facts = collect(lab, src, tgt)
         if args.probe:
             facts.probe = probe(lab, src, facts)
+        facts.sources = list(lab.sources)
     except TraceError as exc:
         print(f"kubelab trace: {exc}", file=sys.stderr)
         return 1
@@ -731,4 +846,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--proto", choices=["tcp", "udp"], default=None, help="protocol (default: the service port's, or tcp)"
     )
     p.add_argument("--probe", action="store_true", help="make one real connection and show its conntrack entry")
+    p.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="the cluster to trace (default: the lab's admin kubeconfig, the VM lab's, then $KUBECONFIG)",
+    )
     p.set_defaults(func=cmd_trace)

@@ -1,24 +1,20 @@
-"""Where ``kubelab trace`` reads its facts when the nodes are machines, not namespaces on this host.
+"""Which cluster ``kubelab trace`` reads, and how ``--probe`` reaches the source of a connection.
 
-``lab.trace`` explains a connection from facts: a node's ``iptables-save``, its addresses, route
-lookups (``ip -j route get … from … iif …``), the pod's veth and, with ``--probe``, one connection
-and the node's conntrack entry. On the one-machine lab it reads them with ``nsenter`` into the node
-namespaces (``trace.Lab``). On the Vagrant lab the same commands run on each VM, reached **over the
-node network** (192.168.56.0/24, the node's InternalIP, never the management network) by SSH with
-the per-machine key Vagrant generated (``vagrant/.vagrant/machines/NODE/PROVIDER/private_key``,
-user ``vagrant``, passwordless sudo in the box): that is the authentication. A pod's network
-namespace is entered on its node (``nsenter --net=/var/run/netns/<pod netns>``, the name
-``noded.names.netns_name`` gives, the same as on the one-machine lab).
+The facts a trace explains are read over the node network from the node components' debug
+endpoints (``lab.trace.Lab``: the network agent's ``/debug/network``, the proxy's
+``/debug/rules``), with the credentials of a kubeconfig. ``open_lab`` picks it: ``--kubeconfig``,
+else the one-machine lab's admin kubeconfig when that lab is up, else the Vagrant lab's
+(``vagrant/admin.kubeconfig`` when a VM of it exists), else ``$KUBECONFIG``.
 
-Why commands over SSH rather than the components' debug endpoints: the proxy's ``/debug/rules``
-listens on 127.0.0.1 only and shows the proxy's own ruleset, not the whole nat/filter tables the
-walk needs (the netagent's masquerade and NetworkPolicy chains); the netagent has no debug endpoint
-for routes, and ``ip route get … iif cni0`` is a kernel lookup that only the node itself can answer.
-The proxy's ``/debug/rules`` is still fetched (through the same SSH session, ``curl`` on the node's
-loopback) when ``iptables-save`` lacks the proxy's chains, as a cross-check.
+``--probe`` is the one part that acts: it makes one connection *from the source* (inside the pod's
+network namespace) and reads the source node's conntrack table, so it has to run where the source
+is (``probe_exec``):
+- a namespace on this host (the one-machine lab): ``nsenter --net=/var/run/netns/<netns>``;
+- a VM of the Vagrant lab: the same command over SSH to the node's lab address (192.168.56.0/24,
+  never the management network) with the per-machine key Vagrant generated
+  (``vagrant/.vagrant/machines/NODE/PROVIDER/private_key``, user ``vagrant``, passwordless sudo).
+Elsewhere ``--probe`` is refused with the reason; the trace itself needs neither.
 
-The API is read with ``vagrant/admin.kubeconfig`` (the cluster admin's client certificate).
-Read-only: nothing here changes a node; ``--probe`` makes the one connection ``trace.probe`` makes.
 Network safety: SSH only to the lab's node addresses (192.168.56.0/24), nothing else is contacted.
 Concurrency: none, one command at a time.
 """
@@ -26,15 +22,12 @@ Concurrency: none, one command at a time.
 from __future__ import annotations
 
 import ipaddress
-import json
+import os
 import shlex
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from lab import trace
 
@@ -68,110 +61,63 @@ def ssh_argv(key: Path, ip: str, argv: Sequence[str]) -> list[str]:
     return ["ssh", "-i", str(key), *SSH_OPTIONS, f"{SSH_USER}@{ip}", f"sudo -n {remote}"]
 
 
-def on_node(node_netns: str, argv: Sequence[str]) -> list[str]:
-    """The command to run on the node: in the node's own namespace, or nsentered into a pod's."""
+def on_node(netns: str, argv: Sequence[str]) -> list[str]:
+    """The command to run on a VM node: in the node's own namespace, or nsentered into a pod's."""
     argv = ["python3" if a == sys.executable else a for a in argv]  # the probe: the node's python
-    return ["nsenter", f"--net=/var/run/netns/{node_netns}", "--", *argv] if node_netns else list(argv)
+    return ["nsenter", f"--net=/var/run/netns/{netns}", "--", *argv] if netns else list(argv)
+
+
+def kubeconfig_path(explicit: str | None = None) -> str:
+    """The kubeconfig ``kubelab trace`` reads with (see the module docstring)."""
+    from lab import state
+
+    if explicit:
+        return explicit
+    if state.read_plan() is not None:
+        return str(state.ADMIN_KUBECONFIG)
+    if vagrant_lab_present():
+        return str(KUBECONFIG)
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"].split(os.pathsep)[0]
+    raise trace.TraceError("no lab is up: start one with `sudo kubelab up` (or give --kubeconfig)")
 
 
 class VagrantLab(trace.Lab):
-    """The Vagrant lab seen by ``kubelab trace``: same plan and addresses, nodes reached by SSH."""
+    """The Vagrant lab's cluster (``vagrant/admin.kubeconfig``): what ``kubelab status`` reads there."""
 
     def __init__(self) -> None:
-        from controlplane.client.kubeconfig import load_kubeconfig
-        from lab import topology
+        super().__init__(str(KUBECONFIG))
 
-        self.client = load_kubeconfig(KUBECONFIG)
-        items = self._get("/api/v1/nodes").get("items", [])
-        workers = [n for n in items if n["metadata"]["name"].startswith("kl-node")]
-        self.net = topology.plan_lab(len(workers))
-        self.node_ips = {n.ip: n.name for n in self.net.nodes}
-        self.pod_nodes: dict[str, str] = {}  # pod netns -> its node, filled by pod_spot
-        self.nics: dict[str, str] = {}
-        self.host_bridges = self._host_bridges()
 
-    # --- the API, with the admin kubeconfig ------------------------------------------------------
+def open_lab(kubeconfig: str | None = None) -> trace.Lab:
+    return trace.Lab(kubeconfig_path(kubeconfig))
 
-    def _get(self, path: str) -> dict[str, Any]:
-        ctx = self.client.ssl_context()
-        req = urllib.request.Request(self.client.server + path)
-        if self.client.token:
-            req.add_header("Authorization", f"Bearer {self.client.token}")
-        kwargs: dict[str, Any] = {"context": ctx} if not isinstance(ctx, bool) else {}
-        with urllib.request.urlopen(req, timeout=10, **kwargs) as resp:
-            answer: dict[str, Any] = json.loads(resp.read() or b"{}")
-            return answer
 
-    def get(self, path: str) -> dict[str, Any]:
+def probe_exec(lab: trace.Lab, netns: str, argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` (the probe, or ``conntrack``) in ``netns``: a node's or a pod's; "" = this host."""
+    if not netns or os.path.exists(f"/var/run/netns/{netns}"):
+        if netns and os.geteuid() != 0:
+            raise trace.TraceError("--probe enters the source's network namespace: run it with sudo")
+        full = ["nsenter", f"--net=/var/run/netns/{netns}", "--", *argv] if netns else argv
+        return subprocess.run(full, capture_output=True, text=True, timeout=timeout, check=False)
+    node = netns if netns in lab.node_ips.values() else _node_of_pod_netns(lab, netns)
+    key = machine_key(node) if node else None
+    if key is None:
+        raise trace.TraceError(
+            f"--probe: the namespace {netns} is neither on this host nor on a VM of the Vagrant lab here; "
+            "trace without --probe reads everything else over the node network"
+        )
+    remote = on_node("" if netns == node else netns, argv)
+    return subprocess.run(
+        ssh_argv(key, lab.node_ip(node), remote), capture_output=True, text=True, timeout=timeout + 20, check=False
+    )
+
+
+def _node_of_pod_netns(lab: trace.Lab, netns: str) -> str:
+    for node in sorted(lab.node_ips.values()):
         try:
-            return self._get(path)
-        except urllib.error.HTTPError as exc:
-            if exc.code == 404:
-                raise KeyError(path) from None
-            raise trace.TraceError(f"the API server answered {exc.code} for {path}") from exc
-        except OSError as exc:
-            raise trace.TraceError(
-                f"the VM lab's API server does not answer ({exc}): `cd vagrant && vagrant status`"
-            ) from exc
-
-    def pod_spot(self, pod: dict[str, Any]) -> trace.Spot:
-        spot = super().pod_spot(pod)
-        self.pod_nodes[spot.netns] = spot.node
-        return spot
-
-    # --- the nodes, over SSH ---------------------------------------------------------------------
-
-    def exec(self, netns: str, *argv: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
-        if not netns:  # the host itself
-            return super().exec(netns, *argv, timeout=timeout)
-        node = netns if netns in self.node_ips.values() else self.pod_nodes.get(netns, "")
-        if not node:
-            raise trace.TraceError(f"network namespace {netns}: no node known for it")
-        key = machine_key(node)
-        if key is None:
-            raise trace.TraceError(
-                f"node {node}: no VM (vagrant/.vagrant/machines/{node}); `cd vagrant && vagrant status`"
-            )
-        ip = next(ip for ip, name in self.node_ips.items() if name == node)
-        remote = on_node("" if netns == node else netns, argv)
-        return subprocess.run(
-            ssh_argv(key, ip, remote), capture_output=True, text=True, timeout=timeout + 20, check=False
-        )
-
-    def has_netns(self, netns: str) -> bool:
-        return netns in self.pod_nodes
-
-    def nic(self, node: str) -> str:
-        """The node's lab NIC, the one holding its 192.168.56.x address (eth1, enp0s8, …)."""
-        if node not in self.nics:
-            ip = next((ip for ip, name in self.node_ips.items() if name == node), "")
-            self.nics[node] = next((dev for dev, a in self.addrs(node).items() if a == ip), "eth0")
-        return self.nics[node]
-
-    def save(self, node: str) -> str:
-        text = super().save(node)
-        if "KUBE-SERVICES" not in text:  # cross-check with what the proxy says it applied
-            rules = self.exec(node, "curl", "-s", "--max-time", "5", "http://127.0.0.1:10249/debug/rules")
-            if "KUBE-SERVICES" in rules.stdout:
-                raise trace.TraceError(
-                    f"{node}: the proxy reports rules (/debug/rules) that iptables-save does not show"
-                )
-        return text
-
-    @staticmethod
-    def _host_bridges() -> tuple[str, ...]:
-        res = subprocess.run(["ip", "-j", "-4", "addr"], capture_output=True, text=True, check=False)
-        return tuple(
-            link["ifname"]
-            for link in json.loads(res.stdout or "[]")
-            if any(a.get("local") == trace.HOST_IP for a in link.get("addr_info", []))
-        )
-
-
-def open_lab() -> trace.Lab:
-    """The lab ``kubelab trace`` looks at: the one-machine lab when its plan exists, else the VM lab."""
-    from lab import state
-
-    if state.read_plan() is None and vagrant_lab_present():
-        return VagrantLab()
-    return trace.Lab()
+            if lab.has_netns(netns, node):
+                return node
+        except trace.TraceError:  # a node without a network agent (a control plane) holds no pod
+            continue
+    return ""

@@ -42,6 +42,11 @@ controller's) succeeded, 503 otherwise, with JSON ``{"lastUpdated", "currentTime
 A failing sync is one log line per distinct error, at most once a minute with a count, retried
 with back-off (``controlplane.client.failures``): never a traceback per attempt.
 
+Debug (``--debug-bind-address``, default 0.0.0.0:9098, HTTPS on the node's address, with
+``--tls-cert-file``/``--tls-private-key-file``/``--client-ca-file``): ``/debug/network`` and
+``/debug/network/route`` (``netplugin/debug.py``), authenticated and authorized through the API
+server (``controlplane.client.delegated``); what ``kubelab trace`` reads from every node.
+
 Concurrency: informer thread(s) enqueue; exactly one worker thread mutates the routes (and one,
 the policy controller's, the filter table); the health server's threads only read.
 """
@@ -515,7 +520,39 @@ def register(subparsers: Any) -> None:
         metavar="ADDR:PORT",
         help="serve /healthz here (routes and policy rules programmed?); '' disables it",
     )
+    p.add_argument(
+        "--debug-bind-address",
+        default="0.0.0.0:9098",
+        metavar="ADDR:PORT",
+        help="HTTPS /debug/network for kubelab trace (needs the three TLS flags); '' disables it",
+    )
+    p.add_argument("--tls-cert-file", help="serving certificate of the debug endpoint (the node's)")
+    p.add_argument("--tls-private-key-file", help="its key")
+    p.add_argument("--client-ca-file", help="CA that signs client certificates (the cluster CA)")
     p.set_defaults(func=run_cli)
+
+
+def serve_debug(args: argparse.Namespace, agent: NetAgent, client: Any) -> Any:
+    """The authenticated ``/debug/network`` server, when the flags allow it (else None)."""
+    from pathlib import Path
+
+    from controlplane.client import delegated
+    from netplugin.debug import NodeNetwork, debug_route, subprocess_runner
+
+    if not args.debug_bind_address:
+        return None
+    if not (args.tls_cert_file and args.tls_private_key_file and args.client_ca_file):
+        log.info("no /debug/network: it needs --tls-cert-file, --tls-private-key-file and --client-ca-file")
+        return None
+
+    def pod_cidrs() -> list[str]:
+        node = agent.nodes.get_by_name(args.node_name)
+        return node_pod_cidrs(node) if node is not None else []
+
+    net = NodeNetwork(args.node_name, pod_cidrs, subprocess_runner(args.netns))
+    ctx = delegated.server_context(Path(args.tls_cert_file), Path(args.tls_private_key_file), Path(args.client_ca_file))
+    auth = delegated.DelegatedAuth(delegated.client_poster(client))
+    return delegated.SecureServer(debug_route(net), auth, ctx, args.debug_bind_address, "netagent-debug").start()
 
 
 def _rfc3339(t: float | None) -> str:
@@ -604,10 +641,13 @@ def run_cli(args: argparse.Namespace) -> int:
         agent.policies = policies
     if args.healthz_bind_address:
         serve_health(agent, args.healthz_bind_address, stop)
+    debug = serve_debug(args, agent, client)
     log.info("netagent running node=%s cni_server=%s network_policy=%s", args.node_name, bool(server), bool(policies))
     try:
         stop.wait()
     finally:
+        if debug is not None:
+            debug.shutdown()
         if policies is not None:
             policies.stop()
         agent.stop()

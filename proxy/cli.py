@@ -2,7 +2,9 @@
 
 - ``kubelab proxy --node-name N --kubeconfig K [--backend auto|iptables-restore|python-iptables]
   [--cluster-cidr 10.244.0.0/16] [--min-sync-period 1s] [--sync-period 30s]
-  [--metrics-bind 127.0.0.1:10249] [--healthz-bind-address 0.0.0.0:10256]`` watches Services,
+  [--metrics-bind 127.0.0.1:10249] [--healthz-bind-address 0.0.0.0:10256]
+  [--debug-bind-address 0.0.0.0:10253 --tls-cert-file C --tls-private-key-file K --client-ca-file CA]``
+  watches Services,
   EndpointSlices and its Node and keeps the node's iptables in kube-proxy's shape. Run it inside
   the node's network namespace. Instead of ``--kubeconfig``, ``--objects-file F`` reads the
   objects from a file (re-read on change).
@@ -99,6 +101,16 @@ def register(subparsers: Any) -> None:
         metavar="ADDR:PORT",
         help="kube-proxy's healthz server (/healthz, /livez); '' disables it",
     )
+    p.add_argument(
+        "--debug-bind-address",
+        default="0.0.0.0:10253",
+        metavar="ADDR:PORT",
+        help="HTTPS /debug/rules for kubelab trace, authenticated and authorized by the API server "
+        "(needs --tls-cert-file, --tls-private-key-file, --client-ca-file and --kubeconfig); '' disables it",
+    )
+    p.add_argument("--tls-cert-file", type=Path, help="serving certificate of the debug endpoint (the node's)")
+    p.add_argument("--tls-private-key-file", type=Path, help="its key")
+    p.add_argument("--client-ca-file", type=Path, help="CA that signs client certificates (the cluster CA)")
     p.set_defaults(func=run_daemon)
     sub = p.add_subparsers(dest="proxy_command", metavar="SUBCOMMAND")
     r = sub.add_parser("render", help="print the rules for objects in a file (touches nothing)")
@@ -159,6 +171,23 @@ def _route_localnet() -> None:
         log.warning("cannot set net.ipv4.conf.all.route_localnet=1 (localhost NodePorts will not work): %s", exc)
 
 
+def _secure_debug(args: argparse.Namespace, proxier: Any) -> Any:
+    """The authenticated ``/debug/rules`` on the node's address, when the flags allow it."""
+    if not args.debug_bind_address:
+        return None
+    if not (args.tls_cert_file and args.tls_private_key_file and args.client_ca_file and args.kubeconfig):
+        log.info("no authenticated /debug/rules: it needs --tls-cert-file, --tls-private-key-file, "
+                 "--client-ca-file and --kubeconfig")  # fmt: skip
+        return None
+    from controlplane.client import delegated
+    from controlplane.client.rest import ApiClient
+    from proxy.server import secure_route
+
+    auth = delegated.DelegatedAuth(delegated.client_poster(ApiClient.from_kubeconfig(args.kubeconfig)))
+    ctx = delegated.server_context(args.tls_cert_file, args.tls_private_key_file, args.client_ca_file)
+    return delegated.SecureServer(secure_route(proxier), auth, ctx, args.debug_bind_address, "proxy-debug").start()
+
+
 def run_daemon(args: argparse.Namespace) -> int:
     from proxy.backend.conntrack import Conntrack
     from proxy.backend.detect import make_backend
@@ -198,6 +227,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     server = serve(proxier, args.metrics_bind)
     log.info("serving /debug/rules, /metrics, /healthz on %s:%d", *server.server_address[:2])
     healthz = HealthzServer(proxier, args.healthz_bind_address, stop) if args.healthz_bind_address else None
+    secure = _secure_debug(args, proxier)
     source: FileSource | InformerSource
     if args.objects_file:
         source = FileSource(proxier, args.objects_file, args.node_name)
@@ -218,6 +248,8 @@ def run_daemon(args: argparse.Namespace) -> int:
         if isinstance(source, InformerSource):
             source.stop()
         server.shutdown()
+        if secure is not None:
+            secure.shutdown()
         if healthz is not None:
             healthz.shutdown()
     return 0

@@ -436,6 +436,27 @@ class Proxier:
         """kube-proxy's ``IsHealthy`` (ignoring the node): no pending change older than 2 × sync period."""
         return self.health.is_healthy()
 
+    def debug_services(self) -> list[dict[str, Any]]:
+        """The service → endpoints map the last sync rendered (``/debug/rules?format=json``).
+
+        Read on an HTTP thread while sync() may change ``_inputs``: ``dict(...)`` of a plain dict
+        is one C-level copy under the GIL in CPython, so the snapshot is consistent.
+        """
+        inputs = dict(self._inputs)
+        out = []
+        for sp, eps in sorted(inputs.values(), key=lambda v: (str(v[0].name), v[0].name.protocol)):
+            out.append(
+                {
+                    "servicePort": str(sp.name),
+                    "protocol": sp.name.protocol.upper(),
+                    "clusterIP": sp.cluster_ip,
+                    "port": sp.port,
+                    "nodePort": sp.node_port,
+                    "endpoints": [{"ip": e.ip, "port": e.port, "ready": e.ready, "nodeName": e.node_name} for e in eps],
+                }
+            )
+        return out
+
     def debug_text(self) -> str:
         with self._lock:
             applied, failed = self.last_applied, self.last_failed

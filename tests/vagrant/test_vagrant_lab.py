@@ -289,7 +289,8 @@ def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
     wait_for(lambda: answered("np-no"), timeout=180, interval=2, message="np-no answered once the policy is gone")
 
     # 10. `kubelab trace` on the VM lab: the DNAT chain and the routes read from the VMs over the
-    #     node network (lab/tracefetch.py), not from network namespaces on this host.
+    #     node network (the network agents' authenticated /debug/network, lab/trace.py's Lab), not
+    #     from network namespaces on this host; only --probe goes over SSH (lab/tracefetch.py).
     client_pod = pods()[0]
     source = f"pod/{client_pod['metadata']['name']}"
     python = str(ROOT / ".venv" / "bin" / "python")
@@ -299,6 +300,7 @@ def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
     assert f"on node {client_pod['spec']['nodeName']}" in out and "nat PREROUTING" in out, out
     assert "KUBE-SVC-" in out and out.count("DNAT to ") >= 3, out
     assert "ip route get" in out and "probed endpoint:" in out, out
+    assert ":9098/debug/network" in out, out
 
     TIMES["checks"] = time.monotonic() - t0
     print(f"[vagrant lab] checks: {TIMES['checks']:.0f} s", flush=True)

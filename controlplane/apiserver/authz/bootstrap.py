@@ -8,9 +8,11 @@ and their ``system:aggregate-to-*`` parts, ``system:basic-user``, ``system:disco
 ``system:kube-controller-manager``, ``system:node-proxier`` (user ``system:kube-proxy``),
 ``system:node`` (used by the Node authorizer, bound to nobody), the ``system:controller:*`` roles
 of the controllers kubelab runs, ``system:metrics-server`` (with what our metrics server registers),
-and three of our own: ``system:kubelab-dashboard``, ``system:kubelab-dns`` and
+``system:auth-delegator`` (bound to the proxy and the network agent for their authenticated debug
+endpoints), and four of our own: ``system:kubelab-dashboard``, ``system:kubelab-dns``,
 ``system:kubelab-netagent`` (exactly what ``controlplane/dns`` and ``netplugin/agent.py`` +
-``netplugin/policy`` read and write).
+``netplugin/policy`` read and write) and ``system:kubelab-node-debug`` (``get`` on the node
+components' debug paths, bound to nobody).
 
 Our controller-manager runs every controller under one identity,
 ``system:kube-controller-manager`` (kube-controller-manager without
@@ -224,6 +226,10 @@ def node_rules() -> list[Obj]:
     ]
 
 
+#: The node components' debug paths (the proxy's, the network agent's): what kubelab trace reads.
+NODE_DEBUG_URLS = ("/debug/rules", "/debug/network", "/debug/network/*")
+
+
 def _component_roles() -> list[Obj]:
     return [
         _role(
@@ -317,6 +323,20 @@ def _component_roles() -> list[Obj]:
                 rule(("get", "update"), ("apiregistration.k8s.io",), ("apiservices",), ("v1beta1.metrics.k8s.io",)),
             ],
         ),
+        # Kubernetes' system:auth-delegator: what a component needs to delegate authentication and
+        # authorization of its own endpoints to the API server. Bound here to the proxy and the network
+        # agent, whose debug endpoints (/debug/rules, /debug/network) check every request with a
+        # TokenReview/SubjectAccessReview (controlplane/client/delegated.py).
+        _role(
+            "system:auth-delegator",
+            [
+                rule(("create",), ("authentication.k8s.io",), ("tokenreviews",)),
+                rule(("create",), ("authorization.k8s.io",), ("subjectaccessreviews",)),
+            ],
+        ),
+        # Who may read the node components' debug endpoints (kubelab trace); cluster-admin already may.
+        # Bound to nobody: `kubectl create clusterrolebinding … --clusterrole=system:kubelab-node-debug`.
+        _role("system:kubelab-node-debug", [urls(("get",), NODE_DEBUG_URLS)]),
         # lab/dashboard: read-only informers on Nodes, Pods, Services, EndpointSlices and Events, pod logs,
         # and resource metrics. Never a write.
         _role(
@@ -326,6 +346,8 @@ def _component_roles() -> list[Obj]:
                 rule(READ, ("discovery.k8s.io",), ("endpointslices",)),
                 rule(READ, ("events.k8s.io",), ("events",)),
                 rule(READ, ("metrics.k8s.io",), ("nodes", "pods")),
+                # its machine view is kubelab trace's: the nodes' debug endpoints
+                urls(("get",), NODE_DEBUG_URLS),
             ],
         ),
     ]
@@ -493,6 +515,11 @@ def cluster_role_bindings() -> list[Obj]:
         _binding("system:kubelab-dns", "system:kubelab-dns", [_subject(u, "system:kubelab-dns")]),
         _binding("system:kubelab-netagent", "system:kubelab-netagent", [_subject(u, "system:kubelab-netagent")]),
         _binding("system:metrics-server", "system:metrics-server", [_subject(u, "system:metrics-server")]),
+        _binding(
+            "kubelab:node-debug:auth-delegator",
+            "system:auth-delegator",
+            [_subject(u, "system:kube-proxy"), _subject(u, "system:kubelab-netagent")],
+        ),
         _binding("system:kubelab-dashboard", "system:kubelab-dashboard", [_subject(u, "system:kubelab-dashboard")]),
     ]
     for name in controller_roles():

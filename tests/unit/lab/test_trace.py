@@ -94,7 +94,7 @@ def test_clusterip_to_a_local_and_a_remote_endpoint() -> None:
     # the local endpoint over cni0, the remote one via the other node, then its cni0 and veth
     assert "the same node's bridge cni0 → pod default/hello-a on kl-node1" in out
     assert "(netns default_hello-a_aaaaaaaa via veth1111)" in out
-    assert "via 192.168.56.12 dev eth0" in out and "over kl0 to kl-node2" in out
+    assert "via 192.168.56.12 dev eth0" in out and "over the node network (eth0) to kl-node2" in out
     assert "then on kl-node2: `ip route get 10.244.2.2 iif eth0` → dev cni0" in out
     assert "routed back to kl-node1" in out and "un-DNAT (source back to 10.96.0.2:80)" in out
 
@@ -197,10 +197,8 @@ class FakeLab(Lab):
     """The running lab as data: kl-node1/kl-node2, the hello pods, routes answered from a table."""
 
     def __init__(self, routes: dict[tuple[str, str], dict[str, str]]) -> None:
-        from lab import topology
-
-        self.net = topology.plan_lab(2)
-        self.node_ips = {n.ip: n.name for n in self.net.nodes}
+        self._node_ips = {"192.168.56.10": "kl-cp", "192.168.56.11": "kl-node1", "192.168.56.12": "kl-node2"}
+        self._host, self.sources = (("kl0",), "192.168.56.1"), []
         self.routes = routes  # (netns, destination) → ip -j route get's answer
         self.asked: list[tuple[str, tuple[str, ...]]] = []
 
@@ -282,9 +280,11 @@ def test_collect_refuses_a_host_route_that_does_not_enter_the_lab() -> None:
 
 
 def test_no_lab_up_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    from lab import cli, state
+    from lab import cli, state, tracefetch
 
     monkeypatch.setattr(state, "read_plan", lambda: None)
+    monkeypatch.setattr(tracefetch, "vagrant_lab_present", lambda: False)
+    monkeypatch.delenv("KUBECONFIG", raising=False)
     assert cli.main(["trace", "--to", "svc/hello:80"]) == 1
     assert "no lab is up" in capsys.readouterr().err
     # a non-lab address is refused before even looking for a lab
