@@ -145,11 +145,14 @@ else
     --root-dir /var/lib/kubelab/noded --cni-bin-dir /var/lib/kubelab/cni-bin --cni-conf-dir /etc/cni/net.d \
     --tls-cert-file /etc/kubelab/kubelet.crt --tls-private-key-file /etc/kubelab/kubelet.key \
     --client-ca-file /etc/kubelab/ca.crt --insecure-registry 192.168.56.1:5000
+  # The proxy's /debug/rules (:10253) and the network agent's /debug/network (:9098) serve HTTPS with
+  # the node's serving certificate and authenticate callers against the cluster CA (kubelab trace).
+  debug_tls="--tls-cert-file /etc/kubelab/kubelet.crt --tls-private-key-file /etc/kubelab/kubelet.key --client-ca-file /etc/kubelab/ca.crt"
   unit kubelab-proxy "kubelab service proxy" \
     /usr/local/bin/kubelab proxy --node-name "$name" --node-ip "$ip" --kubeconfig /etc/kubelab/proxy.kubeconfig \
-    --cluster-cidr 10.244.0.0/16
+    --cluster-cidr 10.244.0.0/16 $debug_tls
   unit kubelab-netagent "kubelab node network agent (routes to other nodes' pods)" \
-    /usr/local/bin/kubelab netagent --node-name "$name" --kubeconfig /etc/kubelab/netagent.kubeconfig
+    /usr/local/bin/kubelab netagent --node-name "$name" --kubeconfig /etc/kubelab/netagent.kubeconfig $debug_tls
   # The node itself reaching a service VIP (`curl 10.96.x.y` on the VM): the route lookup happens
   # before the proxy's DNAT, and the guests have no default route, so the service network gets a
   # route on the private NIC (in this VM only; the DNAT then sends it to a pod).
