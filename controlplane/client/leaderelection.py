@@ -178,6 +178,20 @@ class LeaderElector:
             return False
 
     # -- the loop --------------------------------------------------------------------------------------
+    def next_attempt_in(self) -> float:
+        """A candidate's wait before its next try: ``retry_period`` (± jitter), but no later than the
+        moment the observed holder's lease expires by our clock — a leader that died is replaced
+        ``lease_duration`` after we last saw it renew, not up to a retry period later."""
+        wait = self.retry_period * (1 + 0.2 * random.random())
+        spec = self._observed_spec or {}
+        holder = spec.get("holderIdentity")
+        if holder and holder != self.identity:
+            duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
+            until_expiry = self._observed_at + duration - self.clock.monotonic()
+            if until_expiry > 0:
+                wait = min(wait, until_expiry + 0.01)
+        return wait
+
     def _sleep(self, stop: threading.Event, seconds: float) -> bool:
         """Wait ``seconds`` (clock time), True if stop was set."""
         if isinstance(self.clock, RealClock):
@@ -194,7 +208,7 @@ class LeaderElector:
             while not stop.is_set():
                 if self._attempt():
                     break
-                if self._sleep(stop, self.retry_period * (1 + 0.2 * random.random())):
+                if self._sleep(stop, self.next_attempt_in()):
                     return
             if stop.is_set():
                 return

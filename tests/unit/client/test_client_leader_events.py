@@ -216,3 +216,15 @@ def test_a_new_leader_says_so_in_an_event_on_the_lease() -> None:
     finally:
         stop.set()
         t.join(5)
+
+
+def test_a_candidate_tries_again_when_the_lease_it_saw_expires_not_a_retry_later() -> None:
+    api, clock = FakeObjects(), FakeClock()
+    a, b = electors(api, clock)
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    assert 2 <= b.next_attempt_in() <= 2.4  # far from expiry: the retry period (with jitter)
+    clock.step(14.0)  # a died right after renewing; b last saw a change 14 s ago
+    assert abs(b.next_attempt_in() - 1.01) < 1e-6  # at expiry, not up to 2.4 s after it
+    clock.step(1.01)
+    assert b.try_acquire_or_renew() is True
+    assert 2 <= b.next_attempt_in() <= 2.4  # the holder now: plain retry period
