@@ -38,6 +38,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controlplane.api import errors
+from controlplane.client import delegated
 from controlplane.client.failures import FailureLog
 from proxy.proxier import Proxier
 
@@ -60,12 +61,7 @@ def _handler(proxier: Proxier, *, debug: bool) -> type[BaseHTTPRequestHandler]:
                 self._send(404, "text/plain", b"not found\n")
 
         def _send(self, code: int, ctype: str, body: bytes) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("X-Content-Type-Options", "nosniff")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            delegated.send(self, code, ctype, body)
 
         def log_message(self, format: str, *args: object) -> None:  # quiet: no access log
             return

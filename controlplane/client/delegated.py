@@ -197,6 +197,16 @@ class DelegatedAuth:
 # --- the HTTPS server ---------------------------------------------------------------------------
 
 
+def send(handler: BaseHTTPRequestHandler, code: int, ctype: str, body: bytes) -> None:
+    """One whole answer (the node components' small HTTP servers answer this way, plain or TLS)."""
+    handler.send_response(code)
+    handler.send_header("Content-Type", ctype)
+    handler.send_header("X-Content-Type-Options", "nosniff")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -212,12 +222,7 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("debug endpoint: " + format, *args)
 
     def _send(self, code: int, ctype: str, body: bytes) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send(self, code, ctype, body)
 
     def _error(self, e: errors.ApiError) -> None:
         self._send(e.code, "application/json", json.dumps(e.to_status()).encode())

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import ssl
 import subprocess
@@ -41,10 +40,10 @@ from controlplane.client.rest import ApiClient
 from tests.bench.bench_apiserver import FastConn, pod_body, run_loop
 from tests.bench.bench_lab import kubelab, lab_memory_mb
 from tests.bench.stats import Summary, print_table
+from tests.helpers.halab import CPS, etcd_leader
 
 KUBECONFIG = "/var/lib/kubelab/admin.kubeconfig"
 PKI = "/var/lib/kubelab/pki"
-CPS = {"kl-cp1": "192.168.56.21", "kl-cp2": "192.168.56.22", "kl-cp3": "192.168.56.23"}
 ENDPOINT = "192.168.56.10"
 
 
@@ -64,16 +63,6 @@ def wait(cond: Any, timeout: float, what: str, interval: float = 0.05) -> None:
             pass
         time.sleep(interval)
     raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
-def etcd_leader() -> str:
-    res = lab_cmd("etcd", "endpoint", "status", "-w", "json")
-    by_ip = {ip: name for name, ip in CPS.items()}
-    for st in json.loads(res.stdout):
-        s = st["Status"]
-        if s["header"]["member_id"] == s["leader"]:
-            return by_ip[st["Endpoint"].split("//")[1].split(":")[0]]
-    raise RuntimeError("no leader")
 
 
 def all_healthy() -> bool:
@@ -101,7 +90,7 @@ def write_gap() -> float:
                     pass
                 stop.wait(0.02)
 
-    leader = etcd_leader()
+    leader = etcd_leader(lab_cmd)
     t = threading.Thread(target=writer, daemon=True)
     t.start()
     wait(lambda: len(acks) >= 10, 30, "writes flowing")

@@ -23,26 +23,15 @@ import pytest
 from controlplane.api.registry import CONFIGMAPS
 from controlplane.client.rest import ApiClient
 from tests.e2e.test_lab import KUBECONFIG, http_get, kubectl, kubectl_json, kubelab, lab, pods, ready, sh
+from tests.helpers.halab import CPS, etcd_leader
 from tests.helpers.wait import wait_for
 
-CPS = {"kl-cp1": "192.168.56.21", "kl-cp2": "192.168.56.22", "kl-cp3": "192.168.56.23"}
 LEASES = ("kube-scheduler", "kube-controller-manager")
 
 
 @pytest.fixture(scope="module")
 def ha_lab() -> Iterator[dict[str, str]]:
     yield from lab("--control-planes", "3", "--workers", "2", "--no-dashboard")
-
-
-def etcd_leader() -> str:
-    """The node whose etcd member leads, from ``kubelab etcd endpoint status``."""
-    res = kubelab("etcd", "endpoint", "status", "-w", "json")
-    by_ip = {ip: name for name, ip in CPS.items()}
-    for st in json.loads(res.stdout):
-        s = st["Status"]
-        if s["header"]["member_id"] == s["leader"]:
-            return by_ip[st["Endpoint"].split("//")[1].split(":")[0]]
-    raise AssertionError(f"no etcd leader in {res.stdout}")
 
 
 def lease_holders() -> dict[str, str]:
@@ -141,7 +130,7 @@ def test_up_shows_three_members_a_leader_and_every_api_server(ha_lab: dict[str, 
     members = kubelab("etcd", "member", "list", "-w", "json")
     assert members.returncode == 0, members.stdout + members.stderr
     assert sorted(m["name"] for m in json.loads(members.stdout)["members"]) == sorted(CPS)
-    assert etcd_leader() in CPS
+    assert etcd_leader(kubelab) in CPS
     status = kubelab("status")
     assert status.returncode == 0
     assert status.stdout.count(" leader ") == 1 and status.stdout.count(" follower ") == 2, status.stdout
@@ -170,7 +159,7 @@ def test_losing_the_etcd_leader_then_quorum_then_getting_both_back(ha_lab: dict[
     assert res.returncode == 0, res.stdout + res.stderr
     vip = hello_vip()
     wait_for(lambda: vip_answers(vip), timeout=30, message="the demo VIP answering")
-    first = etcd_leader()
+    first = etcd_leader(kubelab)
     second = next(n for n in CPS if n != first)
     holders_before = lease_holders()
     with Writer() as writer, PodCounter() as counter:
@@ -181,7 +170,7 @@ def test_losing_the_etcd_leader_then_quorum_then_getting_both_back(ha_lab: dict[
         wait_for(lambda: any(a > stopped_at for a in writer.acks), timeout=30, message="writes acknowledged again")
         gap = writer.gap_around(stopped_at)
         assert gap < 10, f"writes stopped for {gap:.1f}s"
-        wait_for(lambda: etcd_leader() != first, timeout=30, message="a new etcd leader")
+        wait_for(lambda: etcd_leader(kubelab) != first, timeout=30, message="a new etcd leader")
         # the Leases move off the stopped control plane if they were held there (leaseDuration 15 s)
         wait_for(
             lambda: all(not h.startswith(first + "_") for h in lease_holders().values()),

@@ -193,6 +193,18 @@ def test_route_parse_and_text() -> None:
 # --- the driver's collection, against a fake lab ---------------------------------------------------
 
 
+
+def save_text() -> str:
+    """The proxy's rules for LOCAL and REMOTE as ``iptables-save`` prints them (a node's tables)."""
+    svcs, slices = objects([LOCAL, REMOTE])
+    tables = Tracer.of(render_rules(svcs, slices, options=OPTS)).tables
+    lines = []
+    for table, chains in tables.items():
+        lines += [f"*{table}", *(f":{c} - [0:0]" for c in chains)]
+        lines += [f"-A {c} {r}" for c, rules in chains.items() for r in rules]
+        lines.append("COMMIT")
+    return "\n".join(lines) + "\n"
+
 class FakeLab(Lab):
     """The running lab as data: kl-node1/kl-node2, the hello pods, routes answered from a table."""
 
@@ -221,14 +233,7 @@ class FakeLab(Lab):
         return dict(ADDRS) if netns == "kl-node1" else {"eth0": "192.168.56.12", "cni0": "10.244.2.1"}
 
     def save(self, node: str) -> str:
-        svcs, slices = objects([LOCAL, REMOTE])
-        tables = Tracer.of(render_rules(svcs, slices, options=OPTS)).tables
-        lines = []
-        for table, chains in tables.items():
-            lines += [f"*{table}", *(f":{c} - [0:0]" for c in chains)]
-            lines += [f"-A {c} {r}" for c, rules in chains.items() for r in rules]
-            lines.append("COMMIT")
-        return "\n".join(lines) + "\n"
+        return save_text()
 
     def veth_of(self, pod_netns: str, node: str) -> str:
         return "veth-" + pod_netns[-8:]

@@ -21,9 +21,7 @@ from controlplane.client.kubeconfig import ClientConfig
 from controlplane.client.rest import ApiClient
 from lab import trace, tracefetch
 from noded import names
-from proxy.rules import render as render_rules
-from proxy.trace import Tracer
-from tests.unit.lab.test_trace import LOCAL, OPTS, REMOTE, VIP, objects
+from tests.unit.lab.test_trace import VIP, objects, save_text
 
 PODS = {  # name → (uid, ip, node)
     "client": ("c1111111", "10.244.1.5", "kl-node1"),
@@ -37,17 +35,6 @@ def pod(name: str) -> dict[str, Any]:
     uid, ip, node = PODS[name]
     return {"metadata": {"namespace": "default", "name": name, "uid": uid},
             "spec": {"nodeName": node}, "status": {"podIP": ip}}  # fmt: skip
-
-
-def save_text() -> str:
-    svcs, slices = objects([LOCAL, REMOTE])
-    tables = Tracer.of(render_rules(svcs, slices, options=OPTS)).tables
-    lines = []
-    for table, chains in tables.items():
-        lines += [f"*{table}", *(f":{c} - [0:0]" for c in chains)]
-        lines += [f"-A {c} {r}" for c, rules in chains.items() for r in rules]
-        lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
 
 
 def network(node: str) -> dict[str, Any]:
