@@ -34,7 +34,6 @@ from typing import Any
 
 import orjson
 
-from controlplane.api import errors
 from controlplane.api.registry import CONFIGMAPS, LEASES
 from controlplane.client.rest import ApiClient
 from tests.bench.bench_apiserver import FastConn, pod_body, run_loop
@@ -86,7 +85,7 @@ def write_gap() -> float:
                 try:
                     c.create(CONFIGMAPS, {"metadata": {"generateName": "gap-"}, "data": {"i": str(i)}}, "default")
                     acks.append(time.monotonic())
-                except (errors.ApiError, OSError, ValueError):
+                except Exception:  # refused, timed out, cut: what the failover causes
                     pass
                 stop.wait(0.02)
 
