@@ -104,9 +104,12 @@ def components(lab: topology.LabNet, cp_args: list[str], python_cmd: Any, apiser
                 "log": str(logs / name / "etcd.log"),
             }
         )
-    endpoints = ",".join(hatopology.etcd_endpoints(members))
     cps = lab.control_planes
     for cp in cps:
+        # Stacked: the local member first, as kubeadm points each kube-apiserver at its own member —
+        # a node's failure then takes its own API server along, not every API server's store calls.
+        ordered = sorted(members, key=lambda m: m[0] != cp.name)
+        endpoints = ",".join(hatopology.etcd_endpoints(ordered))
         argv = python_cmd(
             "controlplane",
             "--data-dir", str(control_plane_dir(cp.name)),
