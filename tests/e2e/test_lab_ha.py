@@ -147,6 +147,24 @@ def test_up_shows_three_members_a_leader_and_every_api_server(ha_lab: dict[str, 
         assert "default" not in sh("ip", "-n", node, "route")
 
 
+def test_every_control_plane_answers_cluster_dns(ha_lab: dict[str, str]) -> None:
+    """kube-dns lists the three DNS servers (all publish the same list), and each one answers a pod."""
+    eps = kubectl_json("get", "endpoints", "kube-dns", "-n", "kube-system")
+    assert sorted(a["ip"] for a in eps["subsets"][0]["addresses"]) == sorted(CPS.values())
+    kubectl("run", "dnsclient", "--image=busybox", "--restart=Never", "--", "sleep", "3600")
+    try:
+        kubectl("wait", "--for=condition=Ready", "pod/dnsclient", "--timeout=90s")
+        for server in [*CPS.values(), "10.96.0.10"]:
+            res = subprocess.run(
+                ["kubectl", "--kubeconfig", KUBECONFIG, "exec", "dnsclient", "--", "nslookup",
+                 "kubernetes.default.svc.cluster.local", server],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            assert "Address: 10.96.0.1" in res.stdout, (server, res.stdout, res.stderr)
+    finally:
+        kubectl("delete", "pod", "dnsclient", "--grace-period=1", "--wait=false")
+
+
 def test_bad_input_even_control_planes_refused() -> None:
     res = kubelab("up", "--control-planes", "2")
     assert res.returncode == 1
