@@ -11,7 +11,12 @@ machines must not matter): a follower notes the local monotonic time whenever it
 change, and only takes over once ``lease_duration`` has passed since it last saw a change. The
 leader renews every ``retry_period``; if it cannot renew for ``renew_deadline`` (< lease_duration)
 it steps down *before* anyone else may take over, so two leaders never overlap, as long as clocks
-run at the same rate.
+run at the same rate. One refinement over client-go: a change first seen now happened after our
+previous read, so when that read was the one just before (a retry period ago) the change is dated
+from it — the earliest it can have happened — which is still more than ``renew_deadline`` after the
+leader's renewal when ``lease_duration - retry period (with jitter) > renew_deadline`` (15 > 2.4 +
+10 with Kubernetes' 15 s / 10 s / 2 s; otherwise the plain rule applies). A dead leader is then
+replaced ~``lease_duration`` after its last renewal instead of up to a retry period later.
 
 Lifecycle of ``run(stop)``: acquire (retrying every ``retry_period`` ± jitter) → call
 ``on_started_leading(lost)`` in a new thread, where ``lost`` is a ``threading.Event`` set when
@@ -88,6 +93,12 @@ class LeaderElector:
         self.clock: Clock = clock or RealClock()
         self._observed_spec: dict[str, Any] | None = None
         self._observed_at = 0.0
+        self._looked_at: float | None = None  # our clock at the last successful read of the record
+        # A change first seen now happened after our previous read: a candidate may date it from
+        # that read (the earliest it can have happened) only while that still leaves the old leader
+        # more than renew_deadline to step down (lease_duration - retry period with jitter > it).
+        self._max_read_gap = 1.2 * retry_period + 0.1
+        self._date_from_previous_read = lease_duration - self._max_read_gap > renew_deadline
         self._lease: dict[str, Any] | None = None
         self._leading = threading.Event()
         self.transitions_seen = 0
@@ -103,6 +114,7 @@ class LeaderElector:
     def try_acquire_or_renew(self) -> bool:
         """One round: True if we hold the lease afterwards."""
         now_wall = self.clock.time()
+        looked = self.clock.monotonic()
         now = micro_time(now_wall)
         try:
             lease = self.client.get(LEASES, self.name, self.namespace)
@@ -127,8 +139,13 @@ class LeaderElector:
             self._observe(record)
             return True
         spec = dict(lease.get("spec") or {})
+        previous, self._looked_at = self._looked_at, looked
         if spec != self._observed_spec:
-            self._observe(spec)
+            # Only when the previous read was the one just before (a retry period ago): after a gap
+            # (our API server was down) the change may be much later than that read.
+            recent = previous is not None and looked - previous <= self._max_read_gap
+            dated = self._date_from_previous_read and recent and spec.get("holderIdentity") != self.identity
+            self._observe(spec, at=previous if dated else None)
         holder = spec.get("holderIdentity") or ""
         duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
         if holder and holder != self.identity and self.clock.monotonic() < self._observed_at + duration:
@@ -148,9 +165,9 @@ class LeaderElector:
         self._observe(record)
         return True
 
-    def _observe(self, spec: dict[str, Any]) -> None:
+    def _observe(self, spec: dict[str, Any], at: float | None = None) -> None:
         self._observed_spec = spec
-        self._observed_at = self.clock.monotonic()
+        self._observed_at = self.clock.monotonic() if at is None else at
 
     def release(self) -> None:
         """Give the lease up (only if we still hold it), so a peer need not wait for expiry."""

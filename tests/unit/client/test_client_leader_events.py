@@ -80,8 +80,10 @@ def test_one_leader_then_takeover_only_after_lease_duration_without_renewal() ->
         clock.step(2)
         assert a.try_acquire_or_renew() is True
         assert b.try_acquire_or_renew() is False
-    # a dies (stops renewing): b must wait a full lease duration from when it saw the last change
-    clock.step(14.9)
+    # a dies (stops renewing): b waits a full lease duration from the earliest the last renewal can
+    # have happened by its own clock — its previous read, 2 s before it saw the change — which is
+    # still 13 s after the renewal, past a's renew deadline (10 s): a has stepped down by then
+    clock.step(12.9)
     assert b.try_acquire_or_renew() is False
     clock.step(0.2)
     assert b.try_acquire_or_renew() is True
@@ -228,3 +230,34 @@ def test_a_candidate_tries_again_when_the_lease_it_saw_expires_not_a_retry_later
     clock.step(1.01)
     assert b.try_acquire_or_renew() is True
     assert 2 <= b.next_attempt_in() <= 2.4  # the holder now: plain retry period
+
+
+def test_a_change_seen_after_a_gap_in_reading_is_dated_when_seen() -> None:
+    """A candidate that could not read for a while (its API server was down) must not date a fresh
+    renewal from its old read: that would take an active leader's lease."""
+    api, clock = FakeObjects(), FakeClock()
+    a, b = electors(api, clock)
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    for _ in range(10):  # b reads nothing for 20 s while a keeps renewing
+        clock.step(2)
+        assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()  # sees a's latest renewal now: dated now, not 20 s ago
+    clock.step(14.9)
+    assert not b.try_acquire_or_renew()
+    clock.step(0.2)
+    assert b.try_acquire_or_renew()
+
+
+def test_timings_without_the_margin_keep_client_gos_rule() -> None:
+    """lease 5 s, renew deadline 4 s, retry 1 s: 5 - 1.3 < 4, so a change is dated when it is seen."""
+    api, clock = FakeObjects(), FakeClock()
+    client = ApiClient("http://api.test", transport=httpx.MockTransport(api.handler))
+    a = LeaderElector(client, "kube-system", "sched", "a", 5, 4, 1, clock=clock)
+    b = LeaderElector(client, "kube-system", "sched", "b", 5, 4, 1, clock=clock)
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    clock.step(1)
+    assert a.try_acquire_or_renew() and not b.try_acquire_or_renew()
+    clock.step(4.9)
+    assert not b.try_acquire_or_renew()
+    clock.step(0.2)
+    assert b.try_acquire_or_renew()
