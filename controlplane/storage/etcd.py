@@ -47,9 +47,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
-import select
-import socket
 import ssl
 import threading
 import time
@@ -66,6 +63,7 @@ import requests
 import requests.adapters
 from etcd3gw import exceptions as etcd_exc
 
+from controlplane.storage.etcdhttp import GatewayConnection
 from controlplane.storage.interface import (
     CompactedError,
     ConflictError,
@@ -141,47 +139,38 @@ class _GatewayPool:
         self._port = port
         self._timeout = timeout
         self._tls = tls  # None: plain HTTP
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[GatewayConnection] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> GatewayConnection:
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                if self._tls is not None:
-                    return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._tls)
-                return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-            sock = conn.sock
-            if sock is not None and not select.select([sock], [], [], 0)[0]:
-                return conn  # idle and still open (a closed one would read as ready: EOF)
+                return GatewayConnection(self._host, self._port, self._timeout, self._tls)
+            if conn.idle_and_open():
+                return conn
             # Closed by the server, or (TLS) a late record such as a session ticket: either way a
             # fresh connection is safe, and the request has not been sent yet.
             conn.close()
 
     def post(self, path: str, body: bytes) -> dict[str, Any]:
-        conn = self._connection()
         try:
-            conn.request("POST", path, body, {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            data = resp.read()
+            conn = self._connection()
+            status, reason, data = conn.post(path, body)
         except TimeoutError as exc:
-            conn.close()
             raise etcd_exc.ConnectionTimeoutError(str(exc)) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise etcd_exc.ConnectionFailedError(str(exc)) from exc
-        if resp.will_close:
-            conn.close()
-        else:
+        except (OSError, ValueError) as exc:  # refused, reset, TLS handshake, not HTTP
+            raise etcd_exc.ConnectionFailedError(str(exc) or repr(exc)) from exc
+        if not conn.closed:
             with self._lock:
                 if self._closed:
                     conn.close()
                 else:
                     self._idle.append(conn)
-        if resp.status != 200:
-            raise etcd_exc.Etcd3Exception(data.decode("utf-8", "replace"), resp.reason)
+        if status != 200:
+            raise etcd_exc.Etcd3Exception(data.decode("utf-8", "replace"), reason)
         result: dict[str, Any] = orjson.loads(data) if data else {}
         return result
 
@@ -306,6 +295,12 @@ class EtcdStore:
     @property
     def endpoint(self) -> str:
         return self._endpoints[self._current]
+
+    def connection_target(self) -> tuple[str, int, ssl.SSLContext | None]:
+        """(host, port, TLS context or None) of the endpoint in use, for a connection of one's own."""
+        parts = urlsplit(self.endpoint)
+        tls = self._tls if parts.scheme == "https" else None
+        return parts.hostname or "127.0.0.1", parts.port or 2379, tls
 
     def http_client(self, **kwargs: Any) -> httpx.Client:
         """An ``httpx`` client that speaks to this store's endpoints (its TLS context, if any)."""
@@ -558,8 +553,7 @@ class EtcdWatch:
         self._events: deque[Event] = deque()
         self._error: StoreError | None = None
         self._closed = False
-        self._sock: socket.socket | None = None
-        self._client = store.http_client(timeout=httpx.Timeout(10.0, read=None))
+        self._conn: GatewayConnection | None = None
         self._request = {
             "create_request": {
                 "key": _key_b64(prefix),
@@ -568,26 +562,29 @@ class EtcdWatch:
                 "prev_kv": True,
             }
         }
-        self._url = f"{store.endpoint}/v3/watch"
+        self._target = store.connection_target()
         self._thread = threading.Thread(target=self._read, name=f"etcd-watch:{prefix}", daemon=True)
         self._thread.start()
 
     def _read(self) -> None:
+        conn: GatewayConnection | None = None
         try:
-            with self._client.stream("POST", self._url, content=orjson.dumps(self._request)) as resp:
-                stream = resp.extensions.get("network_stream")
-                with self._cond:
-                    self._sock = stream.get_extra_info("socket") if stream is not None else None
-                    if self._closed:
-                        return
-                if resp.status_code != 200:
-                    resp.read()
-                    raise StoreError(f"etcd watch failed: {resp.status_code} {resp.text}")
-                for line in resp.iter_lines():
-                    if line.strip():
-                        self._handle(orjson.loads(line))
-                    if self._closed:
-                        return
+            host, port, tls = self._target
+            conn = GatewayConnection(host, port, 10.0, tls)
+            with self._cond:
+                self._conn = conn
+                if self._closed:
+                    return
+            status, reason, lines = conn.stream("/v3/watch", orjson.dumps(self._request))
+            conn.sock.settimeout(None)  # a quiet watch is not a dead one
+            if status != 200:
+                body = b"\n".join(lines).decode("utf-8", "replace")
+                raise StoreError(f"etcd watch failed: {status} {reason} {body}")
+            for line in lines:
+                if line.strip():
+                    self._handle(orjson.loads(line))
+                if self._closed:
+                    return
             raise StoreError("etcd closed the watch stream")
         except CompactedError as exc:
             self._fail(exc)
@@ -596,8 +593,8 @@ class EtcdWatch:
         except Exception as exc:  # connection reset, socket shut down by close(), bad JSON …
             self._fail(StoreError(f"etcd watch stream broke: {exc!r}"))
         finally:
-            with contextlib.suppress(Exception):
-                self._client.close()
+            if conn is not None:
+                conn.close()
 
     def _handle(self, msg: dict[str, Any]) -> None:
         result = msg.get("result")
@@ -663,12 +660,10 @@ class EtcdWatch:
             if self._closed:
                 return
             self._closed = True
-            sock = self._sock
+            conn = self._conn
             self._cond.notify_all()
-        if sock is not None:
-            # Wakes the reader thread blocked in recv(); closing alone would not on Linux.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        if conn is not None:
+            conn.shutdown()  # wakes the reader thread blocked in recv()
         self._store._forget(self)
 
 
