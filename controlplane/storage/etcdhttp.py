@@ -195,3 +195,73 @@ class GatewayConnection:
             yield from complete
         if pending:
             yield pending
+
+
+class StreamParser:
+    """Incremental parse of one streamed response (a watch): feed bytes as they arrive, take messages.
+
+    The head (status line and headers) first, then the body, chunked or not, split into
+    newline-delimited messages. Needs no thread and no blocking read of its own: the caller reads
+    the socket with whatever timeout it has and ``feed``s what came.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._body = bytearray()  # de-chunked body bytes not yet split into messages
+        self.status = 0  # 0 until the head is in
+        self.reason = ""
+        self._chunked = False
+        self.ended = False  # the server ended the body (last chunk)
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+        if not self.status:
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > 64 * 1024:
+                    raise ConnectionError("etcd sent a response head longer than 64 KiB")
+                return
+            head = bytes(self._buf[:end]).split(b"\r\n")
+            del self._buf[: end + 4]
+            parts = head[0].split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+                raise ConnectionError(f"etcd answered something that is not HTTP/1.x: {head[0][:80]!r}")
+            self.reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
+            for line in head[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"transfer-encoding" and b"chunked" in value.lower():
+                    self._chunked = True
+            self.status = int(parts[1])
+        if not self._chunked:
+            self._body += self._buf
+            self._buf.clear()
+            return
+        buf, pos = self._buf, 0
+        while not self.ended:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                break
+            size = int(bytes(buf[pos:eol]).split(b";", 1)[0].strip() or b"0", 16)
+            if size == 0:
+                self.ended = True
+                pos = eol + 2
+                break
+            if len(buf) < eol + 2 + size + 2:
+                break
+            self._body += buf[eol + 2 : eol + 2 + size]
+            pos = eol + 2 + size + 2
+        del buf[:pos]
+
+    def messages(self) -> list[bytes]:
+        """The complete newline-terminated messages received so far (without their newline)."""
+        body = self._body
+        end = body.rfind(b"\n")
+        if end < 0:
+            return []
+        out = bytes(body[:end]).split(b"\n")
+        del body[: end + 1]
+        return out
+
+    def rest(self) -> bytes:
+        """What is left of the body (an error answer's text)."""
+        return bytes(self._body)
