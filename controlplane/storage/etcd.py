@@ -226,15 +226,19 @@ NOWAIT_CONNS = 32
 
 
 class _NowaitWriter:
-    """``create_nowait``'s transport: one I/O thread multiplexing non-blocking keep-alive connections.
+    """``create_nowait``'s transport: non-blocking keep-alive connections, one I/O thread reading them.
 
     Why: a create handed to a pool of blocking threads costs a thread wake-up, a blocking ``recv``
     and a GIL hand-off per create, with 16 threads contending for the GIL (perf, issue 17: futex and
-    context switches were a third of the API server's CPU on etcd). Here one thread sends every
-    queued ``Txn`` on an idle connection and, woken by ``epoll``, reads whatever answers arrived,
-    so under load one wake-up serves many creates. The requests and the answers' mapping are
-    ``EtcdStore.create``'s.
+    context switches were a third of the API server's CPU on etcd). Here the caller (the API
+    server's event loop) sends the ``Txn`` itself on an idle connection — one non-blocking
+    ``send``, no thread woken — and one I/O thread, woken by ``epoll``, reads whatever answers
+    arrived, so under load one wake-up serves many creates. With no idle connection the create is
+    queued and the I/O thread opens one (at most ``max_conns``) or sends it when one comes free.
+    The requests and the answers' mapping are ``EtcdStore.create``'s.
 
+    Ownership: a connection is idle (in ``_idle``) or carries one request (``req``); whoever takes
+    ``req`` off a connection under the lock reports it, so a create is answered exactly once.
     Failures: a create whose connection cannot be opened, or breaks before its answer is read,
     is handed to ``EtcdStore.create`` on a fallback thread (which fails over to the next endpoint,
     as every blocking call does). ``stop`` returns once every queued create has called back.
@@ -244,7 +248,7 @@ class _NowaitWriter:
     def __init__(self, store: EtcdStore, max_conns: int = NOWAIT_CONNS) -> None:
         self._store = store
         self._max = max_conns
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards _queue, _idle, _broken, _sleeping, _stopping, conn.req
         self._queue: deque[_Nowait] = deque()
         self._sleeping = False
         self._stopping = False
@@ -254,7 +258,8 @@ class _NowaitWriter:
         self._wake_w.setblocking(False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, None)
         self._idle: list[_MuxConn] = []
-        self._conns: set[_MuxConn] = set()
+        self._broken: list[_MuxConn] = []  # failed in a caller's send: the I/O thread drops them
+        self._conns: set[_MuxConn] = set()  # I/O thread only
         self._fallback: ThreadPoolExecutor | None = None
         self._thread = threading.Thread(target=self._run, name="etcd-nowait", daemon=True)
         self._thread.start()
@@ -267,22 +272,39 @@ class _NowaitWriter:
                 "success": [{"request_put": {"key": k, "value": _b64(value)}}],
             }
         )
+        req = _Nowait(key, value, body, done)
         with self._lock:
             if self._stopping:
                 raise RuntimeError("store is closed")
-            self._queue.append(_Nowait(key, value, body, done))
+            conn = self._idle.pop() if self._idle and not self._queue else None
+            if conn is not None:
+                conn.req = req
+        if conn is not None:
+            if conn.send(req):
+                return  # the I/O thread reads the answer
+            with self._lock:
+                mine = conn.req is req
+                if mine:
+                    conn.req = None
+                self._broken.append(conn)
+            if not mine:
+                return  # the I/O thread saw it break first and handed the create over
+        with self._lock:
+            self._queue.append(req)
             wake, self._sleeping = self._sleeping, False
         if wake:
-            with contextlib.suppress(BlockingIOError):
-                self._wake_w.send(b"\0")
+            self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._wake_w.send(b"\0")
 
     def stop(self) -> None:
         with self._lock:
             self._stopping = True
             wake, self._sleeping = self._sleeping, False
         if wake:
-            with contextlib.suppress(BlockingIOError):
-                self._wake_w.send(b"\0")
+            self._wake()
         self._thread.join()
         if self._fallback is not None:
             self._fallback.shutdown(wait=True)
@@ -290,18 +312,18 @@ class _NowaitWriter:
     # -- the I/O thread -------------------------------------------------------------------
 
     def _run(self) -> None:
-        waiting: deque[_Nowait] = deque()
         try:
             while True:
                 with self._lock:
-                    waiting.extend(self._queue)
-                    self._queue.clear()
-                    if self._stopping and not waiting and len(self._idle) == len(self._conns):
-                        return
-                self._dispatch(waiting)
+                    broken, self._broken = self._broken, []
+                for conn in broken:
+                    self._drop(conn)
+                self._dispatch()
                 with self._lock:
-                    if self._queue:
-                        continue
+                    if self._broken or (self._queue and (self._idle or len(self._conns) < self._max)):
+                        continue  # more to do now (else: queued creates wait for an answer below)
+                    if self._stopping and len(self._idle) == len(self._conns):
+                        return
                     self._sleeping = True
                 events = self._sel.select()
                 with self._lock:
@@ -320,43 +342,59 @@ class _NowaitWriter:
             self._wake_r.close()
             self._wake_w.close()
 
-    def _dispatch(self, waiting: deque[_Nowait]) -> None:
-        while waiting:
-            if self._idle:
-                conn = self._idle.pop()
-            elif len(self._conns) < self._max:
+    def _dispatch(self) -> None:
+        """Send queued creates on idle connections, opening new ones up to the limit."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return
+                conn = self._idle.pop() if self._idle else None
+                if conn is None and len(self._conns) >= self._max:
+                    return  # every connection is busy: the next answer frees one
+                req = self._queue.popleft()
+                if conn is not None:
+                    conn.req = req
+            if conn is None:
                 host, port, tls = self._store.connection_target()
                 try:
                     conn = _MuxConn(GatewayConnection(host, port, self._store._timeout, tls))
                 except OSError:
-                    while waiting:  # the endpoint is down: the blocking path fails over
-                        self._hand_over(waiting.popleft())
+                    with self._lock:  # the endpoint is down: the blocking path fails over
+                        reqs = [req, *self._queue]
+                        self._queue.clear()
+                    for r in reqs:
+                        self._hand_over(r)
                     return
                 self._conns.add(conn)
                 self._sel.register(conn.sock, selectors.EVENT_READ, conn)
-            else:
-                return  # every connection is busy: the next answer frees one
-            req = waiting.popleft()
+                conn.req = req
             if not conn.send(req):
+                with self._lock:
+                    conn.req = None
                 self._drop(conn)
                 self._hand_over(req)
 
     def _readable(self, conn: _MuxConn) -> None:
-        req = conn.req
         try:
-            done = conn.receive()
+            complete = conn.receive()
         except (OSError, ValueError):
+            with self._lock:
+                req, conn.req = conn.req, None
             self._drop(conn)
             if req is not None:
                 self._hand_over(req)
             return
-        if not done or req is None:
+        if not complete:
             return
-        parser, conn.req, conn.parser = conn.parser, None, StreamParser()
+        parser, conn.parser = conn.parser, StreamParser()
+        with self._lock:
+            req, conn.req = conn.req, None
+            if not parser.close:
+                self._idle.append(conn)
         if parser.close:
             self._drop(conn)
-        else:
-            self._idle.append(conn)
+        if req is None:
+            return
         rev: int | None = None
         err: BaseException | None = None
         try:
@@ -372,7 +410,7 @@ class _NowaitWriter:
 
     def _drop(self, conn: _MuxConn) -> None:
         self._conns.discard(conn)
-        with contextlib.suppress(ValueError):
+        with self._lock, contextlib.suppress(ValueError):
             self._idle.remove(conn)
         with contextlib.suppress(KeyError, ValueError):
             self._sel.unregister(conn.sock)
@@ -395,7 +433,8 @@ class _Nowait:
 
 
 class _MuxConn:
-    """One connection of ``_NowaitWriter``: at most one request in flight, read without blocking."""
+    """One connection of ``_NowaitWriter``: at most one request in flight (``req``, set by whoever
+    sends it, before sending), read without blocking by the I/O thread."""
 
     def __init__(self, conn: GatewayConnection) -> None:
         self._conn = conn
@@ -404,6 +443,9 @@ class _MuxConn:
         self._host = conn.host_header
         self.req: _Nowait | None = None
         self.parser = StreamParser()
+        # A caller's send and the I/O thread's recv never run at once (an SSL object must not be
+        # used by two threads at the same time; uncontended, the lock costs next to nothing).
+        self._io = threading.Lock()
 
     def send(self, req: _Nowait) -> bool:
         """Write the request whole (False if the socket would not take it all: drop the connection)."""
@@ -416,26 +458,23 @@ class _MuxConn:
         )
         data += req.body
         try:
-            sent = self.sock.send(data)
+            with self._io:
+                sent = self.sock.send(data)
         except (OSError, ValueError):
             return False
-        if sent != len(data):
-            return False
-        self.req = req
-        return True
+        return sent == len(data)
 
     def receive(self) -> bool:
         """Read what is there; True once the answer is complete. OSError when the connection broke."""
         while True:
             try:
-                data = self.sock.recv(256 * 1024)
+                with self._io:
+                    data = self.sock.recv(256 * 1024)
             except (BlockingIOError, ssl.SSLWantReadError):
                 break
             if not data:
                 raise ConnectionError("etcd closed the connection")
             self.parser.feed(data)
-        if self.req is None:
-            raise ConnectionError("etcd sent an answer nobody asked for")
         return self.parser.ended
 
     def close(self) -> None:
