@@ -97,8 +97,16 @@ class Admission:
 
     def inline_ok(self, res: Resource) -> bool:
         """Whether a create of ``res`` may be admitted on the event loop (no step waits on the store)."""
-        if res in (registry.PODS, registry.PRIORITYCLASSES, registry.LIMITRANGES):
-            return False  # ServiceAccount, LimitRanger, Priority and quota all read the store
+        if res in (registry.PRIORITYCLASSES, registry.LIMITRANGES):
+            return False  # their admission lists the store (read-your-writes around the lister)
+        if res is registry.PODS:
+            # ServiceAccount admission reads the store and may wait for the account to appear;
+            # LimitRanger, Priority and quota read only the lister while it serves (a pod naming a
+            # PriorityClass the lister lacks reads the store once: it is refused anyway, or the
+            # class is new). So pods are admitted on the loop only without the ServiceAccount
+            # plugin (issue 17: on etcd the thread pool's hand-offs cost more than admission).
+            lister = self.lister
+            return not self.service_accounts and lister is not None and lister.serving() and not self._quotas_exist()
         return not (res.namespaced and self._quotas_exist())
 
     def _quotas_exist(self) -> bool:
@@ -152,6 +160,10 @@ class Admission:
                 )
 
     def _priority_class(self, name: str) -> dict[str, Any] | None:
+        cached = self.lister.list(registry.PRIORITYCLASSES.storage_key(name)) if self.lister is not None else None
+        for pc in cached or ():
+            if (pc.get("metadata") or {}).get("name") == name:
+                return pc  # Kubernetes' Priority plugin reads its lister too
         kv = self.store.get(registry.PRIORITYCLASSES.storage_key(name))
         return orjson.loads(kv.value) if kv is not None else None
 

@@ -57,6 +57,13 @@ class AdmissionLister:
     def touched(self) -> None:
         self._bypass_until = time.monotonic() + BYPASS
 
+    def serving(self) -> bool:
+        """Every tracked resource synced and followed, and no bypass: ``list`` answers from memory."""
+        if time.monotonic() < self._bypass_until:
+            return False
+        with self._lock:
+            return len(self._synced) == len(self._objs)
+
     def list(self, prefix: str) -> _Objs | None:
         if time.monotonic() < self._bypass_until:
             return None

@@ -15,20 +15,21 @@ What etcd3gw lacks, and how we fill it:
 - compaction: it has no method, so we post ``/v3/kv/compaction`` through its generic ``post``.
 - watch: its ``Watcher`` drops ``canceled``/``compact_revision`` responses (a watch on compacted
   history would hang silently instead of giving 410) and stops a stream by reaching into a
-  private socket; so watches use ``httpx`` streaming directly against ``/v3/watch``, parse
-  every response, and are woken on ``close`` by shutting their socket down.
+  private socket; so watches stream ``/v3/watch`` themselves (``EtcdWatch``: our own HTTP/1.1
+  client, ``etcdhttp``), parse every response, and are woken on ``close`` by shutting their
+  socket down.
 - large lists: its ``post`` decodes with the stdlib ``json`` via ``requests``; ranges (``list``)
-  go through the ``http.client`` pool below + ``orjson``, paged by key
-  at one pinned revision, which is several times faster for 10,000 objects (measured by
-  ``tests/bench/bench_store.py``; the pool also beats httpx there: 130 vs 164-190 ms of CPU).
+  go through the keep-alive pool below + ``orjson``, paged by key at one pinned revision, which
+  is several times faster for 10,000 objects (measured by ``tests/bench/bench_store.py``).
 - per-request cost: ``requests`` spends ~1 ms of Python per call; the write transactions and
-  ranges go through a small ``http.client`` keep-alive pool with orjson instead (same requests,
-  same error mapping: ``_GatewayPool``), ~0.25 ms per call, over TLS as over plain HTTP.
+  ranges go through a small keep-alive pool of ``etcdhttp.GatewayConnection`` with orjson instead
+  (same requests, same error mapping: ``_GatewayPool``), over TLS as over plain HTTP. Issue 17
+  measured the client CPU of ``store.create`` at 240 µs with ``http.client``, 93 µs with it.
 
 TLS (kube-apiserver's ``--etcd-cafile``/``--etcd-certfile``/``--etcd-keyfile``): ``https://``
 endpoints are verified against the CA given (the system's CAs if none) and shown the client
-certificate, on every transport alike: one ``ssl.SSLContext`` serves the ``_GatewayPool``
-(``HTTPSConnection``), the ``httpx`` clients (health, watches) and, through the same files, the
+certificate, on every transport alike: one ``ssl.SSLContext`` serves the ``_GatewayPool`` and the
+watches (``etcdhttp``), the ``httpx`` client (health) and, through the same files, the
 ``requests`` session of etcd3gw (compaction and the rarer calls). The files are read once, when the
 store opens; a missing or unreadable one is a ``ValueError`` naming the file. Failover between
 endpoints is the same as on plain HTTP: a member that refuses the connection or the handshake is
@@ -38,7 +39,7 @@ Compaction mapping: our ``compact(R)`` forgets revisions ≤ R; etcd's ``compact
 revisions < C. So we compact etcd at R+1 (clamped to the current revision, which etcd requires).
 
 Concurrency: the HTTP pools are thread-safe; every method may be called from any thread. Each
-watch owns one streaming connection and one reader thread that queues events for ``next_batch``.
+watch owns one streaming connection, read by its consumer inside ``next_batch`` (no thread).
 A watch whose stream breaks (etcd restarted, connection lost) raises ``StoreError`` from
 ``next_batch``; the caller re-watches from its last revision.
 """
@@ -47,8 +48,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import http.client
-import select
+import logging
+import selectors
 import socket
 import ssl
 import threading
@@ -66,6 +67,7 @@ import requests
 import requests.adapters
 from etcd3gw import exceptions as etcd_exc
 
+from controlplane.storage.etcdhttp import GatewayConnection, StreamParser
 from controlplane.storage.interface import (
     CompactedError,
     ConflictError,
@@ -79,13 +81,12 @@ from controlplane.storage.interface import (
     StoreUnavailableError,
 )
 
+log = logging.getLogger(__name__)
+
 _KVs = list[KeyValue]
 
 #: Gateway calls made through ``_GatewayPool`` (the per-request ones); the rest use etcd3gw.
 _FAST_PATHS = frozenset({"/kv/txn", "/kv/range"})
-
-#: Creates in flight at once through ``create_nowait``.
-NOWAIT_THREADS = 16
 
 #: Keys per range request when listing (paging bounds each gateway response to ~10-20 MB).
 PAGE = 10_000
@@ -126,7 +127,7 @@ def _kv(d: dict[str, Any]) -> KeyValue:
 
 
 class _GatewayPool:
-    """Keep-alive ``http.client`` connections to one gateway endpoint, HTTP or TLS (thread-safe).
+    """Keep-alive ``GatewayConnection``s to one gateway endpoint, HTTP or TLS (thread-safe).
 
     The hot calls (every write's ``Txn``, single-key reads) go through this instead of etcd3gw's
     ``requests`` session: the same request and the same answer, for about a fifth of the client
@@ -141,47 +142,38 @@ class _GatewayPool:
         self._port = port
         self._timeout = timeout
         self._tls = tls  # None: plain HTTP
-        self._idle: list[http.client.HTTPConnection] = []
+        self._idle: list[GatewayConnection] = []
         self._lock = threading.Lock()
         self._closed = False
 
-    def _connection(self) -> http.client.HTTPConnection:
+    def _connection(self) -> GatewayConnection:
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                if self._tls is not None:
-                    return http.client.HTTPSConnection(self._host, self._port, timeout=self._timeout, context=self._tls)
-                return http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-            sock = conn.sock
-            if sock is not None and not select.select([sock], [], [], 0)[0]:
-                return conn  # idle and still open (a closed one would read as ready: EOF)
+                return GatewayConnection(self._host, self._port, self._timeout, self._tls)
+            if conn.idle_and_open():
+                return conn
             # Closed by the server, or (TLS) a late record such as a session ticket: either way a
             # fresh connection is safe, and the request has not been sent yet.
             conn.close()
 
     def post(self, path: str, body: bytes) -> dict[str, Any]:
-        conn = self._connection()
         try:
-            conn.request("POST", path, body, {"Content-Type": "application/json"})
-            resp = conn.getresponse()
-            data = resp.read()
+            conn = self._connection()
+            status, reason, data = conn.post(path, body)
         except TimeoutError as exc:
-            conn.close()
             raise etcd_exc.ConnectionTimeoutError(str(exc)) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            conn.close()
-            raise etcd_exc.ConnectionFailedError(str(exc)) from exc
-        if resp.will_close:
-            conn.close()
-        else:
+        except (OSError, ValueError) as exc:  # refused, reset, TLS handshake, not HTTP
+            raise etcd_exc.ConnectionFailedError(str(exc) or repr(exc)) from exc
+        if not conn.closed:
             with self._lock:
                 if self._closed:
                     conn.close()
                 else:
                     self._idle.append(conn)
-        if resp.status != 200:
-            raise etcd_exc.Etcd3Exception(data.decode("utf-8", "replace"), resp.reason)
+        if status != 200:
+            raise etcd_exc.Etcd3Exception(data.decode("utf-8", "replace"), reason)
         result: dict[str, Any] = orjson.loads(data) if data else {}
         return result
 
@@ -227,6 +219,273 @@ def tls_context(
                 " PEM files of one key pair expected)"
             ) from None
     return ctx
+
+
+#: Connections ``create_nowait``'s writer multiplexes at most (creates in flight at once).
+NOWAIT_CONNS = 32
+
+
+class _NowaitWriter:
+    """``create_nowait``'s transport: non-blocking keep-alive connections, one I/O thread reading them.
+
+    Why: a create handed to a pool of blocking threads costs a thread wake-up, a blocking ``recv``
+    and a GIL hand-off per create, with 16 threads contending for the GIL (perf, issue 17: futex and
+    context switches were a third of the API server's CPU on etcd). Here the caller (the API
+    server's event loop) sends the ``Txn`` itself on an idle connection — one non-blocking
+    ``send``, no thread woken — and one I/O thread, woken by ``epoll``, reads whatever answers
+    arrived, so under load one wake-up serves many creates. With no idle connection the create is
+    queued and the I/O thread opens one (at most ``max_conns``) or sends it when one comes free.
+    The requests and the answers' mapping are ``EtcdStore.create``'s.
+
+    Ownership: a connection is idle (in ``_idle``) or carries one request (``req``); whoever takes
+    ``req`` off a connection under the lock reports it, so a create is answered exactly once.
+    Failures: a create whose connection cannot be opened, or breaks before its answer is read,
+    is handed to ``EtcdStore.create`` on a fallback thread (which fails over to the next endpoint,
+    as every blocking call does). ``stop`` returns once every queued create has called back.
+    Callbacks run on the I/O thread (or a fallback thread) and must only hand the outcome on.
+    """
+
+    def __init__(self, store: EtcdStore, max_conns: int = NOWAIT_CONNS) -> None:
+        self._store = store
+        self._max = max_conns
+        self._lock = threading.Lock()  # guards _queue, _idle, _broken, _sleeping, _stopping, conn.req
+        self._queue: deque[_Nowait] = deque()
+        self._sleeping = False
+        self._stopping = False
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        self._idle: list[_MuxConn] = []
+        self._broken: list[_MuxConn] = []  # failed in a caller's send: the I/O thread drops them
+        self._conns: set[_MuxConn] = set()  # I/O thread only
+        self._fallback: ThreadPoolExecutor | None = None
+        self._thread = threading.Thread(target=self._run, name="etcd-nowait", daemon=True)
+        self._thread.start()
+
+    def submit(self, key: str, value: bytes, done: CreateDone) -> None:
+        k = _b64(key)
+        body = orjson.dumps(
+            {
+                "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": 0}],
+                "success": [{"request_put": {"key": k, "value": _b64(value)}}],
+            }
+        )
+        req = _Nowait(key, value, body, done)
+        with self._lock:
+            if self._stopping:
+                raise RuntimeError("store is closed")
+            conn = self._idle.pop() if self._idle and not self._queue else None
+            if conn is not None:
+                conn.req = req
+        if conn is not None:
+            if conn.send(req):
+                return  # the I/O thread reads the answer
+            with self._lock:
+                mine = conn.req is req
+                if mine:
+                    conn.req = None
+                self._broken.append(conn)
+            if not mine:
+                return  # the I/O thread saw it break first and handed the create over
+        with self._lock:
+            self._queue.append(req)
+            wake, self._sleeping = self._sleeping, False
+        if wake:
+            self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self._wake_w.send(b"\0")
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            wake, self._sleeping = self._sleeping, False
+        if wake:
+            self._wake()
+        self._thread.join()
+        if self._fallback is not None:
+            self._fallback.shutdown(wait=True)
+
+    # -- the I/O thread -------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    broken, self._broken = self._broken, []
+                for conn in broken:
+                    self._drop(conn)
+                self._dispatch()
+                with self._lock:
+                    if self._broken or (self._queue and (self._idle or len(self._conns) < self._max)):
+                        continue  # more to do now (else: queued creates wait for an answer below)
+                    if self._stopping and len(self._idle) == len(self._conns):
+                        return
+                    self._sleeping = True
+                events = self._sel.select()
+                with self._lock:
+                    self._sleeping = False
+                for sk, _mask in events:
+                    if sk.data is None:
+                        with contextlib.suppress(BlockingIOError):
+                            while self._wake_r.recv(4096):
+                                pass
+                        continue
+                    self._readable(sk.data)
+        finally:
+            for conn in list(self._conns):
+                self._drop(conn)
+            self._sel.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _dispatch(self) -> None:
+        """Send queued creates on idle connections, opening new ones up to the limit."""
+        while True:
+            with self._lock:
+                if not self._queue:
+                    return
+                conn = self._idle.pop() if self._idle else None
+                if conn is None and len(self._conns) >= self._max:
+                    return  # every connection is busy: the next answer frees one
+                req = self._queue.popleft()
+                if conn is not None:
+                    conn.req = req
+            if conn is None:
+                host, port, tls = self._store.connection_target()
+                try:
+                    conn = _MuxConn(GatewayConnection(host, port, self._store._timeout, tls))
+                except OSError:
+                    with self._lock:  # the endpoint is down: the blocking path fails over
+                        reqs = [req, *self._queue]
+                        self._queue.clear()
+                    for r in reqs:
+                        self._hand_over(r)
+                    return
+                self._conns.add(conn)
+                self._sel.register(conn.sock, selectors.EVENT_READ, conn)
+                conn.req = req
+            if not conn.send(req):
+                with self._lock:
+                    conn.req = None
+                self._drop(conn)
+                self._hand_over(req)
+
+    def _readable(self, conn: _MuxConn) -> None:
+        try:
+            complete = conn.receive()
+        except (OSError, ValueError):
+            with self._lock:
+                req, conn.req = conn.req, None
+            self._drop(conn)
+            if req is not None:
+                self._hand_over(req)
+            return
+        if not complete:
+            return
+        parser, conn.parser = conn.parser, StreamParser()
+        with self._lock:
+            req, conn.req = conn.req, None
+            if not parser.close:
+                self._idle.append(conn)
+        if parser.close:
+            self._drop(conn)
+        if req is None:
+            return
+        rev: int | None = None
+        err: BaseException | None = None
+        try:
+            if parser.status != 200:
+                raise _store_error(etcd_exc.Etcd3Exception(parser.rest().decode("utf-8", "replace"), parser.reason))
+            res = orjson.loads(parser.rest())
+            if not res.get("succeeded"):
+                raise KeyExistsError(req.key)
+            rev = int(res["header"]["revision"])
+        except Exception as exc:
+            err = exc
+        _call_back(req.done, rev, err)
+
+    def _drop(self, conn: _MuxConn) -> None:
+        self._conns.discard(conn)
+        with self._lock, contextlib.suppress(ValueError):
+            self._idle.remove(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(conn.sock)
+        conn.close()
+
+    def _hand_over(self, req: _Nowait) -> None:
+        if self._fallback is None:
+            self._fallback = ThreadPoolExecutor(max_workers=4, thread_name_prefix="etcd-create")
+        self._fallback.submit(self._store._create_then, req.key, req.value, req.done)
+
+
+class _Nowait:
+    __slots__ = ("body", "done", "key", "value")
+
+    def __init__(self, key: str, value: bytes, body: bytes, done: CreateDone) -> None:
+        self.key = key
+        self.value = value
+        self.body = body
+        self.done = done
+
+
+class _MuxConn:
+    """One connection of ``_NowaitWriter``: at most one request in flight (``req``, set by whoever
+    sends it, before sending), read without blocking by the I/O thread."""
+
+    def __init__(self, conn: GatewayConnection) -> None:
+        self._conn = conn
+        self.sock = conn.sock
+        self.sock.setblocking(False)
+        self._host = conn.host_header
+        self.req: _Nowait | None = None
+        self.parser = StreamParser()
+        # A caller's send and the I/O thread's recv never run at once (an SSL object must not be
+        # used by two threads at the same time; uncontended, the lock costs next to nothing).
+        self._io = threading.Lock()
+
+    def send(self, req: _Nowait) -> bool:
+        """Write the request whole (False if the socket would not take it all: drop the connection)."""
+        data = (
+            b"POST /v3/kv/txn HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+            % (
+                self._host,
+                len(req.body),
+            )
+        )
+        data += req.body
+        try:
+            with self._io:
+                sent = self.sock.send(data)
+        except (OSError, ValueError):
+            return False
+        return sent == len(data)
+
+    def receive(self) -> bool:
+        """Read what is there; True once the answer is complete. OSError when the connection broke."""
+        while True:
+            try:
+                with self._io:
+                    data = self.sock.recv(256 * 1024)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                break
+            if not data:
+                raise ConnectionError("etcd closed the connection")
+            self.parser.feed(data)
+        return self.parser.ended
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _call_back(done: CreateDone, rev: int | None, err: BaseException | None) -> None:
+    try:
+        done(rev, err)
+    except Exception:
+        log.exception("create_nowait callback failed")
 
 
 class EtcdStore:
@@ -288,7 +547,7 @@ class EtcdStore:
             timeout=timeout, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
         )
         self._closed = False
-        self._writers: ThreadPoolExecutor | None = None  # create_nowait's threads, started on first use
+        self._writers: _NowaitWriter | None = None  # create_nowait's writer, started on first use
         self._watches: set[EtcdWatch] = set()
         self._call("/kv/range", {"key": _b64("/"), "limit": 1, "keys_only": True})  # reachable?
 
@@ -306,6 +565,12 @@ class EtcdStore:
     @property
     def endpoint(self) -> str:
         return self._endpoints[self._current]
+
+    def connection_target(self) -> tuple[str, int, ssl.SSLContext | None]:
+        """(host, port, TLS context or None) of the endpoint in use, for a connection of one's own."""
+        parts = urlsplit(self.endpoint)
+        tls = self._tls if parts.scheme == "https" else None
+        return parts.hostname or "127.0.0.1", parts.port or 2379, tls
 
     def http_client(self, **kwargs: Any) -> httpx.Client:
         """An ``httpx`` client that speaks to this store's endpoints (its TLS context, if any)."""
@@ -358,7 +623,7 @@ class EtcdStore:
             payload: dict[str, Any] = {"key": start, "range_end": end, "limit": PAGE}
             if rev:
                 payload["revision"] = rev
-            # Through the keep-alive http.client pool: admission lists small prefixes on every pod
+            # Through the keep-alive pool (not httpx): admission lists small prefixes on every pod
             # create (LimitRanges, PriorityClasses, ResourceQuotas), and httpx's pool costs ~4× its
             # CPU per call and serialises callers on its lock (py-spy, issue 17); big pages parse
             # as fast either way (orjson).
@@ -412,19 +677,20 @@ class EtcdStore:
         return int(res["header"]["revision"])
 
     def create_nowait(self, key: str, value: bytes, done: CreateDone) -> None:
-        """``create`` on one of the store's own threads, then ``done`` there (``NowaitCreates``).
+        """``create`` through the store's writer thread, then ``done`` there (``NowaitCreates``).
 
         An etcd write is a network round trip: the API server hands it here and keeps its CPU
-        work on its event loop, instead of running the whole request on a thread of its own.
+        work on its event loop, instead of running the whole request on a thread of its own;
+        the writer multiplexes every create in flight on one thread (``_NowaitWriter``).
         """
         _check_key(key)
         with self._lock:
             if self._closed:
                 raise RuntimeError("store is closed")
             if self._writers is None:
-                self._writers = ThreadPoolExecutor(max_workers=NOWAIT_THREADS, thread_name_prefix="etcd-create")
+                self._writers = _NowaitWriter(self)
             writers = self._writers
-        writers.submit(self._create_then, key, bytes(value), done)
+        writers.submit(key, bytes(value), done)
 
     def _create_then(self, key: str, value: bytes, done: CreateDone) -> None:
         try:
@@ -531,7 +797,7 @@ class EtcdStore:
         with self._lock:
             writers, self._writers = self._writers, None
         if writers is not None:
-            writers.shutdown(wait=True)  # queued creates finish (and call back) first
+            writers.stop()  # queued creates finish (and call back) first
         self._closed = True
         with self._lock:
             watches = list(self._watches)
@@ -548,18 +814,27 @@ class EtcdStore:
 
 
 class EtcdWatch:
-    """One ``/v3/watch`` stream; a reader thread parses responses into a queue."""
+    """One ``/v3/watch`` stream, read by the caller of ``next_batch`` itself (no thread of its own).
+
+    The connection is opened by the first ``next_batch`` (connect, the watch request, then the
+    streamed answer); each call reads what etcd sent, with the caller's timeout, and parses it
+    (``StreamParser``). Every event thus costs one wake-up of the consumer (the watch cache's pump),
+    not a reader thread's and then the consumer's (issue 17: thread switches were a third of the
+    API server's CPU per create on etcd). ``close`` from another thread shuts the socket down,
+    which wakes a ``next_batch`` blocked in ``recv``; it then returns [].
+    """
 
     def __init__(self, store: EtcdStore, prefix: str, after_revision: int) -> None:
         self._store = store
         self.prefix = prefix
         self.position = after_revision
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()  # guards _closed and _conn against close() from another thread
+        self._reading = threading.Lock()  # one next_batch at a time reads the stream
         self._events: deque[Event] = deque()
         self._error: StoreError | None = None
         self._closed = False
-        self._sock: socket.socket | None = None
-        self._client = store.http_client(timeout=httpx.Timeout(10.0, read=None))
+        self._conn: GatewayConnection | None = None
+        self._parser = StreamParser()
         self._request = {
             "create_request": {
                 "key": _key_b64(prefix),
@@ -568,36 +843,52 @@ class EtcdWatch:
                 "prev_kv": True,
             }
         }
-        self._url = f"{store.endpoint}/v3/watch"
-        self._thread = threading.Thread(target=self._read, name=f"etcd-watch:{prefix}", daemon=True)
-        self._thread.start()
+        self._target = store.connection_target()
 
-    def _read(self) -> None:
-        try:
-            with self._client.stream("POST", self._url, content=orjson.dumps(self._request)) as resp:
-                stream = resp.extensions.get("network_stream")
-                with self._cond:
-                    self._sock = stream.get_extra_info("socket") if stream is not None else None
-                    if self._closed:
-                        return
-                if resp.status_code != 200:
-                    resp.read()
-                    raise StoreError(f"etcd watch failed: {resp.status_code} {resp.text}")
-                for line in resp.iter_lines():
-                    if line.strip():
-                        self._handle(orjson.loads(line))
-                    if self._closed:
-                        return
-            raise StoreError("etcd closed the watch stream")
-        except CompactedError as exc:
-            self._fail(exc)
-        except StoreError as exc:
-            self._fail(exc)
-        except Exception as exc:  # connection reset, socket shut down by close(), bad JSON …
-            self._fail(StoreError(f"etcd watch stream broke: {exc!r}"))
-        finally:
-            with contextlib.suppress(Exception):
-                self._client.close()
+    def _open(self) -> GatewayConnection:
+        host, port, tls = self._target
+        conn = GatewayConnection(host, port, 10.0, tls)
+        with self._lock:
+            if self._closed:
+                conn.close()
+                raise _WatchClosed
+            self._conn = conn
+        conn.sock.sendall(
+            b"POST /v3/watch HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (host.encode(), port, *_sized(orjson.dumps(self._request)))
+        )
+        return conn
+
+    def _pull(self, deadline: float | None) -> None:
+        """Read and parse until an event is queued or the deadline passes (raises on a broken stream)."""
+        parser = self._parser
+        conn = self._conn or self._open()
+        while not self._events:
+            for line in parser.messages():
+                if line.strip():
+                    self._handle(orjson.loads(line))
+            if self._events:
+                return
+            if parser.status and parser.status != 200:
+                raise StoreError(f"etcd watch failed: {parser.status} {parser.reason} {parser.rest()!r}")
+            if parser.ended:
+                raise StoreError("etcd closed the watch stream")
+            if deadline is None:
+                conn.sock.settimeout(None)
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                conn.sock.settimeout(remaining)
+            try:
+                data = conn.sock.recv(256 * 1024)
+            except TimeoutError:
+                return
+            if self._closed:
+                raise _WatchClosed
+            if not data:
+                raise StoreError("etcd closed the watch stream")
+            parser.feed(data)
 
     def _handle(self, msg: dict[str, Any]) -> None:
         result = msg.get("result")
@@ -627,49 +918,74 @@ class EtcdWatch:
                 batch.append(Event(EventType.CREATE, key, _unb64(kv.get("value")), rev, None))
             else:
                 batch.append(Event(EventType.UPDATE, key, _unb64(kv.get("value")), rev, prev_value))
-        with self._cond:
-            self._events.extend(batch)
-            self._cond.notify_all()
-
-    def _fail(self, exc: StoreError) -> None:
-        with self._cond:
-            if not self._closed and self._error is None:
-                self._error = exc
-            self._cond.notify_all()
+        self._events.extend(batch)
 
     def next_batch(self, timeout: float | None = None) -> list[Event]:
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while True:
+        with self._reading:
+            try:
+                return self._next(deadline)
+            finally:
+                if self._closed and self._conn is not None:
+                    self._conn.close()  # closed while we read: the connection goes with it
+
+    def _next(self, deadline: float | None) -> list[Event]:
+        if self._closed:
+            return []
+        if not self._events:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._pull(deadline)
+            except _WatchClosed:
+                return []
+            except StoreError as exc:  # CompactedError too
+                self._fail(exc)
+            except Exception as exc:  # connection reset, socket shut down by close(), bad JSON …
                 if self._closed:
                     return []
-                if self._events:
-                    n = min(len(self._events), MAX_BATCH)
-                    out = [self._events.popleft() for _ in range(n)]
-                    self.position = out[-1].revision
-                    return out
-                if self._error is not None:
-                    raise self._error
-                if deadline is None:
-                    self._cond.wait()
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return []
-                    self._cond.wait(remaining)
+                self._fail(StoreError(f"etcd watch stream broke: {exc!r}"))
+        if self._closed:
+            return []
+        if not self._events:
+            if self._error is not None:
+                raise self._error
+            return []
+        n = min(len(self._events), MAX_BATCH)
+        out = [self._events.popleft() for _ in range(n)]
+        self.position = out[-1].revision
+        return out
+
+    def _fail(self, exc: StoreError) -> None:
+        if self._error is None:
+            self._error = exc
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
-            sock = self._sock
-            self._cond.notify_all()
-        if sock is not None:
-            # Wakes the reader thread blocked in recv(); closing alone would not on Linux.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+            conn = self._conn
+        if conn is not None:
+            conn.shutdown()  # wakes a next_batch blocked in recv(); it closes the connection
+        if self._reading.acquire(blocking=False):  # nobody reading: close it here
+            try:
+                if self._conn is not None:
+                    self._conn.close()
+            finally:
+                self._reading.release()
         self._store._forget(self)
+
+
+class _WatchClosed(Exception):
+    """``close`` was called while ``next_batch`` was opening or reading the stream."""
+
+
+def _sized(body: bytes) -> tuple[int, bytes]:
+    return len(body), body
 
 
 def _detail(exc: BaseException | None) -> str:

@@ -33,8 +33,15 @@ A last table prices issue 11's structural typing (``controlplane.api.structural`
 creates on sqlite against two servers side by side, one with ``KUBELAB_STRUCTURAL_CHECK=off``,
 rounds alternating; the ratio on/off is its cost (the budget: at most 10%).
 
+A table for issue 17 (etcd as the store of record): 64-client pod creates through the API server
+beside raw etcd puts from 64 clients, rounds alternating, on one plain-HTTP member and on a
+3-member loopback cluster with client and peer TLS (the API server given ``--etcd-cafile``/
+``--etcd-certfile``/``--etcd-keyfile``, the raw puts over TLS with the same client certificate, to
+the same first endpoint). The ratio is taken per round (ours ÷ raw of that round), then its median
+and min–max; the goal is ≥ 0.5× on one member.
+
 Run: ``python -m tests.bench.bench_apiserver [--scale 0.2] [--stores sqlite,etcd] [--open-rate 1000]
-[--structural-only]``.
+[--structural-only] [--etcd-ratio-only]``.
 """
 
 from __future__ import annotations
@@ -529,6 +536,81 @@ def run_store(store: str, scale: float, open_rate: float, rows: dict[str, list[l
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+ETCD_RATIO_ROUNDS = 5
+
+
+def etcd_ratio(scale: float, members: int, rows: dict[str, list[list[str]]]) -> None:
+    """Issue 17: API server creates ÷ raw etcd puts at 64 clients, same run, rounds alternating."""
+    from tests.helpers.etcd import start_etcd
+    from tests.helpers.etcd_cluster import start_tls_cluster
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench-etcd-ratio-{members}-"))
+    stoppers: list[Callable[[], None]] = []
+    try:
+        extra: list[str] = []
+        raw_tls: ssl.SSLContext | None = None
+        if members == 1:
+            etcd = start_etcd(tmp / "etcd")
+            stoppers.append(etcd.stop)
+            endpoints = [etcd.endpoint]
+            what = "1 member, http"
+        else:
+            cluster = start_tls_cluster(tmp / "etcd", members=members)
+            stoppers.append(cluster.stop)
+            endpoints = cluster.endpoints
+            raw_tls = cluster.tls()
+            extra = ["--etcd-cafile", str(cluster.ca), "--etcd-certfile", str(cluster.cert)]
+            extra += ["--etcd-keyfile", str(cluster.key)]
+            what = f"{members} members, client+peer TLS"
+        srv = start_apiserver(tmp, store="etcd", etcd_endpoints=endpoints, extra_args=extra)
+        stoppers.insert(0, srv.stop)
+        run_loop(ensure_namespace(srv, "bench"))
+        run_loop(create_pods(srv, 16, 320, "bench", "warm"))
+        total = max(64, int(OPS[64] * scale))
+        ours: list[Load] = []
+        raws: list[Result] = []
+        for r in range(ETCD_RATIO_ROUNDS):
+            raws.append(raw_etcd(endpoints[0], 64, total, f"ratio{members}-{r}", raw_tls))
+            ours.append(run_loop(create_pods(srv, 64, total, "bench", f"ratio-{r}")))
+        ratios = sorted(o.result.rate / a.rate for o, a in zip(ours, raws, strict=True))
+        o, a = Result.merge([x.result for x in ours]), Result.merge(raws)
+        rows["etcd_ratio"].append(
+            [
+                what,
+                "64",
+                f"{a.rate:,.0f}/s ({min(a.rates):,.0f}–{max(a.rates):,.0f})",
+                f"{o.rate:,.0f}/s ({min(o.rates):,.0f}–{max(o.rates):,.0f})",
+                f"{ratios[len(ratios) // 2]:.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f})",
+                fmt_ms(Summary.of(o.latencies).median),
+                fmt_ms(Summary.of(o.latencies).p99),
+                *cpu_columns(ours),
+            ]
+        )
+    finally:
+        for stop in stoppers:
+            stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def print_etcd_ratio(rows: dict[str, list[list[str]]]) -> None:
+    print_table(
+        f"API server creates on etcd ÷ raw etcd puts (issue 17; 64 clients, closed loop, {ETCD_RATIO_ROUNDS} "
+        "alternating rounds; ratio per round: median (min–max); goal ≥ 0.5× on one member)",
+        [
+            "etcd",
+            "clients",
+            "raw puts/s (min–max)",
+            "ours creates/s (min–max)",
+            "ours/raw",
+            "p50",
+            "p99",
+            "server CPU per create",
+            "load generator CPU per create (share)",
+        ],
+        rows["etcd_ratio"],
+    )
+
+
 STRUCTURAL_ROUNDS = 5
 
 
@@ -632,8 +714,25 @@ def main() -> None:
     ap.add_argument(
         "--structural-only", action="store_true", help="run only the structural-typing cost row (check on vs off)"
     )
+    ap.add_argument(
+        "--etcd-ratio-only",
+        action="store_true",
+        help="run only issue 17's table: creates ÷ raw etcd puts, 1 and 3 members",
+    )
     args = ap.parse_args()
-    rows: dict[str, list[list[str]]] = {"create": [], "open": [], "list": [], "watch": [], "structural": []}
+    rows: dict[str, list[list[str]]] = {
+        "create": [],
+        "open": [],
+        "list": [],
+        "watch": [],
+        "structural": [],
+        "etcd_ratio": [],
+    }
+    if args.etcd_ratio_only:
+        for members in (1, 3):
+            etcd_ratio(args.scale, members, rows)
+        print_etcd_ratio(rows)
+        return
     if args.structural_only:
         structural_cost(args.scale, rows)
         print_structural(rows)
@@ -645,6 +744,9 @@ def main() -> None:
             print(f"(skipping {store}: {e})")
     if "sqlite" in args.stores.split(","):
         structural_cost(args.scale, rows)
+    if "etcd" in args.stores.split(",") and shutil.which("etcd") is not None:
+        for members in (1, 3):
+            etcd_ratio(args.scale, members, rows)
     load = os.getloadavg()
     print(f"\n(load average at the end: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; {os.cpu_count()} CPUs)")
     print_table(
@@ -690,6 +792,8 @@ def main() -> None:
     )
     if rows["structural"]:
         print_structural(rows)
+    if rows["etcd_ratio"]:
+        print_etcd_ratio(rows)
 
 
 if __name__ == "__main__":

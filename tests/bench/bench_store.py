@@ -26,6 +26,7 @@ import contextlib
 import http.client
 import shutil
 import sqlite3
+import ssl
 import statistics
 import tempfile
 import threading
@@ -197,13 +198,18 @@ def ours_sqlite(store: SqliteStore, clients: int, total: int, run_id: str) -> Re
 # -- etcd -------------------------------------------------------------------------------------
 
 
-def raw_etcd(endpoint: str, clients: int, total: int, run_id: str) -> Result:
+def raw_etcd(endpoint: str, clients: int, total: int, run_id: str, tls: ssl.SSLContext | None = None) -> Result:
     # One keep-alive http.client connection per client thread: the same cheap HTTP stack
     # EtcdStore's writes use (requests costs ~1 ms of CPU per call, which would make the anchor,
-    # not etcd, the bottleneck).
+    # not etcd, the bottleneck). ``tls``: for an https endpoint (HTTPSConnection, as EtcdStore).
     host, _, port = endpoint.split("//", 1)[1].partition(":")
     value = base64.b64encode(POD).decode()
-    conns = [http.client.HTTPConnection(host, int(port), timeout=30) for _ in range(clients)]
+    conns: list[http.client.HTTPConnection] = [
+        http.client.HTTPSConnection(host, int(port), timeout=30, context=tls)
+        if tls is not None
+        else http.client.HTTPConnection(host, int(port), timeout=30)
+        for _ in range(clients)
+    ]
 
     def op(t: int, i: int) -> None:
         key = base64.b64encode(f"/raw/{run_id}/{t}/{i}".encode()).decode()

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -199,3 +199,36 @@ def test_store_inspector_reads_over_tls(cluster: EtcdCluster, store: Store) -> N
     out = io.StringIO()
     assert cli.run(parser.parse_args(words), out) == 0
     assert out.getvalue().splitlines()[2].split() == [str(rev), str(rev), "14", "/registry/pods/default/web"]
+
+
+def test_many_nowait_creates_each_call_back_once(store: Store) -> None:
+    """More creates in flight than the writer has connections (it queues them), some of one key."""
+    import threading
+
+    from controlplane.storage.interface import KeyExistsError, NowaitCreates
+
+    assert isinstance(store, NowaitCreates)
+    results: dict[int, list[tuple[int | None, BaseException | None]]] = {}
+    lock = threading.Lock()
+    n = 300
+    all_done = threading.Event()
+
+    def record(i: int) -> Callable[[int | None, BaseException | None], None]:
+        def done(rev: int | None, err: BaseException | None) -> None:
+            with lock:
+                results.setdefault(i, []).append((rev, err))
+                if sum(len(v) for v in results.values()) == n:
+                    all_done.set()
+
+        return done
+
+    for i in range(n):
+        key = f"/many/{i}" if i < n - 20 else "/many/same"
+        store.create_nowait(key, b"v", record(i))
+    assert all_done.wait(30), f"{sum(len(v) for v in results.values())} of {n} callbacks"
+    assert all(len(v) == 1 for v in results.values())
+    revs = [r for v in results.values() for r, e in v if e is None]
+    errs = [e for v in results.values() for r, e in v if e is not None]
+    assert len(revs) == n - 19 and len(set(revs)) == len(revs)  # one of the 20 "same" won
+    assert len(errs) == 19 and all(isinstance(e, KeyExistsError) for e in errs)
+    assert len(store.list("/many/")[0]) == n - 19
