@@ -124,8 +124,9 @@ def test_kubectl_exec_it_runs_on_a_real_terminal(cluster: Cluster) -> None:
     assert res.stdout.strip().splitlines()[1:] == ["sleep 3600", "ps -o args"]
 
 
-def _pod_state(cluster: Cluster, name: str) -> dict[str, Any]:
-    return dict((cluster.pod(name)["status"].get("containerStatuses") or [{}])[0].get("state") or {})
+def _state(pod: dict[str, Any]) -> dict[str, Any]:
+    """The first container's state in this very object (judge and read the same fetch: no race)."""
+    return dict(((pod.get("status") or {}).get("containerStatuses") or [{}])[0].get("state") or {})
 
 
 def test_kubectl_attach_to_stdin_pod_survives_noded_restart(cluster: Cluster) -> None:
@@ -206,7 +207,7 @@ def test_kubectl_attach_it_to_a_tty_pod(cluster: Cluster) -> None:
         wait_for(lambda: stty_size_becomes(t, "40 120"), 20, message=f"resized; terminal:\n{t.text!r}")
         t.type("exit 5\n")
         t.wait_exit()
-    p = cluster.wait_pod("shelly", lambda p: "terminated" in _pod_state(cluster, "shelly"))
+    p = cluster.wait_pod("shelly", lambda p: "terminated" in _state(p))
     assert p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 5
     # Its terminal session is in its log, as kubectl logs shows it.
     assert "42" in cluster.kubectl("logs", "shelly").stdout
@@ -226,6 +227,6 @@ def test_kubectl_run_it_creates_and_attaches(cluster: Cluster) -> None:
         code = t.wait_exit()
     spec = cluster.pod("runner")["spec"]["containers"][0]
     assert spec["stdin"] and spec["stdinOnce"] and spec["tty"]
-    p = cluster.wait_pod("runner", lambda p: "terminated" in _pod_state(cluster, "runner"))
+    p = cluster.wait_pod("runner", lambda p: "terminated" in _state(p))
     assert p["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 4
     assert code == 4, t.text
