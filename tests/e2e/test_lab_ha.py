@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 import pytest
 
@@ -42,35 +43,55 @@ def lease_holders() -> dict[str, str]:
     }
 
 
-class Writer:
-    """Creates a ConfigMap every 50 ms through the API endpoint; remembers when each was acknowledged."""
+class Sampler:
+    """A loop in a thread while the ``with`` block runs: ``step`` every ``period`` seconds."""
+
+    period = 0.1
 
     def __init__(self) -> None:
-        self.acks: list[float] = []
-        self.errors: list[tuple[float, str]] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
-        self.client = ApiClient.from_kubeconfig(KUBECONFIG, timeout=3)
+
+    def step(self) -> None:
+        raise NotImplementedError
 
     def _run(self) -> None:
-        i = 0
         while not self.stop.is_set():
-            i += 1
-            body = {"metadata": {"name": f"ha-write-{i}"}, "data": {"i": str(i)}}
-            try:
-                self.client.create(CONFIGMAPS, body, "default")
-                self.acks.append(time.monotonic())
-            except Exception as exc:  # refused, timed out, connection cut: what the failover causes
-                self.errors.append((time.monotonic(), str(exc)))
-            self.stop.wait(0.05)
+            self.step()
+            self.stop.wait(self.period)
 
-    def __enter__(self) -> Writer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop.set()
         self.thread.join(timeout=10)
+
+
+class Writer(Sampler):
+    """Creates a ConfigMap every 50 ms through the API endpoint; remembers when each was acknowledged."""
+
+    period = 0.05
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.acks: list[float] = []
+        self.errors: list[tuple[float, str]] = []
+        self.client = ApiClient.from_kubeconfig(KUBECONFIG, timeout=3)
+        self.i = 0
+
+    def step(self) -> None:
+        self.i += 1
+        body = {"metadata": {"name": f"ha-write-{self.i}"}, "data": {"i": str(self.i)}}
+        try:
+            self.client.create(CONFIGMAPS, body, "default")
+            self.acks.append(time.monotonic())
+        except Exception as exc:  # refused, timed out, connection cut: what the failover causes
+            self.errors.append((time.monotonic(), str(exc)))
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
         self.client.close()
 
     def gap_around(self, t: float) -> float:
@@ -80,29 +101,18 @@ class Writer:
         return max(b - a for a, b in itertools.pairwise(window))
 
 
-class PodCounter:
+class PodCounter(Sampler):
     """The most pods the hello Deployment ever had at once (not terminating), sampled every 100 ms."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.most = 0
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
-    def _run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.most = max(self.most, len(pods()))
-            except Exception:  # the API may be unreachable for a moment: that is what we cause
-                pass
-            self.stop.wait(0.1)
-
-    def __enter__(self) -> PodCounter:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=10)
+    def step(self) -> None:
+        try:
+            self.most = max(self.most, len(pods()))
+        except Exception:  # the API may be unreachable for a moment: that is what we cause
+            pass
 
 
 def hello_vip() -> str:
