@@ -157,7 +157,8 @@ def haproxy_config(
     # fast (a dead API server is out within ~1-2 s); the live set, used only when no server is
     # ready, leniently (an API server whose etcd times out answers slowly but still answers).
     checks = (
-        ("apiservers", "/readyz", f"{HEALTH_INTERVAL_MS}ms", HEALTH_FALL, "1s"),
+        # worst case for a server whose wire is cut: 700 ms timeout + 500 ms + 700 ms ≈ 1.9 s (≤ 2 s)
+        ("apiservers", "/readyz", f"{HEALTH_INTERVAL_MS}ms", HEALTH_FALL, "700ms"),
         ("apiservers-live", "/livez", "1s", 3, "3s"),
     )
     for backend, uri, inter, fall, timeout in checks:
