@@ -43,6 +43,7 @@ from tests.bench.bench_apiserver import FastConn, pod_body, run_loop
 from tests.bench.bench_lab import kubelab, lab_memory_mb
 from tests.bench.stats import Summary, print_table
 from tests.helpers.halab import CPS, etcd_leader
+from tests.helpers.wait import wait_for
 
 KUBECONFIG = "/var/lib/kubelab/admin.kubeconfig"
 PKI = "/var/lib/kubelab/pki"
@@ -55,18 +56,6 @@ def lab_cmd(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [sys.executable, "-m", "lab", *args], capture_output=True, text=True, timeout=timeout, check=False
     )
-
-
-def wait(cond: Any, timeout: float, what: str, interval: float = 0.05) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if cond():
-                return
-        except Exception:
-            pass
-        time.sleep(interval)
-    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def all_healthy() -> bool:
@@ -100,10 +89,10 @@ def write_gap() -> float:
     threads = [threading.Thread(target=writer, daemon=True) for _ in range(WRITERS)]
     for t in threads:
         t.start()
-    wait(lambda: len(acks) >= 10, 30, "writes flowing")
+    wait_for(lambda: len(acks) >= 10, 30, interval=0.05, message="writes flowing")
     stopped = time.monotonic()
     lab_cmd("node", "stop", leader)
-    wait(lambda: len([a for a in acks if a > stopped]) >= 20, 60, "writes flowing again after the stop")
+    wait_for(lambda: len([a for a in acks if a > stopped]) >= 20, 60, interval=0.05, message="writes after the stop")
     stop.set()
     for t in threads:
         t.join()
@@ -113,7 +102,7 @@ def write_gap() -> float:
     window = [a for a in acks if a >= stopped - 0.5]
     gap = max(b - a for a, b in itertools.pairwise(window))
     lab_cmd("node", "start", leader)
-    wait(all_healthy, 120, "the three members and API servers healthy again", interval=1)
+    wait_for(all_healthy, 120, interval=1, message="the three members and API servers healthy again")
     return gap
 
 
@@ -149,7 +138,7 @@ def takeover() -> tuple[float, bool]:
     # it was killed, but the protocol must not count on that): the new holder must come after it
     overlap = _micro(spec["acquireTime"]) < last_renew + RENEW_DEADLINE
     lab_cmd("node", "start", node)
-    wait(all_healthy, 120, "healthy again", interval=1)
+    wait_for(all_healthy, 120, interval=1, message="healthy again")
     return took, overlap
 
 
