@@ -236,6 +236,23 @@ def check(components: list[dict[str, Any]], cluster: Cluster) -> list[Health]:
                 nodes = {}
         return nodes
 
+    leases: list[tuple[bool, str, bool]] | None = None
+
+    def lease_verdicts() -> list[tuple[bool, str, bool]]:
+        # The control-plane Leases are the cluster's, not one API server's: read once per check,
+        # however many control planes there are.
+        nonlocal leases
+        if leases is None:
+            leases, now = [], time.time()
+            for holder in ("kube-scheduler", "kube-controller-manager"):
+                try:
+                    lease = _get(cluster.api, f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{holder}")
+                except (OSError, ValueError) as exc:
+                    leases.append((False, f"reading the {holder} Lease: {exc}", False))
+                    continue
+                leases.append(judge_lease(lease, holder, now))
+        return leases
+
     for i, c in enumerate(components):
         name, node, log = c["name"], c["node"], c.get("log", "")
         if not c.get("wanted", True):
@@ -258,16 +275,7 @@ def check(components: list[dict[str, Any]], cluster: Cluster) -> list[Health]:
             what = "kube-apiserver /readyz" if name == "controlplane" else "the API endpoint's /readyz (HAProxy)"
             verdicts.append(judge_http(http_get(url + "/readyz", cluster.tls), what))
             if name == "controlplane" and verdicts[0][0]:
-                now = time.time()
-                for holder in ("kube-scheduler", "kube-controller-manager"):
-                    try:
-                        lease = _get(
-                            cluster.api, f"/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/{holder}"
-                        )
-                    except (OSError, ValueError) as exc:
-                        verdicts.append((False, f"reading the {holder} Lease: {exc}", False))
-                        continue
-                    verdicts.append(judge_lease(lease, holder, now))
+                verdicts += lease_verdicts()
         elif name == "dns":
             verdicts.append(dns_answers(cluster.node_ips.get(node) or cluster.control_plane_ip))
         elif name == "noded":
