@@ -106,10 +106,7 @@ def components(lab: topology.LabNet, cp_args: list[str], python_cmd: Any, apiser
         )
     cps = lab.control_planes
     for cp in cps:
-        # Stacked: the local member first, as kubeadm points each kube-apiserver at its own member —
-        # a node's failure then takes its own API server along, not every API server's store calls.
-        ordered = sorted(members, key=lambda m: m[0] != cp.name)
-        endpoints = ",".join(hatopology.etcd_endpoints(ordered))
+        endpoints = ",".join(hatopology.apiserver_etcd_endpoints(members, cp.name))
         argv = python_cmd(
             "controlplane",
             "--data-dir", str(control_plane_dir(cp.name)),

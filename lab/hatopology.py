@@ -110,8 +110,16 @@ def etcd_member_argv(
 
 
 def etcd_endpoints(members: Sequence[tuple[str, str]]) -> list[str]:
-    """What the API servers (and etcdctl) are given: every member's client URL."""
+    """What etcdctl is given: every member's client URL."""
     return [client_url(ip) for _, ip in members]
+
+
+def apiserver_etcd_endpoints(members: Sequence[tuple[str, str]], control_plane: str) -> list[str]:
+    """What the API server on ``control_plane`` is given: every member's client URL, its own
+    member first when stacked — as kubeadm points each kube-apiserver at its local member, so a
+    node's failure takes its own API server along, not every API server's store calls (they would
+    all wait on the same dead first member until a request timed out)."""
+    return etcd_endpoints(sorted(members, key=lambda m: m[0] != control_plane))
 
 
 def haproxy_config(

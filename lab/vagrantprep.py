@@ -251,7 +251,7 @@ def ha_units(lab: topology.LabNet, node: topology.NodeNet) -> list[Unit]:
         "--tls-san", topology.CONTROL_PLANE_IP,
         "--tls-san", topology.LB_NAME,
         "--store", "etcd",
-        "--etcd-endpoints", ",".join(hatopology.etcd_endpoints(members)),
+        "--etcd-endpoints", ",".join(hatopology.apiserver_etcd_endpoints(members, node.name)),
         "--etcd-cafile", str(e.ca_cert),
         "--etcd-certfile", str(e.apiserver_client_cert),
         "--etcd-keyfile", str(e.apiserver_client_key),

@@ -133,7 +133,7 @@ def test_ha_units_are_hatopologys_command_lines_with_the_guests_paths(etcd: str)
 
     lab = topology.plan_lab(2, 3, etcd)
     members = lab.etcd_members()
-    endpoints = ",".join(hatopology.etcd_endpoints(members))
+    every = set(hatopology.etcd_endpoints(members))
     for node in lab.nodes:
         units = {u.name: u for u in vagrantprep.ha_units(lab, node)}
         member = (node.name, node.ip) in members
@@ -146,7 +146,11 @@ def test_ha_units_are_hatopologys_command_lines_with_the_guests_paths(etcd: str)
             assert set(units) <= {"kubelab-etcd"}
             continue
         cp = units["kubelab-controlplane"].argv
-        assert cp[cp.index("--etcd-endpoints") + 1] == endpoints and cp[cp.index("--store") + 1] == "etcd"
+        endpoints = cp[cp.index("--etcd-endpoints") + 1].split(",")
+        assert set(endpoints) == every and len(endpoints) == 3 and cp[cp.index("--store") + 1] == "etcd"
+        # stacked: its own member first (kubeadm's local endpoint); external: the members in order
+        first = f"https://{node.ip}:2379" if member else hatopology.etcd_endpoints(members)[0]
+        assert endpoints[0] == first
         assert cp[cp.index("--advertise-address") + 1] == node.ip
         assert "--etcd-cafile" in cp and "192.168.56.10" in cp  # the endpoint in its serving cert
         assert units["kubelab-controlplane"].after == (("kubelab-etcd.service",) if member else ())
