@@ -61,7 +61,7 @@ from typing import Any
 import orjson
 import psutil
 
-from tests.bench.bench_store import Result, raw_etcd, raw_sqlite_shared
+from tests.bench.bench_store import Result, raw_etcd, raw_etcd_grpc, raw_sqlite_shared
 from tests.bench.stats import Summary, fmt_ms, fmt_ratio, print_table
 from tests.helpers.apiserver import RunningApiServer, start_apiserver
 
@@ -549,6 +549,7 @@ def etcd_ratio(scale: float, members: int, rows: dict[str, list[list[str]]]) -> 
     try:
         extra: list[str] = []
         raw_tls: ssl.SSLContext | None = None
+        files: tuple[Path, Path, Path] | None = None  # the raw gRPC puts' TLS files
         if members == 1:
             etcd = start_etcd(tmp / "etcd")
             stoppers.append(etcd.stop)
@@ -559,6 +560,7 @@ def etcd_ratio(scale: float, members: int, rows: dict[str, list[list[str]]]) -> 
             stoppers.append(cluster.stop)
             endpoints = cluster.endpoints
             raw_tls = cluster.tls()
+            files = (cluster.ca, cluster.cert, cluster.key)
             extra = ["--etcd-cafile", str(cluster.ca), "--etcd-certfile", str(cluster.cert)]
             extra += ["--etcd-keyfile", str(cluster.key)]
             what = f"{members} members, client+peer TLS"
@@ -568,19 +570,24 @@ def etcd_ratio(scale: float, members: int, rows: dict[str, list[list[str]]]) -> 
         run_loop(create_pods(srv, 16, 320, "bench", "warm"))
         total = max(64, int(OPS[64] * scale))
         ours: list[Load] = []
-        raws: list[Result] = []
+        raws: list[Result] = []  # over etcd's JSON gateway (the issue's anchor)
+        grpcs: list[Result] = []  # over etcd's gRPC API (what the API server now speaks)
         for r in range(ETCD_RATIO_ROUNDS):
             raws.append(raw_etcd(endpoints[0], 64, total, f"ratio{members}-{r}", raw_tls))
+            grpcs.append(raw_etcd_grpc(endpoints[0], 64, total, f"ratio{members}-g{r}", files))
             ours.append(run_loop(create_pods(srv, 64, total, "bench", f"ratio-{r}")))
         ratios = sorted(o.result.rate / a.rate for o, a in zip(ours, raws, strict=True))
-        o, a = Result.merge([x.result for x in ours]), Result.merge(raws)
+        gratios = sorted(o.result.rate / a.rate for o, a in zip(ours, grpcs, strict=True))
+        o, a, g = Result.merge([x.result for x in ours]), Result.merge(raws), Result.merge(grpcs)
         rows["etcd_ratio"].append(
             [
                 what,
                 "64",
                 f"{a.rate:,.0f}/s ({min(a.rates):,.0f}–{max(a.rates):,.0f})",
+                f"{g.rate:,.0f}/s ({min(g.rates):,.0f}–{max(g.rates):,.0f})",
                 f"{o.rate:,.0f}/s ({min(o.rates):,.0f}–{max(o.rates):,.0f})",
                 f"{ratios[len(ratios) // 2]:.2f}× ({ratios[0]:.2f}–{ratios[-1]:.2f})",
+                f"{gratios[len(gratios) // 2]:.2f}× ({gratios[0]:.2f}–{gratios[-1]:.2f})",
                 fmt_ms(Summary.of(o.latencies).median),
                 fmt_ms(Summary.of(o.latencies).p99),
                 *cpu_columns(ours),
@@ -599,9 +606,11 @@ def print_etcd_ratio(rows: dict[str, list[list[str]]]) -> None:
         [
             "etcd",
             "clients",
-            "raw puts/s (min–max)",
+            "raw puts/s, gateway (min–max)",
+            "raw puts/s, gRPC (min–max)",
             "ours creates/s (min–max)",
-            "ours/raw",
+            "ours/gateway puts",
+            "ours/gRPC puts",
             "p50",
             "p99",
             "server CPU per create",

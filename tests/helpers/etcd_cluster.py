@@ -156,7 +156,7 @@ def start_tls_cluster(tmp_path: Path, members: int = 3, *, timeout: float = 30.0
     binary = shutil.which("etcd") or "/usr/bin/etcd"
     if not os.path.exists(binary):
         raise RuntimeError("etcd is not installed (Debian package etcd-server; `make deps` installs it)")
-    last: Exception | None = None
+    last: BaseException | None = None
     for attempt in range(2):
         base = tmp_path / f"etcd-tls-{attempt}"
         base.mkdir(parents=True)

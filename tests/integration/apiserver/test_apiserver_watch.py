@@ -98,7 +98,14 @@ def test_too_old_resource_version_gives_410_error_event(tmp_path: Path) -> None:
             first = c.post(CM, json=cm("old-0")).json()["metadata"]["resourceVersion"]
             for i in range(1, 10):
                 c.post(CM, json=cm(f"old-{i}"))
-            events = read_events(c, CM, {"resourceVersion": first, "timeoutSeconds": "5"})
+
+            # The watch cache takes the creates from the store a moment after they are answered;
+            # until it has the last of them, ``first`` is still inside its window (no 410 yet).
+            def expired() -> list[dict[str, Any]] | None:
+                got = read_events(c, CM, {"resourceVersion": first, "timeoutSeconds": "1"})
+                return got if got and got[0]["type"] == "ERROR" else None
+
+            events = wait_for(expired, timeout=15, message="a watch from a revision the window dropped to give 410")
             assert len(events) == 1 and events[0]["type"] == "ERROR"
             status = events[0]["object"]
             assert status["kind"] == "Status" and status["code"] == 410 and status["reason"] == "Expired"
