@@ -272,13 +272,19 @@ def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
         message="np-ok and np-no Ready",
     )
 
-    def answered(client: str) -> bool:
+    def answered(client: str, url: str = f"http://{vip}/") -> bool:
+        # Under software emulation a busybox exec plus a connection through the DNAT can take
+        # seconds: a dropped client is told from a slow one by a generous bound, and every miss is
+        # printed (exit code, what kubectl and wget said) so a failure names its cause.
         res = subprocess.run(
             ["kubectl", "--kubeconfig", str(KUBECONFIG), "exec", client, "--",
-             "timeout", "5", "wget", "-q", "-O", "-", f"http://{vip}/"],
-            capture_output=True, text=True, timeout=60, check=False,
+             "timeout", "15", "wget", "-q", "-O", "-", url],
+            capture_output=True, text=True, timeout=90, check=False,
         )  # fmt: skip
-        return "Hello from" in res.stdout
+        ok = "Hello from" in res.stdout
+        if not ok:
+            print(f"[vagrant lab] {client} → {url}: rc={res.returncode} {res.stderr.strip()[-300:]!r}", flush=True)
+        return ok
 
     wait_for(lambda: answered("np-no"), timeout=120, interval=2, message="np-no answered before any policy")
     kubectl("apply", "-f", "-", input_text=NP_POLICIES)
@@ -290,6 +296,13 @@ def test_vagrant_lab_end_to_end(vagrant_lab: None) -> None:
         interval=2,
         message="np-no dropped and np-ok admitted by the policies",
     )
+    # Admitted by every backend, on either worker (each pod's own address, then the VIP, which
+    # picks one at random): a policy enforced on one node only would fail here.
+    backends = {p["status"]["podIP"]: p["spec"]["nodeName"] for p in pods()}
+    placed = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods("np in (ok,no)")}
+    print(f"[vagrant lab] NetworkPolicy: clients on {placed}, backends on {backends}", flush=True)
+    for ip, node in backends.items():
+        assert answered("np-ok", f"http://{ip}:8080/"), f"np-ok not admitted by the backend {ip} on {node}"
     assert all(answered("np-ok") for _ in range(3))
     assert "KUBELAB-FIREWALL" in ssh("kl-node1", "sudo iptables -S FORWARD")
     kubectl("delete", "networkpolicy", "hello-deny-ingress", "hello-allow-access")
