@@ -360,7 +360,9 @@ def prepare_ha(lab: topology.LabNet) -> None:
             nd.mkdir(parents=True, exist_ok=True)
             _copy(cluster.ca_cert, nd / "ca.crt")
             servers = [(cp.name, cp.ip) for cp in lab.control_planes]
-            (nd / "haproxy.cfg").write_text(hatopology.haproxy_config(topology.CONTROL_PLANE_IP, servers, LB_CA_FILE))
+            (nd / "haproxy.cfg").write_text(
+                hatopology.haproxy_config(topology.CONTROL_PLANE_IP, servers, LB_CA_FILE, check=hatopology.VM_CHECK)
+            )
         units_dir = nd / "units"
         shutil.rmtree(units_dir, ignore_errors=True)
         units = ha_units(lab, node)

@@ -108,6 +108,8 @@ def test_ha_control_planes_share_kubeadms_upload_certs_set_and_etcd_only_where_m
     cfg = (lb / "haproxy.cfg").read_text()
     assert "bind 192.168.56.10:6443" in cfg and f"ca-file {vagrantprep.LB_CA_FILE}" in cfg
     assert all(f"server kl-cp{i} 192.168.56.2{i}:6443" in cfg for i in (1, 2, 3))
+    # the VMs' lenient check (a TLS handshake with an emulated guest takes over 500 ms)
+    assert "check inter 2000ms fall 2" in cfg and "timeout check 3000ms" in cfg and "inter 500ms" not in cfg
     # everyone's kubeconfig names the endpoint, never one control plane
     assert "https://192.168.56.10:6443" in (ha_prep.parent / "admin.kubeconfig").read_text()
     assert "https://192.168.56.10:6443" in (ha_prep / "kl-node1" / "kubeconfig").read_text()
@@ -193,3 +195,14 @@ def test_kl_lbs_haproxy_config_is_valid_for_haproxy(ha_prep: Path) -> None:
     (lb / "check.cfg").write_text(cfg)
     res = subprocess.run(["haproxy", "-c", "-f", str(lb / "check.cfg")], capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_health_check_timings_namespaces_within_2s_vms_lenient() -> None:
+    from lab import hatopology
+
+    ns = hatopology.haproxy_config("192.168.56.10", [("kl-cp1", "192.168.56.21")], "/ca.crt")
+    assert "server kl-cp1 192.168.56.21:6443 check inter 500ms fall 2" in ns and "timeout check 700ms" in ns
+    assert hatopology.NAMESPACE_CHECK.worst_case_s() <= 2.0  # issue 17: a dead API server out within 2 s
+    vm = hatopology.VM_CHECK
+    # every connect + TLS handshake gets ≥ 2 s and the answer ≥ 3 s; a dead server is still out in seconds
+    assert vm.interval_ms >= 2000 and vm.timeout_ms >= 3000 and vm.worst_case_s() <= 10.0
