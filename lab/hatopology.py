@@ -38,8 +38,6 @@ PEER_PORT = 2380
 METRICS_PORT = 2381
 API_PORT = 6443
 CLUSTER_TOKEN = "kubelab-etcd"
-HEALTH_INTERVAL_MS = 500
-HEALTH_FALL = 2
 HEALTH_RISE = 2
 
 
@@ -61,11 +59,11 @@ class HealthCheck:
 
 #: Namespaces on one machine: a dead API server is out within ~2 s (issue 17's goal): worst case
 #: for a cut wire, 700 ms timeout + 500 ms + 700 ms ≈ 1.9 s.
-NAMESPACE_CHECK = HealthCheck(HEALTH_INTERVAL_MS, 700, HEALTH_FALL)
+NAMESPACE_CHECK = HealthCheck(500, 700, 2)
 #: VMs: under software emulation (QEMU without KVM, as in ``make test-vagrant`` here) a TLS
 #: handshake with a busy guest takes over 500 ms; with the namespace timings the API servers were
 #: marked down and up every few seconds and ``kubectl exec`` through the endpoint broke ("websocket:
-#: close 1006 (abnormal closure)"). Out within ~9 s instead.
+#: close 1006 (abnormal closure)"). Out within ~8 s instead.
 VM_CHECK = HealthCheck(2000, 3000, 2)
 
 

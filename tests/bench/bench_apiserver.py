@@ -571,7 +571,7 @@ def etcd_ratio(scale: float, members: int, rows: dict[str, list[list[str]]]) -> 
         total = max(64, int(OPS[64] * scale))
         ours: list[Load] = []
         raws: list[Result] = []  # over etcd's JSON gateway (the anchor)
-        grpcs: list[Result] = []  # over etcd's gRPC API (what the API server now speaks)
+        grpcs: list[Result] = []  # over etcd's native gRPC API (the stricter anchor)
         for r in range(ETCD_RATIO_ROUNDS):
             raws.append(raw_etcd(endpoints[0], 64, total, f"ratio{members}-{r}", raw_tls))
             grpcs.append(raw_etcd_grpc(endpoints[0], 64, total, f"ratio{members}-g{r}", files))

@@ -231,8 +231,9 @@ def raw_etcd_grpc(
     endpoint: str, clients: int, total: int, run_id: str, tls: tuple[Path, Path, Path] | None = None
 ) -> Result:
     """Raw puts over etcd's native gRPC API — the cheapest client Python has: ``clients`` coroutines
-    on one asyncio loop sharing one HTTP/2 channel (grpcio's C core does the wire work), the same
-    stubs ``EtcdStore`` uses. ``tls``: (CA, client certificate, key) for an https endpoint."""
+    on one asyncio loop sharing one HTTP/2 channel (grpcio's C core does the wire work), with the
+    stubs ``aetcd`` generates from etcd's ``rpc.proto``. ``tls``: (CA, client certificate, key) for an
+    https endpoint."""
     import grpc
     import grpc.aio
     from aetcd import rpc
