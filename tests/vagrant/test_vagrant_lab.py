@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import time
 import urllib.request
@@ -127,9 +128,19 @@ def lab_leftovers() -> list[str]:
     return left
 
 
+def kvm_mode() -> str | None:
+    """/dev/kvm's owner, group and mode (libvirt-networks.sh gives it udev's while the lab runs)."""
+    try:
+        st = os.stat("/dev/kvm")
+    except FileNotFoundError:
+        return None
+    return f"{st.st_uid}:{st.st_gid} {stat.S_IMODE(st.st_mode):o}"
+
+
 @pytest.fixture
 def vagrant_lab() -> Iterator[None]:
     assert not lab_leftovers(), f"a Vagrant lab is already here: {lab_leftovers()} (sudo make vagrant-down)"
+    kvm_before = kvm_mode()
     with safety.hold("vagrant-test"):
         try:
             yield
@@ -144,6 +155,7 @@ def vagrant_lab() -> Iterator[None]:
             print(res.stdout, res.stderr, f"[vagrant lab] down: {TIMES['down']:.0f} s", sep="\n", flush=True)
             print("[vagrant lab] times (s): " + ", ".join(f"{k} {v:.0f}" for k, v in TIMES.items()), flush=True)
     assert not lab_leftovers(), f"left behind: {lab_leftovers()}"
+    assert kvm_mode() == kvm_before, f"/dev/kvm was {kvm_before}, is {kvm_mode()} after down"
 
 
 NP_CLIENTS = """\

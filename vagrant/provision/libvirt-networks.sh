@@ -50,8 +50,32 @@ start_under_safety_route() { # name subnet
   return $rc
 }
 
+# Without udev (a container or a microVM as the host), /dev/kvm keeps the kernel's root-only 0600
+# instead of udev's root:kvm 0660 (Debian's 50-udev-default.rules). libvirt then finds KVM in its
+# capability probe yet not usable by its QEMU user, so it discards its capabilities cache and probes
+# QEMU again at every lookup (virQEMUCapsIsValid: "KVM was enabled when probing …, but it is not
+# available now"): ~2 s a probe, ~8 minutes of a 6-VM `vagrant up` spent idle. udev's group and
+# mode while our libvirtd runs; `down` puts back what was there. (Whether KVM can run a guest does
+# not matter here: the Vagrantfile picks the domain type, and TCG when the CPU shows no VMX/SVM.)
+kvm_like_udev() {
+  [ -c /dev/kvm ] && getent group kvm >/dev/null || return 0
+  local was; was=$(stat -c '%U:%G %a' /dev/kvm)
+  [ "$was" = "root:kvm 660" ] || [ "$was" = "root:kvm 666" ] && return 0
+  [ -f "$STATE/kvm-mode" ] || echo "$was" > "$STATE/kvm-mode"
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+}
+
+kvm_restore() {
+  [ -f "$STATE/kvm-mode" ] || return 0
+  local owner mode
+  read -r owner mode < "$STATE/kvm-mode"
+  if [ -c /dev/kvm ]; then chown "$owner" /dev/kvm && chmod "$mode" /dev/kvm; fi
+  rm -f "$STATE/kvm-mode"
+}
+
 case "${1:-up}" in
 up)
+  kvm_like_udev
   # Debian's "default" network NATs to the outside: it must never start with our libvirtd.
   rm -f /etc/libvirt/qemu/networks/autostart/default.xml
   grep -q LIBVIRT_ <<<"$(iptables-save)" || touch "$STATE/iptables-ours"   # libvirtd adds LIBVIRT_* chains
@@ -96,6 +120,7 @@ down)
       rm -f "$STATE/$d.pid"
     fi
   done
+  pgrep -x libvirtd >/dev/null || kvm_restore
   # The LIBVIRT_* chains libvirtd made in the root namespace (the networks' rules went with them
   # at net-destroy; the empty chains and their jumps stay behind), when none were there before us.
   if [ -f "$STATE/iptables-ours" ] && ! pgrep -x libvirtd >/dev/null; then
