@@ -120,7 +120,7 @@ down)
       rm -f "$STATE/$d.pid"
     fi
   done
-  pgrep -x libvirtd >/dev/null || kvm_restore
+  kvm_restore
   # The LIBVIRT_* chains libvirtd made in the root namespace (the networks' rules went with them
   # at net-destroy; the empty chains and their jumps stay behind), when none were there before us.
   if [ -f "$STATE/iptables-ours" ] && ! pgrep -x libvirtd >/dev/null; then
