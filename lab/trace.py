@@ -429,6 +429,12 @@ def parse_address(text: str) -> tuple[str, int]:
 #: The node components' authenticated debug endpoints (HTTPS on each node's InternalIP).
 NETAGENT_PORT = 9098  # the network agent's /debug/network and /debug/network/route (netplugin/debug.py)
 PROXY_PORT = 10253  # the proxy's /debug/rules (proxy/server.py)
+# A node's /debug/network forks ip and iptables-save once per link, pod and table: milliseconds on
+# the namespace lab, but over 10 s on a VM under software emulation with six VMs on two cores
+# (seen in the HA VM test); so a long read timeout there (connecting keeps ApiClient's 10 s: a node
+# that is down still fails fast). The API itself keeps 10 s.
+API_TIMEOUT = 10.0
+NODE_DEBUG_TIMEOUT = 60.0
 
 
 def _run(argv: Sequence[str], timeout: float = 10) -> subprocess.CompletedProcess[str]:
@@ -495,12 +501,12 @@ class Lab:
 
     # --- the API ---------------------------------------------------------------------------------
 
-    def _client(self, server: str) -> Any:
+    def _client(self, server: str, timeout: float = API_TIMEOUT) -> Any:
         import dataclasses
 
         from controlplane.client.rest import ApiClient
 
-        return ApiClient(server, config=dataclasses.replace(self.config, server=server), timeout=10)
+        return ApiClient(server, config=dataclasses.replace(self.config, server=server), timeout=timeout)
 
     def get(self, path: str) -> dict[str, Any]:
         try:
@@ -546,7 +552,7 @@ class Lab:
         server = f"https://{self.node_ip(node)}:{port}"
         what = {NETAGENT_PORT: "network agent", PROXY_PORT: "proxy"}.get(port, "component")
         try:
-            with self._client(server) as client:
+            with self._client(server, NODE_DEBUG_TIMEOUT) as client:
                 answer = client.request("GET", path, params=params)
         except errors.ApiError as exc:
             raise TraceError(f"{node}'s {what} at {server}{path} answered {exc.code}: {exc.message}") from exc
