@@ -52,6 +52,7 @@ class Cluster:
     def __init__(self) -> None:
         self.requests: list[str] = []
         self.auth: list[str] = []
+        self.timeouts: dict[str, float] = {}  # server → the read timeout its client was given
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         host, path, q = request.url.host, request.url.path, dict(request.url.params)
@@ -86,8 +87,9 @@ def cluster(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Cluster:
     c = Cluster()
     cfg = ClientConfig(server="https://192.168.56.10:6443", token="admin-token")
 
-    def client(self: trace.Lab, server: str) -> ApiClient:
-        return ApiClient(server, token="admin-token", transport=httpx.MockTransport(c.handle))
+    def client(self: trace.Lab, server: str, timeout: float = trace.API_TIMEOUT) -> ApiClient:
+        c.timeouts[server] = timeout
+        return ApiClient(server, token="admin-token", transport=httpx.MockTransport(c.handle), timeout=timeout)
 
     monkeypatch.setattr("controlplane.client.kubeconfig.load_kubeconfig", lambda path, context=None: cfg)
     monkeypatch.setattr(trace.Lab, "_client", client)
@@ -122,6 +124,9 @@ def test_a_pod_to_service_trace_is_read_from_the_debug_endpoints_and_runs_no_com
     # every request carried the kubeconfig's credentials, to the API server or a node's InternalIP
     assert set(cluster.auth) == {"Bearer admin-token"}
     assert {r.split(":")[0] for r in cluster.requests} == {"192.168.56.10", "192.168.56.11", "192.168.56.12"}
+    # the nodes' debug endpoints get the long read timeout (they fork tools), the API its usual one
+    assert cluster.timeouts["https://192.168.56.11:9098"] == trace.NODE_DEBUG_TIMEOUT > trace.API_TIMEOUT
+    assert cluster.timeouts["https://192.168.56.10:6443"] == trace.API_TIMEOUT
     assert VIP in out
 
 
