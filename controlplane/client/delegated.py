@@ -96,6 +96,43 @@ def forbidden(user: UserInfo, verb: str, path: str, reason: str = "") -> errors.
     return errors.Forbidden(msg + (f": {reason}" if reason else ""))
 
 
+class SarDecisions:
+    """Delegated authorization's decisions: one ``SubjectAccessReview`` per distinct question, its
+    answer kept ``ALLOW_TTL``/``DENY_TTL`` (the delegating authorizer's webhook cache).
+
+    The one home of that cache for every delegating server here: ``DelegatedAuth`` (the node
+    components' debug endpoints: non-resource paths) and the metrics server (resource attributes
+    for ``metrics.k8s.io``). A review that fails (API server unreachable, the API not served) is a
+    denial naming the cause, for that request only: it is not cached, never an allow.
+    """
+
+    def __init__(self, post: Post, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.post = post
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._decisions: dict[str, tuple[float, bool, str]] = {}
+
+    def decide(self, review: Obj) -> tuple[bool, str]:
+        """(allowed, reason) for a ``SubjectAccessReview`` body."""
+        key = json.dumps(review["spec"], sort_keys=True)
+        now = self.clock()
+        with self._lock:
+            hit = self._decisions.get(key)
+            if hit is not None and hit[0] > now:
+                return hit[1], hit[2]
+        try:
+            answer = self.post(SUBJECT_ACCESS_REVIEWS, review)
+        except Exception as exc:  # not cached: the next request asks again
+            log.warning("SubjectAccessReview failed: %s", exc)
+            return False, f"the authorizer could not be reached: {exc}"
+        status = (answer.get("status") or {}) if isinstance(answer, dict) else {}
+        allowed = bool(status.get("allowed")) and not status.get("denied")
+        reason = str(status.get("reason", ""))
+        with self._lock:
+            self._decisions[key] = (now + (ALLOW_TTL if allowed else DENY_TTL), allowed, reason)
+        return allowed, reason
+
+
 class DelegatedAuth:
     """Authenticate (certificate or TokenReview) and authorize (SubjectAccessReview) one request."""
 
@@ -104,7 +141,7 @@ class DelegatedAuth:
         self.clock = clock
         self._lock = threading.Lock()
         self._tokens: dict[str, tuple[float, UserInfo | None]] = {}
-        self._decisions: dict[str, tuple[float, bool, str]] = {}
+        self._sar = SarDecisions(post, clock=clock)
 
     # --- authentication ---------------------------------------------------------------------
     def authenticate(self, peer: Obj | None, authorization: str) -> UserInfo | None:
@@ -163,24 +200,7 @@ class DelegatedAuth:
         return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
 
     def authorize(self, user: UserInfo, verb: str, path: str) -> tuple[bool, str]:
-        body = self.review(user, verb, path)
-        key = json.dumps(body["spec"], sort_keys=True)
-        now = self.clock()
-        with self._lock:
-            hit = self._decisions.get(key)
-            if hit is not None and hit[0] > now:
-                return hit[1], hit[2]
-        try:
-            answer = self.post(SUBJECT_ACCESS_REVIEWS, body)
-        except Exception as exc:  # not cached: the next request asks again
-            log.warning("SubjectAccessReview failed: %s", exc)
-            return False, f"the authorizer could not be reached: {exc}"
-        status = (answer.get("status") or {}) if isinstance(answer, dict) else {}
-        allowed = bool(status.get("allowed")) and not status.get("denied")
-        reason = str(status.get("reason", ""))
-        with self._lock:
-            self._decisions[key] = (now + (ALLOW_TTL if allowed else DENY_TTL), allowed, reason)
-        return allowed, reason
+        return self._sar.decide(self.review(user, verb, path))
 
     def check(self, peer: Obj | None, authorization: str, method: str, path: str) -> errors.ApiError | None:
         """None: serve the request; else the Status error to answer (401 or 403)."""
@@ -348,6 +368,7 @@ def client_poster(client: Any) -> Post:
 __all__ = [
     "ALWAYS_ALLOW",
     "DelegatedAuth",
+    "SarDecisions",
     "SecureServer",
     "UserInfo",
     "bind",

@@ -115,6 +115,7 @@ def aggregator_pki(data: Path, apiserver_url: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from controlplane.api import registry
+    from controlplane.client.delegated import client_poster
     from controlplane.client.informer import Informer
     from controlplane.client.rest import ApiClient
     from controlplane.metricsserver.scraper import Scraper, https_fetcher
@@ -134,13 +135,9 @@ def run(args: argparse.Namespace) -> int:
     store = MetricsStore()
     api = MetricsAPI(store, nodes.list, pods.list)
 
-    def post_sar(body: dict[str, Any]) -> dict[str, Any]:
-        out = client.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=body)
-        return out if isinstance(out, dict) else {}
-
     httpd = serve_https(
         api,
-        SarAuthorizer(post_sar),
+        SarAuthorizer(client_poster(client)),
         cert=a.metrics_server_cert,
         key=a.metrics_server_key,
         client_ca=ca,

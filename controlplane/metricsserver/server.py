@@ -15,9 +15,10 @@ Authentication is delegated as in every aggregated API server (k8s.io/apiserver'
 (the front-proxy CA) whose CN is an allowed name (``front-proxy-client``) makes the request
 carry its user in ``X-Remote-User``, groups in ``X-Remote-Group`` and extras in
 ``X-Remote-Extra-<key>``; a certificate from the cluster CA authenticates as its CN/O; anything
-else is 401. Authorization is a ``SubjectAccessReview`` POSTed to the API server (cached 10 s, as
-the delegating authorizer's allow/deny TTLs); if the API server does not serve that API yet (404)
-every authenticated request is allowed and that is logged once.
+else is 401. Authorization is a ``SubjectAccessReview`` POSTed to the API server, decided and
+cached by ``controlplane.client.delegated.SarDecisions`` (10 s, the delegating authorizer's
+allow/deny TTLs), the one home it shares with the node components' debug endpoints; a review that
+fails (API server unreachable or not serving the API) is a 403 naming the cause, not cached.
 
 Concurrency: ``ThreadingHTTPServer`` (a thread per connection) reads the store under its lock; the
 scraper thread writes it. Standard library HTTP on purpose: the process stays small.
@@ -28,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import ssl
-import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -39,6 +39,7 @@ from typing import Any
 
 from controlplane.api import errors
 from controlplane.api.selectors import LabelSelector
+from controlplane.client.delegated import Post, SarDecisions
 from controlplane.metricsserver.storage import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -204,20 +205,16 @@ class MetricsAPI:
 
 
 class SarAuthorizer:
-    """Delegated authorization: ``SubjectAccessReview`` against the API server, decisions cached 10 s.
+    """Delegated authorization for ``metrics.k8s.io``: the ``SubjectAccessReview`` a request asks
+    (resource attributes for nodes and pods, the path for discovery), decided and cached by
+    ``controlplane.client.delegated.SarDecisions`` — the same cache and failure rule as the node
+    components' debug endpoints: a review that fails is a denial, not cached.
 
-    ``post(body)`` sends the review and returns the API server's answer; it raises
-    ``errors.NotFound`` when the API server has no such API — then everything is allowed (logged once).
+    ``post(path, body)`` sends a review to the API server (``delegated.client_poster``).
     """
 
-    TTL = 10.0
-
-    def __init__(self, post: Callable[[Obj], Obj], clock: Callable[[], float] = time.monotonic) -> None:
-        self.post = post
-        self.clock = clock
-        self._cache: dict[str, tuple[float, bool, str]] = {}
-        self._lock = threading.Lock()
-        self.unavailable_logged = False
+    def __init__(self, post: Post, clock: Callable[[], float] = time.monotonic) -> None:
+        self._sar = SarDecisions(post, clock=clock)
 
     @staticmethod
     def review(user: User, verb: str, route: Route | None, path: str) -> Obj:
@@ -236,27 +233,7 @@ class SarAuthorizer:
         return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
 
     def authorize(self, user: User, verb: str, route: Route | None, path: str) -> tuple[bool, str]:
-        body = self.review(user, verb, route, path)
-        key = json.dumps(body["spec"], sort_keys=True)
-        now = self.clock()
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit and hit[0] > now:
-                return hit[1], hit[2]
-        try:
-            status = (self.post(body) or {}).get("status") or {}
-        except errors.NotFound:
-            if not self.unavailable_logged:
-                log.warning(
-                    "the API server does not serve authorization.k8s.io/v1 SubjectAccessReview: "
-                    "authorization is not available, every authenticated request is allowed"
-                )
-                self.unavailable_logged = True
-            return True, ""
-        allowed, reason = bool(status.get("allowed")) and not status.get("denied"), str(status.get("reason", ""))
-        with self._lock:
-            self._cache[key] = (now + self.TTL, allowed, reason)
-        return allowed, reason
+        return self._sar.decide(self.review(user, verb, route, path))
 
 
 class _Handler(BaseHTTPRequestHandler):

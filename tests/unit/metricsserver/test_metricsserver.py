@@ -225,7 +225,8 @@ def test_sar_review_body_cache_and_denial() -> None:
     sent: list[dict[str, Any]] = []
     answer = {"allowed": False, "reason": "no RBAC rule"}
 
-    def post(body: dict[str, Any]) -> dict[str, Any]:
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert path == "/apis/authorization.k8s.io/v1/subjectaccessreviews"
         sent.append(body)
         return {**body, "status": answer}
 
@@ -253,11 +254,17 @@ def test_sar_review_body_cache_and_denial() -> None:
     ] == {"path": "/apis/metrics.k8s.io/v1beta1", "verb": "get"}
 
 
-def test_sar_not_served_allows_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
-    def post(body: dict[str, Any]) -> dict[str, Any]:
-        raise errors.NotFound("the server could not find the requested resource")
+def test_a_failed_review_is_a_denial_naming_the_cause_and_not_cached() -> None:
+    calls = [0]
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        calls[0] += 1
+        if calls[0] == 1:
+            raise errors.NotFound("the server could not find the requested resource")
+        return {**body, "status": {"allowed": True}}
 
     az = SarAuthorizer(post)
-    for _ in range(3):
-        assert az.authorize(User("bob"), "list", None, "/apis")[0]
-    assert sum("authorization is not available" in r.message for r in caplog.records) == 1
+    allowed, reason = az.authorize(User("bob"), "list", None, "/apis")
+    assert not allowed and "the authorizer could not be reached" in reason and "could not find" in reason
+    assert az.authorize(User("bob"), "list", None, "/apis") == (True, "")  # asked again, not cached
+    assert calls[0] == 2
