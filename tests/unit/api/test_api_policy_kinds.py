@@ -320,3 +320,40 @@ def test_validation_of_policy_kinds() -> None:
     )
     bad_lr = {"metadata": {"name": "l"}, "spec": {"limits": [{"type": "Node"}]}}
     assert causes(registry.LIMITRANGES, bad_lr)[0][0] == "spec.limits[0].type"
+
+
+def test_validation_of_resourcequotas() -> None:
+    def rq(**spec: Any) -> dict[str, Any]:
+        return {"metadata": {"name": "q"}, "spec": spec}
+
+    good = rq(hard={"pods": "10", "requests.cpu": "1500m", "count/deployments.apps": "2", "hugepages-2Mi": "1Gi"})
+    assert causes(registry.RESOURCEQUOTAS, good) == []
+    assert causes(registry.RESOURCEQUOTAS, rq(hard={"pods": "-1", "secrets": "1500m", "nodes": "1"})) == [
+        ("spec.hard[pods]", 'Invalid value: "-1": must be greater than or equal to 0'),
+        ("spec.hard[secrets]", 'Invalid value: "1500m": must be an integer'),
+        ("spec.hard[nodes]", 'Invalid value: "nodes": must be a standard resource type or fully qualified'),
+        ("spec.hard[nodes]", 'Invalid value: "nodes": must be a standard resource for quota'),
+    ]
+    (field, message), *_ = causes(registry.RESOURCEQUOTAS, rq(hard={"cpu": "lots"}))
+    assert field == "spec.hard[cpu]" and "quantities must match the regular expression" in message
+    # scopes: known ones, each valid for every standard resource quoted, never a conflicting pair
+    assert causes(registry.RESOURCEQUOTAS, rq(hard={"pods": "1", "cpu": "1"}, scopes=["NotBestEffort"])) == []
+    assert causes(registry.RESOURCEQUOTAS, rq(hard={"pods": "1"}, scopes=["Sometimes"])) == [
+        ("spec.scopes", 'Invalid value: ["Sometimes"]: unsupported scope')
+    ]
+    assert causes(registry.RESOURCEQUOTAS, rq(hard={"cpu": "1"}, scopes=["BestEffort"])) == [
+        ("spec.scopes", 'Invalid value: ["BestEffort"]: unsupported scope applied to resource')
+    ]
+    both = causes(registry.RESOURCEQUOTAS, rq(hard={"pods": "1"}, scopes=["Terminating", "NotTerminating"]))
+    assert both == [("spec.scopes", 'Invalid value: ["Terminating","NotTerminating"]: conflicting scopes')]
+    sel = rq(hard={"pods": "1"}, scopeSelector={"matchExpressions": [{"scopeName": "BestEffort", "operator": "In"}]})
+    assert [f for f, _ in causes(registry.RESOURCEQUOTAS, sel)] == [
+        "spec.scopeSelector.matchExpressions.operator",
+        "spec.scopeSelector.matchExpressions.values",
+    ]
+    # ValidateResourceQuotaUpdate: scopes are fixed at create
+    old = rq(hard={"pods": "1"}, scopes=["NotTerminating"])
+    assert causes(registry.RESOURCEQUOTAS, rq(hard={"pods": "2"}, scopes=["NotTerminating"]), old) == []
+    assert causes(registry.RESOURCEQUOTAS, rq(hard={"pods": "2"}), old) == [
+        ("spec.scopes", "Invalid value: []: field is immutable")
+    ]
