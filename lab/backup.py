@@ -35,7 +35,7 @@ from typing import Any
 
 from controlplane.storage import backup as store_backup
 from controlplane.storage.factory import SQLITE_FILE
-from lab import state, supervisor
+from lab import etcdcmd, state, supervisor
 
 CONTROL_PLANE_NODE = "kl-cp"
 ETCD_ENDPOINT = "http://127.0.0.1:2379"  # inside kl-cp's network namespace (lab/labcmd.py build_components)
@@ -142,11 +142,11 @@ def _apiserver_ready() -> bool:
 
 def etcd_statuses(t: EtcdTarget) -> list[dict[str, Any]]:
     """Each answering member's ``endpoint status`` (header revision, leader, raft term)."""
-    argv = [*t.prefix, "etcdctl", *t.tls_args, "--endpoints", ",".join(t.endpoints), "--command-timeout=3s"]
+    ca, cert, key = t.tls
+    args = ["--command-timeout=3s", "endpoint", "status", "-w", "json"]
+    argv = etcdcmd.etcdctl_command(t.prefix, t.endpoints, {"ca": ca, "cert": cert, "key": key}, args)
     try:
-        res = subprocess.run(
-            [*argv, "endpoint", "status", "-w", "json"], capture_output=True, text=True, timeout=30, check=False
-        )
+        res = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     except subprocess.TimeoutExpired:
         return []
     try:  # etcdctl prints the members that answered even when another one did not (exit code 1)

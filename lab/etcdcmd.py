@@ -20,7 +20,7 @@ import argparse
 import json
 import os
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controlplane.api import errors
@@ -37,16 +37,24 @@ def endpoints(plan: dict[str, Any]) -> list[str]:
     return list(eps) if eps else list(DEFAULT_ENDPOINTS)
 
 
+def etcdctl_command(
+    prefix: Sequence[str], endpoints: Sequence[str], tls: Mapping[str, str | None] | None, args: Sequence[str]
+) -> list[str]:
+    """``etcdctl ARGS`` against ``endpoints`` with the client certificate ``tls`` (ca/cert/key; None:
+    plain HTTP), after ``prefix`` (an nsenter into the member's namespace, or nothing): the one
+    place the lab builds etcdctl's command line (``kubelab etcd``, status, backup's health checks)."""
+    argv = [*prefix, "etcdctl", "--endpoints", ",".join(endpoints)]
+    if tls and tls.get("ca"):
+        argv += ["--cacert", str(tls["ca"]), "--cert", str(tls.get("cert") or ""), "--key", str(tls.get("key") or "")]
+    return argv + list(args)
+
+
 def etcdctl_argv(plan: dict[str, Any], args: list[str]) -> list[str]:
     """The command line that runs ``etcdctl ARGS`` against the lab's members."""
     etcd = plan.get("etcd") or {}
     netns = etcd.get("netns", CONTROL_PLANE_NODE)
-    argv = ["nsenter", f"--net=/var/run/netns/{netns}", "--"] if netns else []
-    argv += ["etcdctl", "--endpoints", ",".join(endpoints(plan))]
-    tls = etcd.get("tls")
-    if tls:
-        argv += ["--cacert", tls["ca"], "--cert", tls["cert"], "--key", tls["key"]]
-    return argv + list(args)
+    prefix = ["nsenter", f"--net=/var/run/netns/{netns}", "--"] if netns else []
+    return etcdctl_command(prefix, endpoints(plan), etcd.get("tls"), args)
 
 
 def _run_json(plan: dict[str, Any], args: list[str]) -> Any:
