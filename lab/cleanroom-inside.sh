@@ -106,6 +106,8 @@ case "${KUBELAB_CLEANROOM_TESTS:-all}" in
   all) run_phase make-test 3600 make test ;;
   tiers) run_phase make-test 3600 .venv/bin/pytest tests/e2e tests/privileged ;;
   none) say "make test skipped (KUBELAB_CLEANROOM_TESTS=none)" ;;
+  tests/*) read -ra chosen <<<"$KUBELAB_CLEANROOM_TESTS"  # a few test paths, to chase one failure
+    run_phase make-test 3600 .venv/bin/pytest "${chosen[@]}" ;;
   *) say "unknown KUBELAB_CLEANROOM_TESTS=${KUBELAB_CLEANROOM_TESTS}"; exit 2 ;;
 esac
 if [ -f "$LOGS/make-test.log" ]; then

@@ -31,7 +31,7 @@
 # address); no route, rule, namespace, mount or process outlives the run. One clean room at a time
 # (flock): the /30 and the names are fixed.
 #
-# Environment: KUBELAB_CLEANROOM_TESTS=all|tiers|none (default all: `make test`; tiers: pytest of
+# Environment: KUBELAB_CLEANROOM_TESTS=all|tiers|none|tests/… (default all: `make test`; tiers: pytest of
 # tests/e2e and tests/privileged only), KUBELAB_CLEANROOM_KEEP_LOGS=DIR (copy the inside logs
 # there), KUBELAB_CLEANROOM_REFRESH_BASE=1 (rebuild the cached base), KUBELAB_CLEANROOM_DIR (parent
 # of the temporary root, default /var/tmp).
@@ -207,6 +207,12 @@ phase_done() { say "✓ $PHASE in $(( $(date +%s) - PHASE_T ))s"; PHASE_LOG=; }
 tail_log() {
   local f=$1
   [ -n "$f" ] && [ -s "$f" ] || return 0
+  # pytest's short summary cuts each reason to the terminal's width: its failure headers and E lines
+  # (the assertion and its values) first, so a CI log names what went wrong.
+  if grep -q '= FAILURES =' "$f"; then
+    echo "----- the failures in $f (headers and E lines) -----" >&2
+    grep -E '^([0-9]+ )?(_{3,} .* _{3,}|E  )' "$f" | head -n 80 >&2
+  fi
   echo "----- last 60 lines of $f -----" >&2
   tail -n 60 "$f" >&2
   echo "-----" >&2
