@@ -35,11 +35,11 @@ from typing import Any
 
 from controlplane.storage import backup as store_backup
 from controlplane.storage.factory import SQLITE_FILE
-from lab import etcdcmd, state, supervisor
+from lab import etcdcmd, state, supervisor, topology
 
-CONTROL_PLANE_NODE = "kl-cp"
+CONTROL_PLANE_NODE = topology.CONTROL_PLANE_NAME
 ETCD_ENDPOINT = "http://127.0.0.1:2379"  # inside kl-cp's network namespace (lab/labcmd.py build_components)
-ETCD_MEMBER = "kl-cp"
+ETCD_MEMBER = topology.CONTROL_PLANE_NAME  # the member is named after its node (lab/labcmd.py)
 ETCD_PEER_URL = "http://localhost:2380"  # etcd's default advertised peer URL, which the lab's member keeps
 READY_TIMEOUT = 90.0
 

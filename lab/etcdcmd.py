@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from controlplane.api import errors
-from lab import state
+from lab import state, topology
 
-CONTROL_PLANE_NODE = "kl-cp"
+CONTROL_PLANE_NODE = topology.CONTROL_PLANE_NAME
 DEFAULT_ENDPOINTS = ["http://127.0.0.1:2379"]  # the single member of `kubelab up --store etcd`
 LEASES = ("kube-scheduler", "kube-controller-manager")
 

@@ -162,7 +162,7 @@ def build_components(lab: topology.LabNet, store: str, cni: str, proxy_backend: 
                 "argv": [
                     "etcd",
                     "--name",
-                    "kl-cp",
+                    cp.name,  # backup.ETCD_MEMBER: the member is named after its node
                     "--data-dir",
                     str(state.STATE_DIR / "etcd"),
                     "--listen-client-urls",
