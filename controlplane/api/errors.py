@@ -194,9 +194,7 @@ def not_found(resource_plural: str, name: str, group: str = "") -> NotFound:
 
 
 def already_exists(resource_plural: str, name: str, group: str = "") -> AlreadyExists:
-    return AlreadyExists(
-        f'{resource_plural} "{name}" already exists', kind=resource_plural, name=name, group=group
-    )
+    return AlreadyExists(f'{resource_plural} "{name}" already exists', kind=resource_plural, name=name, group=group)
 
 
 def conflict(resource_plural: str, name: str, group: str = "") -> Conflict:
@@ -222,9 +220,7 @@ def from_status(code: int, body: dict[str, Any] | None) -> ApiError:
     cls = _BY_REASON.get(reason) or _BY_CODE.get(code) or ApiError
     details = body.get("details") or {}
     causes = [
-        Cause(
-            field=str(c.get("field", "")), message=str(c.get("message", "")), reason=str(c.get("reason", ""))
-        )
+        Cause(field=str(c.get("field", "")), message=str(c.get("message", "")), reason=str(c.get("reason", "")))
         for c in details.get("causes", []) or []
     ]
     err = cls(

@@ -549,7 +549,6 @@ def _default_row(obj: Obj, now: datetime) -> list[Cell]:
     return [_name(obj), _age(obj, now)]
 
 
-
 _CREATED_AT = Column("Created At", type="date", description=AGE_DESC)
 _BINDING_COLUMNS = [
     _NAME,

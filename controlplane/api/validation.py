@@ -215,6 +215,18 @@ class _Errors:
             self.invalid(path, v, "must be greater than or equal to 0")
         return v
 
+    def quantity(self, path: str, q: Any) -> Decimal | None:
+        """A resource quantity that must parse and be ≥ 0 (ValidateResourceQuantityValue); None when it
+        does not parse (reported), its amount otherwise (a negative one reported too)."""
+        try:
+            amount = parse_quantity(q)
+        except (ValueError, TypeError):
+            self.invalid(path, q, QUANTITY_FORMAT_MESSAGE)
+            return None
+        if amount < 0:
+            self.invalid(path, q, "must be greater than or equal to 0")
+        return amount
+
     def enum(
         self, obj: Mapping[str, Any], key: str, path: str, allowed: tuple[str, ...], required: bool = False
     ) -> None:
@@ -331,14 +343,9 @@ def _validate_resources(e: _Errors, c: Mapping[str, Any], path: str) -> None:
             fp = f"{path}.resources.{kind}[{name}]"
             for msg in qualified_name_errors(str(name)):
                 e.invalid(fp, name, msg)
-            try:
-                amount = parse_quantity(q)
-            except (ValueError, TypeError):
-                e.invalid(fp, q, QUANTITY_FORMAT_MESSAGE)
-                continue
-            if amount < 0:
-                e.invalid(fp, q, "must be greater than or equal to 0")
-            parsed[kind][str(name)] = amount
+            amount = e.quantity(fp, q)
+            if amount is not None:
+                parsed[kind][str(name)] = amount
     for name, req in parsed["requests"].items():
         lim = parsed["limits"].get(name)
         if lim is not None and req > lim:

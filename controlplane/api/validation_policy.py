@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from controlplane.api import validation as _v
-from controlplane.api.quantity import QUANTITY_FORMAT_MESSAGE, parse_quantity
 from controlplane.api.selectors import qualified_name_errors
 
 _E = _v._Errors
@@ -188,13 +187,9 @@ def _quota_resources(e: _E, values: Mapping[str, Any], path: str) -> None:
                 e.invalid(at, name, "must be a standard resource type or fully qualified")
             if not _standard_quota_resource(name):
                 e.invalid(at, name, "must be a standard resource for quota")
-        try:
-            amount = parse_quantity(q)
-        except (ValueError, TypeError):
-            e.invalid(at, q, QUANTITY_FORMAT_MESSAGE)
+        amount = e.quantity(at, q)
+        if amount is None:
             continue
-        if amount < 0:
-            e.invalid(at, q, "must be greater than or equal to 0")
         if (name in _INTEGER_RESOURCES or _extended_resource(str(name))) and (amount * 1000) % 1000:
             e.invalid(at, q, "must be an integer")
 
