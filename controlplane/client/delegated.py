@@ -19,6 +19,9 @@ component's secure port (``DelegatingAuthenticatorConfig`` and ``DelegatingAutho
    ``ALWAYS_ALLOW`` paths (``/healthz``, ``/readyz``, ``/livez``: the default of
    ``--authorization-always-allow-paths``) skip both checks.
 
+``RequestHeader`` is the aggregated API server's variant of step 2 (the metrics server's): a
+certificate from the front-proxy CA with an allowed CN speaks for the user in ``X-Remote-*``.
+
 Errors are ``Status`` objects (``controlplane.api.errors``), as the generic API server writes them.
 
 Invariants: the reviews go to the API server through ``post(path, body)`` (the component's own
@@ -90,6 +93,63 @@ def user_from_cert(peer: Obj | None) -> UserInfo | None:
     return UserInfo(cns[0], tuple(_attrs(peer.get("subject"), "organizationName")))
 
 
+def with_authenticated_group(user: UserInfo) -> UserInfo:
+    """k8s.io/apiserver's ``AuthenticatedGroupAdder``: every authenticated user is in ``system:authenticated``."""
+    if "system:authenticated" in user.groups:
+        return user
+    return UserInfo(user.name, (*user.groups, "system:authenticated"), user.uid, user.extra)
+
+
+def user_from_request_headers(headers: Any) -> UserInfo | None:
+    """The requestheader authenticator's headers: ``X-Remote-User``, ``X-Remote-Group`` (repeated),
+    ``X-Remote-Extra-<key>`` (the key percent-decoded and lowercased). ``headers``: an
+    ``email.message.Message`` (``http.server``'s), read with ``get``, ``get_all`` and ``items``."""
+    name = headers.get("X-Remote-User", "")
+    if not name:
+        return None
+    groups = tuple(headers.get_all("X-Remote-Group") or ())
+    extra: dict[str, list[str]] = {}
+    for k, v in headers.items():
+        if k.lower().startswith("x-remote-extra-"):
+            key = urllib.parse.unquote(k[len("x-remote-extra-") :]).lower()
+            extra.setdefault(key, []).append(v)
+    return UserInfo(name, groups, extra=extra)
+
+
+@dataclass(frozen=True)
+class RequestHeader:
+    """k8s.io/apiserver's requestheader authentication, as an aggregated API server does it
+    (``--requestheader-client-ca-file``, ``--requestheader-allowed-names``): a client certificate
+    signed by the requestheader (front-proxy) CA whose CN is an allowed name speaks for the user
+    in the ``X-Remote-*`` headers; any other verified certificate is its own CN/O (x509).
+
+    TLS has already verified the chain against one of the two CAs, so the issuer's name tells
+    which one signed it (the cluster CA and the front-proxy CA have distinct names).
+    """
+
+    issuers: tuple[Any, ...]  # subjects of the requestheader CA's certificates, as ssl decodes them
+    allowed_names: tuple[str, ...] = ("front-proxy-client",)
+
+    @classmethod
+    def from_ca_file(cls, ca: Path, allowed_names: tuple[str, ...] = ("front-proxy-client",)) -> RequestHeader:
+        rh = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # only to have ssl decode the CA file
+        rh.load_verify_locations(str(ca))
+        return cls(tuple(c["subject"] for c in rh.get_ca_certs()), allowed_names)
+
+    def user(self, peer: Obj | None, headers: Any) -> UserInfo | None:
+        """Who a request is from (``system:authenticated`` added), or None: 401."""
+        if not peer:
+            return None
+        if peer.get("issuer") in self.issuers:
+            cns = _attrs(peer.get("subject"), "commonName")
+            if self.allowed_names and (cns[0] if cns else "") not in self.allowed_names:
+                return None
+            user = user_from_request_headers(headers)
+        else:
+            user = user_from_cert(peer)
+        return with_authenticated_group(user) if user is not None else None
+
+
 def forbidden(user: UserInfo, verb: str, path: str, reason: str = "") -> errors.Forbidden:
     """k8s.io/apiserver ``responsewriters.Forbidden`` for a non-resource request."""
     msg = f"forbidden: User {json.dumps(user.name)} cannot {verb} path {json.dumps(path)}"
@@ -153,9 +213,7 @@ class DelegatedAuth:
             user = self._token_user(token.strip())
             if user is None:
                 return None
-        if "system:authenticated" not in user.groups:
-            user = UserInfo(user.name, (*user.groups, "system:authenticated"), user.uid, user.extra)
-        return user
+        return with_authenticated_group(user)
 
     def _token_user(self, token: str) -> UserInfo | None:
         now = self.clock()

@@ -15,10 +15,12 @@ Authentication is delegated as in every aggregated API server (k8s.io/apiserver'
 (the front-proxy CA) whose CN is an allowed name (``front-proxy-client``) makes the request
 carry its user in ``X-Remote-User``, groups in ``X-Remote-Group`` and extras in
 ``X-Remote-Extra-<key>``; a certificate from the cluster CA authenticates as its CN/O; anything
-else is 401. Authorization is a ``SubjectAccessReview`` POSTed to the API server, decided and
-cached by ``controlplane.client.delegated.SarDecisions`` (10 s, the delegating authorizer's
-allow/deny TTLs), the one home it shares with the node components' debug endpoints; a review that
-fails (API server unreachable or not serving the API) is a 403 naming the cause, not cached.
+else is 401 (``controlplane.client.delegated.RequestHeader``, the one home of that rule; every
+authenticated user is also in ``system:authenticated``, as k8s.io/apiserver's group adder makes
+it). Authorization is a ``SubjectAccessReview`` POSTed to the API server, decided and cached by
+``controlplane.client.delegated.SarDecisions`` (10 s, the delegating authorizer's allow/deny TTLs),
+the one home it shares with the node components' debug endpoints; a review that fails (API server
+unreachable or not serving the API) is a 403 naming the cause, not cached.
 
 Concurrency: ``ThreadingHTTPServer`` (a thread per connection) reads the store under its lock; the
 scraper thread writes it. Standard library HTTP on purpose: the process stays small.
@@ -32,14 +34,14 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from controlplane.api import errors
 from controlplane.api.selectors import LabelSelector
-from controlplane.client.delegated import Post, SarDecisions
+from controlplane.client.delegated import Post, RequestHeader, SarDecisions, UserInfo
 from controlplane.metricsserver.storage import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -48,54 +50,6 @@ GROUP, VERSION = "metrics.k8s.io", "v1beta1"
 GV = f"{GROUP}/{VERSION}"
 DEFAULT_RESOLUTION = 5.0  # the lab's; metrics-server's default is 60 s
 Obj = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    groups: tuple[str, ...] = ()
-    extra: dict[str, list[str]] = field(default_factory=dict)
-
-
-def user_from_request_headers(headers: Any) -> User | None:
-    """k8s.io/apiserver requestheader: ``X-Remote-User``, ``X-Remote-Group`` (repeated), ``X-Remote-Extra-*``."""
-    name = headers.get("X-Remote-User", "")
-    if not name:
-        return None
-    groups = tuple(headers.get_all("X-Remote-Group") or ())
-    extra: dict[str, list[str]] = {}
-    for k, v in headers.items():
-        if k.lower().startswith("x-remote-extra-"):
-            key = urllib.parse.unquote(k[len("x-remote-extra-") :]).lower()
-            extra.setdefault(key, []).append(v)
-    return User(name, groups, extra)
-
-
-Peer = dict[str, Any]  # ssl's decoded certificate: {"subject": ((("commonName", "x"),), …), "issuer": …}
-
-
-def _attrs(name: Any, key: str) -> list[str]:
-    return [str(v) for rdn in name or () for k, v in rdn if k == key]
-
-
-def user_from_cert(
-    peer: Peer | None, front_proxy_issuers: list[Any], allowed: tuple[str, ...], headers: Any
-) -> User | None:
-    """Who a request is from, given its client certificate as ``ssl`` verified and decoded it.
-
-    TLS already checked the chain against the cluster CA or the requestheader (front-proxy) CA, so
-    the issuer's name tells which one signed it (the two CAs have distinct names): a front-proxy
-    certificate speaks for the user in the headers (if its CN is allowed); a cluster one is its CN/O.
-    """
-    if not peer:
-        return None
-    cns = _attrs(peer.get("subject"), "commonName")
-    cn = cns[0] if cns else ""
-    if peer.get("issuer") in front_proxy_issuers:
-        if allowed and cn not in allowed:
-            return None
-        return user_from_request_headers(headers)
-    return User(cn, tuple(_attrs(peer.get("subject"), "organizationName")))
 
 
 def resource_list() -> Obj:
@@ -217,8 +171,10 @@ class SarAuthorizer:
         self._sar = SarDecisions(post, clock=clock)
 
     @staticmethod
-    def review(user: User, verb: str, route: Route | None, path: str) -> Obj:
+    def review(user: UserInfo, verb: str, route: Route | None, path: str) -> Obj:
         spec: Obj = {"user": user.name, "groups": list(user.groups)}
+        if user.uid:
+            spec["uid"] = user.uid
         if user.extra:
             spec["extra"] = user.extra
         if route is not None and route.resource in ("nodes", "pods"):
@@ -232,7 +188,7 @@ class SarAuthorizer:
             spec["nonResourceAttributes"] = {"path": path, "verb": verb}
         return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
 
-    def authorize(self, user: User, verb: str, route: Route | None, path: str) -> tuple[bool, str]:
+    def authorize(self, user: UserInfo, verb: str, route: Route | None, path: str) -> tuple[bool, str]:
         return self._sar.decide(self.review(user, verb, route, path))
 
 
@@ -259,7 +215,7 @@ class _Handler(BaseHTTPRequestHandler):
         s = self.server
         try:
             peer = self.connection.getpeercert()  # type: ignore[attr-defined]
-            user = user_from_cert(peer, s.front_proxy_issuers, s.allowed_names, self.headers)
+            user = s.requestheader.user(peer, self.headers)
             if user is None:
                 raise errors.Unauthorized("Unauthorized")
             route = parse_path(url.path)
@@ -295,8 +251,7 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     api: MetricsAPI
     authorizer: SarAuthorizer
-    front_proxy_issuers: list[Any]  # subjects of the requestheader CA certificates
-    allowed_names: tuple[str, ...]
+    requestheader: RequestHeader
 
 
 def serve_https(
@@ -324,10 +279,7 @@ def serve_https(
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
     httpd.api = api
     httpd.authorizer = authorizer
-    rh = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # only to have ssl decode the CA file (no cryptography import)
-    rh.load_verify_locations(str(requestheader_ca))
-    httpd.front_proxy_issuers = [c["subject"] for c in rh.get_ca_certs()]
-    httpd.allowed_names = allowed_names
+    httpd.requestheader = RequestHeader.from_ca_file(requestheader_ca, allowed_names)
     return httpd
 
 

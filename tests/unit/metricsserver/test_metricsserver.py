@@ -11,14 +11,8 @@ from cryptography import x509
 
 from controlplane import pki
 from controlplane.api import errors
-from controlplane.metricsserver.server import (
-    MetricsAPI,
-    SarAuthorizer,
-    User,
-    parse_path,
-    user_from_cert,
-    user_from_request_headers,
-)
+from controlplane.client.delegated import RequestHeader, UserInfo, user_from_request_headers
+from controlplane.metricsserver.server import MetricsAPI, SarAuthorizer, parse_path
 from controlplane.metricsserver.storage import (
     MetricsStore,
     NodeBatch,
@@ -188,7 +182,7 @@ def test_request_headers() -> None:
             ]
         )
     )
-    assert u == User("alice", ("dev", "system:authenticated"), {"scopes/a": ["x"]})
+    assert u == UserInfo("alice", ("dev", "system:authenticated"), extra={"scopes/a": ["x"]})
     assert user_from_request_headers(_headers([])) is None
 
 
@@ -209,16 +203,17 @@ def test_front_proxy_cert_uses_headers_cluster_cert_does_not(tmp_path: Path) -> 
     issuers = [_peer(a.front_proxy_ca_cert.read_bytes())["subject"]]
     hdrs = _headers([("X-Remote-User", "alice"), ("X-Remote-Group", "dev")])
     fp = _peer(a.front_proxy_client_cert.read_bytes())
-    assert user_from_cert(fp, issuers, ("front-proxy-client",), hdrs) == User("alice", ("dev",))
+    auth = RequestHeader(tuple(issuers))
+    assert auth.user(fp, hdrs) == UserInfo("alice", ("dev", "system:authenticated"))
     # a front-proxy certificate whose CN is not an allowed name is refused
-    assert user_from_cert(fp, issuers, ("someone-else",), hdrs) is None
+    assert RequestHeader(tuple(issuers), ("someone-else",)).user(fp, hdrs) is None
     # a cluster-CA certificate is its own identity: the headers are ignored (no impersonation)
     admin = _peer((tmp_path / "pki" / "admin.crt").read_bytes())
-    assert user_from_cert(admin, issuers, ("front-proxy-client",), hdrs) == User(
-        "kubernetes-admin", ("system:masters",)
-    )
-    assert user_from_cert(None, issuers, (), hdrs) is None
-    assert user_from_cert({}, issuers, (), hdrs) is None  # no certificate presented
+    assert auth.user(admin, hdrs) == UserInfo("kubernetes-admin", ("system:masters", "system:authenticated"))
+    assert auth.user(None, hdrs) is None
+    assert auth.user({}, hdrs) is None  # no certificate presented
+    # the issuers as the server reads them from the CA file are the ones TLS names
+    assert RequestHeader.from_ca_file(a.front_proxy_ca_cert).issuers == tuple(issuers)
 
 
 def test_sar_review_body_cache_and_denial() -> None:
@@ -233,7 +228,7 @@ def test_sar_review_body_cache_and_denial() -> None:
     now = [0.0]
     az = SarAuthorizer(post, clock=lambda: now[0])
     route = parse_path("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web")
-    user = User("alice", ("dev",), {"k": ["v"]})
+    user = UserInfo("alice", ("dev",), extra={"k": ["v"]})
     assert az.authorize(user, "get", route, "/x") == (False, "no RBAC rule")
     assert sent[0]["spec"] == {
         "user": "alice",
@@ -264,7 +259,7 @@ def test_a_failed_review_is_a_denial_naming_the_cause_and_not_cached() -> None:
         return {**body, "status": {"allowed": True}}
 
     az = SarAuthorizer(post)
-    allowed, reason = az.authorize(User("bob"), "list", None, "/apis")
+    allowed, reason = az.authorize(UserInfo("bob"), "list", None, "/apis")
     assert not allowed and "the authorizer could not be reached" in reason and "could not find" in reason
-    assert az.authorize(User("bob"), "list", None, "/apis") == (True, "")  # asked again, not cached
+    assert az.authorize(UserInfo("bob"), "list", None, "/apis") == (True, "")  # asked again, not cached
     assert calls[0] == 2
