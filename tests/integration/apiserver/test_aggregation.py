@@ -138,11 +138,12 @@ def test_aggregated_metrics_api(cluster: tuple[RunningApiServer, Backend]) -> No
             headers={"X-Remote-User": "mallory", "X-Remote-Group": "system:masters"},
         )
     # the backend asked about the real caller, whose identity came in X-Remote-* from the front proxy
-    # (and the availability check's own identity, system:kube-aggregator in system:masters)
+    # (and the availability check's own identity, system:kube-aggregator in system:masters); every
+    # authenticated user is in system:authenticated, added by the backend if the headers lack it
     users = {(rv["spec"]["user"], tuple(rv["spec"]["groups"])) for rv in backend.reviews}
     assert users == {
         ("kubernetes-admin", ("system:masters", "system:authenticated")),
-        ("system:kube-aggregator", ("system:masters",)),
+        ("system:kube-aggregator", ("system:masters", "system:authenticated")),
     }
     assert all("mallory" not in str(rv) for rv in backend.reviews)
 
