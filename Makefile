@@ -60,7 +60,7 @@ vagrant-up: vagrant-deps
 vagrant-down:
 	$(VAGRANT_ENV) ./vagrant/lab.sh down
 
-# Opt-in, long under software emulation (1 control plane ~25 min; KUBELAB_CONTROL_PLANES=3 ~50 min):
+# Opt-in, long under software emulation (1 control plane ~18 min; KUBELAB_CONTROL_PLANES=3 ~50 min):
 # plain `vagrant up` from nothing (offline box),
 # check it from inside and from the host, `vagrant destroy -f`, then everything removed (box included).
 # Holds the lab lock (192.168.56.0/24 is shared with the one-machine lab).
