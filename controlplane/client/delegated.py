@@ -150,6 +150,17 @@ class RequestHeader:
         return with_authenticated_group(user) if user is not None else None
 
 
+def subject_access_review(user: UserInfo, attributes_field: str, attributes: Obj) -> Obj:
+    """The ``SubjectAccessReview`` a delegating authorizer posts: the user (name, groups, uid, extra)
+    and ``attributes`` under ``attributes_field`` (``resourceAttributes`` or ``nonResourceAttributes``)."""
+    spec: Obj = {"user": user.name, "groups": list(user.groups), attributes_field: attributes}
+    if user.uid:
+        spec["uid"] = user.uid
+    if user.extra:
+        spec["extra"] = user.extra
+    return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+
+
 def forbidden(user: UserInfo, verb: str, path: str, reason: str = "") -> errors.Forbidden:
     """k8s.io/apiserver ``responsewriters.Forbidden`` for a non-resource request."""
     msg = f"forbidden: User {json.dumps(user.name)} cannot {verb} path {json.dumps(path)}"
@@ -246,16 +257,7 @@ class DelegatedAuth:
     # --- authorization ----------------------------------------------------------------------
     @staticmethod
     def review(user: UserInfo, verb: str, path: str) -> Obj:
-        spec: Obj = {
-            "user": user.name,
-            "groups": list(user.groups),
-            "nonResourceAttributes": {"path": path, "verb": verb},
-        }
-        if user.uid:
-            spec["uid"] = user.uid
-        if user.extra:
-            spec["extra"] = user.extra
-        return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        return subject_access_review(user, "nonResourceAttributes", {"path": path, "verb": verb})
 
     def authorize(self, user: UserInfo, verb: str, path: str) -> tuple[bool, str]:
         return self._sar.decide(self.review(user, verb, path))

@@ -41,7 +41,7 @@ from typing import Any
 
 from controlplane.api import errors
 from controlplane.api.selectors import LabelSelector
-from controlplane.client.delegated import Post, RequestHeader, SarDecisions, UserInfo
+from controlplane.client.delegated import Post, RequestHeader, SarDecisions, UserInfo, subject_access_review
 from controlplane.metricsserver.storage import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -172,21 +172,14 @@ class SarAuthorizer:
 
     @staticmethod
     def review(user: UserInfo, verb: str, route: Route | None, path: str) -> Obj:
-        spec: Obj = {"user": user.name, "groups": list(user.groups)}
-        if user.uid:
-            spec["uid"] = user.uid
-        if user.extra:
-            spec["extra"] = user.extra
-        if route is not None and route.resource in ("nodes", "pods"):
-            attrs: Obj = {"verb": verb, "group": GROUP, "version": VERSION, "resource": route.resource}
-            if route.namespace:
-                attrs["namespace"] = route.namespace
-            if route.name:
-                attrs["name"] = route.name
-            spec["resourceAttributes"] = attrs
-        else:
-            spec["nonResourceAttributes"] = {"path": path, "verb": verb}
-        return {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        if route is None or route.resource not in ("nodes", "pods"):
+            return subject_access_review(user, "nonResourceAttributes", {"path": path, "verb": verb})
+        attrs: Obj = {"verb": verb, "group": GROUP, "version": VERSION, "resource": route.resource}
+        if route.namespace:
+            attrs["namespace"] = route.namespace
+        if route.name:
+            attrs["name"] = route.name
+        return subject_access_review(user, "resourceAttributes", attrs)
 
     def authorize(self, user: UserInfo, verb: str, route: Route | None, path: str) -> tuple[bool, str]:
         return self._sar.decide(self.review(user, verb, route, path))
