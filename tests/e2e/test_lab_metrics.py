@@ -133,8 +133,13 @@ def _check(lab2: dict[str, str]) -> None:
         timeout=120,
         message="the burner and memory pods to run",
     )
-    got = kubectl("get", "apiservices", "v1beta1.metrics.k8s.io")
-    assert "kube-system/metrics-server   True" in got, got
+    # the aggregator's first availability check may not have run yet (Available "Unknown" at first)
+    wait_for(
+        lambda: "kube-system/metrics-server   True" in kubectl("get", "apiservices", "v1beta1.metrics.k8s.io"),
+        timeout=60,
+        interval=1,
+        message="the v1beta1.metrics.k8s.io APIService to be Available",
+    )
 
     # kubectl top nodes: both workers, non-zero CPU and memory
     def nodes_ok() -> bool:
