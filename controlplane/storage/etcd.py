@@ -56,8 +56,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
-import selectors
-import socket
 import ssl
 import threading
 import time
@@ -74,6 +72,7 @@ import requests
 import requests.adapters
 from etcd3gw import exceptions as etcd_exc
 
+from controlplane.storage.etcdgrpc import GrpcCreateWriter
 from controlplane.storage.etcdhttp import GatewayConnection, StreamParser
 from controlplane.storage.interface import (
     CompactedError,
@@ -228,273 +227,6 @@ def tls_context(
     return ctx
 
 
-#: Connections ``create_nowait``'s writer multiplexes at most (creates in flight at once).
-NOWAIT_CONNS = 32
-
-
-class _NowaitWriter:
-    """``create_nowait``'s transport: non-blocking keep-alive connections, one I/O thread reading them.
-
-    Why: a create handed to a pool of blocking threads costs a thread wake-up, a blocking ``recv``
-    and a GIL hand-off per create, with 16 threads contending for the GIL (perf, issue 17: futex and
-    context switches were a third of the API server's CPU on etcd). Here the caller (the API
-    server's event loop) sends the ``Txn`` itself on an idle connection — one non-blocking
-    ``send``, no thread woken — and one I/O thread, woken by ``epoll``, reads whatever answers
-    arrived, so under load one wake-up serves many creates. With no idle connection the create is
-    queued and the I/O thread opens one (at most ``max_conns``) or sends it when one comes free.
-    The requests and the answers' mapping are ``EtcdStore.create``'s.
-
-    Ownership: a connection is idle (in ``_idle``) or carries one request (``req``); whoever takes
-    ``req`` off a connection under the lock reports it, so a create is answered exactly once.
-    Failures: a create whose connection cannot be opened, or breaks before its answer is read,
-    is handed to ``EtcdStore.create`` on a fallback thread (which fails over to the next endpoint,
-    as every blocking call does). ``stop`` returns once every queued create has called back.
-    Callbacks run on the I/O thread (or a fallback thread) and must only hand the outcome on.
-    """
-
-    def __init__(self, store: EtcdStore, max_conns: int = NOWAIT_CONNS) -> None:
-        self._store = store
-        self._max = max_conns
-        self._lock = threading.Lock()  # guards _queue, _idle, _broken, _sleeping, _stopping, conn.req
-        self._queue: deque[_Nowait] = deque()
-        self._sleeping = False
-        self._stopping = False
-        self._sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
-        self._idle: list[_MuxConn] = []
-        self._broken: list[_MuxConn] = []  # failed in a caller's send: the I/O thread drops them
-        self._conns: set[_MuxConn] = set()  # I/O thread only
-        self._fallback: ThreadPoolExecutor | None = None
-        self._thread = threading.Thread(target=self._run, name="etcd-nowait", daemon=True)
-        self._thread.start()
-
-    def submit(self, key: str, value: bytes, done: CreateDone) -> None:
-        k = _b64(key)
-        body = orjson.dumps(
-            {
-                "compare": [{"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": 0}],
-                "success": [{"request_put": {"key": k, "value": _b64(value)}}],
-            }
-        )
-        req = _Nowait(key, value, body, done)
-        with self._lock:
-            if self._stopping:
-                raise RuntimeError("store is closed")
-            conn = self._idle.pop() if self._idle and not self._queue else None
-            if conn is not None:
-                conn.req = req
-        if conn is not None:
-            if conn.send(req):
-                return  # the I/O thread reads the answer
-            with self._lock:
-                mine = conn.req is req
-                if mine:
-                    conn.req = None
-                self._broken.append(conn)
-            if not mine:
-                return  # the I/O thread saw it break first and handed the create over
-        with self._lock:
-            self._queue.append(req)
-            wake, self._sleeping = self._sleeping, False
-        if wake:
-            self._wake()
-
-    def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):
-            self._wake_w.send(b"\0")
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopping = True
-            wake, self._sleeping = self._sleeping, False
-        if wake:
-            self._wake()
-        self._thread.join()
-        if self._fallback is not None:
-            self._fallback.shutdown(wait=True)
-
-    # -- the I/O thread -------------------------------------------------------------------
-
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._lock:
-                    broken, self._broken = self._broken, []
-                for conn in broken:
-                    self._drop(conn)
-                self._dispatch()
-                with self._lock:
-                    if self._broken or (self._queue and (self._idle or len(self._conns) < self._max)):
-                        continue  # more to do now (else: queued creates wait for an answer below)
-                    if self._stopping and len(self._idle) == len(self._conns):
-                        return
-                    self._sleeping = True
-                events = self._sel.select()
-                with self._lock:
-                    self._sleeping = False
-                for sk, _mask in events:
-                    if sk.data is None:
-                        with contextlib.suppress(BlockingIOError):
-                            while self._wake_r.recv(4096):
-                                pass
-                        continue
-                    self._readable(sk.data)
-        finally:
-            for conn in list(self._conns):
-                self._drop(conn)
-            self._sel.close()
-            self._wake_r.close()
-            self._wake_w.close()
-
-    def _dispatch(self) -> None:
-        """Send queued creates on idle connections, opening new ones up to the limit."""
-        while True:
-            with self._lock:
-                if not self._queue:
-                    return
-                conn = self._idle.pop() if self._idle else None
-                if conn is None and len(self._conns) >= self._max:
-                    return  # every connection is busy: the next answer frees one
-                req = self._queue.popleft()
-                if conn is not None:
-                    conn.req = req
-            if conn is None:
-                host, port, tls = self._store.connection_target()
-                try:
-                    conn = _MuxConn(GatewayConnection(host, port, self._store._timeout, tls))
-                except OSError:
-                    with self._lock:  # the endpoint is down: the blocking path fails over
-                        reqs = [req, *self._queue]
-                        self._queue.clear()
-                    for r in reqs:
-                        self._hand_over(r)
-                    return
-                self._conns.add(conn)
-                self._sel.register(conn.sock, selectors.EVENT_READ, conn)
-                conn.req = req
-            if not conn.send(req):
-                with self._lock:
-                    conn.req = None
-                self._drop(conn)
-                self._hand_over(req)
-
-    def _readable(self, conn: _MuxConn) -> None:
-        try:
-            complete = conn.receive()
-        except (OSError, ValueError):
-            with self._lock:
-                req, conn.req = conn.req, None
-            self._drop(conn)
-            if req is not None:
-                self._hand_over(req)
-            return
-        if not complete:
-            return
-        parser, conn.parser = conn.parser, StreamParser()
-        with self._lock:
-            req, conn.req = conn.req, None
-            if not parser.close:
-                self._idle.append(conn)
-        if parser.close:
-            self._drop(conn)
-        if req is None:
-            return
-        rev: int | None = None
-        err: BaseException | None = None
-        try:
-            if parser.status != 200:
-                raise _store_error(etcd_exc.Etcd3Exception(parser.rest().decode("utf-8", "replace"), parser.reason))
-            res = orjson.loads(parser.rest())
-            if not res.get("succeeded"):
-                raise KeyExistsError(req.key)
-            rev = int(res["header"]["revision"])
-        except Exception as exc:
-            err = exc
-        _call_back(req.done, rev, err)
-
-    def _drop(self, conn: _MuxConn) -> None:
-        self._conns.discard(conn)
-        with self._lock, contextlib.suppress(ValueError):
-            self._idle.remove(conn)
-        with contextlib.suppress(KeyError, ValueError):
-            self._sel.unregister(conn.sock)
-        conn.close()
-
-    def _hand_over(self, req: _Nowait) -> None:
-        if self._fallback is None:
-            self._fallback = ThreadPoolExecutor(max_workers=4, thread_name_prefix="etcd-create")
-        self._fallback.submit(self._store._create_then, req.key, req.value, req.done)
-
-
-class _Nowait:
-    __slots__ = ("body", "done", "key", "value")
-
-    def __init__(self, key: str, value: bytes, body: bytes, done: CreateDone) -> None:
-        self.key = key
-        self.value = value
-        self.body = body
-        self.done = done
-
-
-class _MuxConn:
-    """One connection of ``_NowaitWriter``: at most one request in flight (``req``, set by whoever
-    sends it, before sending), read without blocking by the I/O thread."""
-
-    def __init__(self, conn: GatewayConnection) -> None:
-        self._conn = conn
-        self.sock = conn.sock
-        self.sock.setblocking(False)
-        self._host = conn.host_header
-        self.req: _Nowait | None = None
-        self.parser = StreamParser()
-        # A caller's send and the I/O thread's recv never run at once (an SSL object must not be
-        # used by two threads at the same time; uncontended, the lock costs next to nothing).
-        self._io = threading.Lock()
-
-    def send(self, req: _Nowait) -> bool:
-        """Write the request whole (False if the socket would not take it all: drop the connection)."""
-        data = (
-            b"POST /v3/kv/txn HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
-            % (
-                self._host,
-                len(req.body),
-            )
-        )
-        data += req.body
-        try:
-            with self._io:
-                sent = self.sock.send(data)
-        except (OSError, ValueError):
-            return False
-        return sent == len(data)
-
-    def receive(self) -> bool:
-        """Read what is there; True once the answer is complete. OSError when the connection broke."""
-        while True:
-            try:
-                with self._io:
-                    data = self.sock.recv(256 * 1024)
-            except (BlockingIOError, ssl.SSLWantReadError):
-                break
-            if not data:
-                raise ConnectionError("etcd closed the connection")
-            self.parser.feed(data)
-        return self.parser.ended
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-def _call_back(done: CreateDone, rev: int | None, err: BaseException | None) -> None:
-    try:
-        done(rev, err)
-    except Exception:
-        log.exception("create_nowait callback failed")
-
-
 class EtcdStore:
     def __init__(
         self,
@@ -554,7 +286,13 @@ class EtcdStore:
             timeout=timeout, limits=httpx.Limits(max_connections=64, max_keepalive_connections=64)
         )
         self._closed = False
-        self._writers: _NowaitWriter | None = None  # create_nowait's writer, started on first use
+        self._writers: GrpcCreateWriter | None = None  # create_nowait's writer, started on first use
+        self._fallback: ThreadPoolExecutor | None = None  # creates the writer hands back (blocking path)
+        #: The gRPC writer's TLS context: the same files, offering ALPN h2 (the gateway's is HTTP/1.1).
+        self._tls_h2: ssl.SSLContext | None = None
+        if self._tls is not None:
+            self._tls_h2 = tls_context(ca, cert, key)
+            self._tls_h2.set_alpn_protocols(["h2"])
         self._watches: set[EtcdWatch] = set()
         self._call("/kv/range", {"key": _b64("/"), "limit": 1, "keys_only": True})  # reachable?
 
@@ -684,20 +422,33 @@ class EtcdStore:
         return int(res["header"]["revision"])
 
     def create_nowait(self, key: str, value: bytes, done: CreateDone) -> None:
-        """``create`` through the store's writer thread, then ``done`` there (``NowaitCreates``).
+        """``create`` with the answer given to ``done`` on the writer's I/O thread (``NowaitCreates``).
 
         An etcd write is a network round trip: the API server hands it here and keeps its CPU
-        work on its event loop, instead of running the whole request on a thread of its own;
-        the writer multiplexes every create in flight on one thread (``_NowaitWriter``).
+        work on its event loop, instead of running the whole request on a thread of its own. The
+        writer sends it over etcd's native gRPC API (``etcdgrpc``: etcd spends half the CPU on it
+        that the gateway does); what that cannot carry (a connection down, a value over one
+        HTTP/2 frame) takes ``create`` on a fallback thread, with its failover.
         """
         _check_key(key)
         with self._lock:
             if self._closed:
                 raise RuntimeError("store is closed")
             if self._writers is None:
-                self._writers = _NowaitWriter(self)
+                self._writers = GrpcCreateWriter(self._grpc_target, self._timeout, self._hand_over, _message_error)
             writers = self._writers
         writers.submit(key, bytes(value), done)
+
+    def _grpc_target(self) -> tuple[str, int, ssl.SSLContext | None]:
+        host, port, tls = self.connection_target()
+        return host, port, self._tls_h2 if tls is not None else None
+
+    def _hand_over(self, key: str, value: bytes, done: CreateDone) -> None:
+        with self._lock:
+            if self._fallback is None:
+                self._fallback = ThreadPoolExecutor(max_workers=4, thread_name_prefix="etcd-create")
+            fallback = self._fallback
+        fallback.submit(self._create_then, key, value, done)
 
     def _create_then(self, key: str, value: bytes, done: CreateDone) -> None:
         try:
@@ -805,6 +556,8 @@ class EtcdStore:
             writers, self._writers = self._writers, None
         if writers is not None:
             writers.stop()  # queued creates finish (and call back) first
+        if self._fallback is not None:
+            self._fallback.shutdown(wait=True)
         self._closed = True
         with self._lock:
             watches = list(self._watches)
@@ -1006,11 +759,16 @@ def _store_error(exc: etcd_exc.Etcd3Exception) -> StoreError:
     message = text
     with contextlib.suppress(Exception):
         message = orjson.loads(text).get("message", text)
+    return _message_error(message or repr(exc))
+
+
+def _message_error(message: str) -> StoreError:
+    """The store's error for etcd's error message (the gateway's ``message``, gRPC's ``grpc-message``)."""
     if "required revision has been compacted" in message:
         return CompactedError(0, 0)
     if any(m in message for m in _NO_QUORUM):
         return StoreUnavailableError(f"{message}: {QUORUM_LOST}")
-    return StoreError(f"etcd: {message or exc!r}")
+    return StoreError(f"etcd: {message}")
 
 
 #: What etcd says when it cannot commit: no leader, or a proposal that no majority acknowledged in
