@@ -1,4 +1,5 @@
-"""``EtcdStore``: the ``Store`` interface on a real etcd v3, through etcd's gRPC gateway (JSON).
+"""``EtcdStore``: the ``Store`` interface on a real etcd v3, through etcd's gRPC gateway (JSON) and,
+for creates, its native gRPC API.
 
 Role: ``--store etcd``. Revisions are etcd's own, 1:1: our global revision is etcd's store
 revision, a key's ``mod_revision``/``create_revision`` are etcd's, so a ``resourceVersion`` means
@@ -26,18 +27,24 @@ What etcd3gw lacks, and how we fill it:
   (same requests, same error mapping: ``_GatewayPool``), over TLS as over plain HTTP. Issue 17
   measured the client CPU of ``store.create`` at 240 µs with ``http.client``, 93 µs with it.
 
-Why not etcd's native gRPC API (tried for issue 17, measured, reverted): etcd itself is cheaper
-natively (~150-380 µs of CPU per create against ~430-625 µs through the gateway), but grpcio's
-Python client costs ~150-190 µs per unary call and its asyncio machinery needs a thread of its own
-(328 µs per create on it inside the API server, against 102 µs for the nowait writer below). The
-API server is bound by its one interpreter lock, so its creates fell from ~1,280-1,480/s to
-~860-890/s at 64 clients. ``tests/bench`` keeps a raw gRPC put anchor beside the gateway one.
+Creates (``create_nowait``, the API server's hot path) go over etcd's native gRPC API instead
+(``etcdgrpc``: one HTTP/2 connection, a hand-encoded ``TxnRequest``, the same compare-and-put).
+Issue 17 measured why: through the gateway etcd spends ~570 µs of its own CPU on a create and its
+watch event (``jsonpb`` decodes the JSON, re-scanning the base64 value at every nesting level, then
+calls etcd's gRPC server over loopback); natively ~270 µs. grpcio's Python client was tried first
+and reverted: ~150-190 µs of Python per call and a poller thread cost the API server more than
+etcd saved, as did the ``h2`` library (~170 µs per call). The small client of ``etcdgrpc`` costs
+less than the HTTP/1.1 writer it replaced, and sends the creates of one event-loop turn together.
+A create it cannot carry (a value over one HTTP/2 frame, a connection down, a stream refused,
+no answer within the timeout) takes the blocking gateway ``create`` on a fallback thread, with its
+failover, as before. Everything else (reads, updates, deletes, watches) stays on the gateway.
 
 TLS (kube-apiserver's ``--etcd-cafile``/``--etcd-certfile``/``--etcd-keyfile``): ``https://``
 endpoints are verified against the CA given (the system's CAs if none) and shown the client
 certificate, on every transport alike: one ``ssl.SSLContext`` serves the ``_GatewayPool`` and the
 watches (``etcdhttp``), the ``httpx`` client (health) and, through the same files, the
-``requests`` session of etcd3gw (compaction and the rarer calls). The files are read once, when the
+``requests`` session of etcd3gw (compaction and the rarer calls) and a second one, offering ALPN
+``h2``, the gRPC creates. The files are read once, when the
 store opens; a missing or unreadable one is a ``ValueError`` naming the file. Failover between
 endpoints is the same as on plain HTTP: a member that refuses the connection or the handshake is
 skipped for the next one.

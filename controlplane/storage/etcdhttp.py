@@ -1,8 +1,8 @@
 """A minimal HTTP/1.1 client for etcd's gRPC gateway: one keep-alive connection, POST of JSON.
 
 Role: the transport of ``EtcdStore``'s per-request calls (``_GatewayPool``) and of its watch
-streams. Every pod create on etcd is one ``Txn`` POST and comes back as one watch message, so the
-client's own CPU is the API server's per-create cost beyond SQLite (issue 17: py-spy showed
+streams (creates go over gRPC, ``etcdgrpc``). Every pod create on etcd comes back as one watch
+message, so the client's own CPU is part of the API server's per-create cost beyond SQLite (issue 17: py-spy showed
 ``http.client``'s header building and ``email.parser`` header parsing, and ``httpx``/``h11``'s
 per-message stream layers, as the largest store-side costs). This speaks only what the gateway
 answers: a status line, headers of which ``Content-Length``, ``Transfer-Encoding: chunked`` and
