@@ -9,7 +9,7 @@ unmarshals the body into gnostic's ``openapi.v2.Document`` (github.com/google/gn
 kind's ``patch`` operation takes ``fieldValidation``, i.e. whether the server validates). This module
 turns the JSON document of ``openapi_v2`` (one schema source with v3) into that message.
 
-Encoding: a hand-written proto3 writer (varints, length-delimited fields; no dependency): fields at
+Encoding: a hand-written proto3 writer (varints, length-delimited fields from ``protowire``): fields at
 their default (empty string, false, 0, empty list) are omitted as proto3 does, except members of a
 ``oneof`` (``AdditionalPropertiesItem.boolean`` false is written). Free-form values (``default``,
 ``enum`` members, ``example`` and every ``x-…`` vendor extension) are gnostic ``Any`` messages whose
@@ -35,28 +35,12 @@ from typing import Any
 
 import orjson
 
-from controlplane.api import openapi_v2
+from controlplane.api import openapi_v2, protowire
 
 __all__ = ["document", "encode_document", "etag"]
 
-# wire types
-_VARINT = 0
-_I64 = 1
-_LEN = 2
-
-
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64  # int64 negatives: ten-byte two's complement, as protobuf encodes them
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
+_VARINT, _I64, _LEN = protowire.VARINT, protowire.I64, protowire.LEN
+_varint = protowire.varint
 
 
 class _Msg:

@@ -27,7 +27,8 @@ import base64
 from datetime import UTC, datetime
 from typing import Any
 
-from controlplane.api import errors
+from controlplane.api import errors, protowire
+from controlplane.api.protowire import Malformed
 
 MAGIC = b"k8s\x00"
 CONTENT_TYPE = "application/vnd.kubernetes.protobuf"
@@ -319,51 +320,11 @@ def _merge_policy_tables() -> frozenset[str]:
     return protobuf_policy.TOP_LEVEL
 
 
-class _Malformed(Exception):
-    pass
-
-
-def _varint(b: bytes, i: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if i >= len(b):
-            raise _Malformed("truncated varint")
-        c = b[i]
-        i += 1
-        result |= (c & 0x7F) << shift
-        shift += 7
-        if c < 0x80:
-            return result, i
-        if shift > 70:
-            raise _Malformed("varint too long")
-
-
-def _fields(b: bytes) -> list[tuple[int, int, Any]]:
-    """(field number, wire type, value) in order: ints for varints, bytes for length-delimited."""
-    out: list[tuple[int, int, Any]] = []
-    i = 0
-    while i < len(b):
-        key, i = _varint(b, i)
-        num, wt = key >> 3, key & 7
-        if wt == 0:
-            v, i = _varint(b, i)
-            out.append((num, wt, v))
-        elif wt == 2:
-            n, i = _varint(b, i)
-            if i + n > len(b):
-                raise _Malformed("truncated field")
-            out.append((num, wt, b[i : i + n]))
-            i += n
-        elif wt == 1:
-            out.append((num, wt, b[i : i + 8]))
-            i += 8
-        elif wt == 5:
-            out.append((num, wt, b[i : i + 4]))
-            i += 4
-        else:
-            raise _Malformed(f"unsupported wire type {wt}")
-    return out
+def _fields(b: Any) -> list[tuple[int, int, Any]]:
+    """An embedded message's fields (``protowire.fields``); a scalar where a message belongs is malformed."""
+    if not isinstance(b, bytes):
+        raise Malformed("expected an embedded message")
+    return protowire.fields(b)
 
 
 def _signed(v: int) -> int:
@@ -373,7 +334,7 @@ def _signed(v: int) -> int:
 
 def _str(v: Any) -> str:
     if not isinstance(v, bytes):
-        raise _Malformed("expected a length-delimited string")
+        raise Malformed("expected a length-delimited string")
     return v.decode("utf-8")
 
 
@@ -384,11 +345,11 @@ def _scalar(type_: str, wt: int, v: Any) -> Any:
         return base64.b64encode(v).decode()
     if type_ == "int":
         if wt != 0:
-            raise _Malformed("expected a varint")
+            raise Malformed("expected a varint")
         return _signed(v)
     if type_ == "bool":
         if wt != 0:
-            raise _Malformed("expected a varint")
+            raise Malformed("expected a varint")
         return bool(v)
     if type_ == "time":
         secs = 0
@@ -469,7 +430,7 @@ def decode(body: bytes) -> dict[str, Any]:
                 "or application/yaml (for example: kubectl apply -f)"
             )
         obj = decode_message(kind, raw)
-    except (_Malformed, UnicodeDecodeError, RecursionError) as e:
+    except (Malformed, UnicodeDecodeError, RecursionError) as e:
         raise errors.BadRequest(f"the protobuf body is malformed: {e}") from None
     obj = {"apiVersion": api_version, "kind": kind, **obj}
     if kind == "DeleteOptions":

@@ -51,6 +51,7 @@ from urllib.parse import unquote
 
 import hpack
 
+from controlplane.api.protowire import field, fields
 from controlplane.storage.interface import CreateDone, KeyExistsError
 
 log = logging.getLogger(__name__)
@@ -76,21 +77,7 @@ def frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
     return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
 
 
-# -- the protobuf of a create Txn (etcd's rpc.proto), by hand: three messages, two fields read --------
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, data: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(data)) + data
+# -- the protobuf of a create Txn (etcd's rpc.proto), by hand (``protowire``): three messages, two fields read
 
 
 def create_txn(key: bytes, value: bytes) -> bytes:
@@ -99,51 +86,17 @@ def create_txn(key: bytes, value: bytes) -> bytes:
     Compare: target (2) = CREATE (1), key (3), create_revision (5) = 0 (set, so the oneof is
     present; result (1) = EQUAL is the default 0). RequestOp.request_put (2) = PutRequest{key (1),
     value (2)}. TxnRequest: compare (1), success (2)."""
-    compare = b"\x10\x01" + _field(3, key) + b"\x28\x00"
-    put = _field(1, key) + _field(2, value)
-    return _field(1, compare) + _field(2, _field(2, put))
-
-
-def _read_varint(b: bytes, i: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        c = b[i]
-        i += 1
-        result |= (c & 0x7F) << shift
-        if c < 0x80:
-            return result, i
-        shift += 7
-
-
-def _fields(b: bytes) -> list[tuple[int, int | bytes]]:
-    """Top-level (field number, value) pairs of a message: varints as ints, length-delimited as bytes."""
-    out: list[tuple[int, int | bytes]] = []
-    i, n = 0, len(b)
-    while i < n:
-        key, i = _read_varint(b, i)
-        wire = key & 7
-        if wire == 0:
-            v, i = _read_varint(b, i)
-            out.append((key >> 3, v))
-        elif wire == 2:
-            ln, i = _read_varint(b, i)
-            out.append((key >> 3, b[i : i + ln]))
-            i += ln
-        elif wire == 1:
-            i += 8
-        elif wire == 5:
-            i += 4
-        else:
-            raise ValueError(f"protobuf wire type {wire} in a TxnResponse")
-    return out
+    compare = b"\x10\x01" + field(3, key) + b"\x28\x00"
+    put = field(1, key) + field(2, value)
+    return field(1, compare) + field(2, field(2, put))
 
 
 def txn_outcome(msg: bytes) -> tuple[bool, int]:
     """(succeeded, header.revision) of an encoded ``TxnResponse``."""
     succeeded, revision = False, 0
-    for number, v in _fields(msg):
+    for number, _wire, v in fields(msg):
         if number == 1 and isinstance(v, bytes):  # header: ResponseHeader{..., revision (3)}
-            for n2, v2 in _fields(v):
+            for n2, _wire2, v2 in fields(v):
                 if n2 == 3 and isinstance(v2, int):
                     revision = v2
         elif number == 2 and isinstance(v, int):
