@@ -190,12 +190,9 @@ class H2Connection:
         return n <= self._max_frame and n <= self._peer_stream_window
 
     def can_send(self, req: Pending) -> bool:
-        return (
-            not self.draining
-            and len(self.streams) < self._max_streams
-            and len(req.message) <= self._send_window
-            and self._next_id < _MAX_WINDOW
-        )
+        if self._next_id >= _MAX_WINDOW:
+            self.draining = True  # its stream ids are used up: the next create opens a new connection
+        return not self.draining and len(self.streams) < self._max_streams and len(req.message) <= self._send_window
 
     def send(self, req: Pending, defer: bool = False) -> None:
         """Open a stream for ``req`` and write it, or with ``defer`` add it to ``batch`` for the

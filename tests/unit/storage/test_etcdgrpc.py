@@ -313,3 +313,16 @@ def test_a_down_endpoint_hands_creates_over(harness_for: Callable[..., Harness])
     wait_for(lambda: h.settled(1), timeout=5, message="the create handed over")
     probe.close()
     assert h.handed == ["/d/0"] and h.fake.connections == 0
+
+
+def test_a_connection_whose_stream_ids_ran_out_is_replaced(harness_for: Callable[..., Harness]) -> None:
+    h = harness_for(lambda i: "ok")
+    h.create("/s/0")
+    wait_for(lambda: h.settled(1), timeout=5, message="the first create")
+    conn = h.writer._conn
+    assert conn is not None
+    with conn.lock:
+        conn._next_id = 2**31 - 1  # as after a billion creates
+    h.create("/s/1")
+    wait_for(lambda: h.settled(2), timeout=5, message="the create on a new connection")
+    assert sorted(h.results) == ["/s/0", "/s/1"] and h.handed == [] and h.fake.connections == 2
