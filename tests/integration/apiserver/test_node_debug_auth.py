@@ -4,7 +4,8 @@ SubjectAccessReview as controlplane/client/delegated.py sends them, RBAC as boot
 The reviews are posted with the proxy's own identity (a ``system:kube-proxy`` client certificate
 from the cluster CA), which ``system:auth-delegator`` allows. Tokens from the fixture's token file:
 ``masters-token`` (root, ``system:masters``) and ``secret-token`` (alice, groups devs/ops). Alice is
-bound to ``system:kubelab-node-debug`` in the middle of the test; the binding is deleted at the end.
+bound to ``system:kubelab-node-debug`` in the middle of the test (in force once the API server's RBAC
+informer has it); the binding is deleted at the end.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from controlplane import pki
 from controlplane.client import delegated
 from controlplane.client.rest import ApiClient
 from tests.helpers.apiserver import RunningApiServer
+from tests.helpers.wait import wait_for
 
 RBAC_GROUP = "rbac.authorization.k8s.io"
 RBAC = f"/apis/{RBAC_GROUP}/v1"
@@ -54,7 +56,14 @@ def test_tokens_and_rbac_decide_401_403_and_200(server: RunningApiServer, tmp_pa
         }
         assert admin.post(f"{RBAC}/clusterrolebindings", json=binding).status_code == 201
         try:
-            fresh = delegated.DelegatedAuth(post)  # the denial above is cached for 10 s in `auth`
+            # RBAC reads bindings from the API server's informer, as kube-apiserver's does: the new
+            # one is in force once the watch delivered it (the clean room once asked first). Each
+            # try is a fresh DelegatedAuth: a denial is cached for 10 s, as in `auth` above.
+            def alice_allowed() -> bool:
+                return delegated.DelegatedAuth(post).check(None, "Bearer secret-token", "GET", "/debug/network") is None
+
+            wait_for(alice_allowed, timeout=10, message="alice's new ClusterRoleBinding in force")
+            fresh = delegated.DelegatedAuth(post)
             assert fresh.check(None, "Bearer secret-token", "GET", "/debug/network") is None
             assert fresh.check(None, "Bearer secret-token", "GET", "/debug/network/route") is None
             assert fresh.check(None, "Bearer secret-token", "GET", "/debug/rules") is None
