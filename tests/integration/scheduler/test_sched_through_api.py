@@ -116,12 +116,6 @@ def test_pod_that_fits_nowhere_stays_pending_with_reason_then_schedules_when_cap
     mkpod(client, ns, "big", cpu="2", nodeSelector={"pool": ns})
     other_nodes = len(client.list(NODES)["items"]) - 3
 
-    def unschedulable_condition() -> dict[str, Any] | None:
-        conds = client.get(PODS, "big", ns).get("status", {}).get("conditions") or []
-        return next((c for c in conds if c["type"] == "PodScheduled" and c["status"] == "False"), None)
-
-    cond = wait_for(unschedulable_condition, timeout=10, message="PodScheduled=False")
-    assert cond["reason"] == "Unschedulable"
     total = other_nodes + 3
     expected_reasons = sorted(
         [
@@ -130,9 +124,28 @@ def test_pod_that_fits_nowhere_stays_pending_with_reason_then_schedules_when_cap
             *([f"{other_nodes} node(s) didn't match Pod's node affinity/selector"] if other_nodes else []),
         ]
     )
-    assert cond["message"].startswith(f"0/{total} nodes are available: {', '.join(expected_reasons)}. preemption: ")
-    ev = wait_for(lambda: [e for e in events_for(client, ns, "big") if e["reason"] == "FailedScheduling"])
-    assert ev[0]["type"] == "Warning" and ev[0]["message"] == cond["message"]
+    expected = f"0/{total} nodes are available: {', '.join(expected_reasons)}. preemption: "
+
+    def unschedulable_condition() -> dict[str, Any] | None:
+        conds = client.get(PODS, "big", ns).get("status", {}).get("conditions") or []
+        return next((c for c in conds if c["type"] == "PodScheduled" and c["status"] == "False"), None)
+
+    # The scheduler may try the pod before its informer has all three nodes (the clean room once
+    # saw "0/2 nodes"): each try writes the condition and an event, so wait for the try that saw
+    # them all, then for that try's event.
+    cond = wait_for(
+        lambda: (c := unschedulable_condition()) is not None and c["message"].startswith(expected) and c,
+        timeout=10,
+        message=f"PodScheduled=False with {expected!r}",
+    )
+    assert cond["reason"] == "Unschedulable"
+    wanted = ("FailedScheduling", cond["message"])
+
+    def that_try() -> list[dict[str, Any]]:
+        return [e for e in events_for(client, ns, "big") if (e["reason"], e["message"]) == wanted]
+
+    ev = wait_for(that_try, message="the FailedScheduling event of that try")
+    assert ev[0]["type"] == "Warning"
     assert node_of(client, ns, "big") == ""
 
     roomy = uniq("roomy")
