@@ -209,6 +209,13 @@ class Harness:
 
         self.writer.submit(key, value, done)
 
+    def create_in_turn(self, prefix: str, n: int) -> None:
+        """``n`` creates, each sent once the one before was answered (or handed over)."""
+        for i in range(n):
+            before = len(self.results) + len(self.handed)
+            self.create(f"{prefix}{i}")
+            wait_for(lambda b=before: self.settled(b + 1), timeout=5, message=f"an answer to {prefix}{i}")
+
     def settled(self, n: int) -> bool:
         with self.lock:
             return len(self.results) + len(self.handed) >= n
@@ -250,17 +257,13 @@ def test_creates_are_answered_once_each_and_control_frames_acknowledged(harness_
 
 def test_a_refused_stream_is_handed_to_the_gateway_path(harness_for: Callable[..., Harness]) -> None:
     h = harness_for(lambda i: "rst" if i == 1 else "ok")
-    for i in range(3):
-        h.create(f"/r/{i}")
-        wait_for(lambda n=i + 1: h.settled(n), timeout=5, message=f"answer {i}")
+    h.create_in_turn("/r/", 3)
     assert h.handed == ["/r/1"] and sorted(h.results) == ["/r/0", "/r/2"]
 
 
 def test_goaway_hands_over_what_etcd_never_processed_and_reconnects(harness_for: Callable[..., Harness]) -> None:
     h = harness_for(lambda i: "goaway" if i == 2 else "ok")
-    for i in range(5):
-        h.create(f"/g/{i}")
-        wait_for(lambda n=i + 1: h.settled(n), timeout=5, message=f"answer {i}")
+    h.create_in_turn("/g/", 5)
     assert h.handed == ["/g/2"]
     assert sorted(h.results) == ["/g/0", "/g/1", "/g/3", "/g/4"]
     assert h.fake.connections == 2
@@ -268,9 +271,7 @@ def test_goaway_hands_over_what_etcd_never_processed_and_reconnects(harness_for:
 
 def test_a_broken_connection_hands_over_every_open_create(harness_for: Callable[..., Harness]) -> None:
     h = harness_for(lambda i: "close" if i == 3 else "ok")
-    for i in range(3):
-        h.create(f"/c/{i}")
-        wait_for(lambda n=i + 1: h.settled(n), timeout=5, message=f"answer {i}")
+    h.create_in_turn("/c/", 3)
     h.create("/c/3")
     wait_for(lambda: h.settled(4), timeout=5, message="the create on the closed connection handed over")
     assert h.handed == ["/c/3"]
