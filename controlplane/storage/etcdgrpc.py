@@ -211,23 +211,14 @@ class H2Connection:
     def write(self, data: bytes) -> None:
         """Send ``batch`` and ``data`` now, as much as the socket takes; keep the rest in ``unsent``
         (caller holds ``lock``). Stream ids reach etcd in the order they were opened."""
-        if self.batch:
-            data = bytes(self.batch) + data
-            self.batch.clear()
-        if not data:
-            return
-        if self.unsent:
-            self.unsent += data
-            return
-        try:
-            sent = self.sock.send(data)
-        except (BlockingIOError, ssl.SSLWantWriteError, ssl.SSLWantReadError):
-            sent = 0
-        if sent < len(data):
-            self.unsent += data[sent:]
+        self.unsent += self.batch
+        self.unsent += data
+        self.batch.clear()
+        self.flush()
 
     def flush(self) -> None:
-        """Send more of ``unsent`` (I/O thread, under lock). OSError when the connection broke."""
+        """Send what the socket takes of ``unsent`` (caller holds ``lock``). OSError when the
+        connection broke."""
         if not self.unsent:
             return
         try:
@@ -432,12 +423,11 @@ class GrpcCreateWriter:
         # under that lock, and the request goes to the queue below.
         conn = self._conn
         if conn is not None and not self._queue:
-            sent = stuck = schedule = False
+            sent = stuck = schedule = big = False
             with conn.lock:
                 if not conn.fits(req):
                     big = True  # more than one frame: the gateway path takes it
                 elif conn.can_send(req):
-                    big = False
                     sent = True
                     try:
                         conn.send(req, defer=loop is not None)
@@ -446,8 +436,6 @@ class GrpcCreateWriter:
                     if loop is not None and not conn.flush_scheduled:
                         conn.flush_scheduled = schedule = True
                     stuck = bool(conn.unsent) or conn.draining
-                else:
-                    big = False
             if big:
                 self._hand_over(req)
                 return
@@ -600,9 +588,13 @@ class GrpcCreateWriter:
         if conn.streams:
             self._old.append(conn)
         else:
-            with contextlib.suppress(KeyError, ValueError):
-                self._sel.unregister(conn.sock)
-            conn.close()
+            self._close(conn)
+
+    def _close(self, conn: H2Connection) -> None:
+        """Take ``conn`` off the selector and close it (I/O thread)."""
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(conn.sock)
+        conn.close()
 
     def _service(self, conn: H2Connection, mask: int) -> None:
         try:
@@ -633,9 +625,7 @@ class GrpcCreateWriter:
         with self._lock:
             if conn in self._old and not conn.streams:
                 self._old.remove(conn)
-                with contextlib.suppress(KeyError, ValueError):
-                    self._sel.unregister(conn.sock)
-                conn.close()
+                self._close(conn)
 
     def _expire(self) -> None:
         """A connection with a create unanswered past the timeout is dead to us: drop it.
@@ -665,8 +655,6 @@ class GrpcCreateWriter:
                 conn.draining = True
                 reqs = list(conn.streams.values())
                 conn.streams.clear()
-        with contextlib.suppress(KeyError, ValueError):
-            self._sel.unregister(conn.sock)
-        conn.close()
+        self._close(conn)
         for r in reqs:
             self._hand_over(r)

@@ -41,7 +41,7 @@ class GatewayConnection:
             sock.close()
             raise
         self.sock: socket.socket = sock
-        self._host = self.host_header = f"{host}:{port}".encode()
+        self._host = f"{host}:{port}".encode()
         self._buf = bytearray()
         self._pos = 0
         self.closed = False
@@ -212,7 +212,6 @@ class StreamParser:
         self.reason = ""
         self._chunked = False
         self._length = -1  # Content-Length, when the body is not chunked
-        self.close = False  # the server will close the connection after this answer
         self.ended = False  # the server ended the body (last chunk, or Content-Length bytes)
 
     def feed(self, data: bytes) -> None:
@@ -229,7 +228,6 @@ class StreamParser:
             if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
                 raise ConnectionError(f"etcd answered something that is not HTTP/1.x: {head[0][:80]!r}")
             self.reason = parts[2].decode("latin-1") if len(parts) > 2 else ""
-            self.close = parts[0] == b"HTTP/1.0"
             for line in head[1:]:
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()
@@ -237,8 +235,6 @@ class StreamParser:
                     self._chunked = True
                 elif name == b"content-length":
                     self._length = int(value.strip())
-                elif name == b"connection":
-                    self.close = value.strip().lower() == b"close"
             self.status = int(parts[1])
         if not self._chunked:
             self._body += self._buf
